@@ -1,0 +1,1 @@
+"""nimbus: a self-hosted serverless platform speaking AWS Lambda's API."""

@@ -1,0 +1,12 @@
+"""The control plane: Lambda's REST API, route by route."""
+
+from starlette.routing import BaseRoute
+
+from nimbus.api import aliases, concurrency, functions, tags
+
+routes: list[BaseRoute] = [
+    *functions.routes,
+    *aliases.routes,
+    *concurrency.routes,
+    *tags.routes,
+]

@@ -1,0 +1,306 @@
+"""Functions and versions: Create/Get/List/Update/Delete, PublishVersion, code download."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nimbus.api.names import NAME_PATTERN, parse_function_ref, unqualified
+from nimbus.api.settings import (
+    ROLE_PATTERN,
+    parse_architectures,
+    parse_settings,
+    require_zip_settings,
+)
+from nimbus.api.shapes import b64_sha, function_configuration, lambda_timestamp
+from nimbus.api.wire import Params, empty_response, json_response, query_int, read_json
+from nimbus.errors import (
+    CodeStorageExceeded,
+    InvalidParameterValue,
+    RequestTooLarge,
+    ResourceNotFound,
+)
+from nimbus.models import LATEST, FunctionVersion
+from nimbus.services import Services, blocking, services
+from nimbus.store.code import StoredCode
+from nimbus.store.functions import check_revision
+
+# Lambda limits the request (base64 of a 50 MB zip, plus JSON) for code uploads.
+CODE_REQUEST_LIMIT = 69_905_067
+
+
+async def resolve_version(
+    svc: Services, raw: str, qualifier: str | None
+) -> tuple[FunctionVersion, str | None]:
+    """Find the version a (possibly alias-) qualified name means; also return the alias."""
+    ref = parse_function_ref(raw, svc.config, qualifier)
+    q = ref.qualifier or LATEST
+    if q == LATEST or q.isdigit():
+        return await blocking(svc.functions.get_version, ref.name, q), None
+    alias = await blocking(svc.aliases.get, ref.name, q)
+    return await blocking(svc.functions.get_version, ref.name, alias.function_version), q
+
+
+def _decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: str) -> bytes:
+    code = body if where == "" else body.get("Code")
+    if not isinstance(code, dict):
+        raise InvalidParameterValue("Code is required: pass Code.ZipFile with your .zip package.")
+    for unsupported in ("S3Bucket", "S3Key", "S3ObjectVersion"):
+        if code.get(unsupported):
+            raise InvalidParameterValue(
+                f"{where}{unsupported} is not supported: nimbus has no S3. Upload the package "
+                f"inline with {where}ZipFile."
+            )
+    if code.get("ImageUri"):
+        raise InvalidParameterValue(
+            f"{where}ImageUri is not supported: nimbus runs .zip packages. Upload the package "
+            f"with {where}ZipFile."
+        )
+    raw = code.get("ZipFile")
+    if not isinstance(raw, str) or not raw:
+        raise InvalidParameterValue(
+            f"{where}ZipFile is required: pass your deployment package (a .zip) as {where}ZipFile."
+        )
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidParameterValue(f"{where}ZipFile is not valid base64: {exc}") from exc
+    if len(data) > config_limit:
+        raise RequestTooLarge(
+            f"Zipped package is {len(data)} bytes; it must be at most {config_limit} bytes for "
+            f"the {operation} operation. Move dependencies into a layer."
+        )
+    return data
+
+
+async def _store_code(svc: Services, data: bytes) -> StoredCode:
+    _count, used = await blocking(svc.functions.usage)
+    if used + len(data) > svc.config.total_code_size:
+        raise CodeStorageExceeded(
+            f"Code storage limit exceeded: {used} of {svc.config.total_code_size} bytes in use. "
+            "Delete unused versions or functions."
+        )
+    return await blocking(svc.code.put, data)
+
+
+async def create_function(request: Request) -> Response:
+    svc = services(request)
+    body = await read_json(request, "CreateFunction", CODE_REQUEST_LIMIT)
+    params = Params(body)
+    name = params.string("FunctionName", required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
+    params.string("Role", required=True, pattern=ROLE_PATTERN)
+    publish = params.boolean("Publish") or False
+    tags = validate_tags(params)
+    settings = parse_settings(body, params)
+    archs = parse_architectures(params)
+    package_type = params.string("PackageType") or "Zip"
+    params.check()
+    if package_type != "Zip":
+        raise InvalidParameterValue(
+            f"PackageType {package_type} is not supported: nimbus runs .zip packages."
+        )
+    require_zip_settings(settings.get("runtime"), settings.get("handler"))
+    data = _decode_zip(body, "Code.", svc.config.max_zip_size, "CreateFunction")
+    stored = await _store_code(svc, data)
+    assert name is not None
+    latest = FunctionVersion(
+        function_name=name,
+        version=LATEST,
+        runtime=None,
+        handler=None,
+        role="",
+        code_sha256=stored.sha256_hex,
+        code_size=stored.size,
+        last_modified=lambda_timestamp(),
+        revision_id=str(uuid.uuid4()),
+        architectures=archs or ["x86_64"],
+    ).replace(**settings)
+    created = await blocking(svc.functions.create, latest, tags, publish)
+    return json_response(function_configuration(created, svc.config), 201)
+
+
+def validate_tags(params: Params) -> dict[str, str]:
+    tags = params.mapping("Tags") or {}
+    if len(tags) > 50:
+        raise InvalidParameterValue(f"A function can have at most 50 tags; {len(tags)} given.")
+    for key, value in tags.items():
+        params.string("Tags", value=key, min_len=1, max_len=128)
+        if key.lower().startswith("aws:"):
+            raise InvalidParameterValue(f"Tag key '{key}' uses the reserved prefix 'aws:'.")
+        if not isinstance(value, str) or len(value) > 256:
+            raise InvalidParameterValue(
+                f"Tag value for '{key}' must be a string of at most 256 characters."
+            )
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+async def get_function(request: Request) -> Response:
+    svc = services(request)
+    version, alias = await resolve_version(
+        svc, request.path_params["name"], request.query_params.get("Qualifier")
+    )
+    record = await blocking(svc.functions.get_record, version.function_name)
+    body: dict[str, Any] = {
+        "Configuration": function_configuration(version, svc.config, alias),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": svc.signer.url(str(request.base_url), version.code_sha256),
+        },
+    }
+    if record.tags:
+        body["Tags"] = record.tags
+    if record.reserved_concurrency is not None:
+        body["Concurrency"] = {"ReservedConcurrentExecutions": record.reserved_concurrency}
+    return json_response(body)
+
+
+async def get_function_configuration(request: Request) -> Response:
+    svc = services(request)
+    version, alias = await resolve_version(
+        svc, request.path_params["name"], request.query_params.get("Qualifier")
+    )
+    return json_response(function_configuration(version, svc.config, alias))
+
+
+async def list_functions(request: Request) -> Response:
+    svc = services(request)
+    max_items = query_int(request, "MaxItems", 50, 1, 10000)
+    fv = request.query_params.get("FunctionVersion")
+    if fv not in (None, "ALL"):
+        raise InvalidParameterValue(f"FunctionVersion must be ALL when given, not {fv}.")
+    page = await blocking(
+        svc.functions.list_functions, request.query_params.get("Marker"), max_items, fv == "ALL"
+    )
+    body: dict[str, Any] = {
+        "Functions": [function_configuration(v, svc.config) for v in page.items]
+    }
+    if page.next_marker:
+        body["NextMarker"] = page.next_marker
+    return json_response(body)
+
+
+async def list_versions(request: Request) -> Response:
+    svc = services(request)
+    name = unqualified(request.path_params["name"], svc.config)
+    max_items = query_int(request, "MaxItems", 50, 1, 10000)
+    page = await blocking(
+        svc.functions.list_versions, name, request.query_params.get("Marker"), max_items
+    )
+    body: dict[str, Any] = {"Versions": [function_configuration(v, svc.config) for v in page.items]}
+    if page.next_marker:
+        body["NextMarker"] = page.next_marker
+    return json_response(body)
+
+
+async def update_function_code(request: Request) -> Response:
+    svc = services(request)
+    name = unqualified(request.path_params["name"], svc.config)
+    body = await read_json(request, "UpdateFunctionCode", CODE_REQUEST_LIMIT)
+    params = Params(body)
+    publish = params.boolean("Publish") or False
+    dry_run = params.boolean("DryRun") or False
+    revision = params.string("RevisionId")
+    archs = parse_architectures(params)
+    data = _decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
+    current = await blocking(svc.functions.get_version, name, LATEST)
+    if dry_run:
+        stored = await blocking(svc.code.validate, data)
+    else:
+        stored = await _store_code(svc, data)
+
+    def change(v: FunctionVersion) -> FunctionVersion:
+        return v.replace(
+            code_sha256=stored.sha256_hex,
+            code_size=stored.size,
+            architectures=archs or v.architectures,
+            last_modified=lambda_timestamp(),
+            revision_id=str(uuid.uuid4()),
+        )
+
+    if dry_run:
+        check_revision(revision, current.revision_id)
+        return json_response(function_configuration(change(current), svc.config))
+    updated = await blocking(svc.functions.update_latest, name, change, revision, publish)
+    return json_response(function_configuration(updated, svc.config))
+
+
+async def update_function_configuration(request: Request) -> Response:
+    svc = services(request)
+    name = unqualified(request.path_params["name"], svc.config)
+    body = await read_json(request, "UpdateFunctionConfiguration")
+    params = Params(body)
+    revision = params.string("RevisionId")
+    settings = parse_settings(body, params)
+
+    def change(v: FunctionVersion) -> FunctionVersion:
+        extra = {**v.extra, **settings.pop("extra", {})}
+        new = v.replace(**settings, extra=extra)
+        require_zip_settings(new.runtime, new.handler)
+        return new.replace(last_modified=lambda_timestamp(), revision_id=str(uuid.uuid4()))
+
+    updated = await blocking(svc.functions.update_latest, name, change, revision)
+    return json_response(function_configuration(updated, svc.config))
+
+
+async def delete_function(request: Request) -> Response:
+    svc = services(request)
+    ref = parse_function_ref(
+        request.path_params["name"], svc.config, request.query_params.get("Qualifier")
+    )
+    await blocking(svc.functions.delete, ref.name, ref.qualifier)
+    return empty_response(204)
+
+
+async def publish_version(request: Request) -> Response:
+    svc = services(request)
+    name = unqualified(request.path_params["name"], svc.config)
+    params = Params(await read_json(request, "PublishVersion"))
+    description = params.string("Description", max_len=256)
+    sha = params.string("CodeSha256")
+    revision = params.string("RevisionId")
+    params.check()
+    version = await blocking(svc.functions.publish, name, description, sha, revision)
+    return json_response(function_configuration(version, svc.config), 201)
+
+
+async def download_code(request: Request) -> Response:
+    svc = services(request)
+    sha = request.path_params["sha"]
+    svc.signer.verify(
+        sha, request.query_params.get("Expires"), request.query_params.get("Signature")
+    )
+    try:
+        data = await blocking(svc.code.read, sha)
+    except FileNotFoundError as exc:
+        raise ResourceNotFound("This code package no longer exists.") from exc
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{sha}.zip"',
+            "x-amz-meta-sha256": b64_sha(sha),
+        },
+    )
+
+
+_F = "/2015-03-31/functions"
+routes = [
+    Route(_F, create_function, methods=["POST"]),
+    Route(_F + "/", create_function, methods=["POST"]),
+    Route(_F, list_functions, methods=["GET"]),
+    Route(_F + "/", list_functions, methods=["GET"]),
+    Route(_F + "/{name}", get_function, methods=["GET"]),
+    Route(_F + "/{name}", delete_function, methods=["DELETE"]),
+    Route(_F + "/{name}/configuration", get_function_configuration, methods=["GET"]),
+    Route(_F + "/{name}/configuration", update_function_configuration, methods=["PUT"]),
+    Route(_F + "/{name}/code", update_function_code, methods=["PUT"]),
+    Route(_F + "/{name}/versions", publish_version, methods=["POST"]),
+    Route(_F + "/{name}/versions", list_versions, methods=["GET"]),
+    Route("/_nimbus/code/{sha:str}.zip", download_code, methods=["GET"]),
+]

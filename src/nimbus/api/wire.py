@@ -1,0 +1,227 @@
+"""Lambda's wire format: request bodies in, JSON and errors out.
+
+``error_response`` is the one place a ``NimbusError`` becomes Lambda's error shape:
+``{"Type": ..., "Message"|"message": ...}`` with the ``X-Amzn-ErrorType`` header that
+botocore reads to raise the modeled exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from nimbus.errors import (
+    InvalidRequestContent,
+    NimbusError,
+    RequestTooLarge,
+    ServiceError,
+    ValidationError,
+)
+
+log = logging.getLogger("nimbus.api")
+
+# Lambda's control-plane limit for requests that are not code uploads.
+DEFAULT_BODY_LIMIT = 6 * 1024 * 1024
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status, headers=_request_id_header())
+
+
+def empty_response(status: int = 204) -> Response:
+    return Response(status_code=status, headers=_request_id_header())
+
+
+def _request_id_header() -> dict[str, str]:
+    return {"x-amzn-RequestId": str(uuid.uuid4())}
+
+
+def error_response(exc: NimbusError) -> Response:
+    headers = {"X-Amzn-ErrorType": exc.type_name, **_request_id_header(), **exc.headers()}
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def nimbus_error_handler(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NimbusError)
+    return error_response(exc)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error serving %s %s", request.method, request.url.path)
+    return error_response(ServiceError(f"nimbus failed to serve this request: {exc!r}"))
+
+
+async def read_body(request: Request, limit: int, operation: str) -> bytes:
+    """Read the body, refusing (413, Lambda's message) anything over ``limit``.
+
+    An oversized body is still read to its end (and dropped) so the client, which is
+    busy sending it, gets to read our answer instead of a reset connection.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif chunks:
+            chunks.clear()
+    if size > limit:
+        raise RequestTooLarge(
+            f"Request must be smaller than {limit} bytes for the {operation} operation"
+        )
+    return b"".join(chunks)
+
+
+async def read_json(
+    request: Request, operation: str, limit: int = DEFAULT_BODY_LIMIT
+) -> dict[str, Any]:
+    raw = await read_body(request, limit, operation)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: {exc}. Send a JSON object."
+        ) from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestContent(
+            "Could not parse request body into json: expected a JSON object, got "
+            f"{type(body).__name__}."
+        )
+    return body
+
+
+def _camel(member: str) -> str:
+    return member[:1].lower() + member[1:]
+
+
+class Params:
+    """Validates request members against the service model's constraints.
+
+    Constraint violations are collected and raised together as Lambda does:
+    ``ValidationException: 2 validation errors detected: Value '0' at 'timeout' failed
+    to satisfy constraint: Member must have value greater than or equal to 1; ...``.
+    """
+
+    def __init__(self, data: dict[str, Any], prefix: str = "") -> None:
+        self.data = data
+        self.prefix = prefix
+        self.problems: list[str] = []
+
+    def _where(self, member: str) -> str:
+        return f"{self.prefix}{_camel(member)}"
+
+    def _fail(self, value: Any, member: str, constraint: str) -> None:
+        shown = value if not isinstance(value, (dict, list)) else json.dumps(value)
+        self.problems.append(
+            f"Value '{shown}' at '{self._where(member)}' failed to satisfy constraint: "
+            f"Member must {constraint}"
+        )
+
+    def has(self, member: str) -> bool:
+        return self.data.get(member) is not None
+
+    def string(
+        self,
+        member: str,
+        *,
+        required: bool = False,
+        min_len: int = 0,
+        max_len: int | None = None,
+        pattern: str | None = None,
+        value: Any = None,
+    ) -> str | None:
+        value = self.data.get(member) if value is None else value
+        if value is None:
+            if required:
+                self.problems.append(
+                    f"Value null at '{self._where(member)}' failed to satisfy constraint: "
+                    "Member must not be null"
+                )
+            return None
+        if not isinstance(value, str):
+            self._fail(value, member, "be a string")
+            return None
+        if len(value) < min_len:
+            self._fail(value, member, f"have length greater than or equal to {min_len}")
+        elif max_len is not None and len(value) > max_len:
+            self._fail(value, member, f"have length less than or equal to {max_len}")
+        elif pattern is not None and not re.fullmatch(pattern, value):
+            self._fail(value, member, f"satisfy regular expression pattern: {pattern}")
+        return value
+
+    def integer(
+        self, member: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
+        value = self.data.get(member)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._fail(value, member, "be an integer")
+            return None
+        if minimum is not None and value < minimum:
+            self._fail(value, member, f"have value greater than or equal to {minimum}")
+        elif maximum is not None and value > maximum:
+            self._fail(value, member, f"have value less than or equal to {maximum}")
+        return value
+
+    def boolean(self, member: str) -> bool | None:
+        value = self.data.get(member)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self._fail(value, member, "be a boolean")
+            return None
+        return value
+
+    def mapping(self, member: str) -> dict[str, Any] | None:
+        value = self.data.get(member)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self._fail(value, member, "be a map")
+            return None
+        return value
+
+    def sequence(self, member: str, *, max_items: int | None = None) -> list[Any] | None:
+        value = self.data.get(member)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            self._fail(value, member, "be a list")
+            return None
+        if max_items is not None and len(value) > max_items:
+            self._fail(value, member, f"have length less than or equal to {max_items}")
+        return value
+
+    def nested(self, member: str) -> Params:
+        """Validate a sub-structure; its problems are reported with this one's."""
+        sub = Params(self.mapping(member) or {}, prefix=f"{self._where(member)}.")
+        sub.problems = self.problems
+        return sub
+
+    def check(self) -> None:
+        if self.problems:
+            count = len(self.problems)
+            noun = "error" if count == 1 else "errors"
+            raise ValidationError(
+                f"{count} validation {noun} detected: " + "; ".join(self.problems)
+            )
+
+
+def query_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    params = Params({name: int(raw) if raw.lstrip("-").isdigit() else raw})
+    value = params.integer(name, minimum=minimum, maximum=maximum)
+    params.check()
+    assert value is not None
+    return value

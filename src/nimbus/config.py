@@ -1,0 +1,84 @@
+"""One typed configuration for nimbus.
+
+Values come, lowest precedence first, from the embedded defaults, a TOML file
+(``--config`` or ``NIMBUS_CONFIG``), ``NIMBUS_*`` environment variables, and command-line
+flags. The defaults run everything on one machine with nothing but Python.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which value and why."""
+
+
+class Config(BaseModel):
+    """Everything nimbus reads at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9000, ge=0, le=65535)
+    data_dir: Path = Path(".nimbus")
+    database_url: str | None = None  # None: SQLite under data_dir
+    region: str = "us-east-1"
+    account_id: str = Field("000000000000", pattern=r"^\d{12}$")
+    log_level: str = "info"
+    # Account-wide concurrency, as Lambda's default quota; at least 100 stays unreserved.
+    concurrency_limit: int = Field(1000, ge=1)
+    unreserved_minimum: int = Field(100, ge=0)
+    # Lambda's quotas for deployment packages, in bytes.
+    max_zip_size: int = 50 * 1024 * 1024
+    max_unzipped_size: int = 250 * 1024 * 1024
+    max_zip_entries: int = Field(20_000, ge=1)
+    total_code_size: int = 75 * 1024 * 1024 * 1024
+
+    model_config = {"extra": "forbid"}
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "nimbus.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    def function_arn(self, name: str, qualifier: str | None = None) -> str:
+        arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
+        return f"{arn}:{qualifier}" if qualifier else arn
+
+
+ENV_PREFIX = "NIMBUS_"
+
+
+def load_config(file: Path | None = None, **flags: Any) -> Config:
+    """Build the Config from file, environment and flags (``None`` flags are ignored)."""
+    values: dict[str, Any] = {}
+    file = file or (Path(os.environ["NIMBUS_CONFIG"]) if os.environ.get("NIMBUS_CONFIG") else None)
+    if file is not None:
+        try:
+            values.update(tomllib.loads(file.read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+    for name in Config.model_fields:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None and env != "":
+            values[name] = env
+    values.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return Config(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

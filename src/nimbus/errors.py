@@ -1,0 +1,122 @@
+"""One error hierarchy for nimbus.
+
+Every error is raised where it is detected and carries what Lambda's wire shape needs:
+the error type name botocore maps to a modeled exception, the HTTP status, and the
+body key the service model uses for the message (Lambda is not consistent: some shapes
+use ``Message``, others ``message``). ``nimbus.api.wire`` renders them in one place.
+"""
+
+from __future__ import annotations
+
+
+class NimbusError(Exception):
+    """Base of every error nimbus reports to a client."""
+
+    type_name = "ServiceException"
+    status = 500
+    kind = "Service"  # Lambda's ``Type`` field: "User" for caller mistakes.
+    message_key = "Message"
+
+    def __init__(self, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra  # additional modeled members, e.g. Reason for throttles
+
+    def body(self) -> dict[str, object]:
+        return {"Type": self.kind, self.message_key: self.message, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class UserError(NimbusError):
+    kind = "User"
+    status = 400
+
+
+class ServiceError(NimbusError):
+    """Something broke on our side; the message must still say what."""
+
+
+class ResourceNotFound(UserError):
+    type_name = "ResourceNotFoundException"
+    status = 404
+
+
+class ResourceConflict(UserError):
+    type_name = "ResourceConflictException"
+    status = 409
+    message_key = "message"
+
+
+class ResourceInUse(UserError):
+    type_name = "ResourceInUseException"
+    status = 400
+
+
+class InvalidParameterValue(UserError):
+    type_name = "InvalidParameterValueException"
+    message_key = "message"
+
+
+class ValidationError(UserError):
+    """A member violates a constraint of the service model (length, range, pattern)."""
+
+    type_name = "ValidationException"
+    message_key = "message"
+
+
+class InvalidRequestContent(UserError):
+    type_name = "InvalidRequestContentException"
+    message_key = "message"
+
+
+class UnsupportedMediaType(UserError):
+    type_name = "UnsupportedMediaTypeException"
+    status = 415
+    message_key = "message"
+
+
+class RequestTooLarge(UserError):
+    type_name = "RequestTooLargeException"
+    status = 413
+    message_key = "message"
+
+
+class PreconditionFailed(UserError):
+    type_name = "PreconditionFailedException"
+    status = 412
+    message_key = "message"
+
+
+class CodeStorageExceeded(UserError):
+    type_name = "CodeStorageExceededException"
+    message_key = "message"
+
+
+class TooManyRequests(UserError):
+    type_name = "TooManyRequestsException"
+    status = 429
+    message_key = "message"
+
+    def __init__(self, message: str, reason: str, retry_after: int = 1) -> None:
+        super().__init__(message, Reason=reason)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class UnknownOperation(UserError):
+    type_name = "UnknownOperationException"
+    status = 404
+
+
+class AccessDenied(UserError):
+    type_name = "AccessDeniedException"
+    status = 403
+
+
+class InvalidSignature(UserError):
+    type_name = "InvalidSignatureException"
+    status = 403

@@ -1,0 +1,95 @@
+"""The nimbus HTTP server: one Starlette app serving the control plane and health.
+
+Start-up (migrations, opening stores) runs in the lifespan, off the event loop; the
+process prints its endpoint only once the socket is bound and the store answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from nimbus import api
+from nimbus.api.wire import error_response, nimbus_error_handler, unexpected_error_handler
+from nimbus.config import Config
+from nimbus.errors import NimbusError, UnknownOperation
+from nimbus.services import blocking, open_services, services
+
+log = logging.getLogger("nimbus")
+
+
+async def health(request: Request) -> Response:
+    svc = services(request)
+    try:
+        await blocking(svc.db.ping)
+    except Exception as exc:  # any store failure means not healthy
+        return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok", "store": svc.db.engine.dialect.name})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (404, 405):
+        return error_response(
+            UnknownOperation(f"No Lambda operation matches {request.method} {request.url.path}.")
+        )
+    return JSONResponse({"message": exc.detail}, status_code=exc.status_code)
+
+
+def create_app(config: Config) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.services = await blocking(open_services, config)
+        try:
+            yield
+        finally:
+            app.state.services.close()
+
+    return Starlette(
+        routes=[Route("/health", health, methods=["GET"]), *api.routes],
+        lifespan=lifespan,
+        exception_handlers={
+            NimbusError: nimbus_error_handler,
+            HTTPException: _http_error,
+            Exception: unexpected_error_handler,
+        },
+    )
+
+
+class _Server(uvicorn.Server):
+    """Prints the endpoint once the socket is actually bound (port 0 resolved)."""
+
+    async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                print(f"nimbus ready: http://{host}:{port}", flush=True)
+                return
+
+
+def serve(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uv_config = uvicorn.Config(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=config.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    _Server(uv_config).run()

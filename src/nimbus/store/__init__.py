@@ -1,0 +1,1 @@
+"""Metadata (SQLAlchemy Core, SQLite or PostgreSQL) and code storage."""

@@ -1,0 +1,330 @@
+"""Functions and their versions in the metadata database (blocking; call off the loop)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nimbus.errors import (
+    InvalidParameterValue,
+    PreconditionFailed,
+    ResourceConflict,
+    ResourceNotFound,
+)
+from nimbus.models import LATEST, FunctionRecord, FunctionVersion, Page
+from nimbus.store.database import Database
+from nimbus.store.schema import aliases, function_versions, functions
+
+ArnFn = Callable[..., str]
+
+_VERSION_COLUMNS = [f.name for f in dataclasses.fields(FunctionVersion)]
+
+
+def encode_marker(*parts: object) -> str:
+    raw = "\x1f".join(str(p) for p in parts)
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_marker(marker: str, arity: int) -> list[str]:
+    try:
+        parts = base64.urlsafe_b64decode(marker.encode()).decode().split("\x1f")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameterValue(
+            "The Marker is not one this service issued. Pass NextMarker from the previous "
+            "response unchanged."
+        ) from exc
+    if len(parts) != arity:
+        raise InvalidParameterValue(
+            "The Marker is not one this service issued. Pass NextMarker from the previous "
+            "response unchanged."
+        )
+    return parts
+
+
+def _version_number(version: str) -> int:
+    return 0 if version == LATEST else int(version)
+
+
+def _row_to_version(row: Any) -> FunctionVersion:
+    return FunctionVersion(**{c: row._mapping[c] for c in _VERSION_COLUMNS})
+
+
+def _version_values(v: FunctionVersion) -> dict[str, Any]:
+    values = dataclasses.asdict(v)
+    values["version_number"] = _version_number(v.version)
+    return values
+
+
+def check_revision(expected: str | None, actual: str) -> None:
+    if expected is not None and expected != actual:
+        raise PreconditionFailed(
+            "The Revision Id provided does not match the latest Revision Id. Call the "
+            "GetFunction/GetAlias API to retrieve the latest Revision Id"
+        )
+
+
+class FunctionStore:
+    """Create, read, update and delete functions, versions, concurrency and tags."""
+
+    def __init__(self, db: Database, arn: ArnFn) -> None:
+        self.db = db
+        self.arn = arn
+
+    # -- reading ---------------------------------------------------------------------
+
+    def not_found(self, name: str, qualifier: str | None = None) -> ResourceNotFound:
+        if qualifier and qualifier != LATEST:
+            return ResourceNotFound(f"Function not found: {self.arn(name, qualifier)}")
+        return ResourceNotFound(f"Function not found: {self.arn(name)}")
+
+    def record(self, conn: Connection, name: str, lock: bool = False) -> FunctionRecord:
+        query = select(functions).where(functions.c.name == name)
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise self.not_found(name)
+        return FunctionRecord(**row._mapping)
+
+    def get_record(self, name: str) -> FunctionRecord:
+        with self.db.read() as conn:
+            return self.record(conn, name)
+
+    def version(self, conn: Connection, name: str, version: str) -> FunctionVersion:
+        row = conn.execute(
+            select(function_versions).where(
+                function_versions.c.function_name == name,
+                function_versions.c.version == version,
+            )
+        ).first()
+        if row is None:
+            raise self.not_found(name, version)
+        return _row_to_version(row)
+
+    def get_version(self, name: str, version: str = LATEST) -> FunctionVersion:
+        with self.db.read() as conn:
+            return self.version(conn, name, version)
+
+    def list_functions(self, marker: str | None, max_items: int, all_versions: bool) -> Page:
+        fv = function_versions
+        query = select(fv).order_by(fv.c.function_name, fv.c.version_number)
+        if not all_versions:
+            query = query.where(fv.c.version == LATEST)
+        if marker:
+            name, number = decode_marker(marker, 2)
+            query = query.where(
+                or_(
+                    fv.c.function_name > name,
+                    and_(fv.c.function_name == name, fv.c.version_number > int(number)),
+                )
+            )
+        with self.db.read() as conn:
+            rows = conn.execute(query.limit(max_items + 1)).all()
+        items = [_row_to_version(r) for r in rows[:max_items]]
+        nxt = None
+        if len(rows) > max_items:
+            last = items[-1]
+            nxt = encode_marker(last.function_name, _version_number(last.version))
+        return Page(items, nxt)
+
+    def list_versions(self, name: str, marker: str | None, max_items: int) -> Page:
+        fv = function_versions
+        query = select(fv).where(fv.c.function_name == name).order_by(fv.c.version_number)
+        if marker:
+            (number,) = decode_marker(marker, 1)
+            query = query.where(fv.c.version_number > int(number))
+        with self.db.read() as conn:
+            self.record(conn, name)
+            rows = conn.execute(query.limit(max_items + 1)).all()
+        items = [_row_to_version(r) for r in rows[:max_items]]
+        nxt = encode_marker(_version_number(items[-1].version)) if len(rows) > max_items else None
+        return Page(items, nxt)
+
+    def code_references(self) -> set[str]:
+        with self.db.read() as conn:
+            return set(conn.execute(select(function_versions.c.code_sha256).distinct()).scalars())
+
+    def usage(self) -> tuple[int, int]:
+        """(function count, total code size of every version)."""
+        with self.db.read() as conn:
+            count = conn.execute(select(func.count()).select_from(functions)).scalar_one()
+            size = conn.execute(select(func.sum(function_versions.c.code_size))).scalar()
+        return int(count), int(size or 0)
+
+    def reserved_total(self, conn: Connection, excluding: str | None = None) -> int:
+        query = select(func.sum(functions.c.reserved_concurrency))
+        if excluding:
+            query = query.where(functions.c.name != excluding)
+        return int(conn.execute(query).scalar() or 0)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def create(
+        self, latest: FunctionVersion, tags: dict[str, str], publish: bool
+    ) -> FunctionVersion:
+        """Insert a new function; returns $LATEST or, with ``publish``, version 1."""
+        record = FunctionRecord(
+            name=latest.function_name, created_at=latest.last_modified, tags=tags
+        )
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(functions).values(dataclasses.asdict(record)))
+                conn.execute(insert(function_versions).values(_version_values(latest)))
+                if publish:
+                    return self._publish(conn, latest.function_name, None, None, None)
+        except IntegrityError as exc:
+            raise ResourceConflict(f"Function already exist: {latest.function_name}") from exc
+        return latest
+
+    def update_latest(
+        self,
+        name: str,
+        change: Callable[[FunctionVersion], FunctionVersion],
+        expected_revision: str | None,
+        publish: bool = False,
+    ) -> FunctionVersion:
+        """Apply ``change`` to $LATEST atomically, checking RevisionId first."""
+        with self.db.write() as conn:
+            self.record(conn, name, lock=True)
+            current = self.version(conn, name, LATEST)
+            check_revision(expected_revision, current.revision_id)
+            new = change(current)
+            conn.execute(
+                update(function_versions)
+                .where(
+                    function_versions.c.function_name == name,
+                    function_versions.c.version == LATEST,
+                )
+                .values(_version_values(new))
+            )
+            if publish:
+                return self._publish(conn, name, None, None, None)
+        return new
+
+    def publish(
+        self,
+        name: str,
+        description: str | None,
+        code_sha256_b64: str | None,
+        expected_revision: str | None,
+    ) -> FunctionVersion:
+        with self.db.write() as conn:
+            return self._publish(conn, name, description, code_sha256_b64, expected_revision)
+
+    def _publish(
+        self,
+        conn: Connection,
+        name: str,
+        description: str | None,
+        code_sha256_b64: str | None,
+        expected_revision: str | None,
+    ) -> FunctionVersion:
+        record = self.record(conn, name, lock=True)
+        latest = self.version(conn, name, LATEST)
+        check_revision(expected_revision, latest.revision_id)
+        if code_sha256_b64 is not None:
+            actual = base64.b64encode(bytes.fromhex(latest.code_sha256)).decode()
+            if code_sha256_b64 != actual:
+                raise InvalidParameterValue(
+                    f"CodeSHA256 ({code_sha256_b64}) is different from current CodeSHA256 "
+                    f"in $LATEST ({actual}). Please try again with the CodeSHA256 in $LATEST."
+                )
+        if record.last_published:
+            newest = self.version(conn, name, str(record.last_published))
+            if latest.same_deployment(newest):
+                return newest  # Lambda returns the existing version when nothing changed
+        number = record.last_published + 1
+        published = latest.replace(
+            version=str(number),
+            description=latest.description if description is None else description,
+        )
+        conn.execute(insert(function_versions).values(_version_values(published)))
+        conn.execute(
+            update(functions).where(functions.c.name == name).values(last_published=number)
+        )
+        return published
+
+    def delete(self, name: str, qualifier: str | None) -> None:
+        with self.db.write() as conn:
+            self.record(conn, name, lock=True)
+            if qualifier is None:
+                conn.execute(delete(aliases).where(aliases.c.function_name == name))
+                conn.execute(
+                    delete(function_versions).where(function_versions.c.function_name == name)
+                )
+                conn.execute(delete(functions).where(functions.c.name == name))
+                return
+            if qualifier == LATEST:
+                raise InvalidParameterValue(
+                    "$LATEST version cannot be deleted without deleting the function."
+                )
+            if not qualifier.isdigit():
+                raise InvalidParameterValue(
+                    f"Deletion of aliases is not supported through DeleteFunction "
+                    f"(Qualifier {qualifier}); use DeleteAlias."
+                )
+            self.version(conn, name, qualifier)
+            users = (
+                conn.execute(
+                    select(aliases.c.name).where(
+                        aliases.c.function_name == name,
+                        aliases.c.function_version == qualifier,
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            routed = [
+                a.name
+                for a in conn.execute(select(aliases).where(aliases.c.function_name == name)).all()
+                if qualifier in (a.routing or {})
+            ]
+            if users or routed:
+                names = ", ".join(sorted(set(users) | set(routed)))
+                raise ResourceConflict(
+                    f"Unable to delete version because the following aliases reference "
+                    f"it: [{names}]"
+                )
+            conn.execute(
+                delete(function_versions).where(
+                    function_versions.c.function_name == name,
+                    function_versions.c.version == qualifier,
+                )
+            )
+
+    def set_reserved_concurrency(
+        self, name: str, value: int | None, account_limit: int, unreserved_minimum: int
+    ) -> None:
+        with self.db.write() as conn:
+            self.record(conn, name, lock=True)
+            if value is not None:
+                others = self.reserved_total(conn, excluding=name)
+                if account_limit - others - value < unreserved_minimum:
+                    raise InvalidParameterValue(
+                        "Specified ReservedConcurrentExecutions for function decreases "
+                        "account's UnreservedConcurrentExecution below its minimum value of "
+                        f"[{unreserved_minimum}]."
+                    )
+            conn.execute(
+                update(functions).where(functions.c.name == name).values(reserved_concurrency=value)
+            )
+
+    def reserved_sum(self) -> int:
+        with self.db.read() as conn:
+            return self.reserved_total(conn)
+
+    def update_tags(
+        self, name: str, add: dict[str, str] | None = None, remove: list[str] | None = None
+    ) -> dict[str, str]:
+        with self.db.write() as conn:
+            tags = dict(self.record(conn, name, lock=True).tags)
+            tags.update(add or {})
+            for key in remove or []:
+                tags.pop(key, None)
+            conn.execute(update(functions).where(functions.c.name == name).values(tags=tags))
+        return tags

@@ -1,0 +1,69 @@
+"""The metadata schema, in SQLAlchemy Core; Alembic migrations create and evolve it.
+
+Any change here needs a new revision under ``store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("name", String(140), primary_key=True),
+    Column("created_at", String(40), nullable=False),
+    Column("last_published", Integer, nullable=False, default=0),
+    Column("reserved_concurrency", Integer, nullable=True),
+    Column("tags", JSON, nullable=False, default=dict),
+)
+
+function_versions = Table(
+    "function_versions",
+    metadata,
+    Column("function_name", String(140), primary_key=True),
+    # "$LATEST" or a decimal number; sorted numerically via version_number.
+    Column("version", String(16), primary_key=True),
+    Column("version_number", Integer, nullable=False),  # 0 for $LATEST
+    Column("runtime", String(40), nullable=True),
+    Column("handler", String(128), nullable=True),
+    Column("role", Text, nullable=False),
+    Column("description", String(256), nullable=False, default=""),
+    Column("timeout", Integer, nullable=False),
+    Column("memory_size", Integer, nullable=False),
+    Column("ephemeral_storage", Integer, nullable=False),
+    Column("package_type", String(8), nullable=False),
+    Column("architectures", JSON, nullable=False),
+    Column("environment", JSON, nullable=False),
+    Column("layers", JSON, nullable=False),
+    Column("code_sha256", String(64), nullable=False, index=True),
+    Column("code_size", BigInteger, nullable=False),
+    Column("last_modified", String(40), nullable=False),
+    Column("revision_id", String(36), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("extra", JSON, nullable=False),
+    ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("function_name", String(140), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("function_version", String(16), nullable=False),
+    Column("description", String(256), nullable=False, default=""),
+    Column("routing", JSON, nullable=False),
+    Column("revision_id", String(36), nullable=False),
+    ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+)

@@ -1,0 +1,250 @@
+"""Every bad input gets Lambda's modeled error through boto3, and nothing is stored."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import zipfile
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import HELLO, ROLE, make_zip
+from tests.nimbus_process import NimbusProcess
+
+
+def create(lam, name: str = "fn", code: bytes = HELLO, **kw):  # type: ignore[no-untyped-def]
+    args = dict(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": code},
+    )
+    args.update(kw)
+    return lam.create_function(**args)
+
+
+def invalid(lam, match: str):  # type: ignore[no-untyped-def]
+    return pytest.raises(lam.exceptions.InvalidParameterValueException, match=match)
+
+
+def assert_nothing_stored(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+    assert lam.list_functions()["Functions"] == []
+    code = nimbus.data_dir / "code"
+    assert [p for p in (code / "blobs").rglob("*") if p.is_file()] == []
+    assert list((code / "trees").iterdir()) == [] and list((code / "tmp").iterdir()) == []
+
+
+def symlink_zip(target: str) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("escape")
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, target)
+        zf.writestr("app.py", "def handler(e, c): pass\n")
+    return buf.getvalue()
+
+
+def lying_zip() -> bytes:
+    import struct
+
+    buf = bytearray(make_zip({"bomb.bin": b"\0" * (8 << 20)}))
+    struct.pack_into("<I", buf, buf.find(b"PK\x03\x04") + 22, 100)
+    struct.pack_into("<I", buf, buf.find(b"PK\x01\x02") + 24, 100)
+    return bytes(buf)
+
+
+BAD_PACKAGES = {
+    "not a zip": (b"this is not a zip file", "Could not unzip uploaded file"),
+    "parent path": (make_zip({"../../etc/passwd": "x"}), "contains '..'"),
+    "absolute path": (make_zip({"/etc/passwd": "x"}), "absolute path"),
+    "symlink outside": (symlink_zip("/etc/shadow"), "symlink to '/etc/shadow', outside"),
+    "size lie (bomb)": (lying_zip(), "Could not unzip|zip bomb"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PACKAGES))
+def test_bad_packages_are_refused(nimbus: NimbusProcess, lam, case: str) -> None:  # type: ignore[no-untyped-def]
+    data, message = BAD_PACKAGES[case]
+    with invalid(lam, message):
+        create(lam, code=data)
+    assert_nothing_stored(nimbus, lam)
+
+
+def test_size_and_count_limits(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+    too_many = make_zip({f"m{i}.py": "" for i in range(20_001)})
+    with invalid(lam, "20001 entries; at most 20000"):
+        create(lam, code=too_many)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("app.py", "")
+        with zf.open("zeros.bin", "w", force_zip64=True) as member:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(251):
+                member.write(chunk)
+    with invalid(lam, "Unzipped size must be smaller than 262144000 bytes"):
+        create(lam, code=buf.getvalue())
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("blob.bin", os.urandom(51 << 20))
+    # 51 MB of zip is over Lambda's 50 MB, i.e. over the base64 request limit.
+    with pytest.raises(
+        lam.exceptions.RequestTooLargeException, match="Request must be smaller than 69905067 bytes"
+    ):
+        create(lam, code=big.getvalue())
+    assert_nothing_stored(nimbus, lam)
+
+
+def test_settings_errors(nimbus: NimbusProcess) -> None:
+    lam = nimbus.client(validate=False)  # let the server, not botocore, judge the input
+    with invalid(
+        lam, r"python2\.7 is not supported.*Supported runtimes: .*python3\.1\d.*provided\.al2023"
+    ):
+        create(lam, Runtime="python2.7")
+
+    def validation(match: str, **kw: object) -> None:
+        with pytest.raises(ClientError, match=match) as info:
+            create(lam, **kw)
+        assert info.value.response["Error"]["Code"] == "ValidationException"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+    validation(r"Value '100' at 'memorySize' .* greater than or equal to 128", MemorySize=100)
+    validation(r"Value '10241' at 'memorySize' .* less than or equal to 10240", MemorySize=10241)
+    validation(r"Value '0' at 'timeout' .* greater than or equal to 1", Timeout=0)
+    validation(r"Value '901' at 'timeout' .* less than or equal to 900", Timeout=901)
+    validation(
+        r"at 'ephemeralStorage.size' .* greater than or equal to 512",
+        EphemeralStorage={"Size": 100},
+    )
+    validation(r"2 validation errors detected", Timeout=0, MemorySize=1)
+    validation(r"Value 'bad name!' at 'functionName' .* regular expression", name="bad name!")
+    validation(r"at 'functionName' .* length less than or equal to 64", name="x" * 65)
+    validation(r"Value 'not-a-role' at 'role'", Role="not-a-role")
+    with invalid(lam, r"reserved keys .*AWS_REGION"):
+        create(lam, Environment={"Variables": {"AWS_REGION": "x"}})
+    with invalid(lam, "exceeded the 4KB limit"):
+        create(lam, Environment={"Variables": {"BIG": "x" * 5000}})
+    with invalid(lam, "arm64 is not available"):
+        create(lam, Architectures=["arm64"])
+    with invalid(lam, "no S3"):
+        lam.create_function(
+            FunctionName="s3",
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="a.b",
+            Code={"S3Bucket": "bkt", "S3Key": "k.zip"},
+        )
+    with invalid(lam, "Runtime and Handler are mandatory"):
+        lam.create_function(
+            FunctionName="nohandler", Runtime="python3.12", Role=ROLE, Code={"ZipFile": HELLO}
+        )
+    assert_nothing_stored(nimbus, lam)
+
+
+def test_conflicts_and_missing(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+    first = create(lam)
+    with pytest.raises(
+        lam.exceptions.ResourceConflictException, match="Function already exist: fn"
+    ):
+        create(lam)
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match=r"function:fn:7"):
+        lam.get_function(FunctionName="fn", Qualifier="7")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="Alias not found"):
+        lam.get_alias(FunctionName="fn", Name="nope")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.update_function_code(FunctionName="ghost", ZipFile=HELLO)
+    with pytest.raises(lam.exceptions.PreconditionFailedException, match="Revision Id"):
+        lam.update_function_configuration(FunctionName="fn", Timeout=5, RevisionId="stale")
+    with invalid(lam, "cannot be deleted"):
+        lam.delete_function(FunctionName="fn", Qualifier="$LATEST")
+    with invalid(lam, "derived qualifier"):
+        lam.get_function(FunctionName="fn:1", Qualifier="2")
+    with invalid(lam, "not a taggable"):
+        lam.list_tags(Resource="arn:aws:lambda:us-east-1:000000000000:function:fn:1")
+    with invalid(lam, r"minimum value of \[100\]"):
+        lam.put_function_concurrency(FunctionName="fn", ReservedConcurrentExecutions=901)
+    lam.publish_version(FunctionName="fn")
+    with invalid(lam, "greater than 1"):
+        lam.create_alias(
+            FunctionName="fn",
+            Name="a",
+            FunctionVersion="1",
+            RoutingConfig={"AdditionalVersionWeights": {"2": 0.5, "3": 0.5}},
+        )
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="function:fn:2"):
+        lam.create_alias(
+            FunctionName="fn",
+            Name="a",
+            FunctionVersion="1",
+            RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}},
+        )
+    # a failed update stored nothing
+    assert lam.get_function(FunctionName="fn")["Configuration"]["RevisionId"] == first["RevisionId"]
+
+
+def test_bad_json_through_boto3(lam) -> None:  # type: ignore[no-untyped-def]
+    def corrupt(request, **_):  # type: ignore[no-untyped-def]
+        request.body = b"{not json"
+        request.headers["Content-Length"] = str(len(request.body))
+
+    lam.meta.events.register("before-send.lambda.CreateFunction", corrupt)
+    with pytest.raises(
+        lam.exceptions.InvalidRequestContentException,
+        match="Could not parse request body into json",
+    ):
+        create(lam)
+
+
+JUNK = [
+    b"[]",
+    b"null",
+    b"123",
+    b'"x"',
+    b'{"Timeout": "abc"}',
+    b'{"Environment": 5}',
+    b'{"Tags": []}',
+    b'{"Layers": {}}',
+    b'{"RoutingConfig": 1}',
+    b"\xff\xfe",
+    b'{"MemorySize": true}',
+    b'{"Code": []}',
+    b'{"FunctionName": 5}',
+    b'{"ReservedConcurrentExecutions": -1}',
+    b'{"EphemeralStorage": {"Size": "x"}}',
+    b'{"Name": 1, "FunctionVersion": []}',
+    b'{"Environment": {"Variables": {"A": 1}}}',
+]
+ROUTES = [
+    ("POST", "/2015-03-31/functions"),
+    ("PUT", "/2015-03-31/functions/fn/configuration"),
+    ("PUT", "/2015-03-31/functions/fn/code"),
+    ("POST", "/2015-03-31/functions/fn/versions"),
+    ("POST", "/2015-03-31/functions/fn/aliases"),
+    ("PUT", "/2015-03-31/functions/fn/aliases/a"),
+    ("PUT", "/2017-10-31/functions/fn/concurrency"),
+    ("POST", "/2017-03-31/tags/arn:aws:lambda:us-east-1:000000000000:function:fn"),
+    ("GET", "/2015-03-31/functions/?MaxItems=abc"),
+    ("GET", "/2015-03-31/functions/?Marker=@@"),
+    ("GET", "/2015-03-31/functions/fn%00x"),
+    ("DELETE", "/2015-03-31/functions/fn?Qualifier=!!"),
+    ("GET", "/2015-03-31/functions/arn:aws:lambda:eu-west-1:000000000000:function:fn"),
+]
+
+
+def test_no_server_error_for_any_bad_input(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+    create(lam)
+    lam.publish_version(FunctionName="fn")
+    lam.create_alias(FunctionName="fn", Name="a", FunctionVersion="1")
+    with httpx.Client(base_url=nimbus.endpoint) as http:
+        for method, path in ROUTES:
+            for body in JUNK:
+                r = http.request(method, path, content=body)
+                assert r.status_code < 500, (method, path, body, r.text)
+                if r.status_code >= 400:
+                    assert r.headers["x-amzn-errortype"].endswith("Exception"), r.text
+                    payload = r.json()
+                    assert payload.get("message") or payload.get("Message")

@@ -1,0 +1,102 @@
+"""Start a real ``nimbus up`` on a free port, as a user would, and wait until it is ready."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NimbusProcess:
+    """A nimbus server in a child process; ``restart()`` keeps its data dir."""
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, **(env or {})}
+        self.args = args or []
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> NimbusProcess:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nimbus",
+                "up",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *self.args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+        )
+        ready: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if line.startswith("nimbus ready:"):
+                    ready.put(line)
+            ready.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            line = ready.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if line is None:
+            self.stop()
+            raise RuntimeError("nimbus did not start:\n" + "".join(self.output))
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self.proc = None
+        return code
+
+    def restart(self) -> NimbusProcess:
+        self.stop()
+        return self.start()
+
+    def client(self, service: str = "lambda", validate: bool = True):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=BotoConfig(
+                retries={"max_attempts": 0}, parameter_validation=validate, read_timeout=120
+            ),
+        )
