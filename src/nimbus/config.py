@@ -37,8 +37,12 @@ class Config(BaseModel):
     max_unzipped_size: int = 250 * 1024 * 1024
     max_zip_entries: int = Field(20_000, ge=1)
     total_code_size: int = 75 * 1024 * 1024 * 1024
+    # "namespace": real isolation (root, namespaces, cgroups). "process": no isolation,
+    # for laptops without root; loudly logged, never chosen silently.
+    isolation: str = Field("namespace", pattern=r"^(namespace|process)$")
+    idle_seconds: float = Field(300.0, gt=0)  # warm environments idle longer are stopped
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "validate_default": True}
 
     @field_validator("data_dir")
     @classmethod

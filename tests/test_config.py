@@ -1,0 +1,44 @@
+"""Configuration precedence: defaults < TOML file < NIMBUS_* env < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nimbus.config import ConfigError, load_config
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("NIMBUS_PORT", "NIMBUS_HOST", "NIMBUS_DATA_DIR", "NIMBUS_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = load_config()
+    assert (cfg.host, cfg.port, cfg.region, cfg.account_id) == (
+        "127.0.0.1", 9000, "us-east-1", "000000000000"
+    )
+    assert cfg.data_dir == Path(".nimbus").absolute()
+    assert cfg.effective_database_url.startswith("sqlite:///")
+    assert cfg.function_arn("f", "1") == "arn:aws:lambda:us-east-1:000000000000:function:f:1"
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "nimbus.toml"
+    file.write_text('port = 7000\nregion = "eu-west-1"\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("NIMBUS_PORT", "7100")
+    cfg = load_config(file, host="127.0.0.2")
+    assert (cfg.port, cfg.region, cfg.host) == (7100, "eu-west-1", "127.0.0.2")
+
+
+def test_bad_values_say_what_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIMBUS_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="port"):
+        load_config()
+    monkeypatch.delenv("NIMBUS_PORT")
+    with pytest.raises(ConfigError, match="account_id"):
+        load_config(account_id="123")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = [")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="isolation"):
+        load_config(isolation="none")
