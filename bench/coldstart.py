@@ -1,0 +1,199 @@
+"""Cold starts against the fork floor, on this host.
+
+Measures, in one run:
+
+* the fork floor: fork + _exit + waitpid of this (running) Python process, p50;
+* nimbus cold starts of a sandboxed hello function (python3.12 by default), each a new
+  environment: ``SandboxManager.start()`` alone, and ``start()`` + the first invoke;
+  served by pre-forked stem cells (the default), and again with stem cells off (every
+  cold start forks from the zygote);
+* warm invokes, p50.
+
+Prints a table and writes ``bench/results/coldstart.json``. Needs root (namespace
+isolation). Usage: ``python bench/coldstart.py [--runtime python3.12] [-n 100]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from nimbus.sandbox import EnvironmentSpec, Invocation, SandboxManager
+
+RESULTS = Path(__file__).parent / "results" / "coldstart.json"
+HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fork_floor(iterations: int) -> list[float]:
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def invocation(arn: str) -> Invocation:
+    return Invocation(str(uuid.uuid4()), b'{"name": "bench"}', int(time.time() * 1000) + 3000,
+                      arn)
+
+
+async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int) -> dict:
+    manager = SandboxManager(work, stem_cells=stem_cells)
+    starts: list[float] = []
+    firsts: list[float] = []
+    inits: list[float] = []
+    origins: dict[str, int] = {}
+    stages: dict[str, list[float]] = {}
+    try:
+        await manager.warm_up([spec.runtime])
+        env = await manager.start(spec)  # teach the stem-cell pool what is in demand
+        await env.stop()
+        await asyncio.sleep(0.5)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            env = await manager.start(spec)
+            t1 = time.perf_counter()
+            outcome = await env.invoke(invocation(spec.function_arn))
+            t2 = time.perf_counter()
+            assert outcome.function_error is None, outcome.payload
+            starts.append((t1 - t0) * 1000)
+            firsts.append((t2 - t0) * 1000)
+            inits.append(env.init_duration_ms)
+            origins[env.origin] = origins.get(env.origin, 0) + 1
+            ordered = sorted(env.stages, key=lambda s: s[1])
+            names = [name for name, _ in ordered]
+            ordered = ordered[names.index("requested"):]
+            for (a, ta), (b, tb) in itertools.pairwise(ordered):
+                stages.setdefault(f"{a} -> {b}", []).append((tb - ta) * 1000)
+            await env.stop()
+    finally:
+        await manager.close()
+    return {"start": starts, "first": firsts, "init": inits, "origins": origins,
+            "stages": {k: statistics.median(v) for k, v in stages.items() if len(v) > n // 2}}
+
+
+async def warm(work: Path, spec: EnvironmentSpec, n: int) -> list[float]:
+    manager = SandboxManager(work, stem_cells=0)
+    times = []
+    try:
+        env = await manager.start(spec)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            outcome = await env.invoke(invocation(spec.function_arn))
+            times.append((time.perf_counter() - t0) * 1000)
+            assert outcome.function_error is None
+        await env.stop()
+    finally:
+        await manager.close()
+    return times
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        for row in rows:
+            print(f"{row[0]:<48} {row[1]:>9} {row[2]:>9} {row[3]:>9}")
+        return
+    t = Table(title="nimbus cold starts vs the fork floor (ms)")
+    for i, name in enumerate(("measurement", "p50", "p99", "n")):
+        t.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", default="python3.12")
+    parser.add_argument("-n", type=int, default=100, help="cold starts per configuration")
+    parser.add_argument("--warm", type=int, default=1000, help="warm invokes")
+    parser.add_argument("--floor", type=int, default=200, help="fork floor iterations")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/coldstart.py needs root (namespace isolation)")
+
+    floor = fork_floor(args.floor)
+    with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
+        base = Path(tmp)
+        code = base / "code"
+        code.mkdir(mode=0o755)
+        (code / "app.py").write_text(HELLO)
+        (code / "app.py").chmod(0o644)
+        spec = EnvironmentSpec(
+            function_name="hello", version="$LATEST",
+            function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
+            runtime=args.runtime, handler="app.handler", code_dir=code,
+        )
+        stem = await cold(base / "stem", spec, args.n, stem_cells=2)
+        direct = await cold(base / "direct", spec, args.n, stem_cells=0)
+        warm_times = await warm(base / "warm", spec, args.warm)
+
+    floor_p50 = statistics.median(floor)
+    result = {
+        "host": {"kernel": platform.release(), "machine": platform.machine(),
+                 "cpus": os.cpu_count(), "python": platform.python_version(),
+                 "runtime": args.runtime},
+        "floor_p50_ms": round(floor_p50, 3),
+        "cold_p50_ms": round(statistics.median(stem["first"]), 3),
+        "cold_p99_ms": round(pct(stem["first"], 0.99), 3),
+        "cold_start_only_p50_ms": round(statistics.median(stem["start"]), 3),
+        "cold_start_only_p99_ms": round(pct(stem["start"], 0.99), 3),
+        "cold_zygote_p50_ms": round(statistics.median(direct["first"]), 3),
+        "cold_zygote_p99_ms": round(pct(direct["first"], 0.99), 3),
+        "cold_zygote_start_only_p50_ms": round(statistics.median(direct["start"]), 3),
+        "warm_p50_ms": round(statistics.median(warm_times), 3),
+        "warm_p99_ms": round(pct(warm_times, 0.99), 3),
+        "init_duration_p50_ms": round(statistics.median(stem["init"]), 3),
+        "ratio_cold_p50_to_floor": round(statistics.median(stem["first"]) / floor_p50, 2),
+        "ratio_cold_zygote_p50_to_floor": round(statistics.median(direct["first"]) / floor_p50, 2),
+        "served_by": {"stem cells run": stem["origins"], "zygote run": direct["origins"]},
+        "stage_p50_ms": {"stem cells": stem["stages"], "zygote": direct["stages"]},
+        "iterations": {"floor": args.floor, "cold": args.n, "warm": args.warm},
+    }
+    n, w = str(args.n), str(args.warm)
+    table([
+        ("fork floor (fork+exit+wait of this process)", f"{floor_p50:.2f}",
+         f"{pct(floor, 0.99):.2f}", str(args.floor)),
+        ("cold: start() + first invoke (stem cells)", f"{result['cold_p50_ms']:.2f}",
+         f"{result['cold_p99_ms']:.2f}", n),
+        ("cold: start() alone (stem cells)", f"{result['cold_start_only_p50_ms']:.2f}",
+         f"{result['cold_start_only_p99_ms']:.2f}", n),
+        ("cold: start() + first invoke (zygote fork)", f"{result['cold_zygote_p50_ms']:.2f}",
+         f"{result['cold_zygote_p99_ms']:.2f}", n),
+        ("cold: start() alone (zygote fork)", f"{result['cold_zygote_start_only_p50_ms']:.2f}",
+         f"{pct(direct['start'], 0.99):.2f}", n),
+        ("warm invoke", f"{result['warm_p50_ms']:.3f}", f"{result['warm_p99_ms']:.3f}", w),
+        ("init duration (handler import)", f"{result['init_duration_p50_ms']:.3f}", "", n),
+    ])
+    print(f"cold p50 / floor p50 = {result['ratio_cold_p50_to_floor']}x "
+          f"(zygote fork only: {result['ratio_cold_zygote_p50_to_floor']}x); "
+          f"served by: {result['served_by']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,296 @@
+"""The Python runtime loop, running as PID 1 of an execution environment.
+
+It is the zygote's interpreter after fork and confinement: it takes Lambda's
+environment, imports the handler once (the init phase, reported as Init Duration), then
+serves invocations from the control socket one at a time, with Lambda's error shapes
+(as awslambdaric builds them) and its logging format. After each invocation it flushes
+stdout/stderr and writes the end marker into the log pipe before sending the result,
+so the server can attribute every byte of output to the right invocation.
+
+Runs on the function's Python (3.9+): standard library only, no syntax newer than 3.9.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+
+from nimbus.runtimes.context import LambdaContext
+from nimbus.sandbox import protocol
+from nimbus.sandbox.jail import CTL_FD, LOG_FD
+
+_THIS_FILE = __file__
+
+
+class Fault(Exception):
+    """An error the runtime reports with its own type, e.g. Runtime.ImportModuleError."""
+
+    def __init__(self, error_type: str, message: str, trace: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace or []
+
+
+def make_error(message: str, error_type: str, trace: list[str], request_id: str | None) -> dict:
+    return {
+        "errorMessage": message or "",
+        "errorType": error_type or "",
+        "requestId": request_id or "",
+        "stackTrace": trace or [],
+    }
+
+
+def _user_frames(tb: object) -> list[str]:
+    frames = traceback.extract_tb(tb)  # type: ignore[arg-type]
+    for i, frame in enumerate(frames):
+        if frame.filename != _THIS_FILE:
+            return traceback.format_list(frames[i:])
+    return []
+
+
+def fault_from_exception(exc: BaseException, request_id: str | None) -> dict:
+    return make_error(str(exc), type(exc).__name__, _user_frames(exc.__traceback__), request_id)
+
+
+def log_error(error: dict) -> None:
+    """The ``[ERROR]`` block awslambdaric writes to the function's log."""
+    line = "[ERROR]"
+    if error.get("errorType"):
+        line += " " + error["errorType"]
+    if error.get("errorMessage"):
+        line += (":" if error.get("errorType") else "") + " " + error["errorMessage"]
+    lines = [line, "Traceback (most recent call last):"]
+    for element in error.get("stackTrace") or []:
+        lines.extend(element.splitlines())
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def load_handler(handler: str) -> object:
+    try:
+        modname, fname = handler.rsplit(".", 1)
+    except ValueError as e:
+        raise Fault("Runtime.MalformedHandlerName", f"Bad handler '{handler}': {e}") from None
+    try:
+        if modname.split(".")[0] in sys.builtin_module_names:
+            raise Fault("Runtime.BuiltInModuleConflict",
+                        f"Cannot use built-in module {modname} as a handler module")
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as e:
+        raise Fault("Runtime.ImportModuleError",
+                    f"Unable to import module '{modname}': {e}") from None
+    except SyntaxError as e:
+        trace = [f'  File "{e.filename}" Line {e.lineno}\n    {e.text}']
+        raise Fault("Runtime.UserCodeSyntaxError",
+                    f"Syntax error in module '{modname}': {e}", trace) from None
+    try:
+        return getattr(module, fname)
+    except AttributeError:
+        raise Fault("Runtime.HandlerNotFound",
+                    f"Handler '{fname}' missing on module '{modname}'") from None
+
+
+class _Encoder(json.JSONEncoder):
+    def default(self, o: object) -> object:
+        if isinstance(o, decimal.Decimal):
+            return int(o) if o == o.to_integral_value() else float(o)
+        return super().default(o)
+
+
+# Lambda's python3.12+ runtimes stopped escaping non-ASCII in responses.
+_ENCODER = _Encoder(ensure_ascii=sys.version_info < (3, 12), allow_nan=True)
+
+
+def to_json(result: object) -> bytes:
+    if isinstance(result, bytes):
+        return result
+    try:
+        return _ENCODER.encode(result).encode()
+    except Exception as e:
+        raise Fault("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
+
+
+class _RequestIdFilter(logging.Filter):
+    request_id = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = _RequestIdFilter.request_id
+        return True
+
+
+def setup_logging() -> None:
+    """Lambda's root handler: ``[LEVEL]\\ttimestamp\\trequest-id\\tmessage``."""
+    logging.Formatter.converter = time.gmtime
+    handler = logging.StreamHandler(sys.stdout)
+    handler.terminator = ""
+    handler.setFormatter(logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+        "%Y-%m-%dT%H:%M:%S",
+    ))
+    handler.addFilter(_RequestIdFilter())
+    logging.getLogger().addHandler(handler)
+
+
+def _forget_nimbus_modules() -> None:
+    # The runtime keeps its references; the function may have its own "nimbus".
+    for name in _OWN_MODULES:
+        sys.modules.pop(name, None)
+
+
+_OWN_MODULES: list[str] = []
+
+
+def prepare() -> None:
+    """Zygote-time work shared by every environment of this runtime."""
+    setup_logging()
+    _OWN_MODULES[:] = [n for n in sys.modules if n == "nimbus" or n.startswith("nimbus.")]
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+
+
+def warm_up(warm_dir: str) -> None:
+    """In a stem cell: exercise what init will do (see ``jail.warm_up``) without its
+    effects: environment updates, importing a module from a new directory through the
+    whole import system, marshalling a result."""
+    os.environ["_NIMBUS_WARM"] = "1"
+    del os.environ["_NIMBUS_WARM"]
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, warm_dir)
+    try:
+        handler = load_handler("_nimbus_warm_module.handler")
+        to_json(handler({}, None))  # type: ignore[operator]
+    finally:
+        sys.path.remove(warm_dir)
+        sys.path_importer_cache.pop(warm_dir, None)
+        sys.modules.pop("_nimbus_warm_module", None)
+    json.loads(json.dumps({"t": "ready", "init_ms": 0.0, "stages": [["a", 1.0]]}))
+    os.getcwd()
+    sys.stdout.flush()
+
+
+class Runtime:
+    def __init__(self, req: dict) -> None:
+        self.req = req
+        self.nonce = req["nonce"]
+        self.seq = 0
+        self.ctl = socket.socket(fileno=CTL_FD)
+
+    def end_log(self) -> None:
+        _flush()
+        self.seq += 1
+        os.write(LOG_FD, protocol.marker(self.nonce, self.seq))
+
+    def init(self) -> object | None:
+        req = self.req
+        os.environ.clear()  # empty already: the zygote starts with no environment
+        os.environ.update(req["env"])
+        task_root = req["task_root"]
+        extra = [p for p in req["env"].get("PYTHONPATH", "").split(":") if p]
+        head = [task_root] + [p for p in req["python_path"] if p != task_root]
+        sys.path[:] = head + [p for p in extra if p not in head] + [
+            p for p in sys.path if p not in head and p not in extra
+        ]
+        sys.argv = ["/var/runtime/bootstrap.py"]
+        sys.dont_write_bytecode = True  # /var/task is read-only
+        os.chdir(task_root)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        _forget_nimbus_modules()
+        start = time.perf_counter()
+        req["stages"].append(("runtime", start))
+        error = None
+        handler = None
+        try:
+            handler = load_handler(req["handler"])
+        except Fault as f:
+            error = make_error(f.message, f.error_type, f.trace, None)
+        except Exception as e:
+            error = fault_from_exception(e, None)
+        init_ms = (time.perf_counter() - start) * 1000
+        if error is not None:
+            log_error(error)
+            self.end_log()
+            protocol.write_frame(self.ctl, {"t": "init_error", "type": error["errorType"],
+                                            "init_ms": init_ms}, json.dumps(error).encode())
+            return None
+        self.end_log()
+        req["stages"].append(("init", time.perf_counter()))
+        protocol.write_frame(self.ctl, {"t": "ready", "init_ms": init_ms,
+                                        "stages": req["stages"]})
+        return handler
+
+    def invoke(self, handler: object, header: dict, body: bytes) -> tuple[str | None, bytes]:
+        request_id = header["id"]
+        _RequestIdFilter.request_id = request_id
+        if header.get("trace"):
+            os.environ["_X_AMZN_TRACE_ID"] = header["trace"]
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        error = None
+        try:
+            client_context = json.loads(header["cc"]) if header.get("cc") else None
+            identity = json.loads(header["ci"]) if header.get("ci") else None
+        except ValueError as e:
+            error = make_error(f"Unable to parse Client Context JSON: {e}",
+                               "Runtime.LambdaContextUnmarshalError", [], request_id)
+        if error is None:
+            try:
+                context = LambdaContext(request_id, header["deadline"], header["arn"],
+                                        client_context, identity)
+                try:
+                    event = json.loads(body) if body.strip() else {}
+                except ValueError as e:
+                    raise Fault("Runtime.UnmarshalError",
+                                f"Unable to unmarshal input: {e}") from None
+                payload = to_json(handler(event, context))  # type: ignore[operator]
+                if len(payload) > protocol.MAX_PAYLOAD:
+                    error = {
+                        "errorMessage": f"Response payload size ({len(payload)} bytes) exceeded "
+                        f"maximum allowed payload size ({protocol.MAX_PAYLOAD} bytes).",
+                        "errorType": "Function.ResponseSizeTooLarge",
+                    }
+                else:
+                    return None, payload
+            except Fault as f:
+                error = make_error(f.message, f.error_type, f.trace, request_id)
+            except Exception as e:
+                error = fault_from_exception(e, request_id)
+        log_error(error)
+        return "Unhandled", json.dumps(error).encode()
+
+    def serve(self, handler: object) -> None:
+        while True:
+            try:
+                header, body = protocol.read_frame(self.ctl)
+            except (EOFError, ConnectionError):
+                return
+            function_error, payload = self.invoke(handler, header, body)
+            self.end_log()
+            protocol.write_frame(self.ctl, {"t": "result", "error": function_error}, payload)
+
+
+def main(req: dict) -> None:
+    runtime = Runtime(req)
+    handler = runtime.init()
+    if handler is not None:
+        runtime.serve(handler)
+    else:
+        # Lambda's runtime exits after reporting an init error; so do we.
+        _flush()
+        os._exit(1)

@@ -1,0 +1,443 @@
+"""Control groups: cgroup v1 and v2 behind one interface, and a pool of empty ones.
+
+Every execution environment gets its own cgroup: memory limited to MemorySize with no
+swap, a pids limit (fork bombs stop there), and a CPU share proportional to memory (as
+Lambda gives one vCPU per 1,769 MB). nimbus nests its cgroups under the cgroup it runs
+in (delegation), never at the root of a hierarchy.
+
+Creating a cgroup is a few mkdirs, cheap but not free, so a small pool is made ahead of
+time off the event loop; a cold start only writes the limits and the child joins by
+writing ``0`` to each ``cgroup.procs`` file before it drops privileges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PIDS_MAX = 1024
+MB = 1024 * 1024
+# Lambda: 1 vCPU per 1,769 MB of memory.
+MB_PER_VCPU = 1769
+
+
+class CgroupsUnavailable(OSError):
+    """The host has no usable memory+pids cgroups for nimbus."""
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _keyed(path: str, key: str) -> int:
+    """A value from a flat-keyed file such as memory.events or memory.oom_control."""
+    try:
+        for line in _read(path).splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except OSError:
+        pass
+    return 0
+
+
+def _kill_members(procs_file: str) -> int:
+    """SIGKILL every process listed; returns how many were still there."""
+    try:
+        pids = [int(p) for p in _read(procs_file).split()]
+    except OSError:
+        return 0
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+def _rmdir_when_empty(paths: list[str], procs_file: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    pending = list(paths)
+    while pending:
+        path = pending[0]
+        try:
+            os.rmdir(path)
+            pending.pop(0)
+            continue
+        except FileNotFoundError:
+            pending.pop(0)
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                log.warning("cannot remove cgroup %s: %s", path, exc)
+                return False
+        # Members die asynchronously after SIGKILL; a busy cgroup empties within ms.
+        _kill_members(procs_file)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+class Cgroup(ABC):
+    """One environment's cgroup (one directory per hierarchy on v1, one on v2)."""
+
+    def __init__(self, name: str, dirs: list[str]) -> None:
+        self.name = name
+        self.dirs = dirs
+
+    @property
+    def procs_files(self) -> list[str]:
+        """Files the sandboxed child writes ``0`` into to join (before dropping root)."""
+        return [f"{d}/cgroup.procs" for d in self.dirs]
+
+    @abstractmethod
+    def configure(self, memory_mb: int, pids_max: int = PIDS_MAX) -> None: ...
+
+    @abstractmethod
+    def memory_peak_bytes(self) -> int: ...
+
+    @abstractmethod
+    def swap_limited(self) -> bool:
+        """Whether swap is held at zero (the kernel accounts swap for this cgroup)."""
+
+    @abstractmethod
+    def oom_kills(self) -> int: ...
+
+    @abstractmethod
+    def kill(self) -> None: ...
+
+    def remove(self) -> bool:
+        """Kill what is left and remove the directories (blocking; use a thread)."""
+        self.kill()
+        return _rmdir_when_empty(self.dirs, self.procs_files[0])
+
+    @staticmethod
+    def cpu_shares(memory_mb: int) -> int:
+        return max(2, 1024 * memory_mb // MB_PER_VCPU)
+
+
+class CgroupV1(Cgroup):
+    def __init__(self, name: str, dirs: dict[str, str]) -> None:
+        super().__init__(name, list(dict.fromkeys(dirs.values())))
+        self.by_controller = dirs
+        self.memory = dirs["memory"]
+
+    def configure(self, memory_mb: int, pids_max: int = PIDS_MAX) -> None:
+        limit = str(memory_mb * MB)
+        mem = self.memory
+        memsw = f"{mem}/memory.memsw.limit_in_bytes"
+        try:
+            _write(f"{mem}/memory.limit_in_bytes", limit)
+            if os.path.exists(memsw):
+                _write(memsw, limit)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # Lowering: memsw must stay >= mem, so the other order.
+            _write(memsw, limit)
+            _write(f"{mem}/memory.limit_in_bytes", limit)
+        with contextlib.suppress(OSError):
+            _write(f"{mem}/memory.swappiness", "0")
+        _write(f"{self.by_controller['pids']}/pids.max", str(pids_max))
+        if "cpu" in self.by_controller:
+            _write(f"{self.by_controller['cpu']}/cpu.shares", str(self.cpu_shares(memory_mb)))
+
+    def swap_limited(self) -> bool:
+        return os.path.exists(f"{self.memory}/memory.memsw.limit_in_bytes")
+
+    def memory_peak_bytes(self) -> int:
+        try:
+            return int(_read(f"{self.memory}/memory.max_usage_in_bytes"))
+        except (OSError, ValueError):
+            return 0
+
+    def oom_kills(self) -> int:
+        path = f"{self.memory}/memory.oom_control"
+        try:
+            if "oom_kill " in _read(path):
+                return _keyed(path, "oom_kill")
+            # Kernels before 4.13 lack the counter: a hit limit is the next best signal.
+            return 1 if int(_read(f"{self.memory}/memory.failcnt")) else 0
+        except (OSError, ValueError):
+            return 0
+
+    def kill(self) -> None:
+        _kill_members(f"{self.memory}/cgroup.procs")
+
+
+class CgroupV2(Cgroup):
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name, [path])
+        self.path = path
+
+    def configure(self, memory_mb: int, pids_max: int = PIDS_MAX) -> None:
+        p = self.path
+        _write(f"{p}/memory.max", str(memory_mb * MB))
+        with contextlib.suppress(FileNotFoundError):
+            _write(f"{p}/memory.swap.max", "0")
+        _write(f"{p}/pids.max", str(pids_max))
+        if os.path.exists(f"{p}/cpu.weight"):
+            # cgroup v2 weight 100 is the default share; map v1's 1024 onto it.
+            weight = min(10000, max(1, self.cpu_shares(memory_mb) * 100 // 1024))
+            _write(f"{p}/cpu.weight", str(weight))
+
+    def swap_limited(self) -> bool:
+        return os.path.exists(f"{self.path}/memory.swap.max")
+
+    def memory_peak_bytes(self) -> int:
+        for name in ("memory.peak", "memory.current"):  # memory.peak: Linux 5.19+
+            try:
+                return int(_read(f"{self.path}/{name}"))
+            except (OSError, ValueError):
+                continue
+        return 0
+
+    def oom_kills(self) -> int:
+        return _keyed(f"{self.path}/memory.events", "oom_kill")
+
+    def kill(self) -> None:
+        try:
+            _write(f"{self.path}/cgroup.kill", "1")  # Linux 5.14+
+        except FileNotFoundError:
+            _kill_members(f"{self.path}/cgroup.procs")
+        except OSError:
+            pass
+
+
+def _mountinfo() -> list[tuple[str, str, str, set[str]]]:
+    """(mount point, root inside the fs, fstype, super options) for each mount."""
+    mounts = []
+    for line in _read("/proc/self/mountinfo").splitlines():
+        pre, _, post = line.partition(" - ")
+        fields = pre.split()
+        fstype, _source, options = ([*post.split(), "", "", ""])[:3]
+        mounts.append((fields[4], fields[3], fstype, set(options.split(","))))
+    return mounts
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Controller (or "" for v2) -> this process's cgroup path."""
+    own = {}
+    for line in _read("/proc/self/cgroup").splitlines():
+        _id, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            own[c] = path
+    return own
+
+
+def _join(mount: str, mount_root: str, path: str) -> str:
+    if mount_root != "/" and path.startswith(mount_root):
+        path = path[len(mount_root):]
+    return mount.rstrip("/") + "/" + path.strip("/")
+
+
+class Cgroups(ABC):
+    """The host's cgroup hierarchy, as far as nimbus uses it."""
+
+    version: int
+    controllers: list[str]
+
+    def __init__(self) -> None:
+        self._names = itertools.count(1)
+        self.prefix = f"nimbus-{os.getpid()}"
+
+    @staticmethod
+    def detect() -> Cgroups:
+        """v2 when the unified hierarchy holds memory and pids, else v1; raises
+        CgroupsUnavailable when neither is usable."""
+        mounts = _mountinfo()
+        for point, root, fstype, _opts in mounts:
+            if fstype != "cgroup2":
+                continue
+            try:
+                ctrl = set(_read(f"{point}/cgroup.controllers").split())
+            except OSError:
+                continue
+            if {"memory", "pids"} <= ctrl:
+                return CgroupsV2(point, root)
+        v1 = {}
+        for point, root, fstype, opts in mounts:
+            if fstype == "cgroup":
+                for c in ("memory", "pids", "cpu", "cpuacct"):
+                    if c in opts and c not in v1:
+                        v1[c] = (point, root)
+        missing = {"memory", "pids"} - set(v1)
+        if missing:
+            raise CgroupsUnavailable(
+                f"no cgroup controllers {', '.join(sorted(missing))} on this host "
+                "(neither a cgroup v2 hierarchy with them nor cgroup v1 mounts)"
+            )
+        return CgroupsV1(v1)
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Create nimbus' parent cgroup(s); raises CgroupsUnavailable."""
+
+    @abstractmethod
+    def create(self) -> Cgroup: ...
+
+    @abstractmethod
+    def parents(self) -> list[str]: ...
+
+    def sweep(self) -> None:
+        """Remove the parents (blocking); environments must be gone or are killed."""
+        for parent in self.parents():
+            if not os.path.isdir(parent):
+                continue
+            for child in sorted(Path(parent).iterdir()):
+                if child.is_dir():
+                    _kill_members(f"{child}/cgroup.procs")
+                    _rmdir_when_empty([str(child)], f"{child}/cgroup.procs")
+            _rmdir_when_empty([parent], f"{parent}/cgroup.procs")
+
+    def sweep_stale(self) -> None:
+        """Remove cgroups left by nimbus processes that died without cleaning up."""
+        for parent in self.parents():
+            base = os.path.dirname(parent)
+            with contextlib.suppress(OSError):
+                for entry in os.listdir(base):
+                    if not entry.startswith("nimbus-") or entry == self.prefix:
+                        continue
+                    pid = entry.removeprefix("nimbus-")
+                    if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                        path = f"{base}/{entry}"
+                        for child in os.listdir(path):
+                            if os.path.isdir(f"{path}/{child}"):
+                                _kill_members(f"{path}/{child}/cgroup.procs")
+                                _rmdir_when_empty(
+                                    [f"{path}/{child}"], f"{path}/{child}/cgroup.procs"
+                                )
+                        _rmdir_when_empty([path], f"{path}/cgroup.procs")
+
+
+class CgroupsV1(Cgroups):
+    version = 1
+
+    def __init__(self, mounts: dict[str, tuple[str, str]]) -> None:
+        super().__init__()
+        own = _own_cgroups()
+        self.controllers = sorted(mounts)
+        # Co-mounted controllers (cpu,cpuacct) share one directory.
+        self.bases = {
+            c: _join(point, root, own.get(c, "/")) + "/" + self.prefix
+            for c, (point, root) in mounts.items()
+        }
+
+    def parents(self) -> list[str]:
+        return list(dict.fromkeys(self.bases.values()))
+
+    def setup(self) -> None:
+        for base in self.parents():
+            try:
+                os.makedirs(base, exist_ok=True)
+            except OSError as exc:
+                raise CgroupsUnavailable(f"cannot create cgroup {base}: {exc}") from exc
+
+    def create(self) -> Cgroup:
+        name = f"env-{next(self._names)}"
+        dirs = {}
+        for c, base in self.bases.items():
+            path = f"{base}/{name}"
+            if path not in dirs.values():
+                os.mkdir(path)
+            dirs[c] = path
+        return CgroupV1(name, dirs)
+
+
+class CgroupsV2(Cgroups):
+    version = 2
+    wanted = ("memory", "pids", "cpu")
+
+    def __init__(self, mount: str, root: str) -> None:
+        super().__init__()
+        self.own = _join(mount, root, _own_cgroups().get("", "/"))
+        self.base = f"{self.own}/{self.prefix}"
+        available = set(_read(f"{mount}/cgroup.controllers").split())
+        self.controllers = [c for c in self.wanted if c in available]
+
+    def parents(self) -> list[str]:
+        return [self.base]
+
+    def _enable(self, path: str) -> None:
+        current = set(_read(f"{path}/cgroup.subtree_control").split())
+        missing = [c for c in self.controllers if c not in current]
+        if missing:
+            _write(f"{path}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+    def setup(self) -> None:
+        try:
+            try:
+                self._enable(self.own)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                # "No internal processes": move this server into a leaf of its own
+                # cgroup so that the cgroup can delegate controllers to its children.
+                leaf = f"{self.own}/nimbus-server"
+                os.makedirs(leaf, exist_ok=True)
+                _write(f"{leaf}/cgroup.procs", str(os.getpid()))
+                log.warning("moved the nimbus server into %s to delegate cgroups", leaf)
+                self._enable(self.own)
+            os.makedirs(self.base, exist_ok=True)
+            self._enable(self.base)
+        except OSError as exc:
+            raise CgroupsUnavailable(
+                f"cannot delegate cgroup controllers under {self.own}: {exc} "
+                "(run nimbus in a cgroup it may manage, e.g. systemd-run -p Delegate=yes)"
+            ) from exc
+
+    def create(self) -> Cgroup:
+        path = f"{self.base}/env-{next(self._names)}"
+        os.mkdir(path)
+        return CgroupV2(os.path.basename(path), path)
+
+
+class CgroupPool:
+    """Empty cgroups made ahead of time, so a cold start does not pay the mkdirs."""
+
+    def __init__(self, cgroups: Cgroups, size: int = 8) -> None:
+        self.cgroups = cgroups
+        self.size = size
+        self._free: list[Cgroup] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> Cgroup:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return self.cgroups.create()
+
+    @property
+    def low(self) -> bool:
+        return len(self._free) < self.size // 2
+
+    def refill(self) -> None:
+        """Top the pool up (blocking; run in a thread)."""
+        while len(self._free) < self.size:
+            cgroup = self.cgroups.create()
+            with self._lock:
+                self._free.append(cgroup)
+
+    def drain(self) -> None:
+        with self._lock:
+            free, self._free = self._free, []
+        for cgroup in free:
+            cgroup.remove()

@@ -1,0 +1,271 @@
+"""An execution environment as the server sees it: a sandboxed process that runs one
+function version's invocations one at a time.
+
+The process is a child of the server (the zygote clones it with CLONE_PARENT), watched
+through a pidfd, so its exit status is known without polling. Invocations go over the
+control socket; logs come from the log pipe, cut at the runtime's end markers. A
+timeout, an OOM kill or a crash ends the environment (``reusable=False``), with the
+error payloads Lambda gives for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from nimbus.sandbox import protocol
+from nimbus.sandbox.cgroups import Cgroup
+from nimbus.sandbox.errors import EnvironmentGone, InitError, IsolationUnavailable
+from nimbus.sandbox.logs import LogPipe
+from nimbus.sandbox.spec import EnvironmentSpec, Invocation, Outcome
+
+log = logging.getLogger(__name__)
+
+# How Go (Lambda's runtime manager) names signals in "Runtime exited with error: ...".
+SIGNAL_NAMES = {
+    1: "hangup", 2: "interrupt", 3: "quit", 4: "illegal instruction",
+    5: "trace/breakpoint trap", 6: "aborted", 7: "bus error", 8: "floating point exception",
+    9: "killed", 10: "user defined signal 1", 11: "segmentation fault",
+    12: "user defined signal 2", 13: "broken pipe", 14: "alarm clock", 15: "terminated",
+    16: "stack fault", 24: "CPU time limit exceeded", 25: "file size limit exceeded",
+    31: "bad system call",
+}
+EXIT_WAIT_S = 5.0
+
+
+def describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return "signal: " + SIGNAL_NAMES.get(sig, f"signal {sig}")
+    if os.WIFEXITED(status):
+        return f"exit status {os.WEXITSTATUS(status)}"
+    return f"unknown status {status}"
+
+
+class _Died(Exception):
+    """The environment's process ended; ``status`` is its wait status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Environment:
+    """A live execution environment; create it with ``SandboxManager.start``."""
+
+    def __init__(self, *, env_id: str, spec: EnvironmentSpec, pid: int, ctl: socket.socket,
+                 log_fd: int, nonce: str, cgroup: Cgroup | None, process_group: bool,
+                 on_stop: Callable[[Environment], Awaitable[None]],
+                 pidfd: int | None = None) -> None:
+        self.id = env_id
+        self.spec = spec
+        self.pid = pid
+        self.init_duration_ms = 0.0
+        self.init_logs = b""
+        # (stage, time.perf_counter()) of the cold start, for benchmarks and profiling:
+        # spawn requested, forked, cgroup, mounts, privileges, runtime, init, ready.
+        self.stages: list[tuple[str, float]] = []
+        self.origin = ""  # "stem cell" or "zygote": how the cold start was served
+        self.alive = True
+        self.invocations = 0
+        self.cgroup = cgroup
+        self._nonce = nonce
+        self._seq = 1  # the runtime's init marker is number 1
+        self._process_group = process_group
+        self._on_stop = on_stop
+        self._lock = asyncio.Lock()
+        self._stopped = False
+        self._loop = asyncio.get_running_loop()
+        self._logs = LogPipe(log_fd, self._loop)
+        self._ctl = ctl
+        ctl.setblocking(False)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._exit: asyncio.Future[int] = self._loop.create_future()
+        self._pidfd = os.pidfd_open(pid) if pidfd is None else pidfd
+        self._loop.add_reader(self._pidfd, self._on_exit)
+
+    # -- process ------------------------------------------------------------------------
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            status = 0x7F00  # reaped elsewhere: unknown
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self.alive = False
+        if not self._exit.done():
+            self._exit.set_result(status)
+
+    def _kill(self) -> None:
+        if self._pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                if self._process_group:
+                    os.killpg(self.pid, signal.SIGKILL)
+                else:
+                    # PID 1 of its namespace: the kernel kills every process in it.
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    async def _exit_status(self) -> int:
+        try:
+            async with asyncio.timeout(EXIT_WAIT_S):
+                return await asyncio.shield(self._exit)
+        except TimeoutError:
+            self._kill()
+            return await self._exit
+
+    def _memory_mb(self) -> int:
+        peak = self.cgroup.memory_peak_bytes() if self.cgroup is not None else _vm_hwm(self.pid)
+        return math.ceil(peak / (1024 * 1024))
+
+    def _oom_killed(self) -> bool:
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    # -- control channel ----------------------------------------------------------------
+
+    async def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            self._reader, self._writer = await asyncio.open_unix_connection(
+                sock=self._ctl, limit=1 << 20
+            )
+        return self._reader, self._writer
+
+    async def _read_frame(self) -> tuple[dict, bytes]:
+        """The next frame, or _Died when the environment ends first."""
+        reader, _ = await self._streams()
+        try:
+            head = await reader.readexactly(protocol.HEADER.size)
+            head_len, body_len = protocol.HEADER.unpack(head)
+            header = protocol.decode_header(await reader.readexactly(head_len))
+            body = await reader.readexactly(body_len) if body_len else b""
+        except (asyncio.IncompleteReadError, ConnectionError):
+            raise _Died(await self._exit_status()) from None
+        if header.get("t") == "exit":  # provided: the bootstrap exited; so will PID 1
+            await self._exit_status()
+            raise _Died(int(header["status"]))
+        return header, body
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """The init phase; raises InitError or IsolationUnavailable (after cleanup)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                header, body = await self._read_frame()
+        except TimeoutError:
+            self._kill()
+            logs = await self._logs.rest()
+            await self.stop()
+            raise InitError("Sandbox.Timedout", f"Init timed out after {timeout_s:.2f} seconds",
+                            logs, timeout_s * 1000) from None
+        except _Died as died:
+            logs = await self._logs.rest()
+            await self.stop()
+            if self._oom_killed():
+                raise InitError("Runtime.OutOfMemory",
+                                f"Runtime exited with error: {describe_exit(died.status)}",
+                                logs) from None
+            raise InitError("Runtime.ExitError",
+                            f"Runtime exited with error: {describe_exit(died.status)}",
+                            logs) from None
+        kind = header.get("t")
+        if kind == "ready":
+            self.init_duration_ms = float(header.get("init_ms", 0.0))
+            self.stages += [(name, t) for name, t in header.get("stages", [])]
+            self.stages.append(("ready", time.perf_counter()))
+            self.init_logs = await self._logs.until(protocol.marker(self._nonce, 1))
+            return
+        logs = await self._logs.until(protocol.marker(self._nonce, 1))
+        await self.stop()
+        if kind == "setup_error":
+            raise IsolationUnavailable(f"cannot sandbox the environment: {header.get('message')}")
+        try:
+            message = json.loads(body).get("errorMessage", "")
+        except (ValueError, AttributeError):
+            message = body.decode(errors="replace")
+        raise InitError(header.get("type") or "Runtime.Unknown", message, logs,
+                        float(header.get("init_ms", 0.0)), payload=body)
+
+    async def invoke(self, inv: Invocation) -> Outcome:
+        """Run one invocation (one at a time per environment)."""
+        async with self._lock:
+            if not self.alive or self._stopped:
+                raise EnvironmentGone(f"environment {self.id} is not alive")
+            self.invocations += 1
+            self._seq += 1
+            marker = protocol.marker(self._nonce, self._seq)
+            header = {"t": "invoke", "id": inv.request_id, "deadline": inv.deadline_ms,
+                      "arn": inv.invoked_function_arn, "trace": inv.trace_id,
+                      "cc": inv.client_context, "ci": inv.cognito_identity}
+            _, writer = await self._streams()
+            start = time.perf_counter()
+            timeout = max(0.0, inv.deadline_ms / 1000 - time.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    writer.write(protocol.encode(header, inv.payload))
+                    await writer.drain()
+                    reply, body = await self._read_frame()
+            except TimeoutError:
+                duration = (time.perf_counter() - start) * 1000
+                self._kill()
+                await self._exit_status()
+                error = {"errorType": "Sandbox.Timedout",
+                         "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out "
+                         f"after {self.spec.timeout_s:.2f} seconds"}
+                return await self._failed(error, duration)
+            except (_Died, ConnectionError) as exc:
+                duration = (time.perf_counter() - start) * 1000
+                status = exc.status if isinstance(exc, _Died) else await self._exit_status()
+                reason = describe_exit(status)
+                error_type = "Runtime.OutOfMemory" if self._oom_killed() else "Runtime.ExitError"
+                error = {"errorType": error_type,
+                         "errorMessage": f"RequestId: {inv.request_id} Error: Runtime exited "
+                         f"with error: {reason}"}
+                return await self._failed(error, duration)
+            duration = (time.perf_counter() - start) * 1000
+            logs = await self._logs.until(marker)
+            return Outcome(body, reply.get("error"), logs, duration, self._memory_mb(), True)
+
+    async def _failed(self, error: dict, duration_ms: float) -> Outcome:
+        memory = self._memory_mb()
+        logs = await self._logs.rest()
+        await self.stop()
+        return Outcome(json.dumps(error).encode(), "Unhandled", logs, duration_ms, memory, False)
+
+    async def stop(self) -> None:
+        """Kill the environment (if alive) and release its resources; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._kill()
+        await self._exit_status()
+        self.alive = False
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._ctl.close()
+        self._logs.close()
+        await self._on_stop(self)
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -1,0 +1,167 @@
+"""The zygote's main loop: a pre-initialised interpreter that forks environments.
+
+Started once per runtime by ``nimbus.sandbox.zygote`` with the runtime's own Python
+(3.9+, standard library only). It builds the read-only base root in its private mount
+namespace, imports the runtime loop and the stdlib modules functions commonly use, and
+freezes the GC so that children share those pages. Then, for each request (JSON plus
+the environment's control socket and log pipe by SCM_RIGHTS), it clones a child
+straight into new namespaces, as a sibling (CLONE_PARENT: the server reaps it), and
+answers with the child's pid. The child confines itself (``jail``) and becomes the
+runtime (``nimbus.runtimes.python`` or the Runtime API server for ``provided``).
+
+A request marked ``stem`` makes a stem cell (see ``nimbus.sandbox.stemcells``): the
+child does the function-independent half of its confinement at idle priority, warms
+up the code paths of the other half, and waits for a function on its control socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+
+from nimbus.sandbox import jail, libc, mounts, privileges, protocol, seccomp
+
+# What a typical handler imports, paid once here instead of in every cold start.
+PRELOAD = ["json", "traceback", "logging", "decimal", "datetime", "base64", "re",
+           "collections", "uuid", "hashlib", "urllib.parse", "http.client",
+           "email.utils", "typing", "dataclasses", "functools", "random", "time"]
+
+NAMESPACES = libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
+
+
+def _preload(kind: str) -> object:
+    import importlib
+
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    if kind == "python":
+        from nimbus.runtimes import python as runtime
+    else:
+        from nimbus.runtimes import runtime_api as runtime
+    return runtime
+
+
+def _child(req: dict, fds: list[int], runtime: object, last_cap: int) -> None:
+    req["stages"] = [("forked", time.perf_counter())]
+    try:
+        jail.arrange_fds(fds[0], fds[1])
+        jail.prepare(req, last_cap)
+        if req.get("stem"):
+            # A stem cell: wait, confined but not yet specialised, for a function.
+            jail.warm_up()
+            runtime.warm_up(req["warm_dir"])  # type: ignore[attr-defined]
+            ctl = socket.socket(fileno=jail.CTL_FD)
+            try:
+                header, _body = protocol.read_frame(ctl)
+            except (EOFError, OSError):
+                os._exit(0)  # the server discarded the cell
+            ctl.detach()
+            if os.sched_getscheduler(0) != os.SCHED_OTHER:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            req.update(header["req"])
+            req["stages"].append(("specialize", time.perf_counter()))
+        jail.confine(req)
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            ctl = socket.socket(fileno=jail.CTL_FD)
+            protocol.write_frame(ctl, {"t": "setup_error", "message": message})
+        finally:
+            os._exit(70)
+    runtime.main(req)  # type: ignore[attr-defined]
+
+
+def _exit_status(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _spawn(req: dict, fds: list[int], runtime: object, last_cap: int) -> int:
+    flags = libc.CLONE_PARENT
+    if req["isolation"] == "namespace":
+        flags |= NAMESPACES
+        if not req["network"]:
+            flags |= libc.CLONE_NEWNET
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leaving SCHED_IDLE again needs root: without it (process isolation on a laptop),
+    # stem cells are made at normal priority.
+    stem = bool(req.get("stem")) and os.geteuid() == 0
+    if stem:
+        # Stem cells are made in the background: only idle CPU time for them (and for
+        # this clone), so they never slow down a cold start that is happening now.
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    pid = -1
+    try:
+        pid = libc.clone_process(flags)
+    finally:
+        if stem and pid != 0:  # the child keeps SCHED_IDLE until it is specialised
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    if pid:
+        return pid
+    # The child: never return into the zygote's loop, whatever happens.
+    status = 70
+    try:
+        _child(req, fds, runtime, last_cap)
+        status = 0
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+    return 0  # unreachable
+
+
+def serve(sock: socket.socket, config: dict) -> None:
+    if config["isolation"] == "namespace":
+        mounts.prepare_base(config["root"], config["layout"], config["etc"])
+    runtime = _preload(config["kind"])
+    runtime.prepare()  # type: ignore[attr-defined]
+    last_cap = privileges.last_capability()
+    if config["isolation"] == "namespace":
+        seccomp.prepare()
+    gc.collect()
+    gc.freeze()  # children must not dirty (copy) the zygote's pages by collecting them
+    sock.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
+        except InterruptedError:
+            continue
+        if not msg:
+            return  # the server went away
+        try:
+            req = json.loads(msg)
+            reply = {"pid": _spawn(req, fds, runtime, last_cap)}
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        sock.send(json.dumps(reply).encode())
+
+
+def main(sock_fd: int, config_json: str) -> None:
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        serve(sock, json.loads(config_json))
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            sock.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+        raise

@@ -1,0 +1,183 @@
+"""What isolation this host allows: the checks behind ``nimbus doctor``.
+
+``report()`` returns structured checks. Those marked ``required`` must all pass for
+``isolation="namespace"`` (the default); the others are advice. Checks that need to
+create namespaces or mount things run in a short-lived probe subprocess, so the
+server's own process is never altered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+from nimbus.runtimes import catalog
+from nimbus.sandbox.cgroups import Cgroups, CgroupsUnavailable
+from nimbus.sandbox.interpreters import InterpreterNotFound, resolve
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True  # needed for namespace isolation
+
+
+@dataclass
+class HostReport:
+    """The outcome of every check, and the verdict for namespace isolation."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def namespace_isolation(self) -> bool:
+        return all(c.ok for c in self.checks if c.required)
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.required and not c.ok]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "namespace_isolation": self.namespace_isolation,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _probe() -> None:
+    """Run as root in a throwaway process: try each kernel feature for real."""
+    from nimbus.sandbox import libc
+
+    results: dict[str, str] = {}
+
+    def attempt(name: str, body: object) -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                body()  # type: ignore[operator]
+                os._exit(0)
+            except OSError as exc:
+                os.write(2, f"{exc}\n".encode())
+                os._exit(1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        results[name] = "ok" if os.waitstatus_to_exitcode(status) == 0 else "failed"
+
+    flags = {"mount": libc.CLONE_NEWNS, "pid": libc.CLONE_NEWPID, "ipc": libc.CLONE_NEWIPC,
+             "uts": libc.CLONE_NEWUTS, "net": libc.CLONE_NEWNET}
+    for name, flag in flags.items():
+        attempt(f"ns_{name}", lambda flag=flag: libc.unshare(flag))
+
+    root = tempfile.mkdtemp(prefix="nimbus-probe-")
+
+    def pivot() -> None:
+        libc.unshare(libc.CLONE_NEWNS)
+        libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+        libc.mount("tmpfs", root, "tmpfs", 0, "size=1m")
+        os.chdir(root)
+        libc.pivot_root(".", ".")
+        libc.umount2(".", libc.MNT_DETACH)
+
+    attempt("pivot_root", pivot)
+    os.rmdir(root)
+
+    def seccomp_filter() -> None:
+        from nimbus.sandbox import seccomp
+
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+        seccomp.install()
+
+    attempt("seccomp", seccomp_filter)
+    print(json.dumps(results))
+
+
+def _run_probe() -> dict[str, str]:
+    code = "from nimbus.sandbox.host import _probe; _probe()"
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=30, check=False)
+        return json.loads(out.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+
+
+def report() -> HostReport:
+    """Check the host (blocking: a probe subprocess, a test cgroup; well under a second)."""
+    checks: list[Check] = []
+    root = os.geteuid() == 0
+    checks.append(Check("root", root, "running as root" if root else
+                        f"running as uid {os.geteuid()}: namespace isolation needs root"))
+    checks.append(Check("kernel", True, f"Linux {platform.release()} ({platform.machine()})",
+                        required=False))
+    try:
+        fd = os.pidfd_open(os.getpid())
+        os.close(fd)
+        checks.append(Check("pidfd", True, "pidfd_open works (Linux 5.3+)"))
+    except (OSError, AttributeError) as exc:
+        checks.append(Check("pidfd", False, f"pidfd_open unavailable: {exc}"))
+
+    probe = _run_probe() if root else {}
+    for name in ("mount", "pid", "ipc", "uts", "net"):
+        key = f"ns_{name}"
+        ok = probe.get(key) == "ok"
+        checks.append(Check(f"namespace:{name}", ok, "usable" if ok else
+                            probe.get("error") or ("needs root" if not root else "unshare failed")))
+    ok = probe.get("pivot_root") == "ok"
+    checks.append(Check("pivot_root", ok, "tmpfs root with pivot_root works" if ok else
+                        "pivot_root into a tmpfs failed (rootfs/initramfs root?)"))
+    ok = probe.get("seccomp") == "ok"
+    checks.append(Check("seccomp", ok, "filters load" if ok else "seccomp filters unavailable"))
+
+    try:
+        cgroups = Cgroups.detect()
+        controllers = ", ".join(cgroups.controllers)
+        detail = f"cgroup v{cgroups.version} ({controllers})"
+        ok = root
+        if root:
+            try:
+                cgroups.setup()
+                test = cgroups.create()
+                test.configure(128)
+                swap = test.swap_limited()
+                test.remove()
+                cgroups.sweep()
+                detail += "; test cgroup created and removed"
+                checks.append(Check("swap accounting", swap, "swap limited to zero" if swap else
+                                    "no swap control: environments may swap past MemorySize",
+                                    required=False))
+            except (OSError, CgroupsUnavailable) as exc:
+                ok = False
+                detail += f"; cannot create cgroups: {exc}"
+        checks.append(Check("cgroups", ok, detail))
+    except CgroupsUnavailable as exc:
+        checks.append(Check("cgroups", False, str(exc)))
+
+    with open("/proc/filesystems") as f:
+        overlay = "overlay" in f.read()
+    checks.append(Check("overlayfs", overlay, "layers are merged at /opt" if overlay else
+                        "no overlayfs: functions with more than one layer cannot start",
+                        required=False))
+
+    for name, runtime in sorted(catalog.available().items()):
+        try:
+            interp = resolve(runtime.executable)
+            checks.append(Check(f"runtime:{name}", True,
+                                f"{interp.executable} (prefix {interp.prefix})", required=False))
+        except InterpreterNotFound as exc:
+            checks.append(Check(f"runtime:{name}", False, str(exc), required=False))
+
+    checks.append(Check(
+        "network", True,
+        "functions with network enabled share the host's network namespace: they can reach "
+        "services listening on this host's loopback (guard them, e.g. require auth, or "
+        "firewall uids 60000-61023 from lo); functions without network get an empty one",
+        required=False,
+    ))
+    return HostReport(checks)

@@ -1,0 +1,385 @@
+"""The execution layer's entry point: one ``SandboxManager`` per server process.
+
+It owns the zygotes (one per runtime, started on first use), the stem cells (a few
+pre-forked, half-confined environments per runtime and network setting in demand), the
+cgroup pool, the sandbox uids and the generated ``/etc``; ``start`` turns an
+``EnvironmentSpec`` into a running, initialised ``Environment`` (a cold start: from a
+stem cell when one is ready, else forked from the zygote) and ``close`` tears
+everything down.
+
+Isolation is ``"namespace"`` (the default: namespaces, cgroups, unprivileged uid,
+seccomp) or ``"process"`` (explicit; no isolation at all, for machines without root).
+If the configured isolation cannot be had, ``start`` raises ``IsolationUnavailable``:
+nimbus never falls back to something weaker on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from nimbus.runtimes import catalog
+from nimbus.sandbox import envvars, mounts, protocol
+from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
+from nimbus.sandbox.environment import Environment
+from nimbus.sandbox.errors import IsolationUnavailable, SandboxError, UnsupportedRuntime
+from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
+from nimbus.sandbox.spec import EnvironmentSpec
+from nimbus.sandbox.stemcells import StemCell, StemCells
+from nimbus.sandbox.zygote import Zygote
+
+log = logging.getLogger(__name__)
+
+ISOLATIONS = ("namespace", "process")
+INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
+UID_BASE = 60000
+UID_COUNT = 1024
+NOFILE = 1024  # Lambda's file descriptor limit
+# Imported by stem cells while idle, to pre-fault the import machinery (see jail.warm_up).
+WARM_MODULE = """import os, sys, json
+counter = 0
+print("", end="")
+
+
+def handler(event, context):
+    global counter
+    counter += 1
+    return {"counter": counter}
+"""
+
+
+class SandboxManager:
+    """Starts and tracks execution environments for one server process."""
+
+    def __init__(self, work_dir: Path, isolation: str = "namespace", *, pool_size: int = 8,
+                 stem_cells: int = 2,
+                 uid_base: int = UID_BASE, uid_count: int = UID_COUNT,
+                 init_timeout_s: float = INIT_TIMEOUT_S, pids_max: int = PIDS_MAX) -> None:
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
+        self.work_dir = Path(work_dir).absolute()
+        self.isolation = isolation
+        self.pool_size = pool_size
+        self.init_timeout_s = init_timeout_s
+        self.pids_max = pids_max
+        self._uid_base, self._uid_count = uid_base, uid_count
+        self._free_uids = list(range(uid_base + uid_count - 1, uid_base - 1, -1))
+        self._zygotes: dict[str, Zygote] = {}
+        self._zygote_locks: dict[str, asyncio.Lock] = {}
+        self._prepare_lock = asyncio.Lock()
+        self._prepared = False
+        self._environments: set[Environment] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cgroups: Cgroups | None = None
+        self._pool: CgroupPool | None = None
+        self._run_dir = self.work_dir / f"run-{os.getpid()}-{secrets.token_hex(3)}"
+        self._interpreters: dict[str, Interpreter] = {}
+        self._layout: dict = {}
+        self._closed = False
+        self._cells = StemCells(stem_cells, self._spawn_cell, self._release_cgroup)
+        if isolation == "process":
+            log.warning(
+                "SANDBOX ISOLATION IS OFF (isolation='process'): functions run as this user "
+                "(uid %d) without namespaces, cgroups, seccomp or a private filesystem; they "
+                "can read and change everything this user can. Use only for trusted code.",
+                os.getuid(),
+            )
+
+    @property
+    def environments(self) -> set[Environment]:
+        return set(self._environments)
+
+    # -- preparation --------------------------------------------------------------------
+
+    async def _prepare(self) -> None:
+        async with self._prepare_lock:
+            if self._prepared:
+                return
+            if self._closed:
+                raise SandboxError("the sandbox manager is closed")
+            await asyncio.to_thread(self._prepare_blocking)
+            self._prepared = True
+
+    def _prepare_blocking(self) -> None:
+        self._run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self._run_dir, 0o755)
+        runtimes = catalog.available()
+        with ThreadPoolExecutor(max_workers=len(runtimes) or 1) as pool:
+            futures = {name: pool.submit(resolve, r.executable) for name, r in runtimes.items()}
+        for name, future in futures.items():
+            try:
+                self._interpreters[name] = future.result()
+            except InterpreterNotFound as exc:
+                log.warning("runtime %s unavailable: %s", name, exc)
+        if self.isolation == "process":
+            return
+        if os.geteuid() != 0:
+            raise IsolationUnavailable(
+                "namespace isolation needs root (mount, PID and network namespaces, cgroups, "
+                "switching to sandbox uids); run nimbus as root, or choose isolation "
+                "'process' explicitly to run functions without isolation"
+            )
+        try:
+            cgroups = Cgroups.detect()
+            cgroups.sweep_stale()
+            cgroups.setup()
+        except CgroupsUnavailable as exc:
+            raise IsolationUnavailable(f"cgroups unavailable: {exc}") from exc
+        self._cgroups = cgroups
+        self._pool = CgroupPool(cgroups, self.pool_size)
+        self._pool.refill()
+        prefixes = sorted({i.prefix for i in self._interpreters.values()})
+        self._layout = mounts.base_layout(prefixes)
+        mounts.write_etc(str(self._run_dir / "etc"), self._uid_base, self._uid_count)
+        (self._run_dir / "rootfs").mkdir(mode=0o755, exist_ok=True)
+        warm = self._run_dir / "warm"
+        warm.mkdir(mode=0o755, exist_ok=True)
+        (warm / "_nimbus_warm_module.py").write_text(WARM_MODULE)
+
+    async def _zygote(self, runtime_name: str) -> Zygote:
+        runtime = catalog.available().get(runtime_name)
+        if runtime is None:
+            raise UnsupportedRuntime(
+                f"Runtime {runtime_name} is not supported on this host; supported: "
+                + ", ".join(catalog.names())
+            )
+        interpreter = self._interpreters.get(runtime_name)
+        if interpreter is None:
+            raise SandboxError(f"the interpreter for {runtime_name} cannot be run on this host")
+        lock = self._zygote_locks.setdefault(runtime_name, asyncio.Lock())
+        async with lock:
+            zygote = self._zygotes.get(runtime_name)
+            if zygote is not None and zygote.alive:
+                return zygote
+            if zygote is not None:
+                await zygote.close()
+            config = {
+                "isolation": self.isolation,
+                "kind": "python" if runtime.python else "provided",
+                "root": str(self._run_dir / "rootfs"),
+                "layout": self._layout,
+                "etc": str(self._run_dir / "etc"),
+            }
+            zygote = Zygote(runtime_name, interpreter, config)
+            await zygote.start()
+            self._zygotes[runtime_name] = zygote
+            return zygote
+
+    async def warm_up(self, runtimes: list[str]) -> None:
+        """Start the zygotes of these runtimes now rather than on first use."""
+        await self._prepare()
+        await asyncio.gather(*(self._zygote(name) for name in runtimes))
+
+    # -- environments -------------------------------------------------------------------
+
+    def _take_cgroup(self, memory_mb: int) -> Cgroup | None:
+        if self._pool is None:
+            return None
+        cgroup = self._pool.take()
+        cgroup.configure(memory_mb, self.pids_max)
+        if self._pool.low:
+            self._background(asyncio.to_thread(self._pool.refill))
+        return cgroup
+
+    def _background(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _generic_request(self, network: bool, cgroup: Cgroup | None) -> dict:
+        """What the sandbox needs before the function is known (stem cells)."""
+        return {
+            "isolation": self.isolation,
+            "cgroup_procs": cgroup.procs_files if cgroup is not None else [],
+            "root": str(self._run_dir / "rootfs"),
+            "hostname": "localhost",
+            "network": network,
+            "nofile": NOFILE,
+            "warm_dir": str(self._run_dir / "warm"),
+        }
+
+    def _function_request(self, spec: EnvironmentSpec, uid: int, nonce: str) -> dict:
+        """The function's part: its files, user, variables and handler."""
+        runtime = catalog.available()[spec.runtime]
+        interpreter = self._interpreters[spec.runtime]
+        namespace = self.isolation == "namespace"
+        task_root = envvars.TASK_ROOT if namespace else str(spec.code_dir)
+        python = interpreter.version if runtime.python else None
+        python_bin = f"{interpreter.prefix}/bin" if runtime.python else None
+        env = envvars.build(spec, python=python, python_bin=python_bin, task_root=task_root)
+        if namespace:
+            major, minor = interpreter.version
+            python_path = [f"/opt/python/lib/python{major}.{minor}/site-packages", "/opt/python"]
+        else:
+            python_path = [str(d / "python") for d in reversed(spec.layer_dirs)]
+        return {
+            "code_dir": str(Path(spec.code_dir).absolute()),
+            "layers": [str(Path(d).absolute()) for d in spec.layer_dirs],
+            "tmp_mb": spec.ephemeral_mb,
+            "uid": uid,
+            "gid": uid,
+            "env": env,
+            "handler": spec.handler,
+            "nonce": nonce,
+            "task_root": task_root,
+            "python_path": python_path,
+        }
+
+    async def _spawn_cell(self, key: tuple[str, bool]) -> StemCell:
+        runtime, network = key
+        zygote = await self._zygote(runtime)
+        cgroup = await asyncio.to_thread(self._pool.take) if self._pool is not None else None
+        ctl_ours, ctl_theirs = socket.socketpair()
+        log_r, log_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            request = {**self._generic_request(network, cgroup), "stem": True}
+            pid = await zygote.spawn(request, [ctl_theirs.fileno(), log_w])
+        except BaseException:
+            ctl_ours.close()
+            os.close(log_r)
+            self._release(None, cgroup)
+            raise
+        finally:
+            ctl_theirs.close()
+            os.close(log_w)
+        return StemCell(key, pid, os.pidfd_open(pid), ctl_ours, log_r, cgroup)
+
+    def _release_cgroup(self, cgroup: Cgroup | None) -> None:
+        self._release(None, cgroup)
+
+    async def start(self, spec: EnvironmentSpec) -> Environment:
+        """A cold start: a fresh sandbox (from a stem cell, else forked from the
+        runtime's zygote) and the init phase. Raises InitError, IsolationUnavailable
+        or UnsupportedRuntime."""
+        await self._prepare()
+        zygote = await self._zygote(spec.runtime)
+        namespace = self.isolation == "namespace"
+        if namespace:
+            if not self._free_uids:
+                raise SandboxError("no sandbox uid left (too many environments)")
+            uid = self._free_uids.pop()
+        else:
+            uid = os.getuid()
+        own_uid = uid if namespace else None
+        env_id = secrets.token_hex(8)
+        nonce = secrets.token_hex(8)
+        try:
+            environment = await self._from_cell(spec, env_id, uid, nonce, own_uid)
+            if environment is None:
+                try:
+                    environment = await self._from_zygote(zygote, spec, env_id, uid, nonce,
+                                                          own_uid)
+                except SandboxError:
+                    if zygote.alive:
+                        raise
+                    # The zygote died (killed from outside?): one new one, one more try.
+                    zygote = await self._zygote(spec.runtime)
+                    environment = await self._from_zygote(zygote, spec, env_id, uid, nonce,
+                                                          own_uid)
+        except BaseException:
+            self._release(own_uid, None)
+            raise
+        self._environments.add(environment)
+        await environment.wait_ready(self.init_timeout_s)
+        return environment
+
+    def _environment(self, spec: EnvironmentSpec, env_id: str, pid: int, ctl: socket.socket,
+                     log_fd: int, nonce: str, cgroup: Cgroup | None, own_uid: int | None,
+                     pidfd: int | None = None) -> Environment:
+        async def stopped(environment: Environment) -> None:
+            self._environments.discard(environment)
+            self._release(own_uid, environment.cgroup)
+
+        return Environment(
+            env_id=env_id, spec=spec, pid=pid, ctl=ctl, log_fd=log_fd, nonce=nonce,
+            cgroup=cgroup, process_group=self.isolation != "namespace", on_stop=stopped,
+            pidfd=pidfd,
+        )
+
+    async def _from_cell(self, spec: EnvironmentSpec, env_id: str, uid: int, nonce: str,
+                         own_uid: int | None) -> Environment | None:
+        cell = self._cells.take((spec.runtime, spec.network))
+        if cell is None:
+            return None
+        try:
+            if cell.cgroup is not None:
+                cell.cgroup.configure(spec.memory_mb, self.pids_max)
+            request = self._function_request(spec, uid, nonce)
+            requested = time.perf_counter()
+            if os.sched_getscheduler(cell.pid) != os.SCHED_OTHER:
+                # Cells idle at SCHED_IDLE; this one is needed now, at normal priority.
+                os.sched_setscheduler(cell.pid, os.SCHED_OTHER, os.sched_param(0))
+            # A few kB into an empty socket buffer: does not block.
+            cell.ctl.sendall(protocol.encode({"t": "specialize", "req": request}))
+        except OSError as exc:
+            log.warning("discarding a stem cell: %s", exc)
+            cell.discard()
+            self._release(None, cell.cgroup)
+            return None
+        environment = self._environment(spec, env_id, cell.pid, cell.ctl, cell.log_fd, nonce,
+                                         cell.cgroup, own_uid, pidfd=cell.pidfd)
+        environment.origin = "stem cell"
+        environment.stages.append(("requested", requested))
+        return environment
+
+    async def _from_zygote(self, zygote: Zygote, spec: EnvironmentSpec, env_id: str,
+                           uid: int, nonce: str, own_uid: int | None) -> Environment:
+        cgroup = None
+        ctl_ours = ctl_theirs = None
+        log_r = log_w = -1
+        try:
+            cgroup = self._take_cgroup(spec.memory_mb)
+            ctl_ours, ctl_theirs = socket.socketpair()
+            log_r, log_w = os.pipe2(os.O_CLOEXEC)
+            request = {**self._generic_request(spec.network, cgroup),
+                       **self._function_request(spec, uid, nonce)}
+            requested = time.perf_counter()
+            pid = await zygote.spawn(request, [ctl_theirs.fileno(), log_w])
+        except BaseException:
+            for sock in (ctl_ours, ctl_theirs):
+                if sock is not None:
+                    sock.close()
+            for fd in (log_r, log_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._release(None, cgroup)
+            raise
+        ctl_theirs.close()
+        os.close(log_w)
+        environment = self._environment(spec, env_id, pid, ctl_ours, log_r, nonce, cgroup,
+                                        own_uid)
+        environment.origin = "zygote"
+        environment.stages.append(("requested", requested))
+        return environment
+
+    def _release(self, uid: int | None, cgroup: Cgroup | None) -> None:
+        if uid is not None:
+            self._free_uids.append(uid)
+        if cgroup is not None:
+            self._background(asyncio.to_thread(cgroup.remove))
+
+    async def close(self) -> None:
+        """Kill every environment and zygote and remove nimbus' cgroups."""
+        self._closed = True
+        await self._cells.close()
+        await asyncio.gather(*(e.stop() for e in list(self._environments)),
+                             return_exceptions=True)
+        await asyncio.gather(*(z.close() for z in self._zygotes.values()),
+                             return_exceptions=True)
+        self._zygotes.clear()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.drain)
+        if self._cgroups is not None:
+            await asyncio.to_thread(self._cgroups.sweep)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(shutil.rmtree, self._run_dir)

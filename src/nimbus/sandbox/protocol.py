@@ -1,0 +1,73 @@
+"""The control channel between the server and an execution environment.
+
+One stream socket per environment carries frames: a fixed header (two big-endian
+lengths), a small JSON header and an opaque body (event or result payload). The body is
+never re-encoded, so a 6 MB payload costs one copy each way.
+
+Shared by the server (asyncio) and the in-sandbox runtimes (blocking sockets, Python
+3.9+), so it uses the standard library only.
+
+Frames, by ``t``:
+  environment -> server: ``ready`` {init_ms}, ``init_error`` {type} + error JSON body,
+  ``setup_error`` {message}, ``result`` {error: None | "Unhandled"} + payload body,
+  ``exit`` {status} (provided runtimes: the bootstrap exited).
+  server -> environment: ``invoke`` {id, deadline, arn, trace, cc, ci} + event body.
+
+Logs do not travel here: stdout/stderr go to a pipe, and after each invocation the
+runtime writes ``marker(nonce, seq)`` into that pipe, so the server can cut the log at
+exactly the end of the invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+HEADER = struct.Struct("!II")
+MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # Lambda's limit for a synchronous response
+
+
+def encode(header: dict, body: bytes = b"") -> bytes:
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    return HEADER.pack(len(raw), len(body)) + raw + body
+
+
+def decode_header(raw: bytes) -> dict:
+    return json.loads(raw)
+
+
+def marker(nonce: str, seq: int) -> bytes:
+    """Bytes that end the log of one invocation; the nonce keeps prints from forging it."""
+    return f"\x00nimbus-end {nonce} {seq}\x00".encode()
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    if size == 0:
+        return b""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            raise EOFError("control channel closed")
+        got += n
+    return bytes(buf)
+
+
+def read_frame(sock: socket.socket) -> tuple[dict, bytes]:
+    """Blocking read of one frame (in-sandbox side)."""
+    head_len, body_len = HEADER.unpack(_recv_exactly(sock, HEADER.size))
+    header = decode_header(_recv_exactly(sock, head_len))
+    return header, _recv_exactly(sock, body_len)
+
+
+def write_frame(sock: socket.socket, header: dict, body: bytes = b"") -> None:
+    if len(body) > 65536:
+        # Avoid concatenating megabytes: header first, then the body as is.
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        sock.sendall(HEADER.pack(len(raw), len(body)) + raw)
+        sock.sendall(body)
+    else:
+        sock.sendall(encode(header, body))

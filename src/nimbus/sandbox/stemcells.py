@@ -1,0 +1,132 @@
+"""Stem cells: environments forked and half-confined ahead of time.
+
+A cold start from the zygote pays for the fork (page tables of a 20+ MB interpreter)
+and for joining the cgroup (cgroup v1 migration takes a global lock that sometimes
+waits for an RCU grace period: tens of milliseconds at p99). A stem cell has done both
+already: it is a child of the zygote in its own namespaces, in its own cgroup, with
+its /proc mounted, blocked on its control socket. Specialising it for a function is
+only the function's mounts, dropping privileges and importing the handler (as in
+OpenWhisk's stem cells and Fission's pools; see DESIGN.md).
+
+Cells are kept per (runtime, network) pair, for the pairs that have been asked for,
+and refilled in the background after each use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from nimbus.sandbox.cgroups import Cgroup
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, bool]  # (runtime, network)
+
+
+@dataclass
+class StemCell:
+    """An idle, pre-forked environment process and what the server holds of it."""
+
+    key: Key
+    pid: int
+    pidfd: int
+    ctl: socket.socket
+    log_fd: int
+    cgroup: Cgroup | None
+
+    def discard(self) -> None:
+        """Kill and reap (blocking only for an instant: the process is ours)."""
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self.close_fds()
+
+    def close_fds(self) -> None:
+        self.ctl.close()
+        for fd in (self.log_fd, self.pidfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+Spawner = Callable[[Key], Awaitable[StemCell]]
+
+
+class StemCells:
+    """Pools of stem cells, one per (runtime, network) in demand."""
+
+    def __init__(self, size: int, spawn: Spawner,
+                 release_cgroup: Callable[[Cgroup | None], None]) -> None:
+        self.size = size
+        self._spawn = spawn
+        self._release_cgroup = release_cgroup
+        self._cells: dict[Key, deque[StemCell]] = {}
+        self._filling: dict[Key, asyncio.Task[None]] = {}
+        self._closed = False
+
+    def take(self, key: Key) -> StemCell | None:
+        """A live cell for ``key``, or None; asks for a refill either way."""
+        cells = self._cells.setdefault(key, deque())
+        cell = cells.popleft() if cells else None
+        if cell is not None:
+            asyncio.get_running_loop().remove_reader(cell.pidfd)
+        self.refill(key)
+        return cell
+
+    def refill(self, key: Key) -> None:
+        if self.size <= 0 or self._closed:
+            return
+        task = self._filling.get(key)
+        if task is None or task.done():
+            self._filling[key] = asyncio.ensure_future(self._fill(key))
+
+    async def _fill(self, key: Key) -> None:
+        cells = self._cells.setdefault(key, deque())
+        failures = 0
+        while len(cells) < self.size and not self._closed:
+            try:
+                cell = await self._spawn(key)
+            except Exception as exc:
+                failures += 1
+                log.warning("cannot make a stem cell for %s: %s", key, exc)
+                if failures >= 3:
+                    return
+                continue
+            if self._closed:
+                cell.discard()
+                self._release_cgroup(cell.cgroup)
+                return
+            cells.append(cell)
+            asyncio.get_running_loop().add_reader(cell.pidfd, self._died, cell)
+
+    def _died(self, cell: StemCell) -> None:
+        # An idle cell should never exit; if it did (killed from outside, or it could
+        # not confine itself), drop it: the next cold start forks directly and reports.
+        log.warning("a stem cell for %s exited while idle", cell.key)
+        asyncio.get_running_loop().remove_reader(cell.pidfd)
+        cells = self._cells.get(cell.key)
+        if cells is not None and cell in cells:
+            cells.remove(cell)
+        cell.discard()
+        self._release_cgroup(cell.cgroup)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._filling.values():
+            task.cancel()
+        await asyncio.gather(*self._filling.values(), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        for cells in self._cells.values():
+            while cells:
+                cell = cells.popleft()
+                loop.remove_reader(cell.pidfd)
+                cell.discard()
+                self._release_cgroup(cell.cgroup)
