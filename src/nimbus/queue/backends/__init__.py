@@ -1,0 +1,1 @@
+"""Queue backends, one module per broker; ``sqlite`` is the embedded default."""

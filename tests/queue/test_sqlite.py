@@ -1,0 +1,83 @@
+"""What only the SQLite backend promises: its file, its lock, its group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from nimbus.queue.backend import QueuedEvent, QueueError
+from nimbus.queue.backends.sqlite import SqliteQueue
+
+
+def event(n: int) -> QueuedEvent:
+    return QueuedEvent("fn", None, b"{}", f"req-{n}")
+
+
+@pytest.fixture
+async def queue(tmp_path: Path):  # type: ignore[no-untyped-def]
+    q = SqliteQueue(tmp_path / "data" / "queue.db")  # creates the data dir
+    await q.open()
+    yield q
+    await q.close()
+
+
+async def test_file_is_wal_with_full_sync(queue: SqliteQueue) -> None:
+    await queue.put(event(1))
+    db = sqlite3.connect(queue.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    db.close()
+
+
+async def test_concurrent_puts_share_commits(queue: SqliteQueue) -> None:
+    before = queue.commits
+    await asyncio.gather(*(queue.put(event(i)) for i in range(2000)))
+    assert queue.commits - before < 100
+
+
+async def test_one_process_owns_the_file(queue: SqliteQueue) -> None:
+    other = SqliteQueue(queue.path)
+    with pytest.raises(QueueError, match="in use"):
+        await other.open()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(QueueError, match="schema version 99"):
+        await SqliteQueue(path).open()
+
+
+async def test_a_bad_event_fails_alone(queue: SqliteQueue) -> None:
+    good = asyncio.gather(*(queue.put(event(i)) for i in range(10)))
+    with pytest.raises(TypeError):
+        await queue.put(QueuedEvent("fn", None, "not bytes", "bad"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await queue.put(QueuedEvent("fn", None, b"", "bad", extra={"x": object()}))
+    assert len(await good) == 10
+
+
+async def test_a_lease_nobody_received_is_handed_back(queue: SqliteQueue) -> None:
+    await queue.put(event(1))
+    leasing = asyncio.create_task(queue.lease(10, 300))
+    await asyncio.sleep(0)  # the request is on its way to the writer
+    leasing.cancel()
+    await queue.stats()  # the cancelled lease has been settled, and handed back
+    (lease,) = await queue.lease(10, 300)
+    assert lease.event.request_id == "req-1"
+
+
+async def test_closed_queue_refuses_requests(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "queue.db")
+    with pytest.raises(QueueError, match="not open"):
+        await q.stats()
+    await q.open()
+    await q.close()
+    await q.close()  # idempotent
+    with pytest.raises(QueueError, match="not open"):
+        await q.lease(1, 1)
