@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -83,3 +84,47 @@ def nimbus(tmp_path: Path) -> Iterator[NimbusProcess]:
 @pytest.fixture
 def lam(nimbus: NimbusProcess):  # type: ignore[no-untyped-def]
     return nimbus.client()
+
+
+def need_sandbox() -> None:
+    """Execution tests need root for namespaces and cgroups."""
+    if os.geteuid() != 0:
+        unavailable("sandboxed execution needs root (namespaces, cgroups)")
+
+
+def awslambdaric_package(tmp_path: Path) -> bytes:
+    """A provided.al2023 function whose bootstrap runs the real awslambdaric client,
+    vendored from this venv (as a user would vendor it with pip install --target). Its
+    C extension needs the interpreter it was built for: this venv's base Python, which
+    the sandbox shows because it is a runtime's prefix."""
+    import awslambdaric
+    import simplejson
+    import snapshot_restore_py
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for module in (awslambdaric, simplejson):
+            root = Path(module.__file__).parent
+            for path in root.rglob("*"):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    zf.write(path, f"{root.name}/{path.relative_to(root)}")
+        zf.write(snapshot_restore_py.__file__, "snapshot_restore_py.py")
+        site = Path(simplejson.__file__).parent.parent
+        for extension in site.glob("runtime_client*.so"):  # awslambdaric's C client
+            zf.write(extension, extension.name)
+        boot = zipfile.ZipInfo("bootstrap")
+        boot.external_attr = (0o755 | 0o100000) << 16
+        zf.writestr(
+            boot,
+            '#!/bin/sh\ncd "$LAMBDA_TASK_ROOT"\n'
+            'export PYTHONPATH="$LAMBDA_TASK_ROOT"\n'
+            f'exec {os.path.realpath(sys.executable)} -m awslambdaric "$_HANDLER"\n',
+        )
+        zf.writestr(
+            "fn.py",
+            "def handler(event, context):\n"
+            "    if event.get('fail'):\n"
+            "        raise KeyError('missing')\n"
+            "    return {'echo': event, 'runtime': 'awslambdaric'}\n",
+        )
+    return buf.getvalue()

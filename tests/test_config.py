@@ -14,7 +14,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     cfg = load_config()
     assert (cfg.host, cfg.port, cfg.region, cfg.account_id) == (
-        "127.0.0.1", 9000, "us-east-1", "000000000000"
+        "127.0.0.1",
+        9000,
+        "us-east-1",
+        "000000000000",
     )
     assert cfg.data_dir == Path(".nimbus").absolute()
     assert cfg.effective_database_url.startswith("sqlite:///")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 
 from nimbus.config import ConfigError, load_config
@@ -26,6 +28,9 @@ def up(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    isolation: Annotated[
+        str | None, typer.Option(help="namespace (default, real isolation) or process (none)")
+    ] = None,
 ) -> None:
     """Start nimbus: the Lambda API on http://HOST:PORT."""
     from nimbus.server import serve
@@ -38,11 +43,100 @@ def up(
             data_dir=data_dir,
             database_url=database_url,
             log_level=log_level,
+            isolation=isolation,
         )
     except ConfigError as exc:
         typer.echo(f"nimbus: {exc}", err=True)
         raise typer.Exit(2) from exc
     serve(cfg)
+
+
+ENDPOINT = typer.Option(
+    "http://127.0.0.1:9000", envvar="NIMBUS_ENDPOINT", help="The nimbus to talk to"
+)
+
+
+def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        response = httpx.request(method, url, timeout=960, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
+        raise typer.Exit(1) from exc
+    if response.status_code >= 400:
+        kind = response.headers.get("x-amzn-errortype", str(response.status_code))
+        body = response.json() if response.content else {}
+        typer.echo(f"{kind}: {body.get('message') or body.get('Message')}", err=True)
+        raise typer.Exit(1)
+    return response
+
+
+@app.command()
+def invoke(
+    name: Annotated[str, typer.Argument(help="Function name or ARN")],
+    payload: Annotated[str, typer.Option("--payload", "-p", help="JSON event")] = "{}",
+    qualifier: Annotated[str | None, typer.Option(help="Version or alias")] = None,
+    tail: Annotated[bool, typer.Option("--tail", help="Print the log to stderr")] = False,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """Invoke a function synchronously and print its result."""
+    response = _call(
+        "POST",
+        f"{endpoint}/2015-03-31/functions/{name}/invocations",
+        params={"Qualifier": qualifier} if qualifier else None,
+        content=payload.encode(),
+        headers={"X-Amz-Log-Type": "Tail" if tail else "None"},
+    )
+    if tail and "x-amz-log-result" in response.headers:
+        typer.echo(base64.b64decode(response.headers["x-amz-log-result"]).decode(), err=True)
+    typer.echo(response.text)
+    if response.headers.get("x-amz-function-error"):
+        raise typer.Exit(1)
+
+
+@app.command("ls")
+def list_functions(endpoint: str = ENDPOINT) -> None:
+    """List functions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "runtime", "handler", "memory", "timeout", "last modified")
+    marker: str | None = None
+    while True:
+        params = {"Marker": marker} if marker else {}
+        page = _call("GET", f"{endpoint}/2015-03-31/functions/", params=params).json()
+        for f in page["Functions"]:
+            table.add_row(
+                f["FunctionName"],
+                f["Runtime"],
+                f["Handler"],
+                f"{f['MemorySize']} MB",
+                f"{f['Timeout']} s",
+                f["LastModified"],
+            )
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    Console().print(table)
+
+
+@app.command()
+def doctor() -> None:
+    """Say what isolation this host supports, and whether nimbus can run functions."""
+    from nimbus.sandbox.host import report
+
+    host = report()
+    for check in host.checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+    if not host.namespace_isolation:
+        typer.echo(
+            "nimbus cannot isolate functions on this host (see FAIL above): invocations fail "
+            "with a clear error. `nimbus up --isolation process` runs them without isolation "
+            "(for a laptop without root; never chosen silently).",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo("namespace isolation: available")
 
 
 @app.command()

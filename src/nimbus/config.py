@@ -41,6 +41,9 @@ class Config(BaseModel):
     # for laptops without root; loudly logged, never chosen silently.
     isolation: str = Field("namespace", pattern=r"^(namespace|process)$")
     idle_seconds: float = Field(300.0, gt=0)  # warm environments idle longer are stopped
+    # Sandboxes forked and half-confined ahead of time per runtime, so a cold start only
+    # binds the code and imports the handler (0: fork from the zygote on demand).
+    stem_cells: int = Field(2, ge=0)
 
     model_config = {"extra": "forbid", "validate_default": True}
 

@@ -47,11 +47,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(config: Config) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = await blocking(open_services, config)
+        svc = await blocking(open_services, config)
+        app.state.services = svc
+        await svc.start()
         try:
             yield
         finally:
-            app.state.services.close()
+            await svc.aclose()
 
     return Starlette(
         routes=[Route("/health", health, methods=["GET"]), *api.routes],

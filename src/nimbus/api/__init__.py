@@ -2,11 +2,18 @@
 
 from starlette.routing import BaseRoute
 
-from nimbus.api import aliases, concurrency, functions, tags
+from nimbus.api import (
+    aliases,
+    concurrency,
+    functions,
+    invoke,
+    tags,
+)
 
 routes: list[BaseRoute] = [
     *functions.routes,
     *aliases.routes,
     *concurrency.routes,
     *tags.routes,
+    *invoke.routes,
 ]

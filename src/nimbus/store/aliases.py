@@ -79,7 +79,7 @@ class AliasStore:
 
     def create(self, alias: Alias) -> Alias:
         try:
-            with self.db.write() as conn:
+            with self.functions.writing(alias.function_name) as conn:
                 self.functions.record(conn, alias.function_name, lock=True)
                 self._check_targets(conn, alias)
                 conn.execute(
@@ -107,7 +107,7 @@ class AliasStore:
         routing: dict[str, float] | None,
         expected_revision: str | None,
     ) -> Alias:
-        with self.db.write() as conn:
+        with self.functions.writing(function) as conn:
             self.functions.record(conn, function, lock=True)
             current = self._alias(conn, function, name)
             check_revision(expected_revision, current.revision_id)
@@ -133,7 +133,7 @@ class AliasStore:
         return new
 
     def delete(self, function: str, name: str) -> None:
-        with self.db.write() as conn:
+        with self.functions.writing(function) as conn:
             self.functions.record(conn, function, lock=True)
             conn.execute(
                 delete(aliases).where(aliases.c.function_name == function, aliases.c.name == name)

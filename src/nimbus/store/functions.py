@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
@@ -74,6 +75,22 @@ class FunctionStore:
     def __init__(self, db: Database, arn: ArnFn) -> None:
         self.db = db
         self.arn = arn
+        self.generation = 0  # bumped after every committed change
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(function_name)`` after each committed change to a function
+        (its versions, aliases, concurrency or tags): caches invalidate through it."""
+        self._listeners.append(listener)
+
+    @contextmanager
+    def writing(self, name: str) -> Iterator[Connection]:
+        """A write transaction about function ``name``; listeners hear of it on commit."""
+        with self.db.write() as conn:
+            yield conn
+        self.generation += 1
+        for listener in self._listeners:
+            listener(name)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -172,7 +189,7 @@ class FunctionStore:
             name=latest.function_name, created_at=latest.last_modified, tags=tags
         )
         try:
-            with self.db.write() as conn:
+            with self.writing(latest.function_name) as conn:
                 conn.execute(insert(functions).values(dataclasses.asdict(record)))
                 conn.execute(insert(function_versions).values(_version_values(latest)))
                 if publish:
@@ -189,7 +206,7 @@ class FunctionStore:
         publish: bool = False,
     ) -> FunctionVersion:
         """Apply ``change`` to $LATEST atomically, checking RevisionId first."""
-        with self.db.write() as conn:
+        with self.writing(name) as conn:
             self.record(conn, name, lock=True)
             current = self.version(conn, name, LATEST)
             check_revision(expected_revision, current.revision_id)
@@ -213,7 +230,7 @@ class FunctionStore:
         code_sha256_b64: str | None,
         expected_revision: str | None,
     ) -> FunctionVersion:
-        with self.db.write() as conn:
+        with self.writing(name) as conn:
             return self._publish(conn, name, description, code_sha256_b64, expected_revision)
 
     def _publish(
@@ -250,7 +267,7 @@ class FunctionStore:
         return published
 
     def delete(self, name: str, qualifier: str | None) -> None:
-        with self.db.write() as conn:
+        with self.writing(name) as conn:
             self.record(conn, name, lock=True)
             if qualifier is None:
                 conn.execute(delete(aliases).where(aliases.c.function_name == name))
@@ -300,7 +317,7 @@ class FunctionStore:
     def set_reserved_concurrency(
         self, name: str, value: int | None, account_limit: int, unreserved_minimum: int
     ) -> None:
-        with self.db.write() as conn:
+        with self.writing(name) as conn:
             self.record(conn, name, lock=True)
             if value is not None:
                 others = self.reserved_total(conn, excluding=name)
@@ -321,7 +338,7 @@ class FunctionStore:
     def update_tags(
         self, name: str, add: dict[str, str] | None = None, remove: list[str] | None = None
     ) -> dict[str, str]:
-        with self.db.write() as conn:
+        with self.writing(name) as conn:
             tags = dict(self.record(conn, name, lock=True).tags)
             tags.update(add or {})
             for key in remove or []:

@@ -9,7 +9,9 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Float,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -66,4 +68,25 @@ aliases = Table(
     Column("routing", JSON, nullable=False),
     Column("revision_id", String(36), nullable=False),
     ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+)
+
+invocation_logs = Table(
+    "invocation_logs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("request_id", String(36), nullable=False, index=True),
+    Column("function_name", String(140), nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("log_stream", String(256), nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("billed_ms", Integer, nullable=False),
+    Column("memory_size", Integer, nullable=False),
+    Column("max_memory_used", Integer, nullable=False),
+    Column("init_ms", Float, nullable=True),
+    Column("error_type", String(128), nullable=True),
+    Index("ix_invocation_logs_function_time", "function_name", "timestamp_ms"),
 )

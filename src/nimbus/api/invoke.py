@@ -1,0 +1,73 @@
+"""Invoke: ``POST /2015-03-31/functions/{name}/invocations``.
+
+RequestResponse runs the function and answers with its result; Event answers 202 once
+the event is durably queued (the dispatcher runs it); DryRun checks that the caller
+could invoke it (204).
+"""
+
+from __future__ import annotations
+
+import base64
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nimbus.api.names import parse_function_ref
+from nimbus.api.wire import read_body
+from nimbus.errors import InvalidParameterValue, RequestTooLarge
+from nimbus.invoker import MAX_SYNC_PAYLOAD, check_payload, decode_client_context
+from nimbus.services import services
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+MAX_ASYNC_PAYLOAD = 256 * 1024
+
+
+async def invoke(request: Request) -> Response:
+    svc = services(request)
+    ref = parse_function_ref(
+        request.path_params["name"], svc.config, request.query_params.get("Qualifier")
+    )
+    kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
+    if kind not in INVOCATION_TYPES:
+        raise InvalidParameterValue(
+            f"InvocationType {kind} is not valid; use one of {', '.join(INVOCATION_TYPES)}."
+        )
+    log_type = request.headers.get("x-amz-log-type", "None")
+    if log_type not in ("None", "Tail"):
+        raise InvalidParameterValue(f"LogType {log_type} is not valid; use None or Tail.")
+    payload = check_payload(await read_body(request, MAX_SYNC_PAYLOAD, "InvokeFunction"))
+    client_context = decode_client_context(request.headers.get("x-amz-client-context"))
+    if kind == "DryRun":
+        version = await svc.invoker.dry_run(ref.name, ref.qualifier)
+        return Response(status_code=204, headers={"X-Amz-Executed-Version": version.version})
+    if kind == "Event":
+        if len(payload) > MAX_ASYNC_PAYLOAD:
+            raise RequestTooLarge(
+                f"Request must be smaller than {MAX_ASYNC_PAYLOAD} bytes for the "
+                "InvokeFunction operation with InvocationType Event"
+            )
+        await svc.invoker.dry_run(ref.name, ref.qualifier)  # exists and can run
+        request_id = await svc.dispatcher.enqueue(
+            ref.name, ref.qualifier, payload, trace_id=request.headers.get("x-amzn-trace-id")
+        )
+        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
+    result = await svc.invoker.invoke(
+        ref.name,
+        ref.qualifier,
+        payload,
+        client_context,
+        trace_id=request.headers.get("x-amzn-trace-id"),
+    )
+    headers = {
+        "X-Amz-Executed-Version": result.executed_version,
+        "x-amzn-RequestId": result.request_id,
+    }
+    if result.function_error:
+        headers["X-Amz-Function-Error"] = result.function_error
+    if log_type == "Tail":
+        headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
+    return Response(result.payload, status_code=200, headers=headers, media_type="application/json")
+
+
+routes = [Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"])]

@@ -1,0 +1,237 @@
+"""Invocation: qualifier resolution, admission, and the synchronous run.
+
+The invoker is where an invocation's pieces meet: ``Targets`` says which version runs,
+``ConcurrencyLimiter`` admits it (or 429), ``Pool`` finds or starts an environment,
+and the outcome is turned into a Lambda response plus a log record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+from nimbus.concurrency import ConcurrencyLimiter
+from nimbus.config import Config
+from nimbus.errors import InvalidParameterValue, InvalidRequestContent
+from nimbus.models import LATEST, FunctionRecord, FunctionVersion
+from nimbus.observe.logs import InvocationLog, LogStore, billed, now_ms, render, tail
+from nimbus.pool import Pool, PoolKey
+from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
+from nimbus.store.code import CodeStore
+from nimbus.targets import Targets
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_CLIENT_CONTEXT = 3583
+NETWORK_TAG = "nimbus:network"  # "none": the function runs with no network at all
+
+
+@dataclass
+class InvokeResult:
+    payload: bytes
+    function_error: str | None
+    executed_version: str
+    log_tail: bytes
+    request_id: str
+
+
+def decode_client_context(header: str | None) -> str | None:
+    """X-Amz-Client-Context is base64 of a JSON object; the runtime gets the JSON."""
+    if not header:
+        return None
+    if len(header) > MAX_CLIENT_CONTEXT:
+        raise InvalidParameterValue(
+            f"Client context must be at most {MAX_CLIENT_CONTEXT} bytes (base64-encoded)."
+        )
+    try:
+        raw = base64.b64decode(header, validate=True).decode()
+        if not isinstance(json.loads(raw), dict):
+            raise ValueError("not an object")
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameterValue(
+            f"Client context must be a valid Base64-encoded JSON object: {exc}"
+        ) from exc
+    return raw
+
+
+def check_payload(payload: bytes) -> bytes:
+    """Lambda requires the request payload to be JSON; empty means ``{}``."""
+    if not payload.strip():
+        return b"{}"
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: {exc}. The payload must be valid JSON."
+        ) from exc
+    return payload
+
+
+class Invoker:
+    """Runs invocations synchronously (RequestResponse) and checks DryRun ones."""
+
+    def __init__(
+        self,
+        config: Config,
+        targets: Targets,
+        code: CodeStore,
+        pool: Pool,
+        logs: LogStore,
+    ) -> None:
+        self.config = config
+        self.targets = targets
+        self.code = code
+        self.pool = pool
+        self.logs = logs
+        self.limiter = ConcurrencyLimiter(config.concurrency_limit)
+
+    async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
+        resolution = await self.targets.resolve(name, qualifier)
+        version = resolution.pick()
+        self._check_runnable(version)
+        return version
+
+    async def invoke(
+        self,
+        name: str,
+        qualifier: str | None,
+        payload: bytes,
+        client_context: str | None = None,
+        trace_id: str | None = None,
+        request_id: str | None = None,
+    ) -> InvokeResult:
+        resolution = await self.targets.resolve(name, qualifier)
+        version = resolution.pick()
+        self._check_runnable(version)
+        record = resolution.record
+        reserved_total = await self.targets.reserved_total()
+        request_id = request_id or str(uuid.uuid4())
+        qualifier_arn = self.config.function_arn(name, qualifier) if qualifier else None
+        invocation = Invocation(
+            request_id=request_id,
+            payload=payload,
+            deadline_ms=0,  # the pool sets it once an environment is ready
+            invoked_function_arn=qualifier_arn or self.config.function_arn(name),
+            trace_id=trace_id or _trace_id(),
+            client_context=client_context,
+        )
+        key = PoolKey(name, version.version, version.revision_id)
+        with self.limiter.slot(name, record.reserved_concurrency, reserved_total):
+            try:
+                ran = await self.pool.run(key, lambda: self.spec(version, record), invocation)
+            except InitError as err:
+                return self._init_failed(err, version, request_id)
+        outcome = ran.outcome
+        text = render(
+            request_id,
+            version.version,
+            outcome.logs,
+            outcome.duration_ms,
+            version.memory_size,
+            outcome.max_memory_used_mb,
+            ran.init_ms,
+            ran.init_logs,
+        )
+        self.logs.append(
+            InvocationLog(
+                request_id=request_id,
+                function_name=name,
+                version=version.version,
+                log_stream=ran.log_stream,
+                timestamp_ms=now_ms(),
+                text=text,
+                duration_ms=outcome.duration_ms,
+                billed_ms=billed(outcome.duration_ms),
+                memory_size=version.memory_size,
+                max_memory_used=outcome.max_memory_used_mb,
+                init_ms=ran.init_ms,
+                error_type=_error_type(outcome.payload) if outcome.function_error else None,
+            )
+        )
+        return InvokeResult(
+            outcome.payload, outcome.function_error, version.version, tail(text), request_id
+        )
+
+    def _init_failed(
+        self, err: InitError, version: FunctionVersion, request_id: str
+    ) -> InvokeResult:
+        text = render(
+            request_id,
+            version.version,
+            b"",
+            err.init_duration_ms,
+            version.memory_size,
+            0,
+            err.init_duration_ms,
+            err.logs,
+        )
+        self.logs.append(
+            InvocationLog(
+                request_id=request_id,
+                function_name=version.function_name,
+                version=version.version,
+                log_stream="",
+                timestamp_ms=now_ms(),
+                text=text,
+                duration_ms=err.init_duration_ms,
+                billed_ms=billed(err.init_duration_ms),
+                memory_size=version.memory_size,
+                max_memory_used=0,
+                init_ms=err.init_duration_ms,
+                error_type=err.error_type,
+            )
+        )
+        body = json.loads(err.payload)
+        body.setdefault("requestId", request_id)
+        body.setdefault("stackTrace", [])
+        payload = json.dumps(body).encode()
+        return InvokeResult(payload, "Unhandled", version.version, tail(text), request_id)
+
+    def _check_runnable(self, version: FunctionVersion) -> None:
+        if version.layers:
+            raise InvalidParameterValue(
+                f"Function {version.function_name} uses layers ({', '.join(version.layers)}), "
+                "which this nimbus cannot mount yet: there is no layer API "
+                "(PublishLayerVersion) to get their content from. Remove the layers or vendor "
+                "their files into the deployment package."
+            )
+
+    def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
+        stream_id = uuid.uuid4().hex
+        day = time.strftime("%Y/%m/%d", time.gmtime())
+        return EnvironmentSpec(
+            function_name=version.function_name,
+            version=version.version,
+            function_arn=self.config.function_arn(version.function_name),
+            runtime=version.runtime or "",
+            handler=version.handler or "",
+            code_dir=self.code.tree_path(version.code_sha256),
+            layer_dirs=[],
+            memory_mb=version.memory_size,
+            timeout_s=version.timeout,
+            ephemeral_mb=version.ephemeral_storage,
+            environment=dict(version.environment),
+            network=record.tags.get(NETWORK_TAG, "").lower() != "none",
+            region=self.config.region,
+            log_group=f"/aws/lambda/{version.function_name}",
+            log_stream=f"{day}/[{version.version}]{stream_id}",
+        )
+
+
+def _trace_id() -> str:
+    """An X-Ray style trace header for invocations that arrive without one."""
+    epoch = f"{int(time.time()):08x}"
+    return f"Root=1-{epoch}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+
+
+def _error_type(payload: bytes) -> str | None:
+    try:
+        return json.loads(payload).get("errorType")
+    except (ValueError, AttributeError):
+        return None
+
+
+__all__ = ["LATEST", "InvokeResult", "Invoker", "check_payload", "decode_client_context"]

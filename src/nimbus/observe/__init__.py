@@ -1,0 +1,1 @@
+"""Observability: logs (and later metrics, traces, cost) fed by invocation outcomes."""

@@ -1,0 +1,148 @@
+"""Per-invocation logs in Lambda's format, kept in the store for later reading.
+
+Each invocation's log is the function's own output framed by Lambda's lines::
+
+    START RequestId: <id> Version: <v>
+    ...what the function printed...
+    END RequestId: <id>
+    REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t
+    Max Memory Used: 20 MB\tInit Duration: 4.56 ms\t
+
+Records are written in batches by a background task so the invoke path never waits
+on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import insert, select
+
+from nimbus.store.database import Database
+from nimbus.store.schema import invocation_logs
+from nimbus.threads import blocking
+
+log = logging.getLogger("nimbus.logs")
+TAIL_BYTES = 4096
+
+
+@dataclass
+class InvocationLog:
+    request_id: str
+    function_name: str
+    version: str
+    log_stream: str
+    timestamp_ms: int
+    text: str
+    duration_ms: float
+    billed_ms: int
+    memory_size: int
+    max_memory_used: int
+    init_ms: float | None
+    error_type: str | None
+
+
+def billed(duration_ms: float) -> int:
+    return max(1, math.ceil(duration_ms))
+
+
+def render(
+    request_id: str,
+    version: str,
+    function_output: bytes,
+    duration_ms: float,
+    memory_size: int,
+    max_memory_used: int,
+    init_ms: float | None,
+    init_output: bytes = b"",
+) -> str:
+    """One invocation's log; what the function printed while initialising comes first,
+    before START, as in Lambda's log stream."""
+    body = _lines(function_output)
+    init = _lines(init_output)
+    report = (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {billed(duration_ms)} ms\tMemory Size: {memory_size} MB\t"
+        f"Max Memory Used: {max_memory_used} MB\t"
+    )
+    if init_ms is not None:
+        report += f"Init Duration: {init_ms:.2f} ms\t"
+    return (
+        f"{init}START RequestId: {request_id} Version: {version}\n{body}"
+        f"END RequestId: {request_id}\n{report}\n"
+    )
+
+
+def _lines(output: bytes) -> str:
+    text = output.decode("utf-8", "replace")
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def tail(text: str) -> bytes:
+    """The last 4 KB, as Lambda returns in X-Amz-Log-Result."""
+    return text.encode()[-TAIL_BYTES:]
+
+
+class LogStore:
+    """Writes invocation logs in batches; reads them back by function or request id."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: asyncio.Queue[InvocationLog] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def append(self, record: InvocationLog) -> None:
+        self._queue.put_nowait(record)
+
+    async def _drain(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            try:
+                await blocking(self._write, batch)
+            except Exception:  # a log write must never take the server down
+                log.exception("could not store %d invocation logs", len(batch))
+
+    def _write(self, batch: list[InvocationLog]) -> None:
+        with self.db.write() as conn:
+            conn.execute(insert(invocation_logs), [asdict(r) for r in batch])
+
+    async def flush(self) -> None:
+        """Write whatever is queued (at shutdown, and for readers that need it now)."""
+        batch = []
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        if batch:
+            await blocking(self._write, batch)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.flush()
+
+    def read(self, function_name: str, since_ms: int = 0, limit: int = 100) -> list[InvocationLog]:
+        query = (
+            select(invocation_logs)
+            .where(
+                invocation_logs.c.function_name == function_name,
+                invocation_logs.c.timestamp_ms >= since_ms,
+            )
+            .order_by(invocation_logs.c.id.desc())
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        fields = InvocationLog.__dataclass_fields__
+        return [InvocationLog(**{k: r._mapping[k] for k in fields}) for r in reversed(rows)]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

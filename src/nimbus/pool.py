@@ -1,0 +1,230 @@
+"""Warm execution environments per (function, version, revision), reused one
+invocation at a time.
+
+An invocation takes the most recently used idle environment of its key (the warmest)
+or cold-starts a new one; more environments start under concurrent load. After the
+call the environment goes back to the idle stack unless it timed out, ran out of
+memory, crashed or its function changed since. A reaper stops environments idle for
+longer than ``idle_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from nimbus.sandbox import Environment, EnvironmentSpec, Invocation, Outcome, SandboxManager
+
+log = logging.getLogger("nimbus.pool")
+
+
+class PoolKey(NamedTuple):
+    function_name: str
+    version: str
+    revision_id: str  # a new revision (code or config update) means new environments
+
+
+@dataclass
+class Ran:
+    """An outcome plus what the pool knows about how it ran."""
+
+    outcome: Outcome
+    cold: bool
+    init_ms: float | None
+    init_logs: bytes
+    log_stream: str
+
+
+@dataclass
+class _Idle:
+    env: Environment
+    since: float
+
+
+class Pool:
+    """Environments by key; the only place environments are started and stopped."""
+
+    def __init__(self, manager: SandboxManager, idle_seconds: float = 300.0) -> None:
+        self.manager = manager
+        self.idle_seconds = idle_seconds
+        self._idle: dict[PoolKey, list[_Idle]] = defaultdict(list)
+        self._busy: dict[PoolKey, int] = defaultdict(int)
+        self._current: dict[tuple[str, str], str] = {}  # (name, version) -> revision
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        # Provisioned concurrency: environments kept initialised, exempt from reaping.
+        self._wanted: dict[PoolKey, int] = {}
+        self._spec_for: dict[PoolKey, Callable[[], EnvironmentSpec]] = {}
+        self._provisioned: dict[PoolKey, set[Environment]] = defaultdict(set)
+        self._provision_errors: dict[PoolKey, str] = {}
+        self._replenishing: dict[PoolKey, asyncio.Task[None]] = {}
+
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "idle": sum(len(v) for v in self._idle.values()),
+            "busy": sum(self._busy.values()),
+        }
+
+    async def run(
+        self,
+        key: PoolKey,
+        spec_for: Callable[[], EnvironmentSpec],
+        invocation: Invocation,
+        on_cold: Callable[[], Awaitable[None]] | None = None,
+    ) -> Ran:
+        self._retire_stale(key)
+        env, cold = self._take(key), False
+        if env is None:
+            cold = True
+            if on_cold is not None:
+                await on_cold()
+            env = await self.manager.start(spec_for())
+        self._busy[key] += 1
+        # The timeout covers the invocation, not the cold start (which has its own limit).
+        invocation.deadline_ms = int(time.time() * 1000) + env.spec.timeout_s * 1000
+        try:
+            outcome = await env.invoke(invocation)
+        except BaseException:
+            self._discard(env)
+            raise
+        finally:
+            self._busy[key] -= 1
+        if outcome.reusable and env.alive and self._current.get(key[:2]) == key.revision_id:
+            self._idle[key].append(_Idle(env, time.monotonic()))
+        else:
+            self._discard(env)
+        return Ran(
+            outcome,
+            cold,
+            env.init_duration_ms if cold else None,
+            env.init_logs if cold else b"",
+            env.spec.log_stream,
+        )
+
+    def _take(self, key: PoolKey) -> Environment | None:
+        stack = self._idle.get(key)
+        while stack:
+            env = stack.pop().env
+            if env.alive:
+                return env
+            self._discard(env)
+        return None
+
+    def _retire_stale(self, key: PoolKey) -> None:
+        """A new revision of (function, version) makes older environments useless."""
+        short = (key.function_name, key.version)
+        if self._current.get(short) == key.revision_id:
+            return
+        self._current[short] = key.revision_id
+        for other in [k for k in self._idle if k[:2] == short and k != key]:
+            for idle in self._idle.pop(other):
+                self._discard(idle.env)
+
+    def retire_function(self, function_name: str) -> None:
+        """Stop every idle environment of a function (deleted or changed)."""
+        for key in [k for k in self._idle if k.function_name == function_name]:
+            for idle in self._idle.pop(key):
+                self._discard(idle.env)
+
+    def _discard(self, env: Environment) -> None:
+        for key, envs in self._provisioned.items():
+            if env in envs:
+                envs.discard(env)
+                self._schedule_replenish(key)
+                break
+        task = asyncio.get_running_loop().create_task(env.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.idle_seconds / 2, 30.0))
+            self.reap()
+
+    def reap(self) -> int:
+        """Stop environments idle for longer than ``idle_seconds``; returns how many."""
+        deadline = time.monotonic() - self.idle_seconds
+        reaped = 0
+        for key in list(self._idle):
+            provisioned = self._provisioned.get(key, set())
+            keep = [
+                i
+                for i in self._idle[key]
+                if i.env.alive and (i.since > deadline or i.env in provisioned)
+            ]
+            for idle in self._idle[key]:
+                if idle not in keep:
+                    self._discard(idle.env)
+                    reaped += 1
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
+        return reaped
+
+    # -- provisioned concurrency ----------------------------------------------------
+
+    async def provision(
+        self, key: PoolKey, spec_for: Callable[[], EnvironmentSpec], count: int
+    ) -> None:
+        """Keep ``count`` initialised environments for ``key`` (0 releases them to the
+        ordinary idle pool, where the reaper will get to them)."""
+        if count <= 0:
+            self._wanted.pop(key, None)
+            self._spec_for.pop(key, None)
+            self._provisioned.pop(key, None)
+            self._provision_errors.pop(key, None)
+            return
+        self._retire_stale(key)
+        self._wanted[key] = count
+        self._spec_for[key] = spec_for
+        self._schedule_replenish(key)
+        await self._replenishing[key]
+
+    def provisioned(self, key: PoolKey) -> tuple[int, str | None]:
+        """(environments allocated, the last error starting one, if any)."""
+        return len(self._provisioned.get(key, ())), self._provision_errors.get(key)
+
+    def _schedule_replenish(self, key: PoolKey) -> None:
+        running = self._replenishing.get(key)
+        if key not in self._wanted or (running is not None and not running.done()):
+            return
+        self._replenishing[key] = asyncio.get_running_loop().create_task(self._replenish(key))
+
+    async def _replenish(self, key: PoolKey) -> None:
+        while len(self._provisioned[key]) < self._wanted.get(key, 0):
+            try:
+                env = await self.manager.start(self._spec_for[key]())
+            except Exception as exc:  # reported through the config's status
+                self._provision_errors[key] = f"{type(exc).__name__}: {exc}"
+                log.warning("provisioning %s failed: %s", key, exc)
+                return
+            if key not in self._wanted:  # released meanwhile
+                self._discard(env)
+                return
+            self._provision_errors.pop(key, None)
+            self._provisioned[key].add(env)
+            self._idle[key].append(_Idle(env, time.monotonic()))
+
+    async def close(self) -> None:
+        self._wanted.clear()
+        for task in self._replenishing.values():
+            task.cancel()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for key in list(self._idle):
+            for idle in self._idle.pop(key):
+                self._discard(idle.env)
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)

@@ -1,0 +1,88 @@
+"""What an invocation runs: a function name and qualifier resolved to one version.
+
+The warm path must not touch the database, so resolutions are cached in memory and
+dropped whenever the store commits a change to that function (``on_change``).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from nimbus.errors import ResourceNotFound
+from nimbus.models import LATEST, Alias, FunctionRecord, FunctionVersion
+from nimbus.store.aliases import AliasStore
+from nimbus.store.functions import FunctionStore
+from nimbus.threads import blocking
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A qualifier's meaning: the record, the alias (if any) and its candidate versions."""
+
+    record: FunctionRecord
+    alias: Alias | None
+    versions: dict[str, FunctionVersion]
+
+    def pick(self) -> FunctionVersion:
+        """Choose the version to run, honouring an alias's weighted routing."""
+        if self.alias is None:
+            return next(iter(self.versions.values()))
+        roll = random.random()
+        for version, weight in self.alias.routing.items():
+            if roll < weight:
+                return self.versions[version]
+            roll -= weight
+        return self.versions[self.alias.function_version]
+
+
+class Targets:
+    """Resolves (function, qualifier) with an in-memory cache kept honest by the store."""
+
+    def __init__(self, functions: FunctionStore, aliases: AliasStore) -> None:
+        self.functions = functions
+        self.aliases = aliases
+        self._cache: dict[tuple[str, str], Resolution] = {}
+        self._reserved_total: int | None = None
+        functions.on_change(self._forget)
+
+    def _forget(self, name: str) -> None:
+        for key in [k for k in self._cache if k[0] == name]:
+            self._cache.pop(key, None)
+        self._reserved_total = None
+
+    async def resolve(self, name: str, qualifier: str | None) -> Resolution:
+        key = (name, qualifier or LATEST)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        generation = self.functions.generation
+        resolution = await blocking(self._load, name, key[1])
+        if self.functions.generation == generation:  # nothing changed while we read
+            self._cache[key] = resolution
+        return resolution
+
+    def _load(self, name: str, qualifier: str) -> Resolution:
+        record = self.functions.get_record(name)
+        if qualifier == LATEST or qualifier.isdigit():
+            version = self.functions.get_version(name, qualifier)
+            return Resolution(record, None, {version.version: version})
+        try:
+            alias = self.aliases.get(name, qualifier)
+        except ResourceNotFound as exc:
+            raise ResourceNotFound(
+                f"Function not found: {self.functions.arn(name, qualifier)}"
+            ) from exc
+        versions = {
+            v: self.functions.get_version(name, v) for v in [alias.function_version, *alias.routing]
+        }
+        return Resolution(record, alias, versions)
+
+    async def reserved_total(self) -> int:
+        if self._reserved_total is None:
+            generation = self.functions.generation
+            total = await blocking(self.functions.reserved_sum)
+            if self.functions.generation == generation:
+                self._reserved_total = total
+            return total
+        return self._reserved_total
