@@ -44,6 +44,11 @@ class Config(BaseModel):
     # Sandboxes forked and half-confined ahead of time per runtime, so a cold start only
     # binds the code and imports the handler (0: fork from the zygote on demand).
     stem_cells: int = Field(2, ge=0)
+    # Async invocations: Lambda retries after 1 then 2 minutes (base * 2^n); tests shrink it.
+    retry_base_seconds: float = Field(60.0, ge=0)
+    throttle_delay_seconds: float = Field(1.0, ge=0)
+    async_parallelism: int = Field(64, ge=1)  # events in flight from the queue at once
+    async_visibility_seconds: float = Field(960.0, gt=0)  # > the 900 s maximum timeout
 
     model_config = {"extra": "forbid", "validate_default": True}
 

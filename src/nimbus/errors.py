@@ -120,3 +120,9 @@ class AccessDenied(UserError):
 class InvalidSignature(UserError):
     type_name = "InvalidSignatureException"
     status = 403
+
+
+class ProvisionedConcurrencyConfigNotFound(UserError):
+    type_name = "ProvisionedConcurrencyConfigNotFoundException"
+    status = 404
+    message_key = "message"

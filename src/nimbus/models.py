@@ -85,3 +85,50 @@ class Page:
 
     items: list[Any]
     next_marker: str | None
+
+
+@dataclass
+class EventInvokeConfig:
+    """Async invocation settings for a function or one of its qualifiers."""
+
+    function_name: str
+    qualifier: str  # "$LATEST", a version number or an alias
+    maximum_retry_attempts: int | None = None  # None: Lambda's default, 2
+    maximum_event_age: int | None = None  # seconds; None: Lambda's default, 21600
+    on_success: str | None = None  # function ARN or http(s) URL
+    on_failure: str | None = None
+    last_modified: float = 0.0
+
+    @property
+    def retries(self) -> int:
+        return 2 if self.maximum_retry_attempts is None else self.maximum_retry_attempts
+
+    @property
+    def max_age_seconds(self) -> int:
+        return 21600 if self.maximum_event_age is None else self.maximum_event_age
+
+
+@dataclass
+class DeadLetter:
+    """An accepted event that could not be processed, kept with the reason."""
+
+    queue: str
+    function_name: str
+    qualifier: str | None
+    request_id: str
+    payload: str
+    condition: str  # RetriesExhausted, EventAgeExceeded, DestinationFailed, ...
+    error: str | None
+    attempts: int
+    enqueued_ms: int
+    failed_ms: int
+    redriven_ms: int | None = None
+    id: int | None = None
+
+
+@dataclass
+class ProvisionedConfig:
+    function_name: str
+    qualifier: str
+    requested: int
+    last_modified: str

@@ -5,8 +5,12 @@ from starlette.routing import BaseRoute
 from nimbus.api import (
     aliases,
     concurrency,
+    dead_letters,
+    event_invoke,
     functions,
     invoke,
+    provisioned,
+    queue,
     tags,
 )
 
@@ -16,4 +20,8 @@ routes: list[BaseRoute] = [
     *concurrency.routes,
     *tags.routes,
     *invoke.routes,
+    *event_invoke.routes,
+    *provisioned.routes,
+    *dead_letters.routes,
+    *queue.routes,
 ]

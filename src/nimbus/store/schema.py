@@ -90,3 +90,47 @@ invocation_logs = Table(
     Column("error_type", String(128), nullable=True),
     Index("ix_invocation_logs_function_time", "function_name", "timestamp_ms"),
 )
+
+event_invoke_configs = Table(
+    "event_invoke_configs",
+    metadata,
+    Column("function_name", String(140), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),  # "$LATEST", a version or an alias
+    Column("maximum_retry_attempts", Integer, nullable=True),
+    Column("maximum_event_age", Integer, nullable=True),
+    Column("on_success", Text, nullable=True),
+    Column("on_failure", Text, nullable=True),
+    Column("last_modified", Float, nullable=False),
+    ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+)
+
+provisioned_concurrency = Table(
+    "provisioned_concurrency",
+    metadata,
+    Column("function_name", String(140), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),
+    Column("requested", Integer, nullable=False),
+    Column("last_modified", String(40), nullable=False),
+    ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    # Where it landed: "nimbus" (the built-in store) or the name of a DeadLetterConfig queue.
+    Column("queue", String(256), nullable=False),
+    Column("function_name", String(140), nullable=False),
+    Column("qualifier", String(128), nullable=True),
+    Column("request_id", String(36), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("condition", String(64), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("enqueued_ms", BigInteger, nullable=False),
+    Column("failed_ms", BigInteger, nullable=False),
+    Column("redriven_ms", BigInteger, nullable=True),
+    Index("ix_dead_letters_function", "function_name", "id"),
+)

@@ -1,9 +1,9 @@
 """Measure the SQLite queue: puts/s from N concurrent producers, then lease+ack/s, then
 both at once. Not a test (no timing assertions); run it by hand:
 
-    .venv/bin/python bench/queue.py [--events 20000] [--payload 512]
+    .venv/bin/python bench/queue_throughput.py [--events 20000] [--payload 512]
 
-Writes bench/results/queue.json.
+Writes bench/results/queue_throughput.json.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ async def main() -> None:
         print(f"put + lease+ack  64 producers, 64 parallel  {rate:9,.0f} events/s each way")
         result["steady_per_s"] = round(rate)
         await queue.close()
-    out = Path(__file__).parent / "results" / "queue.json"
+    out = Path(__file__).parent / "results" / "queue_throughput.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -1,0 +1,163 @@
+"""Async invoke throughput on the embedded backend, measured in one run.
+
+Starts a real nimbus, creates a no-op function, then enqueues N events from concurrent
+HTTP clients (raw Invoke with X-Amz-Invocation-Type: Event) and measures:
+
+  accepted_per_s   events answered 202 per second (each durably queued first)
+  enqueue p50/p99  latency of one async Invoke request
+  executed_per_s   events run to completion per second, first enqueue to empty queue
+  lost             accepted events that neither succeeded nor landed in a dead letter
+
+Baseline in the same run: the same clients against nimbus' /health (one store ping,
+no queue), so the ratio shows what durable queueing costs on this machine.
+
+    .venv/bin/python bench/async.py [--events 20000] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.nimbus_process import NimbusProcess
+
+ROLE = "arn:aws:iam::000000000000:role/bench"
+
+
+def noop_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return None\n")
+    return buf.getvalue()
+
+
+async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
+    """One HTTP/1.1 keep-alive request; returns the status. A bare client, so that the
+    load generator (sharing this machine's cores) costs far less than the server."""
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def hammer(
+    host: str, port: int, path: str, n: int, clients: int, headers: dict[str, str]
+) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    accepted = 0
+    counter = iter(range(n))
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    async def worker() -> None:
+        nonlocal accepted
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for i in counter:
+                body = json.dumps({"i": i}).encode() if headers else b""
+                method = "POST" if headers else "GET"
+                raw = (
+                    f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                ).encode() + body
+                t0 = time.perf_counter()
+                status = await _request(reader, writer, raw)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                if status in (200, 202):
+                    accepted += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, accepted, time.perf_counter() - start
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=64)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = NimbusProcess(Path(tmp) / "data", env={"NIMBUS_LOG_LEVEL": "warning"}).start()
+        try:
+            lam = server.client()
+            lam.create_function(
+                FunctionName="noop",
+                Runtime="python3.12",
+                Role=ROLE,
+                Handler="app.handler",
+                Code={"ZipFile": noop_zip()},
+            )
+            lam.invoke(FunctionName="noop")  # warm one environment
+
+            host, port = "127.0.0.1", server.port
+            base_lat, _, base_elapsed = await hammer(
+                host, port, "/health", min(args.events, 5000), args.clients, {}
+            )
+            baseline_per_s = len(base_lat) / base_elapsed
+
+            path = "/2015-03-31/functions/noop/invocations"
+            start = time.perf_counter()
+            lat, accepted, elapsed = await hammer(
+                host, port, path, args.events, args.clients, {"X-Amz-Invocation-Type": "Event"}
+            )
+            async with httpx.AsyncClient() as http:
+                while True:
+                    stats = (await http.get(f"{server.endpoint}/_nimbus/queue")).json()
+                    if stats["Queue"]["depth"] == 0:
+                        break
+                    await asyncio.sleep(0.05)
+            drained = time.perf_counter() - start
+            done = stats["Dispatcher"].get("succeeded", 0) + stats["Dispatcher"].get(
+                "dead_lettered", 0
+            )
+        finally:
+            server.stop()
+
+    result = {
+        "events": args.events,
+        "clients": args.clients,
+        "accepted": accepted,
+        "accepted_per_s": round(accepted / elapsed, 1),
+        "executed_per_s": round(done / drained, 1),
+        "enqueue_p50_ms": round(statistics.median(lat), 2),
+        "enqueue_p99_ms": round(pct(lat, 0.99), 2),
+        "lost": accepted - done,
+        "baseline_health_per_s": round(baseline_per_s, 1),
+        "accepted_vs_baseline": round((accepted / elapsed) / baseline_per_s, 3),
+    }
+    width = max(len(k) for k in result)
+    print(f"{'metric':<{width}}  value")
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    out = Path(__file__).parent / "results" / "async.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,94 @@
+"""Provisioned concurrency: Put/Get/Delete/ListProvisionedConcurrencyConfig(s)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nimbus.api.names import parse_function_ref, unqualified
+from nimbus.api.shapes import lambda_timestamp
+from nimbus.api.wire import Params, empty_response, json_response, query_int, read_json
+from nimbus.models import ProvisionedConfig
+from nimbus.provisioner import check_qualifier
+from nimbus.services import Services, blocking, services
+
+
+async def _target(svc: Services, request: Request) -> tuple[str, str]:
+    ref = parse_function_ref(
+        request.path_params["name"], svc.config, request.query_params.get("Qualifier")
+    )
+    qualifier = check_qualifier(ref.qualifier)
+    if qualifier.isdigit():
+        await blocking(svc.functions.get_version, ref.name, qualifier)
+    else:
+        await blocking(svc.aliases.get, ref.name, qualifier)
+    return ref.name, qualifier
+
+
+async def put_config(request: Request) -> Response:
+    svc = services(request)
+    function, qualifier = await _target(svc, request)
+    params = Params(await read_json(request, "PutProvisionedConcurrencyConfig"))
+    count = params.integer("ProvisionedConcurrentExecutions", minimum=1)
+    if count is None:
+        params.string("ProvisionedConcurrentExecutions", required=True)
+    params.check()
+    assert count is not None
+    config = ProvisionedConfig(function, qualifier, count, lambda_timestamp())
+    await blocking(svc.provisioned.put, config)
+    svc.provisioner.reconcile_soon(function, qualifier)
+    body = svc.provisioner.status(config)
+    body["Status"] = "IN_PROGRESS" if body["Status"] != "READY" else "READY"
+    return json_response(body, 202)
+
+
+async def get_config(request: Request) -> Response:
+    svc = services(request)
+    function, qualifier = await _target(svc, request)
+    config = await blocking(svc.provisioned.get, function, qualifier)
+    return json_response(svc.provisioner.status(config))
+
+
+async def delete_config(request: Request) -> Response:
+    svc = services(request)
+    function, qualifier = await _target(svc, request)
+    await blocking(svc.provisioned.delete, function, qualifier)
+    await svc.provisioner.release(function, qualifier)
+    return empty_response(204)
+
+
+async def list_configs(request: Request) -> Response:
+    svc = services(request)
+    function = unqualified(request.path_params["name"], svc.config)
+    max_items = query_int(request, "MaxItems", 50, 1, 50)
+    page = await blocking(
+        svc.provisioned.list, function, request.query_params.get("Marker"), max_items
+    )
+    items: list[dict[str, Any]] = []
+    for config in page.items:
+        item = svc.provisioner.status(config)
+        item["FunctionArn"] = svc.config.function_arn(function, config.qualifier)
+        items.append(item)
+    body: dict[str, Any] = {"ProvisionedConcurrencyConfigs": items}
+    if page.next_marker:
+        body["NextMarker"] = page.next_marker
+    return json_response(body)
+
+
+async def provisioned_concurrency(request: Request) -> Response:
+    if request.method == "GET" and request.query_params.get("List") == "ALL":
+        return await list_configs(request)
+    handler = {"PUT": put_config, "GET": get_config, "DELETE": delete_config}[request.method]
+    return await handler(request)
+
+
+routes = [
+    Route(
+        "/2019-09-30/functions/{name}/provisioned-concurrency",
+        provisioned_concurrency,
+        methods=["PUT", "GET", "DELETE"],
+    ),
+]

@@ -1,0 +1,111 @@
+"""Destinations for async invocation results: another function or an HTTP(S) webhook.
+
+Lambda sends an *invocation record* to the OnSuccess / OnFailure destination::
+
+    {"version": "1.0", "timestamp": "...", "requestContext": {"requestId", "functionArn",
+     "condition", "approximateInvokeCount"}, "requestPayload": ..., "responseContext":
+     {"statusCode", "executedVersion", "functionError"}, "responsePayload": ...}
+
+A function destination is invoked asynchronously (its event is queued durably); a
+webhook receives the record as a JSON POST. SQS, SNS and EventBridge targets need
+services nimbus does not have, so they are refused when configured.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from nimbus.config import Config
+from nimbus.errors import InvalidParameterValue
+
+_FUNCTION_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"(?P<name>[a-zA-Z0-9-_]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?"
+)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A parsed destination: exactly one of ``function`` or ``url``."""
+
+    raw: str
+    function: str | None = None
+    qualifier: str | None = None
+    url: str | None = None
+
+
+def parse_destination(value: str, config: Config) -> Destination:
+    match = _FUNCTION_ARN.fullmatch(value)
+    if match is not None:
+        if match["region"] != config.region or match["account"] != config.account_id:
+            raise InvalidParameterValue(
+                f"Destination {value} is in another region or account; this nimbus serves "
+                f"{config.region} / {config.account_id}."
+            )
+        return Destination(value, function=match["name"], qualifier=match["qualifier"])
+    parsed = urlparse(value)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return Destination(value, url=value)
+    service = value.split(":")[2] if value.startswith("arn:") and value.count(":") > 2 else ""
+    if service:
+        raise InvalidParameterValue(
+            f"The destination {value} is a {service} ARN; nimbus can deliver to a Lambda "
+            "function ARN or an http(s) webhook URL."
+        )
+    raise InvalidParameterValue(
+        f"The destination {value} is neither a Lambda function ARN nor an http(s) URL."
+    )
+
+
+def validate_destination(value: str, config: Config, where: str) -> None:
+    try:
+        parse_destination(value, config)
+    except InvalidParameterValue as exc:
+        raise InvalidParameterValue(f"{where}: {exc.message}") from exc
+
+
+def invocation_record(
+    *,
+    request_id: str,
+    function_arn: str,
+    condition: str,
+    attempts: int,
+    request_payload: bytes,
+    status_code: int,
+    executed_version: str | None,
+    function_error: str | None,
+    response_payload: bytes | None,
+) -> dict[str, Any]:
+    """Lambda's invocation record for destinations, field for field."""
+    response: dict[str, Any] = {"statusCode": status_code}
+    if executed_version is not None:
+        response["executedVersion"] = executed_version
+    if function_error is not None:
+        response["functionError"] = function_error
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": _json_or_text(request_payload),
+        "responseContext": response,
+    }
+    if response_payload is not None:
+        record["responsePayload"] = _json_or_text(response_payload)
+    return record
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw.decode("utf-8", "replace")

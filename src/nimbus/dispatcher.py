@@ -1,0 +1,335 @@
+"""The async path: durable queue -> invoker, with retries, max age, destinations and
+dead letters.
+
+The dispatcher leases events from the queue, runs each through the invoker, and only
+acknowledges an event once its outcome is settled: success delivered to OnSuccess,
+or failure delivered to OnFailure / the function's DeadLetterConfig / the built-in
+dead-letter store. A crash at any point leaves the event leased, and it is delivered
+again when the lease lapses (or at start-up): at-least-once, never lost.
+
+Throttled events (over reserved or account concurrency) wait in the queue without
+spending an attempt, as on Lambda.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+
+import httpx
+
+from nimbus.config import Config
+from nimbus.destinations import Destination, invocation_record, parse_destination
+from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
+from nimbus.invoker import Invoker, InvokeResult
+from nimbus.models import LATEST, DeadLetter, EventInvokeConfig
+from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent
+from nimbus.store.dead_letters import DeadLetterStore
+from nimbus.store.event_configs import EventConfigStore
+from nimbus.store.functions import FunctionStore
+from nimbus.threads import blocking
+
+log = logging.getLogger("nimbus.dispatcher")
+BUILTIN_QUEUE = "nimbus"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Dispatcher:
+    """Consumes the async queue with bounded parallelism."""
+
+    def __init__(
+        self,
+        config: Config,
+        queue: QueueBackend,
+        invoker: Invoker,
+        functions: FunctionStore,
+        event_configs: EventConfigStore,
+        dead_letters: DeadLetterStore,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.invoker = invoker
+        self.functions = functions
+        self.event_configs = event_configs
+        self.dead_letters = dead_letters
+        self.parallelism = config.async_parallelism
+        self._running: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._configs: dict[tuple[str, str], EventInvokeConfig] = {}
+        self._http: httpx.AsyncClient | None = None
+        # succeeded / retried / throttled / failed / dead_lettered / delivered, since start
+        self.counters: Counter[str] = Counter()
+        functions.on_change(self._forget)
+
+    def _forget(self, name: str) -> None:
+        for key in [k for k in self._configs if k[0] == name]:
+            self._configs.pop(key, None)
+
+    async def enqueue(
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        trace_id: str | None = None,
+        request_id: str | None = None,
+        extra: dict | None = None,
+    ) -> str:
+        """Durably queue an invocation; returns its request id once committed."""
+        request_id = request_id or str(uuid.uuid4())
+        await self.queue.put(
+            QueuedEvent(
+                function_name=function,
+                qualifier=qualifier,
+                payload=payload,
+                request_id=request_id,
+                trace_id=trace_id,
+                enqueued_ms=now_ms(),
+                extra=extra or {},
+            )
+        )
+        return request_id
+
+    async def start(self) -> None:
+        recovered = await self.queue.recover()
+        if recovered:
+            log.warning("re-delivering %d events that were in flight at the last stop", recovered)
+        self._http = httpx.AsyncClient(timeout=10)
+        self._loop_task = asyncio.get_running_loop().create_task(self._consume())
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _consume(self) -> None:
+        while True:
+            free = self.parallelism - len(self._running)
+            if free <= 0:
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            try:
+                leases = await self.queue.lease(free, self.config.async_visibility_seconds)
+            except Exception:
+                log.exception("leasing from the queue failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            if not leases:
+                await self.queue.wait_for_work(1.0)
+                continue
+            for lease in leases:
+                task = asyncio.get_running_loop().create_task(self._handle(lease))
+                self._running.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatching an event failed", exc_info=task.exception())
+
+    async def _config(self, function: str, qualifier: str) -> EventInvokeConfig:
+        key = (function, qualifier)
+        cached = self._configs.get(key)
+        if cached is None:
+            generation = self.functions.generation
+            found = await blocking(self.event_configs.find, function, qualifier)
+            cached = found or EventInvokeConfig(function, qualifier)
+            if self.functions.generation == generation:
+                self._configs[key] = cached
+        return cached
+
+    async def _handle(self, lease: Lease) -> None:
+        event = lease.event
+        cfg = await self._config(event.function_name, event.qualifier or LATEST)
+        age_ms = now_ms() - event.enqueued_ms
+        if age_ms > cfg.max_age_seconds * 1000:
+            await self._fail(lease, cfg, "EventAgeExceeded", None)
+            return
+        try:
+            result = await self.invoker.invoke(
+                event.function_name,
+                event.qualifier,
+                event.payload,
+                trace_id=event.trace_id,
+                request_id=event.request_id,
+            )
+        except TooManyRequests:
+            # Throttled: wait in the queue, without spending an attempt.
+            delay = min(self.config.throttle_delay_seconds * (1 + random.random()), 60)
+            self.counters["throttled"] += 1
+            await self.queue.retry(lease, delay, event.attempts)
+            return
+        except ResourceNotFound as exc:
+            await self._fail(lease, cfg, "ResourceNotFound", None, error=exc.message)
+            return
+        except NimbusError as exc:
+            await self._fail(lease, cfg, exc.type_name, None, error=exc.message)
+            return
+        attempts = event.attempts + 1
+        if result.function_error is None:
+            await self._succeed(lease, cfg, result, attempts)
+            return
+        if attempts <= cfg.retries:
+            delay = self.config.retry_base_seconds * (2 ** (attempts - 1))
+            self.counters["retried"] += 1
+            await self.queue.retry(lease, delay, attempts)
+            return
+        await self._fail(lease, cfg, "RetriesExhausted", result, attempts=attempts)
+
+    def _record(
+        self,
+        lease: Lease,
+        condition: str,
+        result: InvokeResult | None,
+        attempts: int,
+    ) -> dict:
+        event = lease.event
+        return invocation_record(
+            request_id=event.request_id,
+            function_arn=self.config.function_arn(event.function_name, event.qualifier or LATEST),
+            condition=condition,
+            attempts=attempts,
+            request_payload=event.payload,
+            status_code=200 if result is not None else 500,
+            executed_version=result.executed_version if result else None,
+            function_error=result.function_error if result else None,
+            response_payload=result.payload if result else None,
+        )
+
+    async def _succeed(
+        self, lease: Lease, cfg: EventInvokeConfig, result: InvokeResult, attempts: int
+    ) -> None:
+        if cfg.on_success:
+            record = self._record(lease, "Success", result, attempts)
+            delivered = await self._deliver(cfg.on_success, record, lease.event)
+            if not delivered:
+                await self._dead_letter(
+                    lease,
+                    BUILTIN_QUEUE,
+                    "DestinationDeliveryFailed",
+                    f"OnSuccess destination {cfg.on_success} could not be reached",
+                    attempts,
+                )
+        await self.queue.ack(lease)
+        self.counters["succeeded"] += 1
+
+    async def _fail(
+        self,
+        lease: Lease,
+        cfg: EventInvokeConfig,
+        condition: str,
+        result: InvokeResult | None,
+        attempts: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        event = lease.event
+        attempts = event.attempts if attempts is None else attempts
+        detail = error or (result.payload.decode("utf-8", "replace") if result else None)
+        landed = False
+        if cfg.on_failure:
+            record = self._record(lease, condition, result, attempts)
+            landed = await self._deliver(cfg.on_failure, record, event)
+        dlq = await self._function_dlq(event.function_name)
+        if dlq is not None:
+            await self._dead_letter(lease, dlq, condition, detail, attempts)
+            landed = True
+        if not landed:
+            await self._dead_letter(lease, BUILTIN_QUEUE, condition, detail, attempts)
+        await self.queue.ack(lease)
+        self.counters["failed"] += 1
+
+    async def _function_dlq(self, function: str) -> str | None:
+        """The queue named by the function's DeadLetterConfig.TargetArn, if any."""
+        try:
+            resolution = await self.invoker.targets.resolve(function, None)
+        except ResourceNotFound:
+            return None
+        target = resolution.pick().extra.get("DeadLetterConfig", {}).get("TargetArn")
+        return target or None
+
+    async def _dead_letter(
+        self, lease: Lease, queue: str, condition: str, error: str | None, attempts: int
+    ) -> None:
+        event = lease.event
+        letter = DeadLetter(
+            queue=queue,
+            function_name=event.function_name,
+            qualifier=event.qualifier,
+            request_id=event.request_id,
+            payload=event.payload.decode("utf-8", "replace"),
+            condition=condition,
+            error=error,
+            attempts=attempts,
+            enqueued_ms=event.enqueued_ms,
+            failed_ms=now_ms(),
+        )
+        await blocking(self.dead_letters.add, letter)
+        self.counters["dead_lettered"] += 1
+
+    async def _deliver(self, target: str, record: dict, event: QueuedEvent) -> bool:
+        """Send an invocation record; True once it is durably handed over."""
+        try:
+            destination: Destination = parse_destination(target, self.config)
+        except NimbusError:
+            return False
+        body = json.dumps(record).encode()
+        if destination.function is not None:
+            await self.enqueue(
+                destination.function,
+                destination.qualifier,
+                body,
+                trace_id=event.trace_id,
+                extra={"source": event.request_id},
+            )
+            return True
+        assert self._http is not None and destination.url is not None
+        for attempt in range(3):
+            try:
+                response = await self._http.post(
+                    destination.url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Amz-Request-Id": event.request_id,
+                    },
+                )
+                if response.status_code < 300:
+                    return True
+                log.warning("webhook %s answered %d", destination.url, response.status_code)
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s failed: %s", destination.url, exc)
+            await asyncio.sleep(0.2 * (2**attempt))
+        return False
+
+    async def redrive(self, letter_id: int) -> str:
+        """Queue a dead letter's event again (as a new invocation); returns its id."""
+        letter = await blocking(self.dead_letters.get, letter_id)
+        if letter.redriven_ms is not None:
+            raise ResourceConflict(f"Dead letter {letter_id} was already re-driven.")
+        # Queue first, then mark: a crash in between re-drives twice, never zero times.
+        request_id = await self.enqueue(
+            letter.function_name,
+            letter.qualifier,
+            letter.payload.encode(),
+            extra={"redriven_from": letter_id},
+        )
+        await blocking(self.dead_letters.mark_redriven, letter_id, now_ms())
+        return request_id

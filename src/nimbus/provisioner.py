@@ -1,0 +1,101 @@
+"""Provisioned concurrency: keeps the configured number of environments initialised for
+a published version or alias, and reports their status as Lambda does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nimbus.errors import InvalidParameterValue, NimbusError, ResourceNotFound
+from nimbus.invoker import Invoker
+from nimbus.models import LATEST, ProvisionedConfig
+from nimbus.pool import PoolKey
+from nimbus.store.provisioned import ProvisionedStore
+from nimbus.threads import blocking
+
+log = logging.getLogger("nimbus.provisioner")
+
+
+class Provisioner:
+    """Reconciles stored configs with the pool (at start, on change, and on put)."""
+
+    def __init__(self, store: ProvisionedStore, invoker: Invoker) -> None:
+        self.store = store
+        self.invoker = invoker
+        self.pool = invoker.pool
+        self._keys: dict[tuple[str, str], PoolKey] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Alias moves and deletions change what should be warm: look again on any change.
+        self.store.functions.on_change(lambda name: loop.call_soon_threadsafe(self._changed, name))
+        for config in await blocking(self.store.all):
+            self.reconcile_soon(config.function_name, config.qualifier)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _changed(self, function: str) -> None:
+        for name, qualifier in list(self._keys):
+            if name == function:
+                self.reconcile_soon(name, qualifier)
+
+    def reconcile_soon(self, function: str, qualifier: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._reconcile(function, qualifier))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile(self, function: str, qualifier: str) -> None:
+        try:
+            config = await blocking(self.store.get, function, qualifier)
+        except NimbusError:  # deleted, or the function is gone
+            await self.release(function, qualifier)
+            return
+        try:
+            resolution = await self.invoker.targets.resolve(config.function_name, config.qualifier)
+        except ResourceNotFound:
+            return
+        version = resolution.versions[
+            resolution.alias.function_version if resolution.alias else config.qualifier
+        ]
+        key = PoolKey(version.function_name, version.version, version.revision_id)
+        old = self._keys.get((config.function_name, config.qualifier))
+        if old is not None and old != key:
+            await self.pool.provision(old, lambda: None, 0)  # type: ignore[arg-type,return-value]
+        self._keys[(config.function_name, config.qualifier)] = key
+        record = resolution.record
+        await self.pool.provision(key, lambda: self.invoker.spec(version, record), config.requested)
+
+    async def release(self, function: str, qualifier: str) -> None:
+        key = self._keys.pop((function, qualifier), None)
+        if key is not None:
+            await self.pool.provision(key, lambda: None, 0)  # type: ignore[arg-type,return-value]
+
+    def status(self, config: ProvisionedConfig) -> dict[str, object]:
+        key = self._keys.get((config.function_name, config.qualifier))
+        allocated, error = self.pool.provisioned(key) if key else (0, None)
+        status = "READY" if allocated >= config.requested else "IN_PROGRESS"
+        body: dict[str, object] = {
+            "RequestedProvisionedConcurrentExecutions": config.requested,
+            "AvailableProvisionedConcurrentExecutions": allocated,
+            "AllocatedProvisionedConcurrentExecutions": allocated,
+            "Status": "FAILED" if error and allocated < config.requested else status,
+            "LastModified": config.last_modified,
+        }
+        if error:
+            body["StatusReason"] = error
+        return body
+
+
+def check_qualifier(qualifier: str | None) -> str:
+    if not qualifier:
+        raise InvalidParameterValue(
+            "Provisioned Concurrency needs a Qualifier: a published version or an alias."
+        )
+    if qualifier == LATEST:
+        raise InvalidParameterValue(
+            "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+        )
+    return qualifier
