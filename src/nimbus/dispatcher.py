@@ -19,11 +19,11 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections import Counter
 
 import httpx
 
+from nimbus import ids
 from nimbus.config import Config
 from nimbus.destinations import Destination, invocation_record, parse_destination
 from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
@@ -85,7 +85,7 @@ class Dispatcher:
         extra: dict | None = None,
     ) -> str:
         """Durably queue an invocation; returns its request id once committed."""
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or ids.request_id()
         await self.queue.put(
             QueuedEvent(
                 function_name=function,

@@ -11,9 +11,9 @@ import base64
 import binascii
 import json
 import time
-import uuid
 from dataclasses import dataclass
 
+from nimbus import ids
 from nimbus.concurrency import ConcurrencyLimiter
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent
@@ -108,14 +108,14 @@ class Invoker:
         self._check_runnable(version)
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
-        request_id = request_id or str(uuid.uuid4())
+        request_id = request_id or ids.request_id()
         qualifier_arn = self.config.function_arn(name, qualifier) if qualifier else None
         invocation = Invocation(
             request_id=request_id,
             payload=payload,
             deadline_ms=0,  # the pool sets it once an environment is ready
             invoked_function_arn=qualifier_arn or self.config.function_arn(name),
-            trace_id=trace_id or _trace_id(),
+            trace_id=trace_id or ids.trace_id(),
             client_context=client_context,
         )
         key = PoolKey(name, version.version, version.revision_id)
@@ -200,7 +200,7 @@ class Invoker:
             )
 
     def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
-        stream_id = uuid.uuid4().hex
+        stream_id = ids.hex_id(32)
         day = time.strftime("%Y/%m/%d", time.gmtime())
         return EnvironmentSpec(
             function_name=version.function_name,
@@ -219,12 +219,6 @@ class Invoker:
             log_group=f"/aws/lambda/{version.function_name}",
             log_stream=f"{day}/[{version.version}]{stream_id}",
         )
-
-
-def _trace_id() -> str:
-    """An X-Ray style trace header for invocations that arrive without one."""
-    epoch = f"{int(time.time()):08x}"
-    return f"Root=1-{epoch}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
 
 
 def _error_type(payload: bytes) -> str | None:

@@ -15,11 +15,11 @@ from nimbus.api import (
 )
 
 routes: list[BaseRoute] = [
+    *invoke.routes,  # first: the hot path should not be matched against every route
     *functions.routes,
     *aliases.routes,
     *concurrency.routes,
     *tags.routes,
-    *invoke.routes,
     *event_invoke.routes,
     *provisioned.routes,
     *dead_letters.routes,
