@@ -235,3 +235,76 @@ def test_provisioned_concurrency_has_no_cold_start(server: NimbusProcess) -> Non
     lam.delete_provisioned_concurrency_config(FunctionName="worker", Qualifier="live")
     with pytest.raises(lam.exceptions.ProvisionedConcurrencyConfigNotFoundException):
         lam.get_provisioned_concurrency_config(FunctionName="worker", Qualifier="live")
+
+
+KILLABLE = """
+import json, time, urllib.request
+def handler(event, context):
+    with open("/proc/self/cgroup") as f:
+        cgroups = f.read()
+    req = urllib.request.Request(event["sink"], data=json.dumps({"cgroups": cgroups}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+    time.sleep(30)
+"""
+
+
+def kill_environment(cgroups: str) -> int:
+    """SIGKILL every process of the environment, from the host, by its cgroup."""
+    import os
+    import signal
+
+    killed = 0
+    for line in cgroups.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" not in controllers.split(","):
+            continue
+        with open(f"/sys/fs/cgroup/memory{path}/cgroup.procs") as procs:
+            for pid in procs.read().split():
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def test_killed_environment_is_retried_then_sent_to_on_failure(server: NimbusProcess) -> None:
+    lam = server.client()
+    create(lam, code=KILLABLE, Timeout=60)
+    started, failures = Sink(), Sink()
+    try:
+        lam.put_function_event_invoke_config(
+            FunctionName="worker",
+            MaximumRetryAttempts=1,
+            DestinationConfig={"OnFailure": {"Destination": failures.url}},
+        )
+        request_id = send(lam, {"sink": started.url})
+        for attempt in (1, 2):  # the first run and its one retry
+            runs = started.wait_until(lambda r, n=attempt: len(r) >= n)
+            assert kill_environment(runs[-1]["cgroups"]) >= 1
+        (record,) = failures.wait_until(lambda r: len(r) >= 1)
+        assert record["requestContext"]["requestId"] == request_id
+        assert record["requestContext"]["condition"] == "RetriesExhausted"
+        assert record["requestContext"]["approximateInvokeCount"] == 2
+        assert record["responsePayload"]["errorType"] == "Runtime.ExitError"
+        assert "signal: killed" in record["responsePayload"]["errorMessage"]
+        assert len(started.received) == 2  # no third run
+    finally:
+        started.close()
+        failures.close()
+
+
+def test_event_older_than_max_age_is_dropped_to_dead_letters(server: NimbusProcess) -> None:
+    """Throttled events wait, but not past MaximumEventAgeInSeconds (60 s minimum)."""
+    lam = server.client()
+    create(lam)
+    lam.put_function_concurrency(FunctionName="worker", ReservedConcurrentExecutions=0)
+    lam.put_function_event_invoke_config(FunctionName="worker", MaximumEventAgeInSeconds=60)
+    request_id = send(lam, {"id": "too-late"})
+    deadline = time.monotonic() + 120
+    letters: list[dict] = []
+    while not letters and time.monotonic() < deadline:
+        letters = dead_letters(server, FunctionName="worker")
+        time.sleep(0.5)  # polling an HTTP listing for a 60 s timer
+    (letter,) = letters
+    assert letter["request_id"] == request_id and letter["condition"] == "EventAgeExceeded"
+    assert letter["attempts"] == 0
+    assert letter["failed_ms"] - letter["enqueued_ms"] >= 60_000
