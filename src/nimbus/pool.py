@@ -129,12 +129,6 @@ class Pool:
             for idle in self._idle.pop(other):
                 self._discard(idle.env)
 
-    def retire_function(self, function_name: str) -> None:
-        """Stop every idle environment of a function (deleted or changed)."""
-        for key in [k for k in self._idle if k.function_name == function_name]:
-            for idle in self._idle.pop(key):
-                self._discard(idle.env)
-
     def _discard(self, env: Environment) -> None:
         for key, envs in self._provisioned.items():
             if env in envs:
@@ -176,19 +170,20 @@ class Pool:
     async def provision(
         self, key: PoolKey, spec_for: Callable[[], EnvironmentSpec], count: int
     ) -> None:
-        """Keep ``count`` initialised environments for ``key`` (0 releases them to the
-        ordinary idle pool, where the reaper will get to them)."""
-        if count <= 0:
-            self._wanted.pop(key, None)
-            self._spec_for.pop(key, None)
-            self._provisioned.pop(key, None)
-            self._provision_errors.pop(key, None)
-            return
+        """Keep ``count`` (>= 1) initialised environments for ``key``; returns once the
+        first round of starts is done (``provisioned`` reports progress and errors)."""
         self._retire_stale(key)
         self._wanted[key] = count
         self._spec_for[key] = spec_for
         self._schedule_replenish(key)
         await self._replenishing[key]
+
+    def unprovision(self, key: PoolKey) -> None:
+        """Hand the key's kept environments to the ordinary idle pool (and its reaper)."""
+        self._wanted.pop(key, None)
+        self._spec_for.pop(key, None)
+        self._provisioned.pop(key, None)
+        self._provision_errors.pop(key, None)
 
     def provisioned(self, key: PoolKey) -> tuple[int, str | None]:
         """(environments allocated, the last error starting one, if any)."""

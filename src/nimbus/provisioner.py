@@ -51,7 +51,7 @@ class Provisioner:
         try:
             config = await blocking(self.store.get, function, qualifier)
         except NimbusError:  # deleted, or the function is gone
-            await self.release(function, qualifier)
+            self.release(function, qualifier)
             return
         try:
             resolution = await self.invoker.targets.resolve(config.function_name, config.qualifier)
@@ -63,15 +63,15 @@ class Provisioner:
         key = PoolKey(version.function_name, version.version, version.revision_id)
         old = self._keys.get((config.function_name, config.qualifier))
         if old is not None and old != key:
-            await self.pool.provision(old, lambda: None, 0)  # type: ignore[arg-type,return-value]
+            self.pool.unprovision(old)
         self._keys[(config.function_name, config.qualifier)] = key
         record = resolution.record
         await self.pool.provision(key, lambda: self.invoker.spec(version, record), config.requested)
 
-    async def release(self, function: str, qualifier: str) -> None:
+    def release(self, function: str, qualifier: str) -> None:
         key = self._keys.pop((function, qualifier), None)
         if key is not None:
-            await self.pool.provision(key, lambda: None, 0)  # type: ignore[arg-type,return-value]
+            self.pool.unprovision(key)
 
     def status(self, config: ProvisionedConfig) -> dict[str, object]:
         key = self._keys.get((config.function_name, config.qualifier))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,7 +10,14 @@ from starlette.routing import Route
 
 from nimbus.api.names import ALIAS_PATTERN, unqualified
 from nimbus.api.shapes import alias_configuration
-from nimbus.api.wire import Params, empty_response, json_response, query_int, read_json
+from nimbus.api.wire import (
+    Params,
+    empty_response,
+    json_response,
+    page_response,
+    query_int,
+    read_json,
+)
 from nimbus.models import Alias
 from nimbus.services import blocking, services
 
@@ -101,10 +107,8 @@ async def list_aliases(request: Request) -> Response:
     page = await blocking(
         svc.aliases.list, function, version, request.query_params.get("Marker"), max_items
     )
-    body: dict[str, Any] = {"Aliases": [alias_configuration(a, svc.config) for a in page.items]}
-    if page.next_marker:
-        body["NextMarker"] = page.next_marker
-    return json_response(body)
+    items = [alias_configuration(a, svc.config) for a in page.items]
+    return page_response("Aliases", items, page.next_marker)
 
 
 _A = "/2015-03-31/functions/{name}/aliases"

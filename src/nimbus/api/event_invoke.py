@@ -10,7 +10,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import parse_function_ref, unqualified
-from nimbus.api.wire import Params, empty_response, json_response, query_int, read_json
+from nimbus.api.wire import (
+    Params,
+    empty_response,
+    json_response,
+    page_response,
+    query_int,
+    read_json,
+)
 from nimbus.config import Config
 from nimbus.destinations import validate_destination
 from nimbus.models import LATEST, EventInvokeConfig
@@ -105,12 +112,8 @@ async def list_configs(request: Request) -> Response:
     page = await blocking(
         svc.event_configs.list, function, request.query_params.get("Marker"), max_items
     )
-    body: dict[str, Any] = {
-        "FunctionEventInvokeConfigs": [render(c, svc.config) for c in page.items]
-    }
-    if page.next_marker:
-        body["NextMarker"] = page.next_marker
-    return json_response(body)
+    items = [render(c, svc.config) for c in page.items]
+    return page_response("FunctionEventInvokeConfigs", items, page.next_marker)
 
 
 _E = "/2019-09-25/functions/{name}/event-invoke-config"

@@ -19,7 +19,14 @@ from nimbus.api.settings import (
     require_zip_settings,
 )
 from nimbus.api.shapes import b64_sha, function_configuration, lambda_timestamp
-from nimbus.api.wire import Params, empty_response, json_response, query_int, read_json
+from nimbus.api.wire import (
+    Params,
+    empty_response,
+    json_response,
+    page_response,
+    query_int,
+    read_json,
+)
 from nimbus.errors import (
     CodeStorageExceeded,
     InvalidParameterValue,
@@ -177,12 +184,8 @@ async def list_functions(request: Request) -> Response:
     page = await blocking(
         svc.functions.list_functions, request.query_params.get("Marker"), max_items, fv == "ALL"
     )
-    body: dict[str, Any] = {
-        "Functions": [function_configuration(v, svc.config) for v in page.items]
-    }
-    if page.next_marker:
-        body["NextMarker"] = page.next_marker
-    return json_response(body)
+    items = [function_configuration(v, svc.config) for v in page.items]
+    return page_response("Functions", items, page.next_marker)
 
 
 async def list_versions(request: Request) -> Response:
@@ -192,10 +195,8 @@ async def list_versions(request: Request) -> Response:
     page = await blocking(
         svc.functions.list_versions, name, request.query_params.get("Marker"), max_items
     )
-    body: dict[str, Any] = {"Versions": [function_configuration(v, svc.config) for v in page.items]}
-    if page.next_marker:
-        body["NextMarker"] = page.next_marker
-    return json_response(body)
+    items = [function_configuration(v, svc.config) for v in page.items]
+    return page_response("Versions", items, page.next_marker)
 
 
 async def update_function_code(request: Request) -> Response:

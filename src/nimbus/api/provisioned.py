@@ -10,7 +10,14 @@ from starlette.routing import Route
 
 from nimbus.api.names import parse_function_ref, unqualified
 from nimbus.api.shapes import lambda_timestamp
-from nimbus.api.wire import Params, empty_response, json_response, query_int, read_json
+from nimbus.api.wire import (
+    Params,
+    empty_response,
+    json_response,
+    page_response,
+    query_int,
+    read_json,
+)
 from nimbus.models import ProvisionedConfig
 from nimbus.provisioner import check_qualifier
 from nimbus.services import Services, blocking, services
@@ -56,7 +63,7 @@ async def delete_config(request: Request) -> Response:
     svc = services(request)
     function, qualifier = await _target(svc, request)
     await blocking(svc.provisioned.delete, function, qualifier)
-    await svc.provisioner.release(function, qualifier)
+    svc.provisioner.release(function, qualifier)
     return empty_response(204)
 
 
@@ -72,10 +79,7 @@ async def list_configs(request: Request) -> Response:
         item = svc.provisioner.status(config)
         item["FunctionArn"] = svc.config.function_arn(function, config.qualifier)
         items.append(item)
-    body: dict[str, Any] = {"ProvisionedConcurrencyConfigs": items}
-    if page.next_marker:
-        body["NextMarker"] = page.next_marker
-    return json_response(body)
+    return page_response("ProvisionedConcurrencyConfigs", items, page.next_marker)
 
 
 async def provisioned_concurrency(request: Request) -> Response:

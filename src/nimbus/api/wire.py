@@ -42,6 +42,14 @@ def _request_id_header() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
 
 
+def page_response(key: str, items: list[Any], next_marker: str | None) -> Response:
+    """A listing as Lambda returns it: the items under ``key``, and NextMarker if any."""
+    body: dict[str, Any] = {key: items}
+    if next_marker:
+        body["NextMarker"] = next_marker
+    return json_response(body)
+
+
 def error_response(exc: NimbusError) -> Response:
     headers = {"X-Amzn-ErrorType": exc.type_name, **_request_id_header(), **exc.headers()}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
