@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,6 +92,24 @@ def invoke(
     typer.echo(response.text)
     if response.headers.get("x-amz-function-error"):
         raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Function name")],
+    since: Annotated[int, typer.Option(help="Only the last N minutes")] = 60,
+    limit: Annotated[int, typer.Option(help="At most this many invocations")] = 20,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """Print the logs of a function's recent invocations (START ... REPORT)."""
+    since_ms = int((time.time() - since * 60) * 1000)
+    answer = _call(
+        "GET",
+        f"{endpoint}/_nimbus/functions/{name}/logs",
+        params={"SinceMs": since_ms, "Limit": limit},
+    ).json()
+    for record in answer["Logs"]:
+        typer.echo(record["text"], nl=False)
 
 
 @app.command("ls")

@@ -9,6 +9,7 @@ from nimbus.api import (
     event_invoke,
     functions,
     invoke,
+    logs,
     provisioned,
     queue,
     tags,
@@ -24,4 +25,5 @@ routes: list[BaseRoute] = [
     *provisioned.routes,
     *dead_letters.routes,
     *queue.routes,
+    *logs.routes,
 ]

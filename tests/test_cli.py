@@ -1,0 +1,62 @@
+"""The nimbus CLI, run as a user runs it, against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.nimbus_process import NimbusProcess
+
+
+def nimbus_cli(server: NimbusProcess | None, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if server is not None:
+        env["NIMBUS_ENDPOINT"] = server.endpoint
+    return subprocess.run(
+        [sys.executable, "-m", "nimbus", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_doctor_reports_isolation() -> None:
+    need_sandbox()
+    result = nimbus_cli(None, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ok  ] namespace:pid" in result.stdout
+    assert "namespace isolation: available" in result.stdout
+
+
+def test_invoke_ls_and_logs(nimbus: NimbusProcess) -> None:
+    need_sandbox()
+    lam = nimbus.client()
+    code = "print('loading')\ndef handler(event, context):\n    print('got', event)\n    return 7\n"
+    lam.create_function(
+        FunctionName="cli-fn",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})},
+    )
+    invoked = nimbus_cli(nimbus, "invoke", "cli-fn", "-p", json.dumps({"a": 1}), "--tail")
+    assert invoked.returncode == 0, invoked.stderr
+    assert invoked.stdout.strip() == "7"
+    assert "got {'a': 1}" in invoked.stderr and "REPORT RequestId" in invoked.stderr
+
+    listed = nimbus_cli(nimbus, "ls")
+    assert "cli-fn" in listed.stdout and "python3.12" in listed.stdout
+
+    logs = nimbus_cli(nimbus, "logs", "cli-fn")
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.index("loading") < logs.stdout.index("START RequestId")
+    assert "got {'a': 1}" in logs.stdout and "Init Duration" in logs.stdout
+
+    missing = nimbus_cli(nimbus, "invoke", "nope")
+    assert missing.returncode == 1
+    assert "ResourceNotFoundException: Function not found" in missing.stderr
