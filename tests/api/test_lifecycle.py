@@ -122,3 +122,28 @@ def test_function_lifecycle_survives_restart(server: NimbusProcess) -> None:
     lam.delete_function(FunctionName="orders")
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.get_function(FunctionName="orders")
+
+
+def test_health_follows_the_store(postgres_admin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """/health says ok only while the store answers with nimbus' schema."""
+    import httpx
+    import sqlalchemy as sa
+
+    from tests.conftest import postgres_schema_url
+
+    urls = postgres_schema_url(postgres_admin)
+    url = next(urls)
+    proc = NimbusProcess(tmp_path / "data", env={"NIMBUS_DATABASE_URL": url}).start()
+    try:
+        ok = httpx.get(f"{proc.endpoint}/health")
+        assert ok.status_code == 200 and ok.json() == {"status": "ok", "store": "postgresql"}
+        schema = url.rsplit("search_path%3D", 1)[1]
+        with postgres_admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        down = httpx.get(f"{proc.endpoint}/health")
+        assert down.status_code == 503 and down.json()["status"] == "unavailable"
+        with postgres_admin.begin() as conn:  # let the fixture's cleanup drop it again
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    finally:
+        proc.stop()
+        next(urls, None)

@@ -58,8 +58,10 @@ class Database:
                     conn.commit()
 
     def ping(self) -> None:
+        """Read the schema version: proves the database file (or server) answers with
+        our schema, which ``SELECT 1`` would not."""
         with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT version_num FROM alembic_version")).one()
 
     def dispose(self) -> None:
         self.engine.dispose()
