@@ -60,3 +60,47 @@ def test_invoke_ls_and_logs(nimbus: NimbusProcess) -> None:
     missing = nimbus_cli(nimbus, "invoke", "nope")
     assert missing.returncode == 1
     assert "ResourceNotFoundException: Function not found" in missing.stderr
+
+
+def test_aws_cli_works_unchanged(nimbus: NimbusProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The AWS CLI, pointed at nimbus, manages functions as on Lambda."""
+    (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": "def handler(e, c):\n    return e\n"}))
+    aws = os.path.join(os.path.dirname(sys.executable), "aws")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+    }
+
+    def run(*args: str) -> dict:
+        out = subprocess.run(
+            [aws, "--endpoint-url", nimbus.endpoint, "lambda", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    created = run(
+        "create-function",
+        "--function-name",
+        "from-cli",
+        "--runtime",
+        "python3.12",
+        "--role",
+        ROLE,
+        "--handler",
+        "app.handler",
+        "--zip-file",
+        f"fileb://{tmp_path / 'fn.zip'}",
+    )
+    assert created["FunctionArn"].endswith(":function:from-cli")
+    listed = run("list-functions")
+    assert [f["FunctionName"] for f in listed["Functions"]] == ["from-cli"]
+    run("delete-function", "--function-name", "from-cli")
+    assert run("list-functions")["Functions"] == []
