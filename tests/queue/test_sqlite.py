@@ -81,3 +81,35 @@ async def test_closed_queue_refuses_requests(tmp_path: Path) -> None:
     await q.close()  # idempotent
     with pytest.raises(QueueError, match="not open"):
         await q.lease(1, 1)
+
+
+async def test_acks_and_puts_in_one_commit_settle_each_on_its_own(queue: SqliteQueue) -> None:
+    # Requests sent together share a transaction, where a run of puts and acks is
+    # written as one insert and one delete: each still gets the answer it would alone.
+    await queue.put_many([event(i) for i in range(3)])
+    first, second, third = await queue.lease(3, 60)
+    await queue.retry(third, 0, 0)
+    (third_again,) = await queue.lease(1, 60)  # a new token: `third` is now stale
+    results = await asyncio.gather(
+        queue.ack(first),
+        queue.put(event(10)),
+        queue.ack(first),  # the same lease again: already done
+        queue.ack(second),
+        queue.ack(third),  # stale token, then the current one for the same event
+        queue.ack(third_again),
+        queue.put(event(11)),
+    )
+    assert [r for r in results if isinstance(r, bool)] == [True, False, True, False, True]
+    stats = await queue.stats()
+    assert stats.depth == 2 and stats.in_flight == 0
+    leased = await queue.lease(10, 60)
+    assert [lease.event.request_id for lease in leased] == ["req-10", "req-11"]
+
+
+async def test_large_put_runs_are_cut_into_chunks_in_order(queue: SqliteQueue) -> None:
+    ids = await queue.put_many([event(i) for i in range(300)])  # 128 + 128 + 32 + 8 + 4
+    assert [int(i) for i in ids] == list(range(int(ids[0]), int(ids[0]) + 300))
+    leased = await queue.lease(300, 60)
+    assert [lease.event.request_id for lease in leased] == [f"req-{i}" for i in range(300)]
+    assert all(await asyncio.gather(*(queue.ack(lease) for lease in leased)))
+    assert (await queue.stats()).depth == 0
