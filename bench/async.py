@@ -11,7 +11,7 @@ HTTP clients (raw Invoke with X-Amz-Invocation-Type: Event) and measures:
 Baseline in the same run: the same clients against nimbus' /health (one store ping,
 no queue), so the ratio shows what durable queueing costs on this machine.
 
-    .venv/bin/python bench/async.py [--events 20000] [--clients 64]
+    .venv/bin/python bench/async.py [--events 20000] [--clients 64] [--parallelism 64]
 """
 
 from __future__ import annotations
@@ -98,10 +98,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--parallelism", type=int, default=64, help="async_parallelism")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = NimbusProcess(Path(tmp) / "data", env={"NIMBUS_LOG_LEVEL": "warning"}).start()
+        server = NimbusProcess(
+            Path(tmp) / "data",
+            env={
+                "NIMBUS_LOG_LEVEL": "warning",
+                "NIMBUS_ASYNC_PARALLELISM": str(args.parallelism),
+            },
+        ).start()
         try:
             lam = server.client()
             lam.create_function(
@@ -140,6 +147,7 @@ async def main() -> None:
     result = {
         "events": args.events,
         "clients": args.clients,
+        "async_parallelism": args.parallelism,
         "accepted": accepted,
         "accepted_per_s": round(accepted / elapsed, 1),
         "executed_per_s": round(done / drained, 1),

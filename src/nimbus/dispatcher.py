@@ -39,6 +39,13 @@ log = logging.getLogger("nimbus.dispatcher")
 BUILTIN_QUEUE = "nimbus"
 
 
+class TooOld(NimbusError):
+    """The event outlived MaximumEventAgeInSeconds before it could run."""
+
+    def __init__(self) -> None:
+        super().__init__("event older than MaximumEventAgeInSeconds")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -63,6 +70,10 @@ class Dispatcher:
         self.dead_letters = dead_letters
         self.parallelism = config.async_parallelism
         self._running: set[asyncio.Task[None]] = set()
+        # Slots bound the invocations in flight, not the tasks: a task gives its slot back
+        # once the function has run, and settles (destination, ack) without holding it,
+        # so the wait for a commit never idles an environment.
+        self._busy_slots = 0
         self._freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._configs: dict[tuple[str, str], EventInvokeConfig] = {}
@@ -120,7 +131,7 @@ class Dispatcher:
 
     async def _consume(self) -> None:
         while True:
-            free = self.parallelism - len(self._running)
+            free = self.parallelism - self._busy_slots
             if free <= 0:
                 self._freed.clear()
                 await self._freed.wait()
@@ -135,13 +146,13 @@ class Dispatcher:
                 await self.queue.wait_for_work(1.0)
                 continue
             for lease in leases:
+                self._busy_slots += 1
                 task = asyncio.get_running_loop().create_task(self._handle(lease))
                 self._running.add(task)
                 task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatching an event failed", exc_info=task.exception())
 
@@ -156,43 +167,57 @@ class Dispatcher:
                 self._configs[key] = cached
         return cached
 
+    def _free_slot(self) -> None:
+        self._busy_slots -= 1
+        self._freed.set()
+
     async def _handle(self, lease: Lease) -> None:
         event = lease.event
-        cfg = await self._config(event.function_name, event.qualifier or LATEST)
-        age_ms = now_ms() - event.enqueued_ms
-        if age_ms > cfg.max_age_seconds * 1000:
-            await self._fail(lease, cfg, "EventAgeExceeded", None)
-            return
+        outcome: InvokeResult | NimbusError
         try:
-            result = await self.invoker.invoke(
-                event.function_name,
-                event.qualifier,
-                event.payload,
-                trace_id=event.trace_id,
-                request_id=event.request_id,
-            )
-        except TooManyRequests:
+            cfg = await self._config(event.function_name, event.qualifier or LATEST)
+            if now_ms() - event.enqueued_ms > cfg.max_age_seconds * 1000:
+                outcome = TooOld()
+            else:
+                try:
+                    outcome = await self.invoker.invoke(
+                        event.function_name,
+                        event.qualifier,
+                        event.payload,
+                        trace_id=event.trace_id,
+                        request_id=event.request_id,
+                    )
+                except NimbusError as exc:
+                    outcome = exc
+        finally:
+            self._free_slot()
+        await self._settle(lease, cfg, outcome)
+
+    async def _settle(
+        self, lease: Lease, cfg: EventInvokeConfig, outcome: InvokeResult | NimbusError
+    ) -> None:
+        event = lease.event
+        if isinstance(outcome, TooOld):
+            await self._fail(lease, cfg, "EventAgeExceeded", None)
+        elif isinstance(outcome, TooManyRequests):
             # Throttled: wait in the queue, without spending an attempt.
             delay = min(self.config.throttle_delay_seconds * (1 + random.random()), 60)
             self.counters["throttled"] += 1
             await self.queue.retry(lease, delay, event.attempts)
-            return
-        except ResourceNotFound as exc:
-            await self._fail(lease, cfg, "ResourceNotFound", None, error=exc.message)
-            return
-        except NimbusError as exc:
-            await self._fail(lease, cfg, exc.type_name, None, error=exc.message)
-            return
-        attempts = event.attempts + 1
-        if result.function_error is None:
-            await self._succeed(lease, cfg, result, attempts)
-            return
-        if attempts <= cfg.retries:
+        elif isinstance(outcome, NimbusError):
+            condition = (
+                "ResourceNotFound" if isinstance(outcome, ResourceNotFound) else outcome.type_name
+            )
+            await self._fail(lease, cfg, condition, None, error=outcome.message)
+        elif outcome.function_error is None:
+            await self._succeed(lease, cfg, outcome, event.attempts + 1)
+        elif event.attempts + 1 <= cfg.retries:
+            attempts = event.attempts + 1
             delay = self.config.retry_base_seconds * (2 ** (attempts - 1))
             self.counters["retried"] += 1
             await self.queue.retry(lease, delay, attempts)
-            return
-        await self._fail(lease, cfg, "RetriesExhausted", result, attempts=attempts)
+        else:
+            await self._fail(lease, cfg, "RetriesExhausted", outcome, attempts=event.attempts + 1)
 
     def _record(
         self,

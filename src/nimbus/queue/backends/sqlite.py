@@ -1,4 +1,4 @@
-"""The embedded queue: one SQLite file (WAL, ``synchronous=FULL``) served by one thread.
+"""The embedded queue: one SQLite file (WAL) served by one thread.
 
 Every request (put, lease, ack, ...) is handed to a single writer thread that owns the
 connection. The thread takes everything that arrived while its previous transaction was
@@ -11,6 +11,12 @@ Rows are ordered for delivery by ``(visible_ms, id)``: an event may be leased on
 or the end of its retry delay); for a leased one, the end of its lease. One index serves
 both the lease query and the "when is the next event due" question that lets
 ``wait_for_work`` sleep exactly until then.
+
+Only what must survive a power cut pays for an fsync: a transaction that puts events
+commits with ``synchronous=FULL`` (fsync'd before any put's await resolves). Leases,
+acks and retries commit with ``NORMAL``: in WAL mode that is durable across a crash of
+the process (the commit is in the kernel), and the next FULL commit fsyncs it along. A
+power cut can only lose such a change, which re-delivers an event: at-least-once holds.
 
 One process owns a queue file (an exclusive ``flock`` on ``<file>.lock``): ``recover``
 assumes every lease on disk belongs to a dead process, and ``wait_for_work`` only hears
@@ -121,6 +127,7 @@ class SqliteQueue(QueueBackend):
         self.commits = 0  # transactions committed: puts / commits is the group-commit gain
         # Owned by the writer thread.
         self._db: sqlite3.Connection | None = None
+        self._synchronous = "FULL"  # the connection's current PRAGMA synchronous
         self._lock_fd: int | None = None
         # Owned by the loop: the earliest visible_ms on disk (None: queue empty), and the
         # event that wakes wait_for_work; replaced on each wake so no waiter misses one.
@@ -288,6 +295,7 @@ class SqliteQueue(QueueBackend):
         assert db is not None
         now = now_ms()
         results: list[Any] = []
+        self._set_synchronous("FULL" if any(r.op == "put" for r in work) else "NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             i = 0
@@ -316,6 +324,12 @@ class SqliteQueue(QueueBackend):
                 db.execute("ROLLBACK")
             raise
         return _Outcome(results, next_visible)
+
+    def _set_synchronous(self, mode: str) -> None:
+        if mode != self._synchronous:
+            assert self._db is not None
+            self._db.execute(f"PRAGMA synchronous = {mode}")
+            self._synchronous = mode
 
     def _peek_next_visible(self) -> int | None:
         try:
@@ -452,6 +466,7 @@ class SqliteQueue(QueueBackend):
             raise QueueError(f"queue {self.path}: cannot use WAL mode (got {mode!r})")
         # FULL: a WAL commit is fsync'd before it returns, which is what "durable" means.
         db.execute("PRAGMA synchronous = FULL")
+        self._synchronous = "FULL"
         db.execute("PRAGMA busy_timeout = 10000")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
