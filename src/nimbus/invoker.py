@@ -17,7 +17,7 @@ from nimbus import ids
 from nimbus.concurrency import ConcurrencyLimiter
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent
-from nimbus.models import LATEST, FunctionRecord, FunctionVersion
+from nimbus.models import FunctionRecord, FunctionVersion
 from nimbus.observe.logs import InvocationLog, LogStore, billed, now_ms, render, tail
 from nimbus.pool import Pool, PoolKey
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
@@ -109,12 +109,11 @@ class Invoker:
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
         request_id = request_id or ids.request_id()
-        qualifier_arn = self.config.function_arn(name, qualifier) if qualifier else None
         invocation = Invocation(
             request_id=request_id,
             payload=payload,
             deadline_ms=0,  # the pool sets it once an environment is ready
-            invoked_function_arn=qualifier_arn or self.config.function_arn(name),
+            invoked_function_arn=self.config.function_arn(name, qualifier),
             trace_id=trace_id or ids.trace_id(),
             client_context=client_context,
         )
@@ -227,5 +226,3 @@ def _error_type(payload: bytes) -> str | None:
     except (ValueError, AttributeError):
         return None
 
-
-__all__ = ["LATEST", "InvokeResult", "Invoker", "check_payload", "decode_client_context"]
