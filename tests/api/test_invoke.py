@@ -254,3 +254,27 @@ def test_provided_runtime_with_awslambdaric(lam, tmp_path) -> None:  # type: ign
     failed = call(lam, {"fail": True}, name="custom")
     assert failed["FunctionError"] == "Unhandled"
     assert failed["body"]["errorType"] == "KeyError"
+
+
+def test_process_isolation_is_explicit_and_loud(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--isolation process runs functions without a sandbox, and says so."""
+    from tests.conftest import HELLO
+    from tests.nimbus_process import NimbusProcess
+
+    server = NimbusProcess(tmp_path / "data", args=["--isolation", "process"]).start()
+    try:
+        lam = server.client()
+        lam.create_function(
+            FunctionName="plain",
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": HELLO},
+        )
+        for n in range(3):  # cold (stem cell or zygote), then warm
+            assert call(lam, {"n": n}, name="plain")["body"] == {"hello": {"n": n}}
+    finally:
+        server.stop()
+    output = "".join(server.output)
+    assert "SANDBOX ISOLATION IS OFF" in output
+    assert "exited while idle" not in output  # stem cells survive in process mode too

@@ -119,6 +119,10 @@ class SandboxManager:
                 self._interpreters[name] = future.result()
             except InterpreterNotFound as exc:
                 log.warning("runtime %s unavailable: %s", name, exc)
+        # Stem cells rehearse an import from here, in either isolation mode.
+        warm = self._run_dir / "warm"
+        warm.mkdir(mode=0o755, exist_ok=True)
+        (warm / "_nimbus_warm_module.py").write_text(WARM_MODULE)
         if self.isolation == "process":
             return
         if os.geteuid() != 0:
@@ -140,9 +144,6 @@ class SandboxManager:
         self._layout = mounts.base_layout(prefixes)
         mounts.write_etc(str(self._run_dir / "etc"), self._uid_base, self._uid_count)
         (self._run_dir / "rootfs").mkdir(mode=0o755, exist_ok=True)
-        warm = self._run_dir / "warm"
-        warm.mkdir(mode=0o755, exist_ok=True)
-        (warm / "_nimbus_warm_module.py").write_text(WARM_MODULE)
 
     async def _zygote(self, runtime_name: str) -> Zygote:
         runtime = catalog.available().get(runtime_name)
