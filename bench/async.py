@@ -12,6 +12,7 @@ Baseline in the same run: the same clients against nimbus' /health (one store pi
 no queue), so the ratio shows what durable queueing costs on this machine.
 
     .venv/bin/python bench/async.py [--events 20000] [--clients 64] [--parallelism 64]
+                                    [--workers 1]
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--parallelism", type=int, default=64, help="async_parallelism")
+    parser.add_argument("--workers", type=int, default=1, help="async_workers (0: in-process)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +109,7 @@ async def main() -> None:
             env={
                 "NIMBUS_LOG_LEVEL": "warning",
                 "NIMBUS_ASYNC_PARALLELISM": str(args.parallelism),
+                "NIMBUS_ASYNC_WORKERS": str(args.workers),
             },
         ).start()
         try:
@@ -138,9 +141,16 @@ async def main() -> None:
                         break
                     await asyncio.sleep(0.05)
             drained = time.perf_counter() - start
-            done = stats["Dispatcher"].get("succeeded", 0) + stats["Dispatcher"].get(
-                "dead_lettered", 0
-            )
+            # Workers report their counters every half second: wait for the last report.
+            settle_until = time.perf_counter() + 3
+            async with httpx.AsyncClient() as http:
+                while True:
+                    counters = stats["Dispatcher"]
+                    done = counters.get("succeeded", 0) + counters.get("dead_lettered", 0)
+                    if done >= accepted or time.perf_counter() > settle_until:
+                        break
+                    await asyncio.sleep(0.1)
+                    stats = (await http.get(f"{server.endpoint}/_nimbus/queue")).json()
         finally:
             server.stop()
 
@@ -148,6 +158,7 @@ async def main() -> None:
         "events": args.events,
         "clients": args.clients,
         "async_parallelism": args.parallelism,
+        "async_workers": args.workers,
         "accepted": accepted,
         "accepted_per_s": round(accepted / elapsed, 1),
         "executed_per_s": round(done / drained, 1),

@@ -85,6 +85,24 @@ class NimbusProcess:
         self.proc = None
         return code
 
+    def workers(self) -> list[int]:
+        """The pids of the server's async worker processes."""
+        assert self.proc is not None
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.proc.pid and b"nimbus.worker" in cmdline:
+                found.append(int(entry))
+        return found
+
     def restart(self) -> NimbusProcess:
         self.stop()
         return self.start()

@@ -49,6 +49,9 @@ class Config(BaseModel):
     throttle_delay_seconds: float = Field(1.0, ge=0)
     async_parallelism: int = Field(64, ge=1)  # events in flight from the queue at once
     async_visibility_seconds: float = Field(960.0, gt=0)  # > the 900 s maximum timeout
+    # Processes that run async events (each with its own event loop and sandboxes) while
+    # the server keeps HTTP, sync invokes and the queue; 0 dispatches in the server.
+    async_workers: int = Field(1, ge=0, le=15)
 
     model_config = {"extra": "forbid", "validate_default": True}
 

@@ -37,6 +37,9 @@ from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.dispatcher")
 BUILTIN_QUEUE = "nimbus"
+# Webhook posts in flight at once. More wait their turn here, not in httpx's connection
+# pool, where hundreds of waiters time out (PoolTimeout) and cost quadratic CPU.
+WEBHOOK_CONNECTIONS = 32
 
 
 class TooOld(NimbusError):
@@ -78,6 +81,7 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._configs: dict[tuple[str, str], EventInvokeConfig] = {}
         self._http: httpx.AsyncClient | None = None
+        self._webhooks = asyncio.Semaphore(WEBHOOK_CONNECTIONS)
         # succeeded / retried / throttled / failed / dead_lettered / delivered, since start
         self.counters: Counter[str] = Counter()
         functions.on_change(self._forget)
@@ -114,7 +118,9 @@ class Dispatcher:
         recovered = await self.queue.recover()
         if recovered:
             log.warning("re-delivering %d events that were in flight at the last stop", recovered)
-        self._http = httpx.AsyncClient(timeout=10)
+        self._http = httpx.AsyncClient(
+            timeout=10, limits=httpx.Limits(max_connections=WEBHOOK_CONNECTIONS)
+        )
         self._loop_task = asyncio.get_running_loop().create_task(self._consume())
 
     async def close(self) -> None:
@@ -328,19 +334,20 @@ class Dispatcher:
         assert self._http is not None and destination.url is not None
         for attempt in range(3):
             try:
-                response = await self._http.post(
-                    destination.url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Amz-Request-Id": event.request_id,
-                    },
-                )
+                async with self._webhooks:
+                    response = await self._http.post(
+                        destination.url,
+                        content=body,
+                        headers={
+                            "Content-Type": "application/json",
+                            "X-Amz-Request-Id": event.request_id,
+                        },
+                    )
                 if response.status_code < 300:
                     return True
                 log.warning("webhook %s answered %d", destination.url, response.status_code)
             except httpx.HTTPError as exc:
-                log.warning("webhook %s failed: %s", destination.url, exc)
+                log.warning("webhook %s failed: %r", destination.url, exc)
             await asyncio.sleep(0.2 * (2**attempt))
         return False
 

@@ -3,7 +3,11 @@ API handlers (through ``services(request)``)."""
 
 from __future__ import annotations
 
+import logging
+import tempfile
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.requests import Request
 
@@ -16,6 +20,7 @@ from nimbus.pool import Pool
 from nimbus.provisioner import Provisioner
 from nimbus.queue.backend import QueueBackend
 from nimbus.queue.backends.sqlite import SqliteQueue
+from nimbus.queue.server import QueueServer
 from nimbus.runtimes import catalog
 from nimbus.sandbox import SandboxManager
 from nimbus.store.aliases import AliasStore
@@ -26,8 +31,10 @@ from nimbus.store.dead_letters import DeadLetterStore
 from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.functions import FunctionStore
 from nimbus.store.provisioned import ProvisionedStore
+from nimbus.supervisor import Supervisor
 from nimbus.targets import Targets
 from nimbus.threads import blocking
+from nimbus.worker import uid_share
 
 __all__ = ["Services", "blocking", "open_services", "services"]
 
@@ -48,17 +55,44 @@ class Services:
     provisioned: ProvisionedStore
     provisioner: Provisioner
     queue: QueueBackend
+    # Enqueues and re-drives here; consumes only when there are no async workers.
     dispatcher: Dispatcher
+    queue_server: QueueServer | None = None  # with async workers: their way to the queue
+    supervisor: Supervisor | None = None
 
     async def start(self) -> None:
-        """Start the background parts (log writer, reaper, queue, dispatcher)."""
+        """Start the background parts (log writer, reaper, queue, dispatcher or async
+        workers)."""
         self.logs.start()
         self.pool.start()
         await self.queue.open()
-        await self.dispatcher.start()
+        if self.supervisor is None or self.queue_server is None:
+            await self.dispatcher.start()
+        else:
+            # This process owns the queue, so it recovers before any worker leases.
+            recovered = await self.queue.recover()
+            if recovered:
+                logging.getLogger("nimbus.dispatcher").warning(
+                    "re-delivering %d events that were in flight at the last stop", recovered
+                )
+            await self.queue_server.start()
+            self.functions.on_change(self.queue_server.changed)
+            await self.supervisor.start()
         await self.provisioner.start()
 
+    def dispatcher_counters(self) -> dict[str, int]:
+        """The dispatcher counters since start, wherever the dispatching happens."""
+        counters = Counter(self.dispatcher.counters)
+        if self.queue_server is not None:
+            counters.update(self.queue_server.counters)
+        return dict(counters)
+
     async def aclose(self) -> None:
+        # Workers first, so their leases are settled or handed back before the queue shuts.
+        if self.supervisor is not None:
+            await self.supervisor.close()
+        if self.queue_server is not None:
+            await self.queue_server.close()
         await self.dispatcher.close()
         await self.queue.close()
         await self.provisioner.close()
@@ -81,11 +115,15 @@ def open_services(config: Config) -> Services:
     functions = FunctionStore(db, config.function_arn)
     aliases = AliasStore(functions)
     logs = LogStore(db)
+    uid_base, uid_count = uid_share(0, config.async_workers)
     pool = Pool(
         SandboxManager(
             config.data_dir / "sandboxes",
             isolation=config.isolation,
             stem_cells=config.stem_cells,
+            # A share of the sandbox uids; each worker process has another.
+            uid_base=uid_base,
+            uid_count=uid_count,
         ),
         idle_seconds=config.idle_seconds,
     )
@@ -94,6 +132,10 @@ def open_services(config: Config) -> Services:
     dead_letters = DeadLetterStore(db)
     provisioned = ProvisionedStore(functions)
     queue = SqliteQueue(config.data_dir / "queue.db")
+    workers = config.async_workers > 0
+    socket_path = config.data_dir / "queue.sock"
+    if len(str(socket_path)) > 100:  # unix socket paths are limited to 107 bytes
+        socket_path = Path(tempfile.mkdtemp(prefix="nimbus-")) / "queue.sock"
     services = Services(
         config=config,
         db=db,
@@ -110,6 +152,8 @@ def open_services(config: Config) -> Services:
         provisioner=Provisioner(provisioned, invoker),
         queue=queue,
         dispatcher=Dispatcher(config, queue, invoker, functions, event_configs, dead_letters),
+        queue_server=QueueServer(queue, socket_path) if workers else None,
+        supervisor=Supervisor(config, socket_path) if workers else None,
     )
     code.collect_garbage(functions.code_references())
     return services

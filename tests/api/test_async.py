@@ -31,10 +31,12 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[NimbusProcess]:
+@pytest.fixture(params=["1", "0"], ids=["worker", "in-process"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NimbusProcess]:
+    """A server that runs async events in a worker process, or in itself."""
     need_sandbox()
-    proc = NimbusProcess(tmp_path / "data", env=FAST).start()
+    env = {**FAST, "NIMBUS_ASYNC_WORKERS": request.param}
+    proc = NimbusProcess(tmp_path / "data", env=env).start()
     yield proc
     proc.stop()
 

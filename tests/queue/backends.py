@@ -6,6 +6,10 @@ a fresh stream name for a broker), so two backends made from one spec share one 
 The fixture in ``conftest.py`` is where a broker's reachability is checked (skip locally,
 fail in CI, via ``tests.conftest.unavailable``). ``producer.py`` uses the same spec, so the
 kill -9 test covers every backend too.
+
+``remote`` is the async workers' client: each one talks over a unix socket to a
+``QueueServer`` that this process starts (once per location) over a SQLite queue, as
+``nimbus up`` does for its workers.
 """
 
 from __future__ import annotations
@@ -14,9 +18,61 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimbus.queue.backend import QueueBackend
+from nimbus.queue.backends.remote import RemoteQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
+from nimbus.queue.server import QueueServer
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "remote"]
+
+
+class _Owner:
+    """The process-side owner of one location's queue, shared by its remote clients."""
+
+    def __init__(self, location: Path) -> None:
+        self.queue = SqliteQueue(location / "queue.db")
+        self.server = QueueServer(self.queue, location / "queue.sock")
+        self.clients = 0
+
+    async def open(self) -> None:
+        await self.queue.open()
+        await self.server.start()
+
+    async def close(self) -> None:
+        await self.server.close()
+        await self.queue.close()
+
+
+_owners: dict[Path, _Owner] = {}
+
+
+class ServedRemoteQueue(RemoteQueue):
+    """A RemoteQueue whose server (and the queue it owns) lives while any client does.
+    ``recover`` is the owner's, as ``nimbus up`` recovers before its workers start."""
+
+    def __init__(self, location: Path) -> None:
+        super().__init__(location / "queue.sock")
+        self.location = location
+
+    async def open(self) -> None:
+        owner = _owners.get(self.location)
+        if owner is None:
+            owner = _owners[self.location] = _Owner(self.location)
+            await owner.open()
+        owner.clients += 1
+        await super().open()
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        await super().close()
+        owner = _owners[self.location]
+        owner.clients -= 1
+        if owner.clients == 0:
+            del _owners[self.location]
+            await owner.close()
+
+    async def recover(self) -> int:
+        return await _owners[self.location].queue.recover()
 
 
 @dataclass(frozen=True)
@@ -29,4 +85,6 @@ class QueueSpec:
     def make(self) -> QueueBackend:
         if self.name == "sqlite":
             return SqliteQueue(Path(self.location) / "queue.db")
+        if self.name == "remote":
+            return ServedRemoteQueue(Path(self.location))
         raise ValueError(f"unknown queue backend {self.name!r}")

@@ -16,7 +16,7 @@ from nimbus.services import services
 async def queue_stats(request: Request) -> Response:
     svc = services(request)
     stats = await svc.queue.stats()
-    return json_response({"Queue": asdict(stats), "Dispatcher": dict(svc.dispatcher.counters)})
+    return json_response({"Queue": asdict(stats), "Dispatcher": svc.dispatcher_counters()})
 
 
 routes = [Route("/_nimbus/queue", queue_stats, methods=["GET"])]

@@ -384,13 +384,38 @@ class CgroupsV1(Cgroups):
         return CgroupV1(name, dirs)
 
 
+SERVER_LEAF = "nimbus-server"
+
+
+def _nimbus_family(pids: list[str]) -> list[str]:
+    """Of ``pids``, this process, its children (async workers) and its parent when that
+    is a nimbus server too (this is a worker): they all leave the delegating cgroup, or
+    the first to set up would leave the other stuck in it."""
+    me, parent = os.getpid(), os.getppid()
+    family = []
+    for pid in pids:
+        try:
+            ppid = int(_read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()[1])
+            is_nimbus_parent = int(pid) == parent and b"nimbus" in Path(
+                f"/proc/{pid}/cmdline"
+            ).read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if int(pid) == me or ppid == me or is_nimbus_parent:
+            family.append(pid)
+    return family
+
+
 class CgroupsV2(Cgroups):
     version = 2
     wanted = ("memory", "pids", "cpu")
 
     def __init__(self, mount: str, root: str) -> None:
         super().__init__()
-        self.own = _join(mount, root, _own_cgroups().get("", "/"))
+        own = _join(mount, root, _own_cgroups().get("", "/"))
+        # A process that started in the leaf setup() makes (an async worker forked after
+        # the server moved there) manages the same parent as the server.
+        self.own = own.removesuffix(f"/{SERVER_LEAF}")
         self.base = f"{self.own}/{self.prefix}"
         available = set(_read(f"{mount}/cgroup.controllers").split())
         self.controllers = [c for c in self.wanted if c in available]
@@ -413,10 +438,12 @@ class CgroupsV2(Cgroups):
                     raise
                 # "No internal processes": move this server into a leaf of its own
                 # cgroup so that the cgroup can delegate controllers to its children.
-                leaf = f"{self.own}/nimbus-server"
+                leaf = f"{self.own}/{SERVER_LEAF}"
                 os.makedirs(leaf, exist_ok=True)
-                _write(f"{leaf}/cgroup.procs", str(os.getpid()))
-                log.warning("moved the nimbus server into %s to delegate cgroups", leaf)
+                for pid in _nimbus_family(_read(f"{self.own}/cgroup.procs").split()):
+                    with contextlib.suppress(OSError):
+                        _write(f"{leaf}/cgroup.procs", pid)
+                log.warning("moved the nimbus processes into %s to delegate cgroups", leaf)
                 self._enable(self.own)
             os.makedirs(self.base, exist_ok=True)
             self._enable(self.base)

@@ -88,6 +88,11 @@ class FunctionStore:
         """A write transaction about function ``name``; listeners hear of it on commit."""
         with self.db.write() as conn:
             yield conn
+        self.changed(name)
+
+    def changed(self, name: str) -> None:
+        """Tell the listeners that function ``name`` changed: called on each commit here,
+        and by an async worker when the process that committed forwards the news."""
         self.generation += 1
         for listener in self._listeners:
             listener(name)
