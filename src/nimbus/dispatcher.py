@@ -114,10 +114,15 @@ class Dispatcher:
         )
         return request_id
 
-    async def start(self) -> None:
+    async def recover(self) -> None:
+        """Make the events that were leased when the last owner stopped visible again
+        (the queue's owner does it once, before anyone leases)."""
         recovered = await self.queue.recover()
         if recovered:
             log.warning("re-delivering %d events that were in flight at the last stop", recovered)
+
+    async def start(self) -> None:
+        await self.recover()
         self._http = httpx.AsyncClient(
             timeout=10, limits=httpx.Limits(max_connections=WEBHOOK_CONNECTIONS)
         )

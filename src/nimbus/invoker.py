@@ -20,8 +20,13 @@ from nimbus.errors import InvalidParameterValue, InvalidRequestContent
 from nimbus.models import FunctionRecord, FunctionVersion
 from nimbus.observe.logs import InvocationLog, LogStore, billed, now_ms, render, tail
 from nimbus.pool import Pool, PoolKey
-from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
+from nimbus.sandbox import EnvironmentSpec, InitError, Invocation, SandboxManager
+from nimbus.sandbox.manager import UID_BASE, UID_COUNT
+from nimbus.store.aliases import AliasStore
+from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
+from nimbus.store.database import Database
+from nimbus.store.functions import FunctionStore
 from nimbus.targets import Targets
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
@@ -70,6 +75,13 @@ def check_payload(payload: bytes) -> bytes:
     return payload
 
 
+def uid_share(index: int, workers: int) -> tuple[int, int]:
+    """Sandbox uids (base, count) for process ``index`` of ``workers + 1`` (0: the
+    server), so no two SandboxManagers ever hand out the same uid."""
+    count = UID_COUNT // (workers + 1)
+    return UID_BASE + index * count, count
+
+
 class Invoker:
     """Runs invocations synchronously (RequestResponse) and checks DryRun ones."""
 
@@ -87,6 +99,37 @@ class Invoker:
         self.pool = pool
         self.logs = logs
         self.limiter = ConcurrencyLimiter(config.concurrency_limit)
+
+    @classmethod
+    def open(
+        cls,
+        config: Config,
+        db: Database,
+        functions: FunctionStore,
+        aliases: AliasStore,
+        process_index: int,
+    ) -> Invoker:
+        """An invoker with its own log writer, pool and sandboxes, for the server
+        (``process_index`` 0) or async worker ``process_index``: each process gets its
+        own share of the sandbox uids."""
+        uid_base, uid_count = uid_share(process_index, config.async_workers)
+        pool = Pool(
+            SandboxManager(
+                config.data_dir / "sandboxes",
+                isolation=config.isolation,
+                stem_cells=config.stem_cells,
+                uid_base=uid_base,
+                uid_count=uid_count,
+            ),
+            idle_seconds=config.idle_seconds,
+        )
+        code = CodeStore(
+            config.data_dir / "code",
+            PackageLimits(
+                max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries
+            ),
+        )
+        return cls(config, Targets(functions, aliases), code, pool, LogStore(db))
 
     async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
         resolution = await self.targets.resolve(name, qualifier)
@@ -225,4 +268,3 @@ def _error_type(payload: bytes) -> str | None:
         return json.loads(payload).get("errorType")
     except (ValueError, AttributeError):
         return None
-

@@ -3,7 +3,6 @@ API handlers (through ``services(request)``)."""
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -22,9 +21,7 @@ from nimbus.queue.backend import QueueBackend
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.queue.server import QueueServer
 from nimbus.runtimes import catalog
-from nimbus.sandbox import SandboxManager
 from nimbus.store.aliases import AliasStore
-from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
 from nimbus.store.database import Database
 from nimbus.store.dead_letters import DeadLetterStore
@@ -32,9 +29,7 @@ from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.functions import FunctionStore
 from nimbus.store.provisioned import ProvisionedStore
 from nimbus.supervisor import Supervisor
-from nimbus.targets import Targets
 from nimbus.threads import blocking
-from nimbus.worker import uid_share
 
 __all__ = ["Services", "blocking", "open_services", "services"]
 
@@ -70,11 +65,7 @@ class Services:
             await self.dispatcher.start()
         else:
             # This process owns the queue, so it recovers before any worker leases.
-            recovered = await self.queue.recover()
-            if recovered:
-                logging.getLogger("nimbus.dispatcher").warning(
-                    "re-delivering %d events that were in flight at the last stop", recovered
-                )
+            await self.dispatcher.recover()
             await self.queue_server.start()
             self.functions.on_change(self.queue_server.changed)
             await self.supervisor.start()
@@ -108,26 +99,10 @@ def open_services(config: Config) -> Services:
     catalog.available()  # probe the host's interpreters now, not in the first request
     db = Database(config.effective_database_url)
     db.migrate()
-    code = CodeStore(
-        config.data_dir / "code",
-        PackageLimits(max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries),
-    )
     functions = FunctionStore(db, config.function_arn)
     aliases = AliasStore(functions)
-    logs = LogStore(db)
-    uid_base, uid_count = uid_share(0, config.async_workers)
-    pool = Pool(
-        SandboxManager(
-            config.data_dir / "sandboxes",
-            isolation=config.isolation,
-            stem_cells=config.stem_cells,
-            # A share of the sandbox uids; each worker process has another.
-            uid_base=uid_base,
-            uid_count=uid_count,
-        ),
-        idle_seconds=config.idle_seconds,
-    )
-    invoker = Invoker(config, Targets(functions, aliases), code, pool, logs)
+    invoker = Invoker.open(config, db, functions, aliases, process_index=0)
+    code, logs, pool = invoker.code, invoker.logs, invoker.pool
     event_configs = EventConfigStore(functions)
     dead_letters = DeadLetterStore(db)
     provisioned = ProvisionedStore(functions)

@@ -28,19 +28,12 @@ import sys
 from nimbus.config import Config
 from nimbus.dispatcher import Dispatcher
 from nimbus.invoker import Invoker
-from nimbus.observe.logs import LogStore
-from nimbus.pool import Pool
 from nimbus.queue.backends.remote import RemoteQueue
-from nimbus.sandbox import SandboxManager
-from nimbus.sandbox.manager import UID_BASE, UID_COUNT
 from nimbus.store.aliases import AliasStore
-from nimbus.store.archive import PackageLimits
-from nimbus.store.code import CodeStore
 from nimbus.store.database import Database
 from nimbus.store.dead_letters import DeadLetterStore
 from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.functions import FunctionStore
-from nimbus.targets import Targets
 from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.worker")
@@ -48,13 +41,6 @@ log = logging.getLogger("nimbus.worker")
 CONFIG_ENV = "NIMBUS_WORKER_CONFIG"
 PR_SET_PDEATHSIG = 1
 REPORT_EVERY_S = 0.5
-
-
-def uid_share(index: int, workers: int) -> tuple[int, int]:
-    """Sandbox uids (base, count) for process ``index`` of ``workers + 1`` (0: the
-    server), so no two SandboxManagers ever hand out the same uid."""
-    count = UID_COUNT // (workers + 1)
-    return UID_BASE + index * count, count
 
 
 def die_with_parent() -> None:
@@ -74,24 +60,8 @@ async def run(config: Config, socket_path: str, index: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     db = Database(config.effective_database_url)  # the server migrated it
     functions = FunctionStore(db, config.function_arn)
-    aliases = AliasStore(functions)
-    code = CodeStore(
-        config.data_dir / "code",
-        PackageLimits(max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries),
-    )
-    logs = LogStore(db)
-    uid_base, uid_count = uid_share(index, config.async_workers)
-    pool = Pool(
-        SandboxManager(
-            config.data_dir / "sandboxes",
-            isolation=config.isolation,
-            stem_cells=config.stem_cells,
-            uid_base=uid_base,
-            uid_count=uid_count,
-        ),
-        idle_seconds=config.idle_seconds,
-    )
-    invoker = Invoker(config, Targets(functions, aliases), code, pool, logs)
+    invoker = Invoker.open(config, db, functions, AliasStore(functions), process_index=index)
+    logs, pool = invoker.logs, invoker.pool
     queue = RemoteQueue(socket_path, on_change=functions.changed, on_lost=stop.set)
     dispatcher = Dispatcher(
         config, queue, invoker, functions, EventConfigStore(functions), DeadLetterStore(db)
