@@ -17,20 +17,23 @@ no queue), so the ratio shows what durable queueing costs on this machine.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run from the repo root's view: this directory's http.py must not shadow the
+# standard library's http package for the imports below.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 import zipfile
-from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.nimbus_process import NimbusProcess
 
 ROLE = "arn:aws:iam::000000000000:role/bench"

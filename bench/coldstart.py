@@ -15,6 +15,13 @@ isolation). Usage: ``python bench/coldstart.py [--runtime python3.12] [-n 100]``
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run from the repo root's view: this directory's http.py must not shadow the
+# standard library's http package for the imports below.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import itertools
@@ -22,11 +29,9 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from nimbus.sandbox import EnvironmentSpec, Invocation, SandboxManager
 

@@ -8,12 +8,18 @@ Writes bench/results/queue_throughput.json.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run from the repo root's view: this directory's http.py must not shadow the
+# standard library's http package for the imports below.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import json
 import tempfile
 import time
-from pathlib import Path
 
 from nimbus.queue.backend import QueueBackend, QueuedEvent
 from nimbus.queue.backends.sqlite import SqliteQueue
