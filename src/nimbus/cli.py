@@ -57,9 +57,24 @@ ENDPOINT = typer.Option(
 )
 
 
+def _signer() -> Any:
+    """SigV4 for servers with api_auth = "sigv4": keys from the nimbus config, the data
+    dir (NIMBUS_DATA_DIR, default ./.nimbus) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+    from nimbus.gateway.credentials import client_credentials
+    from nimbus.gateway.sigv4 import httpx_auth
+
+    try:
+        cfg = load_config()
+        found = client_credentials(cfg)
+    except ConfigError as exc:
+        typer.echo(f"nimbus: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return httpx_auth(found, region=cfg.region) if found else None
+
+
 def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
-        response = httpx.request(method, url, timeout=960, **kwargs)
+        response = httpx.request(method, url, timeout=960, auth=_signer(), **kwargs)
     except httpx.HTTPError as exc:
         typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
         raise typer.Exit(1) from exc
@@ -67,8 +82,35 @@ def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
         kind = response.headers.get("x-amzn-errortype", str(response.status_code))
         body = response.json() if response.content else {}
         typer.echo(f"{kind}: {body.get('message') or body.get('Message')}", err=True)
+        if kind in ("MissingAuthenticationTokenException", "UnrecognizedClientException"):
+            typer.echo(
+                "nimbus: this server requires signed requests: run the CLI with the server's "
+                'NIMBUS_DATA_DIR, or `eval "$(nimbus credentials --data-dir DIR)"` first.',
+                err=True,
+            )
         raise typer.Exit(1)
     return response
+
+
+@app.command()
+def credentials(
+    data_dir: Annotated[Path | None, typer.Option(help="State directory [./.nimbus]")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+) -> None:
+    """Print the keys this nimbus accepts, for `eval "$(nimbus credentials)"`."""
+    import shlex
+
+    from nimbus.gateway.credentials import load_credentials
+
+    try:
+        cfg = load_config(config, data_dir=data_dir)
+        found = load_credentials(cfg)
+    except ConfigError as exc:
+        typer.echo(f"nimbus: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"export AWS_ACCESS_KEY_ID={shlex.quote(found.access_key_id)}")
+    typer.echo(f"export AWS_SECRET_ACCESS_KEY={shlex.quote(found.secret_access_key)}")
+    typer.echo(f"export AWS_DEFAULT_REGION={shlex.quote(cfg.region)}")
 
 
 @app.command()

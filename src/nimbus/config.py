@@ -10,9 +10,17 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(Exception):
@@ -52,6 +60,18 @@ class Config(BaseModel):
     # Processes that run async events (each with its own event loop and sandboxes) while
     # the server keeps HTTP, sync invokes and the queue; 0 dispatches in the server.
     async_workers: int = Field(1, ge=0, le=15)
+    # The one key pair nimbus accepts for SigV4 (function URLs with AuthType AWS_IAM, and
+    # the control plane with api_auth="sigv4"); unset: generated once into
+    # <data_dir>/credentials.json. Set both or neither (see gateway/credentials.py).
+    access_key_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.+=@-]{1,128}$")
+    secret_access_key: SecretStr | None = None
+    # "sigv4": every control-plane request must be signed with those keys (boto3, AWS CLI
+    # and the nimbus CLI sign); "none": anyone who can reach the port may call the API.
+    api_auth: Literal["none", "sigv4"] = "none"
+    # Account-wide throttle of HTTP-trigger requests (token bucket: requests per second,
+    # burst capacity), API Gateway's account defaults; stages and usage plans go lower.
+    http_rate_limit: float = Field(10000.0, gt=0)
+    http_burst_limit: int = Field(5000, ge=1)
 
     model_config = {"extra": "forbid", "validate_default": True}
 
@@ -59,6 +79,21 @@ class Config(BaseModel):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_serializer("secret_access_key", when_used="json")
+    def _reveal_secret(self, value: SecretStr | None) -> str | None:
+        # JSON is how the supervisor hands the config to its workers (which inherit the
+        # environment, secret included, anyway); repr and logs keep showing "**********".
+        return value.get_secret_value() if value is not None else None
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> Config:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError(
+                "set both access_key_id and secret_access_key (NIMBUS_ACCESS_KEY_ID, "
+                "NIMBUS_SECRET_ACCESS_KEY) or neither, to use the generated pair"
+            )
+        return self
 
     @property
     def sqlite_path(self) -> Path:

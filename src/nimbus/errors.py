@@ -126,3 +126,81 @@ class ProvisionedConcurrencyConfigNotFound(UserError):
     type_name = "ProvisionedConcurrencyConfigNotFoundException"
     status = 404
     message_key = "message"
+
+
+class ApiGatewayError(UserError):
+    """API Gateway's error shapes: ``message`` (plus modeled extras), no ``Type``."""
+
+    message_key = "message"
+
+    def body(self) -> dict[str, object]:
+        return {self.message_key: self.message, **self.extra}
+
+
+class BadRequest(ApiGatewayError):
+    type_name = "BadRequestException"
+
+
+class NotFound(ApiGatewayError):
+    type_name = "NotFoundException"
+    status = 404
+
+
+class Conflict(ApiGatewayError):
+    type_name = "ConflictException"
+    status = 409
+
+
+class ApiTooManyRequests(ApiGatewayError):
+    type_name = "TooManyRequestsException"
+    status = 429
+
+
+class SignatureRejected(UserError):
+    """A request's SigV4 authentication failed (403, as on Lambda; a wrong secret, scope
+    or time is the older ``InvalidSignature``)."""
+
+    status = 403
+    message_key = "message"
+
+
+class MissingAuthenticationToken(SignatureRejected):
+    type_name = "MissingAuthenticationTokenException"
+
+
+class IncompleteSignature(SignatureRejected):
+    type_name = "IncompleteSignatureException"
+
+
+class UnrecognizedClient(SignatureRejected):
+    type_name = "UnrecognizedClientException"
+
+
+class GatewayForbidden(ApiGatewayError):
+    """An HTTP trigger refused a request: the route requires an API key and the request's
+    key is missing, unknown, disabled or in no usage plan for the stage."""
+
+    type_name = "ForbiddenException"
+    status = 403
+
+
+class GatewayThrottled(ApiTooManyRequests):
+    """An HTTP trigger throttled a request (account, stage or usage-plan rate limit);
+    ``retry_after`` seconds until a request would be admitted again."""
+
+    def __init__(self, message: str = "Too Many Requests", retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class LimitExceeded(GatewayThrottled):
+    """A usage plan's quota is used up (or a control-plane limit is reached);
+    ``retry_after`` is the time until the quota period resets."""
+
+    type_name = "LimitExceededException"
+
+    def __init__(self, message: str = "Limit Exceeded", retry_after: int = 1) -> None:
+        super().__init__(message, retry_after)

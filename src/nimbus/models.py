@@ -132,3 +132,168 @@ class ProvisionedConfig:
     qualifier: str
     requested: int
     last_modified: str
+
+
+@dataclass
+class FunctionUrlConfig:
+    """A function URL: an HTTP endpoint, ``/lambda-url/{url_id}/``, for the unqualified
+    function ($LATEST) or one of its aliases."""
+
+    function_name: str
+    qualifier: str  # "$LATEST" (unqualified) or an alias name, never a version
+    url_id: str  # 32 lowercase letters and digits, unique across all functions
+    auth_type: str  # "NONE" or "AWS_IAM"
+    cors: dict[str, Any] | None  # Lambda's Cors structure as the client gave it
+    invoke_mode: str  # "BUFFERED" (the only mode nimbus serves)
+    creation_time: str  # Lambda's timestamp format, 2024-01-31T12:00:00.000+0000
+    last_modified: str
+
+
+@dataclass
+class HttpApi:
+    """An HTTP API (API Gateway v2, protocol HTTP): routes to Lambda integrations."""
+
+    api_id: str  # 10 lowercase letters and digits, as AWS's
+    name: str
+    created_date: str  # ISO 8601, UTC
+    protocol_type: str = "HTTP"
+    description: str | None = None
+    route_selection_expression: str = "${request.method} ${request.path}"
+    api_key_selection_expression: str = "$request.header.x-api-key"
+    cors: dict[str, Any] | None = None  # CorsConfiguration as on the wire (camelCase keys)
+    disable_execute_api_endpoint: bool = False
+    ip_address_type: str = "ipv4"
+    version: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ApiIntegration:
+    """An AWS_PROXY integration of an HTTP API: invokes one Lambda function."""
+
+    api_id: str
+    integration_id: str  # 7 lowercase letters and digits
+    integration_uri: str  # as the client gave it: a function ARN or an apigateway URI
+    function_name: str  # parsed from the URI
+    qualifier: str | None  # a version or an alias; None: $LATEST
+    integration_type: str = "AWS_PROXY"
+    payload_format_version: str = "2.0"
+    timeout_ms: int = 30000
+    description: str | None = None
+    integration_method: str = "POST"
+    connection_type: str = "INTERNET"
+    api_gateway_managed: bool = False  # created by quick create
+
+
+@dataclass
+class ApiRoute:
+    """A route of an HTTP API: ``$default`` or ``METHOD /path`` to an integration."""
+
+    api_id: str
+    route_id: str  # 7 lowercase letters and digits
+    route_key: str
+    target: str | None = None  # "integrations/{integrationId}"
+    api_key_required: bool = False
+    authorization_type: str = "NONE"  # "NONE" or "AWS_IAM"
+    operation_name: str | None = None
+    api_gateway_managed: bool = False
+
+    @property
+    def integration_id(self) -> str | None:
+        if self.target is None:
+            return None
+        return self.target.removeprefix("integrations/")
+
+
+@dataclass
+class RouteSettings:
+    """Per-route settings of a stage; nimbus acts on the throttling limits."""
+
+    throttling_burst_limit: int | None = None
+    throttling_rate_limit: float | None = None
+    detailed_metrics_enabled: bool | None = None
+    data_trace_enabled: bool | None = None
+    logging_level: str | None = None
+
+
+@dataclass
+class ApiStage:
+    """A stage of an HTTP API. nimbus has no deployments: every route is live on every
+    stage as soon as it is written."""
+
+    api_id: str
+    stage_name: str  # "$default" or [A-Za-z0-9_-]{1,128}
+    created_date: str
+    last_updated_date: str
+    auto_deploy: bool = False
+    description: str | None = None
+    stage_variables: dict[str, str] = field(default_factory=dict)
+    default_route_settings: RouteSettings = field(default_factory=RouteSettings)
+    route_settings: dict[str, RouteSettings] = field(default_factory=dict)  # by route key
+    tags: dict[str, str] = field(default_factory=dict)
+    api_gateway_managed: bool = False
+
+    def throttling(self, route_key: str) -> tuple[int | None, float | None]:
+        """(burst, rate per second) for a route: its own settings, else the stage's
+        defaults; None where neither sets a limit."""
+        own = self.route_settings.get(route_key, RouteSettings())
+        default = self.default_route_settings
+        burst = own.throttling_burst_limit
+        rate = own.throttling_rate_limit
+        return (
+            default.throttling_burst_limit if burst is None else burst,
+            default.throttling_rate_limit if rate is None else rate,
+        )
+
+
+@dataclass
+class ApiKey:
+    """An API key (API Gateway v1 ``ApiKey``): callers send ``value`` in ``x-api-key`` to
+    routes that require a key; its usage plans throttle and meter them."""
+
+    id: str  # 10 lowercase letters and digits, as AWS's
+    value: str  # the secret; at least 20 characters
+    enabled: bool
+    created_date: float  # epoch seconds, as API Gateway's timestamps on the wire
+    last_updated_date: float
+    name: str | None = None
+    description: str | None = None
+    customer_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class UsagePlanStage:
+    """A stage of an HTTP API that a usage plan applies to."""
+
+    api_id: str
+    stage: str
+
+
+@dataclass
+class UsagePlan:
+    """Per-key throttling (token bucket: ``rate_limit``/s, ``burst_limit`` capacity) and
+    quota (``quota_limit`` requests per DAY/WEEK/MONTH) for the API stages it lists."""
+
+    id: str  # 6 lowercase letters and digits
+    name: str
+    description: str | None = None
+    api_stages: list[UsagePlanStage] = field(default_factory=list)
+    rate_limit: float | None = None
+    burst_limit: int | None = None
+    quota_limit: int | None = None
+    quota_period: str | None = None  # "DAY", "WEEK" or "MONTH"
+    quota_offset: int = 0  # the day a period starts: WEEK 0 = Sunday; MONTH 0 = the 1st
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ApiKeyIndex:
+    """Everything the usage gate needs in memory, read from the store in one go."""
+
+    keys_by_value: dict[str, ApiKey]
+    plans: dict[str, UsagePlan]
+    # (key id, api id, stage) -> the one plan that meters that key on that stage
+    plan_for: dict[tuple[str, str, str], str]
+    # (key id, plan id) -> {UTC day (ISO date): requests} for the last ~5 weeks
+    usage: dict[tuple[str, str], dict[str, int]]

@@ -13,14 +13,17 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nimbus import api
+from nimbus.api.auth import auth_middleware
 from nimbus.api.wire import error_response, nimbus_error_handler, unexpected_error_handler
 from nimbus.config import Config
 from nimbus.errors import NimbusError, UnknownOperation
+from nimbus.gateway.serve import Gateway
 from nimbus.services import blocking, open_services, services
 
 log = logging.getLogger("nimbus")
@@ -58,6 +61,8 @@ def create_app(config: Config) -> Starlette:
     return Starlette(
         routes=[Route("/health", health, methods=["GET"]), *api.routes],
         lifespan=lifespan,
+        # The data plane (function URLs, HTTP APIs) first: its requests skip the rest.
+        middleware=[Middleware(Gateway), *auth_middleware(config)],
         exception_handlers={
             NimbusError: nimbus_error_handler,
             HTTPException: _http_error,

@@ -13,6 +13,10 @@ from starlette.requests import Request
 from nimbus.api.code_location import CodeSigner
 from nimbus.config import Config
 from nimbus.dispatcher import Dispatcher
+from nimbus.gateway.apis import HttpApis
+from nimbus.gateway.credentials import Credentials, load_credentials
+from nimbus.gateway.limits import UsageGate
+from nimbus.gateway.urls import FunctionUrls
 from nimbus.invoker import Invoker
 from nimbus.observe.logs import LogStore
 from nimbus.pool import Pool
@@ -22,11 +26,14 @@ from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.queue.server import QueueServer
 from nimbus.runtimes import catalog
 from nimbus.store.aliases import AliasStore
+from nimbus.store.api_keys import ApiKeyStore
 from nimbus.store.code import CodeStore
 from nimbus.store.database import Database
 from nimbus.store.dead_letters import DeadLetterStore
 from nimbus.store.event_configs import EventConfigStore
+from nimbus.store.function_urls import FunctionUrlStore
 from nimbus.store.functions import FunctionStore
+from nimbus.store.http_apis import HttpApiStore
 from nimbus.store.provisioned import ProvisionedStore
 from nimbus.supervisor import Supervisor
 from nimbus.threads import blocking
@@ -48,6 +55,13 @@ class Services:
     event_configs: EventConfigStore
     dead_letters: DeadLetterStore
     provisioned: ProvisionedStore
+    function_urls: FunctionUrlStore
+    http_apis: HttpApiStore
+    api_keys: ApiKeyStore
+    credentials: Credentials  # what SigV4-signed requests are checked against
+    usage_gate: UsageGate  # rate limits, API keys and quotas of HTTP triggers
+    url_gateway: FunctionUrls  # serves /lambda-url/...
+    api_gateway: HttpApis  # serves /execute-api/...
     provisioner: Provisioner
     queue: QueueBackend
     # Enqueues and re-drives here; consumes only when there are no async workers.
@@ -60,6 +74,7 @@ class Services:
         workers)."""
         self.logs.start()
         self.pool.start()
+        await self.usage_gate.start()
         await self.queue.open()
         if self.supervisor is None or self.queue_server is None:
             await self.dispatcher.start()
@@ -89,6 +104,7 @@ class Services:
         await self.provisioner.close()
         await self.pool.close()
         await self.pool.manager.close()
+        await self.usage_gate.close()
         await self.logs.close()
         await blocking(self.db.dispose)
 
@@ -109,6 +125,10 @@ def open_services(config: Config) -> Services:
     queue = SqliteQueue(config.data_dir / "queue.db")
     workers = config.async_workers > 0
     socket_path = config.data_dir / "queue.sock"
+    function_urls, http_apis = FunctionUrlStore(functions), HttpApiStore(db, config.account_id)
+    api_keys = ApiKeyStore(db)
+    usage_gate = UsageGate(api_keys, config)
+    credentials = load_credentials(config)
     if len(str(socket_path)) > 100:  # unix socket paths are limited to 107 bytes
         socket_path = Path(tempfile.mkdtemp(prefix="nimbus-")) / "queue.sock"
     services = Services(
@@ -124,6 +144,13 @@ def open_services(config: Config) -> Services:
         event_configs=event_configs,
         dead_letters=dead_letters,
         provisioned=provisioned,
+        function_urls=function_urls,
+        http_apis=http_apis,
+        api_keys=api_keys,
+        credentials=credentials,
+        usage_gate=usage_gate,
+        url_gateway=FunctionUrls(function_urls, invoker, usage_gate, credentials, config),
+        api_gateway=HttpApis(http_apis, invoker, usage_gate, credentials, config),
         provisioner=Provisioner(provisioned, invoker),
         queue=queue,
         dispatcher=Dispatcher(config, queue, invoker, functions, event_configs, dead_letters),

@@ -4,15 +4,19 @@ from starlette.routing import BaseRoute
 
 from nimbus.api import (
     aliases,
+    api_keys,
     concurrency,
     dead_letters,
     event_invoke,
+    function_urls,
     functions,
+    http_apis,
     invoke,
     logs,
     provisioned,
     queue,
     tags,
+    usage_plans,
 )
 
 routes: list[BaseRoute] = [
@@ -22,6 +26,10 @@ routes: list[BaseRoute] = [
     *concurrency.routes,
     *tags.routes,
     *event_invoke.routes,
+    *function_urls.routes,
+    *http_apis.routes,
+    *api_keys.routes,
+    *usage_plans.routes,
     *provisioned.routes,
     *dead_letters.routes,
     *queue.routes,

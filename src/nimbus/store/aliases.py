@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from nimbus.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from nimbus.models import LATEST, Alias, Page
 from nimbus.store.functions import FunctionStore, check_revision, decode_marker, encode_marker
-from nimbus.store.schema import aliases
+from nimbus.store.schema import aliases, function_urls
 
 
 def _row_to_alias(row: object) -> Alias:
@@ -137,6 +137,12 @@ class AliasStore:
             self.functions.record(conn, function, lock=True)
             conn.execute(
                 delete(aliases).where(aliases.c.function_name == function, aliases.c.name == name)
+            )
+            # The alias's function URL goes with it (a function's go by FK cascade).
+            conn.execute(
+                delete(function_urls).where(
+                    function_urls.c.function_name == function, function_urls.c.qualifier == name
+                )
             )
 
     def list(self, function: str, version: str | None, marker: str | None, max_items: int) -> Page:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKeyConstraint,
@@ -133,4 +134,160 @@ dead_letters = Table(
     Column("failed_ms", BigInteger, nullable=False),
     Column("redriven_ms", BigInteger, nullable=True),
     Index("ix_dead_letters_function", "function_name", "id"),
+)
+
+function_urls = Table(
+    "function_urls",
+    metadata,
+    Column("function_name", String(140), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),  # "$LATEST" or an alias name
+    Column("url_id", String(32), nullable=False),
+    Column("auth_type", String(8), nullable=False),
+    # SQL NULL (not JSON null) when the URL has no Cors settings.
+    Column("cors", JSON(none_as_null=True), nullable=True),
+    Column("invoke_mode", String(16), nullable=False),
+    Column("creation_time", String(40), nullable=False),
+    Column("last_modified", String(40), nullable=False),
+    ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+    # Every request to a function URL looks its config up by url_id.
+    Index("ux_function_urls_url_id", "url_id", unique=True),
+)
+
+# API keys and usage plans (API Gateway v1's model) metering HTTP API stages.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("name", String(1024), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("customer_id", String(256), nullable=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_date", Float, nullable=False),
+    Column("last_updated_date", Float, nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+    # Every request to a route that requires a key looks the key up by its value.
+    Index("ux_api_keys_value", "value", unique=True),
+)
+
+usage_plans = Table(
+    "usage_plans",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(1024), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("rate_limit", Float, nullable=True),
+    Column("burst_limit", Integer, nullable=True),
+    Column("quota_limit", Integer, nullable=True),
+    Column("quota_period", String(8), nullable=True),
+    Column("quota_offset", Integer, nullable=False, default=0),
+    Column("tags", JSON, nullable=False, default=dict),
+)
+
+usage_plan_stages = Table(
+    "usage_plan_stages",
+    metadata,
+    Column("plan_id", String(16), primary_key=True),
+    Column("api_id", String(16), primary_key=True),
+    Column("stage", String(128), primary_key=True),
+    ForeignKeyConstraint(["plan_id"], ["usage_plans.id"], ondelete="CASCADE"),
+)
+
+usage_plan_keys = Table(
+    "usage_plan_keys",
+    metadata,
+    Column("plan_id", String(16), primary_key=True),
+    Column("key_id", String(16), primary_key=True),
+    ForeignKeyConstraint(["plan_id"], ["usage_plans.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["key_id"], ["api_keys.id"], ondelete="CASCADE"),
+    Index("ix_usage_plan_keys_key", "key_id"),
+)
+
+# Requests admitted per key, plan and UTC day (ISO date); written behind by the usage
+# gate. No foreign keys: the store deletes a key's or plan's rows itself, and a late
+# write for a pair that no longer exists is dropped rather than failing the batch.
+api_key_usage = Table(
+    "api_key_usage",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("plan_id", String(16), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("used", BigInteger, nullable=False),
+    Index("ix_api_key_usage_plan", "plan_id", "day"),
+)
+
+# -- HTTP APIs (API Gateway v2, protocol HTTP) ----------------------------------------
+
+apis = Table(
+    "apis",
+    metadata,
+    Column("api_id", String(10), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("protocol_type", String(16), nullable=False),
+    Column("description", String(1024), nullable=True),
+    Column("route_selection_expression", String(256), nullable=False),
+    Column("api_key_selection_expression", String(256), nullable=False),
+    Column("cors", JSON(none_as_null=True), nullable=True),  # CorsConfiguration, wire form
+    Column("disable_execute_api_endpoint", Boolean, nullable=False),
+    Column("ip_address_type", String(16), nullable=False),
+    Column("version", String(64), nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("created_date", String(40), nullable=False),
+)
+
+api_integrations = Table(
+    "api_integrations",
+    metadata,
+    Column("api_id", String(10), primary_key=True),
+    Column("integration_id", String(16), primary_key=True),
+    Column("integration_type", String(16), nullable=False),
+    Column("integration_uri", String(2048), nullable=False),
+    Column("function_name", String(140), nullable=False),
+    Column("qualifier", String(128), nullable=True),
+    Column("payload_format_version", String(8), nullable=False),
+    Column("timeout_ms", Integer, nullable=False),
+    Column("description", String(1024), nullable=True),
+    Column("integration_method", String(16), nullable=False),
+    Column("connection_type", String(16), nullable=False),
+    Column("api_gateway_managed", Boolean, nullable=False),
+    ForeignKeyConstraint(["api_id"], ["apis.api_id"], ondelete="CASCADE"),
+)
+
+api_routes = Table(
+    "api_routes",
+    metadata,
+    Column("api_id", String(10), primary_key=True),
+    Column("route_id", String(16), primary_key=True),
+    Column("route_key", String(1024), nullable=False),
+    # The key without variable names: routes of one shape would match the same requests.
+    Column("route_shape", String(1024), nullable=False),
+    Column("integration_id", String(16), nullable=True),  # from target "integrations/{id}"
+    Column("api_key_required", Boolean, nullable=False),
+    Column("authorization_type", String(16), nullable=False),
+    Column("operation_name", String(64), nullable=True),
+    Column("api_gateway_managed", Boolean, nullable=False),
+    ForeignKeyConstraint(["api_id"], ["apis.api_id"], ondelete="CASCADE"),
+    # No route may point at an integration that is gone (deleting one in use is refused).
+    ForeignKeyConstraint(
+        ["api_id", "integration_id"],
+        ["api_integrations.api_id", "api_integrations.integration_id"],
+    ),
+    Index("ux_api_routes_shape", "api_id", "route_shape", unique=True),
+)
+
+api_stages = Table(
+    "api_stages",
+    metadata,
+    Column("api_id", String(10), primary_key=True),
+    Column("stage_name", String(128), primary_key=True),
+    Column("description", String(1024), nullable=True),
+    Column("auto_deploy", Boolean, nullable=False),
+    Column("stage_variables", JSON, nullable=False),
+    Column("default_route_settings", JSON, nullable=False),
+    Column("route_settings", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("api_gateway_managed", Boolean, nullable=False),
+    Column("created_date", String(40), nullable=False),
+    Column("last_updated_date", String(40), nullable=False),
+    ForeignKeyConstraint(["api_id"], ["apis.api_id"], ondelete="CASCADE"),
 )

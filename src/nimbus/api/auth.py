@@ -1,0 +1,139 @@
+"""SigV4 authentication for the control plane (``api_auth = "sigv4"``).
+
+Without it anyone who can reach the port, sandboxed functions included (they share the
+loopback), can call the API. With it every request must be signed, service ``lambda``,
+with the key pair from ``nimbus.gateway.credentials``, as boto3, the AWS CLI and the
+nimbus CLI do. ``/health`` stays open; ``/lambda-url/`` and ``/execute-api/`` are the
+data plane, where each function URL or route checks its own AuthType.
+
+A pure ASGI middleware, not ``BaseHTTPMiddleware``: the key, scope and time are checked
+from the headers before the body is read, the body is hashed as it arrives, and then
+replayed to the application unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nimbus.api.wire import error_response
+from nimbus.config import Config
+from nimbus.errors import NimbusError, RequestTooLarge
+from nimbus.gateway.credentials import Credentials, load_credentials
+from nimbus.gateway.sigv4 import authenticate
+
+log = logging.getLogger("nimbus.api.auth")
+
+SERVICE = "lambda"
+OPEN_PATHS = frozenset({"/health"})
+DATA_PLANE_PREFIXES = ("/lambda-url/", "/execute-api/")
+# The largest control-plane request: a 50 MB zip, base64-encoded in a JSON body
+# (api/functions.py CODE_REQUEST_LIMIT), with room for the other members.
+MAX_BODY = 70 * 1024 * 1024
+
+
+def auth_middleware(config: Config) -> list[Middleware]:
+    """What ``Starlette(middleware=...)`` needs for ``config.api_auth`` (nothing for "none")."""
+    if config.api_auth == "none":
+        return []
+    credentials = load_credentials(config)
+    log.info(
+        "control plane requires SigV4 (access key %s); `nimbus credentials --data-dir %s` "
+        "prints the keys",
+        credentials.access_key_id,
+        config.data_dir,
+    )
+    return [Middleware(SigV4Middleware, credentials=credentials, region=config.region)]
+
+
+class SigV4Middleware:
+    """Refuses control-plane requests that are not signed with ``credentials``."""
+
+    def __init__(self, app: ASGIApp, credentials: Credentials, region: str) -> None:
+        self.app = app
+        self.credentials = credentials
+        self.region = region
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _exempt(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            pending = authenticate(
+                scope["method"],
+                scope.get("raw_path") or quote(scope["path"], safe="/~!$&'()*+,;=:@"),
+                scope["query_string"],
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+                self.credentials,
+                region=self.region,
+                service=SERVICE,
+            )
+        except NimbusError as exc:
+            await _drain(receive)
+            await error_response(exc)(scope, receive, send)
+            return
+        digest = hashlib.sha256() if pending.needs_body_hash else None
+        body, complete = await _read(receive, digest)
+        if not complete:
+            return  # the client went away mid-body: nobody to answer
+        try:
+            if body is None:
+                raise RequestTooLarge(f"Request must be smaller than {MAX_BODY} bytes.")
+            caller = pending.check_hash(digest.hexdigest() if digest else "")
+        except NimbusError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _exempt(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(DATA_PLANE_PREFIXES)
+
+
+async def _read(receive: Receive, digest: Any) -> tuple[bytes | None, bool]:
+    """The whole body (None when over MAX_BODY, still read to its end), hashed as it
+    arrives; and whether it arrived whole rather than cut short by a disconnect."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        elif chunks:
+            chunks.clear()
+        if not message.get("more_body", False):
+            return (b"".join(chunks) if size <= MAX_BODY else None), True
+
+
+async def _drain(receive: Receive) -> None:
+    """Read a refused request's body to its end so the client gets to read the answer."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The buffered body once, then the real channel (which reports the disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,1 @@
+"""HTTP triggers: function URLs and HTTP API routes (the data plane)."""

@@ -1,0 +1,145 @@
+"""HTTP APIs: ``/execute-api/<api-id>/[<stage>/]...`` (or ``Host: <api-id>.execute-api.*``).
+
+A request is matched to a stage and route (``routes.RouteTable``), gets CORS preflights
+answered by the API when it has a CORS configuration, is authorised (``AWS_IAM`` routes
+need a SigV4 signature for service ``execute-api``), passes the API key / usage plan /
+throttling checks (``limits.UsageGate``) and invokes the route's integration with the
+payload format 2.0 event, within the integration's timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nimbus.config import Config
+from nimbus.errors import GatewayForbidden, GatewayThrottled, InvalidSignature, SignatureRejected
+from nimbus.gateway.cache import Cache
+from nimbus.gateway.cors import Cors
+from nimbus.gateway.credentials import Credentials
+from nimbus.gateway.event import HttpRequest, Trigger, build_event
+from nimbus.gateway.invocation import error_reply, invoke
+from nimbus.gateway.limits import UsageGate
+from nimbus.gateway.reply import HTTP_API_CONTENT_TYPE, HttpReply, forbidden_reply
+from nimbus.gateway.reply import not_found_reply as not_found
+from nimbus.gateway.routes import RouteMatch, RouteTable
+from nimbus.gateway.sigv4 import verify
+from nimbus.invoker import Invoker
+from nimbus.store.http_apis import HttpApiStore
+
+
+@dataclass(frozen=True)
+class _Api:
+    table: RouteTable
+    cors: Cors | None
+
+
+class HttpApis:
+    """Serves every HTTP API of this nimbus."""
+
+    def __init__(
+        self,
+        store: HttpApiStore,
+        invoker: Invoker,
+        gate: UsageGate,
+        credentials: Credentials,
+        config: Config,
+    ) -> None:
+        self.invoker = invoker
+        self.gate = gate
+        self.credentials = credentials
+        self.config = config
+        self._apis: Cache[str, _Api | None] = Cache(
+            lambda api_id: _api(store.route_table(api_id)), lambda: store.generation
+        )
+        store.on_change(lambda api_id: self._apis.drop(lambda k, _: k == api_id))
+
+    async def serve(self, api_id: str, request: HttpRequest, scope: dict[str, Any]) -> HttpReply:
+        api = await self._apis.get(api_id)
+        if api is None or api.table.api.disable_execute_api_endpoint:
+            return not_found()
+        if api.cors is not None:
+            preflight = api.cors.preflight(request.method, request.headers)
+            if preflight is not None:
+                return preflight
+        reply = await self._route(api.table, request, scope)
+        return api.cors.apply(request.headers, reply) if api.cors is not None else reply
+
+    async def _route(
+        self, table: RouteTable, request: HttpRequest, scope: dict[str, Any]
+    ) -> HttpReply:
+        match = table.match(request.method, request.raw_path)
+        if match is None or match.integration is None:
+            return not_found()
+        route, stage = match.route, match.stage
+        authorizer = None
+        if route.authorization_type == "AWS_IAM":
+            try:
+                caller = verify(
+                    request.method,
+                    scope.get("raw_path") or scope["path"],
+                    scope.get("query_string", b""),
+                    request.headers,
+                    request.body,
+                    self.credentials,
+                    region=self.config.region,
+                    service="execute-api",
+                )
+            except (SignatureRejected, InvalidSignature):
+                return forbidden_reply()
+            authorizer = {"iam": caller.iam_authorizer()}
+        burst, rate = stage.throttling(route.route_key)
+        try:
+            self.gate.admit(
+                api_id=table.api.api_id,
+                stage=stage.stage_name,
+                api_key=request.header("x-api-key"),
+                key_required=route.api_key_required,
+                stage_rate=rate,
+                stage_burst=burst,
+                route_key=route.route_key,
+            )
+        except (GatewayForbidden, GatewayThrottled) as exc:
+            return error_reply(exc)
+        return await self._invoke(table, match, request, authorizer)
+
+    async def _invoke(
+        self,
+        table: RouteTable,
+        match: RouteMatch,
+        request: HttpRequest,
+        authorizer: dict[str, Any] | None,
+    ) -> HttpReply:
+        integration = match.integration
+        assert integration is not None
+        trigger = Trigger(
+            api_id=table.api.api_id,
+            domain_name=_domain(request, table.api.api_id, self.config.region),
+            account_id=self.config.account_id,
+            route_key=match.route.route_key,
+            stage=match.stage.stage_name,
+            path_parameters=match.path_parameters,
+            stage_variables=match.stage.stage_variables or None,
+            authorizer=authorizer,
+        )
+        return await invoke(
+            self.invoker,
+            integration.function_name,
+            integration.qualifier,
+            build_event(request, trigger),
+            request,
+            function_url=False,
+            content_type=HTTP_API_CONTENT_TYPE,
+            timeout_s=integration.timeout_ms / 1000,
+        )
+
+
+def _api(table: RouteTable | None) -> _Api | None:
+    return None if table is None else _Api(table, Cors.from_config(table.api.cors))
+
+
+def _domain(request: HttpRequest, api_id: str, region: str) -> str:
+    host = (request.header("host") or "").partition(":")[0]
+    if host.startswith(api_id + "."):
+        return host
+    return f"{api_id}.execute-api.{region}.amazonaws.com"

@@ -1,0 +1,225 @@
+"""An HTTP request as a Lambda event: API Gateway payload format version 2.0.
+
+Function URLs and HTTP APIs send functions the same event, documented at
+
+- https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-payloads
+- https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
+
+What a handler sees, and where the documents leave it open, what AWS is observed to do:
+
+- ``headers``: names lower-cased, repeated headers joined with ``,``; the ``Cookie``
+  header(s) are removed and split into ``cookies`` (omitted when there are none).
+  ``x-forwarded-for`` (the client's address appended), ``x-forwarded-proto`` and
+  ``x-forwarded-port`` are set by the gateway, as AWS's front end does.
+- ``rawQueryString`` is the query as received (``""`` when none);
+  ``queryStringParameters`` holds the decoded values (``+`` is a space), repeated keys
+  joined with ``,``, and is omitted when there is no query.
+- ``rawPath`` and ``requestContext.http.path`` are the path as received, still
+  percent-encoded, as function URLs deliver it. (HTTP APIs on AWS are seen to deliver a
+  decoded path, which loses the difference between ``/`` and ``%2F``; not copied.)
+- ``body`` is omitted when the request has none. It is a string with ``isBase64Encoded``
+  false only for text media types (``text/*``, JSON, XML, JavaScript and their ``+json``
+  / ``+xml`` forms) whose bytes are UTF-8; anything else, including
+  ``application/x-www-form-urlencoded`` and a body without a content type, is base64
+  with ``isBase64Encoded`` true, which is what AWS is observed to send for form posts.
+- ``requestContext.authorizer``, ``pathParameters`` and ``stageVariables`` appear only
+  when set (a function URL with auth type NONE has none of them, and its ``accountId`` is
+  ``"anonymous"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from nimbus import ids
+
+# Month names for ``requestContext.time``; strftime's %b would follow the locale.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# Media types sent as text besides text/*. Everything else is base64: when in doubt the
+# bytes reach the function intact.
+_TEXT_SUBTYPES = frozenset({"json", "xml", "javascript", "x-javascript", "ecmascript"})
+
+# Headers the gateway sets itself; what a client sent under these names is replaced.
+_GATEWAY_HEADERS = frozenset({"x-forwarded-proto", "x-forwarded-port", "x-amzn-trace-id"})
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """An HTTP request as it arrived at the gateway, before any interpretation."""
+
+    method: str
+    raw_path: str  # path as received (percent-encoded), without the query string
+    raw_query: str  # the bytes after '?', as received ('' when none)
+    headers: list[tuple[str, str]]  # in order, original case, duplicates kept
+    body: bytes
+    source_ip: str
+    protocol: str = "HTTP/1.1"
+    request_id: str = field(default_factory=ids.request_id)
+    time_epoch_ms: int = field(default_factory=_now_ms)
+    scheme: str = "http"  # of the connection the client made: x-forwarded-proto
+    server_port: int | None = None  # the port the client connected to: x-forwarded-port
+    trace_id: str | None = None  # X-Ray header to pass on as x-amzn-trace-id, if any
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """How a request was routed to the function: which URL or API, route and stage."""
+
+    api_id: str  # the URL id for function URLs, the API id for HTTP APIs
+    domain_name: str  # "<url-id>.lambda-url.<region>.on.aws" or "<api-id>.execute-api..."
+    account_id: str  # "anonymous" for function URLs with AuthType NONE (as Lambda does)
+    route_key: str = "$default"
+    stage: str = "$default"
+    path_parameters: dict[str, str] | None = None
+    stage_variables: dict[str, str] | None = None
+    authorizer: dict[str, Any] | None = None  # e.g. {"iam": {...}} for AWS_IAM callers
+
+
+def build_event(request: HttpRequest, trigger: Trigger) -> dict[str, Any]:
+    """The payload format 2.0 event a function receives for ``request``."""
+    headers, cookies = _headers_and_cookies(request)
+    raw_path = _text(request.raw_path)
+    raw_query = _text(request.raw_query)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": trigger.route_key,
+        "rawPath": raw_path,
+        "rawQueryString": raw_query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    query = query_parameters(raw_query)
+    if query:
+        event["queryStringParameters"] = query
+    context: dict[str, Any] = {
+        "accountId": trigger.account_id,
+        "apiId": trigger.api_id,
+    }
+    if trigger.authorizer is not None:
+        context["authorizer"] = trigger.authorizer
+    context.update(
+        {
+            "domainName": trigger.domain_name,
+            "domainPrefix": trigger.domain_name.split(".", 1)[0],
+            "http": {
+                "method": request.method,
+                "path": raw_path,
+                "protocol": request.protocol,
+                "sourceIp": request.source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request.request_id,
+            "routeKey": trigger.route_key,
+            "stage": trigger.stage,
+            "time": format_time(request.time_epoch_ms),
+            "timeEpoch": request.time_epoch_ms,
+        }
+    )
+    event["requestContext"] = context
+    if request.body:
+        body, encoded = encode_body(request.body, request.header("content-type"))
+        event["body"] = body
+    else:
+        encoded = False
+    if trigger.path_parameters:
+        event["pathParameters"] = dict(trigger.path_parameters)
+    event["isBase64Encoded"] = encoded
+    if trigger.stage_variables:
+        event["stageVariables"] = dict(trigger.stage_variables)
+    return event
+
+
+def _headers_and_cookies(request: HttpRequest) -> tuple[dict[str, str], list[str]]:
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, raw_value in request.headers:
+        key = name.lower()
+        value = _text(raw_value)
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+        elif key in _GATEWAY_HEADERS:
+            continue
+        elif key in headers:
+            headers[key] = f"{headers[key]},{value}"
+        else:
+            headers[key] = value
+    forwarded = headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = (
+        f"{forwarded}, {request.source_ip}" if forwarded else request.source_ip
+    )
+    headers["x-forwarded-proto"] = request.scheme
+    if request.server_port is not None:
+        headers["x-forwarded-port"] = str(request.server_port)
+    if request.trace_id:
+        headers["x-amzn-trace-id"] = request.trace_id
+    return headers, cookies
+
+
+def _text(value: str) -> str:
+    """Undo an ASGI server's latin-1 decoding of header and URL bytes sent as UTF-8.
+
+    ASGI hands headers over as bytes that the gateway decodes as latin-1 (lossless);
+    clients send UTF-8, so a value that is valid UTF-8 is shown as such.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def query_parameters(raw_query: str) -> dict[str, str]:
+    """Decoded query parameters, repeated keys joined with ``,`` (payload format 2.0)."""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        params[key] = f"{params[key]},{value}" if key in params else value
+    return params
+
+
+def is_text(content_type: str | None) -> bool:
+    """Whether a body of this media type is passed to the function as a string."""
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    if kind == "text":
+        return True
+    return subtype in _TEXT_SUBTYPES or subtype.endswith("+json") or subtype.endswith("+xml")
+
+
+def encode_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
+    """(body as the event carries it, isBase64Encoded)."""
+    if is_text(content_type):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def format_time(epoch_ms: int) -> str:
+    """``requestContext.time``: ``12/Mar/2020:19:03:58 +0000`` (UTC)."""
+    t = time.gmtime(epoch_ms // 1000)
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )

@@ -1,0 +1,131 @@
+"""The data plane's front door: ASGI middleware in front of the control-plane routes.
+
+User HTTP requests for function URLs and HTTP APIs never go through Starlette's router
+(they are the hot path, and their paths belong to the user): this layer recognises them
+by path prefix or by host name and hands them to ``FunctionUrls`` or ``HttpApis``;
+everything else (the Lambda API, /health, lifespan) passes through to the app.
+
+Addressing (README "HTTP triggers"):
+
+- ``http://HOST:PORT/lambda-url/<url-id>/<path>``: a function URL (``FunctionUrl`` in
+  the API), or ``Host: <url-id>.lambda-url.<anything>`` with the path as is;
+- ``http://HOST:PORT/execute-api/<api-id>/<stage>/<path>``: an HTTP API
+  (``ApiEndpoint``; no stage segment for the ``$default`` stage), or
+  ``Host: <api-id>.execute-api.<anything>``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nimbus import ids
+from nimbus.gateway.event import HttpRequest
+from nimbus.gateway.reply import HttpReply, plain_reply
+
+if TYPE_CHECKING:
+    from nimbus.services import Services
+
+URL_PREFIX = "/lambda-url/"
+API_PREFIX = "/execute-api/"
+MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+MAX_HEADERS = 10 * 1024  # API Gateway: request line and headers, 10,240 bytes
+_HOST = re.compile(rb"^([a-z0-9]+)\.(lambda-url|execute-api)\.")
+
+
+class TooLarge(Exception):
+    """The request's body is over ``MAX_BODY``."""
+
+
+class Gateway:
+    """Routes function-URL and HTTP-API requests to the data plane, the rest to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target = _target(scope)
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        kind, resource_id, path = target
+        try:
+            request = await _read(scope, receive, path)
+        except TooLarge:
+            await _send(send, plain_reply(413, "Request Entity Too Large", "RequestTooLarge"))
+            return
+        svc: Services = scope["app"].state.services
+        if sum(len(k) + len(v) for k, v in request.headers) > MAX_HEADERS:
+            reply = plain_reply(431, "Request Header Fields Too Large", "BadRequestException")
+        elif kind == "lambda-url":
+            reply = await svc.url_gateway.serve(resource_id, request, scope)
+        else:
+            reply = await svc.api_gateway.serve(resource_id, request, scope)
+        reply.headers.append(("x-amzn-RequestId", request.request_id))
+        await _send(send, reply)
+
+
+def _target(scope: Scope) -> tuple[str, str, str] | None:
+    """(kind, id, path the trigger sees) for a data-plane request, else None."""
+    path: str = scope["path"]
+    raw: bytes = scope.get("raw_path") or path.encode()
+    for prefix, kind in ((URL_PREFIX, "lambda-url"), (API_PREFIX, "execute-api")):
+        if path.startswith(prefix):
+            rest = raw.decode("latin-1")[len(prefix) :]
+            resource_id, _, tail = rest.partition("/")
+            return kind, resource_id, "/" + tail
+    for name, value in scope["headers"]:
+        if name == b"host":
+            match = _HOST.match(value)
+            if match:
+                return match[2].decode(), match[1].decode(), raw.decode("latin-1")
+            break
+    return None
+
+
+async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    if size > MAX_BODY:
+        raise TooLarge
+    client = scope.get("client")
+    server = scope.get("server")
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    return HttpRequest(
+        method=scope["method"],
+        raw_path=path,
+        raw_query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=b"".join(chunks),
+        source_ip=client[0] if client else "127.0.0.1",
+        protocol=f"HTTP/{scope.get('http_version', '1.1')}",
+        request_id=ids.request_id(),
+        time_epoch_ms=int(time.time() * 1000),
+        scheme=scope.get("scheme", "http"),
+        server_port=server[1] if server else None,
+        trace_id=next((v for k, v in headers if k.lower() == "x-amzn-trace-id"), None),
+    )
+
+
+async def _send(send: Send, reply: HttpReply) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    if not any(k == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})

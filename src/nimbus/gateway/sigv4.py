@@ -1,0 +1,621 @@
+"""AWS Signature Version 4: verifying signed requests, and signing them.
+
+The server side (``verify``, or ``authenticate`` then ``Pending.check`` to look at the
+headers before the body arrives) accepts both forms AWS defines: the ``Authorization:
+AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` header and presigned
+query strings (``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Date``,
+``X-Amz-Expires``, ``X-Amz-SignedHeaders``, ``X-Amz-Signature``). The client side
+(``sign``, ``presign``, ``httpx_auth``) uses the same canonicalisation.
+
+Canonical form, as botocore computes it for every service but S3:
+
+* path: the path as sent (already percent-encoded), dot segments and empty segments
+  removed, then percent-encoded once more (so ``%20`` is signed as ``%2520``);
+* query: each name and value decoded (``+`` is a space, as the application will read
+  it) and encoded again per RFC 3986, sorted by name then value. botocore signs a query
+  it did not build (``AWSRequest(url=...)``) exactly as written, so that form is
+  accepted too when it differs;
+* headers: the signed ones, lower-cased, values trimmed with inner runs of spaces
+  collapsed, repeated headers joined with ``,``;
+* payload: ``X-Amz-Content-SHA256`` when sent (``UNSIGNED-PAYLOAD`` included; a hash
+  must match the body), else the SHA-256 of the body.
+
+Failures raise Lambda's errors: ``MissingAuthenticationTokenException`` (nothing
+signed), ``IncompleteSignatureException`` (malformed), ``UnrecognizedClientException``
+(unknown key), ``InvalidSignatureException`` (wrong secret, scope, or time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from time import time
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote_to_bytes
+
+from nimbus.errors import (
+    IncompleteSignature,
+    InvalidSignature,
+    MissingAuthenticationToken,
+    UnrecognizedClient,
+)
+from nimbus.gateway.credentials import Credentials
+
+if TYPE_CHECKING:
+    import httpx
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+TERMINATOR = "aws4_request"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+MAX_SKEW_SECONDS = 5 * 60  # Lambda's tolerance for a client's clock
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. Consult the service "
+    "documentation for details."
+)
+UNKNOWN_KEY = "The security token included in the request is invalid."
+_AUTH_PARAMS = ("Credential", "SignedHeaders", "Signature")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who signed a request: the identity behind the access key."""
+
+    access_key: str
+    account_id: str
+    user_arn: str
+    user_id: str
+
+    def iam_authorizer(self) -> dict[str, object]:
+        """The ``requestContext.authorizer.iam`` block of a function URL event."""
+        return {
+            "accessKey": self.access_key,
+            "accountId": self.account_id,
+            "callerId": self.user_id,
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": self.user_arn,
+            "userId": self.user_id,
+        }
+
+
+# ---------------------------------------------------------------- canonicalisation
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def canonical_uri(raw_path: str | bytes) -> str:
+    """The path as sent, normalised, then percent-encoded again (non-S3 services)."""
+    path = _bytes(raw_path)
+    if not path:
+        return "/"
+    segments: list[bytes] = []
+    for segment in path.split(b"/"):
+        if segment == b"..":
+            if segments:
+                segments.pop()
+        elif segment and segment != b".":
+            segments.append(segment)
+    first = b"/" if path.startswith(b"/") else b""
+    last = b"/" if path.endswith(b"/") and segments else b""
+    return quote(first + b"/".join(segments) + last, safe="/~")
+
+
+def canonical_query(raw_query: str | bytes, *, drop_signature: bool = False) -> str:
+    """RFC 3986 form: names and values decoded, re-encoded, sorted by name then value."""
+    pairs = []
+    for pair in _bytes(raw_query).split(b"&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition(b"=")
+        name = unquote_to_bytes(name.replace(b"+", b" "))
+        if drop_signature and name == b"X-Amz-Signature":
+            continue
+        pairs.append(
+            (
+                quote(name, safe="-_.~"),
+                quote(unquote_to_bytes(value.replace(b"+", b" ")), safe="-_.~"),
+            )
+        )
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+def _verbatim_query(raw_query: str | bytes, *, drop_signature: bool) -> str:
+    """botocore's form for a query it did not encode itself: pairs as written, sorted."""
+    query = _bytes(raw_query).decode("utf-8", "replace")
+    if not query:
+        return ""
+    pairs = [pair.partition("=")[::2] for pair in query.split("&")]
+    if drop_signature:
+        pairs = [(name, value) for name, value in pairs if name != "X-Amz-Signature"]
+    return "&".join(f"{name}={value}" for name, value in sorted(pairs))
+
+
+def header_map(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Header values by lower-cased name, repeated headers in the order received."""
+    found: dict[str, list[str]] = {}
+    for name, value in headers:
+        found.setdefault(name.lower(), []).append(value)
+    return found
+
+
+def canonical_headers(headers: Mapping[str, list[str]], signed: Iterable[str]) -> str:
+    """``name:value`` lines for the signed headers, each value trimmed, ending in ``\\n``."""
+    lines = [
+        f"{name}:{','.join(' '.join(value.split()) for value in headers.get(name, ()))}\n"
+        for name in signed
+    ]
+    return "".join(lines)
+
+
+def canonical_request(
+    method: str, uri: str, query: str, headers: str, signed_headers: str, payload_hash: str
+) -> str:
+    return "\n".join((method.upper(), uri, query, headers, signed_headers, payload_hash))
+
+
+def string_to_sign(timestamp: str, scope: str, request: str) -> str:
+    digest = hashlib.sha256(request.encode()).hexdigest()
+    return "\n".join((ALGORITHM, timestamp, scope, digest))
+
+
+@lru_cache(maxsize=64)
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, TERMINATOR):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def _signature(key: bytes, to_sign: str) -> str:
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def _format(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), UTC).strftime(TIMESTAMP_FORMAT)
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A request whose key, scope and time check out; only the payload is left to hash.
+
+    ``authenticate`` returns it before the body is read, so a caller without a valid
+    key is refused without buffering anything.
+    """
+
+    caller: Caller
+    declared_payload: str | None  # X-Amz-Content-SHA256 as sent
+    _key: bytes
+    _timestamp: str
+    _scope: str
+    _prefixes: tuple[str, ...]  # canonical requests up to the payload hash, one per form
+    _signature: str
+
+    @property
+    def needs_body_hash(self) -> bool:
+        return self.declared_payload != UNSIGNED_PAYLOAD
+
+    def check(self, body: bytes) -> Caller:
+        return self.check_hash(hashlib.sha256(body).hexdigest())
+
+    def check_hash(self, body_sha256: str) -> Caller:
+        """Finish with the body's SHA-256 (hex); raise unless the signature matches."""
+        payload = self.declared_payload
+        if payload is None:
+            payload = body_sha256
+        elif payload != UNSIGNED_PAYLOAD and not hmac.compare_digest(payload, body_sha256):
+            raise InvalidSignature(
+                "The provided 'x-amz-content-sha256' header does not match what was "
+                "computed from the request body."
+            )
+        for prefix in self._prefixes:
+            expected = _signature(
+                self._key, string_to_sign(self._timestamp, self._scope, prefix + payload)
+            )
+            if hmac.compare_digest(expected, self._signature):
+                return self.caller
+        raise InvalidSignature(MISMATCH)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    access_key: str
+    date: str
+    region: str
+    service: str
+    terminator: str
+    signed_headers: str
+    signature: str
+    timestamp: str
+    expires: int | None  # presigned only
+
+
+def verify(
+    method: str,
+    raw_path: str | bytes,
+    raw_query: str | bytes,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    credentials: Credentials,
+    *,
+    region: str,
+    service: str,
+    now: float | None = None,
+) -> Caller:
+    """Check a request's SigV4 signature; return who signed it or raise (403).
+
+    ``raw_path`` and ``raw_query`` are the request target exactly as received (ASGI
+    ``scope["raw_path"]`` and ``scope["query_string"]``): the client signed what it sent.
+    """
+    pending = authenticate(
+        method, raw_path, raw_query, headers, credentials, region=region, service=service, now=now
+    )
+    return pending.check(body)
+
+
+def authenticate(
+    method: str,
+    raw_path: str | bytes,
+    raw_query: str | bytes,
+    headers: Iterable[tuple[str, str]],
+    credentials: Credentials,
+    *,
+    region: str,
+    service: str,
+    now: float | None = None,
+) -> Pending:
+    """Everything ``verify`` checks except the payload: key, time, scope, signed headers."""
+    found = header_map(headers)
+    query = _bytes(raw_query)
+    claim = _claim(found, query)
+    if not hmac.compare_digest(claim.access_key.encode(), credentials.access_key_id.encode()):
+        raise UnrecognizedClient(UNKNOWN_KEY)
+    _check_time(claim, time() if now is None else now)
+    _check_scope(claim, region, service)
+    signed = claim.signed_headers.split(";")
+    if "host" not in signed:
+        raise IncompleteSignature(
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
+        )
+    uri = canonical_uri(raw_path)
+    head = canonical_headers(found, signed)
+    presigned = claim.expires is not None
+    prefixes = []
+    for form in (
+        canonical_query(query, drop_signature=presigned),
+        _verbatim_query(query, drop_signature=presigned),
+    ):
+        prefix = canonical_request(method, uri, form, head, claim.signed_headers, "")
+        if prefix not in prefixes:
+            prefixes.append(prefix)
+    declared = found.get("x-amz-content-sha256", [None])[0]
+    if declared is not None and declared.startswith("STREAMING-"):
+        raise IncompleteSignature(
+            f"nimbus does not accept streaming (aws-chunked) payload signatures "
+            f"('{declared}'): sign the whole payload, or send UNSIGNED-PAYLOAD."
+        )
+    if declared is not None and declared != UNSIGNED_PAYLOAD and not _is_sha256(declared):
+        raise IncompleteSignature(
+            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the body, "
+            f"not '{declared}'."
+        )
+    return Pending(
+        caller=Caller(
+            claim.access_key, credentials.account_id, credentials.user_arn, credentials.user_id
+        ),
+        declared_payload=declared,
+        _key=_signing_key(credentials.secret_access_key, claim.date, claim.region, claim.service),
+        _timestamp=claim.timestamp,
+        _scope=f"{claim.date}/{claim.region}/{claim.service}/{claim.terminator}",
+        _prefixes=tuple(prefixes),
+        _signature=claim.signature,
+    )
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _query_params(query: bytes) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name.startswith(b"X-Amz-"):
+            params[name.decode("latin-1")] = unquote_to_bytes(value.replace(b"+", b" ")).decode(
+                "utf-8", "replace"
+            )
+    return params
+
+
+def _claim(headers: Mapping[str, list[str]], query: bytes) -> _Claim:
+    params = _query_params(query) if b"X-Amz-" in query else {}
+    authorization = headers.get("authorization")
+    presigned = "X-Amz-Signature" in params or "X-Amz-Algorithm" in params
+    if authorization and presigned:
+        raise IncompleteSignature(
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or "
+            "the Authorization header should be specified."
+        )
+    if authorization:
+        return _header_claim(authorization[0], headers)
+    if presigned:
+        return _query_claim(params)
+    raise MissingAuthenticationToken("Missing Authentication Token")
+
+
+def _header_claim(authorization: str, headers: Mapping[str, list[str]]) -> _Claim:
+    algorithm, _, rest = authorization.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise IncompleteSignature(
+            f"Unsupported Authorization scheme '{algorithm}': sign the request with AWS "
+            f"Signature Version 4 ('{ALGORITHM} Credential=..., SignedHeaders=..., "
+            "Signature=...')."
+        )
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        name, equals, value = part.strip().partition("=")
+        if not equals:
+            raise IncompleteSignature(
+                f"'{part.strip()}' not a valid key=value pair (missing equal-sign) in "
+                f"Authorization header: '{authorization}'."
+            )
+        fields[name] = value
+    problems = [
+        f"Authorization header requires '{p}' parameter." for p in _AUTH_PARAMS if not fields.get(p)
+    ]
+    if "x-amz-date" in headers:
+        timestamp = headers["x-amz-date"][0].strip()
+    elif "date" in headers:
+        timestamp = _from_http_date(headers["date"][0])
+    else:
+        timestamp = ""
+        problems.append(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+        )
+    if problems:
+        raise IncompleteSignature(" ".join([*problems, f"Authorization={authorization}"]))
+    return _scoped(
+        fields["Credential"], fields["SignedHeaders"], fields["Signature"], timestamp, None
+    )
+
+
+def _query_claim(params: Mapping[str, str]) -> _Claim:
+    missing = [
+        name
+        for name in (
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Signature",
+        )
+        if not params.get(name)
+    ]
+    if missing:
+        raise IncompleteSignature(
+            f"A presigned request needs the query parameters {', '.join(missing)}."
+        )
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise IncompleteSignature(
+            f"X-Amz-Algorithm must be {ALGORITHM}, not '{params['X-Amz-Algorithm']}'."
+        )
+    expires = params["X-Amz-Expires"]
+    if not expires.isdigit() or not 1 <= int(expires) <= MAX_PRESIGN_SECONDS:
+        raise IncompleteSignature(
+            f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGN_SECONDS} "
+            f"(7 days), not '{expires}'."
+        )
+    return _scoped(
+        params["X-Amz-Credential"],
+        params["X-Amz-SignedHeaders"],
+        params["X-Amz-Signature"],
+        params["X-Amz-Date"],
+        int(expires),
+    )
+
+
+def _scoped(
+    credential: str, signed_headers: str, signature: str, timestamp: str, expires: int | None
+) -> _Claim:
+    parts = credential.split("/")
+    if len(parts) != 5 or not all(parts):
+        raise IncompleteSignature(
+            f"Credential '{credential}' is not of the form "
+            "<AccessKeyId>/<YYYYMMDD>/<region>/<service>/aws4_request."
+        )
+    return _Claim(*parts, signed_headers, signature.strip(), timestamp, expires)
+
+
+def _from_http_date(value: str) -> str:
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError) as exc:
+        raise IncompleteSignature(
+            f"The Date header '{value}' is not an HTTP date; send X-Amz-Date instead."
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def _check_time(claim: _Claim, now: float) -> None:
+    try:
+        signed_at = datetime.strptime(claim.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise IncompleteSignature(
+            "Date must be in ISO-8601 'basic format' (YYYYMMDD'T'HHMMSS'Z'), got "
+            f"'{claim.timestamp}'."
+        ) from exc
+    at = signed_at.timestamp()
+    if at > now + MAX_SKEW_SECONDS:
+        raise InvalidSignature(
+            f"Signature not yet current: {claim.timestamp} is still later than "
+            f"{_format(now + MAX_SKEW_SECONDS)} ({_format(now)} + 5 min.)"
+        )
+    if claim.expires is None and at < now - MAX_SKEW_SECONDS:
+        raise InvalidSignature(
+            f"Signature expired: {claim.timestamp} is now earlier than "
+            f"{_format(now - MAX_SKEW_SECONDS)} ({_format(now)} - 5 min.)"
+        )
+    if claim.expires is not None and at + claim.expires < now:
+        raise InvalidSignature(
+            f"Signature expired: the presigned request signed at {claim.timestamp} was valid "
+            f"for {claim.expires} s, until {_format(at + claim.expires)}; it is now "
+            f"{_format(now)}. Presign it again."
+        )
+    if claim.date != claim.timestamp[:8]:
+        raise InvalidSignature(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
+            f"from HTTP: '{claim.date}' != '{claim.timestamp[:8]}', from '{claim.timestamp}'."
+        )
+
+
+def _check_scope(claim: _Claim, region: str, service: str) -> None:
+    if claim.region != region:
+        raise InvalidSignature(
+            f"Credential should be scoped to a valid region, not '{claim.region}'. This "
+            f"nimbus serves region '{region}': sign with that region (AWS_DEFAULT_REGION)."
+        )
+    if claim.service != service:
+        raise InvalidSignature(
+            f"Credential should be scoped to correct service: '{service}', not '{claim.service}'."
+        )
+    if claim.terminator != TERMINATOR:
+        raise InvalidSignature(
+            f"Credential should be scoped with a valid terminator: '{TERMINATOR}', not "
+            f"'{claim.terminator}'."
+        )
+
+
+# ---------------------------------------------------------------- signing
+
+
+def _signed_names(headers: Mapping[str, list[str]]) -> list[str]:
+    # What survives proxies unchanged: Host, Content-Type and the x-amz-* headers.
+    names = [n for n in headers if n in ("host", "content-type") or n.startswith("x-amz-")]
+    if "host" not in names:
+        raise ValueError("a request to sign needs its Host header")
+    return sorted(names)
+
+
+def sign(
+    method: str,
+    raw_path: str | bytes,
+    raw_query: str | bytes,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    credentials: Credentials,
+    *,
+    region: str,
+    service: str,
+    now: float | None = None,
+) -> list[tuple[str, str]]:
+    """The headers to add to sign a request: ``X-Amz-Date`` and ``Authorization``.
+
+    ``headers`` must include ``Host`` and no ``X-Amz-Date`` or ``Authorization`` yet;
+    path and query are signed as they will be sent.
+    """
+    timestamp = _format(time() if now is None else now)
+    found = header_map([*headers, ("x-amz-date", timestamp)])
+    names = _signed_names(found)
+    signed = ";".join(names)
+    declared = found.get("x-amz-content-sha256", [None])[0]
+    payload = declared or hashlib.sha256(body).hexdigest()
+    request = canonical_request(
+        method,
+        canonical_uri(raw_path),
+        canonical_query(raw_query),
+        canonical_headers(found, names),
+        signed,
+        payload,
+    )
+    date = timestamp[:8]
+    scope = f"{date}/{region}/{service}/{TERMINATOR}"
+    key = _signing_key(credentials.secret_access_key, date, region, service)
+    signature = _signature(key, string_to_sign(timestamp, scope, request))
+    authorization = (
+        f"{ALGORITHM} Credential={credentials.access_key_id}/{scope}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
+    return [("X-Amz-Date", timestamp), ("Authorization", authorization)]
+
+
+def presign(
+    method: str,
+    raw_path: str | bytes,
+    raw_query: str | bytes,
+    headers: Iterable[tuple[str, str]],
+    credentials: Credentials,
+    *,
+    region: str,
+    service: str,
+    expires: int = 3600,
+    body: bytes = b"",
+    now: float | None = None,
+) -> str:
+    """The query string of a presigned request: ``raw_query`` plus the ``X-Amz-*`` fields."""
+    timestamp = _format(time() if now is None else now)
+    found = header_map(headers)
+    names = _signed_names(found)
+    date = timestamp[:8]
+    scope = f"{date}/{region}/{service}/{TERMINATOR}"
+    auth = {
+        "X-Amz-Algorithm": ALGORITHM,
+        "X-Amz-Credential": f"{credentials.access_key_id}/{scope}",
+        "X-Amz-Date": timestamp,
+        "X-Amz-Expires": str(expires),
+        "X-Amz-SignedHeaders": ";".join(names),
+    }
+    encoded = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in auth.items())
+    query = _bytes(raw_query).decode()
+    query = f"{query}&{encoded}" if query else encoded
+    payload = found.get("x-amz-content-sha256", [None])[0] or hashlib.sha256(body).hexdigest()
+    request = canonical_request(
+        method,
+        canonical_uri(raw_path),
+        canonical_query(query),
+        canonical_headers(found, names),
+        auth["X-Amz-SignedHeaders"],
+        payload,
+    )
+    key = _signing_key(credentials.secret_access_key, date, region, service)
+    return f"{query}&X-Amz-Signature={_signature(key, string_to_sign(timestamp, scope, request))}"
+
+
+def httpx_auth(
+    credentials: Credentials, *, region: str, service: str = "lambda"
+) -> Callable[[httpx.Request], httpx.Request]:
+    """An ``auth=`` for httpx that signs each request (its body must be bytes, not a stream)."""
+
+    def auth(request: httpx.Request) -> httpx.Request:
+        path, _, query = request.url.raw_path.partition(b"?")
+        added = sign(
+            request.method,
+            path,
+            query,
+            request.headers.multi_items(),
+            request.content,
+            credentials,
+            region=region,
+            service=service,
+        )
+        for name, value in added:
+            request.headers[name] = value
+        return request
+
+    return auth

@@ -1,0 +1,160 @@
+"""Function URL configs in the store, on every backend (SQLite and the local PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from nimbus.errors import ResourceConflict, ResourceNotFound
+from nimbus.models import LATEST, Alias, FunctionVersion
+from nimbus.store.aliases import AliasStore
+from nimbus.store.database import Database
+from nimbus.store.function_urls import FunctionUrlStore, is_url_id, new_url_id
+from nimbus.store.functions import FunctionStore
+
+NOW = "2026-01-01T00:00:00.000+0000"
+LATER = "2026-01-02T00:00:00.000+0000"
+
+
+def arn(name: str, qualifier: str | None = None) -> str:
+    base = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+    return f"{base}:{qualifier}" if qualifier else base
+
+
+def latest(name: str) -> FunctionVersion:
+    return FunctionVersion(
+        function_name=name,
+        version=LATEST,
+        runtime="python3.12",
+        handler="app.handler",
+        role="arn:aws:iam::000000000000:role/r",
+        code_sha256="ab" * 32,
+        code_size=10,
+        last_modified=NOW,
+        revision_id=str(uuid.uuid4()),
+    )
+
+
+@pytest.fixture
+def stores(database_url: str):  # type: ignore[no-untyped-def]
+    db = Database(database_url)
+    db.migrate()
+    functions = FunctionStore(db, arn)
+    aliases = AliasStore(functions)
+    functions.create(latest("f"), {}, publish=True)
+    aliases.create(Alias("f", "live", "1", str(uuid.uuid4())))
+    yield functions, aliases, FunctionUrlStore(functions)
+    db.dispose()
+
+
+def test_url_ids() -> None:
+    ids = {new_url_id() for _ in range(200)}
+    assert len(ids) == 200 and all(is_url_id(i) for i in ids)
+    assert not is_url_id("A" * 32) and not is_url_id("a" * 31) and not is_url_id("a" * 33)
+
+
+def test_create_get_update_delete(stores) -> None:  # type: ignore[no-untyped-def]
+    _, _, urls = stores
+    heard: list[str] = []
+    urls.on_change(heard.append)
+    cors = {"AllowOrigins": ["*"], "MaxAge": 10}
+    created = urls.create("f", LATEST, "NONE", cors, "BUFFERED", NOW)
+    assert heard == ["f"]
+    assert is_url_id(created.url_id) and created.creation_time == created.last_modified == NOW
+    assert urls.get("f", LATEST) == created
+    assert urls.get_by_url_id(created.url_id) == created
+    assert urls.get_by_url_id(new_url_id()) is None
+    assert urls.get_by_url_id("not-an-id") is None
+
+    with pytest.raises(ResourceConflict, match="FunctionUrlConfig exists"):
+        urls.create("f", LATEST, "AWS_IAM", None, "BUFFERED", NOW)
+
+    updated = urls.update("f", LATEST, {"auth_type": "AWS_IAM"}, LATER)
+    assert updated.auth_type == "AWS_IAM" and updated.cors == cors
+    assert updated.url_id == created.url_id and updated.creation_time == NOW
+    assert updated.last_modified == LATER
+    cleared = urls.update("f", LATEST, {"cors": None}, LATER)
+    assert cleared.cors is None and urls.get("f", LATEST).cors is None
+    with pytest.raises(ValueError):
+        urls.update("f", LATEST, {"url_id": "x"}, LATER)
+
+    urls.delete("f", LATEST)
+    assert urls.get_by_url_id(created.url_id) is None
+    with pytest.raises(ResourceNotFound, match="has no function URL config"):
+        urls.get("f", LATEST)
+    with pytest.raises(ResourceNotFound):
+        urls.delete("f", LATEST)
+    with pytest.raises(ResourceNotFound):
+        urls.update("f", LATEST, {}, LATER)
+
+
+def test_qualifiers_and_missing_things(stores) -> None:  # type: ignore[no-untyped-def]
+    _, _, urls = stores
+    on_alias = urls.create("f", "live", "NONE", None, "BUFFERED", NOW)
+    on_latest = urls.create("f", LATEST, "NONE", None, "BUFFERED", NOW)
+    assert on_alias.url_id != on_latest.url_id
+    with pytest.raises(ResourceNotFound, match=r"Function not found: .*:function:f:nope"):
+        urls.create("f", "nope", "NONE", None, "BUFFERED", NOW)
+    with pytest.raises(ResourceNotFound, match=r"Function not found: .*:function:ghost$"):
+        urls.create("ghost", LATEST, "NONE", None, "BUFFERED", NOW)
+    with pytest.raises(ResourceNotFound, match="Function not found"):
+        urls.get("ghost", LATEST)
+    with pytest.raises(ResourceNotFound, match="Function not found"):
+        urls.list("ghost", None, 10)
+
+
+def test_list_pages(stores) -> None:  # type: ignore[no-untyped-def]
+    _, aliases, urls = stores
+    names = [f"a{i}" for i in range(5)]
+    for name in names:
+        aliases.create(Alias("f", name, "1", str(uuid.uuid4())))
+        urls.create("f", name, "NONE", None, "BUFFERED", NOW)
+    urls.create("f", LATEST, "NONE", None, "BUFFERED", NOW)
+    seen, marker = [], None
+    while True:
+        page = urls.list("f", marker, 2)
+        assert len(page.items) <= 2
+        seen += [c.qualifier for c in page.items]
+        marker = page.next_marker
+        if marker is None:
+            break
+    assert seen == [LATEST, *names]
+
+
+def test_deleting_alias_or_function_deletes_urls(stores) -> None:  # type: ignore[no-untyped-def]
+    functions, aliases, urls = stores
+    on_alias = urls.create("f", "live", "NONE", None, "BUFFERED", NOW)
+    on_latest = urls.create("f", LATEST, "NONE", None, "BUFFERED", NOW)
+    heard: list[str] = []
+    urls.on_change(heard.append)
+    aliases.delete("f", "live")
+    assert heard == ["f"]
+    assert urls.get_by_url_id(on_alias.url_id) is None
+    assert urls.get_by_url_id(on_latest.url_id) == on_latest
+    functions.delete("f", None)
+    assert urls.get_by_url_id(on_latest.url_id) is None
+    with urls.db.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM function_urls")).scalar_one() == 0
+
+
+def test_migration_matches_schema(database_url: str) -> None:
+    """The frozen migration creates the same table and unique index as schema.py."""
+    db = Database(database_url)
+    db.migrate()
+    inspector = sa.inspect(db.engine)
+    columns = {c["name"] for c in inspector.get_columns("function_urls")}
+    assert columns == {
+        "function_name",
+        "qualifier",
+        "url_id",
+        "auth_type",
+        "cors",
+        "invoke_mode",
+        "creation_time",
+        "last_modified",
+    }
+    indexes = {i["name"]: i for i in inspector.get_indexes("function_urls")}
+    assert indexes["ux_function_urls_url_id"]["unique"]
+    db.dispose()
