@@ -72,6 +72,9 @@ class Dispatcher:
         self.event_configs = event_configs
         self.dead_letters = dead_letters
         self.parallelism = config.async_parallelism
+        # When saturated, lease once this many slots are free rather than one by one:
+        # each lease is a queue round trip (a cross-process one for async workers).
+        self.lease_batch = max(1, self.parallelism // 8)
         self._running: set[asyncio.Task[None]] = set()
         # Slots bound the invocations in flight, not the tasks: a task gives its slot back
         # once the function has run, and settles (destination, ack) without holding it,
@@ -143,7 +146,7 @@ class Dispatcher:
     async def _consume(self) -> None:
         while True:
             free = self.parallelism - self._busy_slots
-            if free <= 0:
+            if free <= 0 or (self._busy_slots and free < self.lease_batch):
                 self._freed.clear()
                 await self._freed.wait()
                 continue

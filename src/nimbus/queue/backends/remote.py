@@ -26,6 +26,10 @@ from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent, QueueError, Q
 log = logging.getLogger(__name__)
 
 PUSH = 0  # the request id of a message nobody answers (server news, worker reports)
+# Settling a lease is not urgent: acks and retries wait this long for company, so that a
+# busy worker wakes the server once per batch of finished events, not once per event.
+SETTLE_DELAY_S = 0.002
+_SETTLING = frozenset({"ack", "retry"})
 
 
 class RemoteQueue(QueueBackend):
@@ -45,6 +49,8 @@ class RemoteQueue(QueueBackend):
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._outbox: list[tuple[int, str, tuple[Any, ...]]] = []
+        self._flush_at: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._flush_soon = False
         self._waits: set[int] = set()  # request ids of wait_for_work calls
         self._closing = False  # no new requests; those made still finish
         self._closed = False
@@ -141,11 +147,22 @@ class RemoteQueue(QueueBackend):
     def _send(self, request_id: int, op: str, args: tuple[Any, ...]) -> None:
         if self._writer is None or self._closed:
             return
-        if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
         self._outbox.append((request_id, op, args))
+        if self._flush_soon:
+            return
+        loop = asyncio.get_running_loop()
+        if op not in _SETTLING or self._closing:
+            if self._flush_at is not None:
+                self._flush_at.cancel()
+            self._flush_at = loop.call_soon(self._flush)
+            self._flush_soon = True
+        elif self._flush_at is None:
+            self._flush_at = loop.call_later(SETTLE_DELAY_S, self._flush)
 
     def _flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush_at, self._flush_soon = None, False
         if self._outbox and self._writer is not None and not self._writer.is_closing():
             self._writer.write(frames.encode(self._outbox))
         self._outbox = []
