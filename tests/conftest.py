@@ -128,3 +128,25 @@ def awslambdaric_package(tmp_path: Path) -> bytes:
             "    return {'echo': event, 'runtime': 'awslambdaric'}\n",
         )
     return buf.getvalue()
+
+
+def powertools_package(files: dict[str, str]) -> bytes:
+    """A python function zip with aws-lambda-powertools vendored from this venv (as a user
+    would vendor it with pip install --target): the package dirs of aws_lambda_powertools
+    and jmespath and the single-module typing_extensions, pure Python, so any python3.9+
+    runtime imports them; ``files`` (name -> source) are the function's own modules."""
+    import aws_lambda_powertools
+    import jmespath
+    import typing_extensions
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for module in (aws_lambda_powertools, jmespath):
+            root = Path(module.__file__).parent
+            for path in root.rglob("*"):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    zf.write(path, f"{root.name}/{path.relative_to(root)}")
+        zf.write(typing_extensions.__file__, "typing_extensions.py")
+        for name, source in files.items():
+            zf.writestr(name, source)
+    return buf.getvalue()

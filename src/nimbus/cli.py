@@ -57,7 +57,7 @@ ENDPOINT = typer.Option(
 )
 
 
-def _signer() -> Any:
+def _signer(service: str = "lambda") -> Any:
     """SigV4 for servers with api_auth = "sigv4": keys from the nimbus config, the data
     dir (NIMBUS_DATA_DIR, default ./.nimbus) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
     from nimbus.gateway.credentials import client_credentials
@@ -69,27 +69,40 @@ def _signer() -> Any:
     except ConfigError as exc:
         typer.echo(f"nimbus: {exc}", err=True)
         raise typer.Exit(2) from exc
-    return httpx_auth(found, region=cfg.region) if found else None
+    return httpx_auth(found, region=cfg.region, service=service) if found else None
 
 
-def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+def _call(method: str, url: str, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+    """The response; an error status (unless in ``allow``) is printed and exits 1."""
+    from nimbus.gateway.sigv4 import control_plane_service
+
+    service = control_plane_service(httpx.URL(url).path)
     try:
-        response = httpx.request(method, url, timeout=960, auth=_signer(), **kwargs)
+        response = httpx.request(method, url, timeout=960, auth=_signer(service), **kwargs)
     except httpx.HTTPError as exc:
         typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
         raise typer.Exit(1) from exc
-    if response.status_code >= 400:
-        kind = response.headers.get("x-amzn-errortype", str(response.status_code))
-        body = response.json() if response.content else {}
-        typer.echo(f"{kind}: {body.get('message') or body.get('Message')}", err=True)
-        if kind in ("MissingAuthenticationTokenException", "UnrecognizedClientException"):
-            typer.echo(
-                "nimbus: this server requires signed requests: run the CLI with the server's "
-                'NIMBUS_DATA_DIR, or `eval "$(nimbus credentials --data-dir DIR)"` first.',
-                err=True,
-            )
+    if response.status_code >= 400 and response.status_code not in allow:
+        _report_error(response)
         raise typer.Exit(1)
     return response
+
+
+def _report_error(response: httpx.Response) -> None:
+    """Print the server's error as ``Type: message`` (Lambda's and API Gateway's shapes)."""
+    kind = response.headers.get("x-amzn-errortype", str(response.status_code))
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:  # not the Lambda / API Gateway error shape: show it as it is
+        body = {"message": response.text}
+    message = (body.get("message") or body.get("Message")) if isinstance(body, dict) else body
+    typer.echo(f"{kind}: {message}", err=True)
+    if kind in ("MissingAuthenticationTokenException", "UnrecognizedClientException"):
+        typer.echo(
+            "nimbus: this server requires signed requests: run the CLI with the server's "
+            'NIMBUS_DATA_DIR, or `eval "$(nimbus credentials --data-dir DIR)"` first.',
+            err=True,
+        )
 
 
 @app.command()
@@ -246,6 +259,11 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("nimbus"))
+
+
+# `nimbus url` and `nimbus api` (HTTP triggers) live in their own module, which reuses
+# _call and ENDPOINT from this one and registers its sub-apps on `app` when imported.
+import nimbus.cli_http  # noqa: E402, F401
 
 
 def main() -> None:

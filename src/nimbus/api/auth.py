@@ -25,11 +25,10 @@ from nimbus.api.wire import error_response
 from nimbus.config import Config
 from nimbus.errors import NimbusError, RequestTooLarge
 from nimbus.gateway.credentials import Credentials, load_credentials
-from nimbus.gateway.sigv4 import authenticate
+from nimbus.gateway.sigv4 import authenticate, control_plane_service
 
 log = logging.getLogger("nimbus.api.auth")
 
-SERVICE = "lambda"
 OPEN_PATHS = frozenset({"/health"})
 DATA_PLANE_PREFIXES = ("/lambda-url/", "/execute-api/")
 # The largest control-plane request: a 50 MB zip, base64-encoded in a JSON body
@@ -71,7 +70,7 @@ class SigV4Middleware:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
                 self.credentials,
                 region=self.region,
-                service=SERVICE,
+                service=control_plane_service(scope["path"]),
             )
         except NimbusError as exc:
             await _drain(receive)

@@ -81,10 +81,12 @@ def _status(value: Any) -> int:
     # API Gateway accepts the code as a number or a string of digits.
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+    # 1xx codes are interim responses, never an answer: sent as one they would leave the
+    # client waiting for the real response on a connection that has none.
+    if isinstance(value, bool) or not isinstance(value, int) or not 200 <= value <= 599:
         raise InvalidFunctionResponse(
-            f"The function's statusCode {json.dumps(value)} is not an HTTP status code; "
-            "return an integer from 100 to 599."
+            f"The function's statusCode {json.dumps(value)} is not a final HTTP status "
+            "code; return an integer from 200 to 599."
         )
     return value
 

@@ -33,11 +33,17 @@ URL_PREFIX = "/lambda-url/"
 API_PREFIX = "/execute-api/"
 MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 MAX_HEADERS = 10 * 1024  # API Gateway: request line and headers, 10,240 bytes
+# Statuses whose responses never have a body.
+_NO_BODY = frozenset({204, 304})
 _HOST = re.compile(rb"^([a-z0-9]+)\.(lambda-url|execute-api)\.")
 
 
 class TooLarge(Exception):
     """The request's body is over ``MAX_BODY``."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request's body was complete."""
 
 
 class Gateway:
@@ -59,6 +65,9 @@ class Gateway:
             request = await _read(scope, receive, path)
         except TooLarge:
             await _send(send, plain_reply(413, "Request Entity Too Large", "RequestTooLarge"))
+            return
+        except ClientGone:
+            # Nobody to answer, and a truncated body must not reach the function.
             return
         svc: Services = scope["app"].state.services
         if sum(len(k) + len(v) for k, v in request.headers) > MAX_HEADERS:
@@ -95,7 +104,7 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size <= MAX_BODY:
@@ -125,7 +134,13 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
 
 async def _send(send: Send, reply: HttpReply) -> None:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-    if not any(k == b"content-length" for k, _ in headers):
-        headers.append((b"content-length", str(len(reply.body)).encode()))
+    body = reply.body
+    if reply.status in _NO_BODY:
+        # These responses end at their headers (RFC 9110 6.4.1): a body the function
+        # returned anyway would be read by the client as the start of the next response
+        # on a kept-alive connection, and a Content-Length is not allowed on a 204.
+        body = b""
+    elif not any(k == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
+    await send({"type": "http.response.body", "body": body})

@@ -244,6 +244,16 @@ class _Claim:
     expires: int | None  # presigned only
 
 
+# API Gateway's REST APIs (apigatewayv2's /v2/..., apigateway's keys and usage plans):
+# boto3 signs their paths for service "apigateway", Lambda's for "lambda".
+_APIGATEWAY_PATHS = ("/v2/", "/apikeys", "/usageplans")
+
+
+def control_plane_service(path: str) -> str:
+    """The service name a client signs a nimbus control-plane request for."""
+    return "apigateway" if path.startswith(_APIGATEWAY_PATHS) else "lambda"
+
+
 def verify(
     method: str,
     raw_path: str | bytes,
