@@ -130,6 +130,15 @@ def awslambdaric_package(tmp_path: Path) -> bytes:
     return buf.getvalue()
 
 
+def python_runtime() -> str:
+    """python3.11 (this venv's Python) when the host offers it, else the newest python3.x
+    runtime there is: for functions whose vendored packages are pure Python."""
+    from nimbus.runtimes import catalog
+
+    names = [n for n in catalog.names() if n.startswith("python3.")]
+    return "python3.11" if "python3.11" in names else names[-1]
+
+
 def powertools_package(files: dict[str, str]) -> bytes:
     """A python function zip with aws-lambda-powertools vendored from this venv (as a user
     would vendor it with pip install --target): the package dirs of aws_lambda_powertools

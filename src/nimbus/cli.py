@@ -61,7 +61,7 @@ def _signer(service: str = "lambda") -> Any:
     """SigV4 for servers with api_auth = "sigv4": keys from the nimbus config, the data
     dir (NIMBUS_DATA_DIR, default ./.nimbus) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
     from nimbus.gateway.credentials import client_credentials
-    from nimbus.gateway.sigv4 import httpx_auth
+    from nimbus.gateway.signing import httpx_auth
 
     try:
         cfg = load_config()

@@ -18,7 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.conftest import ROLE, make_zip, need_sandbox, python_runtime
 from tests.nimbus_process import NimbusProcess
 
 ACCESS_KEY = "AKIANIMBUSTESTKEY001"
@@ -76,7 +76,7 @@ def create_echo(lam) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     name = f"echo-{uuid.uuid4().hex[:8]}"
     made = lam.create_function(
         FunctionName=name,
-        Runtime="python3.11",
+        Runtime=python_runtime(),
         Role=ROLE,
         Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": ECHO})},

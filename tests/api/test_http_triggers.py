@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROLE, make_zip, need_sandbox, powertools_package
+from tests.conftest import ROLE, make_zip, need_sandbox, powertools_package, python_runtime
 from tests.nimbus_process import NimbusProcess
 
-RUNTIME = "python3.11"  # the venv's Python: powertools' wheels were installed for it
+RUNTIME = python_runtime()
 TIME_FORMAT = re.compile(
     r"\d{2}/(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:"
     r"\d{2}:\d{2}:\d{2} \+0000"
@@ -330,6 +330,9 @@ def test_function_url_event(  # type: ignore[no-untyped-def]
     assert headers["x-mixed-case"] == "Value Kept"
     assert headers["user-agent"] == "nimbus-test/1.0"
     assert headers["host"] == f"127.0.0.1:{server.port}"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-port"] == str(server.port)
     assert "body" not in event
     assert event["isBase64Encoded"] is False
     assert "pathParameters" not in event and "stageVariables" not in event

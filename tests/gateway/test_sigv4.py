@@ -24,7 +24,7 @@ from nimbus.errors import (
     MissingAuthenticationToken,
     UnrecognizedClient,
 )
-from nimbus.gateway import sigv4
+from nimbus.gateway import signing, sigv4
 from nimbus.gateway.credentials import (
     FILE_NAME,
     Credentials,
@@ -299,7 +299,7 @@ def test_our_signer_matches_botocore() -> None:
     path, query = "/2015-03-31/functions/a%20b%3Ac/invocations", "Qualifier=%24LATEST&b=2&a=1"
     body = b'{"k": "v"}'
     ours = dict(
-        sigv4.sign(
+        signing.sign(
             "POST",
             path,
             query,
@@ -323,7 +323,7 @@ def test_our_signer_matches_botocore() -> None:
 
 
 def test_our_presign_verifies() -> None:
-    query = sigv4.presign(
+    query = signing.presign(
         "GET", "/lambda-url/abc/p", "a=1", [("Host", "h:1")], CREDS,
         region="us-east-1", service="lambda", expires=30, now=T,
     )  # fmt: skip
@@ -333,7 +333,7 @@ def test_our_presign_verifies() -> None:
 
 
 def test_httpx_auth_round_trip() -> None:
-    auth = sigv4.httpx_auth(CREDS, region="us-east-1")
+    auth = signing.httpx_auth(CREDS, region="us-east-1")
     request = httpx.Request(
         "POST",
         f"{BASE}/2015-03-31/functions/ü b/invocations",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nimbus.config import Config
-from nimbus.errors import GatewayForbidden, GatewayThrottled, InvalidSignature, SignatureRejected
+from nimbus.errors import GatewayForbidden, GatewayThrottled
 from nimbus.gateway.cache import Cache
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.credentials import Credentials
@@ -23,7 +23,7 @@ from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import HTTP_API_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
 from nimbus.gateway.routes import RouteMatch, RouteTable
-from nimbus.gateway.sigv4 import verify
+from nimbus.gateway.sigv4 import caller_of
 from nimbus.invoker import Invoker
 from nimbus.store.http_apis import HttpApiStore
 
@@ -74,18 +74,10 @@ class HttpApis:
         route, stage = match.route, match.stage
         authorizer = None
         if route.authorization_type == "AWS_IAM":
-            try:
-                caller = verify(
-                    request.method,
-                    scope.get("raw_path") or scope["path"],
-                    scope.get("query_string", b""),
-                    request.headers,
-                    request.body,
-                    self.credentials,
-                    region=self.config.region,
-                    service="execute-api",
-                )
-            except (SignatureRejected, InvalidSignature):
+            caller = caller_of(
+                request, scope, self.credentials, region=self.config.region, service="execute-api"
+            )
+            if caller is None:
                 return forbidden_reply()
             authorizer = {"iam": caller.iam_authorizer()}
         burst, rate = stage.throttling(route.route_key)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from nimbus.errors import BadRequest, InvalidParameterValue
+from nimbus.gateway.headers import first_header
 from nimbus.gateway.reply import HttpReply
 
 _MEMBERS = (
@@ -101,13 +102,13 @@ class Cors:
         """
         if method.upper() != "OPTIONS":
             return None
-        origin = _header(headers, "origin")
-        requested_method = _header(headers, "access-control-request-method")
+        origin = first_header(headers, "origin")
+        requested_method = first_header(headers, "access-control-request-method")
         if origin is None or requested_method is None:
             return None
         requested_headers = [
             h.strip()
-            for h in (_header(headers, "access-control-request-headers") or "").split(",")
+            for h in (first_header(headers, "access-control-request-headers") or "").split(",")
             if h.strip()
         ]
         allow_origin = self._origin_value(origin)
@@ -144,7 +145,7 @@ class Cors:
     def apply(self, request_headers: list[tuple[str, str]], reply: HttpReply) -> HttpReply:
         """``reply`` with the configured CORS headers in place of the function's own."""
         headers = [(k, v) for k, v in reply.headers if not k.lower().startswith("access-control-")]
-        origin = _header(request_headers, "origin")
+        origin = first_header(request_headers, "origin")
         allow_origin = self._origin_value(origin) if origin is not None else None
         if allow_origin is not None:
             headers.append(("Access-Control-Allow-Origin", allow_origin))
@@ -155,13 +156,6 @@ class Cors:
         if origin is not None and allow_origin != "*":
             headers = _add_vary(headers, "Origin")
         return HttpReply(reply.status, headers, reply.body)
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 def _add_vary(headers: list[tuple[str, str]], token: str) -> list[tuple[str, str]]:

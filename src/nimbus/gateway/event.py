@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from nimbus import ids
+from nimbus.gateway.headers import first_header
 
 # Month names for ``requestContext.time``; strftime's %b would follow the locale.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -71,11 +72,7 @@ class HttpRequest:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or None."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 @dataclass(frozen=True)

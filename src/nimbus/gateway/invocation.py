@@ -24,6 +24,7 @@ from nimbus.gateway.reply import (
     plain_reply,
     reply_from_result,
     throttled_reply,
+    too_large_reply,
 )
 from nimbus.invoker import MAX_SYNC_PAYLOAD, Invoker
 
@@ -49,7 +50,7 @@ async def invoke(
     """Run ``function`` with ``event`` and map its result to the HTTP reply."""
     payload = json.dumps(event, separators=(",", ":")).encode()
     if len(payload) > MAX_SYNC_PAYLOAD:
-        return plain_reply(413, "Request Entity Too Large", "RequestEntityTooLargeException")
+        return too_large_reply()
     task = asyncio.ensure_future(
         invoker.invoke(
             function, qualifier, payload, trace_id=request.trace_id, request_id=request.request_id

@@ -27,6 +27,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from nimbus.gateway.headers import first_header
+
 FUNCTION_URL_CONTENT_TYPE = "application/json"
 HTTP_API_CONTENT_TYPE = "text/plain; charset=utf-8"
 
@@ -45,11 +47,7 @@ class HttpReply:
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or None."""
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value
-        return None
+        return first_header(self.headers, name)
 
 
 class InvalidFunctionResponse(ValueError):
@@ -212,6 +210,11 @@ def forbidden_reply(*, function_url: bool = False) -> HttpReply:
     """
     error_type = "AccessDeniedException" if function_url else "ForbiddenException"
     return plain_reply(403, "Forbidden", error_type)
+
+
+def too_large_reply() -> HttpReply:
+    """The request, or the event made of it, is over Lambda's 6 MB: 413."""
+    return plain_reply(413, "Request Entity Too Large", "RequestEntityTooLargeException")
 
 
 def not_found_reply() -> HttpReply:

@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nimbus import ids
 from nimbus.gateway.event import HttpRequest
-from nimbus.gateway.reply import HttpReply, plain_reply
+from nimbus.gateway.headers import first_header
+from nimbus.gateway.reply import HttpReply, plain_reply, too_large_reply
 
 if TYPE_CHECKING:
     from nimbus.services import Services
@@ -64,7 +65,7 @@ class Gateway:
         try:
             request = await _read(scope, receive, path)
         except TooLarge:
-            await _send(send, plain_reply(413, "Request Entity Too Large", "RequestTooLarge"))
+            await _send(send, too_large_reply())
             return
         except ClientGone:
             # Nobody to answer, and a truncated body must not reach the function.
@@ -128,7 +129,8 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
         time_epoch_ms=int(time.time() * 1000),
         scheme=scope.get("scheme", "http"),
         server_port=server[1] if server else None,
-        trace_id=next((v for k, v in headers if k.lower() == "x-amzn-trace-id"), None),
+        # Lambda passes the caller's X-Ray header on, or starts a trace.
+        trace_id=first_header(headers, "x-amzn-trace-id") or ids.trace_id(),
     )
 
 

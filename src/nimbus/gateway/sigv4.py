@@ -1,11 +1,11 @@
-"""AWS Signature Version 4: verifying signed requests, and signing them.
+"""AWS Signature Version 4: verifying signed requests (``signing.py`` signs them).
 
 The server side (``verify``, or ``authenticate`` then ``Pending.check`` to look at the
 headers before the body arrives) accepts both forms AWS defines: the ``Authorization:
 AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` header and presigned
 query strings (``X-Amz-Algorithm``, ``X-Amz-Credential``, ``X-Amz-Date``,
 ``X-Amz-Expires``, ``X-Amz-SignedHeaders``, ``X-Amz-Signature``). The client side
-(``sign``, ``presign``, ``httpx_auth``) uses the same canonicalisation.
+(``signing.py``) uses the canonicalisation defined here.
 
 Canonical form, as botocore computes it for every service but S3:
 
@@ -29,25 +29,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from time import time
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from nimbus.errors import (
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
+    SignatureRejected,
     UnrecognizedClient,
 )
 from nimbus.gateway.credentials import Credentials
-
-if TYPE_CHECKING:
-    import httpx
+from nimbus.gateway.event import HttpRequest
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
@@ -91,13 +90,13 @@ class Caller:
 # ---------------------------------------------------------------- canonicalisation
 
 
-def _bytes(value: str | bytes) -> bytes:
+def as_bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
 def canonical_uri(raw_path: str | bytes) -> str:
     """The path as sent, normalised, then percent-encoded again (non-S3 services)."""
-    path = _bytes(raw_path)
+    path = as_bytes(raw_path)
     if not path:
         return "/"
     segments: list[bytes] = []
@@ -115,7 +114,7 @@ def canonical_uri(raw_path: str | bytes) -> str:
 def canonical_query(raw_query: str | bytes, *, drop_signature: bool = False) -> str:
     """RFC 3986 form: names and values decoded, re-encoded, sorted by name then value."""
     pairs = []
-    for pair in _bytes(raw_query).split(b"&"):
+    for pair in as_bytes(raw_query).split(b"&"):
         if not pair:
             continue
         name, _, value = pair.partition(b"=")
@@ -133,7 +132,7 @@ def canonical_query(raw_query: str | bytes, *, drop_signature: bool = False) -> 
 
 def _verbatim_query(raw_query: str | bytes, *, drop_signature: bool) -> str:
     """botocore's form for a query it did not encode itself: pairs as written, sorted."""
-    query = _bytes(raw_query).decode("utf-8", "replace")
+    query = as_bytes(raw_query).decode("utf-8", "replace")
     if not query:
         return ""
     pairs = [pair.partition("=")[::2] for pair in query.split("&")]
@@ -171,18 +170,18 @@ def string_to_sign(timestamp: str, scope: str, request: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     key = f"AWS4{secret}".encode()
     for part in (date, region, service, TERMINATOR):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return key
 
 
-def _signature(key: bytes, to_sign: str) -> str:
+def signature_of(key: bytes, to_sign: str) -> str:
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-def _format(epoch: float) -> str:
+def amz_date(epoch: float) -> str:
     return datetime.fromtimestamp(int(epoch), UTC).strftime(TIMESTAMP_FORMAT)
 
 
@@ -223,7 +222,7 @@ class Pending:
                 "computed from the request body."
             )
         for prefix in self._prefixes:
-            expected = _signature(
+            expected = signature_of(
                 self._key, string_to_sign(self._timestamp, self._scope, prefix + payload)
             )
             if hmac.compare_digest(expected, self._signature):
@@ -252,6 +251,33 @@ _APIGATEWAY_PATHS = ("/v2/", "/apikeys", "/usageplans")
 def control_plane_service(path: str) -> str:
     """The service name a client signs a nimbus control-plane request for."""
     return "apigateway" if path.startswith(_APIGATEWAY_PATHS) else "lambda"
+
+
+def caller_of(
+    request: HttpRequest,
+    scope: Mapping[str, Any],
+    credentials: Credentials,
+    *,
+    region: str,
+    service: str,
+) -> Caller | None:
+    """Who signed a data-plane request (function URL or HTTP API route with AWS_IAM), or
+    None when it is unsigned or its signature does not verify: the caller gets a bare 403.
+
+    The client signed the path it sent (``/lambda-url/<id>/...``), so that is checked."""
+    try:
+        return verify(
+            request.method,
+            scope.get("raw_path") or scope["path"],
+            scope.get("query_string", b""),
+            request.headers,
+            request.body,
+            credentials,
+            region=region,
+            service=service,
+        )
+    except (SignatureRejected, InvalidSignature):
+        return None
 
 
 def verify(
@@ -290,7 +316,7 @@ def authenticate(
 ) -> Pending:
     """Everything ``verify`` checks except the payload: key, time, scope, signed headers."""
     found = header_map(headers)
-    query = _bytes(raw_query)
+    query = as_bytes(raw_query)
     claim = _claim(found, query)
     if not hmac.compare_digest(claim.access_key.encode(), credentials.access_key_id.encode()):
         raise UnrecognizedClient(UNKNOWN_KEY)
@@ -328,7 +354,7 @@ def authenticate(
             claim.access_key, credentials.account_id, credentials.user_arn, credentials.user_id
         ),
         declared_payload=declared,
-        _key=_signing_key(credentials.secret_access_key, claim.date, claim.region, claim.service),
+        _key=signing_key(credentials.secret_access_key, claim.date, claim.region, claim.service),
         _timestamp=claim.timestamp,
         _scope=f"{claim.date}/{claim.region}/{claim.service}/{claim.terminator}",
         _prefixes=tuple(prefixes),
@@ -475,18 +501,18 @@ def _check_time(claim: _Claim, now: float) -> None:
     if at > now + MAX_SKEW_SECONDS:
         raise InvalidSignature(
             f"Signature not yet current: {claim.timestamp} is still later than "
-            f"{_format(now + MAX_SKEW_SECONDS)} ({_format(now)} + 5 min.)"
+            f"{amz_date(now + MAX_SKEW_SECONDS)} ({amz_date(now)} + 5 min.)"
         )
     if claim.expires is None and at < now - MAX_SKEW_SECONDS:
         raise InvalidSignature(
             f"Signature expired: {claim.timestamp} is now earlier than "
-            f"{_format(now - MAX_SKEW_SECONDS)} ({_format(now)} - 5 min.)"
+            f"{amz_date(now - MAX_SKEW_SECONDS)} ({amz_date(now)} - 5 min.)"
         )
     if claim.expires is not None and at + claim.expires < now:
         raise InvalidSignature(
             f"Signature expired: the presigned request signed at {claim.timestamp} was valid "
-            f"for {claim.expires} s, until {_format(at + claim.expires)}; it is now "
-            f"{_format(now)}. Presign it again."
+            f"for {claim.expires} s, until {amz_date(at + claim.expires)}; it is now "
+            f"{amz_date(now)}. Presign it again."
         )
     if claim.date != claim.timestamp[:8]:
         raise InvalidSignature(
@@ -510,122 +536,3 @@ def _check_scope(claim: _Claim, region: str, service: str) -> None:
             f"Credential should be scoped with a valid terminator: '{TERMINATOR}', not "
             f"'{claim.terminator}'."
         )
-
-
-# ---------------------------------------------------------------- signing
-
-
-def _signed_names(headers: Mapping[str, list[str]]) -> list[str]:
-    # What survives proxies unchanged: Host, Content-Type and the x-amz-* headers.
-    names = [n for n in headers if n in ("host", "content-type") or n.startswith("x-amz-")]
-    if "host" not in names:
-        raise ValueError("a request to sign needs its Host header")
-    return sorted(names)
-
-
-def sign(
-    method: str,
-    raw_path: str | bytes,
-    raw_query: str | bytes,
-    headers: Iterable[tuple[str, str]],
-    body: bytes,
-    credentials: Credentials,
-    *,
-    region: str,
-    service: str,
-    now: float | None = None,
-) -> list[tuple[str, str]]:
-    """The headers to add to sign a request: ``X-Amz-Date`` and ``Authorization``.
-
-    ``headers`` must include ``Host`` and no ``X-Amz-Date`` or ``Authorization`` yet;
-    path and query are signed as they will be sent.
-    """
-    timestamp = _format(time() if now is None else now)
-    found = header_map([*headers, ("x-amz-date", timestamp)])
-    names = _signed_names(found)
-    signed = ";".join(names)
-    declared = found.get("x-amz-content-sha256", [None])[0]
-    payload = declared or hashlib.sha256(body).hexdigest()
-    request = canonical_request(
-        method,
-        canonical_uri(raw_path),
-        canonical_query(raw_query),
-        canonical_headers(found, names),
-        signed,
-        payload,
-    )
-    date = timestamp[:8]
-    scope = f"{date}/{region}/{service}/{TERMINATOR}"
-    key = _signing_key(credentials.secret_access_key, date, region, service)
-    signature = _signature(key, string_to_sign(timestamp, scope, request))
-    authorization = (
-        f"{ALGORITHM} Credential={credentials.access_key_id}/{scope}, "
-        f"SignedHeaders={signed}, Signature={signature}"
-    )
-    return [("X-Amz-Date", timestamp), ("Authorization", authorization)]
-
-
-def presign(
-    method: str,
-    raw_path: str | bytes,
-    raw_query: str | bytes,
-    headers: Iterable[tuple[str, str]],
-    credentials: Credentials,
-    *,
-    region: str,
-    service: str,
-    expires: int = 3600,
-    body: bytes = b"",
-    now: float | None = None,
-) -> str:
-    """The query string of a presigned request: ``raw_query`` plus the ``X-Amz-*`` fields."""
-    timestamp = _format(time() if now is None else now)
-    found = header_map(headers)
-    names = _signed_names(found)
-    date = timestamp[:8]
-    scope = f"{date}/{region}/{service}/{TERMINATOR}"
-    auth = {
-        "X-Amz-Algorithm": ALGORITHM,
-        "X-Amz-Credential": f"{credentials.access_key_id}/{scope}",
-        "X-Amz-Date": timestamp,
-        "X-Amz-Expires": str(expires),
-        "X-Amz-SignedHeaders": ";".join(names),
-    }
-    encoded = "&".join(f"{k}={quote(v, safe='-_.~')}" for k, v in auth.items())
-    query = _bytes(raw_query).decode()
-    query = f"{query}&{encoded}" if query else encoded
-    payload = found.get("x-amz-content-sha256", [None])[0] or hashlib.sha256(body).hexdigest()
-    request = canonical_request(
-        method,
-        canonical_uri(raw_path),
-        canonical_query(query),
-        canonical_headers(found, names),
-        auth["X-Amz-SignedHeaders"],
-        payload,
-    )
-    key = _signing_key(credentials.secret_access_key, date, region, service)
-    return f"{query}&X-Amz-Signature={_signature(key, string_to_sign(timestamp, scope, request))}"
-
-
-def httpx_auth(
-    credentials: Credentials, *, region: str, service: str = "lambda"
-) -> Callable[[httpx.Request], httpx.Request]:
-    """An ``auth=`` for httpx that signs each request (its body must be bytes, not a stream)."""
-
-    def auth(request: httpx.Request) -> httpx.Request:
-        path, _, query = request.url.raw_path.partition(b"?")
-        added = sign(
-            request.method,
-            path,
-            query,
-            request.headers.multi_items(),
-            request.content,
-            credentials,
-            region=region,
-            service=service,
-        )
-        for name, value in added:
-            request.headers[name] = value
-        return request
-
-    return auth

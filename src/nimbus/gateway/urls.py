@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nimbus.config import Config
-from nimbus.errors import GatewayThrottled, InvalidSignature, SignatureRejected
+from nimbus.errors import GatewayThrottled
 from nimbus.gateway.cache import Cache
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.credentials import Credentials
@@ -22,7 +22,7 @@ from nimbus.gateway.invocation import error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import FUNCTION_URL_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
-from nimbus.gateway.sigv4 import verify
+from nimbus.gateway.sigv4 import caller_of
 from nimbus.invoker import Invoker
 from nimbus.models import LATEST, FunctionUrlConfig
 from nimbus.store.function_urls import FunctionUrlStore
@@ -76,18 +76,10 @@ class FunctionUrls:
             return error_reply(exc)
         account, authorizer = "anonymous", None
         if config.auth_type == "AWS_IAM":
-            try:
-                caller = verify(
-                    request.method,
-                    scope.get("raw_path") or scope["path"],
-                    scope.get("query_string", b""),
-                    request.headers,
-                    request.body,
-                    self.credentials,
-                    region=self.config.region,
-                    service="lambda",
-                )
-            except (SignatureRejected, InvalidSignature):
+            caller = caller_of(
+                request, scope, self.credentials, region=self.config.region, service="lambda"
+            )
+            if caller is None:
                 return forbidden_reply(function_url=True)
             account, authorizer = caller.account_id, {"iam": caller.iam_authorizer()}
         trigger = Trigger(
