@@ -1,10 +1,12 @@
 """Function URL throughput against raw Starlette, measured in one run.
 
-Starts a raw Starlette "hello" app (uvicorn with uvloop + httptools, as nimbus serves)
-and a real nimbus with a warm python3.12 hello function behind a function URL, then
-drives both with the same load generator (wrk, 16 connections by default) in
-interleaved rounds and reports req/s and p50/p99 latency for each and nimbus' share of
-raw Starlette's req/s. Writes bench/results/http.json.
+Starts a raw Starlette "hello" app (uvicorn with uvloop + httptools, as nimbus serves),
+the same app making one JSON round trip to a worker process per request (the floor of
+any design that runs functions outside the server process), and a real nimbus with a
+warm python3.12 hello function behind a function URL; drives all three with the same
+load generator (wrk, 16 connections by default) in interleaved rounds and reports req/s
+and p50/p99 latency for each, and nimbus' share of each baseline's req/s. Writes
+bench/results/http.json.
 
     .venv/bin/python bench/http.py [--connections 16] [--seconds 8] [--rounds 3]
 
@@ -43,6 +45,51 @@ from starlette.routing import Route
 
 async def hello(request):
     return PlainTextResponse("hello")
+
+app = Starlette(routes=[Route("/{path:path}", hello, methods=["GET", "POST"])])
+uvicorn.run(app, host="127.0.0.1", port={port}, loop="uvloop", http="httptools",
+            log_level="warning", access_log=False)
+"""
+# The floor of any design that runs the function in another process: the same app, but
+# each request is a JSON round trip to one of N worker processes over a unix socket
+# (what nimbus does per invocation, without sandboxing, logs or Lambda's shapes).
+HOP_APP = """
+import asyncio, json, os, socket
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+def serve(sock):
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            os._exit(0)
+        event = json.loads(data)
+        sock.sendall(json.dumps({"statusCode": 200, "body": "hello", "echo": event}).encode())
+
+channels = asyncio.Queue()
+pending = []
+for _ in range({workers}):
+    parent, child = socket.socketpair()
+    if os.fork() == 0:
+        parent.close()
+        serve(child)
+    child.close()
+    pending.append(parent)
+
+async def hello(request):
+    if pending:
+        for sock in pending:
+            channels.put_nowait(await asyncio.open_unix_connection(sock=sock))
+        pending.clear()
+    reader, writer = await channels.get()
+    try:
+        writer.write(json.dumps({"rawPath": request.url.path}).encode())
+        reply = json.loads(await reader.read(65536))
+    finally:
+        channels.put_nowait((reader, writer))
+    return PlainTextResponse(reply["body"])
 
 app = Starlette(routes=[Route("/{path:path}", hello, methods=["GET", "POST"])])
 uvicorn.run(app, host="127.0.0.1", port={port}, loop="uvloop", http="httptools",
@@ -115,34 +162,46 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/http.py needs wrk: apt-get install wrk")
-    port = free_port()
+    port, hop_port = free_port(), free_port()
     raw = subprocess.Popen([sys.executable, "-c", HELLO_APP.replace("{port}", str(port))])
+    hop_app = HOP_APP.replace("{port}", str(hop_port)).replace("{workers}", str(args.connections))
+    hop = subprocess.Popen([sys.executable, "-c", hop_app])
     with tempfile.TemporaryDirectory() as tmp:
         server = NimbusProcess(Path(tmp) / "data", env={"NIMBUS_ASYNC_WORKERS": "0"}).start()
         try:
             raw_url = f"http://127.0.0.1:{port}/hello"
+            hop_url = f"http://127.0.0.1:{hop_port}/hello"
             wait_ready(raw_url)
+            wait_ready(hop_url)
             url = function_url(server)
             wrk(url, args.connections, 2)  # let the pool scale to the connection count
-            runs: dict[str, list[dict[str, float]]] = {"starlette": [], "nimbus": []}
+            runs: dict[str, list[dict[str, float]]] = {"starlette": [], "hop": [], "nimbus": []}
+            urls = {"starlette": raw_url, "hop": hop_url, "nimbus": url + "hello"}
             for _ in range(args.rounds):
-                runs["starlette"].append(wrk(raw_url, args.connections, args.seconds))
-                runs["nimbus"].append(wrk(url + "hello", args.connections, args.seconds))
+                for name, target in urls.items():
+                    runs[name].append(wrk(target, args.connections, args.seconds))
         finally:
             server.stop()
-            raw.terminate()
-            raw.wait()
+            for process in (raw, hop):
+                process.terminate()
+                process.wait()
     summary = {
         name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
         for name, rs in runs.items()
     }
     ratio = summary["nimbus"]["req_per_s"] / summary["starlette"]["req_per_s"]
-    print(f"{'':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    labels = {"starlette": "raw Starlette hello", "nimbus": "nimbus function URL hello"}
+    hop_ratio = summary["nimbus"]["req_per_s"] / summary["hop"]["req_per_s"]
+    print(f"{'':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    labels = {
+        "starlette": "raw Starlette hello",
+        "hop": "Starlette + a worker-process round trip",
+        "nimbus": "nimbus function URL hello",
+    }
     for name, label in labels.items():
         s = summary[name]
-        print(f"{label:<34}{s['req_per_s']:>10.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}")
+        print(f"{label:<44}{s['req_per_s']:>10.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}")
     print(f"nimbus / Starlette req/s: {ratio:.2f} ({args.connections} connections)")
+    print(f"nimbus / Starlette + process hop req/s: {hop_ratio:.2f}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -151,8 +210,10 @@ def main() -> None:
                 "seconds": args.seconds,
                 "rounds": runs,
                 "starlette": summary["starlette"],
+                "starlette_process_hop": summary["hop"],
                 "nimbus": summary["nimbus"],
                 "ratio": ratio,
+                "ratio_vs_process_hop": hop_ratio,
             },
             indent=2,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from nimbus.errors import NimbusError, TooManyRequests
@@ -26,7 +27,7 @@ from nimbus.gateway.reply import (
     throttled_reply,
     too_large_reply,
 )
-from nimbus.invoker import MAX_SYNC_PAYLOAD, Invoker
+from nimbus.invoker import MAX_SYNC_PAYLOAD, Invoker, InvokeResult
 
 log = logging.getLogger("nimbus.gateway")
 
@@ -51,19 +52,16 @@ async def invoke(
     payload = json.dumps(event, separators=(",", ":")).encode()
     if len(payload) > MAX_SYNC_PAYLOAD:
         return too_large_reply()
-    task = asyncio.ensure_future(
-        invoker.invoke(
-            function, qualifier, payload, trace_id=request.trace_id, request_id=request.request_id
-        )
+    call = invoker.invoke(
+        function, qualifier, payload, trace_id=request.trace_id, request_id=request.request_id
     )
     try:
-        # On timeout the invocation still runs to its own end (its environment stays
-        # consistent); only the client stops waiting, as with API Gateway.
-        done, _ = await asyncio.wait({task}, timeout=timeout_s)
-        if not done:
-            task.add_done_callback(_forget)
-            return plain_reply(504, "Endpoint request timed out", "IntegrationTimeoutException")
-        result = task.result()
+        if timeout_s is None:
+            result = await call
+        else:
+            result = await _within(call, timeout_s)
+            if result is None:
+                return plain_reply(504, "Endpoint request timed out", "IntegrationTimeoutException")
     except TooManyRequests:
         return throttled_reply(1)
     except NimbusError as exc:
@@ -76,6 +74,18 @@ async def invoke(
     except InvalidFunctionResponse as exc:
         log.info("%s returned a response HTTP cannot carry: %s", function, exc)
         return invalid_response_reply(function_url=function_url)
+
+
+async def _within(call: Coroutine[Any, Any, InvokeResult], timeout_s: float) -> InvokeResult | None:
+    """The result, or None once ``timeout_s`` passed: the invocation still runs to its own
+    end (its environment stays consistent); only the client stops waiting, as with API
+    Gateway's integration timeout."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.add_done_callback(_forget)
+        return None
+    return task.result()
 
 
 def _forget(task: asyncio.Future[Any]) -> None:

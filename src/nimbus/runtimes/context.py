@@ -54,18 +54,27 @@ class ClientContext:
         return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
 
 
+_SETTINGS = ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+             "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+             "AWS_LAMBDA_FUNCTION_VERSION")
+
+
+def function_settings() -> tuple:
+    """The function's settings from Lambda's environment variables: read once per
+    environment by the runtime (they are fixed for its life), not once per invocation."""
+    env = os.environ
+    return tuple(env.get(name) for name in _SETTINGS)
+
+
 class LambdaContext:
     """Per-invocation facts; the function's settings come from Lambda's env vars."""
 
     def __init__(self, request_id: str, deadline_ms: int, invoked_function_arn: str,
-                 client_context: dict | None, cognito_identity: dict | None) -> None:
-        env = os.environ
+                 client_context: dict | None, cognito_identity: dict | None,
+                 settings: tuple = ()) -> None:
         self.aws_request_id = request_id
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
+        (self.log_group_name, self.log_stream_name, self.function_name,
+         self.memory_limit_in_mb, self.function_version) = settings or function_settings()
         self.invoked_function_arn = invoked_function_arn
         self.tenant_id = None
         if isinstance(client_context, dict):

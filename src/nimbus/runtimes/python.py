@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 
-from nimbus.runtimes.context import LambdaContext
+from nimbus.runtimes.context import LambdaContext, function_settings
 from nimbus.sandbox import protocol
 from nimbus.sandbox.jail import CTL_FD, LOG_FD
 
@@ -189,6 +189,7 @@ class Runtime:
         self.nonce = req["nonce"]
         self.seq = 0
         self.ctl = socket.socket(fileno=CTL_FD)
+        self.settings: tuple = ()
 
     def end_log(self) -> None:
         _flush()
@@ -230,6 +231,7 @@ class Runtime:
                                             "init_ms": init_ms}, json.dumps(error).encode())
             return None
         self.end_log()
+        self.settings = function_settings()
         req["stages"].append(("init", time.perf_counter()))
         protocol.write_frame(self.ctl, {"t": "ready", "init_ms": init_ms,
                                         "stages": req["stages"]})
@@ -252,7 +254,7 @@ class Runtime:
         if error is None:
             try:
                 context = LambdaContext(request_id, header["deadline"], header["arn"],
-                                        client_context, identity)
+                                        client_context, identity, self.settings)
                 try:
                     event = json.loads(body) if body.strip() else {}
                 except ValueError as e:
@@ -275,9 +277,10 @@ class Runtime:
         return "Unhandled", json.dumps(error).encode()
 
     def serve(self, handler: object) -> None:
+        frames = protocol.FrameReader(self.ctl)  # from here on, only this loop reads ctl
         while True:
             try:
-                header, body = protocol.read_frame(self.ctl)
+                header, body = frames.read()
             except (EOFError, ConnectionError):
                 return
             function_error, payload = self.invoke(handler, header, body)

@@ -50,6 +50,8 @@ def describe_exit(status: int) -> str:
     return f"unknown status {status}"
 
 
+_SMALL_BODY = 64 * 1024
+
 class _Died(Exception):
     """The environment's process ended; ``status`` is its wait status."""
 
@@ -148,8 +150,12 @@ class Environment:
         try:
             head = await reader.readexactly(protocol.HEADER.size)
             head_len, body_len = protocol.HEADER.unpack(head)
-            header = protocol.decode_header(await reader.readexactly(head_len))
-            body = await reader.readexactly(body_len) if body_len else b""
+            if body_len <= _SMALL_BODY:  # the usual result: one read for header and body
+                rest = await reader.readexactly(head_len + body_len)
+                header, body = protocol.decode_header(rest[:head_len]), rest[head_len:]
+            else:  # a big one is not copied once more by slicing
+                header = protocol.decode_header(await reader.readexactly(head_len))
+                body = await reader.readexactly(body_len)
         except (asyncio.IncompleteReadError, ConnectionError):
             raise _Died(await self._exit_status()) from None
         if header.get("t") == "exit":  # provided: the bootstrap exited; so will PID 1

@@ -76,12 +76,20 @@ class LogPipe:
         """The output before ``marker`` (consumed); on timeout or EOF, what there is."""
         start = 0
         deadline = self.loop.time() + timeout
+        read_now = True
         while True:
             i = self.buf.find(marker, start)
             if i >= 0:
                 return self._take(i, len(marker))
             if self.eof:
                 return self._take(len(self.buf))
+            if read_now and self.fd >= 0:
+                # The runtime writes the marker before its result, so it is almost always
+                # in the pipe already: read it now rather than wait for the loop's turn.
+                read_now = False
+                start = max(0, len(self.buf) - len(marker))
+                self._on_readable()
+                continue
             start = max(0, len(self.buf) - len(marker))
             remaining = deadline - self.loop.time()
             if remaining <= 0:

@@ -56,6 +56,35 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(buf)
 
 
+class FrameReader:
+    """Blocking reads of frames through a buffer, for a runtime's invocation loop: one
+    ``recv`` usually brings a whole frame (instead of one per part). Only for a socket
+    this reader alone reads from, since it may read ahead."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def read(self) -> tuple[dict, bytes]:
+        buf = self.buf
+        while len(buf) < HEADER.size:
+            self._fill(HEADER.size - len(buf))
+        head_len, body_len = HEADER.unpack_from(buf)
+        end = HEADER.size + head_len + body_len
+        while len(buf) < end:
+            self._fill(end - len(buf))
+        header = decode_header(bytes(buf[HEADER.size:HEADER.size + head_len]))
+        body = bytes(buf[HEADER.size + head_len:end])
+        del buf[:end]
+        return header, body
+
+    def _fill(self, missing: int) -> None:
+        chunk = self.sock.recv(max(missing, 65536))
+        if not chunk:
+            raise EOFError("control channel closed")
+        self.buf += chunk
+
+
 def read_frame(sock: socket.socket) -> tuple[dict, bytes]:
     """Blocking read of one frame (in-sandbox side)."""
     head_len, body_len = HEADER.unpack(_recv_exactly(sock, HEADER.size))
