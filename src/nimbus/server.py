@@ -97,6 +97,10 @@ def serve(config: Config) -> None:
         http="httptools",
         log_level=config.log_level,
         access_log=False,
+        # Clients talk to nimbus directly: an X-Forwarded-For from a local client must not
+        # become the sourceIp a function sees (uvicorn trusts 127.0.0.1 by default).
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=10,
     )
     _Server(uv_config).run()

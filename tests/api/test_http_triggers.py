@@ -356,6 +356,11 @@ def test_function_url_event(  # type: ignore[no-untyped-def]
     assert TIME_FORMAT.fullmatch(context["time"]), context["time"]
     assert time.strftime("%d/", time.gmtime(context["timeEpoch"] / 1000)) in context["time"]
 
+    # A client cannot choose its sourceIp: X-Forwarded-For is passed on, with the peer added.
+    spoofed = http.get(f"{mirror_url}/", headers={"X-Forwarded-For": "203.0.113.9"}).json()
+    assert spoofed["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+    assert spoofed["headers"]["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+
     # A second request is a different request.
     again = http.get(f"{mirror_url}/")
     assert again.json()["requestContext"]["requestId"] != context["requestId"]
