@@ -176,7 +176,8 @@ def report() -> HostReport:
     checks.append(Check(
         "network", True,
         "functions with network enabled share the host's network namespace: they can reach "
-        "services listening on this host's loopback (guard them, e.g. require auth, or "
+        "services listening on this host's loopback, nimbus' API included (set "
+        "api_auth = \"sigv4\" to require signed requests; guard other services, or "
         "firewall uids 60000-61023 from lo); functions without network get an empty one",
         required=False,
     ))
