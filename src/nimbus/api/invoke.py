@@ -8,14 +8,16 @@ could invoke it (204).
 from __future__ import annotations
 
 import base64
+import re
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from nimbus.api.names import parse_function_ref
-from nimbus.api.wire import read_body
-from nimbus.errors import InvalidParameterValue, RequestTooLarge
+from nimbus.api.wire import error_response, read_body, unexpected_error_handler
+from nimbus.errors import InvalidParameterValue, NimbusError, RequestTooLarge
 from nimbus.invoker import MAX_SYNC_PAYLOAD, check_payload, decode_client_context
 from nimbus.services import services
 
@@ -68,6 +70,22 @@ async def invoke(request: Request) -> Response:
     if log_type == "Tail":
         headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
     return Response(result.payload, status_code=200, headers=headers, media_type="application/json")
+
+
+PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+
+
+async def invoke_app(scope: Scope, receive: Receive, send: Send, name: str) -> None:
+    """Invoke as a bare ASGI app, for the hot path to skip Starlette's router and
+    exception middleware (``gateway.serve`` calls it); errors are rendered here."""
+    request = Request({**scope, "path_params": {"name": name}}, receive)
+    try:
+        response = await invoke(request)
+    except NimbusError as exc:
+        response = error_response(exc)
+    except Exception as exc:
+        response = await unexpected_error_handler(request, exc)
+    await response(scope, receive, send)
 
 
 routes = [Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"])]
