@@ -204,3 +204,10 @@ class LimitExceeded(GatewayThrottled):
 
     def __init__(self, message: str = "Limit Exceeded", retry_after: int = 1) -> None:
         super().__init__(message, retry_after)
+
+
+class PolicyLengthExceeded(UserError):
+    """A function's resource-based policy would grow past Lambda's size quota."""
+
+    type_name = "PolicyLengthExceededException"
+    message_key = "message"

@@ -297,3 +297,14 @@ class ApiKeyIndex:
     plan_for: dict[tuple[str, str, str], str]
     # (key id, plan id) -> {UTC day (ISO date): requests} for the last ~5 weeks
     usage: dict[tuple[str, str], dict[str, int]]
+
+
+@dataclass
+class FunctionPolicy:
+    """A resource-based policy: the statements AddPermission added to the unqualified
+    function ($LATEST), a version or an alias. Stored and reported, not enforced."""
+
+    function_name: str
+    qualifier: str  # "$LATEST" (unqualified), a version number or an alias name
+    statements: list[dict[str, Any]]  # Lambda's statement objects, in the order added
+    revision_id: str  # new on every AddPermission/RemovePermission

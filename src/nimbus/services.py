@@ -34,6 +34,7 @@ from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.function_urls import FunctionUrlStore
 from nimbus.store.functions import FunctionStore
 from nimbus.store.http_apis import HttpApiStore
+from nimbus.store.policies import PolicyStore
 from nimbus.store.provisioned import ProvisionedStore
 from nimbus.supervisor import Supervisor
 from nimbus.threads import blocking
@@ -58,6 +59,7 @@ class Services:
     function_urls: FunctionUrlStore
     http_apis: HttpApiStore
     api_keys: ApiKeyStore
+    policies: PolicyStore  # resource-based policies: stored and reported, not enforced
     credentials: Credentials  # what SigV4-signed requests are checked against
     usage_gate: UsageGate  # rate limits, API keys and quotas of HTTP triggers
     url_gateway: FunctionUrls  # serves /lambda-url/...
@@ -147,6 +149,7 @@ def open_services(config: Config) -> Services:
         function_urls=function_urls,
         http_apis=http_apis,
         api_keys=api_keys,
+        policies=PolicyStore(functions),
         credentials=credentials,
         usage_gate=usage_gate,
         url_gateway=FunctionUrls(function_urls, invoker, usage_gate, credentials, config),

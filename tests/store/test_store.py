@@ -97,6 +97,10 @@ def test_publish_versions_and_revision_checks(stores) -> None:  # type: ignore[n
     page = functions.list_versions("f", page.next_marker, 2)
     assert [v.version for v in page.items] == ["2"] and page.next_marker is None
 
+    # The newest version deleted: publishing again takes a new number, never reuses 2.
+    functions.delete("f", "2")
+    assert functions.publish("f", None, None, None).version == "3"
+
 
 def test_concurrent_publishes_get_distinct_numbers(stores) -> None:  # type: ignore[no-untyped-def]
     functions, _ = stores

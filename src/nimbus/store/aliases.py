@@ -9,8 +9,14 @@ from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from nimbus.models import LATEST, Alias, Page
-from nimbus.store.functions import FunctionStore, check_revision, decode_marker, encode_marker
-from nimbus.store.schema import aliases, function_urls
+from nimbus.store.functions import (
+    FunctionStore,
+    check_revision,
+    decode_marker,
+    encode_marker,
+    forget_qualifier,
+)
+from nimbus.store.schema import aliases
 
 
 def _row_to_alias(row: object) -> Alias:
@@ -138,12 +144,7 @@ class AliasStore:
             conn.execute(
                 delete(aliases).where(aliases.c.function_name == function, aliases.c.name == name)
             )
-            # The alias's function URL goes with it (a function's go by FK cascade).
-            conn.execute(
-                delete(function_urls).where(
-                    function_urls.c.function_name == function, function_urls.c.qualifier == name
-                )
-            )
+            forget_qualifier(conn, function, name)
 
     def list(self, function: str, version: str | None, marker: str | None, max_items: int) -> Page:
         query = select(aliases).where(aliases.c.function_name == function).order_by(aliases.c.name)

@@ -19,11 +19,20 @@ from nimbus.errors import (
 )
 from nimbus.models import LATEST, FunctionRecord, FunctionVersion, Page
 from nimbus.store.database import Database
-from nimbus.store.schema import aliases, function_versions, functions
+from nimbus.store.schema import QUALIFIER_SETTINGS, aliases, function_versions, functions
 
 ArnFn = Callable[..., str]
 
 _VERSION_COLUMNS = [f.name for f in dataclasses.fields(FunctionVersion)]
+
+
+def forget_qualifier(conn: Connection, function: str, qualifier: str) -> None:
+    """Delete what belonged to a deleted alias or version: its event invoke config,
+    provisioned concurrency, function URL and resource policy."""
+    for table in QUALIFIER_SETTINGS:
+        conn.execute(
+            delete(table).where(table.c.function_name == function, table.c.qualifier == qualifier)
+        )
 
 
 def encode_marker(*parts: object) -> str:
@@ -256,10 +265,18 @@ class FunctionStore:
                     f"CodeSHA256 ({code_sha256_b64}) is different from current CodeSHA256 "
                     f"in $LATEST ({actual}). Please try again with the CodeSHA256 in $LATEST."
                 )
-        if record.last_published:
-            newest = self.version(conn, name, str(record.last_published))
-            if latest.same_deployment(newest):
-                return newest  # Lambda returns the existing version when nothing changed
+        # The newest version still there (the last published may have been deleted; its
+        # number is still never reused).
+        newest = conn.execute(
+            select(function_versions)
+            .where(
+                function_versions.c.function_name == name, function_versions.c.version_number > 0
+            )
+            .order_by(function_versions.c.version_number.desc())
+            .limit(1)
+        ).first()
+        if newest is not None and latest.same_deployment(_row_to_version(newest)):
+            return _row_to_version(newest)  # Lambda returns the existing version when unchanged
         number = record.last_published + 1
         published = latest.replace(
             version=str(number),
@@ -318,6 +335,7 @@ class FunctionStore:
                     function_versions.c.version == qualifier,
                 )
             )
+            forget_qualifier(conn, name, qualifier)
 
     def set_reserved_concurrency(
         self, name: str, value: int | None, account_limit: int, unreserved_minimum: int

@@ -291,3 +291,28 @@ api_stages = Table(
     Column("last_updated_date", String(40), nullable=False),
     ForeignKeyConstraint(["api_id"], ["apis.api_id"], ondelete="CASCADE"),
 )
+
+# Resource-based policies (AddPermission/GetPolicy/RemovePermission): one document per
+# function and qualifier ("$LATEST" for the unqualified function, a version or an alias),
+# its statements in the order they were added. A function's go with it by FK cascade, an
+# alias's when AliasStore deletes the alias.
+function_policies = Table(
+    "function_policies",
+    metadata,
+    Column("function_name", String(140), primary_key=True),
+    Column("qualifier", String(128), primary_key=True),
+    Column("statements", JSON, nullable=False),  # list of statement objects, wire form
+    Column("revision_id", String(36), nullable=False),
+    ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
+)
+
+
+# Settings that belong to one qualifier (an alias or a version) of a function, keyed by
+# (function_name, qualifier): they go when the alias or version goes (and with the
+# function, by cascade).
+QUALIFIER_SETTINGS = (
+    event_invoke_configs,
+    provisioned_concurrency,
+    function_urls,
+    function_policies,
+)
