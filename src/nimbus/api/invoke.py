@@ -25,21 +25,27 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 MAX_ASYNC_PAYLOAD = 256 * 1024
 
 
+def _header(raw: dict[bytes, bytes], name: bytes) -> str | None:
+    value = raw.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
 async def invoke(request: Request) -> Response:
     svc = services(request)
-    ref = parse_function_ref(
-        request.path_params["name"], svc.config, request.query_params.get("Qualifier")
-    )
-    kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
+    # Looked up once from the raw list: this is the hot path of every invocation.
+    raw = dict(request.scope["headers"])
+    qualifier = request.query_params.get("Qualifier") if request.scope["query_string"] else None
+    ref = parse_function_ref(request.path_params["name"], svc.config, qualifier)
+    kind = _header(raw, b"x-amz-invocation-type") or "RequestResponse"
     if kind not in INVOCATION_TYPES:
         raise InvalidParameterValue(
             f"InvocationType {kind} is not valid; use one of {', '.join(INVOCATION_TYPES)}."
         )
-    log_type = request.headers.get("x-amz-log-type", "None")
+    log_type = _header(raw, b"x-amz-log-type") or "None"
     if log_type not in ("None", "Tail"):
         raise InvalidParameterValue(f"LogType {log_type} is not valid; use None or Tail.")
     payload = check_payload(await read_body(request, MAX_SYNC_PAYLOAD, "InvokeFunction"))
-    client_context = decode_client_context(request.headers.get("x-amz-client-context"))
+    client_context = decode_client_context(_header(raw, b"x-amz-client-context"))
     if kind == "DryRun":
         version = await svc.invoker.dry_run(ref.name, ref.qualifier)
         return Response(status_code=204, headers={"X-Amz-Executed-Version": version.version})
@@ -51,7 +57,7 @@ async def invoke(request: Request) -> Response:
             )
         await svc.invoker.dry_run(ref.name, ref.qualifier)  # exists and can run
         request_id = await svc.dispatcher.enqueue(
-            ref.name, ref.qualifier, payload, trace_id=request.headers.get("x-amzn-trace-id")
+            ref.name, ref.qualifier, payload, trace_id=_header(raw, b"x-amzn-trace-id")
         )
         return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
     result = await svc.invoker.invoke(
@@ -59,7 +65,7 @@ async def invoke(request: Request) -> Response:
         ref.qualifier,
         payload,
         client_context,
-        trace_id=request.headers.get("x-amzn-trace-id"),
+        trace_id=_header(raw, b"x-amzn-trace-id"),
     )
     headers = {
         "X-Amz-Executed-Version": result.executed_version,
