@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ HTTP_API_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 # Framing headers are the gateway's business: a function's stale content-length would
 # corrupt the response. They are dropped from what the function returns.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # not allowed in a field value (tab is)
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
 
@@ -113,9 +116,10 @@ def _headers(value: Any) -> list[tuple[str, str]]:
                 "values must be strings, numbers or booleans (return repeated "
                 "set-cookie values in 'cookies')."
             )
-        if "\r" in text or "\n" in text or "\r" in name or "\n" in name or not name:
+        if not _TOKEN.fullmatch(name) or _CONTROL.search(text):
             raise InvalidFunctionResponse(
-                f"The function's header {name!r} has an empty name or a line break."
+                f"The function's header {name!r} has a name that is not an HTTP token or a "
+                "value with a line break or other control character."
             )
         headers.append((name, text))
     return headers
@@ -129,8 +133,10 @@ def _cookies(value: Any) -> list[str]:
             f"The function's cookies must be a list of strings, not {_kind(value)}."
         )
     for cookie in value:
-        if "\r" in cookie or "\n" in cookie:
-            raise InvalidFunctionResponse("A cookie the function returned has a line break.")
+        if _CONTROL.search(cookie):
+            raise InvalidFunctionResponse(
+                "A cookie the function returned has a line break or other control character."
+            )
     return value
 
 

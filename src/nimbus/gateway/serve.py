@@ -92,17 +92,17 @@ class Gateway:
 def _target(scope: Scope) -> tuple[str, str, str] | None:
     """(kind, id, path the trigger sees) for a data-plane request, else None."""
     path: str = scope["path"]
-    raw: bytes = scope.get("raw_path") or path.encode()
+    raw = (scope.get("raw_path") or path.encode()).decode("latin-1")
     for prefix, kind in ((URL_PREFIX, "lambda-url"), (API_PREFIX, "execute-api")):
-        if path.startswith(prefix):
-            rest = raw.decode("latin-1")[len(prefix) :]
+        if raw.startswith(prefix):
+            rest = raw[len(prefix) :]
             resource_id, _, tail = rest.partition("/")
             return kind, resource_id, "/" + tail
     for name, value in scope["headers"]:
         if name == b"host":
             match = _HOST.match(value)
             if match:
-                return match[2].decode(), match[1].decode(), raw.decode("latin-1")
+                return match[2].decode(), match[1].decode(), raw
             break
     return None
 
@@ -143,7 +143,7 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
 
 
 async def _send(send: Send, reply: HttpReply) -> None:
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    headers = [(k.lower().encode("latin-1"), _octets(v)) for k, v in reply.headers]
     body = reply.body
     if reply.status in _NO_BODY:
         # These responses end at their headers (RFC 9110 6.4.1): a body the function
@@ -154,3 +154,12 @@ async def _send(send: Send, reply: HttpReply) -> None:
         headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _octets(value: str) -> bytes:
+    """A header value on the wire: latin-1 as HTTP has it, UTF-8 for what it cannot hold
+    (a function may set any string)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
