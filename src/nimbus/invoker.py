@@ -39,8 +39,13 @@ class InvokeResult:
     payload: bytes
     function_error: str | None
     executed_version: str
-    log_tail: bytes
+    log_text: str  # the invocation's log, START to REPORT
     request_id: str
+
+    @property
+    def log_tail(self) -> bytes:
+        """What LogType=Tail returns (only computed when asked for)."""
+        return tail(self.log_text)
 
 
 def decode_client_context(header: str | None) -> str | None:
@@ -194,7 +199,7 @@ class Invoker:
             )
         )
         return InvokeResult(
-            outcome.payload, outcome.function_error, version.version, tail(text), request_id
+            outcome.payload, outcome.function_error, version.version, text, request_id
         )
 
     def _init_failed(
@@ -230,7 +235,7 @@ class Invoker:
         body.setdefault("requestId", request_id)
         body.setdefault("stackTrace", [])
         payload = json.dumps(body).encode()
-        return InvokeResult(payload, "Unhandled", version.version, tail(text), request_id)
+        return InvokeResult(payload, "Unhandled", version.version, text, request_id)
 
     def _check_runnable(self, version: FunctionVersion) -> None:
         if version.layers:
