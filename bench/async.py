@@ -1,6 +1,7 @@
 """Async invoke throughput on the embedded backend, measured in one run.
 
-Starts a real nimbus, creates a no-op function, then enqueues N events from concurrent
+Starts a real nimbus, creates a no-op function, runs a warm-up batch (so the worker's
+environments are up: "sustained" throughput), then enqueues N events from concurrent
 HTTP clients (raw Invoke with X-Amz-Invocation-Type: Event) and measures:
 
   accepted_per_s   events answered 202 per second (each durably queued first)
@@ -12,7 +13,7 @@ Baseline in the same run: the same clients against nimbus' /health (one store pi
 no queue), so the ratio shows what durable queueing costs on this machine.
 
     .venv/bin/python bench/async.py [--events 20000] [--clients 64] [--parallelism 64]
-                                    [--workers 1]
+                                    [--workers 1] [--warmup 3000]
 """
 
 from __future__ import annotations
@@ -93,6 +94,25 @@ async def hammer(
     return latencies, accepted, time.perf_counter() - start
 
 
+async def finished(endpoint: str, target: int, drain: bool = False) -> int:
+    """Events run to an end so far (succeeded or dead-lettered): with ``drain``, once the
+    queue is empty; then until ``target`` are reported (workers report every half
+    second), for at most 3 s more."""
+    async with httpx.AsyncClient() as http:
+        while drain:
+            stats = (await http.get(f"{endpoint}/_nimbus/queue")).json()
+            if stats["Queue"]["depth"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        settle_until = time.perf_counter() + 3
+        while True:
+            counters = (await http.get(f"{endpoint}/_nimbus/queue")).json()["Dispatcher"]
+            done = counters.get("succeeded", 0) + counters.get("dead_lettered", 0)
+            if done >= target or time.perf_counter() > settle_until:
+                return done
+            await asyncio.sleep(0.1)
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))]
@@ -104,6 +124,9 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--parallelism", type=int, default=64, help="async_parallelism")
     parser.add_argument("--workers", type=int, default=1, help="async_workers (0: in-process)")
+    parser.add_argument(
+        "--warmup", type=int, default=3000, help="events run first, unmeasured (0: cold start)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,32 +156,24 @@ async def main() -> None:
             baseline_per_s = len(base_lat) / base_elapsed
 
             path = "/2015-03-31/functions/noop/invocations"
+            event = {"X-Amz-Invocation-Type": "Event"}
+            before = 0
+            if args.warmup:
+                # Sustained means warm: bring up the worker's environments first.
+                _, warm, _ = await hammer(host, port, path, args.warmup, args.clients, event)
+                before = await finished(server.endpoint, warm, drain=True)
             start = time.perf_counter()
-            lat, accepted, elapsed = await hammer(
-                host, port, path, args.events, args.clients, {"X-Amz-Invocation-Type": "Event"}
-            )
-            async with httpx.AsyncClient() as http:
-                while True:
-                    stats = (await http.get(f"{server.endpoint}/_nimbus/queue")).json()
-                    if stats["Queue"]["depth"] == 0:
-                        break
-                    await asyncio.sleep(0.05)
+            n, clients = args.events, args.clients
+            lat, accepted, elapsed = await hammer(host, port, path, n, clients, event)
+            await finished(server.endpoint, 0, drain=True)
             drained = time.perf_counter() - start
-            # Workers report their counters every half second: wait for the last report.
-            settle_until = time.perf_counter() + 3
-            async with httpx.AsyncClient() as http:
-                while True:
-                    counters = stats["Dispatcher"]
-                    done = counters.get("succeeded", 0) + counters.get("dead_lettered", 0)
-                    if done >= accepted or time.perf_counter() > settle_until:
-                        break
-                    await asyncio.sleep(0.1)
-                    stats = (await http.get(f"{server.endpoint}/_nimbus/queue")).json()
+            done = await finished(server.endpoint, before + accepted) - before
         finally:
             server.stop()
 
     result = {
         "events": args.events,
+        "warmup_events": args.warmup,
         "clients": args.clients,
         "async_parallelism": args.parallelism,
         "async_workers": args.workers,
