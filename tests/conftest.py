@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
 import sys
 import uuid
 import zipfile
@@ -159,3 +161,34 @@ def powertools_package(files: dict[str, str]) -> bytes:
         for name, source in files.items():
             zf.writestr(name, source)
     return buf.getvalue()
+
+
+def aws_cli(
+    endpoint: str, service: str, *args: str, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the AWS CLI (from this venv) against nimbus, as a user would; asserts that it
+    succeeded (or, with ``ok=False``, that it failed)."""
+    aws = os.path.join(os.path.dirname(sys.executable), "aws")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+    }
+    out = subprocess.run(
+        [aws, "--endpoint-url", endpoint, service, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert (out.returncode == 0) == ok, out.stderr
+    return out
+
+
+def aws_json(endpoint: str, service: str, *args: str) -> dict:
+    """The AWS CLI's JSON output for a command that must succeed ({} when it prints none)."""
+    out = aws_cli(endpoint, service, *args).stdout
+    return json.loads(out) if out.strip() else {}

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.conftest import ROLE, aws_json, make_zip, need_sandbox
 from tests.nimbus_process import NimbusProcess
 
 
@@ -65,26 +65,9 @@ def test_invoke_ls_and_logs(nimbus: NimbusProcess) -> None:
 def test_aws_cli_works_unchanged(nimbus: NimbusProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The AWS CLI, pointed at nimbus, manages functions as on Lambda."""
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": "def handler(e, c):\n    return e\n"}))
-    aws = os.path.join(os.path.dirname(sys.executable), "aws")
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/dev/null",
-    }
 
     def run(*args: str) -> dict:
-        out = subprocess.run(
-            [aws, "--endpoint-url", nimbus.endpoint, "lambda", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else {}
+        return aws_json(nimbus.endpoint, "lambda", *args)
 
     created = run(
         "create-function",

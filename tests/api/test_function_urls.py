@@ -1,17 +1,16 @@
+# ruff: noqa: F811 -- the fixtures are imported from tests.api.module_server
 """Function URL configs through boto3 against a live server: Create/Get/Update/Delete/
 ListFunctionUrlConfig(s), Lambda's qualifier rules and errors."""
 
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.api.module_server import error, fn, lam, server  # noqa: F401 (fixtures)
 from tests.conftest import HELLO, ROLE
 from tests.nimbus_process import NimbusProcess
 
@@ -24,40 +23,6 @@ CORS = {
     "AllowCredentials": True,
     "MaxAge": 300,
 }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    """One server for the module: every test works on functions of its own."""
-    proc = NimbusProcess(Path(tmp_path_factory.mktemp("urls")) / "data").start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def lam(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client()
-
-
-@pytest.fixture
-def fn(lam) -> str:  # type: ignore[no-untyped-def]
-    """A new function with version 1 and alias ``live`` pointing at it."""
-    name = f"fn-{uuid.uuid4().hex[:8]}"
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": HELLO},
-        Publish=True,
-    )
-    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-    return name
-
-
-def error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
-    err = exc.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 def url_id(config: dict) -> str:  # type: ignore[type-arg]

@@ -5,10 +5,8 @@ every backend."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from nimbus.errors import Conflict, NotFound
 from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi
 from nimbus.store.database import Database
 from nimbus.store.http_apis import HttpApiStore
+from tests.conftest import aws_cli
 from tests.nimbus_process import NimbusProcess
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -228,26 +227,9 @@ def test_error_wire_shape(server: NimbusProcess) -> None:
 
 
 def test_aws_cli_works_unchanged(server: NimbusProcess) -> None:
-    aws = os.path.join(os.path.dirname(sys.executable), "aws")
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/dev/null",
-    }
 
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [aws, "--endpoint-url", server.endpoint, "apigatewayv2", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        assert (out.returncode == 0) == ok, out.stderr
-        return out
+        return aws_cli(server.endpoint, "apigatewayv2", *args, ok=ok)
 
     created = json.loads(
         run("create-api", "--name", "cli", "--protocol-type", "HTTP", "--target", ARN + "f").stdout

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- the fixtures are imported from tests.api.module_server
 """Resource-based policies through boto3 and the AWS CLI against a live server:
 AddPermission, GetPolicy and RemovePermission on a function, a version and an alias, with
 Lambda's statement shapes, errors and revision checks."""
@@ -5,54 +6,15 @@ Lambda's statement shapes, errors and revision checks."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import HELLO, ROLE
+from tests.api.module_server import error, fn, lam, server  # noqa: F401 (fixtures)
+from tests.conftest import HELLO, ROLE, aws_json
 from tests.nimbus_process import NimbusProcess
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    """One server for the module: every test works on functions of its own."""
-    proc = NimbusProcess(Path(tmp_path_factory.mktemp("policies")) / "data").start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def lam(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client()
-
-
-@pytest.fixture
-def fn(lam) -> str:  # type: ignore[no-untyped-def]
-    """A new function with version 1 and alias ``live`` pointing at it."""
-    name = f"fn-{uuid.uuid4().hex[:8]}"
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": HELLO},
-        Publish=True,
-    )
-    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-    return name
-
-
-def error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
-    err = exc.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 def policy(lam, name: str, **kwargs: str) -> tuple[list[dict], str]:  # type: ignore[no-untyped-def]
@@ -370,26 +332,9 @@ def test_deleting_alias_or_function_removes_policies(lam, fn: str) -> None:  # t
 
 def test_aws_cli_add_permission(server: NimbusProcess, lam, fn: str) -> None:  # type: ignore[no-untyped-def]
     """The AWS CLI, pointed at nimbus, grants and revokes as on Lambda."""
-    aws = os.path.join(os.path.dirname(sys.executable), "aws")
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": "/dev/null",
-    }
 
     def run(*args: str) -> dict:
-        out = subprocess.run(
-            [aws, "--endpoint-url", server.endpoint, "lambda", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else {}
+        return aws_json(server.endpoint, "lambda", *args)
 
     added = run(
         "add-permission",

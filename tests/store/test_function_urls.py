@@ -8,33 +8,16 @@ import pytest
 import sqlalchemy as sa
 
 from nimbus.errors import ResourceConflict, ResourceNotFound
-from nimbus.models import LATEST, Alias, FunctionVersion
+from nimbus.models import LATEST, Alias
 from nimbus.store.aliases import AliasStore
 from nimbus.store.database import Database
 from nimbus.store.function_urls import FunctionUrlStore, is_url_id, new_url_id
 from nimbus.store.functions import FunctionStore
+from tests.store.records import NOW, arn, latest
 
-NOW = "2026-01-01T00:00:00.000+0000"
 LATER = "2026-01-02T00:00:00.000+0000"
 
 
-def arn(name: str, qualifier: str | None = None) -> str:
-    base = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
-    return f"{base}:{qualifier}" if qualifier else base
-
-
-def latest(name: str) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=name,
-        version=LATEST,
-        runtime="python3.12",
-        handler="app.handler",
-        role="arn:aws:iam::000000000000:role/r",
-        code_sha256="ab" * 32,
-        code_size=10,
-        last_modified=NOW,
-        revision_id=str(uuid.uuid4()),
-    )
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 
@@ -13,15 +12,11 @@ from nimbus.errors import (
     ResourceConflict,
     ResourceNotFound,
 )
-from nimbus.models import LATEST, Alias, FunctionVersion
+from nimbus.models import LATEST, Alias
 from nimbus.store.aliases import AliasStore
 from nimbus.store.database import Database
 from nimbus.store.functions import FunctionStore
-
-
-def arn(name: str, qualifier: str | None = None) -> str:
-    base = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
-    return f"{base}:{qualifier}" if qualifier else base
+from tests.store.records import arn, latest
 
 
 @pytest.fixture
@@ -33,20 +28,6 @@ def stores(database_url: str):  # type: ignore[no-untyped-def]
     yield functions, AliasStore(functions)
     db.dispose()
 
-
-def latest(name: str, sha: str = "ab" * 32, **kw: object) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=name,
-        version=LATEST,
-        runtime="python3.12",
-        handler="app.handler",
-        role="arn:aws:iam::000000000000:role/r",
-        code_sha256=sha,
-        code_size=10,
-        last_modified="2026-01-01T00:00:00.000+0000",
-        revision_id=str(uuid.uuid4()),
-        **kw,
-    )
 
 
 def test_create_read_duplicate(stores) -> None:  # type: ignore[no-untyped-def]
