@@ -134,35 +134,32 @@ class HttpApiStore:
             select(table).where(table.c.api_id == api_id, table.c[column] == key)
         ).first()
 
-    def _integration_in(self, conn: Connection, api_id: str, integration_id: str) -> ApiIntegration:
-        row = self._child(conn, api_integrations, api_id, "integration_id", integration_id)
+    def _child_in(
+        self, conn: Connection, table: Table, api_id: str, key: tuple[str, str], kind: str
+    ) -> Any:
+        """The row of an integration, route or stage (``key``: column, value) of an API
+        that must exist: 404 naming the API if it is missing, else the child."""
+        column, value = key
+        row = self._child(conn, table, api_id, column, value)
         if row is None:
             self._api_in(conn, api_id)
+            noun = "stage" if kind == "Stage" else kind  # AWS's own capitalisation
             raise NotFound(
-                f"Invalid Integration identifier specified {integration_id} (API {api_id})",
-                resourceType="Integration",
+                f"Invalid {noun} identifier specified {value} (API {api_id})",
+                resourceType=kind,
             )
-        return _integration(row)
+        return row
+
+    def _integration_in(self, conn: Connection, api_id: str, integration_id: str) -> ApiIntegration:
+        key = ("integration_id", integration_id)
+        return _integration(self._child_in(conn, api_integrations, api_id, key, "Integration"))
 
     def _route_in(self, conn: Connection, api_id: str, route_id: str) -> ApiRoute:
-        row = self._child(conn, api_routes, api_id, "route_id", route_id)
-        if row is None:
-            self._api_in(conn, api_id)
-            raise NotFound(
-                f"Invalid Route identifier specified {route_id} (API {api_id})",
-                resourceType="Route",
-            )
-        return _route(row)
+        return _route(self._child_in(conn, api_routes, api_id, ("route_id", route_id), "Route"))
 
     def _stage_in(self, conn: Connection, api_id: str, stage_name: str) -> ApiStage:
-        row = self._child(conn, api_stages, api_id, "stage_name", stage_name)
-        if row is None:
-            self._api_in(conn, api_id)
-            raise NotFound(
-                f"Invalid stage identifier specified {stage_name} (API {api_id})",
-                resourceType="Stage",
-            )
-        return _stage(row)
+        key = ("stage_name", stage_name)
+        return _stage(self._child_in(conn, api_stages, api_id, key, "Stage"))
 
     def _check_route(self, conn: Connection, route: ApiRoute, exclude: str | None) -> None:
         """The route's target must exist and no other route may have its shape."""
