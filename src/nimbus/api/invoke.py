@@ -3,26 +3,34 @@
 RequestResponse runs the function and answers with its result; Event answers 202 once
 the event is durably queued (the dispatcher runs it); DryRun checks that the caller
 could invoke it (204).
+
+This is every invocation's path, so it is a bare ASGI app working on the raw scope (no
+Request or Response objects): the router's route, and ``gateway.serve``'s shortcut that
+skips the router when there is no API auth, both call ``invoke_app``.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from nimbus.api.names import parse_function_ref
-from nimbus.api.wire import error_response, read_body, unexpected_error_handler
+from nimbus.api.wire import error_response, receive_body, request_id_header
+from nimbus.api.wire import unexpected_error_handler as unexpected
 from nimbus.errors import InvalidParameterValue, NimbusError, RequestTooLarge
 from nimbus.invoker import MAX_SYNC_PAYLOAD, check_payload, decode_client_context
-from nimbus.services import services
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 MAX_ASYNC_PAYLOAD = 256 * 1024
+PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+
+_Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 def _header(raw: dict[bytes, bytes], name: bytes) -> str | None:
@@ -30,12 +38,36 @@ def _header(raw: dict[bytes, bytes], name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-async def invoke(request: Request) -> Response:
-    svc = services(request)
-    # Looked up once from the raw list: this is the hot path of every invocation.
-    raw = dict(request.scope["headers"])
-    qualifier = request.query_params.get("Qualifier") if request.scope["query_string"] else None
-    ref = parse_function_ref(request.path_params["name"], svc.config, qualifier)
+def _qualifier(query: bytes) -> str | None:
+    if not query:
+        return None
+    found = None
+    for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if key == "Qualifier":
+            found = value  # the last one, as Starlette's QueryParams would give
+    return found
+
+
+async def invoke_app(scope: Scope, receive: Receive, send: Send, name: str) -> None:
+    """Serve one Invoke request for function ``name`` (as it appears in the path)."""
+    try:
+        status, headers, body = await _invoke(scope, receive, name)
+    except NimbusError as exc:
+        await error_response(exc)(scope, receive, send)
+        return
+    except Exception as exc:
+        await (await unexpected(Request(scope, receive), exc))(scope, receive, send)
+        return
+    if status != 204:  # a 204 has no body and no Content-Length (RFC 9110)
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
+    svc: Any = scope["app"].state.services
+    raw = dict(scope["headers"])  # looked up once: this is every invocation's path
+    ref = parse_function_ref(name, svc.config, _qualifier(scope["query_string"]))
     kind = _header(raw, b"x-amz-invocation-type") or "RequestResponse"
     if kind not in INVOCATION_TYPES:
         raise InvalidParameterValue(
@@ -44,11 +76,12 @@ async def invoke(request: Request) -> Response:
     log_type = _header(raw, b"x-amz-log-type") or "None"
     if log_type not in ("None", "Tail"):
         raise InvalidParameterValue(f"LogType {log_type} is not valid; use None or Tail.")
-    payload = check_payload(await read_body(request, MAX_SYNC_PAYLOAD, "InvokeFunction"))
+    payload = check_payload(await receive_body(receive, MAX_SYNC_PAYLOAD, "InvokeFunction"))
     client_context = decode_client_context(_header(raw, b"x-amz-client-context"))
+    trace_id = _header(raw, b"x-amzn-trace-id")
     if kind == "DryRun":
         version = await svc.invoker.dry_run(ref.name, ref.qualifier)
-        return Response(status_code=204, headers={"X-Amz-Executed-Version": version.version})
+        return 204, [(b"x-amz-executed-version", version.version.encode()), _rid()], b""
     if kind == "Event":
         if len(payload) > MAX_ASYNC_PAYLOAD:
             raise RequestTooLarge(
@@ -57,41 +90,32 @@ async def invoke(request: Request) -> Response:
             )
         await svc.invoker.dry_run(ref.name, ref.qualifier)  # exists and can run
         request_id = await svc.dispatcher.enqueue(
-            ref.name, ref.qualifier, payload, trace_id=_header(raw, b"x-amzn-trace-id")
+            ref.name, ref.qualifier, payload, trace_id=trace_id
         )
-        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
-    result = await svc.invoker.invoke(
-        ref.name,
-        ref.qualifier,
-        payload,
-        client_context,
-        trace_id=_header(raw, b"x-amzn-trace-id"),
-    )
-    headers = {
-        "X-Amz-Executed-Version": result.executed_version,
-        "x-amzn-RequestId": result.request_id,
-    }
+        return 202, [(b"x-amzn-requestid", request_id.encode())], b""
+    result = await svc.invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amz-executed-version", result.executed_version.encode()),
+        (b"x-amzn-requestid", result.request_id.encode()),
+    ]
     if result.function_error:
-        headers["X-Amz-Function-Error"] = result.function_error
+        headers.append((b"x-amz-function-error", result.function_error.encode()))
     if log_type == "Tail":
-        headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
-    return Response(result.payload, status_code=200, headers=headers, media_type="application/json")
+        headers.append((b"x-amz-log-result", base64.b64encode(result.log_tail)))
+    return 200, headers, result.payload
 
 
-PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
+def _rid() -> tuple[bytes, bytes]:
+    ((name, value),) = request_id_header().items()
+    return name.lower().encode(), value.encode()
 
 
-async def invoke_app(scope: Scope, receive: Receive, send: Send, name: str) -> None:
-    """Invoke as a bare ASGI app, for the hot path to skip Starlette's router and
-    exception middleware (``gateway.serve`` calls it); errors are rendered here."""
-    request = Request({**scope, "path_params": {"name": name}}, receive)
-    try:
-        response = await invoke(request)
-    except NimbusError as exc:
-        response = error_response(exc)
-    except Exception as exc:
-        response = await unexpected_error_handler(request, exc)
-    await response(scope, receive, send)
+class _InvokeRoute:
+    """The router's endpoint: an ASGI app (Starlette passes the path parameters)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await invoke_app(scope, receive, send, scope["path_params"]["name"])
 
 
-routes = [Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"])]
+routes = [Route("/2015-03-31/functions/{name}/invocations", _InvokeRoute(), methods=["POST"])]

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive
 
 from nimbus.errors import (
     InvalidRequestContent,
@@ -31,14 +32,14 @@ DEFAULT_BODY_LIMIT = 6 * 1024 * 1024
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return JSONResponse(body, status_code=status, headers=_request_id_header())
+    return JSONResponse(body, status_code=status, headers=request_id_header())
 
 
 def empty_response(status: int = 204) -> Response:
-    return Response(status_code=status, headers=_request_id_header())
+    return Response(status_code=status, headers=request_id_header())
 
 
-def _request_id_header() -> dict[str, str]:
+def request_id_header() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
 
 
@@ -51,7 +52,7 @@ def page_response(key: str, items: list[Any], next_marker: str | None) -> Respon
 
 
 def error_response(exc: NimbusError) -> Response:
-    headers = {"X-Amzn-ErrorType": exc.type_name, **_request_id_header(), **exc.headers()}
+    headers = {"X-Amzn-ErrorType": exc.type_name, **request_id_header(), **exc.headers()}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -66,19 +67,31 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> Response
 
 
 async def read_body(request: Request, limit: int, operation: str) -> bytes:
-    """Read the body, refusing (413, Lambda's message) anything over ``limit``.
+    """The request's body, refusing (413, Lambda's message) anything over ``limit``."""
+    return await receive_body(request.receive, limit, operation)
+
+
+async def receive_body(receive: Receive, limit: int, operation: str) -> bytes:
+    """Read a body from the ASGI channel, refusing (413, Lambda's message) anything over
+    ``limit``.
 
     An oversized body is still read to its end (and dropped) so the client, which is
     busy sending it, gets to read our answer instead of a reset connection.
     """
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size <= limit:
             chunks.append(chunk)
         elif chunks:
             chunks.clear()
+        if not message.get("more_body", False):
+            break
     if size > limit:
         raise RequestTooLarge(
             f"Request must be smaller than {limit} bytes for the {operation} operation"
