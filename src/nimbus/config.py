@@ -8,6 +8,7 @@ flags. The defaults run everything on one machine with nothing but Python.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,13 @@ class Config(BaseModel):
 
 
 ENV_PREFIX = "NIMBUS_"
+
+# A full Lambda function ARN, as ``Config.function_arn`` builds them (a qualifier is a
+# version, an alias or $LATEST): destinations and integrations name functions this way.
+FUNCTION_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"(?P<name>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]{1,128}))?"
+)
 
 
 def load_config(file: Path | None = None, **flags: Any) -> Config:

@@ -14,19 +14,13 @@ services nimbus does not have, so they are refused when configured.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from nimbus.config import Config
+from nimbus.config import FUNCTION_ARN, Config
 from nimbus.errors import InvalidParameterValue
-
-_FUNCTION_ARN = re.compile(
-    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
-    r"(?P<name>[a-zA-Z0-9-_]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?"
-)
 
 
 @dataclass(frozen=True)
@@ -40,7 +34,7 @@ class Destination:
 
 
 def parse_destination(value: str, config: Config) -> Destination:
-    match = _FUNCTION_ARN.fullmatch(value)
+    match = FUNCTION_ARN.fullmatch(value)
     if match is not None:
         if match["region"] != config.region or match["account"] != config.account_id:
             raise InvalidParameterValue(

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from nimbus.api.wire import Params, read_json
-from nimbus.config import Config
+from nimbus.config import FUNCTION_ARN, Config
 from nimbus.errors import BadRequest, NimbusError, ValidationError
 from nimbus.gateway.cors import validate_cors
 from nimbus.gateway.routes import DEFAULT_STAGE, parse_route_key
@@ -23,10 +23,6 @@ from nimbus.models import RouteSettings
 DEFAULT_ROUTE_SELECTION = "${request.method} ${request.path}"
 API_KEY_SELECTIONS = ("$request.header.x-api-key",)
 STAGE_NAME = r"[A-Za-z0-9_-]{1,128}"
-_FUNCTION_ARN = re.compile(
-    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
-    r"(?P<name>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]{1,128}))?"
-)
 _APIGATEWAY_URI = re.compile(
     r"arn:aws[a-zA-Z-]*:apigateway:(?P<region>[a-z0-9-]+):lambda:path/2015-03-31/functions/"
     r"(?P<function>.+)/invocations"
@@ -75,7 +71,7 @@ def function_from_uri(uri: str, config: Config) -> tuple[str, str | None]:
     function ARN, qualified or not, or API Gateway's invocation URI wrapping one."""
     outer = _APIGATEWAY_URI.fullmatch(uri)
     arn = outer["function"] if outer else uri
-    match = _FUNCTION_ARN.fullmatch(arn)
+    match = FUNCTION_ARN.fullmatch(arn)
     if match is None:
         raise BadRequest(
             f"Invalid integrationUri '{uri}': for an AWS_PROXY integration give a Lambda "
