@@ -22,15 +22,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.api.names import parse_function_ref, unqualified
+from nimbus.api.names import parse_function_ref
 from nimbus.api.shapes import lambda_timestamp
 from nimbus.api.wire import (
     Params,
     empty_response,
     json_response,
     page_response,
-    query_int,
     read_json,
+    settings_page,
 )
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, ValidationError
@@ -171,11 +171,7 @@ async def delete_config(request: Request) -> Response:
 
 async def list_configs(request: Request) -> Response:
     svc = services(request)
-    function = unqualified(request.path_params["name"], svc.config)
-    max_items = query_int(request, "MaxItems", 50, 1, 50)
-    page = await blocking(
-        svc.function_urls.list, function, request.query_params.get("Marker"), max_items
-    )
+    _, page = await settings_page(request, svc.config, svc.function_urls)
     base = str(request.base_url)
     items = [render(c, svc.config, base) for c in page.items]
     return page_response("FunctionUrlConfigs", items, page.next_marker)

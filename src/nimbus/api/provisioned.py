@@ -8,15 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.api.names import parse_function_ref, unqualified
+from nimbus.api.names import parse_function_ref
 from nimbus.api.shapes import lambda_timestamp
 from nimbus.api.wire import (
     Params,
     empty_response,
     json_response,
     page_response,
-    query_int,
     read_json,
+    settings_page,
 )
 from nimbus.models import ProvisionedConfig
 from nimbus.provisioner import check_qualifier
@@ -69,11 +69,7 @@ async def delete_config(request: Request) -> Response:
 
 async def list_configs(request: Request) -> Response:
     svc = services(request)
-    function = unqualified(request.path_params["name"], svc.config)
-    max_items = query_int(request, "MaxItems", 50, 1, 50)
-    page = await blocking(
-        svc.provisioned.list, function, request.query_params.get("Marker"), max_items
-    )
+    function, page = await settings_page(request, svc.config, svc.provisioned)
     items: list[dict[str, Any]] = []
     for config in page.items:
         item = svc.provisioner.status(config)

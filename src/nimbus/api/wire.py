@@ -11,12 +11,14 @@ import json
 import logging
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
+from nimbus.api.names import unqualified
+from nimbus.config import Config
 from nimbus.errors import (
     InvalidRequestContent,
     NimbusError,
@@ -24,7 +26,13 @@ from nimbus.errors import (
     ServiceError,
     ValidationError,
 )
+from nimbus.threads import blocking
 
+if TYPE_CHECKING:
+    from nimbus.models import Page
+    from nimbus.store.qualified import QualifiedSettings
+
+T = TypeVar("T")
 log = logging.getLogger("nimbus.api")
 
 # Lambda's control-plane limit for requests that are not code uploads.
@@ -41,6 +49,17 @@ def empty_response(status: int = 204) -> Response:
 
 def request_id_header() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
+
+
+async def settings_page(
+    request: Request, config: Config, store: QualifiedSettings[T]
+) -> tuple[str, Page]:
+    """(function, one page of its per-qualifier settings) for Lambda's List...Configs
+    operations: the function from the path, ``Marker``, ``MaxItems`` 1-50 (default 50)."""
+    function = unqualified(request.path_params["name"], config)
+    max_items = query_int(request, "MaxItems", 50, 1, 50)
+    marker = request.query_params.get("Marker")
+    return function, await blocking(store.list, function, marker, max_items)
 
 
 def page_response(key: str, items: list[Any], next_marker: str | None) -> Response:
