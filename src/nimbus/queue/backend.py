@@ -97,6 +97,11 @@ class QueueBackend(ABC):
     async def ack(self, lease: Lease) -> bool:
         """The event is done: delete it. False if the lease was stale."""
 
+    async def ack_many(self, leases: list[Lease]) -> list[bool]:
+        """Several acks at once (one result each, in order); backends that can settle
+        them in one round trip or transaction override this."""
+        return [await self.ack(lease) for lease in leases]
+
     @abstractmethod
     async def retry(self, lease: Lease, delay_s: float, attempts: int) -> bool:
         """Release the event, due again after ``delay_s``, with ``attempts`` recorded.

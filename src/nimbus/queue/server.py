@@ -174,17 +174,16 @@ class QueueServer:
                 await self._release(conn)
                 return []
             return leases
-        if op in ("ack", "retry", "extend"):
-            lease_id, token, *rest = args
+        if op == "ack_many":
+            return await queue.ack_many([_settled(conn, *pair) for pair in args[0]])
+        if op == "extend":
+            lease_id, token, visibility_s = args
             held = conn.leases.get(lease_id)
             lease = held if held is not None and held.token == token else None
-            if lease is None:
-                # Not one of this connection's current leases; the backend judges the token.
-                lease = Lease(lease_id, None, token)  # type: ignore[arg-type]
-            if op == "extend":
-                return await queue.extend(lease, *rest)
-            if held is lease:
-                conn.leases.pop(lease_id, None)
+            return await queue.extend(lease or _foreign(lease_id, token), visibility_s)
+        if op in ("ack", "retry"):
+            lease_id, token, *rest = args
+            lease = _settled(conn, lease_id, token)
             if op == "ack":
                 return await queue.ack(lease)
             return await queue.retry(lease, *rest)
@@ -198,3 +197,17 @@ class QueueServer:
         if op == "stats":
             return await queue.stats()
         raise ValueError(f"unknown queue operation {op!r}")
+
+
+def _settled(conn: _Connection, lease_id: str, token: str) -> Lease:
+    """The lease an ack or retry names, no longer this connection's to hand back."""
+    held = conn.leases.get(lease_id)
+    if held is not None and held.token == token:
+        del conn.leases[lease_id]
+        return held
+    return _foreign(lease_id, token)
+
+
+def _foreign(lease_id: str, token: str) -> Lease:
+    """Not one of the connection's current leases: the backend judges the token."""
+    return Lease(lease_id, None, token)  # type: ignore[arg-type]

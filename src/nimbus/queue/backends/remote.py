@@ -49,6 +49,7 @@ class RemoteQueue(QueueBackend):
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._outbox: list[tuple[int, str, tuple[Any, ...]]] = []
+        self._acks: list[tuple[str, str, asyncio.Future[bool]]] = []  # not yet sent
         self._flush_at: asyncio.TimerHandle | asyncio.Handle | None = None
         self._flush_soon = False
         self._waits: set[int] = set()  # request ids of wait_for_work calls
@@ -104,7 +105,14 @@ class RemoteQueue(QueueBackend):
 
     # Only the id and token travel back: the server keeps the rest of each lease.
     async def ack(self, lease: Lease) -> bool:
-        return await self._call("ack", lease.id, lease.token)
+        # Acks wait for company (SETTLE_DELAY_S) and travel as one request: the server
+        # settles a whole batch with one task and one queue transaction.
+        if self._writer is None or self._closing:
+            raise QueueError(f"remote queue {self.path} is not open")
+        future = asyncio.get_running_loop().create_future()
+        self._acks.append((lease.id, lease.token, future))
+        self._schedule("ack")
+        return await future
 
     async def retry(self, lease: Lease, delay_s: float, attempts: int) -> bool:
         return await self._call("retry", lease.id, lease.token, delay_s, attempts)
@@ -138,16 +146,25 @@ class RemoteQueue(QueueBackend):
     def _request(self, op: str, *args: Any) -> tuple[int, asyncio.Future[Any]]:
         if self._writer is None or self._closing:
             raise QueueError(f"remote queue {self.path} is not open")
+        request_id, future = self._request_now(op, *args)
+        self._schedule(op)
+        return request_id, future
+
+    def _request_now(self, op: str, *args: Any) -> tuple[int, asyncio.Future[Any]]:
+        """Put a request in the outbox (sent at the next flush); its reply's future."""
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self._send(request_id, op, args)
+        self._outbox.append((request_id, op, args))
         return request_id, future
 
     def _send(self, request_id: int, op: str, args: tuple[Any, ...]) -> None:
         if self._writer is None or self._closed:
             return
         self._outbox.append((request_id, op, args))
+        self._schedule(op)
+
+    def _schedule(self, op: str) -> None:
         if self._flush_soon:
             return
         loop = asyncio.get_running_loop()
@@ -163,6 +180,10 @@ class RemoteQueue(QueueBackend):
         if self._flush_at is not None:
             self._flush_at.cancel()
         self._flush_at, self._flush_soon = None, False
+        if self._acks:
+            acks, self._acks = self._acks, []
+            _, batch = self._request_now("ack_many", [(i, t) for i, t, _ in acks])
+            batch.add_done_callback(lambda done: _distribute(done, [f for *_, f in acks]))
         if self._outbox and self._writer is not None and not self._writer.is_closing():
             self._writer.write(frames.encode(self._outbox))
         self._outbox = []
@@ -194,7 +215,26 @@ class RemoteQueue(QueueBackend):
             self.on_change(value)
 
     def _fail_pending(self, error: Exception) -> None:
+        acks, self._acks = self._acks, []
+        for *_, future in acks:
+            if not future.done():
+                future.set_exception(error)
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
+
+
+def _distribute(batch: asyncio.Future[Any], futures: list[asyncio.Future[bool]]) -> None:
+    """Hand an ack_many reply (or its failure) to each ack's own future."""
+    if batch.cancelled():
+        results: Any = QueueError("the remote queue is closed")
+    else:
+        results = batch.exception() or batch.result()
+    for i, future in enumerate(futures):
+        if future.done():
+            continue
+        if isinstance(results, BaseException):
+            future.set_exception(results)
+        else:
+            future.set_result(results[i])

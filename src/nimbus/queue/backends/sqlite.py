@@ -176,6 +176,11 @@ class SqliteQueue(QueueBackend):
     async def ack(self, lease: Lease) -> bool:
         return await self._send("ack", int(lease.id), lease.token)
 
+    async def ack_many(self, leases: list[Lease]) -> list[bool]:
+        if not leases:
+            return []
+        return await self._send("ack_many", [(int(lease.id), lease.token) for lease in leases])
+
     async def retry(self, lease: Lease, delay_s: float, attempts: int) -> bool:
         return await self._send("retry", int(lease.id), lease.token, _ms(delay_s), attempts)
 
@@ -309,8 +314,16 @@ class SqliteQueue(QueueBackend):
                         j += 1
                     run = work[i:j]
                     puts = iter(self._do_put(now, [r.args[0] for r in run if r.op == "put"]))
-                    acks = iter(self._do_ack(now, [r.args for r in run if r.op == "ack"]))
-                    results.extend(next(puts if r.op == "put" else acks) for r in run)
+                    acks = iter(
+                        self._do_ack(now, [pair for r in run if r.op != "put" for pair in _acks(r)])
+                    )
+                    for r in run:
+                        if r.op == "put":
+                            results.append(next(puts))
+                        elif r.op == "ack":
+                            results.append(next(acks))
+                        else:  # ack_many: one result per pair
+                            results.append([next(acks) for _ in r.args[0]])
                     i = j
                 else:
                     request = work[i]
@@ -500,7 +513,12 @@ class SqliteQueue(QueueBackend):
         return error
 
 
-_COALESCED = frozenset({"put", "ack"})
+_COALESCED = frozenset({"put", "ack", "ack_many"})
+
+
+def _acks(request: _Request) -> list[tuple[int, str]]:
+    """The (id, token) pairs of an ack or ack_many request."""
+    return request.args[0] if request.op == "ack_many" else [request.args]
 
 
 def _ms(seconds: float) -> int:
