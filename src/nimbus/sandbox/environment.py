@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from nimbus.sandbox import protocol
 from nimbus.sandbox.cgroups import Cgroup
+from nimbus.sandbox.channel import Channel, ChannelClosed
 from nimbus.sandbox.errors import EnvironmentGone, InitError, IsolationUnavailable
 from nimbus.sandbox.logs import LogPipe
 from nimbus.sandbox.spec import EnvironmentSpec, Invocation, Outcome
@@ -49,8 +50,6 @@ def describe_exit(status: int) -> str:
         return f"exit status {os.WEXITSTATUS(status)}"
     return f"unknown status {status}"
 
-
-_SMALL_BODY = 64 * 1024
 
 class _Died(Exception):
     """The environment's process ended; ``status`` is its wait status."""
@@ -83,14 +82,13 @@ class Environment:
         self._seq = 1  # the runtime's init marker is number 1
         self._process_group = process_group
         self._on_stop = on_stop
-        self._lock = asyncio.Lock()
+        self._busy = False  # one invocation at a time (the pool hands an env to one caller)
         self._stopped = False
         self._loop = asyncio.get_running_loop()
         self._logs = LogPipe(log_fd, self._loop)
         self._ctl = ctl
         ctl.setblocking(False)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._channel: Channel | None = None
         self._exit: asyncio.Future[int] = self._loop.create_future()
         self._pidfd = os.pidfd_open(pid) if pidfd is None else pidfd
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -137,26 +135,17 @@ class Environment:
 
     # -- control channel ----------------------------------------------------------------
 
-    async def _streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._reader is None or self._writer is None:
-            self._reader, self._writer = await asyncio.open_unix_connection(
-                sock=self._ctl, limit=1 << 20
-            )
-        return self._reader, self._writer
+    async def _open_channel(self) -> Channel:
+        if self._channel is None:
+            self._channel = await Channel.open(self._ctl)
+        return self._channel
 
     async def _read_frame(self) -> tuple[dict, bytes]:
         """The next frame, or _Died when the environment ends first."""
-        reader, _ = await self._streams()
+        channel = self._channel or await self._open_channel()
         try:
-            head = await reader.readexactly(protocol.HEADER.size)
-            head_len, body_len = protocol.HEADER.unpack(head)
-            if body_len <= _SMALL_BODY:  # the usual result: one read for header and body
-                rest = await reader.readexactly(head_len + body_len)
-                header, body = protocol.decode_header(rest[:head_len]), rest[head_len:]
-            else:  # a big one is not copied once more by slicing
-                header = protocol.decode_header(await reader.readexactly(head_len))
-                body = await reader.readexactly(body_len)
-        except (asyncio.IncompleteReadError, ConnectionError):
+            header, body = await channel.read()
+        except ChannelClosed:
             raise _Died(await self._exit_status()) from None
         if header.get("t") == "exit":  # provided: the bootstrap exited; so will PID 1
             await self._exit_status()
@@ -206,48 +195,53 @@ class Environment:
 
     async def invoke(self, inv: Invocation) -> Outcome:
         """Run one invocation (one at a time per environment)."""
-        async with self._lock:
-            if not self.alive or self._stopped:
-                raise EnvironmentGone(f"environment {self.id} is not alive")
-            self.invocations += 1
-            self._seq += 1
-            marker = protocol.marker(self._nonce, self._seq)
-            header = {"t": "invoke", "id": inv.request_id, "deadline": inv.deadline_ms,
-                      "arn": inv.invoked_function_arn, "trace": inv.trace_id,
-                      "cc": inv.client_context, "ci": inv.cognito_identity}
-            _, writer = await self._streams()
-            start = time.perf_counter()
-            timeout = max(0.0, inv.deadline_ms / 1000 - time.time())
-            # A timer that kills the environment at the deadline (cheaper than a
-            # cancellation scope per invocation): the read then fails, and the flag says
-            # it was the timeout.
-            expired: list[bool] = []
-            loop = asyncio.get_running_loop()
-            timer = loop.call_later(timeout, lambda: (expired.append(True), self._kill()))
-            try:
-                writer.write(protocol.encode(header, inv.payload))
-                await writer.drain()
-                reply, body = await self._read_frame()
-            except (_Died, ConnectionError) as exc:
-                duration = (time.perf_counter() - start) * 1000
-                if expired:
-                    await self._exit_status()
-                    error = {"errorType": "Sandbox.Timedout",
-                             "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out "
-                             f"after {self.spec.timeout_s:.2f} seconds"}
-                    return await self._failed(error, duration)
-                status = exc.status if isinstance(exc, _Died) else await self._exit_status()
-                reason = describe_exit(status)
-                error_type = "Runtime.OutOfMemory" if self._oom_killed() else "Runtime.ExitError"
-                error = {"errorType": error_type,
-                         "errorMessage": f"RequestId: {inv.request_id} Error: Runtime exited "
-                         f"with error: {reason}"}
-                return await self._failed(error, duration)
-            finally:
-                timer.cancel()
+        if self._busy:
+            raise RuntimeError(f"environment {self.id} is already running an invocation")
+        self._busy = True
+        try:
+            return await self._invoke(inv)
+        finally:
+            self._busy = False
+
+    async def _invoke(self, inv: Invocation) -> Outcome:
+        if not self.alive or self._stopped:
+            raise EnvironmentGone(f"environment {self.id} is not alive")
+        self.invocations += 1
+        self._seq += 1
+        marker = protocol.marker(self._nonce, self._seq)
+        header = {"t": "invoke", "id": inv.request_id, "deadline": inv.deadline_ms,
+                  "arn": inv.invoked_function_arn, "trace": inv.trace_id,
+                  "cc": inv.client_context, "ci": inv.cognito_identity}
+        channel = self._channel or await self._open_channel()
+        start = time.perf_counter()
+        timeout = max(0.0, inv.deadline_ms / 1000 - time.time())
+        # A timer that kills the environment at the deadline (cheaper than a cancellation
+        # scope per invocation): the read then fails, and the flag says it was the timeout.
+        expired: list[bool] = []
+        timer = self._loop.call_later(timeout, lambda: (expired.append(True), self._kill()))
+        try:
+            await channel.send(header, inv.payload)
+            reply, body = await self._read_frame()
+        except (_Died, ChannelClosed) as exc:
             duration = (time.perf_counter() - start) * 1000
-            logs = await self._logs.until(marker)
-            return Outcome(body, reply.get("error"), logs, duration, self._memory_mb(), True)
+            if expired:
+                await self._exit_status()
+                error = {"errorType": "Sandbox.Timedout",
+                         "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out "
+                         f"after {self.spec.timeout_s:.2f} seconds"}
+                return await self._failed(error, duration)
+            status = exc.status if isinstance(exc, _Died) else await self._exit_status()
+            reason = describe_exit(status)
+            error_type = "Runtime.OutOfMemory" if self._oom_killed() else "Runtime.ExitError"
+            error = {"errorType": error_type,
+                     "errorMessage": f"RequestId: {inv.request_id} Error: Runtime exited "
+                     f"with error: {reason}"}
+            return await self._failed(error, duration)
+        finally:
+            timer.cancel()
+        duration = (time.perf_counter() - start) * 1000
+        logs = await self._logs.until(marker)
+        return Outcome(body, reply.get("error"), logs, duration, self._memory_mb(), True)
 
     async def _failed(self, error: dict, duration_ms: float) -> Outcome:
         memory = self._memory_mb()
@@ -263,8 +257,8 @@ class Environment:
         self._kill()
         await self._exit_status()
         self.alive = False
-        if self._writer is not None:
-            self._writer.close()
+        if self._channel is not None:
+            self._channel.close()
         else:
             self._ctl.close()
         self._logs.close()
