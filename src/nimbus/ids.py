@@ -11,6 +11,7 @@ import random
 import time
 
 _random = random.Random()  # seeded from os.urandom at import
+_LOW_64 = (1 << 64) - 1
 
 
 def request_id() -> str:
@@ -27,4 +28,5 @@ def hex_id(chars: int) -> str:
 
 def trace_id() -> str:
     """An X-Ray trace header for invocations that arrive without one."""
-    return f"Root=1-{int(time.time()):08x}-{hex_id(24)};Parent={hex_id(16)};Sampled=0"
+    bits = _random.getrandbits(160)  # 96 for the root's id, 64 for the parent's
+    return f"Root=1-{int(time.time()):08x}-{bits >> 64:024x};Parent={bits & _LOW_64:016x};Sampled=0"

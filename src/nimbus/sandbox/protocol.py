@@ -27,14 +27,31 @@ import struct
 HEADER = struct.Struct("!II")
 MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # Lambda's limit for a synchronous response
 
+# Made once: json.dumps/loads rebuild or re-check these on every call, and a frame is
+# encoded and decoded on every invocation at both ends.
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+_decode_json = json.JSONDecoder().decode
+# A result's header is one of two values: encoded once each.
+_RESULT_HEADERS = {
+    error: _encode_json({"t": "result", "error": error}).encode() for error in (None, "Unhandled")
+}
+
+
+def _header_bytes(header: dict) -> bytes:
+    if header.get("t") == "result" and len(header) == 2:
+        cached = _RESULT_HEADERS.get(header.get("error"))  # type: ignore[arg-type]
+        if cached is not None:
+            return cached
+    return _encode_json(header).encode()
+
 
 def encode(header: dict, body: bytes = b"") -> bytes:
-    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw = _header_bytes(header)
     return HEADER.pack(len(raw), len(body)) + raw + body
 
 
 def decode_header(raw: bytes) -> dict:
-    return json.loads(raw)
+    return _decode_json(raw.decode())
 
 
 def marker(nonce: str, seq: int) -> bytes:
@@ -95,7 +112,7 @@ def read_frame(sock: socket.socket) -> tuple[dict, bytes]:
 def write_frame(sock: socket.socket, header: dict, body: bytes = b"") -> None:
     if len(body) > 65536:
         # Avoid concatenating megabytes: header first, then the body as is.
-        raw = json.dumps(header, separators=(",", ":")).encode()
+        raw = _header_bytes(header)
         sock.sendall(HEADER.pack(len(raw), len(body)) + raw)
         sock.sendall(body)
     else:
