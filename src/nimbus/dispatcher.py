@@ -24,6 +24,7 @@ from collections import Counter
 import httpx
 
 from nimbus import ids
+from nimbus.cache import Cache
 from nimbus.config import Config
 from nimbus.destinations import Destination, invocation_record, parse_destination
 from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
@@ -82,7 +83,10 @@ class Dispatcher:
         self._busy_slots = 0
         self._freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._configs: dict[tuple[str, str], EventInvokeConfig] = {}
+        self._configs: Cache[tuple[str, str], EventInvokeConfig] = Cache(
+            lambda key: event_configs.find(*key) or EventInvokeConfig(*key),
+            lambda: functions.generation,
+        )
         self._http: httpx.AsyncClient | None = None
         self._webhooks = asyncio.Semaphore(WEBHOOK_CONNECTIONS)
         # succeeded / retried / throttled / failed / dead_lettered / delivered, since start
@@ -90,8 +94,7 @@ class Dispatcher:
         functions.on_change(self._forget)
 
     def _forget(self, name: str) -> None:
-        for key in [k for k in self._configs if k[0] == name]:
-            self._configs.pop(key, None)
+        self._configs.drop(lambda key, _: key[0] == name)
 
     async def enqueue(
         self,
@@ -171,15 +174,7 @@ class Dispatcher:
             log.error("dispatching an event failed", exc_info=task.exception())
 
     async def _config(self, function: str, qualifier: str) -> EventInvokeConfig:
-        key = (function, qualifier)
-        cached = self._configs.get(key)
-        if cached is None:
-            generation = self.functions.generation
-            found = await blocking(self.event_configs.find, function, qualifier)
-            cached = found or EventInvokeConfig(function, qualifier)
-            if self.functions.generation == generation:
-                self._configs[key] = cached
-        return cached
+        return await self._configs.get((function, qualifier))
 
     def _free_slot(self) -> None:
         self._busy_slots -= 1

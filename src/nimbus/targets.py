@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from nimbus.cache import Cache
 from nimbus.errors import ResourceNotFound
 from nimbus.models import LATEST, Alias, FunctionRecord, FunctionVersion
 from nimbus.store.aliases import AliasStore
@@ -42,25 +43,18 @@ class Targets:
     def __init__(self, functions: FunctionStore, aliases: AliasStore) -> None:
         self.functions = functions
         self.aliases = aliases
-        self._cache: dict[tuple[str, str], Resolution] = {}
+        self._cache: Cache[tuple[str, str], Resolution] = Cache(
+            lambda key: self._load(*key), lambda: functions.generation
+        )
         self._reserved_total: int | None = None
         functions.on_change(self._forget)
 
     def _forget(self, name: str) -> None:
-        for key in [k for k in self._cache if k[0] == name]:
-            self._cache.pop(key, None)
+        self._cache.drop(lambda key, _: key[0] == name)
         self._reserved_total = None
 
     async def resolve(self, name: str, qualifier: str | None) -> Resolution:
-        key = (name, qualifier or LATEST)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        generation = self.functions.generation
-        resolution = await blocking(self._load, name, key[1])
-        if self.functions.generation == generation:  # nothing changed while we read
-            self._cache[key] = resolution
-        return resolution
+        return await self._cache.get((name, qualifier or LATEST))
 
     def _load(self, name: str, qualifier: str) -> Resolution:
         record = self.functions.get_record(name)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nimbus.cache import Cache
 from nimbus.config import Config
 from nimbus.errors import GatewayThrottled
-from nimbus.gateway.cache import Cache
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest, Trigger, build_event
