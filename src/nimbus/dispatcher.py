@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import httpx
 
@@ -41,6 +41,7 @@ BUILTIN_QUEUE = "nimbus"
 # Webhook posts in flight at once. More wait their turn here, not in httpx's connection
 # pool, where hundreds of waiters time out (PoolTimeout) and cost quadratic CPU.
 WEBHOOK_CONNECTIONS = 32
+READY_RENEW_S = 30.0  # a leased-ahead event that waited longer renews its lease first
 
 
 class TooOld(NimbusError):
@@ -81,6 +82,7 @@ class Dispatcher:
         # once the function has run, and settles (destination, ack) without holding it,
         # so the wait for a commit never idles an environment.
         self._busy_slots = 0
+        self._ready: deque[tuple[Lease, float]] = deque()  # leased (at), waiting for a slot
         self._freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._configs: Cache[tuple[str, str], EventInvokeConfig] = Cache(
@@ -139,6 +141,12 @@ class Dispatcher:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        # Leased ahead but never started: visible again now, not after their timeout.
+        ready, self._ready = list(self._ready), deque()
+        await asyncio.gather(
+            *(self.queue.retry(lease, 0, lease.event.attempts) for lease, _ in ready),
+            return_exceptions=True,
+        )
         for task in list(self._running):
             task.cancel()
         if self._running:
@@ -148,13 +156,16 @@ class Dispatcher:
 
     async def _consume(self) -> None:
         while True:
-            free = self.parallelism - self._busy_slots
-            if free <= 0 or (self._busy_slots and free < self.lease_batch):
+            # Lease ahead: up to ``parallelism`` more events than slots wait here, so a
+            # slot that frees starts the next one at once instead of waiting for a lease
+            # round trip (which may queue behind a commit of puts and its fsync).
+            want = 2 * self.parallelism - self._busy_slots - len(self._ready)
+            if want < self.lease_batch:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
             try:
-                leases = await self.queue.lease(free, self.config.async_visibility_seconds)
+                leases = await self.queue.lease(want, self.config.async_visibility_seconds)
             except Exception:
                 log.exception("leasing from the queue failed; retrying")
                 await asyncio.sleep(1)
@@ -162,11 +173,18 @@ class Dispatcher:
             if not leases:
                 await self.queue.wait_for_work(1.0)
                 continue
-            for lease in leases:
-                self._busy_slots += 1
-                task = asyncio.get_running_loop().create_task(self._handle(lease))
-                self._running.add(task)
-                task.add_done_callback(self._done)
+            leased_at = time.monotonic()
+            self._ready.extend((lease, leased_at) for lease in leases)
+            self._start_ready()
+
+    def _start_ready(self) -> None:
+        while self._ready and self._busy_slots < self.parallelism:
+            lease, leased_at = self._ready.popleft()
+            self._busy_slots += 1
+            waited = time.monotonic() - leased_at
+            task = asyncio.get_running_loop().create_task(self._handle(lease, waited))
+            self._running.add(task)
+            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -178,12 +196,19 @@ class Dispatcher:
 
     def _free_slot(self) -> None:
         self._busy_slots -= 1
+        self._start_ready()
         self._freed.set()
 
-    async def _handle(self, lease: Lease) -> None:
+    async def _handle(self, lease: Lease, waited: float = 0.0) -> None:
         event = lease.event
         outcome: InvokeResult | NimbusError
         try:
+            # A lease that waited behind slow invocations has used part of its visibility
+            # timeout; renew it so the run cannot outlive it and be delivered twice.
+            if waited > READY_RENEW_S and not await self.queue.extend(
+                lease, self.config.async_visibility_seconds
+            ):
+                return  # stale: another consumer holds the event now
             cfg = await self._config(event.function_name, event.qualifier or LATEST)
             if now_ms() - event.enqueued_ms > cfg.max_age_seconds * 1000:
                 outcome = TooOld()
