@@ -77,7 +77,7 @@ invocation_logs = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("request_id", String(36), nullable=False, index=True),
+    Column("request_id", String(36), nullable=False),
     Column("function_name", String(140), nullable=False),
     Column("version", String(16), nullable=False),
     Column("log_stream", String(256), nullable=False),
