@@ -85,6 +85,7 @@ class Dispatcher:
         self._ready: deque[tuple[Lease, float]] = deque()  # leased (at), waiting for a slot
         self._freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start()
         self._configs: Cache[tuple[str, str], EventInvokeConfig] = Cache(
             lambda key: event_configs.find(*key) or EventInvokeConfig(*key),
             lambda: functions.generation,
@@ -134,7 +135,9 @@ class Dispatcher:
         self._http = httpx.AsyncClient(
             timeout=10, limits=httpx.Limits(max_connections=WEBHOOK_CONNECTIONS)
         )
-        self._loop_task = asyncio.get_running_loop().create_task(self._consume())
+        # Kept: on Python 3.11 each get_running_loop() is a getpid() syscall.
+        self._loop = asyncio.get_running_loop()
+        self._loop_task = self._loop.create_task(self._consume())
 
     async def close(self) -> None:
         if self._loop_task is not None:
@@ -182,7 +185,7 @@ class Dispatcher:
             lease, leased_at = self._ready.popleft()
             self._busy_slots += 1
             waited = time.monotonic() - leased_at
-            task = asyncio.get_running_loop().create_task(self._handle(lease, waited))
+            task = self._loop.create_task(self._handle(lease, waited))
             self._running.add(task)
             task.add_done_callback(self._done)
 

@@ -33,6 +33,7 @@ class Channel(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by connection_made()
         self._closed = False
 
     @classmethod
@@ -46,6 +47,9 @@ class Channel(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
         self._transport = transport  # type: ignore[assignment]
         self._transport.set_write_buffer_limits(high=HIGH_WATER)
+        # Kept: on Python 3.11 each get_running_loop() is a getpid() syscall, and read()
+        # makes a future per invocation.
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -73,7 +77,7 @@ class Channel(asyncio.Protocol):
             self._writable.set_result(None)
 
     def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
+        self._writable = self._loop.create_future()
 
     def resume_writing(self) -> None:
         if self._writable is not None and not self._writable.done():
@@ -95,7 +99,7 @@ class Channel(asyncio.Protocol):
         while not self._frames:
             if self._closed:
                 raise ChannelClosed("control channel closed")
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:

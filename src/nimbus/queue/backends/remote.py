@@ -55,6 +55,7 @@ class RemoteQueue(QueueBackend):
         self._waits: set[int] = set()  # request ids of wait_for_work calls
         self._closing = False  # no new requests; those made still finish
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop  # set by open()
 
     async def open(self) -> None:
         if self._writer is not None:
@@ -63,7 +64,10 @@ class RemoteQueue(QueueBackend):
             reader, self._writer = await asyncio.open_unix_connection(self.path)
         except OSError as exc:
             raise QueueError(f"cannot reach the queue at {self.path}: {exc}") from exc
-        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        # Kept: on Python 3.11 each get_running_loop() is a getpid() syscall, and futures
+        # are made per event.
+        self._loop = asyncio.get_running_loop()
+        self._reader_task = self._loop.create_task(self._read(reader))
         # Answered once the server has registered us: from then on we hear every change,
         # and nothing was cached before (the caches fill as events run).
         await self._call("hello")
@@ -109,7 +113,7 @@ class RemoteQueue(QueueBackend):
         # settles a whole batch with one task and one queue transaction.
         if self._writer is None or self._closing:
             raise QueueError(f"remote queue {self.path} is not open")
-        future = asyncio.get_running_loop().create_future()
+        future = self._loop.create_future()
         self._acks.append((lease.id, lease.token, future))
         self._schedule("ack")
         return await future
@@ -153,7 +157,7 @@ class RemoteQueue(QueueBackend):
     def _request_now(self, op: str, *args: Any) -> tuple[int, asyncio.Future[Any]]:
         """Put a request in the outbox (sent at the next flush); its reply's future."""
         request_id = next(self._ids)
-        future = asyncio.get_running_loop().create_future()
+        future = self._loop.create_future()
         self._pending[request_id] = future
         self._outbox.append((request_id, op, args))
         return request_id, future
@@ -167,7 +171,7 @@ class RemoteQueue(QueueBackend):
     def _schedule(self, op: str) -> None:
         if self._flush_soon:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if op not in _SETTLING or self._closing:
             if self._flush_at is not None:
                 self._flush_at.cancel()
