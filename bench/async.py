@@ -12,7 +12,7 @@ HTTP clients (raw Invoke with X-Amz-Invocation-Type: Event) and measures:
 Baseline in the same run: the same clients against nimbus' /health (one store ping,
 no queue), so the ratio shows what durable queueing costs on this machine.
 
-    .venv/bin/python bench/async.py [--events 20000] [--clients 64] [--parallelism 64]
+    .venv/bin/python bench/async.py [--events 20000] [--clients 64] [--parallelism N]
                                     [--workers 1] [--warmup 3000]
 """
 
@@ -36,6 +36,8 @@ import zipfile
 
 import httpx
 from tests.nimbus_process import NimbusProcess
+
+from nimbus.config import default_async_parallelism
 
 ROLE = "arn:aws:iam::000000000000:role/bench"
 
@@ -122,20 +124,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--parallelism", type=int, default=64, help="async_parallelism")
+    parser.add_argument(
+        "--parallelism", type=int, help="async_parallelism (default: nimbus' own, 8 per CPU)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="async_workers (0: in-process)")
     parser.add_argument(
         "--warmup", type=int, default=3000, help="events run first, unmeasured (0: cold start)"
     )
     args = parser.parse_args()
+    parallelism = args.parallelism or default_async_parallelism()
 
     with tempfile.TemporaryDirectory() as tmp:
         server = NimbusProcess(
             Path(tmp) / "data",
             env={
                 "NIMBUS_LOG_LEVEL": "warning",
-                "NIMBUS_ASYNC_PARALLELISM": str(args.parallelism),
                 "NIMBUS_ASYNC_WORKERS": str(args.workers),
+                "NIMBUS_ASYNC_PARALLELISM": str(parallelism),
             },
         ).start()
         try:
@@ -175,7 +180,7 @@ async def main() -> None:
         "events": args.events,
         "warmup_events": args.warmup,
         "clients": args.clients,
-        "async_parallelism": args.parallelism,
+        "async_parallelism": parallelism,
         "async_workers": args.workers,
         "accepted": accepted,
         "accepted_per_s": round(accepted / elapsed, 1),
