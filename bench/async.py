@@ -35,6 +35,7 @@ import time
 import zipfile
 
 import httpx
+from bench.cpu import Snapshot
 from tests.nimbus_process import NimbusProcess
 
 from nimbus.config import default_async_parallelism
@@ -168,10 +169,12 @@ async def main() -> None:
                 _, warm, _ = await hammer(host, port, path, args.warmup, args.clients, event)
                 before = await finished(server.endpoint, warm, drain=True)
             start = time.perf_counter()
+            cpu_before = Snapshot.take(server.proc.pid)
             n, clients = args.events, args.clients
             lat, accepted, elapsed = await hammer(host, port, path, n, clients, event)
             await finished(server.endpoint, 0, drain=True)
             drained = time.perf_counter() - start
+            cpu = cpu_before.per_event(Snapshot.take(server.proc.pid), accepted)
             done = await finished(server.endpoint, before + accepted) - before
         finally:
             server.stop()
@@ -190,6 +193,9 @@ async def main() -> None:
         "lost": accepted - done,
         "baseline_health_per_s": round(baseline_per_s, 1),
         "accepted_vs_baseline": round((accepted / elapsed) / baseline_per_s, 3),
+        # From the first enqueue until the queue is empty; all processes on the machine
+        # share its cores, so these say where the time per event goes.
+        "cpu_us_per_event": cpu,
     }
     width = max(len(k) for k in result)
     print(f"{'metric':<{width}}  value")

@@ -4,9 +4,9 @@ Starts a raw Starlette "hello" app (uvicorn with uvloop + httptools, as nimbus s
 the same app making one JSON round trip to a worker process per request (the floor of
 any design that runs functions outside the server process), and a real nimbus with a
 warm python3.12 hello function behind a function URL; drives all three with the same
-load generator (wrk, 16 connections by default) in interleaved rounds and reports req/s
-and p50/p99 latency for each, and nimbus' share of each baseline's req/s. Writes
-bench/results/http.json.
+load generator (wrk, 16 connections by default) in interleaved rounds and reports req/s,
+p50/p99 latency and CPU per request (the app's process, the processes under it) for
+each, and nimbus' share of each baseline's req/s. Writes bench/results/http.json.
 
     .venv/bin/python bench/http.py [--connections 16] [--seconds 8] [--rounds 3]
 
@@ -34,6 +34,7 @@ import time
 import zipfile
 
 import httpx
+from bench.cpu import Snapshot
 from tests.nimbus_process import NimbusProcess, free_port
 
 RESULTS = Path(__file__).parent / "results" / "http.json"
@@ -176,10 +177,16 @@ def main() -> None:
             url = function_url(server)
             wrk(url, args.connections, 2)  # let the pool scale to the connection count
             runs: dict[str, list[dict[str, float]]] = {"starlette": [], "hop": [], "nimbus": []}
+            cpu_runs: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
             urls = {"starlette": raw_url, "hop": hop_url, "nimbus": url + "hello"}
+            roots = {"starlette": raw.pid, "hop": hop.pid, "nimbus": server.proc.pid}
             for _ in range(args.rounds):
                 for name, target in urls.items():
-                    runs[name].append(wrk(target, args.connections, args.seconds))
+                    before = Snapshot.take(roots[name])
+                    run = wrk(target, args.connections, args.seconds)
+                    requests = int(run["req_per_s"] * args.seconds)
+                    cpu_runs[name].append(before.per_event(Snapshot.take(roots[name]), requests))
+                    runs[name].append(run)
         finally:
             server.stop()
             for process in (raw, hop):
@@ -189,9 +196,15 @@ def main() -> None:
         name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
         for name, rs in runs.items()
     }
+    # CPU per request by process: "server" is the app's own process, "sandbox" the
+    # processes under it (nimbus' sandboxes, the hop app's workers), "load_generator" wrk.
+    cpu = {
+        name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+        for name, rs in cpu_runs.items()
+    }
     ratio = summary["nimbus"]["req_per_s"] / summary["starlette"]["req_per_s"]
     hop_ratio = summary["nimbus"]["req_per_s"] / summary["hop"]["req_per_s"]
-    print(f"{'':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>10}{'others µs':>10}")
     labels = {
         "starlette": "raw Starlette hello",
         "hop": "Starlette + a worker-process round trip",
@@ -199,7 +212,10 @@ def main() -> None:
     }
     for name, label in labels.items():
         s = summary[name]
-        print(f"{label:<44}{s['req_per_s']:>10.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}")
+        print(
+            f"{label:<44}{s['req_per_s']:>10.0f}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}"
+            f"{cpu[name].get('server', 0):>10.0f}{cpu[name].get('sandbox', 0):>10.0f}"
+        )
     print(f"nimbus / Starlette req/s: {ratio:.2f} ({args.connections} connections)")
     print(f"nimbus / Starlette + process hop req/s: {hop_ratio:.2f}")
     RESULTS.parent.mkdir(exist_ok=True)
@@ -214,6 +230,7 @@ def main() -> None:
                 "nimbus": summary["nimbus"],
                 "ratio": ratio,
                 "ratio_vs_process_hop": hop_ratio,
+                "cpu_us_per_request": cpu,
             },
             indent=2,
         )
