@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -46,13 +46,12 @@ def _idle_and_total() -> tuple[int, int]:
 
 @dataclass
 class Snapshot:
-    """CPU seconds so far of every process under ``root``, by pid, and of this one."""
+    """CPU seconds so far of every process under a root, by pid, and of this one."""
 
-    root: int
-    seconds: dict[int, tuple[str, float]] = field(default_factory=dict)
-    own: float = 0.0
-    idle: int = 0
-    total: int = 0
+    seconds: dict[int, tuple[str, float]]  # pid -> (kind, seconds)
+    own: float
+    idle: int
+    total: int
 
     @classmethod
     def take(cls, root: int) -> Snapshot:
@@ -61,17 +60,16 @@ class Snapshot:
         for entry in os.listdir("/proc"):
             if entry.isdigit() and (stat := _stat(int(entry))) is not None:
                 parents[int(entry)], times[int(entry)] = stat
-        tree, frontier = {root}, [root]
+        tree, frontier = {root}, {root}
         while frontier:
-            frontier = [p for p, parent in parents.items() if parent in frontier]
-            tree.update(frontier)
+            frontier = {p for p, parent in parents.items() if parent in frontier}
+            tree |= frontier
         own = sum(
             u.ru_utime + u.ru_stime
             for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
         )
         idle, total = _idle_and_total()
         return cls(
-            root,
             {pid: (_kind(pid, root), times[pid]) for pid in tree if pid in times},
             own,
             idle,

@@ -155,6 +155,11 @@ def function_url(server: NimbusProcess) -> str:
     return url
 
 
+def _medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds."""
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=16)
@@ -192,16 +197,10 @@ def main() -> None:
             for process in (raw, hop):
                 process.terminate()
                 process.wait()
-    summary = {
-        name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-        for name, rs in runs.items()
-    }
+    summary = {name: _medians(rs) for name, rs in runs.items()}
     # CPU per request by process: "server" is the app's own process, "sandbox" the
     # processes under it (nimbus' sandboxes, the hop app's workers), "load_generator" wrk.
-    cpu = {
-        name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
-        for name, rs in cpu_runs.items()
-    }
+    cpu = {name: _medians(rs) for name, rs in cpu_runs.items()}
     ratio = summary["nimbus"]["req_per_s"] / summary["starlette"]["req_per_s"]
     hop_ratio = summary["nimbus"]["req_per_s"] / summary["hop"]["req_per_s"]
     print(f"{'':<44}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>10}{'others µs':>10}")
