@@ -110,3 +110,27 @@ async def test_a_lease_that_waited_past_its_timeout_runs_once(parts, monkeypatch
         await asyncio.sleep(0.05)
     assert invoker.calls == {"a": 1, "b": 1}
     assert stats.depth == 0
+
+
+async def test_the_lease_reserve_follows_the_lease_round_trip(parts) -> None:  # type: ignore[no-untyped-def]
+    config, _, _, dispatcher = parts
+    p = config.async_parallelism
+    assert dispatcher.ahead == p
+    cap = dispatcher_module.MAX_AHEAD * p
+    # Slots went idle while a full lease was on its way: the reserve doubles, up to its cap.
+    for expected in (2 * p, 4 * p, 8 * p, 16 * p, 32 * p):
+        dispatcher._adapt(in_hand=p, asked=5, got=5)
+        assert dispatcher.ahead == min(expected, cap)
+    assert dispatcher.ahead == cap
+    # The queue ran dry (a short lease): more reserve would not have helped.
+    dispatcher._adapt(in_hand=p, asked=5, got=2)
+    assert dispatcher.ahead == cap
+    # Events were still waiting when the lease came back: the reserve shrinks step by step.
+    dispatcher._ready.append((None, 0.0))  # type: ignore[arg-type]
+    for _ in range(cap):
+        dispatcher._adapt(in_hand=p, asked=5, got=5)
+    dispatcher._ready.clear()
+    assert dispatcher.ahead == p
+    # Nothing was in hand when it asked (an idle queue got work): not a slow round trip.
+    dispatcher._adapt(in_hand=0, asked=5, got=5)
+    assert dispatcher.ahead == p

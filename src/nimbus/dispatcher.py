@@ -42,6 +42,10 @@ BUILTIN_QUEUE = "nimbus"
 # pool, where hundreds of waiters time out (PoolTimeout) and cost quadratic CPU.
 WEBHOOK_CONNECTIONS = 32
 READY_RENEW_S = 30.0  # a leased-ahead event that waited longer renews its lease first
+# Events leased ahead of the free slots, in multiples of the parallelism: at least one
+# (a freed slot never waits for a lease), at most this many (what one consumer may hold
+# back from the others).
+MAX_AHEAD = 8
 
 
 class TooOld(NimbusError):
@@ -77,6 +81,9 @@ class Dispatcher:
         # When saturated, lease once this many slots are free rather than one by one:
         # each lease is a queue round trip (a cross-process one for async workers).
         self.lease_batch = max(1, self.parallelism // 8)
+        # How many events to hold leased beyond the busy slots: enough to cover what the
+        # slots consume during one lease round trip (see _adapt).
+        self.ahead = self.parallelism
         self._running: set[asyncio.Task[None]] = set()
         # Slots bound the invocations in flight, not the tasks: a task gives its slot back
         # once the function has run, and settles (destination, ack) without holding it,
@@ -159,26 +166,42 @@ class Dispatcher:
 
     async def _consume(self) -> None:
         while True:
-            # Lease ahead: up to ``parallelism`` more events than slots wait here, so a
-            # slot that frees starts the next one at once instead of waiting for a lease
-            # round trip (which may queue behind a commit of puts and its fsync).
-            want = 2 * self.parallelism - self._busy_slots - len(self._ready)
+            # Lease ahead: events wait here beyond the busy slots, so a slot that frees
+            # starts the next one at once instead of waiting for a lease round trip. That
+            # round trip is slow exactly when the queue is busiest (its owner is answering
+            # a flood of puts), so the reserve adapts (see _adapt): short functions
+            # drained by the thousand per second keep their slots fed, slow ones hold few
+            # events back from other consumers.
+            want = self.parallelism + self.ahead - self._busy_slots - len(self._ready)
             if want < self.lease_batch:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
+            in_hand = self._busy_slots + len(self._ready)
             try:
                 leases = await self.queue.lease(want, self.config.async_visibility_seconds)
             except Exception:
                 log.exception("leasing from the queue failed; retrying")
                 await asyncio.sleep(1)
                 continue
+            self._adapt(in_hand, want, len(leases))
             if not leases:
                 await self.queue.wait_for_work(1.0)
                 continue
             leased_at = time.monotonic()
             self._ready.extend((lease, leased_at) for lease in leases)
             self._start_ready()
+
+    def _adapt(self, in_hand: int, asked: int, got: int) -> None:
+        """Size the reserve from how the last lease went. If the events in hand when it
+        was asked for all ran out before it came back (slots sat idle) while the queue
+        had more (it filled the request), the reserve was too small for the round trip
+        and doubles; if events were still waiting, it shrinks a step."""
+        starved = in_hand > 0 and not self._ready and self._busy_slots < self.parallelism
+        if starved and got == asked:
+            self.ahead = min(MAX_AHEAD * self.parallelism, 2 * self.ahead)
+        elif not starved:
+            self.ahead = max(self.parallelism, self.ahead - self.lease_batch)
 
     def _start_ready(self) -> None:
         while self._ready and self._busy_slots < self.parallelism:
