@@ -68,6 +68,12 @@ def chatty(event, context):
     return event["n"]
 
 
+def paced(event, context):
+    sys.stdout.write(event["text"])
+    time.sleep(event["pause"])
+    return None
+
+
 def introspect(event, context):
     cc = context.client_context
     return {
@@ -262,6 +268,25 @@ def test_logs_are_attributed_to_their_invocation(sb: Sandbox, code) -> None:
             level, _ts, request_id, message = lines[2].split("\t")
             assert (level, request_id, message) == ("[INFO]", inv.request_id, f"logged {n}")
             assert len(lines) == 3
+    finally:
+        sb.stop(env)
+
+
+def test_logs_are_cut_whether_or_not_the_server_read_them_already(sb: Sandbox, code) -> None:
+    # The runtime skips its end marker when the server has read every byte (after a
+    # pause, or when nothing was printed) and writes it when output is still in the pipe
+    # (a burst beyond the server's 64 KiB reads); either way each invocation gets
+    # exactly its own output.
+    env = sb.start(spec(code, "app.paced"))
+    try:
+        burst = "".join(f"{i:07d}\n" for i in range(40_000))  # 320 KB
+        cases = [("", 0), ("after a pause\n", 0.05), (burst, 0), ("", 0), ("no pause\n", 0),
+                 (burst, 0.05), ("last\n", 0)]
+        for text, pause in cases:
+            inv = invocation(json.dumps({"text": text, "pause": pause}))
+            outcome = sb.loop.run(env.invoke(inv))
+            assert outcome.function_error is None
+            assert outcome.logs.decode() == text
     finally:
         sb.stop(env)
 

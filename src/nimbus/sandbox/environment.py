@@ -240,7 +240,10 @@ class Environment:
         finally:
             timer.cancel()
         duration = (time.perf_counter() - start) * 1000
-        logs = await self._logs.until(marker)
+        if reply.get("marked", True):
+            logs = await self._logs.until(marker)
+        else:
+            logs = self._logs.take()
         return Outcome(body, reply.get("error"), logs, duration, self._memory_mb(), True)
 
     async def _failed(self, error: dict, duration_ms: float) -> Outcome:

@@ -72,6 +72,10 @@ class LogPipe:
         finally:
             self._waiter = None
 
+    def take(self) -> bytes:
+        """Everything read so far (consumed)."""
+        return self._take(len(self.buf))
+
     async def until(self, marker: bytes, timeout: float = 2.0) -> bytes:
         """The output before ``marker`` (consumed); on timeout or EOF, what there is."""
         start = 0

@@ -9,13 +9,15 @@ Shared by the server (asyncio) and the in-sandbox runtimes (blocking sockets, Py
 
 Frames, by ``t``:
   environment -> server: ``ready`` {init_ms}, ``init_error`` {type} + error JSON body,
-  ``setup_error`` {message}, ``result`` {error: None | "Unhandled"} + payload body,
-  ``exit`` {status} (provided runtimes: the bootstrap exited).
+  ``setup_error`` {message}, ``result`` {error: None | "Unhandled", marked?} + payload
+  body, ``exit`` {status} (provided runtimes: the bootstrap exited).
   server -> environment: ``invoke`` {id, deadline, arn, trace, cc, ci} + event body.
 
 Logs do not travel here: stdout/stderr go to a pipe, and after each invocation the
 runtime writes ``marker(nonce, seq)`` into that pipe, so the server can cut the log at
-exactly the end of the invocation.
+exactly the end of the invocation. A runtime that finds the pipe empty at that point
+(the server has read every byte written so far) may skip the marker and say
+``marked: false`` in its result: the log is then whatever the server has read.
 """
 
 from __future__ import annotations
@@ -31,15 +33,18 @@ MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # Lambda's limit for a synchronous response
 # encoded and decoded on every invocation at both ends.
 _encode_json = json.JSONEncoder(separators=(",", ":")).encode
 _decode_json = json.JSONDecoder().decode
-# A result's header is one of two values: encoded once each.
+# A result's header is one of four values: encoded once each.
+_RESULTS = [{"t": "result", "error": error} for error in (None, "Unhandled")]
+_RESULTS += [{**result, "marked": False} for result in _RESULTS]
 _RESULT_HEADERS = {
-    error: _encode_json({"t": "result", "error": error}).encode() for error in (None, "Unhandled")
+    (r["error"], r.get("marked", True)): _encode_json(r).encode() for r in _RESULTS
 }
+_RESULT_KEYS = frozenset({"t", "error", "marked"})
 
 
 def _header_bytes(header: dict) -> bytes:
-    if header.get("t") == "result" and len(header) == 2:
-        cached = _RESULT_HEADERS.get(header.get("error"))  # type: ignore[arg-type]
+    if header.get("t") == "result" and "error" in header and header.keys() <= _RESULT_KEYS:
+        cached = _RESULT_HEADERS.get((header.get("error"), header.get("marked", True)))
         if cached is not None:
             return cached
     return _encode_json(header).encode()
