@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from nimbus import ids
+from nimbus import codec, ids
 from nimbus.concurrency import ConcurrencyLimiter
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent
@@ -72,7 +72,7 @@ def check_payload(payload: bytes) -> bytes:
     if not payload.strip():
         return b"{}"
     try:
-        json.loads(payload)
+        codec.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestContent(
             f"Could not parse request body into json: {exc}. The payload must be valid JSON."

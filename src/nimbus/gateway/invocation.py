@@ -10,11 +10,11 @@ them from the function's own 5xx.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from nimbus import codec
 from nimbus.errors import NimbusError, TooManyRequests
 from nimbus.gateway.event import HttpRequest
 from nimbus.gateway.reply import (
@@ -49,7 +49,7 @@ async def invoke(
     timeout_s: float | None = None,
 ) -> HttpReply:
     """Run ``function`` with ``event`` and map its result to the HTTP reply."""
-    payload = json.dumps(event, separators=(",", ":")).encode()
+    payload = codec.dumps(event)
     if len(payload) > MAX_SYNC_PAYLOAD:
         return too_large_reply()
     call = invoker.invoke(

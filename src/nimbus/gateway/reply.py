@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nimbus import codec
 from nimbus.gateway.headers import first_header
 
 FUNCTION_URL_CONTENT_TYPE = "application/json"
@@ -62,7 +63,7 @@ def reply_from_result(
 ) -> HttpReply:
     """The HTTP response for a function's successful result ``payload`` (its JSON)."""
     try:
-        result = json.loads(payload)
+        result = codec.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidFunctionResponse(
             f"The function's response is not valid JSON ({exc}); return a JSON value or "

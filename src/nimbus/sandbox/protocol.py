@@ -29,16 +29,28 @@ import struct
 HEADER = struct.Struct("!II")
 MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # Lambda's limit for a synchronous response
 
-# Made once: json.dumps/loads rebuild or re-check these on every call, and a frame is
-# encoded and decoded on every invocation at both ends.
-_encode_json = json.JSONEncoder(separators=(",", ":")).encode
-_decode_json = json.JSONDecoder().decode
+# The server encodes and decodes a frame header per invocation: with orjson (a
+# dependency of nimbus) where it is importable. In-sandbox runtimes run the function's own
+# interpreter, which has only the standard library: there, encoders made once (json.dumps
+# and json.loads rebuild or re-check them on every call).
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the in-sandbox side
+    orjson = None  # type: ignore[assignment]
+_stdlib_encode = json.JSONEncoder(separators=(",", ":")).encode
+_stdlib_decode = json.JSONDecoder().decode
+
+
+def _encode_json(header: dict) -> bytes:
+    if orjson is not None:
+        return orjson.dumps(header)
+    return _stdlib_encode(header).encode()
+
+
 # A result's header is one of four values: encoded once each.
 _RESULTS = [{"t": "result", "error": error} for error in (None, "Unhandled")]
 _RESULTS += [{**result, "marked": False} for result in _RESULTS]
-_RESULT_HEADERS = {
-    (r["error"], r.get("marked", True)): _encode_json(r).encode() for r in _RESULTS
-}
+_RESULT_HEADERS = {(r["error"], r.get("marked", True)): _encode_json(r) for r in _RESULTS}
 _RESULT_KEYS = frozenset({"t", "error", "marked"})
 
 
@@ -47,7 +59,7 @@ def _header_bytes(header: dict) -> bytes:
         cached = _RESULT_HEADERS.get((header.get("error"), header.get("marked", True)))
         if cached is not None:
             return cached
-    return _encode_json(header).encode()
+    return _encode_json(header)
 
 
 def encode(header: dict, body: bytes = b"") -> bytes:
@@ -56,7 +68,9 @@ def encode(header: dict, body: bytes = b"") -> bytes:
 
 
 def decode_header(raw: bytes) -> dict:
-    return _decode_json(raw.decode())
+    if orjson is not None:
+        return orjson.loads(raw)
+    return _stdlib_decode(raw.decode())
 
 
 def marker(nonce: str, seq: int) -> bytes:
