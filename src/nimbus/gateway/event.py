@@ -215,8 +215,16 @@ def encode_body(body: bytes, content_type: str | None) -> tuple[str, bool]:
 
 def format_time(epoch_ms: int) -> str:
     """``requestContext.time``: ``12/Mar/2020:19:03:58 +0000`` (UTC)."""
-    t = time.gmtime(epoch_ms // 1000)
-    return (
-        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-    )
+    second = epoch_ms // 1000
+    if second != _last_time[0]:
+        # Once per second rather than per request (a few µs each on the hot path).
+        t = time.gmtime(second)
+        _last_time[:] = (
+            second,
+            f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000",
+        )
+    return _last_time[1]
+
+
+_last_time: list = [None, ""]
