@@ -5,9 +5,11 @@ changes) and the clients' reports (dispatcher counters) cross the socket."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 from pathlib import Path
 
-from nimbus.queue.backend import QueuedEvent
+from nimbus.queue import frames
+from nimbus.queue.backend import Lease, QueuedEvent
 from nimbus.queue.backends.remote import RemoteQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.queue.server import QueueServer
@@ -15,6 +17,29 @@ from nimbus.queue.server import QueueServer
 
 def event(n: int) -> QueuedEvent:
     return QueuedEvent("fn", None, b"{}", f"req-{n}")
+
+
+def test_a_lease_crosses_the_socket_with_every_field() -> None:
+    # Leases are pickled as constructor calls (QueuedEvent.__reduce__): a field left out
+    # there would come back with its default, and this event has none of them.
+    lease = Lease(
+        "42",
+        QueuedEvent(
+            function_name="fn",
+            qualifier="live",
+            payload=b'{"x": 1}',
+            request_id="req-1",
+            trace_id="Root=1-abc",
+            enqueued_ms=1700000000000,
+            attempts=2,
+            not_before_ms=1700000001000,
+            kind="destination",
+            extra={"condition": "RetriesExhausted"},
+        ),
+        "token",
+    )
+    encoded = frames.encode([(1, True, [lease])])
+    assert pickle.loads(encoded[frames.HEADER.size :]) == [(1, True, [lease])]
 
 
 async def serve(tmp_path: Path) -> tuple[SqliteQueue, QueueServer]:
