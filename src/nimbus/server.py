@@ -1,4 +1,5 @@
-"""The nimbus HTTP server: one Starlette app serving the control plane and health.
+"""The nimbus HTTP server: the data plane's gateway in front of one Starlette app serving
+the control plane and health.
 
 Start-up (migrations, opening stores) runs in the lifespan, off the event loop; the
 process prints its endpoint only once the socket is bound and the store answers.
@@ -13,7 +14,6 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -47,7 +47,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"message": exc.detail}, status_code=exc.status_code)
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(config: Config) -> Gateway:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await blocking(open_services, config)
@@ -58,17 +58,18 @@ def create_app(config: Config) -> Starlette:
         finally:
             await svc.aclose()
 
-    return Starlette(
+    control_plane = Starlette(
         routes=[Route("/health", health, methods=["GET"]), *api.routes],
         lifespan=lifespan,
-        # The data plane (function URLs, HTTP APIs) first: its requests skip the rest.
-        middleware=[Middleware(Gateway), *auth_middleware(config)],
+        middleware=auth_middleware(config),
         exception_handlers={
             NimbusError: nimbus_error_handler,
             HTTPException: _http_error,
             Exception: unexpected_error_handler,
         },
     )
+    # The data plane (function URLs, HTTP APIs) in front: its requests skip the rest.
+    return Gateway(control_plane)
 
 
 class _Server(uvicorn.Server):

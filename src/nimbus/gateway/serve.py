@@ -1,4 +1,4 @@
-"""The data plane's front door: ASGI middleware in front of the control-plane routes.
+"""The data plane's front door: the ASGI app in front of the control plane's.
 
 User HTTP requests for function URLs and HTTP APIs never go through Starlette's router
 (they are the hot path, and their paths belong to the user): this layer recognises them
@@ -16,11 +16,13 @@ Addressing (README "HTTP triggers"):
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from nimbus import ids
 from nimbus.api.invoke import PATH as INVOKE_PATH
@@ -32,6 +34,7 @@ from nimbus.gateway.reply import HttpReply, plain_reply, too_large_reply
 if TYPE_CHECKING:
     from nimbus.services import Services
 
+log = logging.getLogger("nimbus.gateway")
 URL_PREFIX = "/lambda-url/"
 API_PREFIX = "/execute-api/"
 MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
@@ -50,35 +53,52 @@ class ClientGone(Exception):
 
 
 class Gateway:
-    """Routes function-URL and HTTP-API requests to the data plane, the rest to ``app``."""
+    """The server's outermost ASGI app: function-URL and HTTP-API requests go to the data
+    plane, everything else to ``app`` (the control plane's Starlette app).
 
-    def __init__(self, app: ASGIApp) -> None:
+    It sits outside Starlette's middleware, so data-plane requests skip those layers
+    (each wraps every send), and answers its own unexpected errors, in API Gateway's
+    shape rather than the Lambda API's."""
+
+    def __init__(self, app: Starlette) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope["app"] = self.app  # as Starlette sets it: handlers find the services there
         if scope["method"] == "POST":
             invoke = INVOKE_PATH.fullmatch(scope["path"])
-            if invoke is not None and scope["app"].state.services.config.api_auth == "none":
-                # The busiest control-plane call skips the router (not the auth check).
+            if invoke is not None and self.app.state.services.config.api_auth == "none":
+                # The busiest control-plane call skips the router (not the auth check);
+                # invoke_app answers its own errors in the Lambda API's shape.
                 await invoke_app(scope, receive, send, invoke[1])
                 return
         target = _target(scope)
         if target is None:
             await self.app(scope, receive, send)
             return
-        kind, resource_id, path = target
+        try:
+            reply = await self._serve(*target, scope, receive)
+        except Exception:
+            log.exception("the gateway failed on %s %s", scope["method"], scope["path"])
+            reply = plain_reply(500, "Internal Server Error", "InternalServerErrorException")
+        if reply is not None:
+            await _send(send, reply)
+
+    async def _serve(
+        self, kind: str, resource_id: str, path: str, scope: Scope, receive: Receive
+    ) -> HttpReply | None:
+        """The reply to one data-plane request; None when the client is gone."""
         try:
             request = await _read(scope, receive, path)
         except TooLarge:
-            await _send(send, too_large_reply())
-            return
+            return too_large_reply()
         except ClientGone:
             # Nobody to answer, and a truncated body must not reach the function.
-            return
-        svc: Services = scope["app"].state.services
+            return None
+        svc: Services = self.app.state.services
         if sum(len(k) + len(v) for k, v in request.headers) > MAX_HEADERS:
             reply = plain_reply(431, "Request Header Fields Too Large", "BadRequestException")
         elif kind == "lambda-url":
@@ -86,7 +106,7 @@ class Gateway:
         else:
             reply = await svc.api_gateway.serve(resource_id, request, scope)
         reply.headers.append(("x-amzn-RequestId", request.request_id))
-        await _send(send, reply)
+        return reply
 
 
 def _target(scope: Scope) -> tuple[str, str, str] | None:
