@@ -8,6 +8,9 @@ HTTP clients (raw Invoke with X-Amz-Invocation-Type: Event) and measures:
   enqueue p50/p99  latency of one async Invoke request
   executed_per_s   events run to completion per second, first enqueue to empty queue
   lost             accepted events that neither succeeded nor landed in a dead letter
+  accept_only, drain_only  the same two halves apart (N more events accepted with the
+                   async workers stopped, then drained from the full queue): per_s and
+                   CPU per event of each
 
 Baseline in the same run: the same clients against nimbus' /health (one store ping,
 no queue), so the ratio shows what durable queueing costs on this machine.
@@ -29,6 +32,8 @@ import argparse
 import asyncio
 import io
 import json
+import os
+import signal
 import statistics
 import tempfile
 import time
@@ -116,6 +121,44 @@ async def finished(endpoint: str, target: int, drain: bool = False) -> int:
             await asyncio.sleep(0.1)
 
 
+async def accept_then_drain(
+    server: NimbusProcess, path: str, n: int, clients: int, done_before: int
+) -> dict[str, dict]:
+    """The two halves of the work apart: N more events accepted while the async workers
+    are stopped (SIGSTOP), then drained from a full queue once they continue; events/s
+    and CPU per event of each. The main figures run both at once, sharing the cores."""
+    workers = [
+        pid for pid, (kind, _) in Snapshot.take(server.proc.pid).seconds.items()
+        if kind == "worker"
+    ]  # fmt: skip
+    event = {"X-Amz-Invocation-Type": "Event"}
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        cpu0 = Snapshot.take(server.proc.pid)
+        _, accepted, elapsed = await hammer("127.0.0.1", server.port, path, n, clients, event)
+        cpu1 = Snapshot.take(server.proc.pid)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    start = time.perf_counter()
+    await finished(server.endpoint, 0, drain=True)
+    drained = time.perf_counter() - start
+    cpu2 = Snapshot.take(server.proc.pid)
+    done = await finished(server.endpoint, done_before + accepted) - done_before
+    return {
+        "accept_only": {
+            "per_s": round(accepted / elapsed, 1),
+            "cpu_us_per_event": cpu0.per_event(cpu1, accepted),
+        },
+        "drain_only": {
+            "per_s": round(done / drained, 1),
+            "cpu_us_per_event": cpu1.per_event(cpu2, done),
+            "lost": accepted - done,
+        },
+    }
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))]
@@ -176,6 +219,9 @@ async def main() -> None:
             drained = time.perf_counter() - start
             cpu = cpu_before.per_event(Snapshot.take(server.proc.pid), accepted)
             done = await finished(server.endpoint, before + accepted) - before
+            phases: dict[str, dict] = {}
+            if args.workers:
+                phases = await accept_then_drain(server, path, n, clients, before + done)
         finally:
             server.stop()
 
@@ -196,6 +242,7 @@ async def main() -> None:
         # From the first enqueue until the queue is empty; all processes on the machine
         # share its cores, so these say where the time per event goes.
         "cpu_us_per_event": cpu,
+        **phases,
     }
     width = max(len(k) for k in result)
     print(f"{'metric':<{width}}  value")
