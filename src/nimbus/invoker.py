@@ -18,6 +18,7 @@ from nimbus.concurrency import ConcurrencyLimiter
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent
 from nimbus.models import FunctionRecord, FunctionVersion
+from nimbus.observe.log_files import LogFiles
 from nimbus.observe.logs import InvocationLog, LogStore, billed, now_ms, render, tail
 from nimbus.pool import Pool, PoolKey
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation, SandboxManager
@@ -134,7 +135,10 @@ class Invoker:
                 max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries
             ),
         )
-        return cls(config, Targets(functions, aliases), code, pool, LogStore(db))
+        # Embedded: logs go to files (see observe/log_files.py); PostgreSQL: to its table,
+        # which every node reads.
+        files = LogFiles(config.data_dir / "logs") if db.is_sqlite else None
+        return cls(config, Targets(functions, aliases), code, pool, LogStore(db, files))
 
     async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
         resolution = await self.targets.resolve(name, qualifier)

@@ -9,7 +9,8 @@ Each invocation's log is the function's own output framed by Lambda's lines::
     Max Memory Used: 20 MB\tInit Duration: 4.56 ms\t
 
 Records are written in batches by a background task so the invoke path never waits
-on the disk.
+on the disk: on the embedded backend to per-function files (``log_files.py``), on
+PostgreSQL to the ``invocation_logs`` table, where every node can read them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 
 from sqlalchemy import Connection, insert, select
 
+from nimbus.observe.log_files import LogFiles
 from nimbus.store.database import Database
 from nimbus.store.schema import invocation_logs
 from nimbus.threads import blocking
@@ -93,8 +95,9 @@ def tail(text: str) -> bytes:
 class LogStore:
     """Writes invocation logs in batches; reads them back by function or request id."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, files: LogFiles | None = None) -> None:
         self.db = db
+        self.files = files
         self._pending: list[InvocationLog] = []
         self._arrived = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch at a time, in order
@@ -127,6 +130,13 @@ class LogStore:
                 await blocking(self._write, batch)
 
     def _write(self, batch: list[InvocationLog]) -> None:
+        if self.files is not None:
+            by_function: dict[str, list[InvocationLog]] = {}
+            for record in batch:
+                by_function.setdefault(record.function_name, []).append(record)
+            for name, records in by_function.items():
+                self.files.append(name, records)  # type: ignore[arg-type]
+            return
         with self.db.write() as conn:
             if self.db.is_sqlite:
                 _insert_sqlite(conn, batch)
@@ -146,6 +156,22 @@ class LogStore:
         await self.flush()
 
     def read(self, function_name: str, since_ms: int = 0, limit: int = 100) -> list[InvocationLog]:
+        """The newest ``limit`` records of a function at or after ``since_ms``, oldest
+        first (with files, the table's rows too: those written before they were used)."""
+        rows = self._read_table(function_name, since_ms, limit)
+        if self.files is None:
+            return rows
+        names = InvocationLog.__dataclass_fields__
+        from_files = [
+            InvocationLog(**{k: r.get(k) for k in names})
+            for r in self.files.read(function_name, since_ms, limit)
+        ]
+        if not rows:
+            return from_files
+        merged = sorted(rows + from_files, key=lambda r: r.timestamp_ms)
+        return merged[-limit:]
+
+    def _read_table(self, function_name: str, since_ms: int, limit: int) -> list[InvocationLog]:
         query = (
             select(invocation_logs)
             .where(
