@@ -48,7 +48,9 @@ class LogFiles:
             folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # one write unless the disk is nearly full
+                view = view[os.write(fd, view) :]
             full = os.fstat(fd).st_size >= self.segment_bytes
         finally:
             os.close(fd)

@@ -93,7 +93,7 @@ def tail(text: str) -> bytes:
 
 
 class LogStore:
-    """Writes invocation logs in batches; reads them back by function or request id."""
+    """Writes invocation logs in batches; reads a function's newest back."""
 
     def __init__(self, db: Database, files: LogFiles | None = None) -> None:
         self.db = db
