@@ -3,6 +3,7 @@ per-function files on the embedded backend, read back intact and in order."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from nimbus.observe.log_files import SEGMENT_BYTES, LogFiles
@@ -83,4 +84,29 @@ def test_rows_stored_before_the_files_are_still_read(tmp_path: Path) -> None:
     logs._write([record(3), record(4)])
     assert [r.request_id for r in logs.read("fn")] == ["req-1", "req-2", "req-3", "req-4"]
     assert [r.request_id for r in logs.read("fn", limit=3)] == ["req-2", "req-3", "req-4"]
+    db.dispose()
+
+
+def test_reading_backwards_across_chunks_and_out_of_order_batches(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from nimbus.observe import log_files
+
+    monkeypatch.setattr(log_files, "_CHUNK", 97)  # lines straddle every chunk boundary
+    db, logs = files_store(tmp_path, segment_bytes=20_000)
+    # Two writers' batches interleave in the file slightly out of time order, as they
+    # do when the server and a worker flush within the same batch window.
+    # 100 ms apart: the newest few are found long before the start of the file.
+    written = [replace(record(n), timestamp_ms=1_000_000 + 100 * n) for n in range(400)]
+    for i in range(0, 400, 20):
+        batch = written[i : i + 20]
+        logs._write(batch[10:] if i % 40 else batch[:10])
+        logs._write(batch[:10] if i % 40 else batch[10:])
+    assert len(list((tmp_path / "logs" / "fn").iterdir())) >= 4
+    assert logs.read("fn", limit=1000) == written
+    for limit in (1, 15, 33, 250):
+        assert logs.read("fn", limit=limit) == written[-limit:]
+    since = written[390].timestamp_ms
+    assert logs.read("fn", since_ms=since, limit=5) == written[-5:]
+    assert logs.read("fn", since_ms=since, limit=50) == written[390:]
     db.dispose()

@@ -22,6 +22,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -61,44 +62,71 @@ class LogFiles:
                 path.rename(folder / f"{time.time_ns():020d}-{os.getpid()}.jsonl")
 
     def read(self, function_name: str, since_ms: int, limit: int) -> list[dict]:
-        """The newest ``limit`` records at or after ``since_ms``, oldest first."""
+        """The newest ``limit`` records at or after ``since_ms``, oldest first.
+
+        Files are read backwards, so the cost follows ``limit``, not the segment's size.
+        Writers append in batches, so a file is in time order only to within a batch
+        window: reading goes on until a record older than the oldest one kept (or than
+        ``since_ms``) by ``SKEW_MS``, which no batch spans."""
         folder = self.directory / function_name
         try:
             names = sorted(n for n in os.listdir(folder) if n != CURRENT)
         except FileNotFoundError:
             return []
         names.append(CURRENT)
-        segments: list[list[dict]] = []  # newest first
-        count = 0
+        found: list[dict] = []  # newest first, as read
+        horizon = since_ms - SKEW_MS  # records older than this cannot matter
         for name in reversed(names):
             path = folder / name
             try:
-                if os.stat(path).st_mtime * 1000 < since_ms:
-                    break  # this segment and every older one end before since_ms
-                data = path.read_bytes()
+                if os.stat(path).st_mtime * 1000 < horizon:
+                    break  # this segment and every older one end before the horizon
+                with open(path, "rb") as f:
+                    horizon = _read_back(f, found, since_ms, limit, horizon)
             except FileNotFoundError:
                 continue  # renamed meanwhile: its new name is older and comes later
-            if count >= limit:
-                # Segments overlap by at most a batch window at their boundary: one more
-                # segment than needed covers it.
-                segments.append(_records(data, since_ms))
-                break
-            segments.append(_records(data, since_ms))
-            count += len(segments[-1])
-        found = [record for segment in reversed(segments) for record in segment]
+        found.reverse()
         found.sort(key=lambda r: r["timestamp_ms"])  # stable: file order within a time
         return found[-limit:]
 
 
-def _records(data: bytes, since_ms: int) -> list[dict]:
-    out = []
-    for line in data.splitlines():
-        if not line:
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # a torn line
-        if isinstance(record, dict) and record.get("timestamp_ms", -1) >= since_ms:
-            out.append(record)
-    return out
+# Writers append a batch within about BATCH_WINDOW_S of its records' timestamps: far less.
+SKEW_MS = 2000
+_CHUNK = 256 * 1024
+
+
+def _read_back(f: BinaryIO, found: list[dict], since_ms: int, limit: int, horizon: int) -> int:
+    """Append ``f``'s records at or after ``since_ms`` to ``found``, newest first, until
+    one is older than the horizon; returns the horizon (raised once ``limit`` are found)."""
+    pos = f.seek(0, os.SEEK_END)
+    rest = b""
+    while pos > 0:
+        size = min(_CHUNK, pos)
+        pos -= size
+        f.seek(pos)
+        lines = (f.read(size) + rest).split(b"\n")
+        rest = lines.pop(0) if pos > 0 else b""  # may be the end of a line further back
+        for line in reversed(lines):
+            record = _record(line)
+            if record is None:
+                continue
+            stamp = record["timestamp_ms"]
+            if stamp < horizon:
+                return horizon
+            if stamp >= since_ms:
+                found.append(record)
+                if len(found) >= limit:
+                    horizon = max(horizon, stamp - SKEW_MS)
+    return horizon
+
+
+def _record(line: bytes) -> dict | None:
+    if not line:
+        return None
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None  # a torn line
+    if not isinstance(record, dict) or not isinstance(record.get("timestamp_ms"), int):
+        return None
+    return record
