@@ -134,3 +134,12 @@ async def test_the_lease_reserve_follows_the_lease_round_trip(parts) -> None:  #
     # Nothing was in hand when it asked (an idle queue got work): not a slow round trip.
     dispatcher._adapt(in_hand=0, asked=5, got=5)
     assert dispatcher.ahead == p
+
+
+async def test_the_lease_reserve_is_bounded_in_events_too(parts) -> None:  # type: ignore[no-untyped-def]
+    # A large parallelism must not hold MAX_AHEAD times its payloads in memory.
+    _, _, _, dispatcher = parts
+    dispatcher.parallelism = dispatcher.ahead = 1000
+    for _ in range(10):
+        dispatcher._adapt(in_hand=1000, asked=5, got=5)
+    assert dispatcher.ahead == 1000 + dispatcher_module.MAX_AHEAD_EVENTS

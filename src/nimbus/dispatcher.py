@@ -44,8 +44,10 @@ WEBHOOK_CONNECTIONS = 32
 READY_RENEW_S = 30.0  # a leased-ahead event that waited longer renews its lease first
 # Events leased ahead of the free slots, in multiples of the parallelism: at least one
 # (a freed slot never waits for a lease), at most this many (what one consumer may hold
-# back from the others).
+# back from the others), and never more than MAX_AHEAD_EVENTS beyond that first one (each
+# holds its payload, up to 256 KB, in memory).
 MAX_AHEAD = 8
+MAX_AHEAD_EVENTS = 1024
 
 
 class TooOld(NimbusError):
@@ -199,7 +201,8 @@ class Dispatcher:
         and doubles; if events were still waiting, it shrinks a step."""
         starved = in_hand > 0 and not self._ready and self._busy_slots < self.parallelism
         if starved and got == asked:
-            self.ahead = min(MAX_AHEAD * self.parallelism, 2 * self.ahead)
+            cap = min(MAX_AHEAD * self.parallelism, self.parallelism + MAX_AHEAD_EVENTS)
+            self.ahead = min(cap, 2 * self.ahead)
         elif not starved:
             self.ahead = max(self.parallelism, self.ahead - self.lease_batch)
 
