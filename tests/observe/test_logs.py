@@ -1,4 +1,4 @@
-"""The invocation log store: batches written to the table in multi-row chunks, or to
+"""The invocation log store: batches written to the table (PostgreSQL), or to
 per-function files on the embedded backend, read back intact and in order."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_a_batch_of_any_length_is_stored_in_order(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'nimbus.db'}")
     db.migrate()
     logs = LogStore(db)
-    written = [record(n) for n in range(203)]  # 128 + 64 + 8 + 2 + 1 rows per statement
+    written = [record(n) for n in range(203)]
     logs._write(written)
     assert logs.read("fn", limit=1000) == written
     db.dispose()

@@ -28,6 +28,7 @@ import orjson
 
 SEGMENT_BYTES = 32 * 1024 * 1024
 CURRENT = "current.jsonl"
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 class LogFiles:
@@ -44,10 +45,10 @@ class LogFiles:
         data = b"\n" + b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
         path = folder / CURRENT
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, _APPEND, 0o600)
         except FileNotFoundError:
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(path, _APPEND, 0o600)
         try:
             view = memoryview(data)
             while view:  # one write unless the disk is nearly full

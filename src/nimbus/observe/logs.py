@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import math
-import operator
 import time
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import insert, select
 
 from nimbus.observe.log_files import LogFiles
 from nimbus.store.database import Database
@@ -138,10 +139,7 @@ class LogStore:
                 self.files.append(name, records)  # type: ignore[arg-type]
             return
         with self.db.write() as conn:
-            if self.db.is_sqlite:
-                _insert_sqlite(conn, batch)
-            else:
-                conn.execute(insert(invocation_logs), [asdict(r) for r in batch])
+            conn.execute(insert(invocation_logs), [asdict(r) for r in batch])
 
     async def flush(self) -> None:
         """Write whatever is waiting, after any write under way (at shutdown, and for
@@ -161,11 +159,7 @@ class LogStore:
         rows = self._read_table(function_name, since_ms, limit)
         if self.files is None:
             return rows
-        names = InvocationLog.__dataclass_fields__
-        from_files = [
-            InvocationLog(**{k: r.get(k) for k in names})
-            for r in self.files.read(function_name, since_ms, limit)
-        ]
+        from_files = [_record(r) for r in self.files.read(function_name, since_ms, limit)]
         if not rows:
             return from_files
         merged = sorted(rows + from_files, key=lambda r: r.timestamp_ms)
@@ -183,34 +177,13 @@ class LogStore:
         )
         with self.db.read() as conn:
             rows = conn.execute(query).all()
-        fields = InvocationLog.__dataclass_fields__
-        return [InvocationLog(**{k: r._mapping[k] for k in fields}) for r in reversed(rows)]
+        return [_record(r._mapping) for r in reversed(rows)]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_COLUMNS = tuple(f.name for f in fields(InvocationLog))
-_row = operator.attrgetter(*_COLUMNS)  # a record's values as a tuple, in column order
-# Rows per INSERT statement, largest first: a batch is cut into these sizes, so a few
-# statements (each cached once by sqlite3) cover any batch length.
-_CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)
-_INSERTS = {
-    n: f"INSERT INTO invocation_logs ({', '.join(_COLUMNS)}) VALUES "
-    + ", ".join([f"({', '.join('?' * len(_COLUMNS))})"] * n)
-    for n in _CHUNKS
-}
-
-
-def _insert_sqlite(conn: Connection, batch: list[InvocationLog]) -> None:
-    """Multi-row INSERTs straight to the driver. Python's sqlite3 releases the GIL
-    around every statement step, and executemany steps once per row: under load each of
-    those hand-offs makes the event loop wait to get the GIL back. One step per chunk,
-    and no SQLAlchemy compile per batch, keep this thread out of the loop's way."""
-    i = 0
-    for size in _CHUNKS:
-        while len(batch) - i >= size:
-            params = [value for record in batch[i : i + size] for value in _row(record)]
-            conn.exec_driver_sql(_INSERTS[size], tuple(params))
-            i += size
+def _record(values: Mapping[str, Any]) -> InvocationLog:
+    """A record from a table row or a log file's line (a field it lacks is None)."""
+    return InvocationLog(**{name: values.get(name) for name in InvocationLog.__dataclass_fields__})
