@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.nimbus_process import NimbusProcess
+from tests.sink import Sink
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 POSTGRES_URL = os.environ.get(
@@ -86,6 +87,14 @@ def nimbus(tmp_path: Path) -> Iterator[NimbusProcess]:
 @pytest.fixture
 def lam(nimbus: NimbusProcess):  # type: ignore[no-untyped-def]
     return nimbus.client()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A webhook receiver in the test process."""
+    s = Sink()
+    yield s
+    s.close()
 
 
 def need_sandbox() -> None:

@@ -41,13 +41,6 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NimbusPro
     proc.stop()
 
 
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    s.close()
-
-
 def fn_arn(name: str) -> str:
     return f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
 
