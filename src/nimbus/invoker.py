@@ -88,6 +88,10 @@ def uid_share(index: int, workers: int) -> tuple[int, int]:
     return UID_BASE + index * count, count
 
 
+# In the data dir: the in-flight counts the server and its async workers share.
+CONCURRENCY_FILE = "concurrency"
+
+
 class Invoker:
     """Runs invocations synchronously (RequestResponse) and checks DryRun ones."""
 
@@ -98,13 +102,14 @@ class Invoker:
         code: CodeStore,
         pool: Pool,
         logs: LogStore,
+        limiter: ConcurrencyLimiter,
     ) -> None:
         self.config = config
         self.targets = targets
         self.code = code
         self.pool = pool
         self.logs = logs
-        self.limiter = ConcurrencyLimiter(config.concurrency_limit)
+        self.limiter = limiter
 
     @classmethod
     def open(
@@ -117,7 +122,8 @@ class Invoker:
     ) -> Invoker:
         """An invoker with its own log writer, pool and sandboxes, for the server
         (``process_index`` 0) or async worker ``process_index``: each process gets its
-        own share of the sandbox uids."""
+        own share of the sandbox uids, and its row of the concurrency counts (the
+        server creates the file before it starts any worker)."""
         uid_base, uid_count = uid_share(process_index, config.async_workers)
         pool = Pool(
             SandboxManager(
@@ -138,7 +144,15 @@ class Invoker:
         # Embedded: logs go to files (see observe/log_files.py); PostgreSQL: to its table,
         # which every node reads.
         files = LogFiles(config.data_dir / "logs") if db.is_sqlite else None
-        return cls(config, Targets(functions, aliases), code, pool, LogStore(db, files))
+        path = config.data_dir / CONCURRENCY_FILE
+        if process_index == 0:
+            limiter = ConcurrencyLimiter.create(
+                path, config.concurrency_limit, processes=1 + config.async_workers
+            )
+        else:
+            limiter = ConcurrencyLimiter.attach(path, config.concurrency_limit, process_index)
+        targets = Targets(functions, aliases)
+        return cls(config, targets, code, pool, LogStore(db, files), limiter)
 
     async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
         resolution = await self.targets.resolve(name, qualifier)
@@ -170,11 +184,13 @@ class Invoker:
             client_context=client_context,
         )
         key = PoolKey(name, version.version, version.revision_id)
-        with self.limiter.slot(name, record.reserved_concurrency, reserved_total):
-            try:
-                ran = await self.pool.run(key, lambda: self.spec(version, record), invocation)
-            except InitError as err:
-                return self._init_failed(err, version, request_id)
+        ticket = self.limiter.admit(name, record.reserved_concurrency, reserved_total)
+        try:
+            ran = await self.pool.run(key, lambda: self.spec(version, record), invocation)
+        except InitError as err:
+            return self._init_failed(err, version, request_id)
+        finally:
+            self.limiter.release(ticket)
         outcome = ran.outcome
         text = render(
             request_id,

@@ -106,6 +106,7 @@ class Services:
         await self.provisioner.close()
         await self.pool.close()
         await self.pool.manager.close()
+        self.invoker.limiter.close()
         await self.usage_gate.close()
         await self.logs.close()
         await blocking(self.db.dispose)
@@ -158,7 +159,8 @@ def open_services(config: Config) -> Services:
         queue=queue,
         dispatcher=Dispatcher(config, queue, invoker, functions, event_configs, dead_letters),
         queue_server=QueueServer(queue, socket_path) if workers else None,
-        supervisor=Supervisor(config, socket_path) if workers else None,
+        # A worker that dies leaves invocations counted in its row of the limiter.
+        supervisor=Supervisor(config, socket_path, invoker.limiter.clear_row) if workers else None,
     )
     code.collect_garbage(functions.code_references())
     return services

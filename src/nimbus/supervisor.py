@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from nimbus.config import Config
@@ -26,9 +27,12 @@ STOP_TIMEOUT_S = 15.0
 class Supervisor:
     """Keeps ``config.async_workers`` worker processes running."""
 
-    def __init__(self, config: Config, socket_path: Path) -> None:
+    def __init__(
+        self, config: Config, socket_path: Path, on_exit: Callable[[int], None]
+    ) -> None:
         self.config = config
         self.socket_path = socket_path
+        self.on_exit = on_exit  # called with a worker's index once it has exited
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -67,6 +71,7 @@ class Supervisor:
             self.processes[index] = process
             log.info("async worker %d started (pid %d)", index, process.pid)
             code = await process.wait()
+            self.on_exit(index)
             if self._stopping:
                 return
             log.error("async worker %d (pid %d) exited with %s; restarting",

@@ -81,6 +81,7 @@ async def run(config: Config, socket_path: str, index: int) -> None:
         await queue.close()
         await pool.close()
         await pool.manager.close()
+        invoker.limiter.close()
         await logs.close()
         await blocking(db.dispose)
 
