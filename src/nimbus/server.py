@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from nimbus import api
+from nimbus import api, heap
 from nimbus.api.auth import auth_middleware
 from nimbus.api.wire import error_response, nimbus_error_handler, unexpected_error_handler
 from nimbus.config import Config
@@ -53,6 +53,7 @@ def create_app(config: Config) -> Gateway:
         svc = await blocking(open_services, config)
         app.state.services = svc
         await svc.start()
+        heap.settle()
         try:
             yield
         finally:

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 
+from nimbus import heap
 from nimbus.config import Config
 from nimbus.dispatcher import Dispatcher
 from nimbus.invoker import Invoker
@@ -70,6 +71,7 @@ async def run(config: Config, socket_path: str, index: int) -> None:
     pool.start()
     await queue.open()
     await dispatcher.start()
+    heap.settle()
     reporter = loop.create_task(_report(queue, dispatcher))
     try:
         await stop.wait()
