@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from tests.conftest import ROLE, aws_json, make_zip, need_sandbox
 from tests.nimbus_process import NimbusProcess
+
+HANDLER_PRINTS = "def handler(event, context):\n    print('said hello')\n"
 
 
 def nimbus_cli(server: NimbusProcess | None, *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,3 +90,26 @@ def test_aws_cli_works_unchanged(nimbus: NimbusProcess, tmp_path) -> None:  # ty
     assert [f["FunctionName"] for f in listed["Functions"]] == ["from-cli"]
     run("delete-function", "--function-name", "from-cli")
     assert run("list-functions")["Functions"] == []
+
+
+def test_logs_past_the_retention_are_deleted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    need_sandbox()
+    # 0.00003 days is 2.6 s, so the server prunes every 0.65 s.
+    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_LOG_RETENTION_DAYS": "0.00003"})
+    server.start()
+    try:
+        lam = server.client()
+        lam.create_function(FunctionName="brief", Runtime="python3.12", Role=ROLE,
+                            Handler="app.handler",
+                            Code={"ZipFile": make_zip({"app.py": HANDLER_PRINTS})})
+        lam.invoke(FunctionName="brief", Payload=b"{}")
+        assert "said hello" in nimbus_cli(server, "logs", "brief").stdout
+        folder = tmp_path / "data" / "logs" / "brief"
+        deadline = time.monotonic() + 60
+        while folder.exists():  # expires 2.6 s after it was written, gone a prune later
+            assert time.monotonic() < deadline, list(folder.iterdir())
+            time.sleep(0.2)
+        logs = nimbus_cli(server, "logs", "brief")
+        assert logs.returncode == 0 and "said hello" not in logs.stdout
+    finally:
+        server.stop()

@@ -45,3 +45,6 @@ def test_bad_values_say_what_is_wrong(tmp_path: Path, monkeypatch: pytest.Monkey
         load_config(bad)
     with pytest.raises(ConfigError, match="isolation"):
         load_config(isolation="none")
+    monkeypatch.setenv("NIMBUS_LOG_RETENTION_DAYS", "-1")
+    with pytest.raises(ConfigError, match="log_retention_days"):
+        load_config()

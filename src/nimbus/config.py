@@ -90,6 +90,9 @@ class Config(BaseModel):
     # burst capacity), API Gateway's account defaults; stages and usage plans go lower.
     http_rate_limit: float = Field(10000.0, gt=0)
     http_burst_limit: int = Field(5000, ge=1)
+    # Invocation logs older than this are deleted (0: kept forever, CloudWatch's default;
+    # on one machine's disk, unbounded logs end in a full disk).
+    log_retention_days: float = Field(30.0, ge=0)
 
     model_config = {"extra": "forbid", "validate_default": True}
 

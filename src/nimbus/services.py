@@ -75,6 +75,7 @@ class Services:
         """Start the background parts (log writer, reaper, queue, dispatcher or async
         workers)."""
         self.logs.start()
+        self.logs.start_pruning(self.config.log_retention_days)
         self.pool.start()
         await self.usage_gate.start()
         await self.queue.open()

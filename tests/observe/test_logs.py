@@ -3,6 +3,8 @@ per-function files on the embedded backend, read back intact and in order."""
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,4 +111,68 @@ def test_reading_backwards_across_chunks_and_out_of_order_batches(
     since = written[390].timestamp_ms
     assert logs.read("fn", since_ms=since, limit=5) == written[-5:]
     assert logs.read("fn", since_ms=since, limit=50) == written[390:]
+    db.dispose()
+
+
+DAY_MS = 86_400_000
+
+
+def aged(n: int, at_ms: int) -> InvocationLog:
+    return replace(record(n), timestamp_ms=at_ms)
+
+
+def set_mtime(folder: Path, at_ms: int) -> None:
+    for path in folder.iterdir():
+        os.utime(path, (at_ms / 1000, at_ms / 1000))
+
+
+def test_expired_segments_are_deleted_and_recent_ones_kept(tmp_path: Path) -> None:
+    db, logs = files_store(tmp_path, segment_bytes=2000)
+    now = int(time.time() * 1000)
+    folder = tmp_path / "logs" / "fn"
+    for n in range(41):  # one batch each: several segments, and a current one
+        logs._write([aged(n, now - 10 * DAY_MS)])
+    set_mtime(folder, now - 10 * DAY_MS)
+    assert len(list(folder.iterdir())) > 2 and (folder / "current.jsonl").exists()
+    logs.prune(now - 5 * DAY_MS)
+    # Only the current segment is left, renamed (a writer may have had it open)...
+    (left,) = folder.iterdir()
+    assert left.name != "current.jsonl"
+    logs.prune(now - 5 * DAY_MS)
+    assert not folder.exists()  # ...and gone at the next prune: nothing came since
+    assert logs.read("fn", limit=100) == []
+
+    recent = [aged(n, now - DAY_MS + n) for n in range(40)]
+    logs._write(recent)
+    logs.prune(now - 5 * DAY_MS)
+    assert logs.read("fn", limit=100) == recent
+    db.dispose()
+
+
+def test_a_current_segment_with_expired_records_is_closed_for_the_next_prune(
+    tmp_path: Path,
+) -> None:
+    db, logs = files_store(tmp_path)
+    now = int(time.time() * 1000)
+    old, new = aged(1, now - 10 * DAY_MS), aged(2, now)
+    logs._write([old])
+    logs._write([new])  # same segment: its file was written just now
+    logs.prune(now - 5 * DAY_MS)
+    folder = tmp_path / "logs" / "fn"
+    assert [p.name for p in folder.iterdir()] != ["current.jsonl"]  # renamed
+    assert logs.read("fn", limit=10) == [old, new]  # kept while it holds a recent one
+    later = aged(3, now + 1)
+    logs._write([later])
+    assert logs.read("fn", limit=10) == [old, new, later]
+    db.dispose()
+
+
+def test_expired_rows_are_deleted_from_the_table(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'nimbus.db'}")
+    db.migrate()
+    logs = LogStore(db)
+    now = int(time.time() * 1000)
+    logs._write([aged(1, now - 10 * DAY_MS), aged(2, now)])
+    logs.prune(now - 5 * DAY_MS)
+    assert [r.request_id for r in logs.read("fn")] == ["req-2"]
     db.dispose()

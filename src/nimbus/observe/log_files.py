@@ -13,7 +13,7 @@ Every process (the server, each async worker) appends whole batches with one
 intact; a line that is not (a disk that filled mid-write) is skipped when read. Records
 are written within ``BATCH_WINDOW_S`` of their invocation; a crash of the writing process
 loses at most that window, as with the database. Old segments are plain files: removing
-them is how logs are pruned.
+them is how logs are pruned (``prune``, for the retention setting).
 """
 
 from __future__ import annotations
@@ -60,7 +60,40 @@ class LogFiles:
             # Another writer may rename it first (then this fails) or still append to the
             # renamed file through its open descriptor: either way nothing is lost.
             with contextlib.suppress(FileNotFoundError):
-                path.rename(folder / f"{time.time_ns():020d}-{os.getpid()}.jsonl")
+                path.rename(folder / _segment_name())
+
+    def prune(self, before_ms: int) -> int:
+        """Remove segments whose newest record is older than ``before_ms``; returns how
+        many. A ``current`` segment is never removed (a writer may have it open: its
+        batch would vanish) but renamed, to go at a later prune once nothing was written
+        to it since; and when its oldest record is past the limit, it is renamed too, so
+        no record outlives the limit by more than its own age."""
+        removed = 0
+        try:
+            folders = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return 0
+        for folder in folders:
+            if not folder.is_dir():
+                continue
+            try:
+                entries = list(os.scandir(folder.path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                try:
+                    newest_ms = entry.stat().st_mtime * 1000
+                    if entry.name == CURRENT:
+                        if newest_ms < before_ms or _oldest_ms(entry.path) < before_ms:
+                            os.rename(entry.path, f"{folder.path}/{_segment_name()}")
+                    elif newest_ms < before_ms:
+                        os.unlink(entry.path)
+                        removed += 1
+                except (FileNotFoundError, ValueError):
+                    continue  # renamed or removed by another process meanwhile
+            with contextlib.suppress(OSError):  # not empty (or in use again): kept
+                os.rmdir(folder.path)
+        return removed
 
     def read(self, function_name: str, since_ms: int, limit: int) -> list[dict]:
         """The newest ``limit`` records at or after ``since_ms``, oldest first.
@@ -119,6 +152,21 @@ def _read_back(f: BinaryIO, found: list[dict], since_ms: int, limit: int, horizo
                 if len(found) >= limit:
                     horizon = max(horizon, stamp - SKEW_MS)
     return horizon
+
+
+def _segment_name() -> str:
+    """A name for a finished segment that sorts by the time it was finished."""
+    return f"{time.time_ns():020d}-{os.getpid()}.jsonl"
+
+
+def _oldest_ms(path: str) -> float:
+    """The timestamp of a segment's first intact record (inf when it has none)."""
+    with open(path, "rb") as f:
+        for line in f:
+            record = _record(line.rstrip(b"\n"))
+            if record is not None:
+                return record["timestamp_ms"]
+    return float("inf")
 
 
 def _record(line: bytes) -> dict | None:

@@ -10,7 +10,8 @@ Each invocation's log is the function's own output framed by Lambda's lines::
 
 Records are written in batches by a background task so the invoke path never waits
 on the disk: on the embedded backend to per-function files (``log_files.py``), on
-PostgreSQL to the ``invocation_logs`` table, where every node can read them.
+PostgreSQL to the ``invocation_logs`` table, where every node can read them. The server
+deletes records past the retention setting (``log_retention_days``) once an hour.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from nimbus.observe.log_files import LogFiles
 from nimbus.store.database import Database
@@ -32,6 +33,7 @@ from nimbus.store.schema import invocation_logs
 from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.logs")
+PRUNE_EVERY_S = 3600.0  # or a quarter of the retention, when that is shorter
 TAIL_BYTES = 4096
 BATCH_WINDOW_S = 0.1  # how long a log record waits for others to share its write
 
@@ -103,9 +105,36 @@ class LogStore:
         self._arrived = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch at a time, in order
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def start_pruning(self, retention_days: float) -> None:
+        """Delete records older than ``retention_days`` now and from time to time (0:
+        never). One process of a nimbus does it: the server."""
+        if retention_days > 0:
+            loop = asyncio.get_running_loop()
+            self._pruner = loop.create_task(self._prune_forever(retention_days * 86400))
+
+    async def _prune_forever(self, retention_s: float) -> None:
+        every = min(PRUNE_EVERY_S, retention_s / 4)
+        while True:
+            try:
+                await blocking(self.prune, now_ms() - int(retention_s * 1000))
+            except Exception:  # a full disk or a busy database: try again next time
+                log.exception("could not delete expired invocation logs")
+            await asyncio.sleep(every)
+
+    def prune(self, before_ms: int) -> None:
+        """Delete the records older than ``before_ms`` (blocking)."""
+        if self.files is not None:
+            removed = self.files.prune(before_ms)
+            if removed:
+                log.info("deleted %d expired invocation log segment(s)", removed)
+        # With files too: rows written before them expire the same way.
+        with self.db.write() as conn:
+            conn.execute(delete(invocation_logs).where(invocation_logs.c.timestamp_ms < before_ms))
 
     def append(self, record: InvocationLog) -> None:
         self._pending.append(record)
@@ -147,10 +176,11 @@ class LogStore:
         await self._write_pending()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.flush()
 
     def read(self, function_name: str, since_ms: int = 0, limit: int = 100) -> list[InvocationLog]:
