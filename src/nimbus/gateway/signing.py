@@ -1,6 +1,6 @@
 """Signing requests with AWS Signature Version 4: the nimbus CLI's side of ``api_auth =
-"sigv4"``, and presigned URLs. The canonical form is ``sigv4.py``'s, so what this signs is
-what the server verifies."""
+"sigv4"``, and presigned URLs. The canonical form is ``canonical.py``'s, as the server's
+(``sigv4.py``), so what this signs is what the server verifies."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from time import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from nimbus.gateway.credentials import Credentials
-from nimbus.gateway.sigv4 import (
+from nimbus.gateway.canonical import (
     ALGORITHM,
     TERMINATOR,
     amz_date,
@@ -25,6 +24,7 @@ from nimbus.gateway.sigv4 import (
     signing_key,
     string_to_sign,
 )
+from nimbus.gateway.credentials import Credentials
 
 if TYPE_CHECKING:
     import httpx
