@@ -18,12 +18,11 @@ from nimbus.errors import GatewayForbidden, GatewayThrottled
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest, Trigger, build_event
-from nimbus.gateway.invocation import error_reply, invoke
+from nimbus.gateway.invocation import HttpTrigger, error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import HTTP_API_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
 from nimbus.gateway.routes import RouteMatch, RouteTable
-from nimbus.gateway.sigv4 import caller_of
 from nimbus.invoker import Invoker
 from nimbus.store.http_apis import HttpApiStore
 
@@ -34,8 +33,11 @@ class _Api:
     cors: Cors | None
 
 
-class HttpApis:
+class HttpApis(HttpTrigger):
     """Serves every HTTP API of this nimbus."""
+
+    service = "execute-api"
+    domain_suffix = "execute-api.{region}.amazonaws.com"
 
     def __init__(
         self,
@@ -45,10 +47,7 @@ class HttpApis:
         credentials: Credentials,
         config: Config,
     ) -> None:
-        self.invoker = invoker
-        self.gate = gate
-        self.credentials = credentials
-        self.config = config
+        super().__init__(invoker, gate, credentials, config)
         self._apis: Cache[str, _Api | None] = Cache(
             lambda api_id: _api(store.route_table(api_id)), lambda: store.generation
         )
@@ -58,12 +57,8 @@ class HttpApis:
         api = await self._apis.get(api_id)
         if api is None or api.table.api.disable_execute_api_endpoint:
             return not_found()
-        if api.cors is not None:
-            preflight = api.cors.preflight(request.method, request.headers)
-            if preflight is not None:
-                return preflight
-        reply = await self._route(api.table, request, scope)
-        return api.cors.apply(request.headers, reply) if api.cors is not None else reply
+        table = api.table
+        return await self.with_cors(api.cors, request, lambda: self._route(table, request, scope))
 
     async def _route(
         self, table: RouteTable, request: HttpRequest, scope: dict[str, Any]
@@ -74,9 +69,7 @@ class HttpApis:
         route, stage = match.route, match.stage
         authorizer = None
         if route.authorization_type == "AWS_IAM":
-            caller = caller_of(
-                request, scope, self.credentials, region=self.config.region, service="execute-api"
-            )
+            caller = self.caller(request, scope)
             if caller is None:
                 return forbidden_reply()
             authorizer = {"iam": caller.iam_authorizer()}
@@ -106,7 +99,7 @@ class HttpApis:
         assert integration is not None
         trigger = Trigger(
             api_id=table.api.api_id,
-            domain_name=_domain(request, table.api.api_id, self.config.region),
+            domain_name=self.domain(request, table.api.api_id),
             account_id=self.config.account_id,
             route_key=match.route.route_key,
             stage=match.stage.stage_name,
@@ -128,10 +121,3 @@ class HttpApis:
 
 def _api(table: RouteTable | None) -> _Api | None:
     return None if table is None else _Api(table, Cors.from_config(table.api.cors))
-
-
-def _domain(request: HttpRequest, api_id: str, region: str) -> str:
-    host = (request.header("host") or "").partition(":")[0]
-    if host.startswith(api_id + "."):
-        return host
-    return f"{api_id}.execute-api.{region}.amazonaws.com"

@@ -1,7 +1,8 @@
 """One HTTP-triggered invocation: the event in, the function's answer out as HTTP.
 
-Shared by function URLs and HTTP APIs, which differ only in how a request finds its
-function and in the status of a failure (502 for function URLs, 500 for HTTP APIs).
+Shared by function URLs and HTTP APIs (``HttpTrigger``), which differ only in how a
+request finds its function and in the status of a failure (502 for function URLs, 500
+for HTTP APIs).
 Errors of the platform (throttles, a function that cannot run) come back in API
 Gateway's shape, ``{"message": ...}`` with ``x-amzn-ErrorType``, so a client can tell
 them from the function's own 5xx.
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from nimbus import codec
+from nimbus.config import Config
 from nimbus.errors import NimbusError, TooManyRequests
+from nimbus.gateway.cors import Cors
+from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest
+from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import (
     HttpReply,
     InvalidFunctionResponse,
@@ -27,9 +32,52 @@ from nimbus.gateway.reply import (
     throttled_reply,
     too_large_reply,
 )
+from nimbus.gateway.sigv4 import Caller, caller_of
 from nimbus.invoker import MAX_SYNC_PAYLOAD, Invoker, InvokeResult
 
 log = logging.getLogger("nimbus.gateway")
+
+
+class HttpTrigger:
+    """What function URLs and HTTP APIs share: the invoker, the usage gate, the key pair
+    SigV4 callers are checked against, CORS around a reply, and the domain name a
+    function is told it was called at."""
+
+    service = ""  # SigV4 service name of AWS_IAM callers
+    domain_suffix = ""  # after "<id>.": the domain when the client used an address
+
+    def __init__(
+        self, invoker: Invoker, gate: UsageGate, credentials: Credentials, config: Config
+    ) -> None:
+        self.invoker = invoker
+        self.gate = gate
+        self.credentials = credentials
+        self.config = config
+
+    async def with_cors(
+        self, cors: Cors | None, request: HttpRequest, reply: Callable[[], Awaitable[HttpReply]]
+    ) -> HttpReply:
+        """A preflight's answer, else ``reply()`` with the CORS headers it calls for."""
+        if cors is None:
+            return await reply()
+        preflight = cors.preflight(request.method, request.headers)
+        if preflight is not None:
+            return preflight
+        return cors.apply(request.headers, await reply())
+
+    def caller(self, request: HttpRequest, scope: dict[str, Any]) -> Caller | None:
+        """Who signed the request (AWS_IAM), or None when it is not validly signed."""
+        return caller_of(
+            request, scope, self.credentials, region=self.config.region, service=self.service
+        )
+
+    def domain(self, request: HttpRequest, resource_id: str) -> str:
+        """The host the client used when it addressed the trigger by name, else AWS's
+        form (so ``domainPrefix`` is the URL or API id either way)."""
+        host = (request.header("host") or "").partition(":")[0]
+        if host.startswith(resource_id + "."):
+            return host
+        return f"{resource_id}.{self.domain_suffix.format(region=self.config.region)}"
 
 
 def error_reply(exc: NimbusError) -> HttpReply:

@@ -18,11 +18,10 @@ from nimbus.errors import GatewayThrottled
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest, Trigger, build_event
-from nimbus.gateway.invocation import error_reply, invoke
+from nimbus.gateway.invocation import HttpTrigger, error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import FUNCTION_URL_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
-from nimbus.gateway.sigv4 import caller_of
 from nimbus.invoker import Invoker
 from nimbus.models import LATEST, FunctionUrlConfig
 from nimbus.store.function_urls import FunctionUrlStore
@@ -34,8 +33,11 @@ class _Url:
     cors: Cors | None
 
 
-class FunctionUrls:
+class FunctionUrls(HttpTrigger):
     """Serves every function URL of this nimbus."""
+
+    service = "lambda"
+    domain_suffix = "lambda-url.{region}.on.aws"
 
     def __init__(
         self,
@@ -45,10 +47,7 @@ class FunctionUrls:
         credentials: Credentials,
         config: Config,
     ) -> None:
-        self.invoker = invoker
-        self.gate = gate
-        self.credentials = credentials
-        self.config = config
+        super().__init__(invoker, gate, credentials, config)
         self._urls: Cache[str, _Url | None] = Cache(
             lambda url_id: _url(store.get_by_url_id(url_id)), lambda: store.generation
         )
@@ -60,12 +59,8 @@ class FunctionUrls:
         url = await self._urls.get(url_id)
         if url is None:
             return not_found()
-        if url.cors is not None:
-            preflight = url.cors.preflight(request.method, request.headers)
-            if preflight is not None:
-                return preflight
-        reply = await self._call(url.config, request, scope)
-        return url.cors.apply(request.headers, reply) if url.cors is not None else reply
+        config = url.config
+        return await self.with_cors(url.cors, request, lambda: self._call(config, request, scope))
 
     async def _call(
         self, config: FunctionUrlConfig, request: HttpRequest, scope: dict[str, Any]
@@ -76,15 +71,13 @@ class FunctionUrls:
             return error_reply(exc)
         account, authorizer = "anonymous", None
         if config.auth_type == "AWS_IAM":
-            caller = caller_of(
-                request, scope, self.credentials, region=self.config.region, service="lambda"
-            )
+            caller = self.caller(request, scope)
             if caller is None:
                 return forbidden_reply(function_url=True)
             account, authorizer = caller.account_id, {"iam": caller.iam_authorizer()}
         trigger = Trigger(
             api_id=config.url_id,
-            domain_name=_domain(request, config.url_id, self.config.region),
+            domain_name=self.domain(request, config.url_id),
             account_id=account,
             authorizer=authorizer,
         )
@@ -101,12 +94,3 @@ class FunctionUrls:
 
 def _url(config: FunctionUrlConfig | None) -> _Url | None:
     return None if config is None else _Url(config, Cors.from_config(config.cors))
-
-
-def _domain(request: HttpRequest, url_id: str, region: str) -> str:
-    """The host the client used when it addressed the URL by name, else Lambda's form
-    (so ``domainPrefix`` is the URL id either way)."""
-    host = (request.header("host") or "").partition(":")[0]
-    if host.startswith(url_id + "."):
-        return host
-    return f"{url_id}.lambda-url.{region}.on.aws"
