@@ -35,7 +35,7 @@ def test_a_batch_of_any_length_is_stored_in_order(tmp_path: Path) -> None:
     db.migrate()
     logs = LogStore(db)
     written = [record(n) for n in range(203)]
-    logs._write(written)
+    logs.write(written)
     assert logs.read("fn", limit=1000) == written
     db.dispose()
 
@@ -49,7 +49,7 @@ def files_store(tmp_path: Path, segment_bytes: int = SEGMENT_BYTES) -> tuple[Dat
 def test_files_keep_every_field_and_the_order(tmp_path: Path) -> None:
     db, logs = files_store(tmp_path)
     written = [record(n) for n in range(203)]
-    logs._write(written)
+    logs.write(written)
     assert logs.read("fn", limit=1000) == written
     assert logs.read("fn", limit=5) == written[-5:]
     assert logs.read("fn", since_ms=1200, limit=1000) == written[200:]
@@ -62,7 +62,7 @@ def test_processes_append_to_the_same_files(tmp_path: Path) -> None:
     worker = LogStore(db, LogFiles(tmp_path / "logs", 2000))  # another process's writer
     written = [record(n) for n in range(120)]
     for i in range(0, 120, 10):
-        (server if i % 20 else worker)._write(written[i : i + 10])
+        (server if i % 20 else worker).write(written[i : i + 10])
     segments = sorted(p.name for p in (tmp_path / "logs" / "fn").iterdir())
     assert len(segments) > 3  # rotated as they grew
     assert server.read("fn", limit=1000) == written
@@ -72,18 +72,18 @@ def test_processes_append_to_the_same_files(tmp_path: Path) -> None:
 
 def test_a_torn_line_is_skipped(tmp_path: Path) -> None:
     db, logs = files_store(tmp_path)
-    logs._write([record(1)])
+    logs.write([record(1)])
     with open(tmp_path / "logs" / "fn" / "current.jsonl", "ab") as f:
         f.write(b'{"request_id": "req-2", "funct')  # a write cut short by a full disk
-    logs._write([record(3)])
+    logs.write([record(3)])
     assert [r.request_id for r in logs.read("fn")] == ["req-1", "req-3"]
     db.dispose()
 
 
 def test_rows_stored_before_the_files_are_still_read(tmp_path: Path) -> None:
     db, logs = files_store(tmp_path)
-    LogStore(db)._write([record(1), record(2)])  # an older nimbus wrote rows
-    logs._write([record(3), record(4)])
+    LogStore(db).write([record(1), record(2)])  # an older nimbus wrote rows
+    logs.write([record(3), record(4)])
     assert [r.request_id for r in logs.read("fn")] == ["req-1", "req-2", "req-3", "req-4"]
     assert [r.request_id for r in logs.read("fn", limit=3)] == ["req-2", "req-3", "req-4"]
     db.dispose()
@@ -102,8 +102,8 @@ def test_reading_backwards_across_chunks_and_out_of_order_batches(
     written = [replace(record(n), timestamp_ms=1_000_000 + 100 * n) for n in range(400)]
     for i in range(0, 400, 20):
         batch = written[i : i + 20]
-        logs._write(batch[10:] if i % 40 else batch[:10])
-        logs._write(batch[:10] if i % 40 else batch[10:])
+        logs.write(batch[10:] if i % 40 else batch[:10])
+        logs.write(batch[:10] if i % 40 else batch[10:])
     assert len(list((tmp_path / "logs" / "fn").iterdir())) >= 4
     assert logs.read("fn", limit=1000) == written
     for limit in (1, 15, 33, 250):
@@ -131,7 +131,7 @@ def test_expired_segments_are_deleted_and_recent_ones_kept(tmp_path: Path) -> No
     now = int(time.time() * 1000)
     folder = tmp_path / "logs" / "fn"
     for n in range(41):  # one batch each: several segments, and a current one
-        logs._write([aged(n, now - 10 * DAY_MS)])
+        logs.write([aged(n, now - 10 * DAY_MS)])
     set_mtime(folder, now - 10 * DAY_MS)
     assert len(list(folder.iterdir())) > 2 and (folder / "current.jsonl").exists()
     logs.prune(now - 5 * DAY_MS)
@@ -143,7 +143,7 @@ def test_expired_segments_are_deleted_and_recent_ones_kept(tmp_path: Path) -> No
     assert logs.read("fn", limit=100) == []
 
     recent = [aged(n, now - DAY_MS + n) for n in range(40)]
-    logs._write(recent)
+    logs.write(recent)
     logs.prune(now - 5 * DAY_MS)
     assert logs.read("fn", limit=100) == recent
     db.dispose()
@@ -155,14 +155,14 @@ def test_a_current_segment_with_expired_records_is_closed_for_the_next_prune(
     db, logs = files_store(tmp_path)
     now = int(time.time() * 1000)
     old, new = aged(1, now - 10 * DAY_MS), aged(2, now)
-    logs._write([old])
-    logs._write([new])  # same segment: its file was written just now
+    logs.write([old])
+    logs.write([new])  # same segment: its file was written just now
     logs.prune(now - 5 * DAY_MS)
     folder = tmp_path / "logs" / "fn"
     assert [p.name for p in folder.iterdir()] != ["current.jsonl"]  # renamed
     assert logs.read("fn", limit=10) == [old, new]  # kept while it holds a recent one
     later = aged(3, now + 1)
-    logs._write([later])
+    logs.write([later])
     assert logs.read("fn", limit=10) == [old, new, later]
     db.dispose()
 
@@ -172,7 +172,7 @@ def test_expired_rows_are_deleted_from_the_table(tmp_path: Path) -> None:
     db.migrate()
     logs = LogStore(db)
     now = int(time.time() * 1000)
-    logs._write([aged(1, now - 10 * DAY_MS), aged(2, now)])
+    logs.write([aged(1, now - 10 * DAY_MS), aged(2, now)])
     logs.prune(now - 5 * DAY_MS)
     assert [r.request_id for r in logs.read("fn")] == ["req-2"]
     db.dispose()

@@ -31,6 +31,11 @@ CURRENT = "current.jsonl"
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
+def line(record: object) -> bytes:
+    """A record (a dataclass) as the JSON line ``append`` writes."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
 class LogFiles:
     """Appends invocation log records to, and reads them back from, per-function files."""
 
@@ -38,11 +43,11 @@ class LogFiles:
         self.directory = directory
         self.segment_bytes = segment_bytes
 
-    def append(self, function_name: str, records: list[object]) -> None:
-        """Append records (dataclasses orjson can encode) of one function, in one write."""
+    def append(self, function_name: str, lines: list[bytes]) -> None:
+        """Append records of one function (each encoded by ``line``) in one write."""
         folder = self.directory / function_name
         # Led by a newline: a line torn by an earlier failed write ends there, alone.
-        data = b"\n" + b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+        data = b"\n" + b"".join(lines)
         path = folder / CURRENT
         try:
             fd = os.open(path, _APPEND, 0o600)

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from nimbus.observe.log_files import LogFiles
+from nimbus.observe.log_files import LogFiles, line
 from nimbus.store.database import Database
 from nimbus.store.schema import invocation_logs
 from nimbus.threads import blocking
@@ -101,7 +101,8 @@ class LogStore:
     def __init__(self, db: Database, files: LogFiles | None = None) -> None:
         self.db = db
         self.files = files
-        self._pending: list[InvocationLog] = []
+        self._pending: list[InvocationLog] = []  # for the table
+        self._lines: dict[str, list[bytes]] = {}  # for the files, by function, encoded
         self._arrived = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch at a time, in order
         self._task: asyncio.Task[None] | None = None
@@ -137,7 +138,17 @@ class LogStore:
             conn.execute(delete(invocation_logs).where(invocation_logs.c.timestamp_ms < before_ms))
 
     def append(self, record: InvocationLog) -> None:
-        self._pending.append(record)
+        if self.files is None:
+            self._pending.append(record)
+        else:
+            # Encoded now (about a microsecond) rather than by the writer thread: a
+            # batch encoded there held the GIL for a millisecond every BATCH_WINDOW_S,
+            # and every request in flight waited for it (function URL p99 5.6-5.9 ms
+            # against 3.9-4.2 without log writes). The thread only joins and writes.
+            lines = self._lines.get(record.function_name)
+            if lines is None:
+                lines = self._lines[record.function_name] = []
+            lines.append(line(record))
         self._arrived.set()
 
     async def _drain(self) -> None:
@@ -155,20 +166,29 @@ class LogStore:
 
     async def _write_pending(self) -> None:
         async with self._writing:
-            batch, self._pending = self._pending, []
-            if batch:
-                await blocking(self._write, batch)
+            records, lines = self._take()
+            if records or lines:
+                await blocking(self._store, records, lines)
 
-    def _write(self, batch: list[InvocationLog]) -> None:
-        if self.files is not None:
-            by_function: dict[str, list[InvocationLog]] = {}
-            for record in batch:
-                by_function.setdefault(record.function_name, []).append(record)
-            for name, records in by_function.items():
-                self.files.append(name, records)  # type: ignore[arg-type]
-            return
-        with self.db.write() as conn:
-            conn.execute(insert(invocation_logs), [asdict(r) for r in batch])
+    def write(self, records: list[InvocationLog]) -> None:
+        """Store ``records`` now, in order (blocking; for tools and tests)."""
+        for record in records:
+            self.append(record)
+        self._store(*self._take())
+
+    def _take(self) -> tuple[list[InvocationLog], dict[str, list[bytes]]]:
+        records, self._pending = self._pending, []
+        lines, self._lines = self._lines, {}
+        return records, lines
+
+    def _store(self, records: list[InvocationLog], lines: dict[str, list[bytes]]) -> None:
+        if lines:
+            assert self.files is not None
+            for name, function_lines in lines.items():
+                self.files.append(name, function_lines)
+        if records:
+            with self.db.write() as conn:
+                conn.execute(insert(invocation_logs), [asdict(r) for r in records])
 
     async def flush(self) -> None:
         """Write whatever is waiting, after any write under way (at shutdown, and for
