@@ -258,12 +258,12 @@ class Invoker:
         return InvokeResult(payload, "Unhandled", version.version, text, request_id)
 
     def _check_runnable(self, version: FunctionVersion) -> None:
-        if version.layers:
+        unknown = [layer.arn for layer in version.layers if not layer.code_sha256]
+        if unknown:
             raise InvalidParameterValue(
-                f"Function {version.function_name} uses layers ({', '.join(version.layers)}), "
-                "which this nimbus cannot mount yet: there is no layer API "
-                "(PublishLayerVersion) to get their content from. Remove the layers or vendor "
-                "their files into the deployment package."
+                f"Function {version.function_name} lists layers attached before this nimbus "
+                f"stored layers ({', '.join(unknown)}). Publish them with "
+                "PublishLayerVersion and set the function's Layers again."
             )
 
     def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
@@ -276,7 +276,7 @@ class Invoker:
             runtime=version.runtime or "",
             handler=version.handler or "",
             code_dir=self.code.tree_path(version.code_sha256),
-            layer_dirs=[],
+            layer_dirs=[self.code.tree_path(layer.code_sha256) for layer in version.layers],
             memory_mb=version.memory_size,
             timeout_s=version.timeout,
             ephemeral_mb=version.ephemeral_storage,

@@ -21,6 +21,23 @@ PASSTHROUGH_SETTINGS = (
 )
 
 
+@dataclass(frozen=True)
+class LayerRef:
+    """A layer version a function uses, with the content it had when it was attached:
+    as on Lambda, deleting the layer version later does not take it from the function."""
+
+    arn: str
+    code_sha256: str = ""  # "": attached before nimbus stored layers (cannot run)
+    code_size: int = 0
+
+    @classmethod
+    def stored(cls, value: Any) -> LayerRef:
+        """From the store's JSON (an ARN alone in rows written before layers existed)."""
+        if isinstance(value, str):
+            return cls(value)
+        return cls(value["arn"], value.get("code_sha256", ""), value.get("code_size", 0))
+
+
 @dataclass
 class FunctionVersion:
     """One version of a function: ``$LATEST`` (mutable) or a published number (frozen)."""
@@ -41,9 +58,13 @@ class FunctionVersion:
     package_type: str = "Zip"
     architectures: list[str] = field(default_factory=lambda: ["x86_64"])
     environment: dict[str, str] = field(default_factory=dict)
-    layers: list[str] = field(default_factory=list)
+    layers: list[LayerRef] = field(default_factory=list)
     state: str = "Active"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.layers = [LayerRef.stored(x) if not isinstance(x, LayerRef) else x
+                       for x in self.layers]
 
     def replace(self, **changes: Any) -> FunctionVersion:
         return dataclasses.replace(self, **changes)
@@ -308,3 +329,18 @@ class FunctionPolicy:
     qualifier: str  # "$LATEST" (unqualified), a version number or an alias name
     statements: list[dict[str, Any]]  # Lambda's statement objects, in the order added
     revision_id: str  # new on every AddPermission/RemovePermission
+
+
+@dataclass
+class LayerVersion:
+    """One published version of a layer: an immutable zip with some metadata."""
+
+    layer_name: str
+    version: int
+    code_sha256: str  # hex digest of the zip
+    code_size: int
+    created_date: str
+    description: str = ""
+    compatible_runtimes: list[str] = field(default_factory=list)
+    compatible_architectures: list[str] = field(default_factory=list)
+    license_info: str | None = None

@@ -34,6 +34,7 @@ from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.function_urls import FunctionUrlStore
 from nimbus.store.functions import FunctionStore
 from nimbus.store.http_apis import HttpApiStore
+from nimbus.store.layers import LayerStore
 from nimbus.store.policies import PolicyStore
 from nimbus.store.provisioned import ProvisionedStore
 from nimbus.supervisor import Supervisor
@@ -60,6 +61,7 @@ class Services:
     http_apis: HttpApiStore
     api_keys: ApiKeyStore
     policies: PolicyStore  # resource-based policies: stored and reported, not enforced
+    layers: LayerStore
     credentials: Credentials  # what SigV4-signed requests are checked against
     usage_gate: UsageGate  # rate limits, API keys and quotas of HTTP triggers
     url_gateway: FunctionUrls  # serves /lambda-url/...
@@ -131,6 +133,7 @@ def open_services(config: Config) -> Services:
     socket_path = config.data_dir / "queue.sock"
     function_urls, http_apis = FunctionUrlStore(functions), HttpApiStore(db, config.account_id)
     api_keys = ApiKeyStore(db)
+    layers = LayerStore(db, f"arn:aws:lambda:{config.region}:{config.account_id}:layer:")
     usage_gate = UsageGate(api_keys, config)
     credentials = load_credentials(config)
     if len(str(socket_path)) > 100:  # unix socket paths are limited to 107 bytes
@@ -152,6 +155,7 @@ def open_services(config: Config) -> Services:
         http_apis=http_apis,
         api_keys=api_keys,
         policies=PolicyStore(functions),
+        layers=layers,
         credentials=credentials,
         usage_gate=usage_gate,
         url_gateway=FunctionUrls(function_urls, invoker, usage_gate, credentials, config),
@@ -163,7 +167,7 @@ def open_services(config: Config) -> Services:
         # A worker that dies leaves invocations counted in its row of the limiter.
         supervisor=Supervisor(config, socket_path, invoker.limiter.clear_row) if workers else None,
     )
-    code.collect_garbage(functions.code_references())
+    code.collect_garbage(functions.code_references() | layers.code_references())
     return services
 
 

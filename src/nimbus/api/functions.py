@@ -54,10 +54,12 @@ async def resolve_version(
     return await blocking(svc.functions.get_version, ref.name, alias.function_version), q
 
 
-def _decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: str) -> bytes:
-    code = body if where == "" else body.get("Code")
+def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: str) -> bytes:
+    code = body if where == "" else body.get(where.rstrip("."))
     if not isinstance(code, dict):
-        raise InvalidParameterValue("Code is required: pass Code.ZipFile with your .zip package.")
+        raise InvalidParameterValue(
+            f"{where.rstrip('.')} is required: pass {where}ZipFile with your .zip package."
+        )
     for unsupported in ("S3Bucket", "S3Key", "S3ObjectVersion"):
         if code.get(unsupported):
             raise InvalidParameterValue(
@@ -86,14 +88,22 @@ def _decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: 
     return data
 
 
-async def _store_code(svc: Services, data: bytes) -> StoredCode:
+async def store_code(svc: Services, data: bytes) -> StoredCode:
+    """Store a function's or a layer's zip, within the account's code storage."""
     _count, used = await blocking(svc.functions.usage)
+    used += await blocking(svc.layers.total_size)
     if used + len(data) > svc.config.total_code_size:
         raise CodeStorageExceeded(
             f"Code storage limit exceeded: {used} of {svc.config.total_code_size} bytes in use. "
             "Delete unused versions or functions."
         )
     return await blocking(svc.code.put, data)
+
+
+async def attach_layers(svc: Services, settings: dict[str, Any]) -> None:
+    """Layers as given (ARNs) -> the layer versions' content, or InvalidParameterValue."""
+    if "layers" in settings:
+        settings["layers"] = await blocking(svc.layers.resolve, settings["layers"])
 
 
 async def create_function(request: Request) -> Response:
@@ -113,8 +123,9 @@ async def create_function(request: Request) -> Response:
             f"PackageType {package_type} is not supported: nimbus runs .zip packages."
         )
     require_zip_settings(settings.get("runtime"), settings.get("handler"))
-    data = _decode_zip(body, "Code.", svc.config.max_zip_size, "CreateFunction")
-    stored = await _store_code(svc, data)
+    await attach_layers(svc, settings)
+    data = decode_zip(body, "Code.", svc.config.max_zip_size, "CreateFunction")
+    stored = await store_code(svc, data)
     assert name is not None
     latest = FunctionVersion(
         function_name=name,
@@ -208,12 +219,12 @@ async def update_function_code(request: Request) -> Response:
     dry_run = params.boolean("DryRun") or False
     revision = params.string("RevisionId")
     archs = parse_architectures(params)
-    data = _decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
+    data = decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
     current = await blocking(svc.functions.get_version, name, LATEST)
     if dry_run:
         stored = await blocking(svc.code.validate, data)
     else:
-        stored = await _store_code(svc, data)
+        stored = await store_code(svc, data)
 
     def change(v: FunctionVersion) -> FunctionVersion:
         return v.replace(
@@ -238,6 +249,7 @@ async def update_function_configuration(request: Request) -> Response:
     params = Params(body)
     revision = params.string("RevisionId")
     settings = parse_settings(body, params)
+    await attach_layers(svc, settings)
 
     def change(v: FunctionVersion) -> FunctionVersion:
         extra = {**v.extra, **settings.pop("extra", {})}

@@ -51,7 +51,7 @@ def function_configuration(
     if v.environment:
         body["Environment"] = {"Variables": v.environment}
     if v.layers:
-        body["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in v.layers]
+        body["Layers"] = [{"Arn": layer.arn, "CodeSize": layer.code_size} for layer in v.layers]
     for key, value in v.extra.items():
         if key == "TracingConfig":
             body[key] = {"Mode": value.get("Mode", "PassThrough")}

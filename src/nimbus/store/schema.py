@@ -307,6 +307,30 @@ function_policies = Table(
 )
 
 
+# Layers: a layer is a name and the number its last version got (never reused, even
+# after every version was deleted); each version is an immutable zip in the code store.
+layers = Table(
+    "layers",
+    metadata,
+    Column("name", String(140), primary_key=True),
+    Column("last_version", Integer, nullable=False),
+)
+
+layer_versions = Table(
+    "layer_versions",
+    metadata,
+    Column("layer_name", String(140), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("code_sha256", String(64), nullable=False, index=True),
+    Column("code_size", BigInteger, nullable=False),
+    Column("created_date", String(40), nullable=False),
+    Column("description", String(256), nullable=False),
+    Column("compatible_runtimes", JSON, nullable=False),
+    Column("compatible_architectures", JSON, nullable=False),
+    Column("license_info", String(512), nullable=True),
+    ForeignKeyConstraint(["layer_name"], ["layers.name"], ondelete="CASCADE"),
+)
+
 # Settings that belong to one qualifier (an alias or a version) of a function, keyed by
 # (function_name, qualifier): they go when the alias or version goes (and with the
 # function, by cascade).

@@ -1,0 +1,133 @@
+"""Layers through boto3 and the AWS CLI against a live server: publish, read, list,
+delete, and functions that import from them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import httpx
+import pytest
+
+from tests.conftest import ROLE, aws_json, make_zip, need_sandbox
+
+SHARED_A = make_zip({"python/shared.py": "WHO = 'a'\n", "python/only_a.py": "X = 1\n"})
+SHARED_B = make_zip({"python/shared.py": "WHO = 'b'\n"})
+APP = "import shared, only_a\ndef handler(event, context):\n    return shared.WHO\n"
+
+
+def publish(lam, name: str, zip_bytes: bytes, **extra):  # type: ignore[no-untyped-def]
+    return lam.publish_layer_version(LayerName=name, Content={"ZipFile": zip_bytes}, **extra)
+
+
+def test_publish_read_list_and_delete(lam) -> None:  # type: ignore[no-untyped-def]
+    v1 = publish(lam, "shared", SHARED_A, Description="first", CompatibleRuntimes=["python3.12"],
+                 LicenseInfo="MIT")
+    arn = "arn:aws:lambda:us-east-1:000000000000:layer:shared"
+    assert (v1["LayerArn"], v1["LayerVersionArn"], v1["Version"]) == (arn, arn + ":1", 1)
+    assert v1["Content"]["CodeSha256"] == base64.b64encode(
+        hashlib.sha256(SHARED_A).digest()
+    ).decode()
+    assert v1["Content"]["CodeSize"] == len(SHARED_A)
+    assert httpx.get(v1["Content"]["Location"]).content == SHARED_A  # as Lambda's S3 link
+    assert (v1["Description"], v1["LicenseInfo"]) == ("first", "MIT")
+    v2 = publish(lam, "shared", SHARED_B, CompatibleRuntimes=["python3.11"],
+                 CompatibleArchitectures=["x86_64"])
+    assert v2["Version"] == 2
+
+    got = lam.get_layer_version(LayerName="shared", VersionNumber=1)
+    assert got["LayerVersionArn"] == arn + ":1" and got["CompatibleRuntimes"] == ["python3.12"]
+    by_arn = lam.get_layer_version_by_arn(Arn=arn + ":2")
+    assert by_arn["Content"]["CodeSize"] == len(SHARED_B)
+    assert lam.get_layer_version(LayerName=arn, VersionNumber=2)["Version"] == 2
+
+    versions = lam.list_layer_versions(LayerName="shared")["LayerVersions"]
+    assert [v["Version"] for v in versions] == [2, 1]
+    page = lam.list_layer_versions(LayerName="shared", MaxItems=1)
+    rest = lam.list_layer_versions(LayerName="shared", Marker=page["NextMarker"])
+    assert [v["Version"] for v in page["LayerVersions"] + rest["LayerVersions"]] == [2, 1]
+    py312 = lam.list_layer_versions(LayerName="shared", CompatibleRuntime="python3.12")
+    assert [v["Version"] for v in py312["LayerVersions"]] == [1]
+
+    publish(lam, "other", SHARED_B)
+    listed = lam.list_layers()["Layers"]
+    assert [(x["LayerName"], x["LatestMatchingVersion"]["Version"]) for x in listed] == [
+        ("other", 1),
+        ("shared", 2),
+    ]
+    matching = lam.list_layers(CompatibleRuntime="python3.12")["Layers"]
+    assert [(x["LayerName"], x["LatestMatchingVersion"]["Version"]) for x in matching] == [
+        ("shared", 1)
+    ]
+    first = lam.list_layers(MaxItems=1)
+    assert [x["LayerName"] for x in first["Layers"]] == ["other"]
+    assert [x["LayerName"] for x in lam.list_layers(Marker=first["NextMarker"])["Layers"]] == [
+        "shared"
+    ]
+
+    lam.delete_layer_version(LayerName="shared", VersionNumber=2)
+    lam.delete_layer_version(LayerName="shared", VersionNumber=2)  # gone already: fine
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_layer_version(LayerName="shared", VersionNumber=2)
+    assert publish(lam, "shared", SHARED_B)["Version"] == 3  # numbers are never reused
+
+
+def test_bad_requests_say_what_to_fix(lam) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="zip"):
+        publish(lam, "broken", b"not a zip")
+    with pytest.raises(lam.exceptions.ClientError, match="satisfy enum value set"):
+        publish(lam, "broken", SHARED_A, CompatibleRuntimes=["python9"])
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="no S3"):
+        lam.publish_layer_version(LayerName="broken", Content={"S3Bucket": "bucket", "S3Key": "k"})
+    assert lam.list_layers()["Layers"] == []  # nothing half-stored
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_layer_version_by_arn(Arn="arn:aws:lambda:eu-west-1:000000000000:layer:x:1")
+
+    arn = publish(lam, "shared", SHARED_A)["LayerVersionArn"]
+    missing = arn[:-1] + "7"
+    create = {"FunctionName": "fn", "Runtime": "python3.12", "Role": ROLE,
+              "Handler": "app.handler", "Code": {"ZipFile": make_zip({"app.py": APP})}}
+    with pytest.raises(lam.exceptions.InvalidParameterValueException,
+                       match=f"Layer version {missing} does not exist"):
+        lam.create_function(**create, Layers=[missing])
+    second = publish(lam, "shared", SHARED_B)["LayerVersionArn"]
+    with pytest.raises(lam.exceptions.InvalidParameterValueException, match="same layer"):
+        lam.create_function(**create, Layers=[arn, second])
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function(FunctionName="fn")  # nothing half-created
+
+
+def test_functions_import_from_their_layers(lam) -> None:  # type: ignore[no-untyped-def]
+    need_sandbox()
+    a = publish(lam, "a", SHARED_A)
+    b = publish(lam, "b", SHARED_B)
+    lam.create_function(FunctionName="fn", Runtime="python3.12", Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": make_zip({"app.py": APP})},
+                        Layers=[a["LayerVersionArn"], b["LayerVersionArn"]])
+    assert lam.invoke(FunctionName="fn")["Payload"].read() == b'"b"'  # the later layer wins
+    layers = lam.get_function(FunctionName="fn")["Configuration"]["Layers"]
+    assert layers == [
+        {"Arn": a["LayerVersionArn"], "CodeSize": len(SHARED_A)},
+        {"Arn": b["LayerVersionArn"], "CodeSize": len(SHARED_B)},
+    ]
+    lam.update_function_configuration(
+        FunctionName="fn", Layers=[b["LayerVersionArn"], a["LayerVersionArn"]]
+    )
+    assert lam.invoke(FunctionName="fn")["Payload"].read() == b'"a"'
+
+    # Deleting a layer version does not take it from a function that uses it (a new
+    # environment, started after the deletion, still finds it).
+    lam.delete_layer_version(LayerName="a", VersionNumber=1)
+    lam.update_function_configuration(FunctionName="fn", Environment={"Variables": {"ROUND": "2"}})
+    assert lam.invoke(FunctionName="fn")["Payload"].read() == b'"a"'
+    published = lam.publish_version(FunctionName="fn")
+    assert published["Layers"][1]["Arn"] == a["LayerVersionArn"]
+
+
+def test_the_aws_cli_publishes_and_lists_layers(nimbus, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "layer.zip").write_bytes(SHARED_A)
+    published = aws_json(nimbus.endpoint, "lambda", "publish-layer-version", "--layer-name",
+                         "from-cli", "--zip-file", f"fileb://{tmp_path / 'layer.zip'}")
+    assert published["Version"] == 1
+    listed = aws_json(nimbus.endpoint, "lambda", "list-layers")
+    assert [x["LayerName"] for x in listed["Layers"]] == ["from-cli"]
