@@ -344,3 +344,5 @@ class LayerVersion:
     compatible_runtimes: list[str] = field(default_factory=list)
     compatible_architectures: list[str] = field(default_factory=list)
     license_info: str | None = None
+    statements: list[dict[str, Any]] = field(default_factory=list)  # its policy
+    policy_revision: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 import httpx
 import pytest
@@ -131,3 +132,50 @@ def test_the_aws_cli_publishes_and_lists_layers(nimbus, tmp_path) -> None:  # ty
     assert published["Version"] == 1
     listed = aws_json(nimbus.endpoint, "lambda", "list-layers")
     assert [x["LayerName"] for x in listed["Layers"]] == ["from-cli"]
+
+
+def test_layer_permissions_are_kept_and_reported(lam) -> None:  # type: ignore[no-untyped-def]
+    arn = publish(lam, "shared", SHARED_A)["LayerVersionArn"]
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="No policy"):
+        lam.get_layer_version_policy(LayerName="shared", VersionNumber=1)
+    added = lam.add_layer_version_permission(
+        LayerName="shared", VersionNumber=1, StatementId="org", Action="lambda:GetLayerVersion",
+        Principal="*", OrganizationId="o-abcdefghij",
+    )
+    assert json.loads(added["Statement"]) == {
+        "Sid": "org", "Effect": "Allow", "Principal": "*", "Action": "lambda:GetLayerVersion",
+        "Resource": arn, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-abcdefghij"}},
+    }
+    with pytest.raises(lam.exceptions.PreconditionFailedException):
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=1, StatementId="acct",
+            Action="lambda:GetLayerVersion", Principal="123456789012", RevisionId="stale",
+        )
+    lam.add_layer_version_permission(
+        LayerName="shared", VersionNumber=1, StatementId="acct", Action="lambda:GetLayerVersion",
+        Principal="123456789012", RevisionId=added["RevisionId"],
+    )
+    with pytest.raises(lam.exceptions.ResourceConflictException, match="already exists"):
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=1, StatementId="acct",
+            Action="lambda:GetLayerVersion", Principal="*",
+        )
+    with pytest.raises(lam.exceptions.ClientError, match="lambda:GetLayerVersion"):
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=1, StatementId="x", Action="lambda:InvokeFunction",
+            Principal="*",
+        )
+    policy = lam.get_layer_version_policy(LayerName="shared", VersionNumber=1)
+    statements = json.loads(policy["Policy"])["Statement"]
+    assert [(s["Sid"], s["Principal"]) for s in statements] == [
+        ("org", "*"),
+        ("acct", {"AWS": "arn:aws:iam::123456789012:root"}),
+    ]
+    lam.remove_layer_version_permission(LayerName="shared", VersionNumber=1, StatementId="org")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="Statement org"):
+        lam.remove_layer_version_permission(LayerName="shared", VersionNumber=1, StatementId="org")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.add_layer_version_permission(
+            LayerName="shared", VersionNumber=9, StatementId="x",
+            Action="lambda:GetLayerVersion", Principal="*",
+        )

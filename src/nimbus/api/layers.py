@@ -4,8 +4,8 @@ DeleteLayerVersion.
 A layer version's zip is stored like a function's (validated, content-addressed) and is
 mounted read-only at ``/opt`` of the functions that list it in ``Layers`` (several merge,
 later ones winning). Python finds ``/opt/python`` and its ``lib/pythonX.Y/site-packages``,
-as on Lambda. Content comes inline (``Content.ZipFile``); nimbus has no S3. Layer
-permissions (AddLayerVersionPermission...) are not served: one nimbus is one account.
+as on Lambda. Content comes inline (``Content.ZipFile``); nimbus has no S3. Permissions
+are in ``layer_policies.py``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ RUNTIMES = (
 )  # fmt: skip
 
 
-def _layer_name(svc: Services, raw: str) -> str:
+def layer_name(svc: Services, raw: str) -> str:
     """The layer's name from the path (a name or this nimbus' layer ARN)."""
     params = Params({"LayerName": raw})
     params.string("LayerName", min_len=1, max_len=140, pattern=NAME_PATTERN)
@@ -66,7 +66,7 @@ def _layer_name(svc: Services, raw: str) -> str:
     return raw
 
 
-def _version_number(raw: str) -> int:
+def version_number(raw: str) -> int:
     if not raw.isdigit() or not 1 <= int(raw) < 2**63:
         raise InvalidParameterValue(
             f"VersionNumber must be a layer version number (1, 2, ...), not '{raw}'."
@@ -127,7 +127,7 @@ def _full(svc: Services, v: LayerVersion, base_url: str) -> dict[str, Any]:
 
 async def publish_layer_version(request: Request) -> Response:
     svc = services(request)
-    name = _layer_name(svc, request.path_params["name"])
+    name = layer_name(svc, request.path_params["name"])
     body = await read_json(request, "PublishLayerVersion", CODE_REQUEST_LIMIT)
     params = Params(body)
     description = params.string("Description", max_len=256) or ""
@@ -156,23 +156,23 @@ async def publish_layer_version(request: Request) -> Response:
 
 async def get_layer_version(request: Request) -> Response:
     svc = services(request)
-    name = _layer_name(svc, request.path_params["name"])
-    version = _version_number(request.path_params["version"])
+    name = layer_name(svc, request.path_params["name"])
+    version = version_number(request.path_params["version"])
     found = await blocking(svc.layers.get, name, version)
     return json_response(_full(svc, found, str(request.base_url)))
 
 
 async def delete_layer_version(request: Request) -> Response:
     svc = services(request)
-    name = _layer_name(svc, request.path_params["name"])
-    version = _version_number(request.path_params["version"])
+    name = layer_name(svc, request.path_params["name"])
+    version = version_number(request.path_params["version"])
     await blocking(svc.layers.delete, name, version)
     return empty_response(204)
 
 
 async def list_layer_versions(request: Request) -> Response:
     svc = services(request)
-    name = _layer_name(svc, request.path_params["name"])
+    name = layer_name(svc, request.path_params["name"])
     runtime, architecture = _filters(request)
     max_items = query_int(request, "MaxItems", 50, 1, 50)
     page = await blocking(

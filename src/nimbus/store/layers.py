@@ -4,19 +4,28 @@ A layer version is an immutable zip in the code store plus metadata; its number 
 past the layer's last (``layers.last_version``), never reused after a deletion, as on
 Lambda. A function keeps the content of the layer versions it was configured with
 (``LayerRef``), so deleting a version only stops new functions from attaching it.
+A version's policy (AddLayerVersionPermission) is kept with it, stored and reported but
+not enforced, like a function's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from nimbus.errors import InvalidParameterValue, ResourceNotFound
+from nimbus.errors import (
+    InvalidParameterValue,
+    PolicyLengthExceeded,
+    ResourceConflict,
+    ResourceNotFound,
+)
 from nimbus.models import LayerRef, LayerVersion, Page
 from nimbus.store.database import Database
 from nimbus.store.functions import decode_marker, encode_marker
+from nimbus.store.policies import POLICY_SIZE_LIMIT, check_policy_revision, policy_document
 from nimbus.store.schema import function_versions, layer_versions, layers
 
 _COLUMNS = [c.name for c in layer_versions.columns]
@@ -61,6 +70,58 @@ class LayerStore:
             conn.execute(insert(layer_versions).values(dataclasses.asdict(published)))
         return published
 
+    def add_permission(
+        self, name: str, version: int, statement: dict[str, Any], expected_revision: str | None
+    ) -> str:
+        """Add ``statement`` to the version's policy; returns the policy's new revision."""
+        with self.db.write() as conn:
+            found = self._existing(conn, name, version)
+            check_policy_revision(
+                expected_revision, found.policy_revision, "GetLayerVersionPolicy"
+            )
+            sid = statement["Sid"]
+            if any(s.get("Sid") == sid for s in found.statements):
+                raise ResourceConflict(
+                    f"The statement id ({sid}) provided already exists. Please provide a new "
+                    "statement id, or remove the existing statement."
+                )
+            statements = [*found.statements, statement]
+            size = len(policy_document(statements).encode())
+            if size > POLICY_SIZE_LIMIT:
+                raise PolicyLengthExceeded(
+                    f"The final policy size ({size}) is bigger than the limit "
+                    f"({POLICY_SIZE_LIMIT}). Remove statements with "
+                    "RemoveLayerVersionPermission first."
+                )
+            return self._save_policy(conn, found, statements)
+
+    def remove_permission(
+        self, name: str, version: int, sid: str, expected_revision: str | None
+    ) -> None:
+        with self.db.write() as conn:
+            found = self._existing(conn, name, version)
+            remaining = [s for s in found.statements if s.get("Sid") != sid]
+            if len(remaining) == len(found.statements):
+                raise ResourceNotFound(f"Statement {sid} is not found in resource policy.")
+            check_policy_revision(
+                expected_revision, found.policy_revision, "GetLayerVersionPolicy"
+            )
+            self._save_policy(conn, found, remaining)
+
+    def _save_policy(
+        self, conn: Connection, found: LayerVersion, statements: list[dict[str, Any]]
+    ) -> str:
+        revision = str(uuid.uuid4())
+        conn.execute(
+            update(layer_versions)
+            .where(
+                layer_versions.c.layer_name == found.layer_name,
+                layer_versions.c.version == found.version,
+            )
+            .values(statements=statements, policy_revision=revision)
+        )
+        return revision
+
     def delete(self, name: str, version: int) -> None:
         """Delete one version (nothing to do if there is none, as on Lambda)."""
         with self.db.write() as conn:
@@ -74,7 +135,10 @@ class LayerStore:
 
     def get(self, name: str, version: int) -> LayerVersion:
         with self.db.read() as conn:
-            found = self._find(conn, name, version)
+            return self._existing(conn, name, version)
+
+    def _existing(self, conn: Connection, name: str, version: int) -> LayerVersion:
+        found = self._find(conn, name, version)
         if found is None:
             raise ResourceNotFound("The resource you requested does not exist.")
         return found

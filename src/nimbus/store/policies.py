@@ -80,10 +80,10 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
             target_revision = self._target_revision(conn, function, qualifier)
             current = self._find(conn, function, qualifier)
             if current is None:
-                _check_revision(expected_revision, target_revision, "GetFunction/GetAlias")
+                check_policy_revision(expected_revision, target_revision, "GetFunction/GetAlias")
                 statements = [statement]
             else:
-                _check_revision(expected_revision, current.revision_id, "GetPolicy")
+                check_policy_revision(expected_revision, current.revision_id, "GetPolicy")
                 if any(s.get("Sid") == sid for s in current.statements):
                     raise ResourceConflict(
                         f"The statement id ({sid}) provided already exists. Please provide "
@@ -113,7 +113,7 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
             remaining = [s for s in current.statements if s.get("Sid") != sid]
             if len(remaining) == len(current.statements):
                 raise ResourceNotFound(f"Statement {sid} is not found in resource policy.")
-            _check_revision(expected_revision, current.revision_id, "GetPolicy")
+            check_policy_revision(expected_revision, current.revision_id, "GetPolicy")
             if not remaining:
                 conn.execute(function_policies.delete().where(self._where(function, qualifier)))
                 return None
@@ -138,7 +138,7 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
         return str(row.revision_id)
 
 
-def _check_revision(expected: str | None, actual: str, where: str) -> None:
+def check_policy_revision(expected: str | None, actual: str | None, where: str) -> None:
     if expected is not None and expected != actual:
         raise PreconditionFailed(
             "The Revision Id provided does not match the latest Revision Id. Call the "

@@ -328,6 +328,9 @@ layer_versions = Table(
     Column("compatible_runtimes", JSON, nullable=False),
     Column("compatible_architectures", JSON, nullable=False),
     Column("license_info", String(512), nullable=True),
+    # AddLayerVersionPermission's statements (stored and reported, as function policies)
+    Column("statements", JSON, nullable=False),
+    Column("policy_revision", String(36), nullable=True),  # None until a statement
     ForeignKeyConstraint(["layer_name"], ["layers.name"], ondelete="CASCADE"),
 )
 

@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("compatible_runtimes", sa.JSON, nullable=False),
         sa.Column("compatible_architectures", sa.JSON, nullable=False),
         sa.Column("license_info", sa.String(512), nullable=True),
+        sa.Column("statements", sa.JSON, nullable=False),
+        sa.Column("policy_revision", sa.String(36), nullable=True),
         sa.ForeignKeyConstraint(["layer_name"], ["layers.name"], ondelete="CASCADE"),
     )
     op.create_index("ix_layer_versions_code_sha256", "layer_versions", ["code_sha256"])
