@@ -77,7 +77,6 @@ class ConcurrencyLimiter:
         # Row r: [unreserved in flight, then one count per name entry].
         self._stride = 1 + self._entries
         self._counts = memoryview(self._map)[names_end:].cast("i")
-        self._row = row
         self._base = row * self._stride
         self._entry_of: dict[str, int] = {}  # a hint, checked against the file's name
         if not create:
