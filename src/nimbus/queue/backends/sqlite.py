@@ -20,7 +20,7 @@ power cut can only lose such a change, which re-delivers an event: at-least-once
 
 One process owns a queue file (an exclusive ``flock`` on ``<file>.lock``): ``recover``
 assumes every lease on disk belongs to a dead process, and ``wait_for_work`` only hears
-about changes made through this object.
+about changes made through this object. The table and its SQL are ``sqlite_table.py``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import queue
-import secrets
 import sqlite3
 import threading
 import time
@@ -40,59 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent, QueueError, QueueStats
+from nimbus.queue.backends.sqlite_table import SCHEMA, SCHEMA_VERSION, EventTable, row_of
 
-SCHEMA_VERSION = 1
 # A batch is whatever queued up during the previous commit, within these bounds (so one
 # transaction, and its WAL growth, stays a few megabytes).
 MAX_BATCH = 2048
 MAX_BATCH_BYTES = 16 * 1024 * 1024
-
-_SCHEMA = """
-CREATE TABLE events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a stale Lease.id stays stale
-    visible_ms INTEGER NOT NULL,   -- may be leased from then on: due_ms, or a lease's end
-    due_ms INTEGER NOT NULL,       -- when it became due; restored when a lease is given up
-    token TEXT,                    -- the current lease's token, NULL when not leased
-    enqueued_ms INTEGER NOT NULL,
-    not_before_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    function_name TEXT NOT NULL,
-    qualifier TEXT,
-    request_id TEXT NOT NULL,
-    trace_id TEXT,
-    extra TEXT,                    -- JSON, NULL when empty
-    payload BLOB NOT NULL
-);
-CREATE INDEX events_visible ON events (visible_ms);
--- Leased rows are few (bounded by consumers' parallelism): cheap to keep, and they make
--- recover() and the in-flight count independent of the backlog.
-CREATE INDEX events_leased ON events (visible_ms) WHERE token IS NOT NULL;
-CREATE INDEX events_enqueued ON events (enqueued_ms);
-"""
-
-# Python's sqlite3 releases the GIL around every statement step, and executemany steps
-# once per row. Under load each such hand-off costs the event loop a wait to get the GIL
-# back, so the writer covers a batch with a few multi-row statements instead: rows go in
-# chunks of these sizes (largest first), each size one statement that sqlite3 caches.
-_CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)
-_INSERT = (
-    "INSERT INTO events (id, visible_ms, due_ms, enqueued_ms, not_before_ms, attempts, kind,"
-    " function_name, qualifier, request_id, trace_id, extra, payload) VALUES "
-)
-_INSERTS = {n: _INSERT + ", ".join(["(" + ", ".join("?" * 13) + ")"] * n) for n in _CHUNKS}
-# Acks in one statement each way: which of the [id, token] pairs still hold their lease
-# (as one JSON row, so one step), then delete those. JSON arguments keep the text fixed.
-_ACK_MATCH = (
-    "SELECT json_group_array(json_array(e.id, e.token)) FROM json_each(?) AS j"
-    " JOIN events AS e ON e.id = json_extract(j.value, '$[0]')"
-    " AND e.token = json_extract(j.value, '$[1]')"
-)
-_DELETE_IDS = "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))"
-_COLUMNS = (
-    "id, enqueued_ms, not_before_ms, attempts, kind, function_name, qualifier,"
-    " request_id, trace_id, extra, payload"
-)
 
 
 def now_ms() -> int:
@@ -101,7 +52,7 @@ def now_ms() -> int:
 
 @dataclass(slots=True)
 class _Request:
-    op: str  # names a ``_do_<op>`` method of the writer, or "close"
+    op: str  # names an ``EventTable`` method, or "close"
     args: tuple[Any, ...]
     future: asyncio.Future[Any]
     size: int = 0  # payload bytes, to bound a batch
@@ -127,6 +78,7 @@ class SqliteQueue(QueueBackend):
         self.commits = 0  # transactions committed: puts / commits is the group-commit gain
         # Owned by the writer thread.
         self._db: sqlite3.Connection | None = None
+        self._table: EventTable | None = None
         self._synchronous = "FULL"  # the connection's current PRAGMA synchronous
         self._lock_fd: int | None = None
         # Owned by the loop: the earliest visible_ms on disk (None: queue empty), and the
@@ -165,7 +117,7 @@ class SqliteQueue(QueueBackend):
         if not events:
             return []
         # Serialised here so a bad event fails its own caller, not the batch it joins.
-        rows = [_prepare(e) for e in events]
+        rows = [row_of(e) for e in events]
         return await self._send("put", rows, size=sum(len(r[-1]) for r in rows))
 
     async def lease(self, max_items: int, visibility_s: float) -> list[Lease]:
@@ -296,8 +248,8 @@ class SqliteQueue(QueueBackend):
         return _Outcome([o.results[0] for o in outcomes], outcomes[-1].next_visible_ms)
 
     def _transaction(self, work: list[_Request]) -> _Outcome:
-        db = self._db
-        assert db is not None
+        db, table = self._db, self._table
+        assert db is not None and table is not None
         now = now_ms()
         results: list[Any] = []
         self._set_synchronous("FULL" if any(r.op == "put" for r in work) else "NORMAL")
@@ -313,9 +265,9 @@ class SqliteQueue(QueueBackend):
                     while j < len(work) and work[j].op in _COALESCED:
                         j += 1
                     run = work[i:j]
-                    puts = iter(self._do_put(now, [r.args[0] for r in run if r.op == "put"]))
+                    puts = iter(table.put(now, [r.args[0] for r in run if r.op == "put"]))
                     acks = iter(
-                        self._do_ack(now, [pair for r in run if r.op != "put" for pair in _acks(r)])
+                        table.ack(now, [pair for r in run if r.op != "put" for pair in _acks(r)])
                     )
                     for r in run:
                         if r.op == "put":
@@ -327,9 +279,9 @@ class SqliteQueue(QueueBackend):
                     i = j
                 else:
                     request = work[i]
-                    results.append(getattr(self, f"_do_{request.op}")(now, *request.args))
+                    results.append(getattr(table, request.op)(now, *request.args))
                     i += 1
-            next_visible = db.execute("SELECT min(visible_ms) FROM events").fetchone()[0]
+            next_visible = table.next_visible()
             db.execute("COMMIT")
             self.commits += 1
         except BaseException:
@@ -346,124 +298,11 @@ class SqliteQueue(QueueBackend):
 
     def _peek_next_visible(self) -> int | None:
         try:
-            assert self._db is not None
-            return self._db.execute("SELECT min(visible_ms) FROM events").fetchone()[0]
+            assert self._table is not None
+            return self._table.next_visible()
         except Exception:
             # Unknown: "due now" makes waiters look for themselves instead of sleeping.
             return now_ms()
-
-    def _do_put(self, now: int, puts: list[list[tuple[Any, ...]]]) -> list[list[str]]:
-        assert self._db is not None
-        if not puts:
-            return []
-        # Ids are assigned here (one writer holds the write lock) so a few statements
-        # insert the whole run; AUTOINCREMENT's sequence keeps them from being reused.
-        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-        last = seq.fetchone()
-        next_id = (last[0] if last else 0) + 1
-        rows = []
-        ids = []
-        for events in puts:
-            batch_ids = []
-            for enqueued, not_before, *rest in events:
-                due = max(not_before, now)
-                rows.append((next_id, due, due, enqueued or now, not_before, *rest))
-                batch_ids.append(str(next_id))
-                next_id += 1
-            ids.append(batch_ids)
-        i = 0
-        for size in _CHUNKS:
-            while len(rows) - i >= size:
-                params = tuple(value for row in rows[i : i + size] for value in row)
-                self._db.execute(_INSERTS[size], params)
-                i += size
-        return ids
-
-    def _do_lease(self, now: int, max_items: int, visibility_ms: int) -> list[Lease]:
-        assert self._db is not None
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE visible_ms <= ? ORDER BY visible_ms, id LIMIT ?",
-            (now, max_items),
-        ).fetchall()
-        if not rows:
-            return []
-        # One token for the whole call: it is always checked together with the id.
-        token = secrets.token_hex(8)
-        self._db.execute(
-            "UPDATE events SET visible_ms = ?, token = ? WHERE id IN"
-            " (SELECT value FROM json_each(?))",
-            (now + visibility_ms, token, json.dumps([row[0] for row in rows])),
-        )
-        return [Lease(str(row[0]), _event(row), token) for row in rows]
-
-    def _do_ack(self, now: int, acks: list[tuple[int, str]]) -> list[bool]:
-        """Delete each (id, token) whose lease still holds; one result per ack, in order
-        (an ack repeated in the run succeeds once, as it would one at a time)."""
-        assert self._db is not None
-        if not acks:
-            return []
-        (matched,) = self._db.execute(_ACK_MATCH, (json.dumps(acks),)).fetchone()
-        held: dict[int, str] = dict(json.loads(matched))  # id -> its current token
-        if held:
-            self._db.execute(_DELETE_IDS, (json.dumps(list(held)),))
-        results = []
-        for event_id, token in acks:
-            ok = held.get(event_id) == token
-            if ok:
-                del held[event_id]
-            results.append(ok)
-        return results
-
-    def _do_retry(self, now: int, event_id: int, token: str, delay_ms: int, attempts: int) -> bool:
-        assert self._db is not None
-        due = now + delay_ms
-        cur = self._db.execute(
-            "UPDATE events SET visible_ms = ?, due_ms = ?, not_before_ms = ?, attempts = ?,"
-            " token = NULL WHERE id = ? AND token = ?",
-            (due, due, due, attempts, event_id, token),
-        )
-        return cur.rowcount == 1
-
-    def _do_extend(self, now: int, event_id: int, token: str, visibility_ms: int) -> bool:
-        assert self._db is not None
-        cur = self._db.execute(
-            "UPDATE events SET visible_ms = ? WHERE id = ? AND token = ?",
-            (now + visibility_ms, event_id, token),
-        )
-        return cur.rowcount == 1
-
-    def _do_release(self, now: int, event_id: int, token: str) -> bool:
-        assert self._db is not None
-        cur = self._db.execute(
-            "UPDATE events SET visible_ms = due_ms, token = NULL WHERE id = ? AND token = ?",
-            (event_id, token),
-        )
-        return cur.rowcount == 1
-
-    def _do_recover(self, now: int) -> int:
-        assert self._db is not None
-        # Back to the time they first became due, so they keep their place in line.
-        cur = self._db.execute(
-            "UPDATE events SET visible_ms = due_ms, token = NULL WHERE token IS NOT NULL"
-        )
-        return cur.rowcount
-
-    def _do_stats(self, now: int) -> QueueStats:
-        assert self._db is not None
-        depth, visible, in_flight, oldest = self._db.execute(
-            "SELECT (SELECT count(*) FROM events),"
-            " (SELECT count(*) FROM events WHERE visible_ms <= :now),"
-            " (SELECT count(*) FROM events WHERE token IS NOT NULL AND visible_ms > :now),"
-            " (SELECT min(enqueued_ms) FROM events)",
-            {"now": now},
-        ).fetchone()
-        return QueueStats(
-            depth=depth,
-            visible=visible,
-            in_flight=in_flight,
-            delayed=depth - visible - in_flight,
-            oldest_age_ms=max(0, now - oldest) if oldest is not None else 0,
-        )
 
     def _connect(self) -> int | None:
         """Lock, open and (first time) create the file; returns the next visible time."""
@@ -489,7 +328,7 @@ class SqliteQueue(QueueBackend):
             )
         if version == 0:
             db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             )
         # The WAL file may be new: make its directory entry durable too.
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
@@ -497,7 +336,8 @@ class SqliteQueue(QueueBackend):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return db.execute("SELECT min(visible_ms) FROM events").fetchone()[0]
+        self._table = EventTable(db)
+        return self._table.next_visible()
 
     def _disconnect(self) -> Exception | None:
         error: Exception | None = None
@@ -507,6 +347,7 @@ class SqliteQueue(QueueBackend):
             except sqlite3.Error as exc:
                 error = _error(self.path, exc)
             self._db = None
+            self._table = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -523,42 +364,6 @@ def _acks(request: _Request) -> list[tuple[int, str]]:
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
-
-
-def _prepare(event: QueuedEvent) -> tuple[Any, ...]:
-    """The columns of an event row put can fill before the writer stamps time and id."""
-    payload = event.payload
-    if not isinstance(payload, bytes | bytearray | memoryview):
-        raise TypeError(f"QueuedEvent.payload must be bytes, not {type(payload).__name__}")
-    return (
-        event.enqueued_ms,
-        event.not_before_ms,
-        event.attempts,
-        event.kind,
-        event.function_name,
-        event.qualifier,
-        event.request_id,
-        event.trace_id,
-        json.dumps(event.extra, separators=(",", ":")) if event.extra else None,
-        bytes(payload),
-    )
-
-
-def _event(row: tuple[Any, ...]) -> QueuedEvent:
-    (_, enqueued, not_before, attempts, kind, function, qualifier, request, trace, extra,
-     payload) = row  # fmt: skip
-    return QueuedEvent(
-        function_name=function,
-        qualifier=qualifier,
-        payload=payload,
-        request_id=request,
-        trace_id=trace,
-        enqueued_ms=enqueued,
-        attempts=attempts,
-        not_before_ms=not_before,
-        kind=kind,
-        extra=json.loads(extra) if extra else {},
-    )
 
 
 def _error(path: Path, exc: Exception) -> Exception:
