@@ -29,13 +29,19 @@ class LayerRef:
     arn: str
     code_sha256: str = ""  # "": attached before nimbus stored layers (cannot run)
     code_size: int = 0
+    unzipped_size: int = 0
 
     @classmethod
     def stored(cls, value: Any) -> LayerRef:
         """From the store's JSON (an ARN alone in rows written before layers existed)."""
         if isinstance(value, str):
             return cls(value)
-        return cls(value["arn"], value.get("code_sha256", ""), value.get("code_size", 0))
+        return cls(
+            value["arn"],
+            value.get("code_sha256", ""),
+            value.get("code_size", 0),
+            value.get("unzipped_size", 0),
+        )
 
 
 @dataclass
@@ -339,6 +345,7 @@ class LayerVersion:
     version: int
     code_sha256: str  # hex digest of the zip
     code_size: int
+    unzipped_size: int
     created_date: str
     description: str = ""
     compatible_runtimes: list[str] = field(default_factory=list)

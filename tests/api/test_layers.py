@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROLE, aws_json, make_zip, need_sandbox
+from tests.nimbus_process import NimbusProcess
 
 SHARED_A = make_zip({"python/shared.py": "WHO = 'a'\n", "python/only_a.py": "X = 1\n"})
 SHARED_B = make_zip({"python/shared.py": "WHO = 'b'\n"})
@@ -179,3 +180,33 @@ def test_layer_permissions_are_kept_and_reported(lam) -> None:  # type: ignore[n
             LayerName="shared", VersionNumber=9, StatementId="x",
             Action="lambda:GetLayerVersion", Principal="*",
         )
+
+
+def test_function_and_layers_together_stay_within_the_unzipped_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # 100 kB instead of 250 MB; files of 60 kB compress to almost nothing.
+    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_MAX_UNZIPPED_SIZE": "100000"})
+    server.start()
+    try:
+        lam = server.client()
+        big_layer = publish(lam, "big", make_zip({"python/blob.py": "#" * 60_000}))
+        small = publish(lam, "small", make_zip({"python/tiny.py": "X = 1\n"}))
+        code = {"ZipFile": make_zip({"app.py": "#" * 60_000})}
+        create = {"FunctionName": "fn", "Runtime": "python3.12", "Role": ROLE,
+                  "Handler": "app.handler", "Code": code}
+        with pytest.raises(lam.exceptions.InvalidParameterValueException,
+                           match=r"combined with layers exceeds .* 100000 bytes"):
+            lam.create_function(**create, Layers=[big_layer["LayerVersionArn"]])
+        lam.create_function(**create, Layers=[small["LayerVersionArn"]])
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="combined"):
+            lam.update_function_configuration(
+                FunctionName="fn", Layers=[big_layer["LayerVersionArn"]]
+            )
+        lam.update_function_configuration(FunctionName="fn", Layers=[])
+        lam.update_function_configuration(FunctionName="fn", Layers=[small["LayerVersionArn"]])
+        bigger = make_zip({"app.py": "#" * 99_999})
+        with pytest.raises(lam.exceptions.InvalidParameterValueException, match="combined"):
+            lam.update_function_code(FunctionName="fn", ZipFile=bigger)
+        config = lam.get_function_configuration(FunctionName="fn")
+        assert config["Layers"][0]["Arn"] == small["LayerVersionArn"]  # unchanged
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ PREFIX = "arn:aws:lambda:us-east-1:000000000000:layer:"
 
 
 def draft(name: str, sha: str, runtimes: list[str] | None = None) -> LayerVersion:
-    return LayerVersion(name, 0, sha, 10, "2026-12-02T00:00:00.000+0000",
+    return LayerVersion(name, 0, sha, 10, 30, "2026-12-02T00:00:00.000+0000",
                         compatible_runtimes=runtimes or [])
 
 
@@ -36,7 +36,7 @@ def test_what_functions_hold_survives_the_layer_version(stores) -> None:  # type
     assert (one.version, two.version) == (1, 2)
     assert layers.total_size() == 20
     (ref,) = layers.resolve([PREFIX + "lib:1"])
-    assert ref == LayerRef(PREFIX + "lib:1", "a" * 64, 10)
+    assert ref == LayerRef(PREFIX + "lib:1", "a" * 64, 10, 30)
     functions.create(latest("f", layers=[ref]), {}, False)
     assert functions.get_version("f").layers == [ref]  # read back as a LayerRef
 

@@ -33,7 +33,7 @@ from nimbus.errors import (
     RequestTooLarge,
     ResourceNotFound,
 )
-from nimbus.models import LATEST, FunctionVersion
+from nimbus.models import LATEST, FunctionVersion, LayerRef
 from nimbus.services import Services, blocking, services
 from nimbus.store.code import StoredCode
 from nimbus.store.functions import check_revision
@@ -106,6 +106,18 @@ async def attach_layers(svc: Services, settings: dict[str, Any]) -> None:
         settings["layers"] = await blocking(svc.layers.resolve, settings["layers"])
 
 
+def check_combined_size(svc: Services, code_unzipped: int, layers: list[LayerRef]) -> None:
+    """Lambda's limit on the function's files and its layers' together, unzipped."""
+    total = code_unzipped + sum(layer.unzipped_size for layer in layers)
+    limit = svc.config.max_unzipped_size
+    if layers and total > limit:
+        raise InvalidParameterValue(
+            f"Function code combined with layers exceeds the maximum allowed size of {limit} "
+            f"bytes. The actual size is {total} bytes. Use fewer or smaller layers, or move "
+            "files out of the package."
+        )
+
+
 async def create_function(request: Request) -> Response:
     svc = services(request)
     body = await read_json(request, "CreateFunction", CODE_REQUEST_LIMIT)
@@ -125,6 +137,9 @@ async def create_function(request: Request) -> Response:
     require_zip_settings(settings.get("runtime"), settings.get("handler"))
     await attach_layers(svc, settings)
     data = decode_zip(body, "Code.", svc.config.max_zip_size, "CreateFunction")
+    if settings.get("layers"):
+        checked = await blocking(svc.code.validate, data)
+        check_combined_size(svc, checked.unzipped_size, settings["layers"])
     stored = await store_code(svc, data)
     assert name is not None
     latest = FunctionVersion(
@@ -221,9 +236,10 @@ async def update_function_code(request: Request) -> Response:
     archs = parse_architectures(params)
     data = decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
     current = await blocking(svc.functions.get_version, name, LATEST)
-    if dry_run:
+    if dry_run or current.layers:  # checked before anything is stored
         stored = await blocking(svc.code.validate, data)
-    else:
+        check_combined_size(svc, stored.unzipped_size, current.layers)
+    if not dry_run:
         stored = await store_code(svc, data)
 
     def change(v: FunctionVersion) -> FunctionVersion:
@@ -250,6 +266,10 @@ async def update_function_configuration(request: Request) -> Response:
     revision = params.string("RevisionId")
     settings = parse_settings(body, params)
     await attach_layers(svc, settings)
+    if settings.get("layers"):
+        current = await blocking(svc.functions.get_version, name, LATEST)
+        code_unzipped = await blocking(svc.code.tree_size, current.code_sha256)
+        check_combined_size(svc, code_unzipped, settings["layers"])
 
     def change(v: FunctionVersion) -> FunctionVersion:
         extra = {**v.extra, **settings.pop("extra", {})}

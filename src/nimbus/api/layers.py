@@ -144,6 +144,7 @@ async def publish_layer_version(request: Request) -> Response:
         version=0,
         code_sha256=stored.sha256_hex,
         code_size=stored.size,
+        unzipped_size=stored.unzipped_size,
         created_date=lambda_timestamp(),
         description=description,
         compatible_runtimes=runtimes,

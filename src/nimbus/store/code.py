@@ -10,6 +10,7 @@ package and a crash leaves only ``tmp/`` litter, which start-up removes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
@@ -87,6 +88,15 @@ class CodeStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return StoredCode(sha, len(data), unzipped)
+
+    def tree_size(self, sha_hex: str) -> int:
+        """The bytes of a stored package's files, as extracted (blocking)."""
+        total = 0
+        for folder, _dirs, files in os.walk(self.tree_path(sha_hex)):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(folder, name)).st_size
+        return total
 
     def read(self, sha_hex: str) -> bytes:
         return self.blob_path(sha_hex).read_bytes()

@@ -213,7 +213,9 @@ class LayerStore:
                 found = None if name is None else self._find(conn, name, version)
                 if found is None:
                     raise InvalidParameterValue(f"Layer version {arn} does not exist.")
-                refs.append(LayerRef(arn, found.code_sha256, found.code_size))
+                refs.append(
+                    LayerRef(arn, found.code_sha256, found.code_size, found.unzipped_size)
+                )
         names = [arn.rsplit(":", 1)[0] for arn in arns]
         if len(set(names)) < len(names):
             raise InvalidParameterValue(

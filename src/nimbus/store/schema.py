@@ -325,6 +325,7 @@ layer_versions = Table(
     Column("version", Integer, primary_key=True),
     Column("code_sha256", String(64), nullable=False, index=True),
     Column("code_size", BigInteger, nullable=False),
+    Column("unzipped_size", BigInteger, nullable=False),
     Column("created_date", String(40), nullable=False),
     Column("description", String(256), nullable=False),
     Column("compatible_runtimes", JSON, nullable=False),

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, primary_key=True),
         sa.Column("code_sha256", sa.String(64), nullable=False),
         sa.Column("code_size", sa.BigInteger, nullable=False),
+        sa.Column("unzipped_size", sa.BigInteger, nullable=False),
         sa.Column("created_date", sa.String(40), nullable=False),
         sa.Column("description", sa.String(256), nullable=False),
         sa.Column("compatible_runtimes", sa.JSON, nullable=False),
