@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import zipfile
 
 import httpx
 import pytest
@@ -210,3 +212,34 @@ def test_function_and_layers_together_stay_within_the_unzipped_limit(tmp_path) -
         assert config["Layers"][0]["Arn"] == small["LayerVersionArn"]  # unchanged
     finally:
         server.stop()
+
+
+def test_a_custom_runtime_served_from_a_layer(lam, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A provided runtime whose bootstrap and runtime client live in a layer (/opt), as
+    Lambda's custom runtime layers do; the function's zip holds only its handler."""
+    need_sandbox()
+    from tests.conftest import awslambdaric_package
+
+    layer, function = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(awslambdaric_package(tmp_path))) as source, \
+            zipfile.ZipFile(layer, "w") as runtime, zipfile.ZipFile(function, "w") as code:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "fn.py":
+                code.writestr(info, data)
+            elif info.filename == "bootstrap":
+                # At /opt/bootstrap: the client is imported from /opt, the handler from
+                # the task root.
+                runtime.writestr(info, data.replace(
+                    b'export PYTHONPATH="$LAMBDA_TASK_ROOT"',
+                    b'export PYTHONPATH="$LAMBDA_TASK_ROOT:/opt"',
+                ))
+            else:
+                runtime.writestr(info, data)
+    arn = publish(lam, "awslambdaric", layer.getvalue(),
+                  CompatibleRuntimes=["provided.al2023"])["LayerVersionArn"]
+    lam.create_function(FunctionName="custom", Runtime="provided.al2023", Role=ROLE,
+                        Handler="fn.handler", Code={"ZipFile": function.getvalue()},
+                        Layers=[arn])
+    out = lam.invoke(FunctionName="custom", Payload=b'{"hi": 1}')
+    assert json.loads(out["Payload"].read()) == {"echo": {"hi": 1}, "runtime": "awslambdaric"}
