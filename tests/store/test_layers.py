@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import sqlalchemy as sa
 
@@ -60,3 +62,13 @@ def test_layers_stored_as_bare_arns_still_read(stores) -> None:  # type: ignore[
         conn.execute(sa.update(function_versions).values(layers=[PREFIX + "old:1"]))
     assert functions.get_version("f").layers == [LayerRef(PREFIX + "old:1")]
     assert layers.code_references() == set()
+
+
+def test_concurrent_publishers_get_distinct_versions(stores) -> None:  # type: ignore[no-untyped-def]
+    _, layers = stores
+    with ThreadPoolExecutor(8) as pool:
+        published = list(pool.map(lambda n: layers.publish(draft("lib", f"{n:064x}")), range(16)))
+    assert sorted(v.version for v in published) == list(range(1, 17))
+    assert {v.code_sha256 for v in layers.versions("lib", None, 50).items} == {
+        v.code_sha256 for v in published
+    }

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import (
     InvalidParameterValue,
@@ -52,15 +53,27 @@ class LayerStore:
 
     def publish(self, draft: LayerVersion) -> LayerVersion:
         """Store ``draft`` as the layer's next version (its ``version`` is ignored)."""
+        for attempt in range(3):
+            try:
+                return self._publish(draft)
+            except IntegrityError:
+                # Another publisher created the layer first (PostgreSQL: both saw no
+                # row to lock); its row is there to lock now.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _publish(self, draft: LayerVersion) -> LayerVersion:
         with self.db.write() as conn:
             last = conn.execute(
-                select(layers.c.last_version).where(layers.c.name == draft.layer_name)
+                select(layers.c.last_version)
+                .where(layers.c.name == draft.layer_name)
+                .with_for_update()  # concurrent publishers of one layer take turns
             ).scalar()
+            number = 1 if last is None else last + 1
             if last is None:
                 conn.execute(insert(layers).values(name=draft.layer_name, last_version=1))
-                number = 1
             else:
-                number = last + 1
                 conn.execute(
                     update(layers)
                     .where(layers.c.name == draft.layer_name)
@@ -168,6 +181,11 @@ class LayerStore:
         )
         if marker:
             (before,) = decode_marker(marker, 1)
+            if not before.isdigit():
+                raise InvalidParameterValue(
+                    "The Marker is not one this service issued. Pass NextMarker from the "
+                    "previous response unchanged."
+                )
             query = query.where(layer_versions.c.version < int(before))
         with self.db.read() as conn:
             rows = [_row(r) for r in conn.execute(query)]
