@@ -19,14 +19,12 @@ from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import (
     InvalidParameterValue,
-    PolicyLengthExceeded,
-    ResourceConflict,
     ResourceNotFound,
 )
 from nimbus.models import LayerRef, LayerVersion, Page
 from nimbus.store.database import Database
 from nimbus.store.functions import decode_marker, encode_marker
-from nimbus.store.policies import POLICY_SIZE_LIMIT, check_policy_revision, policy_document
+from nimbus.store.policies import check_policy_revision, with_statement, without_statement
 from nimbus.store.schema import function_versions, layer_versions, layers
 
 _COLUMNS = [c.name for c in layer_versions.columns]
@@ -92,20 +90,9 @@ class LayerStore:
             check_policy_revision(
                 expected_revision, found.policy_revision, "GetLayerVersionPolicy"
             )
-            sid = statement["Sid"]
-            if any(s.get("Sid") == sid for s in found.statements):
-                raise ResourceConflict(
-                    f"The statement id ({sid}) provided already exists. Please provide a new "
-                    "statement id, or remove the existing statement."
-                )
-            statements = [*found.statements, statement]
-            size = len(policy_document(statements).encode())
-            if size > POLICY_SIZE_LIMIT:
-                raise PolicyLengthExceeded(
-                    f"The final policy size ({size}) is bigger than the limit "
-                    f"({POLICY_SIZE_LIMIT}). Remove statements with "
-                    "RemoveLayerVersionPermission first."
-                )
+            statements = with_statement(
+                found.statements, statement, "RemoveLayerVersionPermission"
+            )
             return self._save_policy(conn, found, statements)
 
     def remove_permission(
@@ -113,9 +100,7 @@ class LayerStore:
     ) -> None:
         with self.db.write() as conn:
             found = self._existing(conn, name, version)
-            remaining = [s for s in found.statements if s.get("Sid") != sid]
-            if len(remaining) == len(found.statements):
-                raise ResourceNotFound(f"Statement {sid} is not found in resource policy.")
+            remaining = without_statement(found.statements, sid)
             check_policy_revision(
                 expected_revision, found.policy_revision, "GetLayerVersionPolicy"
             )

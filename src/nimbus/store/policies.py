@@ -74,28 +74,17 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
         expected_revision: str | None = None,
     ) -> FunctionPolicy:
         """Append ``statement`` (its ``Sid`` new to this policy) and return the policy."""
-        sid = statement["Sid"]
         with self.functions.writing(function) as conn:
             self.functions.record(conn, function, lock=True)
             target_revision = self._target_revision(conn, function, qualifier)
             current = self._find(conn, function, qualifier)
             if current is None:
                 check_policy_revision(expected_revision, target_revision, "GetFunction/GetAlias")
-                statements = [statement]
+                statements = []
             else:
                 check_policy_revision(expected_revision, current.revision_id, "GetPolicy")
-                if any(s.get("Sid") == sid for s in current.statements):
-                    raise ResourceConflict(
-                        f"The statement id ({sid}) provided already exists. Please provide "
-                        "a new statement id, or remove the existing statement."
-                    )
-                statements = [*current.statements, statement]
-            size = len(policy_document(statements).encode())
-            if size > POLICY_SIZE_LIMIT:
-                raise PolicyLengthExceeded(
-                    f"The final policy size ({size}) is bigger than the limit "
-                    f"({POLICY_SIZE_LIMIT}). Remove statements with RemovePermission first."
-                )
+                statements = current.statements
+            statements = with_statement(statements, statement, "RemovePermission")
             policy = FunctionPolicy(function, qualifier, statements, str(uuid.uuid4()))
             self._save(conn, policy, exists=current is not None)
         return policy
@@ -110,9 +99,7 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
             current = self._find(conn, function, qualifier)
             if current is None:
                 raise ResourceNotFound("No policy is associated with the given resource.")
-            remaining = [s for s in current.statements if s.get("Sid") != sid]
-            if len(remaining) == len(current.statements):
-                raise ResourceNotFound(f"Statement {sid} is not found in resource policy.")
+            remaining = without_statement(current.statements, sid)
             check_policy_revision(expected_revision, current.revision_id, "GetPolicy")
             if not remaining:
                 conn.execute(function_policies.delete().where(self._where(function, qualifier)))
@@ -136,6 +123,35 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
         if row is None:
             raise self.functions.not_found(function, qualifier)
         return str(row.revision_id)
+
+
+def with_statement(
+    statements: list[dict[str, Any]], statement: dict[str, Any], remover: str
+) -> list[dict[str, Any]]:
+    """``statements`` and ``statement`` after it: ResourceConflict if its Sid is taken,
+    PolicyLengthExceeded past Lambda's size (``remover`` is the API that makes room)."""
+    sid = statement["Sid"]
+    if any(s.get("Sid") == sid for s in statements):
+        raise ResourceConflict(
+            f"The statement id ({sid}) provided already exists. Please provide a new "
+            "statement id, or remove the existing statement."
+        )
+    appended = [*statements, statement]
+    size = len(policy_document(appended).encode())
+    if size > POLICY_SIZE_LIMIT:
+        raise PolicyLengthExceeded(
+            f"The final policy size ({size}) is bigger than the limit ({POLICY_SIZE_LIMIT}). "
+            f"Remove statements with {remover} first."
+        )
+    return appended
+
+
+def without_statement(statements: list[dict[str, Any]], sid: str) -> list[dict[str, Any]]:
+    """``statements`` less statement ``sid``, which must be there (ResourceNotFound)."""
+    remaining = [s for s in statements if s.get("Sid") != sid]
+    if len(remaining) == len(statements):
+        raise ResourceNotFound(f"Statement {sid} is not found in resource policy.")
+    return remaining
 
 
 def check_policy_revision(expected: str | None, actual: str | None, where: str) -> None:
