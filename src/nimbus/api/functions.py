@@ -90,8 +90,7 @@ def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: s
 
 async def store_code(svc: Services, data: bytes) -> StoredCode:
     """Store a function's or a layer's zip, within the account's code storage."""
-    _count, used = await blocking(svc.functions.usage)
-    used += await blocking(svc.layers.total_size)
+    used = await blocking(lambda: svc.functions.usage()[1] + svc.layers.total_size())
     if used + len(data) > svc.config.total_code_size:
         raise CodeStorageExceeded(
             f"Code storage limit exceeded: {used} of {svc.config.total_code_size} bytes in use. "

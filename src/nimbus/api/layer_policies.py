@@ -26,7 +26,7 @@ from nimbus.api.layers import layer_name, version_number
 from nimbus.api.policies import STATEMENT_ID_PATTERN, principal_element
 from nimbus.api.wire import Params, empty_response, json_response, read_json
 from nimbus.errors import ResourceNotFound
-from nimbus.services import blocking, services
+from nimbus.services import Services, blocking, services
 from nimbus.store.policies import policy_document
 
 # The service model's LayerPermissionAllowedAction / ...AllowedPrincipal / OrganizationId.
@@ -35,16 +35,15 @@ PRINCIPAL_PATTERN = r"\d{12}|\*|arn:(aws[a-zA-Z-]*):iam::\d{12}:root"
 ORGANIZATION_PATTERN = r"o-[a-z0-9]{10,32}"
 
 
-def _target(request: Request) -> tuple[str, int]:
-    svc = services(request)
-    return layer_name(svc, request.path_params["name"]), version_number(
-        request.path_params["version"]
-    )
+def _target(svc: Services, request: Request) -> tuple[str, int]:
+    """(layer name, version number) from the path."""
+    name = layer_name(svc, request.path_params["name"])
+    return name, version_number(request.path_params["version"])
 
 
 async def add_permission(request: Request) -> Response:
     svc = services(request)
-    name, version = _target(request)
+    name, version = _target(svc, request)
     params = Params(await read_json(request, "AddLayerVersionPermission"))
     sid = params.string(
         "StatementId", required=True, min_len=1, max_len=100, pattern=STATEMENT_ID_PATTERN
@@ -72,7 +71,7 @@ async def add_permission(request: Request) -> Response:
 
 async def get_policy(request: Request) -> Response:
     svc = services(request)
-    name, version = _target(request)
+    name, version = _target(svc, request)
     found = await blocking(svc.layers.get, name, version)
     if not found.statements:
         raise ResourceNotFound("No policy is associated with the given resource.")
@@ -83,7 +82,7 @@ async def get_policy(request: Request) -> Response:
 
 async def remove_permission(request: Request) -> Response:
     svc = services(request)
-    name, version = _target(request)
+    name, version = _target(svc, request)
     sid = request.path_params["sid"]
     params = Params({"StatementId": sid})
     params.string("StatementId", min_len=1, max_len=100, pattern=STATEMENT_ID_PATTERN)

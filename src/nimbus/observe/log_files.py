@@ -31,7 +31,7 @@ CURRENT = "current.jsonl"
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
-def line(record: object) -> bytes:
+def encode_record(record: object) -> bytes:
     """A record (a dataclass) as the JSON line ``append`` writes."""
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
@@ -44,7 +44,7 @@ class LogFiles:
         self.segment_bytes = segment_bytes
 
     def append(self, function_name: str, lines: list[bytes]) -> None:
-        """Append records of one function (each encoded by ``line``) in one write."""
+        """Append records of one function (each from ``encode_record``) in one write."""
         folder = self.directory / function_name
         # Led by a newline: a line torn by an earlier failed write ends there, alone.
         data = b"\n" + b"".join(lines)

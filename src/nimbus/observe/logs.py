@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from nimbus.observe.log_files import LogFiles, line
+from nimbus.observe.log_files import LogFiles, encode_record
 from nimbus.store.database import Database
 from nimbus.store.schema import invocation_logs
 from nimbus.threads import blocking
@@ -148,7 +148,7 @@ class LogStore:
             lines = self._lines.get(record.function_name)
             if lines is None:
                 lines = self._lines[record.function_name] = []
-            lines.append(line(record))
+            lines.append(encode_record(record))
         self._arrived.set()
 
     async def _drain(self) -> None:
