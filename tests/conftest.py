@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,32 @@ def make_zip(files: dict[str, str | bytes], **modes: int) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, content)
     return buf.getvalue()
+
+
+def zip_of(entries: list[tuple[str, str, str | bytes]]) -> bytes:
+    """A zip of ``(kind, name, content)`` in order, kind ``file``, ``dir`` or ``link``
+    (a Unix symlink whose target is ``content``), names written exactly as given."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        warnings.simplefilter("ignore")  # duplicate names are what some tests are about
+        for kind, name, content in entries:
+            info = zipfile.ZipInfo(name + ("/" if kind == "dir" and not name.endswith("/") else ""))
+            info.create_system = 3
+            mode = {"file": 0o100644, "dir": 0o40755, "link": 0o120777}[kind]
+            info.external_attr = mode << 16
+            zf.writestr(info, content)
+    return buf.getvalue()
+
+
+def escape_chain(victim: str, depth: int = 40) -> list[tuple[str, str, str | bytes]]:
+    """The attack of [S zip escape]: ``s -> .``, then ``s/s/.../esc -> ../../..`` (each
+    target harmless as text), then a file ``esc/<victim>`` written through them."""
+    return [
+        ("link", "s", "."),
+        ("link", "s/" * depth + "esc", "../" * depth),
+        ("file", "esc" + victim, "escaped\n"),
+        ("file", "app.py", "def handler(event, context):\n    return 1\n"),
+    ]
 
 
 HELLO = make_zip({"app.py": "def handler(event, context):\n    return {'hello': event}\n"})

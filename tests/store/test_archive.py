@@ -4,17 +4,23 @@ refused package leaves nothing behind."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import stat
 import struct
+import subprocess
+import sys
+import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from nimbus.errors import InvalidParameterValue
+from nimbus.store import archive, unpack
 from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
-from tests.conftest import make_zip
+from tests.conftest import escape_chain, make_zip, zip_of
 
 LIMITS = PackageLimits(max_unzipped=1 << 20, max_entries=50)
 
@@ -115,3 +121,178 @@ def test_real_limit_enforced_while_inflating(tmp_path: Path) -> None:
     with pytest.raises(InvalidParameterValue, match="Unzipped size"):
         store.put(data)
     assert stored_nothing(store)
+
+
+# -- [S zip escape]: the package's own symlinks never carry a write out of it ----------
+
+
+def victim_path(tmp_path: Path) -> Path:
+    return tmp_path / "outside" / f"victim-{uuid.uuid4().hex[:8]}"
+
+
+def test_the_symlink_chain_cannot_write_outside(code: CodeStore, tmp_path: Path) -> None:
+    victim = victim_path(tmp_path)
+    victim.parent.mkdir()
+    refuse(code, zip_of(escape_chain(str(victim))), "inside 's', which the package makes a symlink")
+    assert not victim.exists()
+
+
+def test_the_chain_with_the_file_first_cannot_write_outside(
+    code: CodeStore, tmp_path: Path
+) -> None:
+    victim = victim_path(tmp_path)
+    victim.parent.mkdir()
+    chain = escape_chain(str(victim))
+    refuse(code, zip_of([chain[2], chain[0], chain[1], chain[3]]), "symlink")
+    assert not victim.exists()
+
+
+def test_an_existing_file_is_not_overwritten_through_links(
+    code: CodeStore, tmp_path: Path
+) -> None:
+    victim = victim_path(tmp_path)
+    victim.parent.mkdir()
+    victim.write_text("original")
+    refuse(code, zip_of(escape_chain(str(victim))), "symlink")
+    assert victim.read_text() == "original"
+
+
+@pytest.mark.parametrize(
+    ("entries", "match"),
+    [
+        # Harmless as text (normpath says "."), outside when the kernel follows "a".
+        ([("link", "a", "."), ("link", "b", "a/a/a/../../..")], "resolves outside"),
+        ([("link", "d/up", "../x"), ("link", "x", "..")], "resolves outside"),
+        ([("link", "a", "b"), ("link", "b", "a")], "loop of symlinks"),
+        ([("link", "l", "app.py"), ("file", "l/x.py", "")], "inside 'l'"),
+        ([("link", "l", "app.py"), ("dir", "l", "")], "directory, but .* symlink"),
+        ([("file", "d", ""), ("file", "d/x.py", "")], "also has a file by that name"),
+        ([("file", "d/x.py", ""), ("file", "d", "")], "also has a directory"),
+        ([("file", "a.py", "1"), ("file", "a.py", "2")], "more than once"),
+        ([("file", "a.py", "1"), ("file", "./a.py", "2")], "more than once"),
+        ([("link", "l", b"\xff\xfe")], "not valid UTF-8"),
+        ([("link", "l", "/etc/passwd")], "outside the package"),
+        ([("file", "x" * 256, "")], "longer than 255 bytes"),
+    ],
+    ids=[
+        "chain through a link", "link to a link upwards", "loop", "file through a link",
+        "link and directory", "file then directory", "directory then file", "duplicate",
+        "duplicate after normalising", "non-utf8 target", "absolute target", "long name",
+    ],
+)
+def test_trees_the_kernel_would_not_keep_inside(
+    code: CodeStore, entries: list[tuple[str, str, str | bytes]], match: str
+) -> None:
+    refuse(code, zip_of([("file", "app.py", ""), *entries]), match)
+
+
+def test_case_variants_and_inside_chains_are_kept(code: CodeStore) -> None:
+    stored = code.put(zip_of([
+        ("file", "App.py", "upper"), ("file", "app.py", "lower"),
+        ("file", "lib/real.py", "real"),
+        ("link", "lib/alias.py", "real.py"), ("link", "top.py", "lib/alias.py"),
+        ("link", "here", "."), ("link", "bin/tool", "../lib/../lib/real.py"),
+    ]))
+    tree = code.tree_path(stored.sha256_hex)
+    assert (tree / "App.py").read_text() == "upper" and (tree / "app.py").read_text() == "lower"
+    assert (tree / "top.py").read_text() == "real" and (tree / "bin/tool").read_text() == "real"
+    assert os.readlink(tree / "here") == "."
+
+
+def test_written_tree_is_owned_and_moded_safely(code: CodeStore) -> None:
+    info = zipfile.ZipInfo("bin/suid")
+    info.external_attr = (0o104777) << 16  # setuid, world-writable
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(info, "#!/bin/sh\n")
+        zf.writestr("app.py", "")
+    tree = code.tree_path(code.put(buf.getvalue()).sha256_hex)
+    assert stat.S_IMODE((tree / "bin/suid").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tree / "app.py").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tree / "bin").stat().st_mode) == 0o755
+    assert stat.S_IMODE(tree.stat().st_mode) == 0o755
+    for path in [tree, *tree.rglob("*")]:
+        assert path.lstat().st_uid == os.geteuid()
+
+
+def _corrupt_deflate() -> bytes:
+    data = bytearray(make_zip({"app.py": "x = 1\n" * 2000}))
+    start = data.find(b"app.py") + len("app.py")  # first member's compressed stream
+    data[start : start + 40] = b"\xff" * 40
+    return bytes(data)
+
+
+def _unsupported_method() -> bytes:
+    data = bytearray(make_zip({"app.py": "x = 1\n"}))
+    struct.pack_into("<H", data, data.find(b"PK\x03\x04") + 8, 99)  # AES (WinZip)
+    struct.pack_into("<H", data, data.find(b"PK\x01\x02") + 10, 99)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data", [_corrupt_deflate(), _unsupported_method()],
+                         ids=["corrupt deflate stream", "unsupported compression"])
+def test_members_that_do_not_inflate_are_a_400(code: CodeStore, data: bytes) -> None:
+    refuse(code, data, "Could not unzip uploaded file")
+
+
+def test_writing_is_safe_without_validation(
+    code: CodeStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By construction, not by checking: with every validation of the tree switched
+    off, the unpack child still writes nothing outside the package directory."""
+    victim = victim_path(tmp_path)
+    victim.parent.mkdir()
+
+    def naive(zf: zipfile.ZipFile, limits: PackageLimits) -> archive.Package:
+        package = archive.Package()
+        for index, info in enumerate(zf.infolist()):
+            kind = archive._kind(info)
+            name = info.filename.rstrip("/")
+            target = zf.read(info).decode() if kind == "link" else None
+            package.entries.append(archive.Entry(index, kind, name, info.file_size, target))
+        return package
+
+    monkeypatch.setattr("nimbus.store.code.inspect", naive)
+    for order in ([0, 1, 2, 3], [2, 0, 1, 3], [0, 2, 1, 3]):
+        chain = escape_chain(str(victim))
+        with pytest.raises(InvalidParameterValue):
+            code.put(zip_of([chain[i] for i in order]))
+        assert not victim.exists()
+    # Even a ".." the validation would have refused goes nowhere.
+    with pytest.raises(InvalidParameterValue, match=r"path component '\.\.'"):
+        code.put(zip_of([("file", "../../outside/x", "")]))
+    assert not (tmp_path / "outside" / "x").exists()
+
+
+def test_the_unpack_child_runs_unprivileged(tmp_path: Path) -> None:
+    """Given a directory only root may write, the child cannot write into it: it
+    dropped root before reading the package."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root to begin with")
+    target = tmp_path / "rootonly"
+    target.mkdir(mode=0o755)
+    blob = tmp_path / "p.zip"
+    blob.write_bytes(make_zip({"app.py": ""}))
+    zip_fd, root_fd = os.open(blob, os.O_RDONLY), os.open(target, os.O_RDONLY)
+    plan = {"max_unzipped": 1 << 20, "entries": [[0, "file", "app.py", None]]}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", unpack.__file__, str(zip_fd), str(root_fd),
+             "65534", "65534"],
+            input=json.dumps(plan).encode(), capture_output=True, pass_fds=(zip_fd, root_fd),
+            timeout=60, check=True,
+        )
+    finally:
+        os.close(zip_fd)
+        os.close(root_fd)
+    answer = json.loads(done.stdout)
+    assert "Permission denied" in answer["error"]
+    assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "AB" * 32, "0" * 63, ""])
+def test_only_digests_become_code_paths(code: CodeStore, name: str) -> None:
+    with pytest.raises(ValueError, match="not a SHA-256 hex digest"):
+        code.read(name)
+    with pytest.raises(ValueError, match="not a SHA-256 hex digest"):
+        code.tree_path(name)

@@ -5,6 +5,12 @@ A package is kept twice under ``<data_dir>/code``: the zip as uploaded
 extracted tree (``trees/<sha256>/``, bind-mounted read-only at ``/var/task``). Both are
 written into ``tmp/`` first and renamed into place, so a reader never sees half a
 package and a crash leaves only ``tmp/`` litter, which start-up removes.
+
+The tree is written by a child process (``nimbus.store.unpack``) that runs as an
+unprivileged user, holds only descriptors of the zip and of a fresh, empty directory,
+and never follows a symlink; once it has exited, the tree is handed back to this
+process's user through descriptors (``fwalk``/``lchown``), again without following links.
+Paths here are built only from SHA-256 digests this module computed.
 """
 
 from __future__ import annotations
@@ -12,14 +18,24 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
+import pwd
+import re
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from nimbus.store.archive import PackageLimits, extract, inspect, open_package
+from nimbus.errors import InvalidParameterValue, ServiceError
+from nimbus.store import unpack
+from nimbus.store.archive import Package, PackageLimits, inspect, open_package
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+UNPACK_TIMEOUT = 600  # seconds; a 250 MB package takes a few on this kind of machine
 
 
 @dataclass(frozen=True)
@@ -45,41 +61,40 @@ class CodeStore:
         os.chmod(root / "trees", 0o755)  # sandboxed users read code through bind mounts
 
     def blob_path(self, sha_hex: str) -> Path:
-        return self.root / "blobs" / sha_hex[:2] / f"{sha_hex}.zip"
+        return self.root / "blobs" / _digest(sha_hex)[:2] / f"{sha_hex}.zip"
 
     def tree_path(self, sha_hex: str) -> Path:
-        return self.root / "trees" / sha_hex
+        return self.root / "trees" / _digest(sha_hex)
 
     def has(self, sha_hex: str) -> bool:
         return self.blob_path(sha_hex).exists() and self.tree_path(sha_hex).is_dir()
 
     def validate(self, data: bytes) -> StoredCode:
         """Check a zip by what it declares, without storing it (DryRun)."""
-        entries = inspect(open_package(data), self.limits)
-        unzipped = sum(e.info.file_size for e in entries)
-        return StoredCode(hashlib.sha256(data).hexdigest(), len(data), unzipped)
+        package = inspect(open_package(data), self.limits)
+        return StoredCode(hashlib.sha256(data).hexdigest(), len(data), package.declared_size)
 
     def put(self, data: bytes) -> StoredCode:
         """Validate and store a zip (blocking; run it off the event loop)."""
         sha = hashlib.sha256(data).hexdigest()
-        zf = open_package(data)
-        entries = inspect(zf, self.limits)
+        package = inspect(open_package(data), self.limits)
         if self.has(sha):
             os.utime(self.tree_path(sha))  # fresh again: keeps GC's grace period honest
-            return StoredCode(sha, len(data), sum(e.info.file_size for e in entries))
+            return StoredCode(sha, len(data), package.declared_size)
         staging = self.tmp / uuid.uuid4().hex
+        staging.mkdir(mode=0o700)
         try:
-            unzipped = extract(zf, entries, staging / "tree", self.limits)
             blob_tmp = staging / "blob.zip"
             with open(blob_tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            (staging / "tree").mkdir(mode=0o700)
+            unzipped = self._unpack(package, blob_tmp, staging / "tree")
             blob = self.blob_path(sha)
             blob.parent.mkdir(exist_ok=True)
             os.replace(blob_tmp, blob)
             tree = self.tree_path(sha)
-            os.chmod(staging / "tree", 0o755)
             try:
                 os.rename(staging / "tree", tree)
             except OSError:
@@ -88,6 +103,38 @@ class CodeStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return StoredCode(sha, len(data), unzipped)
+
+    def _unpack(self, package: Package, blob: Path, tree: Path) -> int:
+        """Write ``package``'s files into the empty ``tree`` through the unpack child."""
+        zip_fd = os.open(blob, os.O_RDONLY | os.O_CLOEXEC)
+        root_fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            owner = os.geteuid(), os.getegid()
+            uid, gid = _unprivileged() if owner[0] == 0 else owner
+            os.fchown(root_fd, uid, gid)
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-I", "-S", unpack.__file__,
+                     str(zip_fd), str(root_fd), str(uid), str(gid)],
+                    input=json.dumps(package.plan(self.limits)).encode(),
+                    capture_output=True, pass_fds=(zip_fd, root_fd),
+                    timeout=UNPACK_TIMEOUT, start_new_session=True, env={}, cwd="/",
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise ServiceError(
+                    f"Writing the package took longer than {UNPACK_TIMEOUT} s; try again."
+                ) from exc
+            answer = _answer(done)
+            if "error" in answer:
+                error = InvalidParameterValue if answer.get("user") else ServiceError
+                raise error(str(answer["error"]))
+            if owner[0] == 0:
+                _hand_back(root_fd, *owner)
+            os.fchmod(root_fd, 0o755)  # sandboxed users read code through bind mounts
+            return int(answer["unzipped"])
+        finally:
+            os.close(zip_fd)
+            os.close(root_fd)
 
     def tree_size(self, sha_hex: str) -> int:
         """The bytes of a stored package's files, as extracted (blocking)."""
@@ -108,6 +155,8 @@ class CodeStore:
         now = time.time()
         for tree in (self.root / "trees").iterdir():
             sha = tree.name
+            if not _SHA256_HEX.fullmatch(sha):
+                continue  # not ours: never touched
             if sha in referenced or now - tree.stat().st_mtime < grace_seconds:
                 continue
             self.blob_path(sha).unlink(missing_ok=True)
@@ -117,3 +166,42 @@ class CodeStore:
             if now - leftover.stat().st_mtime >= grace_seconds:
                 shutil.rmtree(leftover, ignore_errors=True)
         return removed
+
+
+def _digest(value: str) -> str:
+    """``value`` if it is a SHA-256 hex digest: the only names this store makes paths of."""
+    if not _SHA256_HEX.fullmatch(value):
+        raise ValueError(f"not a SHA-256 hex digest: {value!r}")
+    return value
+
+
+def _unprivileged() -> tuple[int, int]:
+    """The user the unpack child runs as when nimbus runs as root."""
+    try:
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+def _answer(done: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
+    try:
+        answer = json.loads(done.stdout.decode().splitlines()[-1])
+        if isinstance(answer, dict) and done.returncode == 0:
+            return answer
+    except (ValueError, IndexError, UnicodeDecodeError):
+        pass
+    stderr = done.stderr.decode(errors="replace").strip().splitlines()
+    raise ServiceError(
+        f"Writing the package failed (unpack exited {done.returncode}: "
+        f"{stderr[-1] if stderr else 'no output'})."
+    )
+
+
+def _hand_back(root_fd: int, uid: int, gid: int) -> None:
+    """Own every inode of the tree as ``uid``/``gid``, through descriptors only: nothing
+    the unpack child left (it has exited) can redirect a change outside the tree."""
+    os.fchown(root_fd, uid, gid)
+    for _folder, dirs, files, dir_fd in os.fwalk(".", dir_fd=root_fd, follow_symlinks=False):
+        for name in dirs + files:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
