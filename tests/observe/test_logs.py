@@ -8,6 +8,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from nimbus.observe.log_files import SEGMENT_BYTES, LogFiles
 from nimbus.observe.logs import InvocationLog, LogStore
 from nimbus.store.database import Database
@@ -176,3 +178,13 @@ def test_expired_rows_are_deleted_from_the_table(tmp_path: Path) -> None:
     logs.prune(now - 5 * DAY_MS)
     assert [r.request_id for r in logs.read("fn")] == ["req-2"]
     db.dispose()
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", "", "/etc", "x" * 65, "a\x00b"])
+def test_only_function_names_become_folders(tmp_path: Path, name: str) -> None:
+    files = LogFiles(tmp_path / "logs")
+    with pytest.raises(ValueError, match="not a function name"):
+        files.append(name, [b"{}\n"])
+    with pytest.raises(ValueError, match="not a function name"):
+        files.read(name, 0, 10)
+    assert not (tmp_path / "logs").exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,7 @@ import orjson
 
 SEGMENT_BYTES = 32 * 1024 * 1024
 CURRENT = "current.jsonl"
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
@@ -43,9 +45,16 @@ class LogFiles:
         self.directory = directory
         self.segment_bytes = segment_bytes
 
+    def folder(self, function_name: str) -> Path:
+        """The function's folder. Its name becomes a path, so only a name Lambda allows
+        for a function (letters, digits, ``-``, ``_``) is ever joined to the directory."""
+        if not _FUNCTION_NAME.fullmatch(function_name):
+            raise ValueError(f"not a function name: {function_name!r}")
+        return self.directory / function_name
+
     def append(self, function_name: str, lines: list[bytes]) -> None:
         """Append records of one function (each from ``encode_record``) in one write."""
-        folder = self.directory / function_name
+        folder = self.folder(function_name)
         # Led by a newline: a line torn by an earlier failed write ends there, alone.
         data = b"\n" + b"".join(lines)
         path = folder / CURRENT
@@ -107,7 +116,7 @@ class LogFiles:
         Writers append in batches, so a file is in time order only to within a batch
         window: reading goes on until a record older than the oldest one kept (or than
         ``since_ms``) by ``SKEW_MS``, which no batch spans."""
-        folder = self.directory / function_name
+        folder = self.folder(function_name)
         try:
             names = sorted(n for n in os.listdir(folder) if n != CURRENT)
         except FileNotFoundError:
