@@ -152,7 +152,7 @@ def _link_target(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> str:
             f"The zip entry '{name}' is a symlink whose target is not valid UTF-8 "
             f"({raw[:64]!r}). Symlink targets must be UTF-8 paths inside the package."
         ) from exc
-    if not target or "\x00" in target or len(raw) > _LINK_MAX:
+    if not target or "\x00" in target:
         raise _bad(f"The zip entry '{name}' is a symlink with an empty or invalid target.")
     if target.startswith("/"):
         raise _bad(
@@ -169,6 +169,9 @@ class _Tree:
         self.kinds: dict[str, Kind] = {}
         self.explicit: set[str] = set()
         self.links: dict[str, str] = {}
+        # Path components ``resolve`` may still walk, over all links: a package of
+        # thousands of long, chained links cannot make validation itself the attack.
+        self.budget = _RESOLVE_BUDGET
 
     def add(self, raw: str, name: str, kind: Kind) -> None:
         parts = name.split("/")
@@ -200,18 +203,15 @@ class _Tree:
         self.kinds[name] = kind
         self.explicit.add(name)
 
-    def resolve(self, link: str, budget: list[int]) -> None:
-        """Follow ``link`` as the kernel would; refuse it if it ends outside the package.
-
-        ``budget`` bounds the path components walked over all links, so a package of
-        thousands of long, chained links cannot make validation itself the attack."""
+    def resolve(self, link: str) -> None:
+        """Follow ``link`` as the kernel would; refuse it if it ends outside the package."""
         path = link.split("/")[:-1]  # the link's directory: real, never through a link
         todo = self.links[link].split("/")
         todo.reverse()  # a stack: the next component last
         hops = 0
         while todo:
-            budget[0] -= 1
-            if budget[0] < 0:
+            self.budget -= 1
+            if self.budget < 0:
                 raise _bad(
                     "The package's symlinks take too long to resolve (too many, or chained "
                     "too deep). Replace symlinks with the files they point at."
@@ -269,7 +269,6 @@ def inspect(zf: zipfile.ZipFile, limits: PackageLimits) -> Package:
             tree.links[name] = target
         size = info.file_size if kind == "file" else 0
         package.entries.append(Entry(index, kind, name, size, target))
-    budget = [_RESOLVE_BUDGET]
     for link in tree.links:
-        tree.resolve(link, budget)
+        tree.resolve(link)
     return package
