@@ -112,7 +112,9 @@ class Tree:
 
 
 def write_file(tree: Tree, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str,
-               budget: list[int]) -> None:
+               room: int, limit: int) -> int:
+    """Write one file of at most ``room`` bytes (what the package's ``limit`` leaves);
+    returns the bytes it inflated to."""
     parts = components(name)
     parent = tree.directory(parts[:-1], create=True)
     try:
@@ -127,12 +129,11 @@ def write_file(tree: Tree, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str
         with zf.open(info) as src:
             while chunk := src.read(CHUNK):
                 written += len(chunk)
-                budget[0] -= len(chunk)
-                if written > info.file_size or budget[0] < 0:
+                if written > info.file_size or written > room:
                     raise PackageError(
                         f"The zip entry '{info.filename}' inflates past its declared size or "
-                        f"past the unzipped limit of {budget[1]} bytes (a zip bomb). Upload "
-                        "the real files."
+                        f"past the unzipped limit of {limit} bytes (a zip bomb). Upload the "
+                        "real files."
                     )
                 view = memoryview(chunk)
                 while view:
@@ -142,6 +143,7 @@ def write_file(tree: Tree, zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str
         os.fchmod(fd, 0o755 if mode & 0o111 else 0o644)
     finally:
         os.close(fd)
+    return written
 
 
 def write_link(tree: Tree, name: str, target: str) -> None:
@@ -158,7 +160,7 @@ def write_link(tree: Tree, name: str, target: str) -> None:
 def unpack(zip_fd: int, root_fd: int, plan: dict) -> int:
     """Write the plan's entries below ``root_fd``; returns the bytes inflated."""
     max_unzipped = int(plan["max_unzipped"])
-    budget = [max_unzipped, max_unzipped]
+    total = 0
     tree = Tree(root_fd)
     with os.fdopen(zip_fd, "rb") as raw, zipfile.ZipFile(raw) as zf:
         infos = zf.infolist()
@@ -168,7 +170,8 @@ def unpack(zip_fd: int, root_fd: int, plan: dict) -> int:
                 tree.directory(components(name), create=True)
             elif kind == "file":
                 try:
-                    write_file(tree, zf, infos[index], name, budget)
+                    room = max_unzipped - total
+                    total += write_file(tree, zf, infos[index], name, room, max_unzipped)
                 except UNZIP_ERRORS as exc:
                     raise PackageError(
                         f"Could not unzip uploaded file: {exc}. Please check your file, then "
@@ -181,7 +184,7 @@ def unpack(zip_fd: int, root_fd: int, plan: dict) -> int:
         for name, target in links:  # last: no link ever stands in a path written through
             write_link(tree, name, target)
     tree.close()
-    return max_unzipped - budget[0]
+    return total
 
 
 def main() -> None:
