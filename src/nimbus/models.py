@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LATEST = "$LATEST"
+# A function's name as Lambda allows it (no ARN, no qualifier): it also names folders.
+FUNCTION_NAME_PATTERN = r"[a-zA-Z0-9-_]{1,64}"
 
 # Settings Lambda accepts and reports back but nimbus stores without interpreting yet.
 PASSTHROUGH_SETTINGS = (

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.api.names import NAME_PATTERN, parse_function_ref, unqualified
+from nimbus.api.names import parse_function_ref, unqualified
 from nimbus.api.settings import (
     ROLE_PATTERN,
     parse_architectures,
@@ -33,7 +33,7 @@ from nimbus.errors import (
     RequestTooLarge,
     ResourceNotFound,
 )
-from nimbus.models import LATEST, FunctionVersion, LayerRef
+from nimbus.models import FUNCTION_NAME_PATTERN, LATEST, FunctionVersion, LayerRef
 from nimbus.services import Services, blocking, services
 from nimbus.store.code import StoredCode
 from nimbus.store.functions import check_revision
@@ -121,7 +121,9 @@ async def create_function(request: Request) -> Response:
     svc = services(request)
     body = await read_json(request, "CreateFunction", CODE_REQUEST_LIMIT)
     params = Params(body)
-    name = params.string("FunctionName", required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
+    name = params.string(
+        "FunctionName", required=True, min_len=1, max_len=64, pattern=FUNCTION_NAME_PATTERN
+    )
     params.string("Role", required=True, pattern=ROLE_PATTERN)
     publish = params.boolean("Publish") or False
     tags = validate_tags(params)

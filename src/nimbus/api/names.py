@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, ResourceNotFound, ValidationError
 
-NAME_PATTERN = r"[a-zA-Z0-9-_]{1,64}"
 ALIAS_PATTERN = r"(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
 QUALIFIER_PATTERN = r"(|[a-zA-Z0-9$_-]+)"
 _FUNCTION_REF = re.compile(

@@ -27,9 +27,11 @@ from typing import BinaryIO
 
 import orjson
 
+from nimbus.models import FUNCTION_NAME_PATTERN
+
 SEGMENT_BYTES = 32 * 1024 * 1024
 CURRENT = "current.jsonl"
-_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_FUNCTION_NAME = re.compile(FUNCTION_NAME_PATTERN)
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
