@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from nimbus.errors import InvalidParameterValue
-from nimbus.store import archive, unpack
+from nimbus.store import unpack
 from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
 from tests.conftest import escape_chain, make_zip, zip_of
+from tests.store.unchecked import naive_inspect
 
 LIMITS = PackageLimits(max_unzipped=1 << 20, max_entries=50)
 
@@ -237,16 +238,7 @@ def test_writing_is_safe_without_validation(
     victim = victim_path(tmp_path)
     victim.parent.mkdir()
 
-    def naive(zf: zipfile.ZipFile, limits: PackageLimits) -> archive.Package:
-        package = archive.Package()
-        for index, info in enumerate(zf.infolist()):
-            kind = archive._kind(info)
-            name = info.filename.rstrip("/")
-            target = zf.read(info).decode() if kind == "link" else None
-            package.entries.append(archive.Entry(index, kind, name, info.file_size, target))
-        return package
-
-    monkeypatch.setattr("nimbus.store.code.inspect", naive)
+    monkeypatch.setattr("nimbus.store.code.inspect", naive_inspect)
     for order in ([0, 1, 2, 3], [2, 0, 1, 3], [0, 2, 1, 3]):
         chain = escape_chain(str(victim))
         with pytest.raises(InvalidParameterValue):

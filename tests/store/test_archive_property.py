@@ -16,7 +16,6 @@ import shutil
 import stat
 import tempfile
 import uuid
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +25,10 @@ from hypothesis import strategies as st
 
 from nimbus.errors import UserError
 from nimbus.store import code as code_module
-from nimbus.store.archive import Entry, Package, PackageLimits, _kind
+from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
 from tests.conftest import escape_chain, zip_of
+from tests.store.unchecked import naive_inspect
 
 MARK = uuid.uuid4().hex[:10]
 BASE = Path(tempfile.mkdtemp(prefix=f"nimbus-archive-{MARK}-"))
@@ -106,16 +106,6 @@ def escaped() -> list[str]:
 def base() -> Iterator[None]:
     yield
     shutil.rmtree(BASE, ignore_errors=True)
-
-
-def naive_inspect(zf: zipfile.ZipFile, limits: PackageLimits) -> Package:
-    """No validation of the tree at all: every entry as the zip names it."""
-    package = Package()
-    for index, info in enumerate(zf.infolist()):
-        kind = _kind(info) if info.filename else "file"  # zipfile's is_dir fails on ""
-        target = zf.read(info).decode(errors="replace") if kind == "link" else None
-        package.entries.append(Entry(index, kind, info.filename.rstrip("/"), 0, target))
-    return package
 
 
 def check(entries: list[tuple[str, str, str | bytes]]) -> None:
