@@ -35,7 +35,7 @@ def _kind(pid: int, root: int) -> str:
             cmdline = f.read()
     except OSError:
         return "sandbox"
-    return "worker" if b"nimbus.worker" in cmdline else "sandbox"
+    return "worker" if b"nimbus.workers.worker" in cmdline else "sandbox"
 
 
 def _idle_and_total() -> tuple[int, int]:

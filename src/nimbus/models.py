@@ -276,6 +276,16 @@ class ApiStage:
 
 
 @dataclass
+class HttpApiDefinition:
+    """Everything the data plane needs to serve one HTTP API, read together."""
+
+    api: HttpApi
+    routes: list[ApiRoute]
+    integrations: list[ApiIntegration]
+    stages: list[ApiStage]
+
+
+@dataclass
 class ApiKey:
     """An API key (API Gateway v1 ``ApiKey``): callers send ``value`` in ``x-api-key`` to
     routes that require a key; its usage plans throttle and meter them."""

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import ALIAS_PATTERN, unqualified
+from nimbus.api.services import services
 from nimbus.api.shapes import alias_configuration
 from nimbus.api.wire import (
     Params,
@@ -19,7 +20,7 @@ from nimbus.api.wire import (
     read_json,
 )
 from nimbus.models import Alias
-from nimbus.services import blocking, services
+from nimbus.threads import blocking
 
 VERSION_PATTERN = r"(\$LATEST|[0-9]+)"
 
@@ -54,7 +55,7 @@ async def create_alias(request: Request) -> Response:
     params.check()
     assert name is not None and version is not None
     alias = Alias(function, name, version, str(uuid.uuid4()), description, routing)
-    created = await blocking(svc.aliases.create, alias)
+    created = await blocking(svc.engine.aliases.create, alias)
     return json_response(alias_configuration(created, svc.config), 201)
 
 
@@ -68,7 +69,7 @@ def _alias_name(request: Request) -> str:
 async def get_alias(request: Request) -> Response:
     svc = services(request)
     function = unqualified(request.path_params["name"], svc.config)
-    alias = await blocking(svc.aliases.get, function, _alias_name(request))
+    alias = await blocking(svc.engine.aliases.get, function, _alias_name(request))
     return json_response(alias_configuration(alias, svc.config))
 
 
@@ -83,7 +84,7 @@ async def update_alias(request: Request) -> Response:
     revision = params.string("RevisionId")
     params.check()
     alias = await blocking(
-        svc.aliases.update, function, name, version, description, routing, revision
+        svc.engine.aliases.update, function, name, version, description, routing, revision
     )
     return json_response(alias_configuration(alias, svc.config))
 
@@ -91,7 +92,7 @@ async def update_alias(request: Request) -> Response:
 async def delete_alias(request: Request) -> Response:
     svc = services(request)
     function = unqualified(request.path_params["name"], svc.config)
-    await blocking(svc.aliases.delete, function, _alias_name(request))
+    await blocking(svc.engine.aliases.delete, function, _alias_name(request))
     return empty_response(204)
 
 
@@ -105,7 +106,7 @@ async def list_aliases(request: Request) -> Response:
         params.string("FunctionVersion", pattern=VERSION_PATTERN)
         params.check()
     page = await blocking(
-        svc.aliases.list, function, version, request.query_params.get("Marker"), max_items
+        svc.engine.aliases.list, function, version, request.query_params.get("Marker"), max_items
     )
     items = [alias_configuration(a, svc.config) for a in page.items]
     return page_response("Aliases", items, page.next_marker)

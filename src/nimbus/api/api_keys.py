@@ -19,11 +19,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.http_api_input import check, read_body, refuse
+from nimbus.api.services import services
 from nimbus.api.wire import Params, empty_response, json_response
 from nimbus.errors import BadRequest
 from nimbus.models import ApiKey
-from nimbus.services import blocking, services
 from nimbus.store.api_keys import ApiKeyStore
+from nimbus.threads import blocking
 
 _ID_CHARS = string.ascii_lowercase + string.digits
 _VALUE_CHARS = string.ascii_letters + string.digits

@@ -2,7 +2,7 @@
 
 Without it anyone who can reach the port, sandboxed functions included (they share the
 loopback), can call the API. With it every request must be signed, service ``lambda``,
-with the key pair from ``nimbus.gateway.credentials``, as boto3, the AWS CLI and the
+with the key pair from ``nimbus.sigv4.credentials``, as boto3, the AWS CLI and the
 nimbus CLI do. ``/health`` stays open; ``/lambda-url/`` and ``/execute-api/`` are the
 data plane, where each function URL or route checks its own AuthType.
 
@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nimbus.api.wire import error_response
 from nimbus.config import Config
 from nimbus.errors import NimbusError, RequestTooLarge
-from nimbus.gateway.credentials import Credentials, load_credentials
-from nimbus.gateway.sigv4 import authenticate, control_plane_service
+from nimbus.sigv4.credentials import Credentials, load_credentials
+from nimbus.sigv4.verification import authenticate, control_plane_service
 
 log = logging.getLogger("nimbus.api.auth")
 

@@ -7,8 +7,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import unqualified
+from nimbus.api.services import services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
-from nimbus.services import blocking, services
+from nimbus.threads import blocking
 
 
 async def put_function_concurrency(request: Request) -> Response:
@@ -20,7 +21,7 @@ async def put_function_concurrency(request: Request) -> Response:
         params.string("ReservedConcurrentExecutions", required=True)
     params.check()
     await blocking(
-        svc.functions.set_reserved_concurrency,
+        svc.engine.functions.set_reserved_concurrency,
         name,
         value,
         svc.config.concurrency_limit,
@@ -32,7 +33,7 @@ async def put_function_concurrency(request: Request) -> Response:
 async def get_function_concurrency(request: Request) -> Response:
     svc = services(request)
     name = unqualified(request.path_params["name"], svc.config)
-    record = await blocking(svc.functions.get_record, name)
+    record = await blocking(svc.engine.functions.get_record, name)
     if record.reserved_concurrency is None:
         return json_response({})
     return json_response({"ReservedConcurrentExecutions": record.reserved_concurrency})
@@ -41,14 +42,14 @@ async def get_function_concurrency(request: Request) -> Response:
 async def delete_function_concurrency(request: Request) -> Response:
     svc = services(request)
     name = unqualified(request.path_params["name"], svc.config)
-    await blocking(svc.functions.set_reserved_concurrency, name, None, 0, 0)
+    await blocking(svc.engine.functions.set_reserved_concurrency, name, None, 0, 0)
     return empty_response(204)
 
 
 async def get_account_settings(request: Request) -> Response:
     svc = services(request)
-    count, total = await blocking(svc.functions.usage)
-    reserved = await blocking(svc.functions.reserved_sum)
+    count, total = await blocking(svc.engine.functions.usage)
+    reserved = await blocking(svc.engine.functions.reserved_sum)
     cfg = svc.config
     return json_response(
         {

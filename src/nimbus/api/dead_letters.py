@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nimbus.api.services import services
 from nimbus.api.wire import json_response, query_int
 from nimbus.errors import InvalidParameterValue
-from nimbus.services import blocking, services
+from nimbus.threads import blocking
 
 
 async def list_dead_letters(request: Request) -> Response:
@@ -20,7 +21,7 @@ async def list_dead_letters(request: Request) -> Response:
     limit = query_int(request, "Limit", 100, 1, 1000)
     after = query_int(request, "After", 0, 0, 2**62)
     letters = await blocking(
-        svc.dead_letters.list,
+        svc.engine.dead_letters.list,
         q.get("FunctionName"),
         q.get("Queue"),
         q.get("IncludeRedriven") == "true",
@@ -38,7 +39,7 @@ async def redrive(request: Request) -> Response:
     raw = request.path_params["id"]
     if not raw.isdigit():
         raise InvalidParameterValue(f"Dead letter id must be a number, not {raw!r}.")
-    request_id = await svc.dispatcher.redrive(int(raw))
+    request_id = await svc.engine.dispatcher.redrive(int(raw))
     return json_response({"RequestId": request_id}, status=202)
 
 

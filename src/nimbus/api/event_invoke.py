@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import parse_function_ref
+from nimbus.api.services import Services, services
 from nimbus.api.wire import (
     Params,
     empty_response,
@@ -19,9 +20,9 @@ from nimbus.api.wire import (
     settings_page,
 )
 from nimbus.config import Config
-from nimbus.destinations import validate_destination
+from nimbus.events.destinations import validate_destination
 from nimbus.models import LATEST, EventInvokeConfig
-from nimbus.services import Services, blocking, services
+from nimbus.threads import blocking
 
 
 def render(cfg: EventInvokeConfig, config: Config) -> dict[str, Any]:
@@ -48,9 +49,9 @@ async def _target(svc: Services, request: Request) -> tuple[str, str]:
     qualifier = ref.qualifier or LATEST
     # The qualifier must exist: a version of the function or one of its aliases.
     if qualifier == LATEST or qualifier.isdigit():
-        await blocking(svc.functions.get_version, ref.name, qualifier)
+        await blocking(svc.engine.functions.get_version, ref.name, qualifier)
     else:
-        await blocking(svc.aliases.get, ref.name, qualifier)
+        await blocking(svc.engine.aliases.get, ref.name, qualifier)
     return ref.name, qualifier
 
 
@@ -79,7 +80,7 @@ async def _put(request: Request, merge: bool) -> Response:
         on_failure=targets["OnFailure"],
         last_modified=time.time(),
     )
-    saved = await blocking(svc.event_configs.put, cfg, merge)
+    saved = await blocking(svc.engine.event_configs.put, cfg, merge)
     return json_response(render(saved, svc.config))
 
 
@@ -94,20 +95,20 @@ async def update_config(request: Request) -> Response:
 async def get_config(request: Request) -> Response:
     svc = services(request)
     function, qualifier = await _target(svc, request)
-    cfg = await blocking(svc.event_configs.get, function, qualifier)
+    cfg = await blocking(svc.engine.event_configs.get, function, qualifier)
     return json_response(render(cfg, svc.config))
 
 
 async def delete_config(request: Request) -> Response:
     svc = services(request)
     function, qualifier = await _target(svc, request)
-    await blocking(svc.event_configs.delete, function, qualifier)
+    await blocking(svc.engine.event_configs.delete, function, qualifier)
     return empty_response(204)
 
 
 async def list_configs(request: Request) -> Response:
     svc = services(request)
-    _, page = await settings_page(request, svc.config, svc.event_configs)
+    _, page = await settings_page(request, svc.config, svc.engine.event_configs)
     items = [render(c, svc.config) for c in page.items]
     return page_response("FunctionEventInvokeConfigs", items, page.next_marker)
 

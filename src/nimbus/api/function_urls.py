@@ -22,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nimbus.api.cors import validate_cors
 from nimbus.api.names import parse_function_ref
+from nimbus.api.services import Services, services
 from nimbus.api.shapes import lambda_timestamp
 from nimbus.api.wire import (
     Params,
@@ -34,9 +36,8 @@ from nimbus.api.wire import (
 )
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, ValidationError
-from nimbus.gateway.cors import validate_cors
 from nimbus.models import LATEST, FunctionUrlConfig
-from nimbus.services import Services, blocking, services
+from nimbus.threads import blocking
 
 AUTH_TYPES = ("NONE", "AWS_IAM")
 INVOKE_MODES = ("BUFFERED", "RESPONSE_STREAM")

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import parse_function_ref, unqualified
+from nimbus.api.services import Services, services
 from nimbus.api.settings import (
     ROLE_PATTERN,
     parse_architectures,
@@ -34,9 +35,9 @@ from nimbus.errors import (
     ResourceNotFound,
 )
 from nimbus.models import FUNCTION_NAME_PATTERN, LATEST, FunctionVersion, LayerRef
-from nimbus.services import Services, blocking, services
 from nimbus.store.code import StoredCode
 from nimbus.store.functions import check_revision
+from nimbus.threads import blocking
 
 # Lambda limits the request (base64 of a 50 MB zip, plus JSON) for code uploads.
 CODE_REQUEST_LIMIT = 69_905_067
@@ -49,9 +50,9 @@ async def resolve_version(
     ref = parse_function_ref(raw, svc.config, qualifier)
     q = ref.qualifier or LATEST
     if q == LATEST or q.isdigit():
-        return await blocking(svc.functions.get_version, ref.name, q), None
-    alias = await blocking(svc.aliases.get, ref.name, q)
-    return await blocking(svc.functions.get_version, ref.name, alias.function_version), q
+        return await blocking(svc.engine.functions.get_version, ref.name, q), None
+    alias = await blocking(svc.engine.aliases.get, ref.name, q)
+    return await blocking(svc.engine.functions.get_version, ref.name, alias.function_version), q
 
 
 def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: str) -> bytes:
@@ -90,13 +91,13 @@ def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: s
 
 async def store_code(svc: Services, data: bytes) -> StoredCode:
     """Store a function's or a layer's zip, within the account's code storage."""
-    used = await blocking(lambda: svc.functions.usage()[1] + svc.layers.total_size())
+    used = await blocking(lambda: svc.engine.functions.usage()[1] + svc.layers.total_size())
     if used + len(data) > svc.config.total_code_size:
         raise CodeStorageExceeded(
             f"Code storage limit exceeded: {used} of {svc.config.total_code_size} bytes in use. "
             "Delete unused versions or functions."
         )
-    return await blocking(svc.code.put, data)
+    return await blocking(svc.engine.code.put, data)
 
 
 async def attach_layers(svc: Services, settings: dict[str, Any]) -> None:
@@ -139,7 +140,7 @@ async def create_function(request: Request) -> Response:
     await attach_layers(svc, settings)
     data = decode_zip(body, "Code.", svc.config.max_zip_size, "CreateFunction")
     if settings.get("layers"):
-        checked = await blocking(svc.code.validate, data)
+        checked = await blocking(svc.engine.code.validate, data)
         check_combined_size(svc, checked.unzipped_size, settings["layers"])
     stored = await store_code(svc, data)
     assert name is not None
@@ -155,7 +156,7 @@ async def create_function(request: Request) -> Response:
         revision_id=str(uuid.uuid4()),
         architectures=archs or ["x86_64"],
     ).replace(**settings)
-    created = await blocking(svc.functions.create, latest, tags, publish)
+    created = await blocking(svc.engine.functions.create, latest, tags, publish)
     return json_response(function_configuration(created, svc.config), 201)
 
 
@@ -179,7 +180,7 @@ async def get_function(request: Request) -> Response:
     version, alias = await resolve_version(
         svc, request.path_params["name"], request.query_params.get("Qualifier")
     )
-    record = await blocking(svc.functions.get_record, version.function_name)
+    record = await blocking(svc.engine.functions.get_record, version.function_name)
     body: dict[str, Any] = {
         "Configuration": function_configuration(version, svc.config, alias),
         "Code": {
@@ -208,9 +209,8 @@ async def list_functions(request: Request) -> Response:
     fv = request.query_params.get("FunctionVersion")
     if fv not in (None, "ALL"):
         raise InvalidParameterValue(f"FunctionVersion must be ALL when given, not {fv}.")
-    page = await blocking(
-        svc.functions.list_functions, request.query_params.get("Marker"), max_items, fv == "ALL"
-    )
+    marker = request.query_params.get("Marker")
+    page = await blocking(svc.engine.functions.list_functions, marker, max_items, fv == "ALL")
     items = [function_configuration(v, svc.config) for v in page.items]
     return page_response("Functions", items, page.next_marker)
 
@@ -220,7 +220,7 @@ async def list_versions(request: Request) -> Response:
     name = unqualified(request.path_params["name"], svc.config)
     max_items = query_int(request, "MaxItems", 50, 1, 10000)
     page = await blocking(
-        svc.functions.list_versions, name, request.query_params.get("Marker"), max_items
+        svc.engine.functions.list_versions, name, request.query_params.get("Marker"), max_items
     )
     items = [function_configuration(v, svc.config) for v in page.items]
     return page_response("Versions", items, page.next_marker)
@@ -236,9 +236,9 @@ async def update_function_code(request: Request) -> Response:
     revision = params.string("RevisionId")
     archs = parse_architectures(params)
     data = decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
-    current = await blocking(svc.functions.get_version, name, LATEST)
+    current = await blocking(svc.engine.functions.get_version, name, LATEST)
     if dry_run or current.layers:  # checked before anything is stored
-        stored = await blocking(svc.code.validate, data)
+        stored = await blocking(svc.engine.code.validate, data)
         check_combined_size(svc, stored.unzipped_size, current.layers)
     if not dry_run:
         stored = await store_code(svc, data)
@@ -255,7 +255,7 @@ async def update_function_code(request: Request) -> Response:
     if dry_run:
         check_revision(revision, current.revision_id)
         return json_response(function_configuration(change(current), svc.config))
-    updated = await blocking(svc.functions.update_latest, name, change, revision, publish)
+    updated = await blocking(svc.engine.functions.update_latest, name, change, revision, publish)
     return json_response(function_configuration(updated, svc.config))
 
 
@@ -268,8 +268,8 @@ async def update_function_configuration(request: Request) -> Response:
     settings = parse_settings(body, params)
     await attach_layers(svc, settings)
     if settings.get("layers"):
-        current = await blocking(svc.functions.get_version, name, LATEST)
-        code_unzipped = await blocking(svc.code.tree_size, current.code_sha256)
+        current = await blocking(svc.engine.functions.get_version, name, LATEST)
+        code_unzipped = await blocking(svc.engine.code.tree_size, current.code_sha256)
         check_combined_size(svc, code_unzipped, settings["layers"])
 
     def change(v: FunctionVersion) -> FunctionVersion:
@@ -278,7 +278,7 @@ async def update_function_configuration(request: Request) -> Response:
         require_zip_settings(new.runtime, new.handler)
         return new.replace(last_modified=lambda_timestamp(), revision_id=str(uuid.uuid4()))
 
-    updated = await blocking(svc.functions.update_latest, name, change, revision)
+    updated = await blocking(svc.engine.functions.update_latest, name, change, revision)
     return json_response(function_configuration(updated, svc.config))
 
 
@@ -287,7 +287,7 @@ async def delete_function(request: Request) -> Response:
     ref = parse_function_ref(
         request.path_params["name"], svc.config, request.query_params.get("Qualifier")
     )
-    await blocking(svc.functions.delete, ref.name, ref.qualifier)
+    await blocking(svc.engine.functions.delete, ref.name, ref.qualifier)
     return empty_response(204)
 
 
@@ -299,7 +299,7 @@ async def publish_version(request: Request) -> Response:
     sha = params.string("CodeSha256")
     revision = params.string("RevisionId")
     params.check()
-    version = await blocking(svc.functions.publish, name, description, sha, revision)
+    version = await blocking(svc.engine.functions.publish, name, description, sha, revision)
     return json_response(function_configuration(version, svc.config), 201)
 
 
@@ -310,7 +310,7 @@ async def download_code(request: Request) -> Response:
         sha, request.query_params.get("Expires"), request.query_params.get("Signature")
     )
     try:
-        data = await blocking(svc.code.read, sha)
+        data = await blocking(svc.engine.code.read, sha)
     except FileNotFoundError as exc:
         raise ResourceNotFound("This code package no longer exists.") from exc
     return Response(

@@ -13,12 +13,12 @@ from typing import Any
 
 from starlette.requests import Request
 
+from nimbus.api.cors import validate_cors
 from nimbus.api.wire import Params, read_json
 from nimbus.config import FUNCTION_ARN, Config
 from nimbus.errors import BadRequest, NimbusError, ValidationError
-from nimbus.gateway.cors import validate_cors
-from nimbus.gateway.routes import DEFAULT_STAGE, parse_route_key
 from nimbus.models import RouteSettings
+from nimbus.route_keys import DEFAULT_STAGE, parse_route_key
 
 DEFAULT_ROUTE_SELECTION = "${request.method} ${request.path}"
 API_KEY_SELECTIONS = ("$request.header.x-api-key",)

@@ -19,12 +19,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api import http_api_input as inp
+from nimbus.api.services import services
 from nimbus.api.wire import empty_response, json_response
 from nimbus.errors import BadRequest
-from nimbus.gateway.routes import DEFAULT_ROUTE, DEFAULT_STAGE, parse_route_key
 from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi, Page, RouteSettings
-from nimbus.services import blocking, services
+from nimbus.route_keys import DEFAULT_ROUTE, DEFAULT_STAGE, parse_route_key
 from nimbus.store.http_apis import HttpApiStore, new_id
+from nimbus.threads import blocking
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500

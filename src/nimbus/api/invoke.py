@@ -5,7 +5,7 @@ the event is durably queued (the dispatcher runs it); DryRun checks that the cal
 could invoke it (204).
 
 This is every invocation's path, so it is a bare ASGI app working on the raw scope (no
-Request or Response objects): the router's route, and ``gateway.serve``'s shortcut that
+Request or Response objects): the router's route, and the front door's shortcut that
 skips the router when there is no API auth, both call ``invoke_app``.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -21,10 +20,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from nimbus.api.names import parse_function_ref
+from nimbus.api.services import services_of
 from nimbus.api.wire import error_response, receive_body, request_id_header
 from nimbus.api.wire import unexpected_error_handler as unexpected
 from nimbus.errors import InvalidParameterValue, NimbusError, RequestTooLarge
-from nimbus.invoker import MAX_SYNC_PAYLOAD, check_payload, decode_client_context
+from nimbus.invocation.invoker import MAX_SYNC_PAYLOAD, check_payload, decode_client_context
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -65,7 +65,7 @@ async def invoke_app(scope: Scope, receive: Receive, send: Send, name: str) -> N
 
 
 async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
-    svc: Any = scope["app"].state.services
+    svc = services_of(scope)
     raw = dict(scope["headers"])  # looked up once: this is every invocation's path
     ref = parse_function_ref(name, svc.config, _qualifier(scope["query_string"]))
     kind = _header(raw, b"x-amz-invocation-type") or "RequestResponse"
@@ -80,7 +80,7 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
     client_context = decode_client_context(_header(raw, b"x-amz-client-context"))
     trace_id = _header(raw, b"x-amzn-trace-id")
     if kind == "DryRun":
-        version = await svc.invoker.dry_run(ref.name, ref.qualifier)
+        version = await svc.engine.invoker.dry_run(ref.name, ref.qualifier)
         return 204, [(b"x-amz-executed-version", version.version.encode()), _rid()], b""
     if kind == "Event":
         if len(payload) > MAX_ASYNC_PAYLOAD:
@@ -88,12 +88,13 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
                 f"Request must be smaller than {MAX_ASYNC_PAYLOAD} bytes for the "
                 "InvokeFunction operation with InvocationType Event"
             )
-        await svc.invoker.dry_run(ref.name, ref.qualifier)  # exists and can run
-        request_id = await svc.dispatcher.enqueue(
+        await svc.engine.invoker.dry_run(ref.name, ref.qualifier)  # exists and can run
+        request_id = await svc.engine.dispatcher.enqueue(
             ref.name, ref.qualifier, payload, trace_id=trace_id
         )
         return 202, [(b"x-amzn-requestid", request_id.encode())], b""
-    result = await svc.invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id)
+    invoker = svc.engine.invoker
+    result = await invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id)
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amz-executed-version", result.executed_version.encode()),

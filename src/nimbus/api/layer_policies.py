@@ -24,10 +24,11 @@ from starlette.routing import Route
 
 from nimbus.api.layers import layer_name, version_number
 from nimbus.api.policies import STATEMENT_ID_PATTERN, principal_element
+from nimbus.api.services import Services, services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
 from nimbus.errors import ResourceNotFound
-from nimbus.services import Services, blocking, services
 from nimbus.store.policies import policy_document
+from nimbus.threads import blocking
 
 # The service model's LayerPermissionAllowedAction / ...AllowedPrincipal / OrganizationId.
 ACTION_PATTERN = r"lambda:GetLayerVersion"

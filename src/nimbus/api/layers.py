@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.functions import CODE_REQUEST_LIMIT, decode_zip, store_code
+from nimbus.api.services import Services, services
 from nimbus.api.shapes import b64_sha, lambda_timestamp
 from nimbus.api.wire import (
     Params,
@@ -28,7 +29,7 @@ from nimbus.api.wire import (
 )
 from nimbus.errors import InvalidParameterValue, ResourceNotFound
 from nimbus.models import LayerVersion
-from nimbus.services import Services, blocking, services
+from nimbus.threads import blocking
 
 # The service model's LayerName / LayerNameOrArn: a name, or the layer's ARN.
 NAME_PATTERN = (

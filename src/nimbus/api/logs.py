@@ -9,18 +9,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import unqualified
+from nimbus.api.services import services
 from nimbus.api.wire import json_response, query_int
-from nimbus.services import blocking, services
+from nimbus.threads import blocking
 
 
 async def function_logs(request: Request) -> Response:
     svc = services(request)
     name = unqualified(request.path_params["name"], svc.config)
-    await blocking(svc.functions.get_record, name)  # 404 for an unknown function
+    await blocking(svc.engine.functions.get_record, name)  # 404 for an unknown function
     since = query_int(request, "SinceMs", 0, 0, 2**62)
     limit = query_int(request, "Limit", 50, 1, 1000)
-    await svc.logs.flush()  # what has run is readable at once
-    records = await blocking(svc.logs.read, name, since, limit)
+    await svc.engine.logs.flush()  # what has run is readable at once
+    records = await blocking(svc.engine.logs.read, name, since, limit)
     return json_response({"Logs": [asdict(r) for r in records]})
 
 

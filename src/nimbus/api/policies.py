@@ -29,12 +29,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import parse_function_ref
+from nimbus.api.services import services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue
 from nimbus.models import LATEST
-from nimbus.services import blocking, services
 from nimbus.store.policies import policy_document
+from nimbus.threads import blocking
 
 # Patterns and lengths of the service model's AddPermissionRequest members.
 STATEMENT_ID_PATTERN = r"([a-zA-Z0-9-_]+)"

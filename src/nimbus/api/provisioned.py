@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.names import parse_function_ref
+from nimbus.api.services import Services, services
 from nimbus.api.shapes import lambda_timestamp
 from nimbus.api.wire import (
     Params,
@@ -18,9 +19,9 @@ from nimbus.api.wire import (
     read_json,
     settings_page,
 )
+from nimbus.invocation.provisioner import check_qualifier
 from nimbus.models import ProvisionedConfig
-from nimbus.provisioner import check_qualifier
-from nimbus.services import Services, blocking, services
+from nimbus.threads import blocking
 
 
 async def _target(svc: Services, request: Request) -> tuple[str, str]:
@@ -29,9 +30,9 @@ async def _target(svc: Services, request: Request) -> tuple[str, str]:
     )
     qualifier = check_qualifier(ref.qualifier)
     if qualifier.isdigit():
-        await blocking(svc.functions.get_version, ref.name, qualifier)
+        await blocking(svc.engine.functions.get_version, ref.name, qualifier)
     else:
-        await blocking(svc.aliases.get, ref.name, qualifier)
+        await blocking(svc.engine.aliases.get, ref.name, qualifier)
     return ref.name, qualifier
 
 

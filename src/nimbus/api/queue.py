@@ -9,13 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nimbus.api.services import services
 from nimbus.api.wire import json_response
-from nimbus.services import services
 
 
 async def queue_stats(request: Request) -> Response:
     svc = services(request)
-    stats = await svc.queue.stats()
+    stats = await svc.engine.queue.stats()
     return json_response({"Queue": asdict(stats), "Dispatcher": svc.dispatcher_counters()})
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from nimbus.api.wire import Params
 from nimbus.errors import InvalidParameterValue
 from nimbus.models import PASSTHROUGH_SETTINGS
-from nimbus.runtimes import catalog
+from nimbus.sandbox import catalog
 
 ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
 HANDLER_PATTERN = r"[^\s]+"

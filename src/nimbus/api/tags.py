@@ -9,9 +9,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.functions import validate_tags
+from nimbus.api.services import Services, services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
 from nimbus.errors import InvalidParameterValue
-from nimbus.services import Services, blocking, services
+from nimbus.threads import blocking
 
 
 def _function_of(svc: Services, resource: str) -> str:
@@ -36,10 +37,10 @@ async def tag_resource(request: Request) -> Response:
         params.string("Tags", required=True)
     tags = validate_tags(params)
     params.check()
-    current = await blocking(svc.functions.get_record, name)
+    current = await blocking(svc.engine.functions.get_record, name)
     if len(set(current.tags) | set(tags)) > 50:
         raise InvalidParameterValue("A function can have at most 50 tags.")
-    await blocking(svc.functions.update_tags, name, tags, None)
+    await blocking(svc.engine.functions.update_tags, name, tags, None)
     return empty_response(204)
 
 
@@ -49,14 +50,14 @@ async def untag_resource(request: Request) -> Response:
     keys = request.query_params.getlist("tagKeys")
     if not keys:
         raise InvalidParameterValue("tagKeys is required: name the tag keys to remove.")
-    await blocking(svc.functions.update_tags, name, None, keys)
+    await blocking(svc.engine.functions.update_tags, name, None, keys)
     return empty_response(204)
 
 
 async def list_tags(request: Request) -> Response:
     svc = services(request)
     name = _function_of(svc, request.path_params["resource"])
-    record = await blocking(svc.functions.get_record, name)
+    record = await blocking(svc.engine.functions.get_record, name)
     return json_response({"Tags": record.tags})
 
 

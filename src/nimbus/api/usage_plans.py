@@ -28,11 +28,12 @@ from nimbus.api.api_keys import (
     tags,
 )
 from nimbus.api.http_api_input import check, read_body, refuse
+from nimbus.api.services import Services, services
 from nimbus.api.wire import Params, empty_response, json_response
 from nimbus.errors import BadRequest, Conflict
 from nimbus.gateway.limits import MAX_QUOTA_OFFSET, QUOTA_PERIODS, period_bounds
 from nimbus.models import ApiKey, UsagePlan, UsagePlanStage
-from nimbus.services import Services, blocking, services
+from nimbus.threads import blocking
 
 # GetUsage answers at most this many days at once (a year and a day).
 MAX_USAGE_DAYS = 366

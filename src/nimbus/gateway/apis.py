@@ -12,18 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nimbus.cache import Cache
 from nimbus.config import Config
 from nimbus.errors import GatewayForbidden, GatewayThrottled
 from nimbus.gateway.cors import Cors
-from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest, Trigger, build_event
 from nimbus.gateway.invocation import HttpTrigger, error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import HTTP_API_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
 from nimbus.gateway.routes import RouteMatch, RouteTable
-from nimbus.invoker import Invoker
+from nimbus.invocation.cache import Cache
+from nimbus.invocation.invoker import Invoker
+from nimbus.models import HttpApiDefinition
+from nimbus.sigv4.credentials import Credentials
 from nimbus.store.http_apis import HttpApiStore
 
 
@@ -49,7 +50,7 @@ class HttpApis(HttpTrigger):
     ) -> None:
         super().__init__(invoker, gate, credentials, config)
         self._apis: Cache[str, _Api | None] = Cache(
-            lambda api_id: _api(store.route_table(api_id)), lambda: store.generation
+            lambda api_id: _api(store.definition(api_id)), lambda: store.generation
         )
         store.on_change(lambda api_id: self._apis.drop(lambda k, _: k == api_id))
 
@@ -119,5 +120,7 @@ class HttpApis(HttpTrigger):
         )
 
 
-def _api(table: RouteTable | None) -> _Api | None:
-    return None if table is None else _Api(table, Cors.from_config(table.api.cors))
+def _api(definition: HttpApiDefinition | None) -> _Api | None:
+    if definition is None:
+        return None
+    return _Api(RouteTable(definition), Cors.from_config(definition.api.cors))

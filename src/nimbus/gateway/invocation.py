@@ -17,9 +17,8 @@ from typing import Any
 
 from nimbus import codec
 from nimbus.config import Config
-from nimbus.errors import NimbusError, TooManyRequests
+from nimbus.errors import InvalidSignature, NimbusError, SignatureRejected, TooManyRequests
 from nimbus.gateway.cors import Cors
-from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import (
@@ -32,8 +31,9 @@ from nimbus.gateway.reply import (
     throttled_reply,
     too_large_reply,
 )
-from nimbus.gateway.sigv4 import Caller, caller_of
-from nimbus.invoker import MAX_SYNC_PAYLOAD, Invoker, InvokeResult
+from nimbus.invocation.invoker import MAX_SYNC_PAYLOAD, Invoker, InvokeResult
+from nimbus.sigv4.credentials import Credentials
+from nimbus.sigv4.verification import Caller, verify
 
 log = logging.getLogger("nimbus.gateway")
 
@@ -66,10 +66,23 @@ class HttpTrigger:
         return cors.apply(request.headers, await reply())
 
     def caller(self, request: HttpRequest, scope: dict[str, Any]) -> Caller | None:
-        """Who signed the request (AWS_IAM), or None when it is not validly signed."""
-        return caller_of(
-            request, scope, self.credentials, region=self.config.region, service=self.service
-        )
+        """Who signed the request (AWS_IAM), or None when it is unsigned or its signature
+        does not verify: the caller gets a bare 403.
+
+        The client signed the path it sent (``/lambda-url/<id>/...``), so that is checked."""
+        try:
+            return verify(
+                request.method,
+                scope.get("raw_path") or scope["path"],
+                scope.get("query_string", b""),
+                request.headers,
+                request.body,
+                self.credentials,
+                region=self.config.region,
+                service=self.service,
+            )
+        except (SignatureRejected, InvalidSignature):
+            return None
 
     def domain(self, request: HttpRequest, resource_id: str) -> str:
         """The host the client used when it addressed the trigger by name, else AWS's

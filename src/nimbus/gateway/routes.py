@@ -1,8 +1,4 @@
-"""HTTP API route keys, and the route table that matches requests against them.
-
-A route key is ``$default`` or ``METHOD /path``: METHOD is one of ``METHODS`` (``ANY``
-matches every method), each path segment is a literal, a ``{name}`` variable or, last
-only, a greedy ``{name+}`` variable that takes one or more remaining segments.
+"""The route table of one HTTP API: which stage and route a request matches.
 
 Matching follows API Gateway's documented order ("Routing API requests" in the HTTP API
 developer guide):
@@ -14,119 +10,17 @@ developer guide):
    path, a specific method beats ``ANY``; the ``$default`` route takes what is left.
 
 Like API Gateway, a trailing slash does not change which route matches (``/pets/``
-matches ``GET /pets``), and path variables are URL-decoded.
+matches ``GET /pets``), and path variables are URL-decoded. Route keys themselves are
+``nimbus.route_keys``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from nimbus.errors import BadRequest
-from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi
-
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
-DEFAULT_ROUTE = "$default"
-DEFAULT_STAGE = "$default"
-
-LITERAL, VARIABLE, GREEDY = 0, 1, 2
-_VARIABLE_NAME = re.compile(r"[A-Za-z0-9._-]+")
-# RFC 3986 path characters, without '%' (literals are compared with decoded segments).
-_LITERAL = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
-_EXAMPLE = "e.g. 'GET /pets/{petId}' or 'ANY /files/{proxy+}'"
-
-
-@dataclass(frozen=True)
-class Segment:
-    kind: int  # LITERAL, VARIABLE or GREEDY
-    text: str  # the literal, or the variable's name
-
-
-@dataclass(frozen=True)
-class RouteKey:
-    """A parsed route key; ``method`` is None for ``$default``."""
-
-    method: str | None
-    segments: tuple[Segment, ...]
-
-    @property
-    def is_default(self) -> bool:
-        return self.method is None
-
-    @property
-    def greedy(self) -> bool:
-        return bool(self.segments) and self.segments[-1].kind == GREEDY
-
-    @property
-    def shape(self) -> str:
-        """The key without variable names: two routes of one shape match the same
-        requests, so an API may hold only one of them."""
-        if self.method is None:
-            return DEFAULT_ROUTE
-        parts = ["{+}" if s.kind == GREEDY else "{}" if s.kind else s.text for s in self.segments]
-        return f"{self.method} /" + "/".join(parts)
-
-
-def _invalid(key: str, problem: str) -> BadRequest:
-    return BadRequest(f"Invalid route key '{key}': {problem}")
-
-
-def parse_route_key(key: str) -> RouteKey:
-    """Parse and validate a route key; BadRequest saying what is wrong otherwise."""
-    if key == DEFAULT_ROUTE:
-        return RouteKey(None, ())
-    method, sep, path = key.partition(" ")
-    if not sep or not method:
-        raise _invalid(
-            key,
-            f"a route key is '$default' or an HTTP method and a path separated by one "
-            f"space, {_EXAMPLE}.",
-        )
-    if method not in METHODS:
-        raise _invalid(key, f"the method must be one of {', '.join(METHODS)} (upper case).")
-    if not path.startswith("/"):
-        raise _invalid(key, f"the path must start with '/', {_EXAMPLE}.")
-    if path == "/":
-        return RouteKey(method, ())
-    if path.endswith("/"):
-        raise _invalid(key, "the path must not end with '/' (a trailing slash matches anyway).")
-    segments: list[Segment] = []
-    names: set[str] = set()
-    parts = path[1:].split("/")
-    for index, part in enumerate(parts):
-        if not part:
-            raise _invalid(key, "the path has an empty segment ('//').")
-        if part.startswith("{") and part.endswith("}"):
-            name = part[1:-1]
-            kind = VARIABLE
-            if name.endswith("+"):
-                name, kind = name[:-1], GREEDY
-                if index != len(parts) - 1:
-                    raise _invalid(
-                        key, f"the greedy path variable {part} must be the last segment."
-                    )
-            if not _VARIABLE_NAME.fullmatch(name):
-                raise _invalid(
-                    key, f"path variable {part} needs a name of letters, digits, '.', '_' or '-'."
-                )
-            if name in names:
-                raise _invalid(key, f"path variable {{{name}}} appears twice.")
-            names.add(name)
-            segments.append(Segment(kind, name))
-        elif "{" in part or "}" in part:
-            raise _invalid(
-                key, f"segment '{part}': a path variable must be a whole segment, like {{name}}."
-            )
-        elif not _LITERAL.fullmatch(part):
-            raise _invalid(
-                key,
-                f"segment '{part}' has a character not allowed in a path (spaces, '%', "
-                "'?', '#' and the like).",
-            )
-        else:
-            segments.append(Segment(LITERAL, part))
-    return RouteKey(method, tuple(segments))
+from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApiDefinition
+from nimbus.route_keys import DEFAULT_STAGE, GREEDY, LITERAL, RouteKey, Segment, parse_route_key
 
 
 @dataclass(frozen=True)
@@ -154,16 +48,11 @@ class RouteTable:
     Immutable: build a new one after any change (``HttpApiStore.on_change``).
     """
 
-    def __init__(
-        self,
-        api: HttpApi,
-        routes: list[ApiRoute],
-        integrations: list[ApiIntegration],
-        stages: list[ApiStage],
-    ) -> None:
-        self.api = api
-        self.stages = {s.stage_name: s for s in stages}
-        by_id = {i.integration_id: i for i in integrations}
+    def __init__(self, definition: HttpApiDefinition) -> None:
+        self.api = definition.api
+        routes = definition.routes
+        self.stages = {s.stage_name: s for s in definition.stages}
+        by_id = {i.integration_id: i for i in definition.integrations}
         self._exact: dict[tuple[str, tuple[str, ...]], _Entry] = {}
         variable: list[_Entry] = []
         self._default: _Entry | None = None

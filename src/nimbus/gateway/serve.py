@@ -1,9 +1,9 @@
-"""The data plane's front door: the ASGI app in front of the control plane's.
+"""The data plane's request handling: which requests are function-URL or HTTP-API
+requests, reading their bodies within Lambda's limits, and sending the trigger's reply.
 
 User HTTP requests for function URLs and HTTP APIs never go through Starlette's router
-(they are the hot path, and their paths belong to the user): this layer recognises them
-by path prefix or by host name and hands them to ``FunctionUrls`` or ``HttpApis``;
-everything else (the Lambda API, /health, lifespan) passes through to the app.
+(they are the hot path, and their paths belong to the user): the server's front door
+asks ``target`` whether a request is one, and hands it to ``DataPlane``.
 
 Addressing (README "HTTP triggers"):
 
@@ -19,20 +19,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
 
-from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from nimbus import ids
-from nimbus.api.invoke import PATH as INVOKE_PATH
-from nimbus.api.invoke import invoke_app
+from nimbus.gateway.apis import HttpApis
 from nimbus.gateway.event import HttpRequest
 from nimbus.gateway.headers import first_header
 from nimbus.gateway.reply import HttpReply, plain_reply, too_large_reply
-
-if TYPE_CHECKING:
-    from nimbus.services import Services
+from nimbus.gateway.urls import FunctionUrls
 
 log = logging.getLogger("nimbus.gateway")
 URL_PREFIX = "/lambda-url/"
@@ -52,33 +47,19 @@ class ClientGone(Exception):
     """The client disconnected before its request's body was complete."""
 
 
-class Gateway:
-    """The server's outermost ASGI app: function-URL and HTTP-API requests go to the data
-    plane, everything else to ``app`` (the control plane's Starlette app).
+class DataPlane:
+    """Serves data-plane requests: function URLs (``urls``) and HTTP APIs (``apis``).
 
-    It sits outside Starlette's middleware, so data-plane requests skip those layers
-    (each wraps every send), and answers its own unexpected errors, in API Gateway's
-    shape rather than the Lambda API's."""
+    It answers its own unexpected errors, in API Gateway's shape rather than the Lambda
+    API's."""
 
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
+    def __init__(self, urls: FunctionUrls, apis: HttpApis) -> None:
+        self.urls = urls
+        self.apis = apis
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        scope["app"] = self.app  # as Starlette sets it: handlers find the services there
-        if scope["method"] == "POST":
-            invoke = INVOKE_PATH.fullmatch(scope["path"])
-            if invoke is not None and self.app.state.services.config.api_auth == "none":
-                # The busiest control-plane call skips the router (not the auth check);
-                # invoke_app answers its own errors in the Lambda API's shape.
-                await invoke_app(scope, receive, send, invoke[1])
-                return
-        target = _target(scope)
-        if target is None:
-            await self.app(scope, receive, send)
-            return
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, target: tuple[str, str, str]
+    ) -> None:
         try:
             reply = await self._serve(*target, scope, receive)
         except Exception:
@@ -98,18 +79,17 @@ class Gateway:
         except ClientGone:
             # Nobody to answer, and a truncated body must not reach the function.
             return None
-        svc: Services = self.app.state.services
         if sum(len(k) + len(v) for k, v in request.headers) > MAX_HEADERS:
             reply = plain_reply(431, "Request Header Fields Too Large", "BadRequestException")
         elif kind == "lambda-url":
-            reply = await svc.url_gateway.serve(resource_id, request, scope)
+            reply = await self.urls.serve(resource_id, request, scope)
         else:
-            reply = await svc.api_gateway.serve(resource_id, request, scope)
+            reply = await self.apis.serve(resource_id, request, scope)
         reply.headers.append(("x-amzn-RequestId", request.request_id))
         return reply
 
 
-def _target(scope: Scope) -> tuple[str, str, str] | None:
+def target(scope: Scope) -> tuple[str, str, str] | None:
     """(kind, id, path the trigger sees) for a data-plane request, else None."""
     path: str = scope["path"]
     raw = (scope.get("raw_path") or path.encode()).decode("latin-1")

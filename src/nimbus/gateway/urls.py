@@ -12,18 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nimbus.cache import Cache
 from nimbus.config import Config
 from nimbus.errors import GatewayThrottled
 from nimbus.gateway.cors import Cors
-from nimbus.gateway.credentials import Credentials
 from nimbus.gateway.event import HttpRequest, Trigger, build_event
 from nimbus.gateway.invocation import HttpTrigger, error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import FUNCTION_URL_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
-from nimbus.invoker import Invoker
+from nimbus.invocation.cache import Cache
+from nimbus.invocation.invoker import Invoker
 from nimbus.models import LATEST, FunctionUrlConfig
+from nimbus.sigv4.credentials import Credentials
 from nimbus.store.function_urls import FunctionUrlStore
 
 

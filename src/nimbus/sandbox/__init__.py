@@ -8,8 +8,8 @@ Server-side API (asyncio)::
     await env.stop(); await manager.close()
 
 ``nimbus.sandbox.host.report()`` says what isolation this host allows (``nimbus doctor``).
-Modules that run inside the zygote and the sandbox (libc, seccomp, mounts, privileges,
-jail, forkserver, protocol) use the standard library only and stay Python 3.9-compatible.
+What runs inside the zygote and the sandbox lives in ``nimbus.guest``; this package is
+the host's side of it (cgroups, uids, stem cells, zygote handles, control channels).
 """
 
 from nimbus.sandbox.environment import Environment

@@ -11,7 +11,7 @@ import asyncio
 import socket
 from collections import deque
 
-from nimbus.sandbox import protocol
+from nimbus.guest import protocol
 
 # Outgoing bytes the transport may hold before a writer waits (a 6 MB event waits).
 HIGH_WATER = 1 << 20

@@ -21,7 +21,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-from nimbus.sandbox import protocol
+from nimbus.guest import protocol
 from nimbus.sandbox.cgroups import Cgroup
 from nimbus.sandbox.channel import Channel, ChannelClosed
 from nimbus.sandbox.errors import EnvironmentGone, InitError, IsolationUnavailable

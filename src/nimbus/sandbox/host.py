@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 
-from nimbus.runtimes import catalog
+from nimbus.sandbox import catalog
 from nimbus.sandbox.cgroups import Cgroups, CgroupsUnavailable
 from nimbus.sandbox.interpreters import InterpreterNotFound, resolve
 
@@ -52,7 +52,7 @@ class HostReport:
 
 def _probe() -> None:
     """Run as root in a throwaway process: try each kernel feature for real."""
-    from nimbus.sandbox import libc
+    from nimbus.guest import libc
 
     results: dict[str, str] = {}
 
@@ -89,7 +89,7 @@ def _probe() -> None:
     os.rmdir(root)
 
     def seccomp_filter() -> None:
-        from nimbus.sandbox import seccomp
+        from nimbus.guest import seccomp
 
         libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
         seccomp.install()

@@ -1,7 +1,7 @@
 """Reading an environment's stdout/stderr pipe on the event loop, cut per invocation.
 
 The runtime writes an end marker into the same pipe after each invocation (see
-``nimbus.sandbox.protocol``); everything before it belongs to that invocation. When the
+``nimbus.guest.protocol``); everything before it belongs to that invocation. When the
 environment dies, the rest until end-of-file belongs to the invocation that killed it.
 """
 

@@ -26,8 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nimbus.runtimes import catalog
-from nimbus.sandbox import envvars, mounts, protocol
+from nimbus.guest import mounts, protocol
+from nimbus.sandbox import catalog, envvars
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
 from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import IsolationUnavailable, SandboxError, UnsupportedRuntime

@@ -14,7 +14,7 @@ class EnvironmentSpec:
     function_name: str
     version: str
     function_arn: str  # unqualified
-    runtime: str  # "python3.12", "provided.al2023", ... (nimbus.runtimes.catalog)
+    runtime: str  # "python3.12", "provided.al2023", ... (nimbus.sandbox.catalog)
     handler: str  # "app.handler"; the module may be a path, "pkg/mod.fn"
     code_dir: Path  # extracted package: world-readable, mounted read-only at /var/task
     layer_dirs: list[Path] = field(default_factory=list)  # /opt; later layers win

@@ -1,4 +1,4 @@
-"""The server's handle on one zygote process (see ``nimbus.sandbox.forkserver``).
+"""The server's handle on one zygote process (see ``nimbus.guest.forkserver``).
 
 A zygote is started once per runtime with that runtime's real interpreter, in isolated
 mode (``-I``: no user site, no PYTHON* variables, no cwd on sys.path). nimbus' own
@@ -33,12 +33,11 @@ SRC = str(Path(__file__).resolve().parents[2])
 _BOOT = """
 import sys, types
 src = sys.argv[1]
-for name, rel in (("nimbus", "nimbus"), ("nimbus.sandbox", "nimbus/sandbox"),
-                  ("nimbus.runtimes", "nimbus/runtimes")):
+for name, rel in (("nimbus", "nimbus"), ("nimbus.guest", "nimbus/guest")):
     pkg = types.ModuleType(name)
     pkg.__path__ = [src + "/" + rel]
     sys.modules[name] = pkg
-from nimbus.sandbox import forkserver
+from nimbus.guest import forkserver
 forkserver.main(int(sys.argv[2]), sys.argv[3])
 """
 

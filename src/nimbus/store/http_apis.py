@@ -19,8 +19,16 @@ from sqlalchemy import Connection, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import BadRequest, Conflict, InvalidParameterValue, NotFound
-from nimbus.gateway.routes import RouteTable, parse_route_key
-from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi, Page, RouteSettings
+from nimbus.models import (
+    ApiIntegration,
+    ApiRoute,
+    ApiStage,
+    HttpApi,
+    HttpApiDefinition,
+    Page,
+    RouteSettings,
+)
+from nimbus.route_keys import parse_route_key
 from nimbus.store.database import Database
 from nimbus.store.functions import decode_marker, encode_marker
 from nimbus.store.schema import api_integrations, api_routes, api_stages, apis
@@ -435,7 +443,7 @@ class HttpApiStore:
             nxt = encode_marker(rows[max_items - 1]._mapping[column])
         return Page(items, nxt)
 
-    def route_table(self, api_id: str) -> RouteTable | None:
+    def definition(self, api_id: str) -> HttpApiDefinition | None:
         """Everything the data plane needs to serve the API, read in one transaction;
         None when there is no such API."""
         with self.db.read() as conn:
@@ -446,7 +454,7 @@ class HttpApiStore:
             def rows(table: Table) -> list[Any]:
                 return conn.execute(select(table).where(table.c.api_id == api_id)).all()
 
-            return RouteTable(
+            return HttpApiDefinition(
                 _api(row),
                 [_route(r) for r in rows(api_routes)],
                 [_integration(r) for r in rows(api_integrations)],

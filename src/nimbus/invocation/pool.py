@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from nimbus.sandbox import Environment, EnvironmentSpec, Invocation, Outcome, SandboxManager
 
-log = logging.getLogger("nimbus.pool")
+log = logging.getLogger("nimbus.invocation.pool")
 
 
 class PoolKey(NamedTuple):

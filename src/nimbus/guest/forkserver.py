@@ -7,7 +7,7 @@ freezes the GC so that children share those pages. Then, for each request (JSON 
 the environment's control socket and log pipe by SCM_RIGHTS), it clones a child
 straight into new namespaces, as a sibling (CLONE_PARENT: the server reaps it), and
 answers with the child's pid. The child confines itself (``jail``) and becomes the
-runtime (``nimbus.runtimes.python`` or the Runtime API server for ``provided``).
+runtime (``nimbus.guest.python`` or the Runtime API server for ``provided``).
 
 A request marked ``stem`` makes a stem cell (see ``nimbus.sandbox.stemcells``): the
 child does the function-independent half of its confinement at idle priority, warms
@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 
-from nimbus.sandbox import jail, libc, mounts, privileges, protocol, seccomp
+from nimbus.guest import jail, libc, mounts, privileges, protocol, seccomp
 
 # What a typical handler imports, paid once here instead of in every cold start.
 PRELOAD = ["json", "traceback", "logging", "decimal", "datetime", "base64", "re",
@@ -42,9 +42,9 @@ def _preload(kind: str) -> object:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     if kind == "python":
-        from nimbus.runtimes import python as runtime
+        from nimbus.guest import python as runtime
     else:
-        from nimbus.runtimes import runtime_api as runtime
+        from nimbus.guest import runtime_api as runtime
     return runtime
 
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nimbus.config import Config
-from nimbus.worker import CONFIG_ENV
+from nimbus.workers.worker import CONFIG_ENV
 
-log = logging.getLogger("nimbus.supervisor")
+log = logging.getLogger("nimbus.workers.supervisor")
 
 RESTART_DELAY_S = 0.5  # so a worker that cannot start does not spin a core
 STOP_TIMEOUT_S = 15.0
@@ -62,7 +62,7 @@ class Supervisor:
         env = {**os.environ, CONFIG_ENV: self.config.model_dump_json()}
         while not self._stopping:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "nimbus.worker", str(self.socket_path), str(index),
+                sys.executable, "-m", "nimbus.workers.worker", str(self.socket_path), str(index),
                 stdin=asyncio.subprocess.DEVNULL, env=env,
                 # Out of the terminal's process group: Ctrl-C reaches the server, which
                 # stops its workers in order; PR_SET_PDEATHSIG covers the server's death.

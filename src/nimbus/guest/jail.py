@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 
-from nimbus.sandbox import libc, mounts, privileges, seccomp
+from nimbus.guest import libc, mounts, privileges, seccomp
 
 CTL_FD = 3  # control socket to the server
 LOG_FD = 4  # the log pipe, kept apart from 1/2 so a function closing stdout cannot

@@ -14,21 +14,15 @@ import time
 from dataclasses import dataclass
 
 from nimbus import codec, ids
-from nimbus.concurrency import ConcurrencyLimiter
 from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent
+from nimbus.invocation.concurrency import ConcurrencyLimiter
+from nimbus.invocation.pool import Pool, PoolKey
+from nimbus.invocation.targets import Targets
 from nimbus.models import FunctionRecord, FunctionVersion
-from nimbus.observe.log_files import LogFiles
 from nimbus.observe.logs import InvocationLog, LogStore, billed, now_ms, render, tail
-from nimbus.pool import Pool, PoolKey
-from nimbus.sandbox import EnvironmentSpec, InitError, Invocation, SandboxManager
-from nimbus.sandbox.manager import UID_BASE, UID_COUNT
-from nimbus.store.aliases import AliasStore
-from nimbus.store.archive import PackageLimits
+from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
-from nimbus.store.database import Database
-from nimbus.store.functions import FunctionStore
-from nimbus.targets import Targets
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_CLIENT_CONTEXT = 3583
@@ -81,17 +75,6 @@ def check_payload(payload: bytes) -> bytes:
     return payload
 
 
-def uid_share(index: int, workers: int) -> tuple[int, int]:
-    """Sandbox uids (base, count) for process ``index`` of ``workers + 1`` (0: the
-    server), so no two SandboxManagers ever hand out the same uid."""
-    count = UID_COUNT // (workers + 1)
-    return UID_BASE + index * count, count
-
-
-# In the data dir: the in-flight counts the server and its async workers share.
-CONCURRENCY_FILE = "concurrency"
-
-
 class Invoker:
     """Runs invocations synchronously (RequestResponse) and checks DryRun ones."""
 
@@ -110,49 +93,6 @@ class Invoker:
         self.pool = pool
         self.logs = logs
         self.limiter = limiter
-
-    @classmethod
-    def open(
-        cls,
-        config: Config,
-        db: Database,
-        functions: FunctionStore,
-        aliases: AliasStore,
-        process_index: int,
-    ) -> Invoker:
-        """An invoker with its own log writer, pool and sandboxes, for the server
-        (``process_index`` 0) or async worker ``process_index``: each process gets its
-        own share of the sandbox uids, and its row of the concurrency counts (the
-        server creates the file before it starts any worker)."""
-        uid_base, uid_count = uid_share(process_index, config.async_workers)
-        pool = Pool(
-            SandboxManager(
-                config.data_dir / "sandboxes",
-                isolation=config.isolation,
-                stem_cells=config.stem_cells,
-                uid_base=uid_base,
-                uid_count=uid_count,
-            ),
-            idle_seconds=config.idle_seconds,
-        )
-        code = CodeStore(
-            config.data_dir / "code",
-            PackageLimits(
-                max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries
-            ),
-        )
-        # Embedded: logs go to files (see observe/log_files.py); PostgreSQL: to its table,
-        # which every node reads.
-        files = LogFiles(config.data_dir / "logs") if db.is_sqlite else None
-        path = config.data_dir / CONCURRENCY_FILE
-        if process_index == 0:
-            limiter = ConcurrencyLimiter.create(
-                path, config.concurrency_limit, processes=1 + config.async_workers
-            )
-        else:
-            limiter = ConcurrencyLimiter.attach(path, config.concurrency_limit, process_index)
-        targets = Targets(functions, aliases)
-        return cls(config, targets, code, pool, LogStore(db, files), limiter)
 
     async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
         resolution = await self.targets.resolve(name, qualifier)

@@ -1,5 +1,5 @@
-"""The nimbus HTTP server: the data plane's gateway in front of one Starlette app serving
-the control plane and health.
+"""The nimbus HTTP server: the front door (data plane first) in front of one Starlette
+app serving the control plane and health.
 
 Start-up (migrations, opening stores) runs in the lifespan, off the event loop; the
 process prints its endpoint only once the socket is bound and the store answers.
@@ -20,11 +20,13 @@ from starlette.routing import Route
 
 from nimbus import api, heap
 from nimbus.api.auth import auth_middleware
+from nimbus.api.services import services
 from nimbus.api.wire import error_response, nimbus_error_handler, unexpected_error_handler
 from nimbus.config import Config
 from nimbus.errors import NimbusError, UnknownOperation
-from nimbus.gateway.serve import Gateway
-from nimbus.services import blocking, open_services, services
+from nimbus.server.front_door import FrontDoor
+from nimbus.server.node import Node
+from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus")
 
@@ -32,10 +34,10 @@ log = logging.getLogger("nimbus")
 async def health(request: Request) -> Response:
     svc = services(request)
     try:
-        await blocking(svc.db.ping)
+        await blocking(svc.engine.db.ping)
     except Exception as exc:  # any store failure means not healthy
         return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ok", "store": svc.db.engine.dialect.name})
+    return JSONResponse({"status": "ok", "store": svc.engine.db.engine.dialect.name})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -47,17 +49,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"message": exc.detail}, status_code=exc.status_code)
 
 
-def create_app(config: Config) -> Gateway:
+def create_app(config: Config) -> FrontDoor:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        svc = await blocking(open_services, config)
-        app.state.services = svc
-        await svc.start()
+        node = await blocking(Node.open, config)
+        app.state.services = node.services
+        app.state.data_plane = node.data_plane
+        await node.start()
         heap.settle()
         try:
             yield
         finally:
-            await svc.aclose()
+            await node.close()
 
     control_plane = Starlette(
         routes=[Route("/health", health, methods=["GET"]), *api.routes],
@@ -70,7 +73,7 @@ def create_app(config: Config) -> Gateway:
         },
     )
     # The data plane (function URLs, HTTP APIs) in front: its requests skip the rest.
-    return Gateway(control_plane)
+    return FrontDoor(control_plane)
 
 
 class _Server(uvicorn.Server):

@@ -26,9 +26,9 @@ import termios
 import time
 import traceback
 
-from nimbus.runtimes.context import LambdaContext, function_settings
-from nimbus.sandbox import protocol
-from nimbus.sandbox.jail import CTL_FD, LOG_FD
+from nimbus.guest import protocol
+from nimbus.guest.context import LambdaContext, function_settings
+from nimbus.guest.jail import CTL_FD, LOG_FD
 
 _THIS_FILE = __file__
 

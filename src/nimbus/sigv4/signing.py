@@ -10,7 +10,7 @@ from time import time
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from nimbus.gateway.canonical import (
+from nimbus.sigv4.canonical import (
     ALGORITHM,
     TERMINATOR,
     amz_date,
@@ -24,7 +24,7 @@ from nimbus.gateway.canonical import (
     signing_key,
     string_to_sign,
 )
-from nimbus.gateway.credentials import Credentials
+from nimbus.sigv4.credentials import Credentials
 
 if TYPE_CHECKING:
     import httpx

@@ -16,7 +16,7 @@ import ctypes
 import errno
 import struct
 
-from nimbus.sandbox import libc
+from nimbus.guest import libc
 
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 

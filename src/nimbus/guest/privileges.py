@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from nimbus.sandbox import libc
+from nimbus.guest import libc
 
 
 def last_capability() -> int:

@@ -24,11 +24,11 @@ from collections import Counter, deque
 import httpx
 
 from nimbus import ids
-from nimbus.cache import Cache
 from nimbus.config import Config
-from nimbus.destinations import Destination, invocation_record, parse_destination
 from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
-from nimbus.invoker import Invoker, InvokeResult
+from nimbus.events.destinations import Destination, invocation_record, parse_destination
+from nimbus.invocation.cache import Cache
+from nimbus.invocation.invoker import Invoker, InvokeResult
 from nimbus.models import LATEST, DeadLetter, EventInvokeConfig
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent
 from nimbus.store.dead_letters import DeadLetterStore
@@ -36,7 +36,7 @@ from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.functions import FunctionStore
 from nimbus.threads import blocking
 
-log = logging.getLogger("nimbus.dispatcher")
+log = logging.getLogger("nimbus.events.dispatcher")
 BUILTIN_QUEUE = "nimbus"
 # Webhook posts in flight at once. More wait their turn here, not in httpx's connection
 # pool, where hundreds of waiters time out (PoolTimeout) and cost quadratic CPU.

@@ -1,9 +1,9 @@
 """An async worker: a child process of ``nimbus up`` that runs the dispatcher.
 
 One event loop cannot both accept HTTP at full speed and drive the sandboxes of every
-async invocation; a worker takes the second half to another core. It has its own
-Invoker, Pool and SandboxManager (a share of the sandbox uids; its cgroups and run dir
-are named by its own pid), writes invocation logs and dead letters to the shared
+async invocation; a worker takes the second half to another core. It builds its own
+``Engine`` (invoker, pool and sandbox manager with a share of the sandbox uids; its
+cgroups and run dir are named by its own pid), writes invocation logs and dead letters to the shared
 database, and reaches the queue through the server (``RemoteQueue``), which stays its
 only owner. The server forwards committed metadata changes, so the worker's caches
 (targets, event invoke configs) hear of updates as the server's do.
@@ -12,7 +12,7 @@ The worker dies with the server: the kernel sends it SIGKILL when its parent goe
 (``PR_SET_PDEATHSIG``), and it stops when the queue connection ends. Provisioned
 concurrency stays in the server (it serves the sync path).
 
-Run as ``python -m nimbus.worker`` by ``Supervisor``; the config arrives as JSON.
+Run as ``python -m nimbus.workers.worker`` by ``Supervisor``; the config arrives as JSON.
 """
 
 from __future__ import annotations
@@ -27,17 +27,12 @@ import sys
 
 from nimbus import heap
 from nimbus.config import Config
-from nimbus.dispatcher import Dispatcher
-from nimbus.invoker import Invoker
+from nimbus.engine import Engine
+from nimbus.events.dispatcher import Dispatcher
 from nimbus.queue.backends.remote import RemoteQueue
-from nimbus.store.aliases import AliasStore
-from nimbus.store.database import Database
-from nimbus.store.dead_letters import DeadLetterStore
-from nimbus.store.event_configs import EventConfigStore
-from nimbus.store.functions import FunctionStore
 from nimbus.threads import blocking
 
-log = logging.getLogger("nimbus.worker")
+log = logging.getLogger("nimbus.workers.worker")
 
 CONFIG_ENV = "NIMBUS_WORKER_CONFIG"
 PR_SET_PDEATHSIG = 1
@@ -59,33 +54,21 @@ async def run(config: Config, socket_path: str, index: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    db = Database(config.effective_database_url)  # the server migrated it
-    functions = FunctionStore(db, config.function_arn)
-    invoker = Invoker.open(config, db, functions, AliasStore(functions), process_index=index)
-    logs, pool = invoker.logs, invoker.pool
-    queue = RemoteQueue(socket_path, on_change=functions.changed, on_lost=stop.set)
-    dispatcher = Dispatcher(
-        config, queue, invoker, functions, EventConfigStore(functions), DeadLetterStore(db)
-    )
-    logs.start()
-    pool.start()
-    await queue.open()
-    await dispatcher.start()
+    # The server migrated the database and owns the queue; this process reaches it
+    # through the server's socket, and hears of metadata changes the same way.
+    queue = RemoteQueue(socket_path, on_lost=stop.set)
+    engine = await blocking(Engine.open, config, queue, index)
+    queue.on_change = engine.functions.changed
+    await engine.start()
     heap.settle()
-    reporter = loop.create_task(_report(queue, dispatcher))
+    reporter = loop.create_task(_report(queue, engine.dispatcher))
     try:
         await stop.wait()
     finally:
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
-        await dispatcher.close()
-        await queue.close()
-        await pool.close()
-        await pool.manager.close()
-        invoker.limiter.close()
-        await logs.close()
-        await blocking(db.dispose)
+        await engine.close()
 
 
 async def _report(queue: RemoteQueue, dispatcher: Dispatcher) -> None:

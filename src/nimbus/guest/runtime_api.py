@@ -28,8 +28,8 @@ import struct
 import subprocess
 import time
 
-from nimbus.sandbox import protocol
-from nimbus.sandbox.jail import CTL_FD, LOG_FD
+from nimbus.guest import protocol
+from nimbus.guest.jail import CTL_FD, LOG_FD
 
 PREFIX = "/2018-06-01/runtime/"
 BOOTSTRAPS = ["/var/task/bootstrap", "/opt/bootstrap"]

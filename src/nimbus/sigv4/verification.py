@@ -21,17 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from time import time
-from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from nimbus.errors import (
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
-    SignatureRejected,
     UnrecognizedClient,
 )
-from nimbus.gateway.canonical import (
+from nimbus.sigv4.canonical import (
     ALGORITHM,
     TERMINATOR,
     TIMESTAMP_FORMAT,
@@ -48,8 +46,7 @@ from nimbus.gateway.canonical import (
     string_to_sign,
     verbatim_query,
 )
-from nimbus.gateway.credentials import Credentials
-from nimbus.gateway.event import HttpRequest
+from nimbus.sigv4.credentials import Credentials
 
 MAX_SKEW_SECONDS = 5 * 60  # Lambda's tolerance for a client's clock
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -148,33 +145,6 @@ _APIGATEWAY_PATHS = ("/v2/", "/apikeys", "/usageplans")
 def control_plane_service(path: str) -> str:
     """The service name a client signs a nimbus control-plane request for."""
     return "apigateway" if path.startswith(_APIGATEWAY_PATHS) else "lambda"
-
-
-def caller_of(
-    request: HttpRequest,
-    scope: Mapping[str, Any],
-    credentials: Credentials,
-    *,
-    region: str,
-    service: str,
-) -> Caller | None:
-    """Who signed a data-plane request (function URL or HTTP API route with AWS_IAM), or
-    None when it is unsigned or its signature does not verify: the caller gets a bare 403.
-
-    The client signed the path it sent (``/lambda-url/<id>/...``), so that is checked."""
-    try:
-        return verify(
-            request.method,
-            scope.get("raw_path") or scope["path"],
-            scope.get("query_string", b""),
-            request.headers,
-            request.body,
-            credentials,
-            region=region,
-            service=service,
-        )
-    except (SignatureRejected, InvalidSignature):
-        return None
 
 
 def verify(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from nimbus.cache import Cache
 from nimbus.errors import ResourceNotFound
+from nimbus.invocation.cache import Cache
 from nimbus.models import LATEST, Alias, FunctionRecord, FunctionVersion
 from nimbus.store.aliases import AliasStore
 from nimbus.store.functions import FunctionStore

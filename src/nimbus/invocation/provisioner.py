@@ -7,13 +7,13 @@ import asyncio
 import logging
 
 from nimbus.errors import InvalidParameterValue, NimbusError, ResourceNotFound
-from nimbus.invoker import Invoker
+from nimbus.invocation.invoker import Invoker
+from nimbus.invocation.pool import PoolKey
 from nimbus.models import LATEST, ProvisionedConfig
-from nimbus.pool import PoolKey
 from nimbus.store.provisioned import ProvisionedStore
 from nimbus.threads import blocking
 
-log = logging.getLogger("nimbus.provisioner")
+log = logging.getLogger("nimbus.invocation.provisioner")
 
 
 class Provisioner:

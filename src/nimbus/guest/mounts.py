@@ -21,7 +21,7 @@ import os
 import shutil
 import stat
 
-from nimbus.sandbox import libc
+from nimbus.guest import libc
 
 RO = libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV
 # (name, major, minor): what Lambda's /dev offers, minus anything with state.

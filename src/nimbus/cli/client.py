@@ -1,0 +1,129 @@
+"""Talking to a nimbus from the command line: signed requests, the server's errors
+printed for people, paginated listings, and what commands print (stdout carries only
+the result, so ``URL=$(nimbus url create hello)`` works; what happened goes to stderr)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import typer
+
+from nimbus.config import ConfigError, load_config
+
+ENDPOINT = typer.Option(
+    "http://127.0.0.1:9000", envvar="NIMBUS_ENDPOINT", help="The nimbus to talk to"
+)
+
+
+def signer(service: str = "lambda") -> Any:
+    """SigV4 for servers with api_auth = "sigv4": keys from the nimbus config, the data
+    dir (NIMBUS_DATA_DIR, default ./.nimbus) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."""
+    from nimbus.sigv4.credentials import client_credentials
+    from nimbus.sigv4.signing import httpx_auth
+
+    try:
+        cfg = load_config()
+        found = client_credentials(cfg)
+    except ConfigError as exc:
+        typer.echo(f"nimbus: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return httpx_auth(found, region=cfg.region, service=service) if found else None
+
+
+def call(method: str, url: str, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
+    """The response; an error status (unless in ``allow``) is printed and exits 1."""
+    from nimbus.sigv4.verification import control_plane_service
+
+    service = control_plane_service(httpx.URL(url).path)
+    try:
+        response = httpx.request(method, url, timeout=960, auth=signer(service), **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
+        raise typer.Exit(1) from exc
+    if response.status_code >= 400 and response.status_code not in allow:
+        report_error(response)
+        raise typer.Exit(1)
+    return response
+
+
+def report_error(response: httpx.Response) -> None:
+    """Print the server's error as ``Type: message`` (Lambda's and API Gateway's shapes)."""
+    kind = response.headers.get("x-amzn-errortype", str(response.status_code))
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:  # not the Lambda / API Gateway error shape: show it as it is
+        body = {"message": response.text}
+    message = (body.get("message") or body.get("Message")) if isinstance(body, dict) else body
+    typer.echo(f"{kind}: {message}", err=True)
+    if kind in ("MissingAuthenticationTokenException", "UnrecognizedClientException"):
+        typer.echo(
+            "nimbus: this server requires signed requests: run the CLI with the server's "
+            'NIMBUS_DATA_DIR, or `eval "$(nimbus credentials --data-dir DIR)"` first.',
+            err=True,
+        )
+
+
+def say(message: str) -> None:
+    """What happened, on stderr (stdout is for the URL)."""
+    typer.echo(message, err=True)
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"nimbus: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def no_function(response: httpx.Response) -> NoReturn:
+    """A 404 where the function (or its alias) was needed: the server's error, and what to do."""
+    report_error(response)
+    if response.headers.get("x-amzn-errortype") == "ResourceNotFoundException":
+        fail(
+            "create the function (and alias) first: boto3 `create_function`, "
+            "`aws lambda create-function`; `nimbus ls` lists the functions."
+        )
+    raise typer.Exit(1)
+
+
+def segment(value: str) -> str:
+    """One path segment: names, ARNs (':') and '$default' stay readable."""
+    return quote(value, safe=":$")
+
+
+def pages(
+    url: str, key: str, token: str, next_key: str, missing_ok: bool = False
+) -> Iterator[Any]:
+    """Every item of a paginated listing (Lambda: Marker/NextMarker; API Gateway:
+    nextToken); nothing when ``missing_ok`` and the parent is gone (404)."""
+    marker: str | None = None
+    while True:
+        params = {token: marker} if marker else None
+        answer = call("GET", url, params=params, allow=(404,) if missing_ok else ())
+        if answer.status_code == 404:
+            return
+        page = answer.json()
+        yield from page[key]
+        marker = page.get(next_key)
+        if not marker:
+            return
+
+
+# API Gateway's invocation URI that wraps a function ARN (an accepted integrationUri).
+_WRAPPED_ARN = re.compile(
+    r"arn:[^:]+:apigateway:[^:]+:lambda:path/2015-03-31/functions/(.+)/invocations"
+)
+
+
+def function_label(uri: str) -> str:
+    """``name`` or ``name:alias`` from a function ARN (or API Gateway's wrapped form)."""
+    arn = function_arn_of(uri)
+    return arn.split(":function:", 1)[1] if ":function:" in arn else arn
+
+
+def function_arn_of(uri: str) -> str:
+    """The function ARN an integration URI invokes, without ``:$LATEST``."""
+    wrapped = _WRAPPED_ARN.fullmatch(uri)
+    return (wrapped[1] if wrapped else uri).removesuffix(":$LATEST")

@@ -1,0 +1,47 @@
+"""``nimbus dlq``: async events that could not be processed, listed and re-driven."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nimbus.cli.client import ENDPOINT, call
+
+dlq = typer.Typer(help="Dead letters: async events that could not be processed.")
+
+
+@dlq.command("ls")
+def dlq_list(
+    function: Annotated[str | None, typer.Option(help="Only this function")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this DeadLetterConfig queue")] = None,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """List dead letters (not yet re-driven)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    params = {k: v for k, v in {"FunctionName": function, "Queue": queue}.items() if v}
+    letters = call("GET", f"{endpoint}/_nimbus/dead-letters", params=params).json()
+    table = Table("id", "function", "condition", "attempts", "request id", "payload")
+    for letter in letters["DeadLetters"]:
+        table.add_row(
+            str(letter["id"]),
+            letter["function_name"],
+            letter["condition"],
+            str(letter["attempts"]),
+            letter["request_id"],
+            letter["payload"][:60],
+        )
+    Console().print(table)
+
+
+@dlq.command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[int], typer.Argument(help="Dead letter ids (see `nimbus dlq ls`)")],
+    endpoint: str = ENDPOINT,
+) -> None:
+    """Queue dead letters again, as new async invocations."""
+    for letter_id in ids:
+        answer = call("POST", f"{endpoint}/_nimbus/dead-letters/{letter_id}/redrive").json()
+        typer.echo(f"{letter_id}: re-driven as {answer['RequestId']}")

@@ -1,0 +1,88 @@
+"""``nimbus up``, ``credentials``, ``doctor`` and ``version``: this host's nimbus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nimbus.config import ConfigError, load_config
+
+
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [9000]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="State directory [./.nimbus]")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL URL instead of the embedded SQLite")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    isolation: Annotated[
+        str | None, typer.Option(help="namespace (default, real isolation) or process (none)")
+    ] = None,
+) -> None:
+    """Start nimbus: the Lambda API on http://HOST:PORT."""
+    from nimbus.server import serve
+
+    try:
+        cfg = load_config(
+            config,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            database_url=database_url,
+            log_level=log_level,
+            isolation=isolation,
+        )
+    except ConfigError as exc:
+        typer.echo(f"nimbus: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    serve(cfg)
+
+
+def credentials(
+    data_dir: Annotated[Path | None, typer.Option(help="State directory [./.nimbus]")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+) -> None:
+    """Print the keys this nimbus accepts, for `eval "$(nimbus credentials)"`."""
+    import shlex
+
+    from nimbus.sigv4.credentials import load_credentials
+
+    try:
+        cfg = load_config(config, data_dir=data_dir)
+        found = load_credentials(cfg)
+    except ConfigError as exc:
+        typer.echo(f"nimbus: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"export AWS_ACCESS_KEY_ID={shlex.quote(found.access_key_id)}")
+    typer.echo(f"export AWS_SECRET_ACCESS_KEY={shlex.quote(found.secret_access_key)}")
+    typer.echo(f"export AWS_DEFAULT_REGION={shlex.quote(cfg.region)}")
+
+
+def doctor() -> None:
+    """Say what isolation this host supports, and whether nimbus can run functions."""
+    from nimbus.sandbox.host import report
+
+    host = report()
+    for check in host.checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+    if not host.namespace_isolation:
+        typer.echo(
+            "nimbus cannot isolate functions on this host (see FAIL above): invocations fail "
+            "with a clear error. `nimbus up --isolation process` runs them without isolation "
+            "(for a laptop without root; never chosen silently).",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo("namespace isolation: available")
+
+
+def version() -> None:
+    """Print the nimbus version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("nimbus"))

@@ -1,0 +1,161 @@
+"""``nimbus url``: put a function behind a function URL without writing boto3 code.
+
+The commands talk only to Lambda's function URL operations
+(``/2021-10-31/functions/{name}/url``), as boto3 would. They find what exists before
+creating anything, so running one again is safe."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from nimbus.cli.client import (
+    ENDPOINT,
+    call,
+    function_label,
+    no_function,
+    pages,
+    say,
+    segment,
+)
+
+URLS = "/2021-10-31/functions"
+
+
+FUNCTIONS = "/2015-03-31/functions"
+
+
+url_app = typer.Typer(
+    help="Function URLs: an HTTP endpoint that invokes one function.", no_args_is_help=True
+)
+
+
+class AuthType(StrEnum):
+    """Who may call a function URL."""
+
+    NONE = "NONE"
+    AWS_IAM = "AWS_IAM"
+
+
+def _auth_type(value: str) -> str:
+    """An AuthType, in any case (``--auth none`` works too)."""
+    if value.upper() not in AuthType.__members__:
+        raise typer.BadParameter(f"{value!r}: use NONE or AWS_IAM")
+    return value.upper()
+
+
+QualifierOption = Annotated[
+    str | None, typer.Option(help="An alias (default: the unqualified function, $LATEST)")
+]
+
+
+def _url_config(endpoint: str, name: str) -> str:
+    return f"{endpoint}{URLS}/{segment(name)}/url"
+
+
+def _show_url(config: dict[str, Any], what: str) -> None:
+    origins = (config.get("Cors") or {}).get("AllowOrigins")
+    cors = f", CORS origins {', '.join(origins)}" if origins else ""
+    say(f"{what}: {config['FunctionArn']} (AuthType {config['AuthType']}{cors})")
+    typer.echo(config["FunctionUrl"])
+
+
+@url_app.command("create")
+def url_create(
+    name: Annotated[str, typer.Argument(help="Function name or ARN")],
+    qualifier: QualifierOption = None,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            parser=_auth_type,
+            metavar="NONE|AWS_IAM",
+            help="NONE: anyone may call it; AWS_IAM: SigV4-signed requests only [NONE]",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Let browsers call it from this origin (repeat for several; '*': any)"),
+    ] = None,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """Give a function a URL and print it. An existing URL is shown as it is, or updated
+    with --auth / --cors-origin when given."""
+    url = _url_config(endpoint, name)
+    params = {"Qualifier": qualifier} if qualifier else None
+    body: dict[str, Any] = {"AuthType": auth or AuthType.NONE.value}
+    if cors_origin:
+        body["Cors"] = {"AllowOrigins": cors_origin}
+    # Create first: a missing function is a 404 then, an existing URL a 409 (no race
+    # between a lookup and the create).
+    created = call("POST", url, params=params, json=body, allow=(404, 409))
+    if created.status_code == 404:
+        no_function(created)
+    if created.status_code != 409:
+        _show_url(created.json(), "created")
+        return
+    if auth is None and not cors_origin:
+        _show_url(call("GET", url, params=params).json(), "exists")
+        return
+    changes: dict[str, Any] = {}
+    if auth is not None:
+        changes["AuthType"] = auth
+    if cors_origin:
+        # UpdateFunctionUrlConfig replaces the whole Cors: keep its other settings.
+        current = call("GET", url, params=params).json()
+        changes["Cors"] = {**(current.get("Cors") or {}), "AllowOrigins": cors_origin}
+    _show_url(call("PUT", url, params=params, json=changes).json(), "updated")
+
+
+@url_app.command("show")
+def url_show(
+    name: Annotated[str, typer.Argument(help="Function name or ARN")],
+    qualifier: QualifierOption = None,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """Print a function's URL."""
+    params = {"Qualifier": qualifier} if qualifier else None
+    _show_url(call("GET", _url_config(endpoint, name), params=params).json(), "url")
+
+
+@url_app.command("rm")
+def url_remove(
+    name: Annotated[str, typer.Argument(help="Function name or ARN")],
+    qualifier: QualifierOption = None,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """Delete a function's URL (the function stays)."""
+    params = {"Qualifier": qualifier} if qualifier else None
+    call("DELETE", _url_config(endpoint, name), params=params)
+    say(f"deleted the function URL of {name}" + (f":{qualifier}" if qualifier else ""))
+
+
+@url_app.command("ls")
+def url_list(
+    name: Annotated[str | None, typer.Argument(help="Only this function")] = None,
+    endpoint: str = ENDPOINT,
+) -> None:
+    """List function URLs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if name:
+        names = [name]
+    else:
+        functions = pages(f"{endpoint}{FUNCTIONS}/", "Functions", "Marker", "NextMarker")
+        names = [f["FunctionName"] for f in functions]
+    table = Table("function", "auth", "cors origins", "url")
+    table.columns[-1].overflow = "fold"  # a URL is shown whole, never cut with "…"
+    for function in names:
+        listing = f"{endpoint}{URLS}/{segment(function)}/urls"
+        # A function deleted since it was listed has no URLs any more.
+        for cfg in pages(listing, "FunctionUrlConfigs", "Marker", "NextMarker", not name):
+            origins = (cfg.get("Cors") or {}).get("AllowOrigins") or []
+            table.add_row(
+                function_label(cfg["FunctionArn"]),
+                cfg["AuthType"],
+                ", ".join(origins) or "-",
+                cfg["FunctionUrl"],
+            )
+    Console().print(table)

@@ -1,0 +1,138 @@
+"""The execution side of a nimbus process, built once: the stores an invocation reads,
+the invoker with its pool of sandboxes, log writer and concurrency row, and the
+dispatcher that runs queued events.
+
+The server and every async worker build it the same way (``Engine.open``); they differ
+only in the queue they hand it (the server owns the embedded queue, a worker reaches it
+through the server) and in whether the dispatcher consumes (``start(consume=...)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nimbus.config import Config
+from nimbus.events.dispatcher import Dispatcher
+from nimbus.invocation.concurrency import ConcurrencyLimiter
+from nimbus.invocation.invoker import Invoker
+from nimbus.invocation.pool import Pool
+from nimbus.invocation.targets import Targets
+from nimbus.observe.log_files import LogFiles
+from nimbus.observe.logs import LogStore
+from nimbus.queue.backend import QueueBackend
+from nimbus.sandbox import SandboxManager
+from nimbus.sandbox.manager import UID_BASE, UID_COUNT
+from nimbus.store.aliases import AliasStore
+from nimbus.store.archive import PackageLimits
+from nimbus.store.code import CodeStore
+from nimbus.store.database import Database
+from nimbus.store.dead_letters import DeadLetterStore
+from nimbus.store.event_configs import EventConfigStore
+from nimbus.store.functions import FunctionStore
+from nimbus.threads import blocking
+
+# In the data dir: the in-flight counts the server and its async workers share.
+CONCURRENCY_FILE = "concurrency"
+
+
+def uid_share(index: int, workers: int) -> tuple[int, int]:
+    """Sandbox uids (base, count) for process ``index`` of ``workers + 1`` (0: the
+    server), so no two SandboxManagers ever hand out the same uid."""
+    count = UID_COUNT // (workers + 1)
+    return UID_BASE + index * count, count
+
+
+@dataclass
+class Engine:
+    """Everything that runs invocations in one process."""
+
+    config: Config
+    db: Database
+    functions: FunctionStore
+    aliases: AliasStore
+    code: CodeStore
+    logs: LogStore
+    pool: Pool
+    invoker: Invoker
+    event_configs: EventConfigStore
+    dead_letters: DeadLetterStore
+    queue: QueueBackend
+    dispatcher: Dispatcher
+
+    @classmethod
+    def open(cls, config: Config, queue: QueueBackend, process_index: int = 0) -> Engine:
+        """Build the engine of the server (``process_index`` 0: it migrates the database
+        first) or of async worker ``process_index`` (blocking). Each process gets its
+        own share of the sandbox uids and its own row of the concurrency counts (the
+        server creates the file before it starts any worker)."""
+        db = Database(config.effective_database_url)
+        if process_index == 0:
+            db.migrate()
+        functions = FunctionStore(db, config.function_arn)
+        aliases = AliasStore(functions)
+        uid_base, uid_count = uid_share(process_index, config.async_workers)
+        pool = Pool(
+            SandboxManager(
+                config.data_dir / "sandboxes",
+                isolation=config.isolation,
+                stem_cells=config.stem_cells,
+                uid_base=uid_base,
+                uid_count=uid_count,
+            ),
+            idle_seconds=config.idle_seconds,
+        )
+        code = CodeStore(
+            config.data_dir / "code",
+            PackageLimits(
+                max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries
+            ),
+        )
+        # Embedded: logs go to files (see observe/log_files.py); PostgreSQL: to its table,
+        # which every node reads.
+        logs = LogStore(db, LogFiles(config.data_dir / "logs") if db.is_sqlite else None)
+        path = config.data_dir / CONCURRENCY_FILE
+        if process_index == 0:
+            limiter = ConcurrencyLimiter.create(
+                path, config.concurrency_limit, processes=1 + config.async_workers
+            )
+        else:
+            limiter = ConcurrencyLimiter.attach(path, config.concurrency_limit, process_index)
+        invoker = Invoker(config, Targets(functions, aliases), code, pool, logs, limiter)
+        event_configs, dead_letters = EventConfigStore(functions), DeadLetterStore(db)
+        dispatcher = Dispatcher(config, queue, invoker, functions, event_configs, dead_letters)
+        return cls(
+            config=config,
+            db=db,
+            functions=functions,
+            aliases=aliases,
+            code=code,
+            logs=logs,
+            pool=pool,
+            invoker=invoker,
+            event_configs=event_configs,
+            dead_letters=dead_letters,
+            queue=queue,
+            dispatcher=dispatcher,
+        )
+
+    async def start(self, *, consume: bool = True) -> None:
+        """Start the log writer, the idle reaper and the queue; the dispatcher consumes
+        events, or (``consume=False``: async workers consume) only recovers the queue's
+        interrupted leases, which the queue's owner must do before any worker leases."""
+        self.logs.start()
+        self.pool.start()
+        await self.queue.open()
+        if consume:
+            await self.dispatcher.start()
+        else:
+            await self.dispatcher.recover()
+
+    async def close(self) -> None:
+        """Stop dispatching, then the queue, the sandboxes, the logs and the database."""
+        await self.dispatcher.close()
+        await self.queue.close()
+        await self.pool.close()
+        await self.pool.manager.close()
+        self.invoker.limiter.close()
+        await self.logs.close()
+        await blocking(self.db.dispose)

@@ -1,0 +1,83 @@
+"""Everything one ``nimbus up`` process owns, opened and closed in order: the engine
+over the embedded queue, the control plane's services, the data plane, and (with
+``async_workers``) the queue server and the supervisor of the async workers."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from nimbus.api.services import Services
+from nimbus.config import Config
+from nimbus.engine import Engine
+from nimbus.gateway.apis import HttpApis
+from nimbus.gateway.serve import DataPlane
+from nimbus.gateway.urls import FunctionUrls
+from nimbus.queue.backends.sqlite import SqliteQueue
+from nimbus.sandbox import catalog
+from nimbus.workers.queue_server import QueueServer
+from nimbus.workers.supervisor import Supervisor
+
+
+@dataclass
+class Node:
+    engine: Engine
+    services: Services
+    data_plane: DataPlane
+    queue_server: QueueServer | None = None  # with async workers: their way to the queue
+    supervisor: Supervisor | None = None
+
+    @classmethod
+    def open(cls, config: Config) -> Node:
+        """Create the data dir, migrate the schema and open everything (blocking)."""
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        catalog.available()  # probe the host's interpreters now, not in the first request
+        queue = SqliteQueue(config.data_dir / "queue.db")
+        engine = Engine.open(config, queue)
+        services = Services.open(config, engine)
+        urls = FunctionUrls(
+            services.function_urls, engine.invoker, services.usage_gate, services.credentials,
+            config,
+        )
+        apis = HttpApis(
+            services.http_apis, engine.invoker, services.usage_gate, services.credentials,
+            config,
+        )
+        node = cls(engine, services, DataPlane(urls, apis))
+        if config.async_workers > 0:
+            socket_path = config.data_dir / "queue.sock"
+            if len(str(socket_path)) > 100:  # unix socket paths are limited to 107 bytes
+                socket_path = Path(tempfile.mkdtemp(prefix="nimbus-")) / "queue.sock"
+            queue_server = node.queue_server = QueueServer(queue, socket_path)
+            # A worker that dies leaves invocations counted in its row of the limiter.
+            node.supervisor = Supervisor(config, socket_path, engine.invoker.limiter.clear_row)
+            services.remote_counters = lambda: queue_server.counters
+        engine.code.collect_garbage(
+            engine.functions.code_references() | services.layers.code_references()
+        )
+        return node
+
+    async def start(self) -> None:
+        """Start the background parts (log writer and pruning, reaper, queue, dispatcher
+        or async workers, provisioned concurrency)."""
+        engine, config = self.engine, self.engine.config
+        await engine.start(consume=self.supervisor is None)
+        engine.logs.start_pruning(config.log_retention_days)
+        await self.services.usage_gate.start()
+        if self.supervisor is not None and self.queue_server is not None:
+            # This process owns the queue, so it recovered before any worker leases.
+            await self.queue_server.start()
+            engine.functions.on_change(self.queue_server.changed)
+            await self.supervisor.start()
+        await self.services.provisioner.start()
+
+    async def close(self) -> None:
+        # Workers first, so their leases are settled or handed back before the queue shuts.
+        if self.supervisor is not None:
+            await self.supervisor.close()
+        if self.queue_server is not None:
+            await self.queue_server.close()
+        await self.services.provisioner.close()
+        await self.services.usage_gate.close()
+        await self.engine.close()
