@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LATEST = "$LATEST"
+# Lambda's invocation payload quotas (request and response), in bytes.
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 256 * 1024
 # A function's name as Lambda allows it (no ARN, no qualifier): it also names folders.
 FUNCTION_NAME_PATTERN = r"[a-zA-Z0-9-_]{1,64}"
 

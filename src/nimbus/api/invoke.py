@@ -12,6 +12,8 @@ skips the router when there is no API auth, both call ``invoke_app``.
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import re
 from urllib.parse import parse_qsl
 
@@ -19,18 +21,56 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from nimbus import codec
 from nimbus.api.names import parse_function_ref
 from nimbus.api.services import services_of
 from nimbus.api.wire import error_response, receive_body, request_id_header
 from nimbus.api.wire import unexpected_error_handler as unexpected
-from nimbus.errors import InvalidParameterValue, NimbusError, RequestTooLarge
-from nimbus.invocation.invoker import MAX_SYNC_PAYLOAD, check_payload, decode_client_context
+from nimbus.errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    NimbusError,
+    RequestTooLarge,
+)
+from nimbus.models import MAX_ASYNC_PAYLOAD, MAX_SYNC_PAYLOAD
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-MAX_ASYNC_PAYLOAD = 256 * 1024
+MAX_CLIENT_CONTEXT = 3583
 PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 
 _Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def decode_client_context(header: str | None) -> str | None:
+    """X-Amz-Client-Context is base64 of a JSON object; the runtime gets the JSON."""
+    if not header:
+        return None
+    if len(header) > MAX_CLIENT_CONTEXT:
+        raise InvalidParameterValue(
+            f"Client context must be at most {MAX_CLIENT_CONTEXT} bytes (base64-encoded)."
+        )
+    try:
+        raw = base64.b64decode(header, validate=True).decode()
+        if not isinstance(json.loads(raw), dict):
+            raise ValueError("not an object")
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameterValue(
+            f"Client context must be a valid Base64-encoded JSON object: {exc}"
+        ) from exc
+    return raw
+
+
+def check_payload(payload: bytes) -> bytes:
+    """Lambda requires the request payload to be JSON; empty means ``{}``."""
+    if not payload.strip():
+        return b"{}"
+    try:
+        codec.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: {exc}. The payload must be valid JSON."
+        ) from exc
+    return payload
 
 
 def _header(raw: dict[bytes, bytes], name: bytes) -> str | None:

@@ -19,9 +19,35 @@ from nimbus.api.wire import (
     read_json,
     settings_page,
 )
-from nimbus.invocation.provisioner import check_qualifier
-from nimbus.models import ProvisionedConfig
+from nimbus.errors import InvalidParameterValue
+from nimbus.invocation.provisioner import ProvisionedStatus
+from nimbus.models import LATEST, ProvisionedConfig
 from nimbus.threads import blocking
+
+
+def check_qualifier(qualifier: str | None) -> str:
+    if not qualifier:
+        raise InvalidParameterValue(
+            "Provisioned Concurrency needs a Qualifier: a published version or an alias."
+        )
+    if qualifier == LATEST:
+        raise InvalidParameterValue(
+            "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+        )
+    return qualifier
+
+
+def _body(status: ProvisionedStatus, last_modified: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "RequestedProvisionedConcurrentExecutions": status.requested,
+        "AvailableProvisionedConcurrentExecutions": status.allocated,
+        "AllocatedProvisionedConcurrentExecutions": status.allocated,
+        "Status": status.status,
+        "LastModified": last_modified,
+    }
+    if status.reason:
+        body["StatusReason"] = status.reason
+    return body
 
 
 async def _target(svc: Services, request: Request) -> tuple[str, str]:
@@ -48,7 +74,7 @@ async def put_config(request: Request) -> Response:
     config = ProvisionedConfig(function, qualifier, count, lambda_timestamp())
     await blocking(svc.provisioned.put, config)
     svc.provisioner.reconcile_soon(function, qualifier)
-    body = svc.provisioner.status(config)
+    body = _body(svc.provisioner.status(config), config.last_modified)
     body["Status"] = "IN_PROGRESS" if body["Status"] != "READY" else "READY"
     return json_response(body, 202)
 
@@ -57,7 +83,7 @@ async def get_config(request: Request) -> Response:
     svc = services(request)
     function, qualifier = await _target(svc, request)
     config = await blocking(svc.provisioned.get, function, qualifier)
-    return json_response(svc.provisioner.status(config))
+    return json_response(_body(svc.provisioner.status(config), config.last_modified))
 
 
 async def delete_config(request: Request) -> Response:
@@ -73,7 +99,7 @@ async def list_configs(request: Request) -> Response:
     function, page = await settings_page(request, svc.config, svc.provisioned)
     items: list[dict[str, Any]] = []
     for config in page.items:
-        item = svc.provisioner.status(config)
+        item = _body(svc.provisioner.status(config), config.last_modified)
         item["FunctionArn"] = svc.config.function_arn(function, config.qualifier)
         items.append(item)
     return page_response("ProvisionedConcurrencyConfigs", items, page.next_marker)

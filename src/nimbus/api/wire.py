@@ -26,17 +26,18 @@ from nimbus.errors import (
     ServiceError,
     ValidationError,
 )
+from nimbus.models import MAX_SYNC_PAYLOAD
 from nimbus.threads import blocking
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from nimbus.models import Page
     from nimbus.store.qualified import QualifiedSettings
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 log = logging.getLogger("nimbus.api")
 
-# Lambda's control-plane limit for requests that are not code uploads.
-DEFAULT_BODY_LIMIT = 6 * 1024 * 1024
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -119,7 +120,9 @@ async def receive_body(receive: Receive, limit: int, operation: str) -> bytes:
 
 
 async def read_json(
-    request: Request, operation: str, limit: int = DEFAULT_BODY_LIMIT
+    request: Request,
+    operation: str,
+    limit: int = MAX_SYNC_PAYLOAD,  # Lambda's limit for requests that are not code uploads
 ) -> dict[str, Any]:
     raw = await read_body(request, limit, operation)
     if not raw.strip():

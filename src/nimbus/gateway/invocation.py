@@ -15,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from starlette.types import Scope
+
 from nimbus import codec
 from nimbus.config import Config
 from nimbus.errors import InvalidSignature, NimbusError, SignatureRejected, TooManyRequests
@@ -31,7 +33,8 @@ from nimbus.gateway.reply import (
     throttled_reply,
     too_large_reply,
 )
-from nimbus.invocation.invoker import MAX_SYNC_PAYLOAD, Invoker, InvokeResult
+from nimbus.invocation.invoker import Invoker, InvokeResult
+from nimbus.models import MAX_SYNC_PAYLOAD
 from nimbus.sigv4.credentials import Credentials
 from nimbus.sigv4.verification import Caller, verify
 
@@ -65,7 +68,7 @@ class HttpTrigger:
             return preflight
         return cors.apply(request.headers, await reply())
 
-    def caller(self, request: HttpRequest, scope: dict[str, Any]) -> Caller | None:
+    def caller(self, request: HttpRequest, scope: Scope) -> Caller | None:
         """Who signed the request (AWS_IAM), or None when it is unsigned or its signature
         does not verify: the caller gets a bare 403.
 
@@ -120,9 +123,10 @@ async def invoke(
         if timeout_s is None:
             result = await call
         else:
-            result = await _within(call, timeout_s)
-            if result is None:
+            within = await _within(call, timeout_s)
+            if within is None:
                 return plain_reply(504, "Endpoint request timed out", "IntegrationTimeoutException")
+            result = within
     except TooManyRequests:
         return throttled_reply(1)
     except NimbusError as exc:

@@ -18,21 +18,21 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from starlette.types import Receive, Scope, Send
 
 from nimbus import ids
+from nimbus.clock import now_ms
 from nimbus.gateway.apis import HttpApis
 from nimbus.gateway.event import HttpRequest
 from nimbus.gateway.headers import first_header
 from nimbus.gateway.reply import HttpReply, plain_reply, too_large_reply
 from nimbus.gateway.urls import FunctionUrls
+from nimbus.models import MAX_SYNC_PAYLOAD
 
 log = logging.getLogger("nimbus.gateway")
 URL_PREFIX = "/lambda-url/"
 API_PREFIX = "/execute-api/"
-MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit
 MAX_HEADERS = 10 * 1024  # API Gateway: request line and headers, 10,240 bytes
 # Statuses whose responses never have a body.
 _NO_BODY = frozenset({204, 304})
@@ -40,7 +40,7 @@ _HOST = re.compile(rb"^([a-z0-9]+)\.(lambda-url|execute-api)\.")
 
 
 class TooLarge(Exception):
-    """The request's body is over ``MAX_BODY``."""
+    """The request's body is over ``MAX_SYNC_PAYLOAD``."""
 
 
 class ClientGone(Exception):
@@ -116,11 +116,11 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
             raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size <= MAX_BODY:
+        if size <= MAX_SYNC_PAYLOAD:
             chunks.append(chunk)
         if not message.get("more_body"):
             break
-    if size > MAX_BODY:
+    if size > MAX_SYNC_PAYLOAD:
         raise TooLarge
     client = scope.get("client")
     server = scope.get("server")
@@ -134,7 +134,7 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
         source_ip=client[0] if client else "127.0.0.1",
         protocol=f"HTTP/{scope.get('http_version', '1.1')}",
         request_id=ids.request_id(),
-        time_epoch_ms=int(time.time() * 1000),
+        time_epoch_ms=now_ms(),
         scheme=scope.get("scheme", "http"),
         server_port=server[1] if server else None,
         # Lambda passes the caller's X-Ray header on, or starts a trace.

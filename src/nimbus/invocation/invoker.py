@@ -7,25 +7,22 @@ and the outcome is turned into a Lambda response plus a log record.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from dataclasses import dataclass
 
-from nimbus import codec, ids
+from nimbus import ids
+from nimbus.clock import now_ms
 from nimbus.config import Config
-from nimbus.errors import InvalidParameterValue, InvalidRequestContent
+from nimbus.errors import InvalidParameterValue
 from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
 from nimbus.invocation.targets import Targets
 from nimbus.models import FunctionRecord, FunctionVersion
-from nimbus.observe.logs import InvocationLog, LogStore, billed, now_ms, render, tail
+from nimbus.observe.logs import InvocationLog, LogStore, billed, render, tail
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
 
-MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
-MAX_CLIENT_CONTEXT = 3583
 NETWORK_TAG = "nimbus:network"  # "none": the function runs with no network at all
 
 
@@ -41,38 +38,6 @@ class InvokeResult:
     def log_tail(self) -> bytes:
         """What LogType=Tail returns (only computed when asked for)."""
         return tail(self.log_text)
-
-
-def decode_client_context(header: str | None) -> str | None:
-    """X-Amz-Client-Context is base64 of a JSON object; the runtime gets the JSON."""
-    if not header:
-        return None
-    if len(header) > MAX_CLIENT_CONTEXT:
-        raise InvalidParameterValue(
-            f"Client context must be at most {MAX_CLIENT_CONTEXT} bytes (base64-encoded)."
-        )
-    try:
-        raw = base64.b64decode(header, validate=True).decode()
-        if not isinstance(json.loads(raw), dict):
-            raise ValueError("not an object")
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidParameterValue(
-            f"Client context must be a valid Base64-encoded JSON object: {exc}"
-        ) from exc
-    return raw
-
-
-def check_payload(payload: bytes) -> bytes:
-    """Lambda requires the request payload to be JSON; empty means ``{}``."""
-    if not payload.strip():
-        return b"{}"
-    try:
-        codec.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequestContent(
-            f"Could not parse request body into json: {exc}. The payload must be valid JSON."
-        ) from exc
-    return payload
 
 
 class Invoker:

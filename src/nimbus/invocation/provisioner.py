@@ -1,19 +1,30 @@
 """Provisioned concurrency: keeps the configured number of environments initialised for
-a published version or alias, and reports their status as Lambda does."""
+a published version or alias, and says how far along they are."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
-from nimbus.errors import InvalidParameterValue, NimbusError, ResourceNotFound
+from nimbus.errors import NimbusError, ResourceNotFound
 from nimbus.invocation.invoker import Invoker
 from nimbus.invocation.pool import PoolKey
-from nimbus.models import LATEST, ProvisionedConfig
+from nimbus.models import ProvisionedConfig
 from nimbus.store.provisioned import ProvisionedStore
 from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.invocation.provisioner")
+
+
+@dataclass(frozen=True)
+class ProvisionedStatus:
+    """How far a config's environments are from what it asks for."""
+
+    requested: int
+    allocated: int  # initialised and ready (Lambda's Allocated and Available)
+    status: str  # READY, IN_PROGRESS or FAILED
+    reason: str | None  # why environments failed to start, if they did
 
 
 class Provisioner:
@@ -73,29 +84,10 @@ class Provisioner:
         if key is not None:
             self.pool.unprovision(key)
 
-    def status(self, config: ProvisionedConfig) -> dict[str, object]:
+    def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
         key = self._keys.get((config.function_name, config.qualifier))
         allocated, error = self.pool.provisioned(key) if key else (0, None)
         status = "READY" if allocated >= config.requested else "IN_PROGRESS"
-        body: dict[str, object] = {
-            "RequestedProvisionedConcurrentExecutions": config.requested,
-            "AvailableProvisionedConcurrentExecutions": allocated,
-            "AllocatedProvisionedConcurrentExecutions": allocated,
-            "Status": "FAILED" if error and allocated < config.requested else status,
-            "LastModified": config.last_modified,
-        }
-        if error:
-            body["StatusReason"] = error
-        return body
-
-
-def check_qualifier(qualifier: str | None) -> str:
-    if not qualifier:
-        raise InvalidParameterValue(
-            "Provisioned Concurrency needs a Qualifier: a published version or an alias."
-        )
-    if qualifier == LATEST:
-        raise InvalidParameterValue(
-            "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
-        )
-    return qualifier
+        if error and allocated < config.requested:
+            status = "FAILED"
+        return ProvisionedStatus(config.requested, allocated, status, error)
