@@ -24,6 +24,7 @@ from collections import Counter, deque
 import httpx
 
 from nimbus import ids
+from nimbus.clock import Clock, now_ms
 from nimbus.config import Config
 from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
 from nimbus.events.destinations import Destination, invocation_record, parse_destination
@@ -57,9 +58,6 @@ class TooOld(NimbusError):
         super().__init__("event older than MaximumEventAgeInSeconds")
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 class Dispatcher:
     """Consumes the async queue with bounded parallelism."""
@@ -72,8 +70,10 @@ class Dispatcher:
         functions: FunctionStore,
         event_configs: EventConfigStore,
         dead_letters: DeadLetterStore,
+        clock: Clock = now_ms,
     ) -> None:
         self.config = config
+        self.clock = clock  # stamps events and judges their age (tests move it)
         self.queue = queue
         self.invoker = invoker
         self.functions = functions
@@ -115,7 +115,6 @@ class Dispatcher:
         payload: bytes,
         trace_id: str | None = None,
         request_id: str | None = None,
-        extra: dict | None = None,
     ) -> str:
         """Durably queue an invocation; returns its request id once committed."""
         request_id = request_id or ids.request_id()
@@ -126,8 +125,7 @@ class Dispatcher:
                 payload=payload,
                 request_id=request_id,
                 trace_id=trace_id,
-                enqueued_ms=now_ms(),
-                extra=extra or {},
+                enqueued_ms=self.clock(),
             )
         )
         return request_id
@@ -239,7 +237,7 @@ class Dispatcher:
             ):
                 return  # stale: another consumer holds the event now
             cfg = await self._config(event.function_name, event.qualifier or LATEST)
-            if now_ms() - event.enqueued_ms > cfg.max_age_seconds * 1000:
+            if self.clock() - event.enqueued_ms > cfg.max_age_seconds * 1000:
                 outcome = TooOld()
             else:
                 try:
@@ -367,7 +365,7 @@ class Dispatcher:
             error=error,
             attempts=attempts,
             enqueued_ms=event.enqueued_ms,
-            failed_ms=now_ms(),
+            failed_ms=self.clock(),
         )
         await blocking(self.dead_letters.add, letter)
         self.counters["dead_lettered"] += 1
@@ -385,7 +383,6 @@ class Dispatcher:
                 destination.qualifier,
                 body,
                 trace_id=event.trace_id,
-                extra={"source": event.request_id},
             )
             return True
         assert self._http is not None and destination.url is not None
@@ -418,7 +415,6 @@ class Dispatcher:
             letter.function_name,
             letter.qualifier,
             letter.payload.encode(),
-            extra={"redriven_from": letter_id},
         )
-        await blocking(self.dead_letters.mark_redriven, letter_id, now_ms())
+        await blocking(self.dead_letters.mark_redriven, letter_id, self.clock())
         return request_id

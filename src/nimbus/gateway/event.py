@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from nimbus import ids
+from nimbus.clock import now_ms
 from nimbus.gateway.headers import first_header
 
 # Month names for ``requestContext.time``; strftime's %b would follow the locale.
@@ -48,9 +49,6 @@ _TEXT_SUBTYPES = frozenset({"json", "xml", "javascript", "x-javascript", "ecmasc
 # Headers the gateway sets itself; what a client sent under these names is replaced.
 _GATEWAY_HEADERS = frozenset({"x-forwarded-proto", "x-forwarded-port", "x-amzn-trace-id"})
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, 2.6 us for
@@ -67,7 +65,7 @@ class HttpRequest:
     source_ip: str
     protocol: str = "HTTP/1.1"
     request_id: str = field(default_factory=ids.request_id)
-    time_epoch_ms: int = field(default_factory=_now_ms)
+    time_epoch_ms: int = field(default_factory=now_ms)
     scheme: str = "http"  # of the connection the client made: x-forwarded-proto
     server_port: int | None = None  # the port the client connected to: x-forwarded-port
     trace_id: str | None = None  # X-Ray header to pass on as x-amzn-trace-id, if any

@@ -20,13 +20,13 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from nimbus.clock import now_ms
 from nimbus.observe.log_files import LogFiles, encode_record
 from nimbus.store.database import Database
 from nimbus.store.schema import invocation_logs
@@ -230,10 +230,8 @@ class LogStore:
         return [_record(r._mapping) for r in reversed(rows)]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
-
-def _record(values: Mapping[str, Any]) -> InvocationLog:
+def _record(values: Mapping[Any, Any]) -> InvocationLog:
     """A record from a table row or a log file's line (a field it lacks is None)."""
-    return InvocationLog(**{name: values.get(name) for name in InvocationLog.__dataclass_fields__})
+    fields: dict[str, Any] = {name: values.get(name) for name in InvocationLog.__dataclass_fields__}
+    return InvocationLog(**fields)

@@ -21,12 +21,10 @@ keeps blocking work off that loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nimbus.errors import ServiceError
-
-MAX_PAYLOAD = 256 * 1024  # Lambda's async payload limit; the API enforces it
 
 
 class QueueError(ServiceError):
@@ -45,16 +43,13 @@ class QueuedEvent:
     enqueued_ms: int = 0  # 0: put stamps the time it was queued; drives MaximumEventAgeInSeconds
     attempts: int = 0  # how many times the function ran and failed
     not_before_ms: int = 0  # not delivered before this time (retry backoff, throttling)
-    kind: str = "invoke"  # other kinds (e.g. "destination") share the queue
-    extra: dict[str, Any] = field(default_factory=dict)  # small, JSON-serialisable
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Leases cross to async workers pickled, by the hundred: as a constructor call
         # with positional values, half the bytes and a third of the time of a __dict__.
         return QueuedEvent, (
             self.function_name, self.qualifier, self.payload, self.request_id,
-            self.trace_id, self.enqueued_ms, self.attempts, self.not_before_ms, self.kind,
-            self.extra,
+            self.trace_id, self.enqueued_ms, self.attempts, self.not_before_ms,
         )  # fmt: skip
 
 

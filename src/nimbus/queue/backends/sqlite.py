@@ -32,22 +32,25 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nimbus.clock import now_ms
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent, QueueError, QueueStats
-from nimbus.queue.backends.sqlite_table import SCHEMA, SCHEMA_VERSION, EventTable, row_of
+from nimbus.queue.backends.sqlite_table import (
+    MIGRATIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    EventTable,
+    row_of,
+)
 
 # A batch is whatever queued up during the previous commit, within these bounds (so one
 # transaction, and its WAL growth, stays a few megabytes).
 MAX_BATCH = 2048
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(slots=True)
@@ -329,6 +332,11 @@ class SqliteQueue(QueueBackend):
         if version == 0:
             db.executescript(
                 f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+            version = SCHEMA_VERSION
+        for older in range(version, SCHEMA_VERSION):
+            db.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[older]} PRAGMA user_version = {older + 1}; COMMIT;"
             )
         # The WAL file may be new: make its directory entry durable too.
         dir_fd = os.open(self.path.parent, os.O_RDONLY)

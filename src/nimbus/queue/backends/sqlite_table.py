@@ -14,7 +14,12 @@ from typing import Any
 
 from nimbus.queue.backend import Lease, QueuedEvent, QueueStats
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# From each older version to the next (run in one transaction with the version bump).
+MIGRATIONS = {
+    # Version 1 had a "kind" and a JSON "extra" column that nothing read.
+    1: "ALTER TABLE events DROP COLUMN kind; ALTER TABLE events DROP COLUMN extra;",
+}
 SCHEMA = """
 CREATE TABLE events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a stale Lease.id stays stale
@@ -24,12 +29,10 @@ CREATE TABLE events (
     enqueued_ms INTEGER NOT NULL,
     not_before_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL,
-    kind TEXT NOT NULL,
     function_name TEXT NOT NULL,
     qualifier TEXT,
     request_id TEXT NOT NULL,
     trace_id TEXT,
-    extra TEXT,                    -- JSON, NULL when empty
     payload BLOB NOT NULL
 );
 CREATE INDEX events_visible ON events (visible_ms);
@@ -45,10 +48,10 @@ CREATE INDEX events_enqueued ON events (enqueued_ms);
 # chunks of these sizes (largest first), each size one statement that sqlite3 caches.
 _CHUNKS = (128, 64, 32, 16, 8, 4, 2, 1)
 _INSERT = (
-    "INSERT INTO events (id, visible_ms, due_ms, enqueued_ms, not_before_ms, attempts, kind,"
-    " function_name, qualifier, request_id, trace_id, extra, payload) VALUES "
+    "INSERT INTO events (id, visible_ms, due_ms, enqueued_ms, not_before_ms, attempts,"
+    " function_name, qualifier, request_id, trace_id, payload) VALUES "
 )
-_INSERTS = {n: _INSERT + ", ".join(["(" + ", ".join("?" * 13) + ")"] * n) for n in _CHUNKS}
+_INSERTS = {n: _INSERT + ", ".join(["(" + ", ".join("?" * 11) + ")"] * n) for n in _CHUNKS}
 # Acks in one statement each way: which of the [id, token] pairs still hold their lease
 # (as one JSON row, so one step), then delete those. JSON arguments keep the text fixed.
 _ACK_MATCH = (
@@ -58,8 +61,8 @@ _ACK_MATCH = (
 )
 _DELETE_IDS = "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))"
 _COLUMNS = (
-    "id, enqueued_ms, not_before_ms, attempts, kind, function_name, qualifier,"
-    " request_id, trace_id, extra, payload"
+    "id, enqueued_ms, not_before_ms, attempts, function_name, qualifier,"
+    " request_id, trace_id, payload"
 )
 
 
@@ -188,19 +191,16 @@ def row_of(event: QueuedEvent) -> tuple[Any, ...]:
         event.enqueued_ms,
         event.not_before_ms,
         event.attempts,
-        event.kind,
         event.function_name,
         event.qualifier,
         event.request_id,
         event.trace_id,
-        json.dumps(event.extra, separators=(",", ":")) if event.extra else None,
         bytes(payload),
     )
 
 
 def event_of(row: tuple[Any, ...]) -> QueuedEvent:
-    (_, enqueued, not_before, attempts, kind, function, qualifier, request, trace, extra,
-     payload) = row  # fmt: skip
+    _, enqueued, not_before, attempts, function, qualifier, request, trace, payload = row
     return QueuedEvent(
         function_name=function,
         qualifier=qualifier,
@@ -210,6 +210,4 @@ def event_of(row: tuple[Any, ...]) -> QueuedEvent:
         enqueued_ms=enqueued,
         attempts=attempts,
         not_before_ms=not_before,
-        kind=kind,
-        extra=json.loads(extra) if extra else {},
     )
