@@ -49,11 +49,6 @@ class ResourceConflict(UserError):
     message_key = "message"
 
 
-class ResourceInUse(UserError):
-    type_name = "ResourceInUseException"
-    status = 400
-
-
 class InvalidParameterValue(UserError):
     type_name = "InvalidParameterValueException"
     message_key = "message"
@@ -68,12 +63,6 @@ class ValidationError(UserError):
 
 class InvalidRequestContent(UserError):
     type_name = "InvalidRequestContentException"
-    message_key = "message"
-
-
-class UnsupportedMediaType(UserError):
-    type_name = "UnsupportedMediaTypeException"
-    status = 415
     message_key = "message"
 
 
@@ -94,7 +83,18 @@ class CodeStorageExceeded(UserError):
     message_key = "message"
 
 
-class TooManyRequests(UserError):
+class RetryAfter(NimbusError):
+    """An error that says when to try again (``Retry-After``, in seconds)."""
+
+    retry_after = 1
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(RetryAfter, UserError):
+    """The Lambda API throttled an invocation (concurrency); ``reason`` is Lambda's."""
+
     type_name = "TooManyRequestsException"
     status = 429
     message_key = "message"
@@ -102,9 +102,6 @@ class TooManyRequests(UserError):
     def __init__(self, message: str, reason: str, retry_after: int = 1) -> None:
         super().__init__(message, Reason=reason)
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 class UnknownOperation(UserError):
@@ -151,11 +148,6 @@ class Conflict(ApiGatewayError):
     status = 409
 
 
-class ApiTooManyRequests(ApiGatewayError):
-    type_name = "TooManyRequestsException"
-    status = 429
-
-
 class SignatureRejected(UserError):
     """A request's SigV4 authentication failed (403, as on Lambda; a wrong secret, scope
     or time is the older ``InvalidSignature``)."""
@@ -184,16 +176,16 @@ class GatewayForbidden(ApiGatewayError):
     status = 403
 
 
-class GatewayThrottled(ApiTooManyRequests):
+class GatewayThrottled(RetryAfter, ApiGatewayError):
     """An HTTP trigger throttled a request (account, stage or usage-plan rate limit);
     ``retry_after`` seconds until a request would be admitted again."""
+
+    type_name = "TooManyRequestsException"
+    status = 429
 
     def __init__(self, message: str = "Too Many Requests", retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 class LimitExceeded(GatewayThrottled):

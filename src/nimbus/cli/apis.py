@@ -14,6 +14,7 @@ import typer
 
 from nimbus.cli.client import (
     ENDPOINT,
+    FUNCTIONS,
     call,
     fail,
     function_arn_of,
@@ -23,15 +24,7 @@ from nimbus.cli.client import (
     say,
     segment,
 )
-
-FUNCTIONS = "/2015-03-31/functions"
-
-
-DEFAULT_STAGE = "$default"
-
-
-DEFAULT_ROUTE = "$default"
-
+from nimbus.route_keys import DEFAULT_ROUTE, DEFAULT_STAGE, parse_route_key
 
 api_app = typer.Typer(
     help="HTTP APIs: routes ('METHOD /path') to functions, with stages, API keys, IAM auth.",
@@ -60,7 +53,6 @@ def _one_api(endpoint: str, name: str) -> dict[str, Any] | None:
 def _route_key(raw: str) -> str:
     """The route key, method upper-cased, checked before anything is created."""
     from nimbus.errors import BadRequest
-    from nimbus.route_keys import parse_route_key
 
     key = " ".join(raw.split())
     if key != DEFAULT_ROUTE:
@@ -76,8 +68,6 @@ def _route_key(raw: str) -> str:
 def _existing_route(routes: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
     """The route with this key; a route of the same shape (only the variable names
     differ) would match the same requests, so it is refused before anything is made."""
-    from nimbus.route_keys import parse_route_key
-
     for route in routes:
         if route["routeKey"] == key:
             return route
@@ -186,7 +176,7 @@ def api_route(
         "authorizationType": "AWS_IAM" if iam else "NONE",
     }
     if route is None:
-        route = call("POST", _v2(endpoint, api_id, "routes"), json={"routeKey": key, **settings})
+        call("POST", _v2(endpoint, api_id, "routes"), json={"routeKey": key, **settings})
         say(f"created route {key} -> {function_label(function_arn)}")
     else:
         call("PATCH", _v2(endpoint, api_id, "routes", route["routeId"]), json=settings)

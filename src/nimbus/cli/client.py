@@ -14,6 +14,7 @@ import typer
 
 from nimbus.config import ConfigError, load_config
 
+FUNCTIONS = "/2015-03-31/functions"  # the Lambda API's functions resource
 ENDPOINT = typer.Option(
     "http://127.0.0.1:9000", envvar="NIMBUS_ENDPOINT", help="The nimbus to talk to"
 )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from nimbus.cli.client import ENDPOINT, call
+from nimbus.cli.client import ENDPOINT, FUNCTIONS, call
 
 
 def invoke(
@@ -21,7 +21,7 @@ def invoke(
     """Invoke a function synchronously and print its result."""
     response = call(
         "POST",
-        f"{endpoint}/2015-03-31/functions/{name}/invocations",
+        f"{endpoint}{FUNCTIONS}/{name}/invocations",
         params={"Qualifier": qualifier} if qualifier else None,
         content=payload.encode(),
         headers={"X-Amz-Log-Type": "Tail" if tail else "None"},
@@ -59,7 +59,7 @@ def list_functions(endpoint: str = ENDPOINT) -> None:
     marker: str | None = None
     while True:
         params = {"Marker": marker} if marker else {}
-        page = call("GET", f"{endpoint}/2015-03-31/functions/", params=params).json()
+        page = call("GET", f"{endpoint}{FUNCTIONS}/", params=params).json()
         for f in page["Functions"]:
             table.add_row(
                 f["FunctionName"],

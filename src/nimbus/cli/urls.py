@@ -13,6 +13,7 @@ import typer
 
 from nimbus.cli.client import (
     ENDPOINT,
+    FUNCTIONS,
     call,
     function_label,
     no_function,
@@ -22,9 +23,6 @@ from nimbus.cli.client import (
 )
 
 URLS = "/2021-10-31/functions"
-
-
-FUNCTIONS = "/2015-03-31/functions"
 
 
 url_app = typer.Typer(

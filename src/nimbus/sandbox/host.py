@@ -8,13 +8,15 @@ server's own process is never altered.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from nimbus.sandbox import catalog
 from nimbus.sandbox.cgroups import Cgroups, CgroupsUnavailable
@@ -43,12 +45,6 @@ class HostReport:
     def problems(self) -> list[Check]:
         return [c for c in self.checks if c.required and not c.ok]
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "namespace_isolation": self.namespace_isolation,
-            "checks": [asdict(c) for c in self.checks],
-        }
-
 
 def _probe() -> None:
     """Run as root in a throwaway process: try each kernel feature for real."""
@@ -56,11 +52,11 @@ def _probe() -> None:
 
     results: dict[str, str] = {}
 
-    def attempt(name: str, body: object) -> None:
+    def attempt(name: str, body: Callable[[], object]) -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                body()  # type: ignore[operator]
+                body()
                 os._exit(0)
             except OSError as exc:
                 os.write(2, f"{exc}\n".encode())
@@ -73,7 +69,7 @@ def _probe() -> None:
     flags = {"mount": libc.CLONE_NEWNS, "pid": libc.CLONE_NEWPID, "ipc": libc.CLONE_NEWIPC,
              "uts": libc.CLONE_NEWUTS, "net": libc.CLONE_NEWNET}
     for name, flag in flags.items():
-        attempt(f"ns_{name}", lambda flag=flag: libc.unshare(flag))
+        attempt(f"ns_{name}", functools.partial(libc.unshare, flag))
 
     root = tempfile.mkdtemp(prefix="nimbus-probe-")
 

@@ -15,7 +15,6 @@ Paths here are built only from SHA-256 digests this module computed.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -29,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nimbus.errors import InvalidParameterValue, ServiceError
 from nimbus.store import unpack
@@ -43,10 +43,6 @@ class StoredCode:
     sha256_hex: str
     size: int
     unzipped_size: int
-
-    @property
-    def sha256_b64(self) -> str:
-        return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode()
 
 
 class CodeStore:
@@ -184,7 +180,7 @@ def _unprivileged() -> tuple[int, int]:
         return 65534, 65534
 
 
-def _answer(done: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
+def _answer(done: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
     try:
         answer = json.loads(done.stdout.decode().splitlines()[-1])
         if isinstance(answer, dict) and done.returncode == 0:
