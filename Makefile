@@ -21,13 +21,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 up: $(VENV)/.installed
 	$(BIN)/nimbus up
 
-## test: install with test extras, lint, and run the whole suite
+## test: install with test extras, lint, check layers and types, and run the whole suite
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/coldstart.py

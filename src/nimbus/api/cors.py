@@ -23,7 +23,6 @@ _LAMBDA_METHODS = frozenset({"GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "*
 _VALID_METHODS = _LAMBDA_METHODS | {"OPTIONS"}
 
 
-
 def validate_cors(config: Any, *, api: str = "lambda") -> dict[str, Any] | None:
     """Check a CORS configuration from a control-plane request; return it cleaned.
 

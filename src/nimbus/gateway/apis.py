@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.types import Scope
+
 from nimbus.config import Config
 from nimbus.errors import GatewayForbidden, GatewayThrottled
 from nimbus.gateway.cors import Cors
@@ -54,7 +56,7 @@ class HttpApis(HttpTrigger):
         )
         store.on_change(lambda api_id: self._apis.drop(lambda k, _: k == api_id))
 
-    async def serve(self, api_id: str, request: HttpRequest, scope: dict[str, Any]) -> HttpReply:
+    async def serve(self, api_id: str, request: HttpRequest, scope: Scope) -> HttpReply:
         api = await self._apis.get(api_id)
         if api is None or api.table.api.disable_execute_api_endpoint:
             return not_found()
@@ -62,7 +64,7 @@ class HttpApis(HttpTrigger):
         return await self.with_cors(api.cors, request, lambda: self._route(table, request, scope))
 
     async def _route(
-        self, table: RouteTable, request: HttpRequest, scope: dict[str, Any]
+        self, table: RouteTable, request: HttpRequest, scope: Scope
     ) -> HttpReply:
         match = table.match(request.method, request.raw_path)
         if match is None or match.integration is None:

@@ -10,7 +10,8 @@ for ``NONE``, as on Lambda.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from starlette.types import Scope
 
 from nimbus.config import Config
 from nimbus.errors import GatewayThrottled
@@ -55,7 +56,7 @@ class FunctionUrls(HttpTrigger):
             lambda name: self._urls.drop(lambda _, u: u is None or u.config.function_name == name)
         )
 
-    async def serve(self, url_id: str, request: HttpRequest, scope: dict[str, Any]) -> HttpReply:
+    async def serve(self, url_id: str, request: HttpRequest, scope: Scope) -> HttpReply:
         url = await self._urls.get(url_id)
         if url is None:
             return not_found()
@@ -63,7 +64,7 @@ class FunctionUrls(HttpTrigger):
         return await self.with_cors(url.cors, request, lambda: self._call(config, request, scope))
 
     async def _call(
-        self, config: FunctionUrlConfig, request: HttpRequest, scope: dict[str, Any]
+        self, config: FunctionUrlConfig, request: HttpRequest, scope: Scope
     ) -> HttpReply:
         try:
             self.gate.admit(api_id=None, stage=None, api_key=None, key_required=False)

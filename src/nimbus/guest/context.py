@@ -77,11 +77,10 @@ class LambdaContext:
          self.memory_limit_in_mb, self.function_version) = settings or function_settings()
         self.invoked_function_arn = invoked_function_arn
         self.tenant_id = None
+        self.client_context: ClientContext | None = None
         if isinstance(client_context, dict):
             client_context.pop("w3c", None)
             self.client_context = ClientContext(client_context)
-        else:
-            self.client_context = None
         self.identity = CognitoIdentity(cognito_identity)
         self._deadline_ms = deadline_ms
 

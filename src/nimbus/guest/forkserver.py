@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 import traceback
+from types import ModuleType
 
 from nimbus.guest import jail, libc, mounts, privileges, protocol, seccomp
 
@@ -35,20 +36,22 @@ PRELOAD = ["json", "traceback", "logging", "decimal", "datetime", "base64", "re"
 NAMESPACES = libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
 
 
-def _preload(kind: str) -> object:
+def _preload(kind: str) -> ModuleType:
     import importlib
 
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     if kind == "python":
-        from nimbus.guest import python as runtime
-    else:
-        from nimbus.guest import runtime_api as runtime
-    return runtime
+        from nimbus.guest import python
+
+        return python
+    from nimbus.guest import runtime_api
+
+    return runtime_api
 
 
-def _child(req: dict, fds: list[int], runtime: object, last_cap: int) -> None:
+def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
     req["stages"] = [("forked", time.perf_counter())]
     try:
         jail.arrange_fds(fds[0], fds[1])
@@ -56,7 +59,7 @@ def _child(req: dict, fds: list[int], runtime: object, last_cap: int) -> None:
         if req.get("stem"):
             # A stem cell: wait, confined but not yet specialised, for a function.
             jail.warm_up()
-            runtime.warm_up(req["warm_dir"])  # type: ignore[attr-defined]
+            runtime.warm_up(req["warm_dir"])
             ctl = socket.socket(fileno=jail.CTL_FD)
             try:
                 header, _body = protocol.read_frame(ctl)
@@ -75,7 +78,7 @@ def _child(req: dict, fds: list[int], runtime: object, last_cap: int) -> None:
             protocol.write_frame(ctl, {"t": "setup_error", "message": message})
         finally:
             os._exit(70)
-    runtime.main(req)  # type: ignore[attr-defined]
+    runtime.main(req)
 
 
 def _exit_status(exc: SystemExit) -> int:
@@ -87,7 +90,7 @@ def _exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def _spawn(req: dict, fds: list[int], runtime: object, last_cap: int) -> int:
+def _spawn(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> int:
     flags = libc.CLONE_PARENT
     if req["isolation"] == "namespace":
         flags |= NAMESPACES
@@ -132,7 +135,7 @@ def serve(sock: socket.socket, config: dict) -> None:
     if config["isolation"] == "namespace":
         mounts.prepare_base(config["root"], config["layout"], config["etc"])
     runtime = _preload(config["kind"])
-    runtime.prepare()  # type: ignore[attr-defined]
+    runtime.prepare()
     last_cap = privileges.last_capability()
     if config["isolation"] == "namespace":
         seccomp.prepare()
@@ -148,7 +151,7 @@ def serve(sock: socket.socket, config: dict) -> None:
             return  # the server went away
         try:
             req = json.loads(msg)
-            reply = {"pid": _spawn(req, fds, runtime, last_cap)}
+            reply: dict[str, object] = {"pid": _spawn(req, fds, runtime, last_cap)}
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         finally:

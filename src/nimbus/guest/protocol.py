@@ -48,7 +48,9 @@ def _encode_json(header: dict) -> bytes:
 
 
 # A result's header is one of four values: encoded once each.
-_RESULTS = [{"t": "result", "error": error} for error in (None, "Unhandled")]
+_RESULTS: list[dict[str, object]] = [
+    {"t": "result", "error": error} for error in (None, "Unhandled")
+]
 _RESULTS += [{**result, "marked": False} for result in _RESULTS]
 _RESULT_HEADERS = {(r["error"], r.get("marked", True)): _encode_json(r) for r in _RESULTS}
 _RESULT_KEYS = frozenset({"t", "error", "marked"})

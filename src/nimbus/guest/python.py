@@ -12,10 +12,10 @@ Runs on the function's Python (3.9+): standard library only, no syntax newer tha
 
 from __future__ import annotations
 
-import contextlib
 import decimal
 import fcntl
 import importlib
+import io
 import json
 import logging
 import os
@@ -25,6 +25,9 @@ import sys
 import termios
 import time
 import traceback
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
 
 from nimbus.guest import protocol
 from nimbus.guest.context import LambdaContext, function_settings
@@ -52,8 +55,8 @@ def make_error(message: str, error_type: str, trace: list[str], request_id: str 
     }
 
 
-def _user_frames(tb: object) -> list[str]:
-    frames = traceback.extract_tb(tb)  # type: ignore[arg-type]
+def _user_frames(tb: TracebackType | None) -> list[str]:
+    frames = traceback.extract_tb(tb)
     for i, frame in enumerate(frames):
         if frame.filename != _THIS_FILE:
             return traceback.format_list(frames[i:])
@@ -77,7 +80,7 @@ def log_error(error: dict) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-def load_handler(handler: str) -> object:
+def load_handler(handler: str) -> Callable[..., Any]:
     try:
         modname, fname = handler.rsplit(".", 1)
     except ValueError as e:
@@ -187,7 +190,7 @@ def warm_up(warm_dir: str) -> None:
     sys.path.insert(0, warm_dir)
     try:
         handler = load_handler("_nimbus_warm_module.handler")
-        to_json(handler({}, None))  # type: ignore[operator]
+        to_json(handler({}, None))
     finally:
         sys.path.remove(warm_dir)
         sys.path_importer_cache.pop(warm_dir, None)
@@ -215,7 +218,7 @@ class Runtime:
         os.write(LOG_FD, protocol.marker(self.nonce, self.seq))
         return True
 
-    def init(self) -> object | None:
+    def init(self) -> Callable[..., Any] | None:
         req = self.req
         os.environ.clear()  # empty already: the zygote starts with no environment
         os.environ.update(req["env"])
@@ -229,13 +232,13 @@ class Runtime:
         sys.dont_write_bytecode = True  # /var/task is read-only
         os.chdir(task_root)
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(line_buffering=True)
         _forget_nimbus_modules()
         start = time.perf_counter()
         req["stages"].append(("runtime", start))
         error = None
-        handler = None
+        handler: Callable[..., Any] | None = None
         try:
             handler = load_handler(req["handler"])
         except Fault as f:
@@ -256,7 +259,9 @@ class Runtime:
                                         "stages": req["stages"]})
         return handler
 
-    def invoke(self, handler: object, header: dict, body: bytes) -> tuple[str | None, bytes]:
+    def invoke(
+        self, handler: Callable[..., Any], header: dict, body: bytes
+    ) -> tuple[str | None, bytes]:
         request_id = header["id"]
         _RequestIdFilter.request_id = request_id
         if header.get("trace"):
@@ -279,7 +284,7 @@ class Runtime:
                 except ValueError as e:
                     raise Fault("Runtime.UnmarshalError",
                                 f"Unable to unmarshal input: {e}") from None
-                payload = to_json(handler(event, context))  # type: ignore[operator]
+                payload = to_json(handler(event, context))
                 if len(payload) > protocol.MAX_PAYLOAD:
                     error = {
                         "errorMessage": f"Response payload size ({len(payload)} bytes) exceeded "
@@ -295,7 +300,7 @@ class Runtime:
         log_error(error)
         return "Unhandled", json.dumps(error).encode()
 
-    def serve(self, handler: object) -> None:
+    def serve(self, handler: Callable[..., Any]) -> None:
         frames = protocol.FrameReader(self.ctl)  # from here on, only this loop reads ctl
         while True:
             try:
@@ -303,7 +308,7 @@ class Runtime:
             except (EOFError, ConnectionError):
                 return
             function_error, payload = self.invoke(handler, header, body)
-            result = {"t": "result", "error": function_error}
+            result: dict[str, object] = {"t": "result", "error": function_error}
             if not self.end_log(unless_read=True):
                 result["marked"] = False  # one write and one wake-up less per invocation
             protocol.write_frame(self.ctl, result, payload)

@@ -51,7 +51,7 @@ def _error(status: int, error_type: str, message: str) -> tuple[int, dict, bytes
 
 ACCEPTED = (202, {"Content-Type": "application/json"}, b'{"status":"OK"}\n')
 NOT_FOUND = (404, {"Content-Type": "text/plain; charset=utf-8"}, b"404 page not found\n")
-NOT_ALLOWED = (405, {}, b"")
+NOT_ALLOWED: tuple[int, dict[str, str], bytes] = (405, {}, b"")
 TOO_LARGE = _error(413, "RequestEntityTooLarge",
                    f"Exceeded maximum allowed payload size ({protocol.MAX_PAYLOAD} bytes).")
 
@@ -239,7 +239,9 @@ class RuntimeApi:
     # -- HTTP --------------------------------------------------------------------------
 
     def deliver(self, conn: Connection) -> None:
-        header, body = self.invocation  # type: ignore[misc]
+        invocation = self.invocation
+        assert invocation is not None  # delivered only while an invocation is pending
+        header, body = invocation
         headers = {
             "Content-Type": "application/json",
             "Lambda-Runtime-Aws-Request-Id": header["id"],

@@ -120,17 +120,16 @@ def program(machine: str = libc.MACHINE) -> bytes:
 _prepared: tuple[object, _SockFprog] | None = None
 
 
-def prepare() -> None:
+def prepare() -> tuple[object, _SockFprog]:
     """Build the filter once (in the zygote), so that children only load it."""
     global _prepared
     code = program()
     buffer = ctypes.create_string_buffer(code, len(code))
     _prepared = (buffer, _SockFprog(len(code) // 8, ctypes.addressof(buffer)))
+    return _prepared
 
 
 def install() -> None:
     """Load the filter into this process; needs PR_SET_NO_NEW_PRIVS first."""
-    if _prepared is None:
-        prepare()
-    _buffer, prog = _prepared  # type: ignore[misc]
+    _buffer, prog = _prepared or prepare()
     libc.prctl_pointer(libc.PR_SET_SECCOMP, libc.SECCOMP_MODE_FILTER, ctypes.addressof(prog))

@@ -295,7 +295,7 @@ class Cgroups(ABC):
                 continue
             if {"memory", "pids"} <= ctrl:
                 return CgroupsV2(point, root)
-        v1 = {}
+        v1: dict[str, tuple[str, str]] = {}
         for point, root, fstype, opts in mounts:
             if fstype == "cgroup":
                 for c in ("memory", "pids", "cpu", "cpuacct"):
@@ -375,7 +375,7 @@ class CgroupsV1(Cgroups):
 
     def create(self) -> Cgroup:
         name = f"env-{next(self._names)}"
-        dirs = {}
+        dirs: dict[str, str] = {}
         for c, base in self.bases.items():
             path = f"{base}/{name}"
             if path not in dirs.values():

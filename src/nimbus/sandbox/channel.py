@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from typing import cast
 
 from nimbus.guest import protocol
 
@@ -45,8 +46,9 @@ class Channel(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
-        self._transport = transport  # type: ignore[assignment]
-        self._transport.set_write_buffer_limits(high=HIGH_WATER)
+        ours = cast(asyncio.Transport, transport)
+        ours.set_write_buffer_limits(high=HIGH_WATER)
+        self._transport = ours
         # Kept: on Python 3.11 each get_running_loop() is a getpid() syscall, and read()
         # makes a future per invocation.
         self._loop = asyncio.get_running_loop()

@@ -218,7 +218,12 @@ class Environment:
         # A timer that kills the environment at the deadline (cheaper than a cancellation
         # scope per invocation): the read then fails, and the flag says it was the timeout.
         expired: list[bool] = []
-        timer = self._loop.call_later(timeout, lambda: (expired.append(True), self._kill()))
+
+        def expire() -> None:
+            expired.append(True)
+            self._kill()
+
+        timer = self._loop.call_later(timeout, expire)
         try:
             await channel.send(header, inv.payload)
             reply, body = await self._read_frame()

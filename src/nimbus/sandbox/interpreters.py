@@ -46,7 +46,7 @@ def _pyenv_env(executable: str) -> dict[str, str] | None:
 @functools.cache
 def resolve(executable: str) -> Interpreter:
     """Blocking (runs the interpreter once); cached per executable."""
-    attempts = [None]
+    attempts: list[dict[str, str] | None] = [None]
     pyenv = _pyenv_env(executable)
     if pyenv is not None:
         attempts.append(pyenv)
@@ -63,6 +63,6 @@ def resolve(executable: str) -> Interpreter:
         if out.returncode == 0:
             exe, prefix, version = json.loads(out.stdout)
             return Interpreter(os.path.realpath(exe), os.path.realpath(prefix), tuple(version))
-        error = (out.stderr or out.stdout).strip().splitlines()[0:1]
-        error = error[0] if error else f"exit status {out.returncode}"
+        first = (out.stderr or out.stdout).strip().splitlines()[0:1]
+        error = first[0] if first else f"exit status {out.returncode}"
     raise InterpreterNotFound(f"cannot run {executable}: {error}")

@@ -23,8 +23,10 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from nimbus.guest import mounts, protocol
 from nimbus.sandbox import catalog, envvars
@@ -190,8 +192,8 @@ class SandboxManager:
             self._background(asyncio.to_thread(self._pool.refill))
         return cgroup
 
-    def _background(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

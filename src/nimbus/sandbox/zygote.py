@@ -89,7 +89,7 @@ class Zygote:
                     f"cannot start the {self.runtime} zygote with namespace isolation: {message}"
                 )
             raise SandboxError(f"cannot start the {self.runtime} zygote: {message}")
-        self.pid = reply["pid"]
+        self.pid = int(reply["pid"])
         self.alive = True
         log.debug("zygote for %s started (pid %d)", self.runtime, self.pid)
 
@@ -110,11 +110,14 @@ class Zygote:
 
     async def _exchange(self, request: dict, fds: list[int]) -> int:
         loop = asyncio.get_running_loop()
+        sock = self._sock
+        if sock is None:
+            raise SandboxError(f"the {self.runtime} zygote is not running")
         async with self._lock:
             try:
                 # One small datagram into an idle socket: never blocks.
-                socket.send_fds(self._sock, [json.dumps(request).encode()], fds)
-                raw = await loop.sock_recv(self._sock, 65536)
+                socket.send_fds(sock, [json.dumps(request).encode()], fds)
+                raw = await loop.sock_recv(sock, 65536)
             except OSError as exc:
                 raw = b""
                 log.warning("zygote for %s: %s", self.runtime, exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -79,7 +80,7 @@ def create_app(config: Config) -> FrontDoor:
 class _Server(uvicorn.Server):
     """Prints the endpoint once the socket is actually bound (port 0 resolved)."""
 
-    async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.should_exit:
             return

@@ -341,7 +341,11 @@ def _scoped(
             f"Credential '{credential}' is not of the form "
             "<AccessKeyId>/<YYYYMMDD>/<region>/<service>/aws4_request."
         )
-    return _Claim(*parts, signed_headers, signature.strip(), timestamp, expires)
+    key_id, date, region, service, terminator = parts
+    return _Claim(
+        key_id, date, region, service, terminator, signed_headers, signature.strip(),
+        timestamp, expires,
+    )
 
 
 def _from_http_date(value: str) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
@@ -19,8 +20,8 @@ from nimbus.store.functions import (
 from nimbus.store.schema import aliases
 
 
-def _row_to_alias(row: object) -> Alias:
-    m = row._mapping  # type: ignore[attr-defined]
+def _row_to_alias(row: Row[Any]) -> Alias:
+    m = row._mapping
     return Alias(
         function_name=m["function_name"],
         name=m["name"],

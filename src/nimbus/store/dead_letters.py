@@ -4,8 +4,9 @@ until someone re-drives them."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 
 from nimbus.errors import ResourceNotFound
 from nimbus.models import DeadLetter
@@ -15,8 +16,8 @@ from nimbus.store.schema import dead_letters as table
 _FIELDS = [f.name for f in dataclasses.fields(DeadLetter)]
 
 
-def _row(row: object) -> DeadLetter:
-    return DeadLetter(**{k: row._mapping[k] for k in _FIELDS})  # type: ignore[attr-defined]
+def _row(row: Row[Any]) -> DeadLetter:
+    return DeadLetter(**{k: row._mapping[k] for k in _FIELDS})
 
 
 class DeadLetterStore:
@@ -28,8 +29,9 @@ class DeadLetterStore:
     def add(self, letter: DeadLetter) -> int:
         values = {k: v for k, v in dataclasses.asdict(letter).items() if k != "id"}
         with self.db.write() as conn:
-            result = conn.execute(insert(table).values(values))
-            return int(result.inserted_primary_key[0])
+            key = conn.execute(insert(table).values(values)).inserted_primary_key
+            assert key is not None  # an INSERT of one row always has one
+            return int(key[0])
 
     def get(self, letter_id: int) -> DeadLetter:
         with self.db.read() as conn:

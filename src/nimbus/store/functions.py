@@ -85,9 +85,9 @@ class FunctionStore:
         self.db = db
         self.arn = arn
         self.generation = 0  # bumped after every committed change
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str], object]] = []
 
-    def on_change(self, listener: Callable[[str], None]) -> None:
+    def on_change(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(function_name)`` after each committed change to a function
         (its versions, aliases, concurrency or tags): caches invalidate through it."""
         self._listeners.append(listener)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -451,7 +451,7 @@ class HttpApiStore:
             if row is None:
                 return None
 
-            def rows(table: Table) -> list[Any]:
+            def rows(table: Table) -> Sequence[Any]:
                 return conn.execute(select(table).where(table.c.api_id == api_id)).all()
 
             return HttpApiDefinition(

@@ -4,14 +4,17 @@ provisioned concurrency: one row per qualifier, listed in qualifier order."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Table, delete, insert, select, update
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from nimbus.models import Page
 from nimbus.store.functions import FunctionStore, decode_marker, encode_marker
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class QualifiedSettings(Generic[T]):
@@ -23,7 +26,7 @@ class QualifiedSettings(Generic[T]):
         self.db = functions.db
         self.table = table
         self.record = record
-        self._fields = [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
+        self._fields = [f.name for f in dataclasses.fields(record)]
 
     def _row(self, row: Any) -> T:
         return self.record(**{k: row._mapping[k] for k in self._fields})
@@ -40,7 +43,7 @@ class QualifiedSettings(Generic[T]):
             return self._find(conn, function, qualifier)
 
     def _save(self, conn: Connection, value: T, exists: bool) -> None:
-        values = dataclasses.asdict(value)  # type: ignore[call-overload]
+        values = dataclasses.asdict(value)
         where = self._where(values["function_name"], values["qualifier"])
         if exists:
             conn.execute(update(self.table).where(where).values(values))

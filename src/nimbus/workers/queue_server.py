@@ -179,8 +179,8 @@ class QueueServer:
         if op == "extend":
             lease_id, token, visibility_s = args
             held = conn.leases.get(lease_id)
-            lease = held if held is not None and held.token == token else None
-            return await queue.extend(lease or _foreign(lease_id, token), visibility_s)
+            current = held if held is not None and held.token == token else None
+            return await queue.extend(current or _foreign(lease_id, token), visibility_s)
         if op in ("ack", "retry"):
             lease_id, token, *rest = args
             lease = _settled(conn, lease_id, token)
@@ -210,4 +210,5 @@ def _settled(conn: _Connection, lease_id: str, token: str) -> Lease:
 
 def _foreign(lease_id: str, token: str) -> Lease:
     """Not one of the connection's current leases: the backend judges the token."""
+    # A backend settles a lease by its id and token alone, so no event is carried.
     return Lease(lease_id, None, token)  # type: ignore[arg-type]
