@@ -1,4 +1,11 @@
-"""Shared fixtures: zips, a live nimbus server, and the local PostgreSQL."""
+"""Shared fixtures and helpers: zips, live nimbus servers, the local PostgreSQL, and the
+``sandbox`` and ``postgres`` markers.
+
+A test marked ``sandbox`` (it runs functions: root, namespaces and cgroups) or ``postgres``
+(it uses the PostgreSQL at NIMBUS_TEST_POSTGRES_URL) is skipped, with the reason, where this
+host cannot give it that; where the environment variable CI is set it fails instead, since
+CI must never pass by skipping. ``pytest -m "not sandbox"`` runs what needs neither root nor
+namespaces."""
 
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ import sys
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -72,14 +81,69 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[sa.Engine]:
+@cache
+def sandbox_problem() -> str | None:
+    """Why this host cannot run functions in sandboxes, or None if it can."""
+    if os.geteuid() != 0:
+        return "sandboxed execution needs root (namespaces, cgroups, sandbox uids)"
+    from nimbus.sandbox import host
+
+    report = host.report()
+    if not report.namespace_isolation:
+        return "namespace isolation unavailable: " + "; ".join(
+            f"{c.name}: {c.detail}" for c in report.problems
+        )
+    return None
+
+
+@cache
+def postgres_problem() -> str | None:
+    """Why the local PostgreSQL cannot be used, or None if it can."""
     engine = sa.create_engine(POSTGRES_URL)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
-        unavailable(f"PostgreSQL at {POSTGRES_URL} unreachable: {exc}")
+        return f"PostgreSQL at {POSTGRES_URL} unreachable: {exc}"
+    finally:
+        engine.dispose()
+    return None
+
+
+# What each marker needs, and the fixtures that need it: a test using one of those fixtures
+# must carry the marker, so that deselecting the marker deselects it too.
+NEEDS: dict[str, tuple[Callable[[], str | None], tuple[str, ...]]] = {
+    "sandbox": (sandbox_problem, ("sandbox_manager",)),
+    "postgres": (postgres_problem, ("postgres_admin",)),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        f"{item.nodeid} uses {fixture} but is not marked {marker}"
+        for item in items
+        for marker, (_, fixtures) in NEEDS.items()
+        for fixture in fixtures
+        if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(marker)
+    ]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture: skip (in CI, fail) a test whose markers ask for what is missing."""
+    for marker, (problem, _) in NEEDS.items():
+        if item.get_closest_marker(marker) is not None:
+            reason = problem()
+            if reason:
+                unavailable(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[sa.Engine]:
+    """The local PostgreSQL, for tests marked ``postgres``."""
+    engine = sa.create_engine(POSTGRES_URL)
     yield engine
     engine.dispose()
 
@@ -95,7 +159,7 @@ def postgres_schema_url(admin: sa.Engine) -> Iterator[str]:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each backend the store supports; tests using it run once per backend."""
     if request.param == "sqlite":
@@ -104,16 +168,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from postgres_schema_url(request.getfixturevalue("postgres_admin"))
 
 
+@contextmanager
+def live_server(
+    data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+) -> Iterator[NimbusProcess]:
+    """A real ``nimbus up`` on ``data_dir``, with ``env`` added to its environment (NIMBUS_*
+    settings) and ``args`` to its command line, stopped on leaving: the one way tests start
+    a live server, whether for a test, a module (see tests/api/conftest.py) or a few lines."""
+    server = NimbusProcess(data_dir, env=env, args=args).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def nimbus(tmp_path: Path) -> Iterator[NimbusProcess]:
-    server = NimbusProcess(tmp_path / "data").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def lam(nimbus: NimbusProcess):  # type: ignore[no-untyped-def]
-    return nimbus.client()
+    """A live server of the test's own, with the default settings."""
+    with live_server(tmp_path / "data") as server:
+        yield server
 
 
 @pytest.fixture
@@ -122,12 +195,6 @@ def sink() -> Iterator[Sink]:
     s = Sink()
     yield s
     s.close()
-
-
-def need_sandbox() -> None:
-    """Execution tests need root for namespaces and cgroups."""
-    if os.geteuid() != 0:
-        unavailable("sandboxed execution needs root (namespaces, cgroups)")
 
 
 def awslambdaric_package(tmp_path: Path) -> bytes:
@@ -171,7 +238,7 @@ def awslambdaric_package(tmp_path: Path) -> bytes:
 def python_runtime() -> str:
     """python3.11 (this venv's Python) when the host offers it, else the newest python3.x
     runtime there is: for functions whose vendored packages are pure Python."""
-    from nimbus.runtimes import catalog
+    from nimbus.sandbox import catalog
 
     names = [n for n in catalog.names() if n.startswith("python3.")]
     return "python3.11" if "python3.11" in names else names[-1]

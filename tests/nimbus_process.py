@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -99,7 +100,7 @@ class NimbusProcess:
                     cmdline = f.read()
             except (OSError, ValueError, IndexError):
                 continue
-            if ppid == self.proc.pid and b"nimbus.worker" in cmdline:
+            if ppid == self.proc.pid and b"nimbus.workers.worker" in cmdline:
                 found.append(int(entry))
         return found
 
@@ -107,7 +108,8 @@ class NimbusProcess:
         self.stop()
         return self.start()
 
-    def client(self, service: str = "lambda", validate: bool = True):  # type: ignore[no-untyped-def]
+    def client(self, service: str = "lambda", validate: bool = True) -> Any:
+        """A boto3 client of ``service`` for this server."""
         return boto3.client(
             service,
             endpoint_url=self.endpoint,

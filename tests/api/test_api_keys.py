@@ -13,12 +13,8 @@ from nimbus.store.api_keys import ApiKeyStore
 from nimbus.store.database import Database
 from tests.nimbus_process import NimbusProcess
 
+SERVER_PER_TEST = True  # apigw talks to the test's own nimbus: the tests reuse names
 VALUE = "abcdefghij0123456789XYZ"
-
-
-@pytest.fixture
-def apigw(nimbus: NimbusProcess):  # type: ignore[no-untyped-def]
-    return nimbus.client("apigateway")
 
 
 @pytest.fixture
@@ -36,7 +32,7 @@ def error_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:
     return error["Code"], error["Message"], exc.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def test_api_key_lifecycle(apigw) -> None:  # type: ignore[no-untyped-def]
+def test_api_key_lifecycle(apigw) -> None:
     made = apigw.create_api_key(name="alice")
     assert made["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert made["enabled"] is False  # API Gateway's default
@@ -94,7 +90,7 @@ def test_api_key_lifecycle(apigw) -> None:  # type: ignore[no-untyped-def]
         apigw.delete_api_key(apiKey=made["id"])
 
 
-def test_api_key_validation_stores_nothing(apigw) -> None:  # type: ignore[no-untyped-def]
+def test_api_key_validation_stores_nothing(apigw) -> None:
     apigw.create_api_key(name="first", value=VALUE)
     for kwargs, fragment in (
         ({"value": "short"}, "at least 20 characters"),
@@ -134,7 +130,7 @@ def test_api_key_validation_stores_nothing(apigw) -> None:  # type: ignore[no-un
     assert error_of(bad_limit)[0] == "BadRequestException"
 
 
-def test_usage_plan_lifecycle(apigw, stage) -> None:  # type: ignore[no-untyped-def]
+def test_usage_plan_lifecycle(apigw, stage) -> None:
     api_id, stage_name = stage
     plan = apigw.create_usage_plan(
         name="gold",
@@ -193,9 +189,7 @@ def test_usage_plan_lifecycle(apigw, stage) -> None:  # type: ignore[no-untyped-
     assert [p["id"] for p in apigw.get_usage_plans()["items"]] == [plain["id"]]
 
 
-def test_usage_plan_validation_stores_nothing(  # type: ignore[no-untyped-def]
-    nimbus, apigw, stage
-) -> None:
+def test_usage_plan_validation_stores_nothing(nimbus, apigw, stage) -> None:
     api_id, stage_name = stage
     for kwargs, code, fragment in (
         ({"apiStages": [{"apiId": "nope123456", "stage": "prod"}]}, "NotFoundException", "nope"),
@@ -252,7 +246,7 @@ def test_usage_plan_validation_stores_nothing(  # type: ignore[no-untyped-def]
     assert unchanged["apiStages"] == [{"apiId": api_id, "stage": "prod"}]
 
 
-def test_usage_plan_keys(apigw, stage) -> None:  # type: ignore[no-untyped-def]
+def test_usage_plan_keys(apigw, stage) -> None:
     api_id, stage_name = stage
     key = apigw.create_api_key(name="k", value=VALUE, enabled=True)
     other = apigw.create_api_key(name="other")
@@ -314,9 +308,7 @@ def test_usage_plan_keys(apigw, stage) -> None:  # type: ignore[no-untyped-def]
     assert apigw.get_usage_plan_keys(usagePlanId=gold["id"])["items"] == []
 
 
-def test_get_usage_reports_recorded_usage(  # type: ignore[no-untyped-def]
-    nimbus, apigw, stage
-) -> None:
+def test_get_usage_reports_recorded_usage(nimbus, apigw, stage) -> None:
     api_id, stage_name = stage
     key = apigw.create_api_key(name="k", value=VALUE, enabled=True)
     idle = apigw.create_api_key(name="idle")

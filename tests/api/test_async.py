@@ -8,11 +8,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
 
@@ -33,19 +34,18 @@ def handler(event, context):
 
 @pytest.fixture(params=["1", "0"], ids=["worker", "in-process"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NimbusProcess]:
-    """A server that runs async events in a worker process, or in itself."""
-    need_sandbox()
+    """A server of the test's own that runs async events in a worker process, or in
+    itself."""
     env = {**FAST, "NIMBUS_ASYNC_WORKERS": request.param}
-    proc = NimbusProcess(tmp_path / "data", env=env).start()
-    yield proc
-    proc.stop()
+    with live_server(tmp_path / "data", env) as proc:
+        yield proc
 
 
 def fn_arn(name: str) -> str:
     return f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
 
 
-def create(lam, name: str = "worker", code: str = APP, **kw):  # type: ignore[no-untyped-def]
+def create(lam: Any, name: str = "worker", code: str = APP, **kw: Any) -> dict[str, Any]:
     return lam.create_function(
         FunctionName=name,
         Runtime="python3.12",
@@ -56,7 +56,7 @@ def create(lam, name: str = "worker", code: str = APP, **kw):  # type: ignore[no
     )
 
 
-def send(lam, event: dict, name: str = "worker", **kw) -> str:  # type: ignore[no-untyped-def]
+def send(lam, event: dict, name: str = "worker", **kw) -> str:
     resp = lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event), **kw)
     assert resp["StatusCode"] == 202
     return resp["ResponseMetadata"]["RequestId"]

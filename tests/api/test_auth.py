@@ -8,8 +8,8 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -17,18 +17,11 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 
+SERVER_ENV = {"NIMBUS_API_AUTH": "sigv4"}
 HELLO = make_zip({"app.py": "def handler(event, context):\n    return {'got': event}\n"})
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    data = tmp_path_factory.mktemp("auth") / "data"
-    process = NimbusProcess(data, env={"NIMBUS_API_AUTH": "sigv4"}).start()
-    yield process
-    process.stop()
 
 
 def keys(server: NimbusProcess) -> tuple[str, str]:
@@ -36,7 +29,7 @@ def keys(server: NimbusProcess) -> tuple[str, str]:
     return stored["AccessKeyId"], stored["SecretAccessKey"]
 
 
-def client(server: NimbusProcess, key: str, secret: str, region: str = "us-east-1"):  # type: ignore[no-untyped-def]
+def client(server: NimbusProcess, key: str, secret: str, region: str = "us-east-1") -> Any:
     return boto3.client(
         "lambda",
         endpoint_url=server.endpoint,
@@ -177,8 +170,8 @@ def test_nimbus_cli_signs(server: NimbusProcess, tmp_path: Path) -> None:
     assert "nimbus credentials" in unsigned.stderr
 
 
+@pytest.mark.sandbox
 def test_signed_invoke(server: NimbusProcess, tmp_path: Path) -> None:
-    need_sandbox()
     lam = client(server, *keys(server))
     lam.create_function(
         FunctionName="inv", Runtime="python3.12", Role=ROLE, Handler="app.handler",
@@ -203,8 +196,7 @@ def test_configured_keys(tmp_path: Path) -> None:
         "NIMBUS_ACCESS_KEY_ID": "AKIACONFIGURED",
         "NIMBUS_SECRET_ACCESS_KEY": "configured-secret",
     }
-    process = NimbusProcess(tmp_path / "data", env=env).start()
-    try:
+    with live_server(tmp_path / "data", env) as process:
         assert "configured-secret" not in "".join(process.output)
         listed = client(process, "AKIACONFIGURED", "configured-secret").list_functions()
         assert listed["Functions"] == []
@@ -212,5 +204,3 @@ def test_configured_keys(tmp_path: Path) -> None:
         with pytest.raises(ClientError) as caught:
             client(process, "AKIACONFIGURED", "other").list_functions()
         assert caught.value.response["Error"]["Code"] == "InvalidSignatureException"
-    finally:
-        process.stop()

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROLE, make_zip, need_sandbox
-from tests.nimbus_process import NimbusProcess
+from tests.conftest import ROLE, live_server, make_zip
 from tests.sink import Sink
 
 # Tells the sink it started (so the test waits on that, not on a sleep), then holds.
@@ -25,12 +24,11 @@ def handler(event, context):
 """
 
 
+@pytest.mark.sandbox
 def test_a_reservation_counts_async_and_sync_invocations_together(
     tmp_path: Path, sink: Sink
 ) -> None:
-    need_sandbox()
-    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_ASYNC_WORKERS": "1"}).start()
-    try:
+    with live_server(tmp_path / "data", {"NIMBUS_ASYNC_WORKERS": "1"}) as server:
         lam = server.client()
         lam.create_function(FunctionName="slow", Runtime="python3.12", Role=ROLE,
                             Handler="app.handler", Timeout=60,
@@ -55,5 +53,3 @@ def test_a_reservation_counts_async_and_sync_invocations_together(
         # there would be none left for this call.
         result = lam.invoke(FunctionName="slow", Payload=quick)
         assert result["Payload"].read() == b'"done"'
-    finally:
-        server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
 
@@ -97,9 +97,7 @@ def ran(records: list) -> set[int]:
 
 
 def test_kill_9_loses_no_accepted_event(tmp_path: Path, sink: Sink) -> None:
-    need_sandbox()
-    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_RETRY_BASE_SECONDS": "0.05"}).start()
-    try:
+    with live_server(tmp_path / "data", {"NIMBUS_RETRY_BASE_SECONDS": "0.05"}) as server:
         senders = Senders(recording_function(server, sink))
         assert senders.enough.wait(120), "the server accepted too few events"
         workers = server.workers()
@@ -122,16 +120,12 @@ def test_kill_9_loses_no_accepted_event(tmp_path: Path, sink: Sink) -> None:
         # Anything else that ran was in flight at the kill (committed, answer lost).
         assert executed - wanted <= unanswered
         assert len(executed - wanted) <= SENDERS
-    finally:
-        server.stop()
 
 
 def test_kill_9_of_the_async_worker_loses_no_accepted_event(tmp_path: Path, sink: Sink) -> None:
     """The worker dies mid-stream; its leases (visible only after 960 s otherwise) come
     back at once and a new worker runs them, while the server keeps accepting."""
-    need_sandbox()
-    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_ASYNC_WORKERS": "1"}).start()
-    try:
+    with live_server(tmp_path / "data", {"NIMBUS_ASYNC_WORKERS": "1"}) as server:
         senders = Senders(recording_function(server, sink))
         assert senders.enough.wait(120), "the server accepted too few events"
         for _ in range(100):  # started with the server, but maybe not yet visible
@@ -147,5 +141,3 @@ def test_kill_9_of_the_async_worker_loses_no_accepted_event(tmp_path: Path, sink
         assert senders.accepted == ran(records)
         (restarted,) = server.workers()
         assert restarted != worker
-    finally:
-        server.stop()

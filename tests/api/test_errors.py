@@ -6,6 +6,7 @@ import io
 import os
 import stat
 import zipfile
+from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +15,10 @@ from botocore.exceptions import ClientError
 from tests.conftest import HELLO, ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
 
+SERVER_PER_TEST = True  # lam talks to the test's own nimbus, which must store nothing
 
-def create(lam, name: str = "fn", code: bytes = HELLO, **kw):  # type: ignore[no-untyped-def]
+
+def create(lam: Any, name: str = "fn", code: bytes = HELLO, **kw: Any) -> dict[str, Any]:
     args = dict(
         FunctionName=name,
         Runtime="python3.12",
@@ -27,11 +30,11 @@ def create(lam, name: str = "fn", code: bytes = HELLO, **kw):  # type: ignore[no
     return lam.create_function(**args)
 
 
-def invalid(lam, match: str):  # type: ignore[no-untyped-def]
+def invalid(lam, match: str):
     return pytest.raises(lam.exceptions.InvalidParameterValueException, match=match)
 
 
-def assert_nothing_stored(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+def assert_nothing_stored(nimbus: NimbusProcess, lam) -> None:
     assert lam.list_functions()["Functions"] == []
     code = nimbus.data_dir / "code"
     assert [p for p in (code / "blobs").rglob("*") if p.is_file()] == []
@@ -68,14 +71,14 @@ BAD_PACKAGES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_PACKAGES))
-def test_bad_packages_are_refused(nimbus: NimbusProcess, lam, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_packages_are_refused(nimbus: NimbusProcess, lam, case: str) -> None:
     data, message = BAD_PACKAGES[case]
     with invalid(lam, message):
         create(lam, code=data)
     assert_nothing_stored(nimbus, lam)
 
 
-def test_size_and_count_limits(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+def test_size_and_count_limits(nimbus: NimbusProcess, lam) -> None:
     too_many = make_zip({f"m{i}.py": "" for i in range(20_001)})
     with invalid(lam, "20001 entries; at most 20000"):
         create(lam, code=too_many)
@@ -145,7 +148,7 @@ def test_settings_errors(nimbus: NimbusProcess) -> None:
     assert_nothing_stored(nimbus, lam)
 
 
-def test_conflicts_and_missing(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+def test_conflicts_and_missing(nimbus: NimbusProcess, lam) -> None:
     first = create(lam)
     with pytest.raises(
         lam.exceptions.ResourceConflictException, match="Function already exist: fn"
@@ -186,8 +189,8 @@ def test_conflicts_and_missing(nimbus: NimbusProcess, lam) -> None:  # type: ign
     assert lam.get_function(FunctionName="fn")["Configuration"]["RevisionId"] == first["RevisionId"]
 
 
-def test_bad_json_through_boto3(lam) -> None:  # type: ignore[no-untyped-def]
-    def corrupt(request, **_):  # type: ignore[no-untyped-def]
+def test_bad_json_through_boto3(lam) -> None:
+    def corrupt(request, **_):
         request.body = b"{not json"
         request.headers["Content-Length"] = str(len(request.body))
 
@@ -235,7 +238,7 @@ ROUTES = [
 ]
 
 
-def test_no_server_error_for_any_bad_input(nimbus: NimbusProcess, lam) -> None:  # type: ignore[no-untyped-def]
+def test_no_server_error_for_any_bad_input(nimbus: NimbusProcess, lam) -> None:
     create(lam)
     lam.publish_version(FunctionName="fn")
     lam.create_alias(FunctionName="fn", Name="a", FunctionVersion="1")

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- the fixtures are imported from tests.api.module_server
 """Function URL configs through boto3 against a live server: Create/Get/Update/Delete/
 ListFunctionUrlConfig(s), Lambda's qualifier rules and errors."""
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.module_server import error, fn, lam, server  # noqa: F401 (fixtures)
+from tests.api.conftest import error
 from tests.conftest import HELLO, ROLE
 from tests.nimbus_process import NimbusProcess
 
@@ -25,7 +24,7 @@ CORS = {
 }
 
 
-def url_id(config: dict) -> str:  # type: ignore[type-arg]
+def url_id(config: dict) -> str:
     match = re.fullmatch(
         r"http://127\.0\.0\.1:\d+/lambda-url/([a-z0-9]{32})/", config["FunctionUrl"]
     )
@@ -33,7 +32,7 @@ def url_id(config: dict) -> str:  # type: ignore[type-arg]
     return match[1]
 
 
-def test_create_get_update_delete(lam, server: NimbusProcess, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_create_get_update_delete(lam, server: NimbusProcess, fn: str) -> None:
     created = lam.create_function_url_config(FunctionName=fn, AuthType="NONE", Cors=CORS)
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert created["FunctionUrl"] == f"{server.endpoint}/lambda-url/{url_id(created)}/"
@@ -72,7 +71,7 @@ def test_create_get_update_delete(lam, server: NimbusProcess, fn: str) -> None: 
     assert "Cors" not in again
 
 
-def test_aliases_get_their_own_urls(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_aliases_get_their_own_urls(lam, fn: str) -> None:
     plain = lam.create_function_url_config(FunctionName=fn, AuthType="NONE")
     live = lam.create_function_url_config(FunctionName=fn, Qualifier="live", AuthType="AWS_IAM")
     assert live["FunctionArn"] == f"{ARN}{fn}:live"
@@ -90,7 +89,7 @@ def test_aliases_get_their_own_urls(lam, fn: str) -> None:  # type: ignore[no-un
     assert lam.get_function_url_config(FunctionName=fn)["FunctionUrl"] == plain["FunctionUrl"]
 
 
-def test_list_paginates(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_list_paginates(lam, fn: str) -> None:
     assert lam.list_function_url_configs(FunctionName=fn)["FunctionUrlConfigs"] == []
     made = {lam.create_function_url_config(FunctionName=fn, AuthType="NONE")["FunctionUrl"]}
     for i in range(4):
@@ -123,7 +122,7 @@ def test_list_paginates(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
     assert error(exc)[:2] == ("ResourceNotFoundException", 404)
 
 
-def test_create_twice_conflicts(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_create_twice_conflicts(lam, fn: str) -> None:
     first = lam.create_function_url_config(FunctionName=fn, AuthType="NONE")
     with pytest.raises(ClientError) as exc:
         lam.create_function_url_config(FunctionName=fn, AuthType="AWS_IAM")
@@ -134,7 +133,7 @@ def test_create_twice_conflicts(lam, fn: str) -> None:  # type: ignore[no-untype
     assert got["AuthType"] == "NONE" and got["FunctionUrl"] == first["FunctionUrl"]
 
 
-def test_missing_function_or_alias(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_missing_function_or_alias(lam, fn: str) -> None:
     with pytest.raises(ClientError) as exc:
         lam.create_function_url_config(FunctionName="no-such-function", AuthType="NONE")
     assert error(exc)[:2] == ("ResourceNotFoundException", 404)
@@ -153,7 +152,7 @@ def test_missing_function_or_alias(lam, fn: str) -> None:  # type: ignore[no-unt
     "where",
     [{"Qualifier": "1"}, {"Qualifier": "$LATEST"}, {"suffix": ":1"}, {"suffix": ":$LATEST"}],
 )
-def test_versions_are_refused(lam, fn: str, where: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_versions_are_refused(lam, fn: str, where: dict[str, str]) -> None:
     name = fn + where.get("suffix", "")
     kw = {"Qualifier": where["Qualifier"]} if "Qualifier" in where else {}
     for call, extra in (
@@ -170,7 +169,7 @@ def test_versions_are_refused(lam, fn: str, where: dict[str, str]) -> None:  # t
     assert lam.list_function_url_configs(FunctionName=fn)["FunctionUrlConfigs"] == []
 
 
-def test_bad_input_is_refused_and_nothing_stored(lam, server: NimbusProcess, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_refused_and_nothing_stored(lam, server: NimbusProcess, fn: str) -> None:
     def refused(expected: str, **kw: object) -> str:
         with pytest.raises(ClientError) as exc:
             lam.create_function_url_config(FunctionName=fn, **kw)
@@ -228,7 +227,7 @@ def test_function_url_follows_the_host_the_client_used(server: NimbusProcess, fn
     assert got.json()["FunctionUrl"].startswith(f"{server.endpoint}/lambda-url/")
 
 
-def test_deleting_the_function_deletes_its_urls(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_the_function_deletes_its_urls(lam, fn: str) -> None:
     lam.create_function_url_config(FunctionName=fn, AuthType="NONE")
     lam.create_function_url_config(FunctionName=fn, Qualifier="live", AuthType="NONE")
     lam.delete_function(FunctionName=fn)

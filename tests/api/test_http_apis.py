@@ -9,7 +9,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,9 +17,11 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from nimbus.errors import Conflict, NotFound
+from nimbus.gateway.routes import RouteTable
 from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi
 from nimbus.store.database import Database
 from nimbus.store.http_apis import HttpApiStore
+from tests.api.conftest import error
 from tests.conftest import aws_cli
 from tests.nimbus_process import NimbusProcess
 
@@ -27,30 +29,14 @@ ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
 APIGW_URI = "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{}/invocations"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    """One server for the module: every test works on APIs of its own."""
-    proc = NimbusProcess(Path(tmp_path_factory.mktemp("apis")) / "data").start()
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture
-def gw(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client("apigatewayv2")
-
-
-@pytest.fixture
-def api(gw) -> str:  # type: ignore[no-untyped-def]
+def api(gw: Any) -> str:
+    """A new HTTP API on the module's server (tests/api/conftest.py), which every test
+    shares, working on APIs of its own."""
     return gw.create_api(Name=f"api-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")["ApiId"]
 
 
-def error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
-    err = exc.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
-
-
-def integration(gw, api: str, uri: str = ARN + "fn") -> str:  # type: ignore[no-untyped-def]
+def integration(gw, api: str, uri: str = ARN + "fn") -> str:
     return gw.create_integration(
         ApiId=api, IntegrationType="AWS_PROXY", IntegrationUri=uri, PayloadFormatVersion="2.0"
     )["IntegrationId"]
@@ -69,7 +55,7 @@ def rows(server: NimbusProcess, table: str, api_id: str) -> int:
 # -- APIs ------------------------------------------------------------------------------
 
 
-def test_quick_create(gw, server: NimbusProcess) -> None:  # type: ignore[no-untyped-def]
+def test_quick_create(gw, server: NimbusProcess) -> None:
     created = gw.create_api(Name="quick", ProtocolType="HTTP", Target=ARN + "hello")
     api_id = created["ApiId"]
     assert re.fullmatch(r"[a-z0-9]{10}", api_id)
@@ -91,7 +77,7 @@ def test_quick_create(gw, server: NimbusProcess) -> None:  # type: ignore[no-unt
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
 
 
-def test_quick_create_with_route_key(gw) -> None:  # type: ignore[no-untyped-def]
+def test_quick_create_with_route_key(gw) -> None:
     api_id = gw.create_api(
         Name="q2", ProtocolType="HTTP", Target=ARN + "hello:live", RouteKey="GET /hello"
     )["ApiId"]
@@ -99,7 +85,7 @@ def test_quick_create_with_route_key(gw) -> None:  # type: ignore[no-untyped-def
     assert route["RouteKey"] == "GET /hello"
 
 
-def test_quick_create_is_all_or_nothing(gw, server: NimbusProcess) -> None:  # type: ignore[no-untyped-def]
+def test_quick_create_is_all_or_nothing(gw, server: NimbusProcess) -> None:
     before = len(gw.get_apis()["Items"])
     with pytest.raises(ClientError) as info:
         gw.create_api(Name="bad", ProtocolType="HTTP", Target=ARN + "f", RouteKey="GET nope")
@@ -111,7 +97,7 @@ def test_quick_create_is_all_or_nothing(gw, server: NimbusProcess) -> None:  # t
     assert len(gw.get_apis()["Items"]) == before
 
 
-def test_get_update_delete_api(gw) -> None:  # type: ignore[no-untyped-def]
+def test_get_update_delete_api(gw) -> None:
     cors = {"AllowOrigins": ["https://example.com"], "AllowMethods": ["GET"], "MaxAge": 60}
     api_id = gw.create_api(
         Name="full",
@@ -138,7 +124,7 @@ def test_get_update_delete_api(gw) -> None:  # type: ignore[no-untyped-def]
     assert info.value.response["Error"]["Message"].startswith("Invalid API identifier")
 
 
-def test_get_apis_pages(gw) -> None:  # type: ignore[no-untyped-def]
+def test_get_apis_pages(gw) -> None:
     ids = {gw.create_api(Name=f"page{i}", ProtocolType="HTTP")["ApiId"] for i in range(3)}
     seen: list[str] = []
     token = None
@@ -161,7 +147,7 @@ def test_get_apis_pages(gw) -> None:  # type: ignore[no-untyped-def]
     assert error(info)[:2] == ("BadRequestException", 400)
 
 
-def test_api_validation(gw) -> None:  # type: ignore[no-untyped-def]
+def test_api_validation(gw) -> None:
     cases = [
         ({"Name": "w", "ProtocolType": "WEBSOCKET"}, "WebSocket APIs are not supported"),
         ({"Name": "x", "ProtocolType": "HTTP", "RouteKey": "GET /x"}, "quick create"),
@@ -199,7 +185,7 @@ def test_api_validation(gw) -> None:  # type: ignore[no-untyped-def]
 ROLE_ARN = "arn:aws:iam::000000000000:role/r"
 
 
-def test_unknown_operations_are_refused(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_operations_are_refused(gw, api: str) -> None:
     with pytest.raises(ClientError) as info:
         gw.create_deployment(ApiId=api)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
@@ -245,7 +231,7 @@ def test_aws_cli_works_unchanged(server: NimbusProcess) -> None:
 # -- integrations ----------------------------------------------------------------------
 
 
-def test_integration_lifecycle(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_integration_lifecycle(gw, api: str) -> None:
     created = gw.create_integration(
         ApiId=api,
         IntegrationType="AWS_PROXY",
@@ -278,7 +264,7 @@ def test_integration_lifecycle(gw, api: str) -> None:  # type: ignore[no-untyped
     assert error(info)[:2] == ("NotFoundException", 404)
 
 
-def test_integration_validation(gw, api: str, server: NimbusProcess) -> None:  # type: ignore[no-untyped-def]
+def test_integration_validation(gw, api: str, server: NimbusProcess) -> None:
     base = {"ApiId": api, "IntegrationType": "AWS_PROXY", "IntegrationUri": ARN + "f"}
     cases = [
         ({**base, "PayloadFormatVersion": "1.0"}, "only payload format 2.0 is supported"),
@@ -316,7 +302,7 @@ def test_integration_validation(gw, api: str, server: NimbusProcess) -> None:  #
     assert error(info)[:2] == ("NotFoundException", 404)
 
 
-def test_integration_in_use_cannot_be_deleted(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_integration_in_use_cannot_be_deleted(gw, api: str) -> None:
     iid = integration(gw, api)
     rid = gw.create_route(ApiId=api, RouteKey="GET /x", Target=f"integrations/{iid}")["RouteId"]
     with pytest.raises(ClientError) as info:
@@ -331,7 +317,7 @@ def test_integration_in_use_cannot_be_deleted(gw, api: str) -> None:  # type: ig
 # -- routes ----------------------------------------------------------------------------
 
 
-def test_route_lifecycle(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_route_lifecycle(gw, api: str) -> None:
     iid = integration(gw, api)
     created = gw.create_route(
         ApiId=api,
@@ -361,7 +347,7 @@ def test_route_lifecycle(gw, api: str) -> None:  # type: ignore[no-untyped-def]
     assert error(info)[:2] == ("NotFoundException", 404)
 
 
-def test_route_validation(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_route_validation(gw, api: str) -> None:
     iid = integration(gw, api)
     gw.create_route(ApiId=api, RouteKey="GET /pets/{id}", Target=f"integrations/{iid}")
     cases = [
@@ -391,7 +377,7 @@ def test_route_validation(gw, api: str) -> None:  # type: ignore[no-untyped-def]
     assert gw.get_route(ApiId=api, RouteId=other)["RouteKey"] == "GET /other"
 
 
-def test_quick_created_route_key_is_fixed(gw) -> None:  # type: ignore[no-untyped-def]
+def test_quick_created_route_key_is_fixed(gw) -> None:
     api_id = gw.create_api(Name="q", ProtocolType="HTTP", Target=ARN + "f")["ApiId"]
     (route,) = gw.get_routes(ApiId=api_id)["Items"]
     with pytest.raises(ClientError) as info:
@@ -404,7 +390,7 @@ def test_quick_created_route_key_is_fixed(gw) -> None:  # type: ignore[no-untype
 # -- stages ----------------------------------------------------------------------------
 
 
-def test_stage_lifecycle(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_stage_lifecycle(gw, api: str) -> None:
     created = gw.create_stage(
         ApiId=api,
         StageName="prod",
@@ -438,7 +424,7 @@ def test_stage_lifecycle(gw, api: str) -> None:  # type: ignore[no-untyped-def]
     assert error(info)[:2] == ("NotFoundException", 404)
 
 
-def test_stage_validation(gw, api: str) -> None:  # type: ignore[no-untyped-def]
+def test_stage_validation(gw, api: str) -> None:
     gw.create_stage(ApiId=api, StageName="dev")
     cases = [
         ({"StageName": "dev"}, "ConflictException", "already exists"),
@@ -466,7 +452,7 @@ def test_stage_validation(gw, api: str) -> None:  # type: ignore[no-untyped-def]
 # -- cascades --------------------------------------------------------------------------
 
 
-def test_delete_api_cascades(gw, server: NimbusProcess) -> None:  # type: ignore[no-untyped-def]
+def test_delete_api_cascades(gw, server: NimbusProcess) -> None:
     api_id = gw.create_api(Name="gone", ProtocolType="HTTP", Target=ARN + "f")["ApiId"]
     iid = integration(gw, api_id)
     gw.create_route(ApiId=api_id, RouteKey="GET /a", Target=f"integrations/{iid}")
@@ -495,14 +481,14 @@ def store(database_url: str) -> Iterator[HttpApiStore]:
     db.dispose()
 
 
-def test_route_table_and_change_hook(store: HttpApiStore) -> None:
+def test_definition_and_change_hook(store: HttpApiStore) -> None:
     heard: list[str] = []
     store.on_change(heard.append)
     now = "2026-01-01T00:00:00Z"
     api = HttpApi(api_id="abcdefghij", name="t", created_date=now)
     store.create_api(api)
-    assert store.route_table("abcdefghij") is not None
-    assert store.route_table("nosuchapi0") is None
+    assert store.definition("abcdefghij") is not None
+    assert store.definition("nosuchapi0") is None
     store.create_integration(
         ApiIntegration(api.api_id, "int0001", ARN + "f:live", "f", "live", timeout_ms=900)
     )
@@ -511,8 +497,9 @@ def test_route_table_and_change_hook(store: HttpApiStore) -> None:
     )
     store.create_stage(ApiStage(api.api_id, "prod", now, now))
     assert heard == [api.api_id] * 4 and store.generation == 4
-    table = store.route_table(api.api_id)
-    assert table is not None
+    definition = store.definition(api.api_id)
+    assert definition is not None
+    table = RouteTable(definition)
     match = table.match("GET", "/prod/items/42")
     assert match is not None
     assert match.path_parameters == {"id": "42"} and match.stage.stage_name == "prod"
@@ -525,6 +512,6 @@ def test_route_table_and_change_hook(store: HttpApiStore) -> None:
         store.create_route(ApiRoute(api.api_id, "rou0002", "GET /items/{other}"))
     assert len(heard) == 4  # failed writes are not announced
     store.delete_api(api.api_id)
-    assert store.route_table(api.api_id) is None
+    assert store.definition(api.api_id) is None
     with pytest.raises(NotFound):
         store.get_route(api.api_id, "rou0001")

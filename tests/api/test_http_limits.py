@@ -18,12 +18,17 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.conftest import ROLE, make_zip, need_sandbox, python_runtime
+from tests.conftest import ROLE, live_server, make_zip, python_runtime
 from tests.nimbus_process import NimbusProcess
+
+pytestmark = pytest.mark.sandbox
 
 ACCESS_KEY = "AKIANIMBUSTESTKEY001"
 SECRET_KEY = "nimbus-test-secret/0123456789abcdefABCDEFG"
 REGION = "us-east-1"
+# The module's server (tests/api/conftest.py) has a configured key pair for SigV4; each
+# test has APIs, keys and plans of its own.
+SERVER_ENV = {"NIMBUS_ACCESS_KEY_ID": ACCESS_KEY, "NIMBUS_SECRET_ACCESS_KEY": SECRET_KEY}
 
 ECHO = """
 import json
@@ -38,40 +43,12 @@ def handler(event, context):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    """A server with a configured key pair for SigV4; each test has APIs, keys and plans
-    of its own."""
-    need_sandbox()
-    proc = NimbusProcess(
-        Path(tmp_path_factory.mktemp("limits")) / "data",
-        env={"NIMBUS_ACCESS_KEY_ID": ACCESS_KEY, "NIMBUS_SECRET_ACCESS_KEY": SECRET_KEY},
-    ).start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def lam(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client()
-
-
-@pytest.fixture(scope="module")
-def gw(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client("apigatewayv2")
-
-
-@pytest.fixture(scope="module")
-def apigw(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client("apigateway")
-
-
-@pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=60) as client:
         yield client
 
 
-def create_echo(lam) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def create_echo(lam) -> tuple[str, str]:
     """A new function that answers with its event: (name, ARN)."""
     name = f"echo-{uuid.uuid4().hex[:8]}"
     made = lam.create_function(
@@ -85,8 +62,8 @@ def create_echo(lam) -> tuple[str, str]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def echo(lam) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    return create_echo(lam)
+def echo(server: NimbusProcess) -> tuple[str, str]:
+    return create_echo(server.client())
 
 
 def signed(
@@ -104,7 +81,7 @@ def signed(
     return httpx.Request(method, url, content=body, headers=dict(request.headers.items()))
 
 
-def api_with_route(  # type: ignore[no-untyped-def]
+def api_with_route(
     gw, function_arn: str, route_key: str, stage: str = "prod", **route: object
 ) -> str:
     """A new HTTP API with one route to the function and one stage: its id."""
@@ -134,7 +111,7 @@ def burst(requests: list[httpx.Request]) -> list[httpx.Response]:
 # -- 5. AWS_IAM ------------------------------------------------------------------------------
 
 
-def test_aws_iam_function_url(lam, http: httpx.Client, echo: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_aws_iam_function_url(lam, http: httpx.Client, echo: tuple[str, str]) -> None:
     made = lam.create_function_url_config(FunctionName=echo[0], AuthType="AWS_IAM")
     url = made["FunctionUrl"] + "private/path?x=1&y=two%20words"
 
@@ -168,7 +145,7 @@ def test_aws_iam_function_url(lam, http: httpx.Client, echo: tuple[str, str]) ->
     assert http.send(tampered).status_code == 403
 
 
-def test_aws_iam_route(gw, http: httpx.Client, echo: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_aws_iam_route(gw, http: httpx.Client, echo: tuple[str, str]) -> None:
     api_id = api_with_route(gw, echo[1], "GET /secure/{id}", AuthorizationType="AWS_IAM")
     endpoint = gw.get_api(ApiId=api_id)["ApiEndpoint"]
     url = f"{endpoint}/prod/secure/abc"
@@ -191,9 +168,7 @@ def test_aws_iam_route(gw, http: httpx.Client, echo: tuple[str, str]) -> None:  
 # -- 6. API keys and usage plans --------------------------------------------------------------
 
 
-def test_api_keys(  # type: ignore[no-untyped-def]
-    gw, apigw, http: httpx.Client, echo: tuple[str, str]
-) -> None:
+def test_api_keys(gw, apigw, http: httpx.Client, echo: tuple[str, str]) -> None:
     api_id = api_with_route(gw, echo[1], "GET /items", ApiKeyRequired=True)
     url = f"{gw.get_api(ApiId=api_id)['ApiEndpoint']}/prod/items"
     plan = apigw.create_usage_plan(name="keys", apiStages=[{"apiId": api_id, "stage": "prod"}])
@@ -239,9 +214,7 @@ def test_api_keys(  # type: ignore[no-untyped-def]
     assert dev.status_code == 403
 
 
-def test_usage_plan_throttle(  # type: ignore[no-untyped-def]
-    gw, apigw, http: httpx.Client, echo: tuple[str, str]
-) -> None:
+def test_usage_plan_throttle(gw, apigw, http: httpx.Client, echo: tuple[str, str]) -> None:
     api_id = api_with_route(gw, echo[1], "GET /items", ApiKeyRequired=True)
     url = f"{gw.get_api(ApiId=api_id)['ApiEndpoint']}/prod/items"
     plan = apigw.create_usage_plan(
@@ -271,7 +244,7 @@ def test_usage_plan_throttle(  # type: ignore[no-untyped-def]
     assert again.status_code == 200
 
 
-def test_usage_plan_quota_and_usage(  # type: ignore[no-untyped-def]
+def test_usage_plan_quota_and_usage(
     gw, apigw, http: httpx.Client, echo: tuple[str, str], server: NimbusProcess
 ) -> None:
     api_id = api_with_route(gw, echo[1], "GET /items", ApiKeyRequired=True)
@@ -313,7 +286,7 @@ def test_usage_plan_quota_and_usage(  # type: ignore[no-untyped-def]
     assert again.json() == {"message": "Limit Exceeded"}
 
 
-def test_stage_route_throttling(gw, http: httpx.Client, echo: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_stage_route_throttling(gw, http: httpx.Client, echo: tuple[str, str]) -> None:
     api_id = api_with_route(gw, echo[1], "GET /items")
     gw.update_stage(
         ApiId=api_id,
@@ -328,7 +301,7 @@ def test_stage_route_throttling(gw, http: httpx.Client, echo: tuple[str, str]) -
     assert int(throttled.headers["retry-after"]) >= 1
 
 
-def test_function_concurrency_limit(lam, http: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_function_concurrency_limit(lam, http: httpx.Client) -> None:
     """A function that may not run (reserved concurrency 0) is throttled, not failed."""
     name, _ = create_echo(lam)
     url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
@@ -344,11 +317,8 @@ def test_function_concurrency_limit(lam, http: httpx.Client) -> None:  # type: i
 
 
 def test_account_rate_limit(tmp_path: Path) -> None:
-    need_sandbox()
-    proc = NimbusProcess(
-        tmp_path / "data", env={"NIMBUS_HTTP_RATE_LIMIT": "1", "NIMBUS_HTTP_BURST_LIMIT": "2"}
-    ).start()
-    try:
+    env = {"NIMBUS_HTTP_RATE_LIMIT": "1", "NIMBUS_HTTP_BURST_LIMIT": "2"}
+    with live_server(tmp_path / "data", env) as proc:
         lam = proc.client()
         name, _ = create_echo(lam)
         url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
@@ -360,5 +330,3 @@ def test_account_rate_limit(tmp_path: Path) -> None:
         # The control plane is not rate limited by it.
         for _ in range(4):
             lam.get_function_url_config(FunctionName=name)
-    finally:
-        proc.stop()

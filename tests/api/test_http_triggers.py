@@ -12,14 +12,17 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROLE, make_zip, need_sandbox, powertools_package, python_runtime
+from tests.conftest import ROLE, make_zip, powertools_package, python_runtime
 from tests.nimbus_process import NimbusProcess
+
+# The module's server (tests/api/conftest.py) is shared: each test uses functions, URLs and
+# APIs of its own or ones that no other test changes.
+pytestmark = pytest.mark.sandbox
 
 RUNTIME = python_runtime()
 TIME_FORMAT = re.compile(
@@ -143,32 +146,12 @@ def handler(event, context):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    """One server for the module: each test uses functions, URLs and APIs of its own or
-    ones that no other test changes."""
-    need_sandbox()
-    proc = NimbusProcess(Path(tmp_path_factory.mktemp("triggers")) / "data").start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def lam(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client()
-
-
-@pytest.fixture(scope="module")
-def gw(server: NimbusProcess):  # type: ignore[no-untyped-def]
-    return server.client("apigatewayv2")
-
-
-@pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=120) as client:
         yield client
 
 
-def create_function(lam, code: bytes, handler: str = "app.handler") -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def create_function(lam, code: bytes, handler: str = "app.handler") -> tuple[str, str]:
     """A new function: (name, ARN)."""
     name = f"fn-{uuid.uuid4().hex[:8]}"
     made = lam.create_function(
@@ -182,7 +165,7 @@ def create_function(lam, code: bytes, handler: str = "app.handler") -> tuple[str
     return name, made["FunctionArn"]
 
 
-def function_url(lam, name: str, **kwargs: Any) -> str:  # type: ignore[no-untyped-def]
+def function_url(lam, name: str, **kwargs: Any) -> str:
     """The function's new URL (AuthType NONE unless given), without the trailing slash."""
     made = lam.create_function_url_config(FunctionName=name, AuthType="NONE", **kwargs)
     return made["FunctionUrl"].rstrip("/")
@@ -200,19 +183,20 @@ def invoked_request_ids(server: NimbusProcess, name: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def mirror(lam) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    return create_function(lam, make_zip({"app.py": MIRROR}))
+def mirror(server: NimbusProcess) -> tuple[str, str]:
+    return create_function(server.client(), make_zip({"app.py": MIRROR}))
 
 
 @pytest.fixture(scope="module")
-def mirror_url(lam, mirror: tuple[str, str]) -> str:  # type: ignore[no-untyped-def]
-    return function_url(lam, mirror[0])
+def mirror_url(server: NimbusProcess, mirror: tuple[str, str]) -> str:
+    return function_url(server.client(), mirror[0])
 
 
 @pytest.fixture(scope="module")
-def powertools(lam) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
+def powertools(server: NimbusProcess) -> dict[str, tuple[str, str]]:
     """Two functions from one zip: a powertools app on APIGatewayHttpResolver ("http")
     and one on LambdaFunctionUrlResolver ("url")."""
+    lam = server.client()
     code = powertools_package(
         {
             "http_app.py": POWERTOOLS_APP.format(resolver="APIGatewayHttpResolver"),
@@ -225,7 +209,7 @@ def powertools(lam) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-de
     }
 
 
-def proxy_api(gw, function_arn: str) -> str:  # type: ignore[no-untyped-def]
+def proxy_api(gw, function_arn: str) -> str:
     """An HTTP API with ``ANY /{proxy+}`` to the function, stages $default and prod: its
     endpoint."""
     api = gw.create_api(Name=f"proxy-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")
@@ -247,7 +231,10 @@ def proxy_api(gw, function_arn: str) -> str:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def powertools_bases(lam, gw, powertools) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def powertools_bases(
+    server: NimbusProcess, powertools: dict[str, tuple[str, str]]
+) -> dict[str, str]:
+    lam, gw = server.client(), server.client("apigatewayv2")
     bases = {}
     for kind, (name, arn) in powertools.items():
         bases[f"{kind}-url"] = function_url(lam, name)
@@ -259,7 +246,7 @@ def powertools_bases(lam, gw, powertools) -> dict[str, str]:  # type: ignore[no-
 
 @pytest.mark.parametrize("resolver", ["http", "url"])
 @pytest.mark.parametrize("via", ["url", "api", "api-prod"])
-def test_powertools_app_serves_its_routes(  # type: ignore[no-untyped-def]
+def test_powertools_app_serves_its_routes(
     http: httpx.Client, powertools_bases: dict[str, str], resolver: str, via: str
 ) -> None:
     base = powertools_bases[f"{resolver}-{via}"]
@@ -298,9 +285,7 @@ def test_powertools_app_serves_its_routes(  # type: ignore[no-untyped-def]
 # -- 2. function URL event and response mapping ----------------------------------------------
 
 
-def test_function_url_event(  # type: ignore[no-untyped-def]
-    http: httpx.Client, server: NimbusProcess, mirror_url: str
-) -> None:
+def test_function_url_event(http: httpx.Client, server: NimbusProcess, mirror_url: str) -> None:
     uid = url_id(mirror_url)
     before = int(time.time() * 1000)
     got = http.get(
@@ -377,7 +362,7 @@ def test_function_url_event(  # type: ignore[no-untyped-def]
         ("application/octet-stream", bytes(range(256)), base64.b64encode(bytes(range(256))), True),
     ],
 )
-def test_function_url_request_body(  # type: ignore[no-untyped-def]
+def test_function_url_request_body(
     http: httpx.Client,
     mirror_url: str,
     content_type: str,
@@ -473,7 +458,7 @@ def test_function_url_large_bodies(http: httpx.Client, mirror_url: str) -> None:
     assert refused.headers["x-amzn-errortype"]
 
 
-def test_function_url_truncated_body_is_not_invoked(  # type: ignore[no-untyped-def]
+def test_function_url_truncated_body_is_not_invoked(
     http: httpx.Client, server: NimbusProcess, mirror: tuple[str, str], mirror_url: str
 ) -> None:
     """A client that hangs up in the middle of its body gets no invocation on its behalf."""
@@ -497,7 +482,7 @@ def test_function_url_truncated_body_is_not_invoked(  # type: ignore[no-untyped-
 # -- 3. CORS on a function URL ------------------------------------------------------------
 
 
-def test_function_url_cors(lam, http: httpx.Client, server: NimbusProcess) -> None:  # type: ignore[no-untyped-def]
+def test_function_url_cors(lam, http: httpx.Client, server: NimbusProcess) -> None:
     name, _ = create_function(lam, make_zip({"app.py": MIRROR}))
     url = function_url(
         lam,
@@ -567,9 +552,10 @@ def test_function_url_cors(lam, http: httpx.Client, server: NimbusProcess) -> No
 
 
 @pytest.fixture(scope="module")
-def routed(gw, mirror: tuple[str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def routed(server: NimbusProcess, mirror: tuple[str, str]) -> dict[str, str]:
     """An HTTP API with GET /pets/{petId}, GET /pets/dog, ANY /files/{proxy+} (no $default
     route yet), stages $default and prod (with stage variables)."""
+    gw = server.client("apigatewayv2")
     api = gw.create_api(Name=f"pets-{uuid.uuid4().hex[:6]}", ProtocolType="HTTP")
     api_id = api["ApiId"]
     integration = gw.create_integration(
@@ -593,7 +579,7 @@ def routed(gw, mirror: tuple[str, str]) -> dict[str, str]:  # type: ignore[no-un
     return {"id": api_id, "endpoint": api["ApiEndpoint"], "integration": integration}
 
 
-def test_http_api_routes_and_stages(  # type: ignore[no-untyped-def]
+def test_http_api_routes_and_stages(
     gw, http: httpx.Client, routed: dict[str, str], server: NimbusProcess
 ) -> None:
     endpoint, api_id = routed["endpoint"], routed["id"]
@@ -662,9 +648,7 @@ def test_http_api_routes_and_stages(  # type: ignore[no-untyped-def]
     assert post["routeKey"] == "$default" and post["body"] == '{"a":1}'
 
 
-def test_http_api_function_errors_vs_own_5xx(  # type: ignore[no-untyped-def]
-    http: httpx.Client, routed: dict[str, str]
-) -> None:
+def test_http_api_function_errors_vs_own_5xx(http: httpx.Client, routed: dict[str, str]) -> None:
     endpoint = routed["endpoint"]
     failed = http.get(f"{endpoint}/files/x/fail")
     assert failed.status_code == 500
@@ -689,9 +673,7 @@ def test_http_api_function_errors_vs_own_5xx(  # type: ignore[no-untyped-def]
     assert time.monotonic() - started < 2.5
 
 
-def test_http_api_quick_create(  # type: ignore[no-untyped-def]
-    gw, http: httpx.Client, mirror: tuple[str, str]
-) -> None:
+def test_http_api_quick_create(gw, http: httpx.Client, mirror: tuple[str, str]) -> None:
     api = gw.create_api(Name="quick", ProtocolType="HTTP", Target=mirror[1])
     got = http.post(
         f"{api['ApiEndpoint']}/any/path?k=v", content=b"hi", headers={"Content-Type": "text/plain"}
@@ -705,7 +687,7 @@ def test_http_api_quick_create(  # type: ignore[no-untyped-def]
     assert event["body"] == "hi" and event["isBase64Encoded"] is False
 
 
-def test_http_api_cors(gw, http: httpx.Client, mirror: tuple[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_http_api_cors(gw, http: httpx.Client, mirror: tuple[str, str]) -> None:
     api = gw.create_api(
         Name="cors",
         ProtocolType="HTTP",

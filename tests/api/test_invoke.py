@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, make_zip, need_sandbox
+from tests.conftest import ROLE, live_server, make_zip
 
-pytestmark = pytest.mark.sandbox
+SERVER_PER_TEST = True  # lam talks to the test's own nimbus: every test makes "app"
 
 APP = """
 import os, sys, time, json
@@ -48,8 +49,8 @@ def handler(event, context):
 
 
 @pytest.fixture
-def fn(lam):  # type: ignore[no-untyped-def]
-    need_sandbox()
+def fn(lam) -> str:
+    """Function "app"; tests that use it run it, so they are marked sandbox."""
     lam.create_function(
         FunctionName="app",
         Runtime="python3.12",
@@ -63,13 +64,14 @@ def fn(lam):  # type: ignore[no-untyped-def]
     return "app"
 
 
-def call(lam, event: object = None, **kw):  # type: ignore[no-untyped-def]
+def call(lam: Any, event: object = None, **kw: Any) -> dict[str, Any]:
     resp = lam.invoke(FunctionName=kw.pop("name", "app"), Payload=json.dumps(event or {}), **kw)
     resp["body"] = json.loads(resp["Payload"].read() or b"null")
     return resp
 
 
-def test_result_context_env_and_warm_reuse(lam, fn) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.sandbox
+def test_result_context_env_and_warm_reuse(lam, fn) -> None:
     first = call(lam, {"n": 1}, LogType="Tail")
     assert first["StatusCode"] == 200 and "FunctionError" not in first
     body = first["body"]
@@ -98,7 +100,8 @@ def test_result_context_env_and_warm_reuse(lam, fn) -> None:  # type: ignore[no-
     assert "Init Duration" not in base64.b64decode(second["LogResult"]).decode()
 
 
-def test_errors_timeouts_oom_crash_and_recovery(lam, fn) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.sandbox
+def test_errors_timeouts_oom_crash_and_recovery(lam, fn) -> None:
     failed = call(lam, {"action": "fail"})
     assert failed["FunctionError"] == "Unhandled"
     assert failed["body"]["errorType"] == "ValueError"
@@ -129,8 +132,8 @@ def test_errors_timeouts_oom_crash_and_recovery(lam, fn) -> None:  # type: ignor
     assert big["body"]["errorType"] == "Function.ResponseSizeTooLarge"
 
 
-def test_init_errors(lam) -> None:  # type: ignore[no-untyped-def]
-    need_sandbox()
+@pytest.mark.sandbox
+def test_init_errors(lam) -> None:
     code = make_zip({"app.py": "print('init says hi')\nimport not_a_module\n", "ok.py": "x = 1\n"})
     lam.create_function(
         FunctionName="broken",
@@ -150,7 +153,8 @@ def test_init_errors(lam) -> None:  # type: ignore[no-untyped-def]
     assert resp["body"]["errorType"] == "Runtime.HandlerNotFound"
 
 
-def test_versions_aliases_and_weighted_routing(lam, fn) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.sandbox
+def test_versions_aliases_and_weighted_routing(lam, fn) -> None:
     lam.publish_version(FunctionName="app")
     lam.update_function_configuration(
         FunctionName="app", Environment={"Variables": {"STAGE": "v2"}}
@@ -171,7 +175,8 @@ def test_versions_aliases_and_weighted_routing(lam, fn) -> None:  # type: ignore
     assert via_arn["body"]["arn"].endswith(":app:live")
 
 
-def test_request_checks(lam, fn) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.sandbox
+def test_request_checks(lam, fn) -> None:
     dry = lam.invoke(FunctionName="app", InvocationType="DryRun")
     assert dry["StatusCode"] == 204
     with pytest.raises(lam.exceptions.RequestTooLargeException, match="6291456 bytes"):
@@ -188,7 +193,8 @@ def test_request_checks(lam, fn) -> None:  # type: ignore[no-untyped-def]
         lam.invoke(FunctionName="app", ClientContext="!!notbase64")
 
 
-def test_reserved_concurrency_throttles(lam, fn) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.sandbox
+def test_reserved_concurrency_throttles(lam, fn) -> None:
     lam.put_function_concurrency(FunctionName="app", ReservedConcurrentExecutions=0)
     with pytest.raises(lam.exceptions.TooManyRequestsException) as info:
         call(lam)
@@ -196,7 +202,7 @@ def test_reserved_concurrency_throttles(lam, fn) -> None:  # type: ignore[no-unt
     lam.put_function_concurrency(FunctionName="app", ReservedConcurrentExecutions=1)
     call(lam)  # warm one environment first
 
-    def slow(_: int):  # type: ignore[no-untyped-def]
+    def slow(_: int) -> int:
         try:
             return call(lam, {"action": "sleep", "seconds": 1})["StatusCode"]
         except lam.exceptions.TooManyRequestsException:
@@ -207,8 +213,8 @@ def test_reserved_concurrency_throttles(lam, fn) -> None:  # type: ignore[no-unt
     assert codes == [200, 429]
 
 
-def test_no_network_when_tagged(lam) -> None:  # type: ignore[no-untyped-def]
-    need_sandbox()
+@pytest.mark.sandbox
+def test_no_network_when_tagged(lam) -> None:
     code = make_zip(
         {
             "net.py": (
@@ -237,8 +243,8 @@ def test_no_network_when_tagged(lam) -> None:  # type: ignore[no-untyped-def]
     assert call(lam, {"port": port}, name="sealed")["body"] != "connected"
 
 
-def test_provided_runtime_with_awslambdaric(lam, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    need_sandbox()
+@pytest.mark.sandbox
+def test_provided_runtime_with_awslambdaric(lam, tmp_path) -> None:
     from tests.conftest import awslambdaric_package
 
     code = awslambdaric_package(tmp_path)
@@ -256,13 +262,11 @@ def test_provided_runtime_with_awslambdaric(lam, tmp_path) -> None:  # type: ign
     assert failed["body"]["errorType"] == "KeyError"
 
 
-def test_process_isolation_is_explicit_and_loud(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_process_isolation_is_explicit_and_loud(tmp_path) -> None:
     """--isolation process runs functions without a sandbox, and says so."""
     from tests.conftest import HELLO
-    from tests.nimbus_process import NimbusProcess
 
-    server = NimbusProcess(tmp_path / "data", args=["--isolation", "process"]).start()
-    try:
+    with live_server(tmp_path / "data", args=["--isolation", "process"]) as server:
         lam = server.client()
         lam.create_function(
             FunctionName="plain",
@@ -273,8 +277,6 @@ def test_process_isolation_is_explicit_and_loud(tmp_path) -> None:  # type: igno
         )
         for n in range(3):  # cold (stem cell or zygote), then warm
             assert call(lam, {"n": n}, name="plain")["body"] == {"hello": {"n": n}}
-    finally:
-        server.stop()
     output = "".join(server.output)
     assert "SANDBOX ISOLATION IS OFF" in output
     assert "exited while idle" not in output  # stem cells survive in process mode too

@@ -8,23 +8,24 @@ import hashlib
 import io
 import json
 import zipfile
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ROLE, aws_json, make_zip, need_sandbox
-from tests.nimbus_process import NimbusProcess
+from tests.conftest import ROLE, aws_json, live_server, make_zip
 
+SERVER_PER_TEST = True  # lam talks to the test's own nimbus: the tests reuse names
 SHARED_A = make_zip({"python/shared.py": "WHO = 'a'\n", "python/only_a.py": "X = 1\n"})
 SHARED_B = make_zip({"python/shared.py": "WHO = 'b'\n"})
 APP = "import shared, only_a\ndef handler(event, context):\n    return shared.WHO\n"
 
 
-def publish(lam, name: str, zip_bytes: bytes, **extra):  # type: ignore[no-untyped-def]
+def publish(lam: Any, name: str, zip_bytes: bytes, **extra: Any) -> dict[str, Any]:
     return lam.publish_layer_version(LayerName=name, Content={"ZipFile": zip_bytes}, **extra)
 
 
-def test_publish_read_list_and_delete(lam) -> None:  # type: ignore[no-untyped-def]
+def test_publish_read_list_and_delete(lam) -> None:
     v1 = publish(lam, "shared", SHARED_A, Description="first", CompatibleRuntimes=["python3.12"],
                  LicenseInfo="MIT")
     arn = "arn:aws:lambda:us-east-1:000000000000:layer:shared"
@@ -76,7 +77,7 @@ def test_publish_read_list_and_delete(lam) -> None:  # type: ignore[no-untyped-d
     assert publish(lam, "shared", SHARED_B)["Version"] == 3  # numbers are never reused
 
 
-def test_bad_requests_say_what_to_fix(lam) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_say_what_to_fix(lam) -> None:
     with pytest.raises(lam.exceptions.InvalidParameterValueException, match="zip"):
         publish(lam, "broken", b"not a zip")
     with pytest.raises(lam.exceptions.ClientError, match="satisfy enum value set"):
@@ -101,8 +102,8 @@ def test_bad_requests_say_what_to_fix(lam) -> None:  # type: ignore[no-untyped-d
         lam.get_function(FunctionName="fn")  # nothing half-created
 
 
-def test_functions_import_from_their_layers(lam) -> None:  # type: ignore[no-untyped-def]
-    need_sandbox()
+@pytest.mark.sandbox
+def test_functions_import_from_their_layers(lam) -> None:
     a = publish(lam, "a", SHARED_A)
     b = publish(lam, "b", SHARED_B)
     lam.create_function(FunctionName="fn", Runtime="python3.12", Role=ROLE,
@@ -128,7 +129,7 @@ def test_functions_import_from_their_layers(lam) -> None:  # type: ignore[no-unt
     assert published["Layers"][1]["Arn"] == a["LayerVersionArn"]
 
 
-def test_the_aws_cli_publishes_and_lists_layers(nimbus, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_aws_cli_publishes_and_lists_layers(nimbus, tmp_path) -> None:
     (tmp_path / "layer.zip").write_bytes(SHARED_A)
     published = aws_json(nimbus.endpoint, "lambda", "publish-layer-version", "--layer-name",
                          "from-cli", "--zip-file", f"fileb://{tmp_path / 'layer.zip'}")
@@ -137,7 +138,7 @@ def test_the_aws_cli_publishes_and_lists_layers(nimbus, tmp_path) -> None:  # ty
     assert [x["LayerName"] for x in listed["Layers"]] == ["from-cli"]
 
 
-def test_layer_permissions_are_kept_and_reported(lam) -> None:  # type: ignore[no-untyped-def]
+def test_layer_permissions_are_kept_and_reported(lam) -> None:
     arn = publish(lam, "shared", SHARED_A)["LayerVersionArn"]
     with pytest.raises(lam.exceptions.ResourceNotFoundException, match="No policy"):
         lam.get_layer_version_policy(LayerName="shared", VersionNumber=1)
@@ -184,11 +185,9 @@ def test_layer_permissions_are_kept_and_reported(lam) -> None:  # type: ignore[n
         )
 
 
-def test_function_and_layers_together_stay_within_the_unzipped_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_function_and_layers_together_stay_within_the_unzipped_limit(tmp_path) -> None:
     # 100 kB instead of 250 MB; files of 60 kB compress to almost nothing.
-    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_MAX_UNZIPPED_SIZE": "100000"})
-    server.start()
-    try:
+    with live_server(tmp_path / "data", {"NIMBUS_MAX_UNZIPPED_SIZE": "100000"}) as server:
         lam = server.client()
         big_layer = publish(lam, "big", make_zip({"python/blob.py": "#" * 60_000}))
         small = publish(lam, "small", make_zip({"python/tiny.py": "X = 1\n"}))
@@ -210,14 +209,12 @@ def test_function_and_layers_together_stay_within_the_unzipped_limit(tmp_path) -
             lam.update_function_code(FunctionName="fn", ZipFile=bigger)
         config = lam.get_function_configuration(FunctionName="fn")
         assert config["Layers"][0]["Arn"] == small["LayerVersionArn"]  # unchanged
-    finally:
-        server.stop()
 
 
-def test_a_custom_runtime_served_from_a_layer(lam, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.sandbox
+def test_a_custom_runtime_served_from_a_layer(lam, tmp_path) -> None:
     """A provided runtime whose bootstrap and runtime client live in a layer (/opt), as
     Lambda's custom runtime layers do; the function's zip holds only its handler."""
-    need_sandbox()
     from tests.conftest import awslambdaric_package
 
     layer, function = io.BytesIO(), io.BytesIO()

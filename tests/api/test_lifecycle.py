@@ -6,20 +6,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from tests.conftest import HELLO, ROLE, make_zip
+from tests.conftest import HELLO, ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def server(database_url: str, tmp_path: Path) -> Iterator[NimbusProcess]:
+    """A server of the test's own on each backend."""
     env = {} if database_url.startswith("sqlite") else {"NIMBUS_DATABASE_URL": database_url}
-    proc = NimbusProcess(tmp_path / "data", env=env).start()
-    yield proc
-    proc.stop()
+    with live_server(tmp_path / "data", env) as proc:
+        yield proc
 
 
 def test_function_lifecycle_survives_restart(server: NimbusProcess) -> None:
@@ -124,26 +126,25 @@ def test_function_lifecycle_survives_restart(server: NimbusProcess) -> None:
         lam.get_function(FunctionName="orders")
 
 
-def test_health_follows_the_store(postgres_admin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.postgres
+def test_health_follows_the_store(postgres_admin: sa.Engine, tmp_path: Path) -> None:
     """/health says ok only while the store answers with nimbus' schema."""
     import httpx
-    import sqlalchemy as sa
 
     from tests.conftest import postgres_schema_url
 
     urls = postgres_schema_url(postgres_admin)
     url = next(urls)
-    proc = NimbusProcess(tmp_path / "data", env={"NIMBUS_DATABASE_URL": url}).start()
     try:
-        ok = httpx.get(f"{proc.endpoint}/health")
-        assert ok.status_code == 200 and ok.json() == {"status": "ok", "store": "postgresql"}
-        schema = url.rsplit("search_path%3D", 1)[1]
-        with postgres_admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        down = httpx.get(f"{proc.endpoint}/health")
-        assert down.status_code == 503 and down.json()["status"] == "unavailable"
-        with postgres_admin.begin() as conn:  # let the fixture's cleanup drop it again
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        with live_server(tmp_path / "data", {"NIMBUS_DATABASE_URL": url}) as proc:
+            ok = httpx.get(f"{proc.endpoint}/health")
+            assert ok.status_code == 200 and ok.json() == {"status": "ok", "store": "postgresql"}
+            schema = url.rsplit("search_path%3D", 1)[1]
+            with postgres_admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            down = httpx.get(f"{proc.endpoint}/health")
+            assert down.status_code == 503 and down.json()["status"] == "unavailable"
+            with postgres_admin.begin() as conn:  # let the fixture's cleanup drop it again
+                conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     finally:
-        proc.stop()
         next(urls, None)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 -- the fixtures are imported from tests.api.module_server
 """Resource-based policies through boto3 and the AWS CLI against a live server:
 AddPermission, GetPolicy and RemovePermission on a function, a version and an alias, with
 Lambda's statement shapes, errors and revision checks."""
@@ -10,21 +9,21 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.module_server import error, fn, lam, server  # noqa: F401 (fixtures)
+from tests.api.conftest import error
 from tests.conftest import HELLO, ROLE, aws_json
 from tests.nimbus_process import NimbusProcess
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
 
 
-def policy(lam, name: str, **kwargs: str) -> tuple[list[dict], str]:  # type: ignore[no-untyped-def]
+def policy(lam, name: str, **kwargs: str) -> tuple[list[dict], str]:
     got = lam.get_policy(FunctionName=name, **kwargs)
     document = json.loads(got["Policy"])
     assert document["Version"] == "2012-10-17" and document["Id"] == "default"
     return document["Statement"], got["RevisionId"]
 
 
-def test_add_get_remove_on_function(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_add_get_remove_on_function(lam, fn: str) -> None:
     """Lambda's own AddPermission example, byte for byte apart from the ARN."""
     added = lam.add_permission(
         FunctionName=fn,
@@ -70,7 +69,7 @@ def test_add_get_remove_on_function(lam, fn: str) -> None:  # type: ignore[no-un
     )
 
 
-def test_principals_and_conditions(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_principals_and_conditions(lam, fn: str) -> None:
     principals = {
         "apigateway.amazonaws.com": {"Service": "apigateway.amazonaws.com"},
         "alexa-appkit.amazon.com": {"Service": "alexa-appkit.amazon.com"},
@@ -118,7 +117,7 @@ def test_principals_and_conditions(lam, fn: str) -> None:  # type: ignore[no-unt
     assert len(statements) == len(principals) + 1
 
 
-def test_function_url_public_access(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_function_url_public_access(lam, fn: str) -> None:
     """What the console and `aws lambda add-permission --function-url-auth-type NONE` add for
     a public function URL: InvokeFunctionUrl for "*" when the URL's auth type is NONE, and
     (since October 2025) InvokeFunction when invoked through the URL."""
@@ -149,7 +148,7 @@ def test_function_url_public_access(lam, fn: str) -> None:  # type: ignore[no-un
     }
 
 
-def test_version_and_alias_have_their_own(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_version_and_alias_have_their_own(lam, fn: str) -> None:
     for qualifier in ("1", "live"):
         out = lam.add_permission(
             FunctionName=fn,
@@ -195,7 +194,7 @@ def test_version_and_alias_have_their_own(lam, fn: str) -> None:  # type: ignore
     assert message.startswith("We currently do not support adding policies for $LATEST.")
 
 
-def test_errors(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_errors(lam, fn: str) -> None:
     grant = {"StatementId": "one", "Action": "lambda:InvokeFunction", "Principal": "*"}
     lam.add_permission(FunctionName=fn, **grant)
     with pytest.raises(ClientError) as exc:
@@ -272,7 +271,7 @@ def test_errors(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
     assert [s["Sid"] for s in statements] == ["one"]  # nothing half-stored
 
 
-def test_revision_ids(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_revision_ids(lam, fn: str) -> None:
     grant = {"Action": "lambda:InvokeFunction", "Principal": "sns.amazonaws.com"}
     # Before any statement, the function's RevisionId is what Lambda compares against.
     function_rev = lam.get_function(FunctionName=fn)["Configuration"]["RevisionId"]
@@ -304,7 +303,7 @@ def test_revision_ids(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_deleting_alias_or_function_removes_policies(lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_alias_or_function_removes_policies(lam, fn: str) -> None:
     grant = {"StatementId": "s", "Action": "lambda:InvokeFunction", "Principal": "*"}
     for qualifier in (None, "1", "live"):
         lam.add_permission(FunctionName=f"{fn}:{qualifier}" if qualifier else fn, **grant)
@@ -330,7 +329,7 @@ def test_deleting_alias_or_function_removes_policies(lam, fn: str) -> None:  # t
         assert error(exc)[2] == "The resource you requested does not exist."
 
 
-def test_aws_cli_add_permission(server: NimbusProcess, lam, fn: str) -> None:  # type: ignore[no-untyped-def]
+def test_aws_cli_add_permission(server: NimbusProcess, lam, fn: str) -> None:
     """The AWS CLI, pointed at nimbus, grants and revokes as on Lambda."""
 
     def run(*args: str) -> dict:

@@ -3,41 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
+from pathlib import Path
 
-from tests.conftest import ROLE, aws_json, make_zip, need_sandbox
+import pytest
+
+from tests.cli.conftest import nimbus_cli
+from tests.conftest import ROLE, aws_json, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 
 HANDLER_PRINTS = "def handler(event, context):\n    print('said hello')\n"
 
 
-def nimbus_cli(server: NimbusProcess | None, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    if server is not None:
-        env["NIMBUS_ENDPOINT"] = server.endpoint
-    return subprocess.run(
-        [sys.executable, "-m", "nimbus", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
+@pytest.mark.sandbox
 def test_doctor_reports_isolation() -> None:
-    need_sandbox()
     result = nimbus_cli(None, "doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ok  ] namespace:pid" in result.stdout
     assert "namespace isolation: available" in result.stdout
 
 
+@pytest.mark.sandbox
 def test_invoke_ls_and_logs(nimbus: NimbusProcess) -> None:
-    need_sandbox()
     lam = nimbus.client()
     code = "print('loading')\ndef handler(event, context):\n    print('got', event)\n    return 7\n"
     lam.create_function(
@@ -65,7 +52,7 @@ def test_invoke_ls_and_logs(nimbus: NimbusProcess) -> None:
     assert "ResourceNotFoundException: Function not found" in missing.stderr
 
 
-def test_aws_cli_works_unchanged(nimbus: NimbusProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_aws_cli_works_unchanged(nimbus: NimbusProcess, tmp_path) -> None:
     """The AWS CLI, pointed at nimbus, manages functions as on Lambda."""
     (tmp_path / "fn.zip").write_bytes(make_zip({"app.py": "def handler(e, c):\n    return e\n"}))
 
@@ -92,12 +79,10 @@ def test_aws_cli_works_unchanged(nimbus: NimbusProcess, tmp_path) -> None:  # ty
     assert run("list-functions")["Functions"] == []
 
 
-def test_logs_past_the_retention_are_deleted(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    need_sandbox()
+@pytest.mark.sandbox
+def test_logs_past_the_retention_are_deleted(tmp_path: Path) -> None:
     # 0.00003 days is 2.6 s, so the server prunes every 0.65 s.
-    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_LOG_RETENTION_DAYS": "0.00003"})
-    server.start()
-    try:
+    with live_server(tmp_path / "data", {"NIMBUS_LOG_RETENTION_DAYS": "0.00003"}) as server:
         lam = server.client()
         lam.create_function(FunctionName="brief", Runtime="python3.12", Role=ROLE,
                             Handler="app.handler",
@@ -111,5 +96,3 @@ def test_logs_past_the_retention_are_deleted(tmp_path) -> None:  # type: ignore[
             time.sleep(0.2)
         logs = nimbus_cli(server, "logs", "brief")
         assert logs.returncode == 0 and "said hello" not in logs.stdout
-    finally:
-        server.stop()

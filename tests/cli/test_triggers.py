@@ -12,10 +12,11 @@ import botocore.exceptions
 import httpx
 import pytest
 
-from nimbus.cli_http import _function_arn_of, _function_label, _route_url
-from tests.conftest import ROLE, make_zip, need_sandbox
+from nimbus.cli.apis import route_url
+from nimbus.cli.client import function_arn_of, function_label
+from tests.cli.conftest import nimbus_cli
+from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
-from tests.test_cli import nimbus_cli
 
 ECHO = (
     "import json\n"
@@ -57,8 +58,8 @@ def fails(nimbus: NimbusProcess, *args: str) -> str:
     return result.stderr
 
 
+@pytest.mark.sandbox
 def test_url_create_show_update_ls_rm(nimbus: NimbusProcess) -> None:
-    need_sandbox()
     lam = nimbus.client()
     make_function(nimbus, "web")
 
@@ -133,8 +134,8 @@ def test_url_errors(nimbus: NimbusProcess) -> None:
     assert nimbus.client().list_function_url_configs(FunctionName="web")["FunctionUrlConfigs"] == []
 
 
+@pytest.mark.sandbox
 def test_api_route_finds_or_creates_everything(nimbus: NimbusProcess) -> None:
-    need_sandbox()
     v2 = nimbus.client("apigatewayv2")
     make_function(nimbus, "pets")
 
@@ -248,26 +249,25 @@ def test_api_route_errors_create_nothing(nimbus: NimbusProcess) -> None:
 def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NimbusProcess]:
     """A nimbus with api_auth = "sigv4", a function "web" on it, and the CLI pointed at
     its data dir (where it finds the keys)."""
-    server = NimbusProcess(tmp_path / "data", env={"NIMBUS_API_AUTH": "sigv4"}).start()
-    monkeypatch.setenv("NIMBUS_DATA_DIR", str(server.data_dir))
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
-    stored = json.loads((server.data_dir / "credentials.json").read_text())
-    boto3.client(
-        "lambda",
-        endpoint_url=server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=stored["AccessKeyId"],
-        aws_secret_access_key=stored["SecretAccessKey"],
-    ).create_function(
-        FunctionName="web",
-        Runtime="python3.12",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": ECHO})},
-    )
-    yield server
-    server.stop()
+    with live_server(tmp_path / "data", {"NIMBUS_API_AUTH": "sigv4"}) as server:
+        monkeypatch.setenv("NIMBUS_DATA_DIR", str(server.data_dir))
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+        stored = json.loads((server.data_dir / "credentials.json").read_text())
+        boto3.client(
+            "lambda",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=stored["AccessKeyId"],
+            aws_secret_access_key=stored["SecretAccessKey"],
+        ).create_function(
+            FunctionName="web",
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip({"app.py": ECHO})},
+        )
+        yield server
 
 
 def test_url_commands_sign_requests(signed: NimbusProcess, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -293,11 +293,11 @@ def test_unreachable_server(tmp_path: Path) -> None:
 
 def test_urls_and_labels() -> None:
     endpoint = "http://h:1/execute-api/abc"
-    assert _route_url(endpoint, "$default", "GET /pets/{id}") == f"{endpoint}/pets/{{id}}"
-    assert _route_url(endpoint, "prod", "ANY /f/{proxy+}") == f"{endpoint}/prod/f/{{proxy+}}"
-    assert _route_url(endpoint, "prod", "$default") == f"{endpoint}/prod/"
+    assert route_url(endpoint, "$default", "GET /pets/{id}") == f"{endpoint}/pets/{{id}}"
+    assert route_url(endpoint, "prod", "ANY /f/{proxy+}") == f"{endpoint}/prod/f/{{proxy+}}"
+    assert route_url(endpoint, "prod", "$default") == f"{endpoint}/prod/"
     arn = "arn:aws:lambda:us-east-1:000000000000:function:fn"
     wrapped = f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}/invocations"
-    assert _function_arn_of(wrapped) == arn == _function_arn_of(f"{arn}:$LATEST")
-    assert _function_label(f"{arn}:live") == "fn:live" and _function_label(wrapped) == "fn"
-    assert _function_label(arn) == "fn"
+    assert function_arn_of(wrapped) == arn == function_arn_of(f"{arn}:$LATEST")
+    assert function_label(f"{arn}:live") == "fn:live" and function_label(wrapped) == "fn"
+    assert function_label(arn) == "fn"

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from nimbus import dispatcher as dispatcher_module
 from nimbus.config import Config
-from nimbus.dispatcher import Dispatcher
-from nimbus.invoker import InvokeResult
+from nimbus.events import dispatcher as dispatcher_module
+from nimbus.events.dispatcher import Dispatcher
+from nimbus.invocation.invoker import InvokeResult
 from nimbus.queue.backend import QueuedEvent
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.store.database import Database
@@ -32,7 +33,14 @@ class HeldInvoker:
         self.started: asyncio.Queue[str] = asyncio.Queue()
         self.release = asyncio.Semaphore(0)
 
-    async def invoke(self, name, qualifier, payload, trace_id=None, request_id=None):  # type: ignore[no-untyped-def]
+    async def invoke(
+        self,
+        name: str,
+        qualifier: str | None,
+        payload: bytes,
+        trace_id: str | None = None,
+        request_id: str | None = None,
+    ) -> InvokeResult:
         self.calls[request_id] += 1
         self.started.put_nowait(request_id)
         await self.release.acquire()
@@ -51,7 +59,9 @@ def event(request_id: str) -> QueuedEvent:
 
 
 @pytest.fixture
-async def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def parts(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Config, SqliteQueue, HeldInvoker, Dispatcher]]:
     config = Config(data_dir=tmp_path, async_parallelism=1, async_visibility_seconds=1.0)
     db = Database(config.effective_database_url)
     db.migrate()
@@ -70,7 +80,7 @@ async def parts(tmp_path: Path):  # type: ignore[no-untyped-def]
     db.dispose()
 
 
-async def test_leased_ahead_events_are_released_on_close(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_leased_ahead_events_are_released_on_close(parts) -> None:
     _, queue, invoker, dispatcher = parts
     for rid in ("a", "b", "c"):
         await queue.put(event(rid))
@@ -87,7 +97,7 @@ async def test_leased_ahead_events_are_released_on_close(parts) -> None:  # type
     assert invoker.calls == {"a": 1}
 
 
-async def test_a_lease_that_waited_past_its_timeout_runs_once(parts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_lease_that_waited_past_its_timeout_runs_once(parts, monkeypatch) -> None:
     monkeypatch.setattr(dispatcher_module, "READY_RENEW_S", 0.1)
     config, queue, invoker, dispatcher = parts
     for rid in ("a", "b"):
@@ -112,7 +122,7 @@ async def test_a_lease_that_waited_past_its_timeout_runs_once(parts, monkeypatch
     assert stats.depth == 0
 
 
-async def test_the_lease_reserve_follows_the_lease_round_trip(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_the_lease_reserve_follows_the_lease_round_trip(parts) -> None:
     config, _, _, dispatcher = parts
     p = config.async_parallelism
     assert dispatcher.ahead == p
@@ -126,7 +136,7 @@ async def test_the_lease_reserve_follows_the_lease_round_trip(parts) -> None:  #
     dispatcher._adapt(in_hand=p, asked=5, got=2)
     assert dispatcher.ahead == cap
     # Events were still waiting when the lease came back: the reserve shrinks step by step.
-    dispatcher._ready.append((None, 0.0))  # type: ignore[arg-type]
+    dispatcher._ready.append((None, 0.0))
     for _ in range(cap):
         dispatcher._adapt(in_hand=p, asked=5, got=5)
     dispatcher._ready.clear()
@@ -136,7 +146,7 @@ async def test_the_lease_reserve_follows_the_lease_round_trip(parts) -> None:  #
     assert dispatcher.ahead == p
 
 
-async def test_the_lease_reserve_is_bounded_in_events_too(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_the_lease_reserve_is_bounded_in_events_too(parts) -> None:
     # A large parallelism must not hold MAX_AHEAD times its payloads in memory.
     _, _, _, dispatcher = parts
     dispatcher.parallelism = dispatcher.ahead = 1000

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from nimbus.api.cors import validate_cors
 from nimbus.errors import BadRequest, InvalidParameterValue, ValidationError
-from nimbus.gateway.cors import Cors, validate_cors
+from nimbus.gateway.cors import Cors
 from nimbus.gateway.reply import HttpReply
 
 SITE = "https://www.example.com"

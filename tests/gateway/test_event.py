@@ -33,7 +33,7 @@ def request(**overrides: object) -> HttpRequest:
         "time_epoch_ms": 1583348638390,
     }
     fields.update(overrides)
-    return HttpRequest(**fields)  # type: ignore[arg-type]
+    return HttpRequest(**fields)
 
 
 def test_minimal_get_has_exactly_the_documented_fields() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
@@ -35,11 +36,11 @@ class Clock:
 
 
 def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*parts, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(database_url: str):  # type: ignore[no-untyped-def]
+def store(database_url: str) -> Iterator[ApiKeyStore]:
     """A migrated store on each backend (SQLite, the local PostgreSQL)."""
     db = Database(database_url)
     db.migrate()
@@ -66,7 +67,7 @@ def make_plan(
 ) -> UsagePlan:
     plan = UsagePlan(
         id=plan_id, name=plan_id, api_stages=[UsagePlanStage("api1", "prod")], **settings
-    )  # type: ignore[arg-type]
+    )
     store.create_plan(plan)
     if key is not None:
         store.add_plan_key(plan.id, key.id)
@@ -76,7 +77,7 @@ def make_plan(
 def gate_for(store: ApiKeyStore, clock: Clock, **config: object) -> UsageGate:
     gate = UsageGate(
         store,
-        Config(**config),  # type: ignore[arg-type]
+        Config(**config),
         clock=lambda: clock.mono,
         wall_clock=lambda: clock.wall,
     )

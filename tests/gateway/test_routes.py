@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nimbus.errors import BadRequest
-from nimbus.gateway.routes import RouteTable, parse_route_key
-from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi
+from nimbus.gateway.routes import RouteTable
+from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi, HttpApiDefinition
+from nimbus.route_keys import parse_route_key
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -27,12 +28,8 @@ def table(keys: list[str], stages: tuple[str, ...] = ("$default",)) -> RouteTabl
         ApiRoute(api_id=api.api_id, route_id=f"r{n}", route_key=key, target=f"integrations/i{n}")
         for n, key in enumerate(keys)
     ]
-    return RouteTable(
-        api,
-        routes,
-        integrations,
-        [ApiStage(api.api_id, name, NOW, NOW) for name in stages],
-    )
+    stage_list = [ApiStage(api.api_id, name, NOW, NOW) for name in stages]
+    return RouteTable(HttpApiDefinition(api, routes, integrations, stage_list))
 
 
 def key(t: RouteTable, method: str, path: str) -> str | None:
@@ -162,7 +159,8 @@ def test_no_stage_no_match() -> None:
 def test_route_without_target_matches_with_no_integration() -> None:
     api = HttpApi(api_id="a1b2c3d4e5", name="t", created_date=NOW)
     route = ApiRoute(api_id=api.api_id, route_id="r", route_key="GET /x")
-    t = RouteTable(api, [route], [], [ApiStage(api.api_id, "$default", NOW, NOW)])
+    stage = ApiStage(api.api_id, "$default", NOW, NOW)
+    t = RouteTable(HttpApiDefinition(api, [route], [], [stage]))
     match = t.match("GET", "/x")
     assert match is not None and match.integration is None
 
@@ -176,7 +174,8 @@ def test_route_match_carries_route_settings() -> None:
         api_key_required=True,
         authorization_type="AWS_IAM",
     )
-    t = RouteTable(api, [route], [], [ApiStage(api.api_id, "$default", NOW, NOW)])
+    stage = ApiStage(api.api_id, "$default", NOW, NOW)
+    t = RouteTable(HttpApiDefinition(api, [route], [], [stage]))
     match = t.match("POST", "/x")
     assert match is not None
     assert match.route.api_key_required and match.route.authorization_type == "AWS_IAM"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from nimbus.cache import Cache
+from nimbus.invocation.cache import Cache
 
 
 class Source:

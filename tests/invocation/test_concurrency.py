@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.concurrency import (
+from nimbus.errors import TooManyRequests
+from nimbus.invocation.concurrency import (
     ACCOUNT_REASON,
     RESERVED_REASON,
     ConcurrencyLimiter,
 )
-from nimbus.errors import TooManyRequests
 
 # Another process: attaches as row 1, holds one slot of reserved function "f", says so.
 HOLDER = """
 import sys
-from nimbus.concurrency import ConcurrencyLimiter
+from nimbus.invocation.concurrency import ConcurrencyLimiter
 limiter = ConcurrencyLimiter.attach(__import__("pathlib").Path(sys.argv[1]), 10, 1)
 limiter.admit("f", 1, 1)
 print("held", flush=True)
@@ -31,14 +31,14 @@ sys.stdin.read()
 
 @contextmanager
 def slot(limiter: ConcurrencyLimiter, *args: object) -> Iterator[None]:
-    ticket = limiter.admit(*args)  # type: ignore[arg-type]
+    ticket = limiter.admit(*args)
     try:
         yield
     finally:
         limiter.release(ticket)
 
 
-def reason(call) -> str:  # type: ignore[no-untyped-def]
+def reason(call) -> str:
     with pytest.raises(TooManyRequests) as info:
         call()
     return str(info.value.extra["Reason"])
@@ -80,7 +80,7 @@ def test_a_dead_process_row_is_cleared(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        assert holder.stdout.readline() == "held\n"  # type: ignore[union-attr]
+        assert holder.stdout.readline() == "held\n"
         assert server.in_flight("f") == 1
         assert reason(lambda: server.admit("f", 1, 1)) == RESERVED_REASON
         holder.send_signal(signal.SIGKILL)

@@ -93,7 +93,7 @@ def test_rows_stored_before_the_files_are_still_read(tmp_path: Path) -> None:
 
 def test_reading_backwards_across_chunks_and_out_of_order_batches(
     tmp_path: Path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from nimbus.observe import log_files
 
     monkeypatch.setattr(log_files, "_CHUNK", 97)  # lines straddle every chunk boundary

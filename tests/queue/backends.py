@@ -20,7 +20,7 @@ from pathlib import Path
 from nimbus.queue.backend import QueueBackend
 from nimbus.queue.backends.remote import RemoteQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
-from nimbus.queue.server import QueueServer
+from nimbus.workers.queue_server import QueueServer
 
 BACKENDS = ["sqlite", "remote"]
 

@@ -18,7 +18,7 @@ from tests.queue.backends import QueueSpec
 def crash_event(n: int) -> QueuedEvent:
     """Event number n, as the producer sends it and the test recognises it."""
     payload = f'{{"n": {n}}}'.encode() + b"." * (n % 700)
-    return QueuedEvent("crash", None, payload, f"req-{n}", extra={"n": n})
+    return QueuedEvent("crash", None, payload, f"req-{n}")
 
 
 async def main(spec: QueueSpec, first: int, count: int, producers: int) -> None:

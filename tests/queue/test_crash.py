@@ -81,7 +81,7 @@ async def test_kill_9_loses_no_acknowledged_put(
     found: dict[int, str] = {}
     while leases := await queue.lease(1000, 60):
         for lease in leases:
-            n = lease.event.extra["n"]
+            n = int(lease.event.request_id.removeprefix("req-"))
             assert n not in found, f"event {n} is in the queue twice"
             sent = crash_event(n)
             sent.enqueued_ms = lease.event.enqueued_ms  # stamped by put

@@ -12,7 +12,7 @@ from nimbus.queue import frames
 from nimbus.queue.backend import Lease, QueuedEvent
 from nimbus.queue.backends.remote import RemoteQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
-from nimbus.queue.server import QueueServer
+from nimbus.workers.queue_server import QueueServer
 
 
 def event(n: int) -> QueuedEvent:
@@ -33,8 +33,6 @@ def test_a_lease_crosses_the_socket_with_every_field() -> None:
             enqueued_ms=1700000000000,
             attempts=2,
             not_before_ms=1700000001000,
-            kind="destination",
-            extra={"condition": "RetriesExhausted"},
         ),
         "token",
     )

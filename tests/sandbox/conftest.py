@@ -25,28 +25,6 @@ T = TypeVar("T")
 ACCOUNT = "000000000000"
 
 
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "sandbox tests need root (namespaces, cgroups, sandbox uids)"
-    from nimbus.sandbox import host
-
-    report = host.report()
-    if not report.namespace_isolation:
-        return "namespace isolation unavailable: " + "; ".join(
-            f"{c.name}: {c.detail}" for c in report.problems
-        )
-    return None
-
-
-@pytest.fixture(scope="session")
-def sandbox_host() -> None:
-    reason = _unavailable()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: sandbox tests must run, not skip)")
-        pytest.skip(reason)
-
-
 class Loop:
     """An asyncio loop in a thread; ``run`` waits for a coroutine on it."""
 
@@ -71,8 +49,9 @@ def sandbox_loop() -> Iterator[Loop]:
 
 
 @pytest.fixture(scope="session")
-def sandbox_manager(sandbox_host: None, sandbox_loop: Loop, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[SandboxManager]:
+def sandbox_manager(sandbox_loop: Loop, tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[SandboxManager]:
+    """The session's manager: tests using it (``sb``) are marked ``sandbox``."""
     async def make() -> SandboxManager:
         return SandboxManager(tmp_path_factory.mktemp("sandbox-work"))
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from nimbus.sandbox import protocol
+from nimbus.guest import protocol
 from nimbus.sandbox.channel import MAX_BODY, Channel, ChannelClosed
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

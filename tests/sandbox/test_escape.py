@@ -7,9 +7,12 @@ import errno
 import json
 import os
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from nimbus.sandbox import Environment
 from tests.sandbox.conftest import Sandbox, invocation, spec
 
 pytestmark = pytest.mark.sandbox
@@ -173,7 +176,7 @@ ATTACKS = {
 
 
 @pytest.fixture(scope="module")
-def secret(tmp_path_factory) -> str:
+def secret(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A file in the host's data directory the function must never see."""
     path = tmp_path_factory.mktemp("data-dir") / "nimbus.db"
     path.write_text("host secret")
@@ -182,12 +185,12 @@ def secret(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def code(sb: Sandbox, secret: str):
+def code(sb: Sandbox, secret: str) -> Path:
     return sb.package({"app.py": ATTACKS}, symlinks={"leak": secret})
 
 
 @pytest.fixture(scope="module")
-def env(sb: Sandbox, code):
+def env(sb: Sandbox, code: Path) -> Iterator[Environment]:
     environment = sb.start(spec(code, memory_mb=512, ephemeral_mb=16, name="attacker"))
     yield environment
     sb.stop(environment)

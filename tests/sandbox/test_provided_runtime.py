@@ -10,11 +10,12 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nimbus.sandbox import InitError
+from nimbus.sandbox import Environment, InitError
 from tests.sandbox.conftest import Sandbox, invocation, spec
 
 pytestmark = pytest.mark.sandbox
@@ -167,7 +168,7 @@ conn.getresponse().read()
 
 
 @pytest.fixture(scope="module")
-def probe(sb: Sandbox):
+def probe(sb: Sandbox) -> Iterator[Environment]:
     code = sb.package({"bootstrap": PROBE.replace("PYTHON", PYTHON)}, executable=("bootstrap",))
     env = sb.start(spec(code, "unused", runtime="provided.al2023"))
     yield env

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from nimbus.runtimes import catalog
-from nimbus.sandbox import InitError, IsolationUnavailable, SandboxManager
+from nimbus.sandbox import Environment, InitError, IsolationUnavailable, SandboxManager, catalog
 from tests.sandbox.conftest import Sandbox, invocation, spec
 
 pytestmark = pytest.mark.sandbox
@@ -107,12 +108,12 @@ def layered(event, context):
 
 
 @pytest.fixture(scope="module")
-def code(sb: Sandbox):
+def code(sb: Sandbox) -> Path:
     return sb.package({"app.py": APP})
 
 
 @pytest.fixture(scope="module")
-def warm(sb: Sandbox, code):
+def warm(sb: Sandbox, code: Path) -> Iterator[Environment]:
     env = sb.start(spec(code, memory_mb=256, environment={"GREETING": "hi"}))
     yield env
     sb.stop(env)

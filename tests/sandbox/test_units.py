@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nimbus.runtimes import context, runtime_api
-from nimbus.sandbox import envvars, protocol, seccomp
+from nimbus.guest import context, protocol, runtime_api, seccomp
+from nimbus.sandbox import envvars
 from nimbus.sandbox.cgroups import CgroupV1, CgroupV2
 from nimbus.sandbox.environment import describe_exit
 from nimbus.sandbox.errors import InitError

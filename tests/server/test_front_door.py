@@ -1,32 +1,36 @@
-"""The gateway in front of the control plane: what it routes where, and how it answers
+"""The front door: what it routes where (data plane or control plane), and how it answers
 when the data plane fails unexpectedly."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from nimbus.gateway.serve import Gateway
+from nimbus.gateway.event import HttpRequest
+from nimbus.gateway.reply import HttpReply
+from nimbus.gateway.serve import DataPlane
+from nimbus.server.front_door import FrontDoor
 
 
 class BrokenUrls:
-    async def serve(self, url_id, request, scope):  # type: ignore[no-untyped-def]
+    async def serve(self, url_id: str, request: HttpRequest, scope: dict[str, Any]) -> HttpReply:
         raise RuntimeError("a bug in the data plane")
 
 
-def app() -> Gateway:
-    async def control(request):  # type: ignore[no-untyped-def]
+def app() -> FrontDoor:
+    async def control(request: Request) -> PlainTextResponse:
         return PlainTextResponse("control plane")
 
     starlette = Starlette(routes=[Route("/{path:path}", control, methods=["GET", "POST"])])
-    starlette.state.services = SimpleNamespace(
-        config=SimpleNamespace(api_auth="sigv4"), url_gateway=BrokenUrls()
-    )
-    return Gateway(starlette)
+    starlette.state.services = SimpleNamespace(config=SimpleNamespace(api_auth="sigv4"))
+    starlette.state.data_plane = DataPlane(BrokenUrls(), None)
+    return FrontDoor(starlette)
 
 
 async def test_a_data_plane_failure_answers_in_api_gateways_shape() -> None:

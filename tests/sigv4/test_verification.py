@@ -24,8 +24,9 @@ from nimbus.errors import (
     MissingAuthenticationToken,
     UnrecognizedClient,
 )
-from nimbus.gateway import signing, sigv4
-from nimbus.gateway.credentials import (
+from nimbus.sigv4 import signing
+from nimbus.sigv4 import verification as sigv4
+from nimbus.sigv4.credentials import (
     FILE_NAME,
     Credentials,
     client_credentials,
@@ -78,7 +79,7 @@ def boto_sign(
 def check(signed: tuple[str, str, str, list[tuple[str, str]], bytes], **kw: object) -> sigv4.Caller:
     method, path, query, headers, body = signed
     options: dict[str, object] = {"region": "us-east-1", "service": "lambda", "now": T, **kw}
-    return sigv4.verify(method, path, query, headers, body, CREDS, **options)  # type: ignore[arg-type]
+    return sigv4.verify(method, path, query, headers, body, CREDS, **options)
 
 
 def test_get_and_post_verify() -> None:

@@ -7,6 +7,7 @@ import uuid
 from nimbus.models import LATEST, FunctionVersion
 
 NOW = "2026-01-01T00:00:00.000+0000"
+LAYER_PREFIX = "arn:aws:lambda:us-east-1:000000000000:layer:"
 
 
 def arn(name: str, qualifier: str | None = None) -> str:

@@ -116,9 +116,9 @@ def check(entries: list[tuple[str, str, str | bytes]]) -> None:
     def checking_rmtree(path: str | os.PathLike[str], **kwargs: object) -> None:
         if Path(path).parent == store.tmp:  # a staging directory, before it goes
             staged.append(sorted(os.listdir(path)))
-        real_rmtree(path, **kwargs)  # type: ignore[arg-type]
+        real_rmtree(path, **kwargs)
 
-    code_module.shutil.rmtree = checking_rmtree  # type: ignore[assignment]
+    code_module.shutil.rmtree = checking_rmtree
     try:
         stored = store.put(zip_of(entries))
         event("stored")
@@ -144,16 +144,16 @@ EXAMPLES = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @EXAMPLES
 @given(entries=archive)
-def test_every_archive_is_refused_or_stays_inside(entries: list) -> None:  # type: ignore[type-arg]
+def test_every_archive_is_refused_or_stays_inside(entries: list) -> None:
     check(entries)
 
 
 @EXAMPLES
 @given(entries=archive)
-def test_writing_alone_keeps_every_archive_inside(entries: list) -> None:  # type: ignore[type-arg]
+def test_writing_alone_keeps_every_archive_inside(entries: list) -> None:
     """The same with validation switched off: the unpack child is safe by construction."""
     real = code_module.inspect
-    code_module.inspect = naive_inspect  # type: ignore[assignment]
+    code_module.inspect = naive_inspect
     try:
         check(entries)
     finally:

@@ -9,27 +9,14 @@ import sqlalchemy as sa
 
 from nimbus.errors import ResourceConflict, ResourceNotFound
 from nimbus.models import LATEST, Alias
-from nimbus.store.aliases import AliasStore
 from nimbus.store.database import Database
-from nimbus.store.function_urls import FunctionUrlStore, is_url_id, new_url_id
-from nimbus.store.functions import FunctionStore
-from tests.store.records import NOW, arn, latest
+from nimbus.store.function_urls import is_url_id, new_url_id
+from tests.store.conftest import Stores
+from tests.store.records import NOW
 
 LATER = "2026-01-02T00:00:00.000+0000"
 
 
-
-
-@pytest.fixture
-def stores(database_url: str):  # type: ignore[no-untyped-def]
-    db = Database(database_url)
-    db.migrate()
-    functions = FunctionStore(db, arn)
-    aliases = AliasStore(functions)
-    functions.create(latest("f"), {}, publish=True)
-    aliases.create(Alias("f", "live", "1", str(uuid.uuid4())))
-    yield functions, aliases, FunctionUrlStore(functions)
-    db.dispose()
 
 
 def test_url_ids() -> None:
@@ -38,8 +25,8 @@ def test_url_ids() -> None:
     assert not is_url_id("A" * 32) and not is_url_id("a" * 31) and not is_url_id("a" * 33)
 
 
-def test_create_get_update_delete(stores) -> None:  # type: ignore[no-untyped-def]
-    _, _, urls = stores
+def test_create_get_update_delete(stores_with_f: Stores) -> None:
+    urls = stores_with_f.urls
     heard: list[str] = []
     urls.on_change(heard.append)
     cors = {"AllowOrigins": ["*"], "MaxAge": 10}
@@ -73,8 +60,8 @@ def test_create_get_update_delete(stores) -> None:  # type: ignore[no-untyped-de
         urls.update("f", LATEST, {}, LATER)
 
 
-def test_qualifiers_and_missing_things(stores) -> None:  # type: ignore[no-untyped-def]
-    _, _, urls = stores
+def test_qualifiers_and_missing_things(stores_with_f: Stores) -> None:
+    urls = stores_with_f.urls
     on_alias = urls.create("f", "live", "NONE", None, "BUFFERED", NOW)
     on_latest = urls.create("f", LATEST, "NONE", None, "BUFFERED", NOW)
     assert on_alias.url_id != on_latest.url_id
@@ -88,8 +75,8 @@ def test_qualifiers_and_missing_things(stores) -> None:  # type: ignore[no-untyp
         urls.list("ghost", None, 10)
 
 
-def test_list_pages(stores) -> None:  # type: ignore[no-untyped-def]
-    _, aliases, urls = stores
+def test_list_pages(stores_with_f: Stores) -> None:
+    aliases, urls = stores_with_f.aliases, stores_with_f.urls
     names = [f"a{i}" for i in range(5)]
     for name in names:
         aliases.create(Alias("f", name, "1", str(uuid.uuid4())))
@@ -106,8 +93,8 @@ def test_list_pages(stores) -> None:  # type: ignore[no-untyped-def]
     assert seen == [LATEST, *names]
 
 
-def test_deleting_alias_or_function_deletes_urls(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, aliases, urls = stores
+def test_deleting_alias_or_function_deletes_urls(stores_with_f: Stores) -> None:
+    functions, aliases, urls = stores_with_f.functions, stores_with_f.aliases, stores_with_f.urls
     on_alias = urls.create("f", "live", "NONE", None, "BUFFERED", NOW)
     on_latest = urls.create("f", LATEST, "NONE", None, "BUFFERED", NOW)
     heard: list[str] = []

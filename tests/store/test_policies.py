@@ -17,12 +17,11 @@ from nimbus.errors import (
     ResourceNotFound,
 )
 from nimbus.models import LATEST, Alias
-from nimbus.store.aliases import AliasStore
 from nimbus.store.database import Database
-from nimbus.store.functions import FunctionStore
 from nimbus.store.policies import POLICY_SIZE_LIMIT, PolicyStore, policy_document
 from nimbus.store.schema import function_policies, metadata
-from tests.store.records import arn, latest
+from tests.store.conftest import Stores
+from tests.store.records import arn
 
 
 def statement(sid: str, resource: str = "r", **extra: object) -> dict[str, object]:
@@ -36,25 +35,13 @@ def statement(sid: str, resource: str = "r", **extra: object) -> dict[str, objec
     }
 
 
-@pytest.fixture
-def stores(database_url: str):  # type: ignore[no-untyped-def]
-    db = Database(database_url)
-    db.migrate()
-    functions = FunctionStore(db, arn)
-    aliases = AliasStore(functions)
-    functions.create(latest("f"), {}, publish=True)
-    aliases.create(Alias("f", "live", "1", str(uuid.uuid4())))
-    yield functions, aliases, PolicyStore(functions)
-    db.dispose()
-
-
 def count(policies: PolicyStore) -> int:
     with policies.db.read() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(function_policies)).scalar())
 
 
-def test_add_get_remove_keeps_order_and_revisions(stores) -> None:  # type: ignore[no-untyped-def]
-    _, _, policies = stores
+def test_add_get_remove_keeps_order_and_revisions(stores_with_f: Stores) -> None:
+    policies = stores_with_f.policies
     heard: list[str] = []
     policies.functions.on_change(heard.append)
     with pytest.raises(ResourceNotFound, match=r"^The resource you requested does not exist\.$"):
@@ -89,8 +76,10 @@ def test_add_get_remove_keeps_order_and_revisions(stores) -> None:  # type: igno
         policies.remove("f", LATEST, "a")
 
 
-def test_revision_checks(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, aliases, policies = stores
+def test_revision_checks(stores_with_f: Stores) -> None:
+    functions = stores_with_f.functions
+    aliases = stores_with_f.aliases
+    policies = stores_with_f.policies
     latest_rev = functions.get_version("f").revision_id
     alias_rev = aliases.get("f", "live").revision_id
     # No policy yet: the version's or alias's RevisionId is the one to send.
@@ -109,8 +98,8 @@ def test_revision_checks(stores) -> None:  # type: ignore[no-untyped-def]
     policies.remove("f", LATEST, "s", expected_revision=second.revision_id)
 
 
-def test_qualifiers_are_separate_and_must_exist(stores) -> None:  # type: ignore[no-untyped-def]
-    _, _, policies = stores
+def test_qualifiers_are_separate_and_must_exist(stores_with_f: Stores) -> None:
+    policies = stores_with_f.policies
     for qualifier in (LATEST, "1", "live"):
         policies.add("f", qualifier, statement("same", arn("f", qualifier)))
     assert {policies.get("f", q).qualifier for q in (LATEST, "1", "live")} == {LATEST, "1", "live"}
@@ -129,8 +118,8 @@ def test_qualifiers_are_separate_and_must_exist(stores) -> None:  # type: ignore
         policies.get("ghost", LATEST)
 
 
-def test_size_limit_stores_nothing(stores) -> None:  # type: ignore[no-untyped-def]
-    _, _, policies = stores
+def test_size_limit_stores_nothing(stores_with_f: Stores) -> None:
+    policies = stores_with_f.policies
     policies.add("f", LATEST, statement("small"))
     before = policies.get("f", LATEST)
     huge = statement("huge", Condition={"ArnLike": {"AWS:SourceArn": "x" * POLICY_SIZE_LIMIT}})
@@ -139,8 +128,10 @@ def test_size_limit_stores_nothing(stores) -> None:  # type: ignore[no-untyped-d
     assert policies.get("f", LATEST) == before
 
 
-def test_deleting_alias_or_function_deletes_policies(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, aliases, policies = stores
+def test_deleting_alias_or_function_deletes_policies(stores_with_f: Stores) -> None:
+    functions = stores_with_f.functions
+    aliases = stores_with_f.aliases
+    policies = stores_with_f.policies
     for qualifier in (LATEST, "1", "live"):
         policies.add("f", qualifier, statement("s"))
     aliases.delete("f", "live")

@@ -13,25 +13,12 @@ from nimbus.errors import (
     ResourceNotFound,
 )
 from nimbus.models import LATEST, Alias
-from nimbus.store.aliases import AliasStore
-from nimbus.store.database import Database
-from nimbus.store.functions import FunctionStore
-from tests.store.records import arn, latest
+from tests.store.conftest import Stores
+from tests.store.records import latest
 
 
-@pytest.fixture
-def stores(database_url: str):  # type: ignore[no-untyped-def]
-    db = Database(database_url)
-    db.migrate()
-    db.migrate()  # idempotent
-    functions = FunctionStore(db, arn)
-    yield functions, AliasStore(functions)
-    db.dispose()
-
-
-
-def test_create_read_duplicate(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, _ = stores
+def test_create_read_duplicate(stores: Stores) -> None:
+    functions = stores.functions
     functions.create(latest("f", environment={"A": "1"}, layers=[]), {"team": "x"}, False)
     got = functions.get_version("f")
     assert got.environment == {"A": "1"} and got.runtime == "python3.12"
@@ -42,8 +29,8 @@ def test_create_read_duplicate(stores) -> None:  # type: ignore[no-untyped-def]
         functions.get_version("nope")
 
 
-def test_pagination_covers_everything_once(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, _ = stores
+def test_pagination_covers_everything_once(stores: Stores) -> None:
+    functions = stores.functions
     names = [f"fn-{i:02d}" for i in range(7)]
     for n in names:
         functions.create(latest(n), {}, False)
@@ -59,8 +46,8 @@ def test_pagination_covers_everything_once(stores) -> None:  # type: ignore[no-u
         functions.list_functions("!!garbage", 3, False)
 
 
-def test_publish_versions_and_revision_checks(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, _ = stores
+def test_publish_versions_and_revision_checks(stores: Stores) -> None:
+    functions = stores.functions
     functions.create(latest("f"), {}, publish=True)
     assert functions.get_version("f", "1").version == "1"
     # Nothing changed: publishing again returns version 1, as Lambda does.
@@ -83,8 +70,8 @@ def test_publish_versions_and_revision_checks(stores) -> None:  # type: ignore[n
     assert functions.publish("f", None, None, None).version == "3"
 
 
-def test_concurrent_publishes_get_distinct_numbers(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, _ = stores
+def test_concurrent_publishes_get_distinct_numbers(stores: Stores) -> None:
+    functions = stores.functions
     functions.create(latest("f"), {}, False)
     errors: list[BaseException] = []
 
@@ -104,8 +91,8 @@ def test_concurrent_publishes_get_distinct_numbers(stores) -> None:  # type: ign
     assert versions == [LATEST, *[str(i) for i in range(1, 9)]]
 
 
-def test_aliases_routing_and_deletion_rules(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, aliases = stores
+def test_aliases_routing_and_deletion_rules(stores: Stores) -> None:
+    functions, aliases = stores.functions, stores.aliases
     functions.create(latest("f"), {}, True)
     functions.update_latest("f", lambda v: v.replace(timeout=5), None, True)
     alias = aliases.create(Alias("f", "live", "1", "rev", routing={"2": 0.25}))
@@ -131,8 +118,8 @@ def test_aliases_routing_and_deletion_rules(stores) -> None:  # type: ignore[no-
         aliases.get("f", "live")
 
 
-def test_reserved_concurrency_keeps_unreserved_minimum(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, _ = stores
+def test_reserved_concurrency_keeps_unreserved_minimum(stores: Stores) -> None:
+    functions = stores.functions
     functions.create(latest("a"), {}, False)
     functions.create(latest("b"), {}, False)
     functions.set_reserved_concurrency("a", 800, 1000, 100)
@@ -144,8 +131,8 @@ def test_reserved_concurrency_keeps_unreserved_minimum(stores) -> None:  # type:
     assert functions.get_record("a").reserved_concurrency is None
 
 
-def test_tags_and_usage(stores) -> None:  # type: ignore[no-untyped-def]
-    functions, _ = stores
+def test_tags_and_usage(stores: Stores) -> None:
+    functions = stores.functions
     functions.create(latest("a", sha="cd" * 32), {"k": "v"}, True)
     assert functions.update_tags("a", {"x": "1"}, ["k"]) == {"x": "1"}
     assert functions.usage() == (1, 20)  # $LATEST and version 1 each count
