@@ -46,6 +46,12 @@ def parse_destination(value: str, config: Config) -> Destination:
     if parsed.scheme in ("http", "https") and parsed.netloc:
         return Destination(value, url=value)
     service = value.split(":")[2] if value.startswith("arn:") and value.count(":") > 2 else ""
+    if service == "lambda":
+        raise InvalidParameterValue(
+            f"The destination {value} is not a valid Lambda function ARN: expected "
+            "arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER], with a name of letters, "
+            "digits, '-' and '_'."
+        )
     if service:
         raise InvalidParameterValue(
             f"The destination {value} is a {service} ARN; nimbus can deliver to a Lambda "

@@ -156,7 +156,15 @@ class Invoker:
                 error_type=err.error_type,
             )
         )
-        body = json.loads(err.payload)
+        try:
+            body = json.loads(err.payload)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            # A provided runtime may post any body to /runtime/init/error: keep its text
+            # in Lambda's error shape rather than fail the invocation.
+            text_body = err.payload.decode("utf-8", "replace")
+            body = {"errorMessage": text_body or err.error_message, "errorType": err.error_type}
         body.setdefault("requestId", request_id)
         body.setdefault("stackTrace", [])
         payload = json.dumps(body).encode()

@@ -175,6 +175,12 @@ class Pool:
         self._retire_stale(key)
         self._wanted[key] = count
         self._spec_for[key] = spec_for
+        kept = self._provisioned[key]
+        # A lowered count hands the extra environments (idle ones first) to the ordinary
+        # pool, where the reaper stops them once idle.
+        idle = {i.env for i in self._idle.get(key, ())}
+        for env in sorted(kept, key=lambda e: e not in idle)[: max(0, len(kept) - count)]:
+            kept.discard(env)
         self._schedule_replenish(key)
         await self._replenishing[key]
 
