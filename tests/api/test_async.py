@@ -285,21 +285,3 @@ def test_killed_environment_is_retried_then_sent_to_on_failure(server: NimbusPro
     finally:
         started.close()
         failures.close()
-
-
-def test_event_older_than_max_age_is_dropped_to_dead_letters(server: NimbusProcess) -> None:
-    """Throttled events wait, but not past MaximumEventAgeInSeconds (60 s minimum)."""
-    lam = server.client()
-    create(lam)
-    lam.put_function_concurrency(FunctionName="worker", ReservedConcurrentExecutions=0)
-    lam.put_function_event_invoke_config(FunctionName="worker", MaximumEventAgeInSeconds=60)
-    request_id = send(lam, {"id": "too-late"})
-    deadline = time.monotonic() + 120
-    letters: list[dict] = []
-    while not letters and time.monotonic() < deadline:
-        letters = dead_letters(server, FunctionName="worker")
-        time.sleep(0.5)  # polling an HTTP listing for a 60 s timer
-    (letter,) = letters
-    assert letter["request_id"] == request_id and letter["condition"] == "EventAgeExceeded"
-    assert letter["attempts"] == 0
-    assert letter["failed_ms"] - letter["enqueued_ms"] >= 60_000
