@@ -91,6 +91,28 @@ def test_success_and_failure_destinations(server: NimbusProcess, sink: Sink) -> 
     assert bad["responsePayload"]["errorType"] == "RuntimeError"
 
 
+def test_legacy_invoke_async_queues_the_event(server: NimbusProcess, sink: Sink) -> None:
+    lam = server.client()
+    create(lam)
+    lam.put_function_event_invoke_config(
+        FunctionName="worker", DestinationConfig={"OnSuccess": {"Destination": sink.url}}
+    )
+    answer = lam.invoke_async(FunctionName="worker", InvokeArgs=json.dumps({"id": "legacy"}))
+    assert answer["Status"] == 202
+    request_id = answer["ResponseMetadata"]["RequestId"]
+    (record,) = sink.wait_until(lambda r: len(r) >= 1)
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestPayload"] == {"id": "legacy"}
+    assert record["responsePayload"] == {"ok": "legacy"}
+    # What Invoke refuses, InvokeAsync refuses too.
+    with pytest.raises(lam.exceptions.InvalidRequestContentException):
+        lam.invoke_async(FunctionName="worker", InvokeArgs=b"not json")
+    with pytest.raises(lam.exceptions.RequestTooLargeException, match="InvokeAsync"):
+        lam.invoke_async(FunctionName="worker", InvokeArgs=json.dumps({"x": "y" * 300_000}))
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.invoke_async(FunctionName="nobody", InvokeArgs=b"{}")
+
+
 def test_function_destination_and_config_api(server: NimbusProcess, sink: Sink) -> None:
     lam = server.client()
     create(lam)

@@ -18,13 +18,14 @@ import re
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from nimbus import codec
-from nimbus.api.names import parse_function_ref
-from nimbus.api.services import services_of
-from nimbus.api.wire import error_response, receive_body, request_id_header
+from nimbus.api.names import FunctionRef, parse_function_ref
+from nimbus.api.services import Services, services, services_of
+from nimbus.api.wire import error_response, read_body, receive_body, request_id_header
 from nimbus.api.wire import unexpected_error_handler as unexpected
 from nimbus.errors import (
     InvalidParameterValue,
@@ -128,10 +129,7 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
                 f"Request must be smaller than {MAX_ASYNC_PAYLOAD} bytes for the "
                 "InvokeFunction operation with InvocationType Event"
             )
-        await svc.engine.invoker.dry_run(ref.name, ref.qualifier)  # exists and can run
-        request_id = await svc.engine.dispatcher.enqueue(
-            ref.name, ref.qualifier, payload, trace_id=trace_id
-        )
+        request_id = await _enqueue(svc, ref, payload, trace_id)
         return 202, [(b"x-amzn-requestid", request_id.encode())], b""
     invoker = svc.engine.invoker
     result = await invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id)
@@ -147,6 +145,23 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
     return 200, headers, result.payload
 
 
+async def _enqueue(svc: Services, ref: FunctionRef, payload: bytes, trace_id: str | None) -> str:
+    """Queue an event durably for a function that exists and can run; its request id."""
+    await svc.engine.invoker.dry_run(ref.name, ref.qualifier)
+    return await svc.engine.dispatcher.enqueue(ref.name, ref.qualifier, payload, trace_id)
+
+
+async def invoke_async(request: Request) -> Response:
+    """The legacy ``InvokeAsync`` (``POST /2014-11-13/functions/{name}/invoke-async/``),
+    still used by older tools: an Event invocation on the durable queue, answered with
+    ``{"Status": 202}``. As on Lambda, it passes no trace header on."""
+    svc = services(request)
+    ref = parse_function_ref(request.path_params["name"], svc.config, None)
+    payload = check_payload(await read_body(request, MAX_ASYNC_PAYLOAD, "InvokeAsync"))
+    request_id = await _enqueue(svc, ref, payload, None)
+    return JSONResponse({"Status": 202}, 202, headers={"x-amzn-RequestId": request_id})
+
+
 def _rid() -> tuple[bytes, bytes]:
     ((name, value),) = request_id_header().items()
     return name.lower().encode(), value.encode()
@@ -159,4 +174,9 @@ class _InvokeRoute:
         await invoke_app(scope, receive, send, scope["path_params"]["name"])
 
 
-routes = [Route("/2015-03-31/functions/{name}/invocations", _InvokeRoute(), methods=["POST"])]
+routes = [
+    Route("/2015-03-31/functions/{name}/invocations", _InvokeRoute(), methods=["POST"]),
+    # botocore's model has no trailing slash; Lambda's documentation and the CLI use one.
+    Route("/2014-11-13/functions/{name}/invoke-async", invoke_async, methods=["POST"]),
+    Route("/2014-11-13/functions/{name}/invoke-async/", invoke_async, methods=["POST"]),
+]
