@@ -104,6 +104,27 @@ def test_wrong_secret_unknown_key_and_region(server: NimbusProcess) -> None:
     assert upload.value.response["Error"]["Code"] == "InvalidSignatureException"
 
 
+def test_code_location_downloads_without_signing(server: NimbusProcess) -> None:
+    """GetFunction's Code.Location is presigned, as Lambda's S3 link is: any HTTP client
+    follows it; a link with a changed signature, or another /_nimbus path, is refused."""
+    lam = client(server, *keys(server))
+    lam.create_function(
+        FunctionName="download",
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": HELLO},
+    )
+    location = lam.get_function(FunctionName="download")["Code"]["Location"]
+    got = httpx.get(location)
+    assert got.status_code == 200 and got.content == HELLO
+    forged = httpx.get(location[:-4] + ("0000" if not location.endswith("0000") else "1111"))
+    assert forged.status_code == 403
+    assert forged.headers["x-amzn-errortype"] == "AccessDeniedException"
+    other = httpx.get(f"{server.endpoint}/_nimbus/queue")
+    assert other.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
+
+
 def test_unsigned_is_refused_but_health_is_open(server: NimbusProcess) -> None:
     answer = httpx.get(f"{server.endpoint}/2015-03-31/functions/")
     assert answer.status_code == 403

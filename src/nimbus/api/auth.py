@@ -4,7 +4,8 @@ Without it anyone who can reach the port, sandboxed functions included (they sha
 loopback), can call the API. With it every request must be signed, service ``lambda``,
 with the key pair from ``nimbus.sigv4.credentials``, as boto3, the AWS CLI and the
 nimbus CLI do. ``/health`` stays open; ``/lambda-url/`` and ``/execute-api/`` are the
-data plane, where each function URL or route checks its own AuthType.
+data plane, where each function URL or route checks its own AuthType; code download
+links (GetFunction's ``Code.Location``) are presigned and check their own signature.
 
 A pure ASGI middleware, not ``BaseHTTPMiddleware``: the key, scope and time are checked
 from the headers before the body is read, the body is hashed as it arrives, and then
@@ -21,6 +22,7 @@ from urllib.parse import quote
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nimbus.api.code_location import CODE_PATH
 from nimbus.api.wire import error_response
 from nimbus.config import Config
 from nimbus.errors import NimbusError, RequestTooLarge
@@ -92,7 +94,7 @@ class SigV4Middleware:
 
 
 def _exempt(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(DATA_PLANE_PREFIXES)
+    return path in OPEN_PATHS or path.startswith((*DATA_PLANE_PREFIXES, CODE_PATH))
 
 
 async def _read(receive: Receive, digest: Any) -> tuple[bytes | None, bool]:

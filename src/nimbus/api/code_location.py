@@ -15,6 +15,9 @@ from nimbus.errors import AccessDenied
 
 VALID_SECONDS = 600  # Lambda's presigned links last 10 minutes
 
+# Download links carry their own signature (like S3's presigned URLs), so the API's
+# SigV4 check lets them through: any HTTP client can follow Code.Location.
+CODE_PATH = "/_nimbus/code/"
 
 class CodeSigner:
     """Signs and verifies download links with a key kept in the data dir."""
@@ -34,9 +37,8 @@ class CodeSigner:
     def url(self, base_url: str, sha: str) -> str:
         expires = int(time.time()) + VALID_SECONDS
         base = base_url.rstrip("/")
-        return (
-            f"{base}/_nimbus/code/{sha}.zip?Expires={expires}&Signature={self._mac(sha, expires)}"
-        )
+        signature = self._mac(sha, expires)
+        return f"{base}{CODE_PATH}{sha}.zip?Expires={expires}&Signature={signature}"
 
     def verify(self, sha: str, expires: str | None, signature: str | None) -> None:
         if not expires or not signature or not expires.isdigit():
