@@ -325,7 +325,7 @@ def test_function_url_event(http: httpx.Client, server: NimbusProcess, mirror_ur
     context = event["requestContext"]
     assert context["accountId"] == "anonymous"
     assert context["apiId"] == uid
-    assert context["domainName"] == f"{uid}.lambda-url.us-east-1.on.aws"
+    assert context["domainName"] == "127.0.0.1"  # the host the request came to
     assert context["domainPrefix"] == uid
     assert context["http"] == {
         "method": "GET",
@@ -352,6 +352,23 @@ def test_function_url_event(http: httpx.Client, server: NimbusProcess, mirror_ur
     assert again.json()["rawPath"] == "/"
     assert again.json()["rawQueryString"] == ""
     assert "queryStringParameters" not in again.json() and "cookies" not in again.json()
+
+
+def test_function_url_by_host_name(
+    http: httpx.Client, server: NimbusProcess, mirror_url: str
+) -> None:
+    """The browser form: http://<url-id>.lambda-url.localhost:PORT/ (browsers resolve any
+    name under .localhost to loopback); the function sees the path and host as sent."""
+    uid = url_id(mirror_url)
+    host = f"{uid}.lambda-url.localhost:{server.port}"
+    got = http.get(f"{server.endpoint}/a/b?x=1", headers={"Host": host})
+    assert got.status_code == 200, got.text
+    event = got.json()
+    assert event["rawPath"] == "/a/b" and event["rawQueryString"] == "x=1"
+    assert event["headers"]["host"] == host
+    context = event["requestContext"]
+    assert context["domainName"] == f"{uid}.lambda-url.localhost"
+    assert context["domainPrefix"] == uid and context["http"]["path"] == "/a/b"
 
 
 @pytest.mark.parametrize(
@@ -595,7 +612,7 @@ def test_http_api_routes_and_stages(
     context = event["requestContext"]
     assert context["stage"] == "$default" and context["routeKey"] == "GET /pets/{petId}"
     assert context["apiId"] == api_id
-    assert context["domainName"] == f"{api_id}.execute-api.us-east-1.amazonaws.com"
+    assert context["domainName"] == "127.0.0.1"
     assert context["domainPrefix"] == api_id
     assert context["accountId"] == "000000000000"
     assert context["requestId"] == pet.headers["x-amzn-requestid"]

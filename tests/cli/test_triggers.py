@@ -14,6 +14,7 @@ import pytest
 
 from nimbus.cli.apis import route_url
 from nimbus.cli.client import function_arn_of, function_label
+from nimbus.cli.urls import browser_url
 from tests.cli.conftest import nimbus_cli
 from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
@@ -66,6 +67,12 @@ def test_url_create_show_update_ls_rm(nimbus: NimbusProcess) -> None:
     url, said = ok(nimbus, "url", "create", "web")
     assert url.startswith(f"{nimbus.endpoint}/lambda-url/") and url.endswith("/")
     assert "created" in said and "AuthType NONE" in said
+    url_id = url.rstrip("/").rsplit("/", 1)[1]
+    browser = f"http://{url_id}.lambda-url.localhost:{nimbus.port}/"
+    assert f"in a browser (absolute links work): {browser}" in said
+    # What a browser sends to that address (Python does not resolve .localhost names).
+    by_host = httpx.get(f"{nimbus.endpoint}/hello", headers={"Host": browser[7:-1]})
+    assert by_host.json()["path"] == "/hello"
     answer = httpx.get(url + "hello/there")
     assert answer.status_code == 200, answer.text
     assert answer.json()["path"] == "/hello/there"
@@ -301,3 +308,9 @@ def test_urls_and_labels() -> None:
     assert function_arn_of(wrapped) == arn == function_arn_of(f"{arn}:$LATEST")
     assert function_label(f"{arn}:live") == "fn:live" and function_label(wrapped) == "fn"
     assert function_label(arn) == "fn"
+    uid = "abcdefghij0123456789abcdefghij01"
+    assert browser_url(f"http://127.0.0.1:9000/lambda-url/{uid}/") == (
+        f"http://{uid}.lambda-url.localhost:9000/"
+    )
+    # Only on loopback: elsewhere a .localhost name would not reach the server.
+    assert browser_url(f"http://10.0.0.5:9000/lambda-url/{uid}/") is None

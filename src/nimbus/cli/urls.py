@@ -6,8 +6,10 @@ creating anything, so running one again is safe."""
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -57,7 +59,22 @@ def _show_url(config: dict[str, Any], what: str) -> None:
     origins = (config.get("Cors") or {}).get("AllowOrigins")
     cors = f", CORS origins {', '.join(origins)}" if origins else ""
     say(f"{what}: {config['FunctionArn']} (AuthType {config['AuthType']}{cors})")
+    browser = browser_url(config["FunctionUrl"])
+    if browser:
+        say(f"in a browser (absolute links work): {browser}")
     typer.echo(config["FunctionUrl"])
+
+
+def browser_url(function_url: str) -> str | None:
+    """``http://<url-id>.lambda-url.localhost:PORT/`` for a URL served on loopback:
+    browsers resolve every name under ``.localhost`` to loopback, and there the function
+    owns the whole path (under ``/lambda-url/<id>/`` a page's absolute links break)."""
+    parts = urlsplit(function_url)
+    match = re.fullmatch(r"/lambda-url/([a-z0-9]+)/", parts.path)
+    if match is None or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{match[1]}.lambda-url.localhost{port}/"
 
 
 @url_app.command("create")

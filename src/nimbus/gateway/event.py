@@ -80,7 +80,7 @@ class Trigger:
     """How a request was routed to the function: which URL or API, route and stage."""
 
     api_id: str  # the URL id for function URLs, the API id for HTTP APIs
-    domain_name: str  # "<url-id>.lambda-url.<region>.on.aws" or "<api-id>.execute-api..."
+    domain_name: str  # the host the client used: "<url-id>.lambda-url.localhost", ...
     account_id: str  # "anonymous" for function URLs with AuthType NONE (as Lambda does)
     route_key: str = "$default"
     stage: str = "$default"
@@ -115,7 +115,9 @@ def build_event(request: HttpRequest, trigger: Trigger) -> dict[str, Any]:
     context.update(
         {
             "domainName": trigger.domain_name,
-            "domainPrefix": trigger.domain_name.split(".", 1)[0],
+            # The URL or API id, whichever host the client used (Lambda: the first label
+            # of the domain, which is that id).
+            "domainPrefix": trigger.api_id,
             "http": {
                 "method": request.method,
                 "path": raw_path,

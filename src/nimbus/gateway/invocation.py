@@ -47,7 +47,7 @@ class HttpTrigger:
     function is told it was called at."""
 
     service = ""  # SigV4 service name of AWS_IAM callers
-    domain_suffix = ""  # after "<id>.": the domain when the client used an address
+    domain_suffix = ""  # after "<id>.": AWS's domain, for a request without a Host
 
     def __init__(
         self, invoker: Invoker, gate: UsageGate, credentials: Credentials, config: Config
@@ -88,10 +88,11 @@ class HttpTrigger:
             return None
 
     def domain(self, request: HttpRequest, resource_id: str) -> str:
-        """The host the client used when it addressed the trigger by name, else AWS's
-        form (so ``domainPrefix`` is the URL or API id either way)."""
-        host = (request.header("host") or "").partition(":")[0]
-        if host.startswith(resource_id + "."):
+        """The host the client used, without its port (``<id>.lambda-url.localhost`` when
+        it addressed the trigger by name), as Lambda reports the domain the request came
+        to; AWS's domain only for a request without a Host header."""
+        host = _host_name(request.header("host"))
+        if host:
             return host
         return f"{resource_id}.{self.domain_suffix.format(region=self.config.region)}"
 
@@ -156,3 +157,12 @@ async def _within(call: Coroutine[Any, Any, InvokeResult], timeout_s: float) -> 
 def _forget(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.info("an invocation the client stopped waiting for failed: %s", task.exception())
+
+
+def _host_name(value: str | None) -> str | None:
+    """A Host header's host, without the port (``[::1]:9000`` gives ``[::1]``)."""
+    if not value:
+        return None
+    if value.startswith("["):  # an IPv6 literal
+        return value[: value.find("]") + 1] or None
+    return value.partition(":")[0].lower() or None
