@@ -1,9 +1,12 @@
 """One error hierarchy for nimbus.
 
 Every error is raised where it is detected and carries what Lambda's wire shape needs:
-the error type name botocore maps to a modeled exception, the HTTP status, and the
-body key the service model uses for the message (Lambda is not consistent: some shapes
-use ``Message``, others ``message``). ``nimbus.api.wire`` renders them in one place.
+the error type name botocore maps to a modeled exception, the HTTP status, the body key
+the service model uses for the message (Lambda is not consistent: some shapes use
+``Message``, others ``message``) and the ``Type`` member, which Lambda sends with most
+errors ("User" for the caller's mistakes) but not all: a class without one says
+``kind = None``, and a single answer Lambda sends without it is raised with
+``typed=False``. ``nimbus.api.wire`` renders them in one place.
 """
 
 from __future__ import annotations
@@ -14,23 +17,29 @@ class NimbusError(Exception):
 
     type_name = "ServiceException"
     status = 500
-    kind = "Service"  # Lambda's ``Type`` field: "User" for caller mistakes.
+    # Lambda's ``Type`` member: "User" for caller mistakes; None: the shape has none.
+    kind: str | None = "Service"
     message_key = "Message"
 
-    def __init__(self, message: str, **extra: object) -> None:
+    def __init__(self, message: str, *, typed: bool = True, **extra: object) -> None:
+        """``typed=False``: this answer goes without ``Type``, as Lambda sends it (a few
+        of Lambda's answers leave it out where the same exception otherwise has it)."""
         super().__init__(message)
         self.message = message
         self.extra = extra  # additional modeled members, e.g. Reason for throttles
+        if not typed:
+            self.kind = None
 
     def body(self) -> dict[str, object]:
-        return {"Type": self.kind, self.message_key: self.message, **self.extra}
+        typed = {} if self.kind is None else {"Type": self.kind}
+        return {**typed, self.message_key: self.message, **self.extra}
 
     def headers(self) -> dict[str, str]:
         return {}
 
 
 class UserError(NimbusError):
-    kind = "User"
+    kind: str | None = "User"
     status = 400
 
 
@@ -128,10 +137,8 @@ class ProvisionedConcurrencyConfigNotFound(UserError):
 class ApiGatewayError(UserError):
     """API Gateway's error shapes: ``message`` (plus modeled extras), no ``Type``."""
 
+    kind = None
     message_key = "message"
-
-    def body(self) -> dict[str, object]:
-        return {self.message_key: self.message, **self.extra}
 
 
 class BadRequest(ApiGatewayError):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +83,16 @@ class FunctionVersion:
     def replace(self, **changes: Any) -> FunctionVersion:
         return dataclasses.replace(self, **changes)
 
-    def same_deployment(self, other: FunctionVersion) -> bool:
-        """True when publishing ``self`` after ``other`` would publish nothing new."""
-        ignored = {"version", "last_modified", "revision_id", "description", "state"}
-        mine = {k: v for k, v in dataclasses.asdict(self).items() if k not in ignored}
-        theirs = {k: v for k, v in dataclasses.asdict(other).items() if k not in ignored}
-        return mine == theirs
+    @functools.cached_property
+    def deployment(self) -> str:
+        """What this version's environments are built from, as a digest of every setting
+        but the RevisionId and the time of the change: warm environments are kept while
+        it stays the same (publishing gives $LATEST a new RevisionId, not new code) and
+        retired when it changes."""
+        values = dataclasses.asdict(self)
+        del values["revision_id"], values["last_modified"]
+        encoded = json.dumps(values, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()[:32]
 
 
 @dataclass

@@ -12,10 +12,12 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.api.conftest import error
 from tests.conftest import HELLO, ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
 
 SERVER_PER_TEST = True  # lam talks to the test's own nimbus, which must store nothing
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
 
 
 def create(lam: Any, name: str = "fn", code: bytes = HELLO, **kw: Any) -> dict[str, Any]:
@@ -125,7 +127,12 @@ def test_settings_errors(nimbus: NimbusProcess) -> None:
     )
     validation(r"2 validation errors detected", Timeout=0, MemorySize=1)
     validation(r"Value 'bad name!' at 'functionName' .* regular expression", name="bad name!")
-    validation(r"at 'functionName' .* length less than or equal to 64", name="x" * 65)
+    # Lambda words a name over 64 characters as a validation error, but sends it as an
+    # InvalidParameterValueException (recorded: test_function_arns, long_function_name_exc).
+    with invalid(lam, r": 1 validation error detected: Value 'x{65}' at 'functionName' "
+                      r"failed to satisfy constraint: Member must have length less than or "
+                      r"equal to 64$"):  # fmt: skip
+        create(lam, name="x" * 65)
     validation(r"Value 'not-a-role' at 'role'", Role="not-a-role")
     with invalid(lam, r"reserved keys .*AWS_REGION"):
         create(lam, Environment={"Variables": {"AWS_REGION": "x"}})
@@ -156,21 +163,52 @@ def test_conflicts_and_missing(nimbus: NimbusProcess, lam) -> None:
         create(lam)
     with pytest.raises(lam.exceptions.ResourceNotFoundException, match=r"function:fn:7"):
         lam.get_function(FunctionName="fn", Qualifier="7")
-    with pytest.raises(lam.exceptions.ResourceNotFoundException, match="Alias not found"):
+    # GetAlias and UpdateAlias word a missing alias differently, as Lambda does (recorded:
+    # test_notfound_and_invalid_routingconfigs, test_non_existent_alias_update).
+    with pytest.raises(lam.exceptions.ResourceNotFoundException) as missing:
         lam.get_alias(FunctionName="fn", Name="nope")
+    assert error(missing) == (
+        "ResourceNotFoundException", 404, f"Cannot find alias arn: {ARN}fn:nope"
+    )
+    with pytest.raises(lam.exceptions.ResourceNotFoundException) as missing:
+        lam.update_alias(FunctionName="fn", Name="nope", Description="x")
+    assert error(missing) == ("ResourceNotFoundException", 404, f"Alias not found: {ARN}fn:nope")
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.update_function_code(FunctionName="ghost", ZipFile=HELLO)
     with pytest.raises(lam.exceptions.PreconditionFailedException, match="Revision Id"):
         lam.update_function_configuration(FunctionName="fn", Timeout=5, RevisionId="stale")
-    with invalid(lam, "cannot be deleted"):
+    with invalid(lam, "cannot be deleted") as typed:
         lam.delete_function(FunctionName="fn", Qualifier="$LATEST")
+    assert typed.value.response["Type"] == "User"  # as Lambda's errors mostly are
     with invalid(lam, "derived qualifier"):
         lam.get_function(FunctionName="fn:1", Qualifier="2")
     with invalid(lam, "not a taggable"):
         lam.list_tags(Resource="arn:aws:lambda:us-east-1:000000000000:function:fn:1")
-    with invalid(lam, r"minimum value of \[100\]"):
+    with invalid(lam, r"minimum value of \[100\]") as untyped:
         lam.put_function_concurrency(FunctionName="fn", ReservedConcurrentExecutions=901)
-    lam.publish_version(FunctionName="fn")
+    # Lambda sends this one without Type (recorded: test_function_concurrency_limits).
+    assert "Type" not in untyped.value.response and "message" in untyped.value.response
+    published = lam.publish_version(FunctionName="fn")
+    # Publishing gives $LATEST a new RevisionId, as on Lambda (recorded:
+    # test_function_revisions_version_and_alias): the one read before no longer guards.
+    latest = lam.get_function(FunctionName="fn")["Configuration"]["RevisionId"]
+    assert latest not in (first["RevisionId"], published["RevisionId"])
+    with pytest.raises(lam.exceptions.PreconditionFailedException, match="Revision Id"):
+        lam.update_function_configuration(
+            FunctionName="fn", Timeout=5, RevisionId=first["RevisionId"]
+        )
+    # Publishing again with nothing changed returns that version and keeps $LATEST's.
+    assert lam.publish_version(FunctionName="fn", RevisionId=latest)["Version"] == "1"
+    assert lam.get_function(FunctionName="fn")["Configuration"]["RevisionId"] == latest
+    with invalid(lam, r": \$LATEST is not supported for an alias pointing to more than 1 "
+                      r"version$") as untyped:  # fmt: skip
+        lam.create_alias(
+            FunctionName="fn",
+            Name="a",
+            FunctionVersion="$LATEST",
+            RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}},
+        )
+    assert "Type" not in untyped.value.response  # as Lambda sends it
     with invalid(lam, "greater than 1"):
         lam.create_alias(
             FunctionName="fn",
@@ -185,8 +223,9 @@ def test_conflicts_and_missing(nimbus: NimbusProcess, lam) -> None:
             FunctionVersion="1",
             RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}},
         )
-    # a failed update stored nothing
-    assert lam.get_function(FunctionName="fn")["Configuration"]["RevisionId"] == first["RevisionId"]
+    # the failed updates stored nothing
+    assert lam.get_function(FunctionName="fn")["Configuration"]["RevisionId"] == latest
+    assert lam.list_aliases(FunctionName="fn")["Aliases"] == []
 
 
 def test_bad_json_through_boto3(lam) -> None:

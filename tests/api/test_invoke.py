@@ -183,9 +183,18 @@ def test_request_checks(lam, fn) -> None:
         lam.invoke(FunctionName="app", Payload=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
     with pytest.raises(lam.exceptions.InvalidRequestContentException, match="json"):
         lam.invoke(FunctionName="app", Payload=b"{nope")
-    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+    # Lambda names what was invoked, $LATEST when no qualifier was given (recorded:
+    # test_function_name_and_qualifier_validation[...-invoke]).
+    arn = "arn:aws:lambda:us-east-1:000000000000:function"
+    with pytest.raises(
+        lam.exceptions.ResourceNotFoundException,
+        match=rf"Function not found: {arn}:ghost:\$LATEST$",
+    ):
         lam.invoke(FunctionName="ghost")
-    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+    with pytest.raises(
+        lam.exceptions.ResourceNotFoundException,
+        match=rf"Function not found: {arn}:app:nosuchalias$",
+    ):
         lam.invoke(FunctionName="app", Qualifier="nosuchalias")
     ctx = base64.b64encode(json.dumps({"custom": {"tenant": "t1"}}).encode()).decode()
     assert call(lam, ClientContext=ctx)["body"]["custom"] == {"tenant": "t1"}

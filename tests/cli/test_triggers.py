@@ -122,14 +122,16 @@ def test_url_create_show_update_ls_rm(nimbus: NimbusProcess) -> None:
         lam.get_function_url_config(FunctionName="web")
     assert httpx.get(url).status_code == 404
     assert lam.get_function_url_config(FunctionName="web", Qualifier="live")["FunctionUrl"] == live
-    assert "has no function URL config" in fails(nimbus, "url", "show", "web")
+    shown = fails(nimbus, "url", "show", "web")
+    assert "ResourceNotFoundException: The resource you requested does not exist." in shown
+    assert "web has no function URL (or does not exist): `nimbus url create web`" in shown
     ok(nimbus, "url", "rm", "web", "--qualifier", "live")
     assert url not in ok(nimbus, "url", "ls")[0]
 
 
 def test_url_errors(nimbus: NimbusProcess) -> None:
     missing = fails(nimbus, "url", "create", "nope")
-    assert "ResourceNotFoundException: Function not found" in missing
+    assert "ResourceNotFoundException: Function does not exist" in missing
     assert "create the function" in missing
     make_function(nimbus, "web")
     version = fails(nimbus, "url", "create", "web", "--qualifier", "1")

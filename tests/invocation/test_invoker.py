@@ -28,6 +28,7 @@ from nimbus.observe.logs import InvocationLog
 from nimbus.sandbox import SandboxError
 from tests.fakes import (
     SHA,
+    WAIT_S,
     FakeSandboxManager,
     Handler,
     Invocations,
@@ -146,6 +147,22 @@ async def test_a_warm_invocation_reports_no_init_and_gets_fresh_ids(parts: Invoc
     assert second.trace_id is not None and second.trace_id.startswith("Root=1-")
     cold, warm_record = await records(parts)
     assert (cold.init_ms, warm_record.init_ms) == (12.5, None)
+
+
+async def test_publishing_keeps_latest_warm_and_an_update_does_not(parts: Invocations) -> None:
+    functions = parts.stores.functions
+    await parts.invoker.invoke("fn", None, b"{}")
+    before = functions.get_version("fn", LATEST).revision_id
+    functions.update_latest("fn", lambda v: v, None)  # an update that changes nothing
+    assert functions.publish("fn", None, None, None).version == "2"
+    assert functions.get_version("fn", LATEST).revision_id not in (before, None)
+    await parts.invoker.invoke("fn", None, b"{}")
+    assert parts.manager.cold_starts == 1
+    functions.update_latest("fn", lambda v: v.replace(memory_size=512), None)
+    await parts.invoker.invoke("fn", None, b"{}")
+    assert parts.manager.cold_starts == 2
+    # The old deployment's environment is stopped (in the background).
+    await asyncio.wait_for(parts.manager.created[0].stopped.wait(), WAIT_S)
 
 
 async def test_versions_and_aliases_run_their_version(parts: Invocations) -> None:

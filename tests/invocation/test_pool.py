@@ -48,7 +48,7 @@ def spec_for(key: PoolKey = KEY, timeout_s: int = 3) -> Callable[[], Environment
             handler="app.handler",
             code_dir=Path("/nonexistent"),
             timeout_s=timeout_s,
-            log_stream=f"2026/01/01/[{key.version}]{key.revision_id}",
+            log_stream=f"2026/01/01/[{key.version}]{key.deployment}",
         )
 
     return build
@@ -209,7 +209,7 @@ async def test_a_new_revision_retires_the_old_environments(
     parts: tuple[FakeSandboxManager, Pool],
 ) -> None:
     manager, pool = parts
-    new = KEY._replace(revision_id="rev-2")
+    new = KEY._replace(deployment="rev-2")
     manager.hold_invocations()
     warmup = [asyncio.ensure_future(pool.run(KEY, spec_for(), invocation())) for _ in "ab"]
     await manager.next_invocation()

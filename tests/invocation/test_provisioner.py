@@ -42,8 +42,8 @@ class Parts:
         self.pool = invocations.pool
         self.provisioner = Provisioner(self.stores.provisioned, invocations.invoker)
         functions = self.stores.functions
-        self.v1 = PoolKey("fn", "1", functions.get_version("fn", "1").revision_id)
-        self.v2 = PoolKey("fn", "2", functions.get_version("fn", "2").revision_id)
+        self.v1 = PoolKey("fn", "1", functions.get_version("fn", "1").deployment)
+        self.v2 = PoolKey("fn", "2", functions.get_version("fn", "2").deployment)
 
     def put(self, qualifier: str, requested: int) -> ProvisionedConfig:
         """Store a config and reconcile it, as PutProvisionedConcurrencyConfig does."""

@@ -109,8 +109,10 @@ async def test_weights_of_zero_and_one_route_all_one_way(
 @pytest.mark.parametrize(
     "name, qualifier, arn",
     [
-        ("ghost", None, "arn:aws:lambda:us-east-1:000000000000:function:ghost"),
-        ("ghost", "live", "arn:aws:lambda:us-east-1:000000000000:function:ghost"),
+        # Lambda's Invoke names what was invoked, $LATEST when no qualifier was given
+        # (recorded: test_function_name_and_qualifier_validation[...-invoke]).
+        ("ghost", None, "arn:aws:lambda:us-east-1:000000000000:function:ghost:$LATEST"),
+        ("ghost", "live", "arn:aws:lambda:us-east-1:000000000000:function:ghost:live"),
         ("fn", "7", f"{ARN}:7"),
         ("fn", "nope", f"{ARN}:nope"),
     ],

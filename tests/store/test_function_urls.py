@@ -38,7 +38,11 @@ def test_create_get_update_delete(stores_with_f: Stores) -> None:
     assert urls.get_by_url_id(new_url_id()) is None
     assert urls.get_by_url_id("not-an-id") is None
 
-    with pytest.raises(ResourceConflict, match="FunctionUrlConfig exists"):
+    with pytest.raises(
+        ResourceConflict,
+        match=r"^Failed to create function url config for \[functionArn = .*:function:f\]\. "
+        r"Error message:  FunctionUrlConfig exists for this Lambda function$",
+    ):
         urls.create("f", LATEST, "AWS_IAM", None, "BUFFERED", NOW)
 
     updated = urls.update("f", LATEST, {"auth_type": "AWS_IAM"}, LATER)
@@ -52,11 +56,12 @@ def test_create_get_update_delete(stores_with_f: Stores) -> None:
 
     urls.delete("f", LATEST)
     assert urls.get_by_url_id(created.url_id) is None
-    with pytest.raises(ResourceNotFound, match="has no function URL config"):
+    nothing = r"^The resource you requested does not exist\.$"
+    with pytest.raises(ResourceNotFound, match=nothing):
         urls.get("f", LATEST)
-    with pytest.raises(ResourceNotFound):
+    with pytest.raises(ResourceNotFound, match=nothing):
         urls.delete("f", LATEST)
-    with pytest.raises(ResourceNotFound):
+    with pytest.raises(ResourceNotFound, match=nothing):
         urls.update("f", LATEST, {}, LATER)
 
 
@@ -65,13 +70,20 @@ def test_qualifiers_and_missing_things(stores_with_f: Stores) -> None:
     on_alias = urls.create("f", "live", "NONE", None, "BUFFERED", NOW)
     on_latest = urls.create("f", LATEST, "NONE", None, "BUFFERED", NOW)
     assert on_alias.url_id != on_latest.url_id
-    with pytest.raises(ResourceNotFound, match=r"Function not found: .*:function:f:nope"):
-        urls.create("f", "nope", "NONE", None, "BUFFERED", NOW)
-    with pytest.raises(ResourceNotFound, match=r"Function not found: .*:function:ghost$"):
-        urls.create("ghost", LATEST, "NONE", None, "BUFFERED", NOW)
-    with pytest.raises(ResourceNotFound, match="Function not found"):
-        urls.get("ghost", LATEST)
-    with pytest.raises(ResourceNotFound, match="Function not found"):
+    # Lambda's words: Create, Update and List say the function (or alias) does not exist,
+    # Get and Delete that the resource does not.
+    no_function = r"^Function does not exist$"
+    nothing = r"^The resource you requested does not exist\.$"
+    for function, qualifier in (("f", "nope"), ("ghost", LATEST)):
+        with pytest.raises(ResourceNotFound, match=no_function):
+            urls.create(function, qualifier, "NONE", None, "BUFFERED", NOW)
+        with pytest.raises(ResourceNotFound, match=no_function):
+            urls.update(function, qualifier, {}, LATER)
+        with pytest.raises(ResourceNotFound, match=nothing):
+            urls.get(function, qualifier)
+        with pytest.raises(ResourceNotFound, match=nothing):
+            urls.delete(function, qualifier)
+    with pytest.raises(ResourceNotFound, match=no_function):
         urls.list("ghost", None, 10)
 
 

@@ -58,6 +58,14 @@ def test_publish_versions_and_revision_checks(stores: Stores) -> None:
     functions.update_latest("f", lambda v: v.replace(timeout=9, revision_id="r2"), cur.revision_id)
     v2 = functions.publish("f", "second", None, "r2")
     assert (v2.version, v2.timeout, v2.description) == ("2", 9, "second")
+    # Publishing gave $LATEST a new RevisionId, as on Lambda: r2 no longer guards it; a
+    # publish that returns the existing version leaves it as it is.
+    after = functions.get_version("f").revision_id
+    assert after not in ("r2", v2.revision_id)
+    with pytest.raises(PreconditionFailed):
+        functions.publish("f", None, None, "r2")
+    assert functions.publish("f", None, None, after) == v2
+    assert functions.get_version("f").revision_id == after
     with pytest.raises(InvalidParameterValue, match="CodeSHA256"):
         functions.publish("f", None, "bm90LXRoaXM=", None)
     page = functions.list_versions("f", None, 2)

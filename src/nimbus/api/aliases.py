@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from starlette.requests import Request
@@ -23,23 +24,34 @@ from nimbus.models import Alias
 from nimbus.threads import blocking
 
 VERSION_PATTERN = r"(\$LATEST|[0-9]+)"
+WEIGHT_KEYS = (
+    "Map keys must satisfy constraint: [Member must have length less than or equal to 1024, "
+    "Member must have length greater than or equal to 1, Member must satisfy regular "
+    "expression pattern: [0-9]+]"
+)
+WEIGHT_VALUES = (
+    "Map value must satisfy constraint: [Member must have value less than or equal to 1.0, "
+    "Member must have value greater than or equal to 0.0, Member must not be null]"
+)
 
 
 def _routing(params: Params) -> dict[str, float] | None:
+    """RoutingConfig's weights, checked as the service model's map of version -> weight."""
     if not params.has("RoutingConfig"):
         return None
     routing = params.nested("RoutingConfig")
     weights = routing.mapping("AdditionalVersionWeights") or {}
-    result: dict[str, float] = {}
-    for version, weight in weights.items():
-        routing.string("AdditionalVersionWeights", value=version, max_len=1024, pattern=r"[0-9]+")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            routing._fail(weight, "AdditionalVersionWeights", "have numeric weights")
-            continue
-        if not 0.0 <= weight <= 1.0:
-            routing._fail(weight, "AdditionalVersionWeights", "have value between 0.0 and 1.0")
-        result[str(version)] = float(weight)
-    return result
+    numeric = all(
+        not isinstance(w, bool) and isinstance(w, (int, float)) for w in weights.values()
+    )
+    # Lambda quotes the map with its weights as doubles: {2=2.0}.
+    quoted = {k: float(w) if numeric else w for k, w in weights.items()}
+    if not all(re.fullmatch(r"[0-9]{1,1024}", str(k)) for k in weights):
+        routing.violation(quoted, "AdditionalVersionWeights", WEIGHT_KEYS)
+    if not numeric or not all(0.0 <= w <= 1.0 for w in weights.values()):
+        routing.violation(quoted, "AdditionalVersionWeights", WEIGHT_VALUES)
+        return {}
+    return {str(k): float(w) for k, w in weights.items()}
 
 
 async def create_alias(request: Request) -> Response:

@@ -9,6 +9,8 @@ from starlette.routing import Route
 from nimbus.api.names import unqualified
 from nimbus.api.services import services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
+from nimbus.errors import ResourceNotFound
+from nimbus.models import LATEST
 from nimbus.threads import blocking
 
 
@@ -20,13 +22,17 @@ async def put_function_concurrency(request: Request) -> Response:
     if value is None:
         params.string("ReservedConcurrentExecutions", required=True)
     params.check()
-    await blocking(
-        svc.engine.functions.set_reserved_concurrency,
-        name,
-        value,
-        svc.config.concurrency_limit,
-        svc.config.unreserved_minimum,
-    )
+    try:
+        await blocking(
+            svc.engine.functions.set_reserved_concurrency,
+            name,
+            value,
+            svc.config.concurrency_limit,
+            svc.config.unreserved_minimum,
+        )
+    except ResourceNotFound as exc:  # Lambda names $LATEST here
+        arn = svc.config.function_arn(name, LATEST)
+        raise ResourceNotFound(f"Function not found: {arn}") from exc
     return json_response({"ReservedConcurrentExecutions": value})
 
 

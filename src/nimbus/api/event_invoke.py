@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.api.names import parse_function_ref
+from nimbus.api.names import NAMESPACED, parse_function_ref, unqualified
 from nimbus.api.services import Services, services
 from nimbus.api.wire import (
     Params,
@@ -19,7 +19,8 @@ from nimbus.api.wire import (
     read_json,
     settings_page,
 )
-from nimbus.config import Config
+from nimbus.config import FUNCTION_ARN, Config
+from nimbus.errors import InvalidParameterValue, ResourceNotFound
 from nimbus.events.destinations import validate_destination
 from nimbus.models import LATEST, EventInvokeConfig
 from nimbus.threads import blocking
@@ -42,24 +43,83 @@ def render(cfg: EventInvokeConfig, config: Config) -> dict[str, Any]:
     return body
 
 
-async def _target(svc: Services, request: Request) -> tuple[str, str]:
+# The service model's DestinationArn (nimbus also takes http(s) webhook URLs).
+DESTINATION_PATTERN = (
+    r"$|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:"
+    r"((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*)"
+)
+# Services Lambda delivers to that nimbus refuses with its own explanation.
+KNOWN_SERVICES = ("lambda", "sqs", "sns", "events", "s3", "kafka")
+NO_FUNCTION = "The function doesn't exist."
+
+
+def _target(svc: Services, request: Request) -> tuple[str, str]:
+    """(function, qualifier or $LATEST) as named; nothing is looked up."""
     ref = parse_function_ref(
         request.path_params["name"], svc.config, request.query_params.get("Qualifier")
     )
-    qualifier = ref.qualifier or LATEST
-    # The qualifier must exist: a version of the function or one of its aliases.
-    if qualifier == LATEST or qualifier.isdigit():
-        await blocking(svc.engine.functions.get_version, ref.name, qualifier)
-    else:
-        await blocking(svc.engine.aliases.get, ref.name, qualifier)
-    return ref.name, qualifier
+    return ref.name, ref.qualifier or LATEST
+
+
+def _no_config(svc: Services, function: str, qualifier: str) -> ResourceNotFound:
+    arn = svc.config.function_arn(function, qualifier)
+    return ResourceNotFound(f"The function {arn} doesn't have an EventInvokeConfig")
+
+
+async def _exists(svc: Services, function: str, qualifier: str) -> None:
+    """The function and its qualifier (a version or an alias) exist, or Lambda's 404."""
+    try:
+        if qualifier == LATEST or qualifier.isdigit():
+            await blocking(svc.engine.functions.get_version, function, qualifier)
+        else:
+            await blocking(svc.engine.aliases.get, function, qualifier)
+    except ResourceNotFound as exc:
+        raise ResourceNotFound(NO_FUNCTION) from exc
+
+
+def _destination(value: str | None, params: Params) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        params.string("Destination", value=value, pattern=DESTINATION_PATTERN)
+
+
+async def _check_destinations(
+    svc: Services, function: str, targets: dict[str, str | None]
+) -> None:
+    """What Lambda checks of well-formed destinations, in its words; what nimbus cannot
+    deliver to (SQS, SNS, EventBridge...) is refused in nimbus' (``validate_destination``)."""
+    for kind, target in targets.items():
+        if not target:
+            continue
+        service = target.split(":")[2] if target.startswith("arn:") else ""
+        if service and service not in KNOWN_SERVICES:
+            # Lambda quotes the config as Java prints it.
+            success, failure = (
+                f"{k}(destination={v})" if v else "null" for k, v in targets.items()
+            )
+            raise InvalidParameterValue(
+                f"The provided destination config DestinationConfig(onSuccess={success}, "
+                f"onFailure={failure}) is invalid."
+            )
+        validate_destination(target, svc.config, f"DestinationConfig.{kind}.Destination")
+        match = FUNCTION_ARN.fullmatch(target)
+        if match is None:
+            continue
+        if match["name"] == function:
+            raise InvalidParameterValue(
+                "You can't specify the function as a destination for itself."
+            )
+        try:
+            await blocking(svc.engine.functions.get_record, match["name"])
+        except ResourceNotFound as exc:
+            raise InvalidParameterValue(f"The destination ARN {target} is invalid.") from exc
 
 
 async def _put(request: Request, merge: bool) -> Response:
     svc = services(request)
-    function, qualifier = await _target(svc, request)
+    function, qualifier = _target(svc, request)
     operation = "UpdateFunctionEventInvokeConfig" if merge else "PutFunctionEventInvokeConfig"
-    params = Params(await read_json(request, operation))
+    body = await read_json(request, operation)
+    params = Params(body)
     retries = params.integer("MaximumRetryAttempts", minimum=0, maximum=2)
     max_age = params.integer("MaximumEventAgeInSeconds", minimum=60, maximum=21600)
     destinations = params.nested("DestinationConfig")
@@ -67,10 +127,17 @@ async def _put(request: Request, merge: bool) -> Response:
     for kind in ("OnSuccess", "OnFailure"):
         sub = destinations.nested(kind)
         targets[kind] = sub.string("Destination", max_len=350) or None
+        _destination(targets[kind], sub)
     params.check()
-    for kind, target in targets.items():
-        if target:
-            validate_destination(target, svc.config, f"DestinationConfig.{kind}.Destination")
+    settings = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+    if not any(body.get(member) is not None for member in settings):
+        raise InvalidParameterValue(
+            "You must specify at least one of error handling or destination setting."
+        )
+    await _exists(svc, function, qualifier)
+    if merge and await blocking(svc.engine.event_configs.find, function, qualifier) is None:
+        raise _no_config(svc, function, qualifier)
+    await _check_destinations(svc, function, targets)
     cfg = EventInvokeConfig(
         function_name=function,
         qualifier=qualifier,
@@ -94,21 +161,29 @@ async def update_config(request: Request) -> Response:
 
 async def get_config(request: Request) -> Response:
     svc = services(request)
-    function, qualifier = await _target(svc, request)
-    cfg = await blocking(svc.engine.event_configs.get, function, qualifier)
+    function, qualifier = _target(svc, request)
+    cfg = await blocking(svc.engine.event_configs.find, function, qualifier)
+    if cfg is None:  # whether or not the function is there, as Lambda answers
+        raise _no_config(svc, function, qualifier)
     return json_response(render(cfg, svc.config))
 
 
 async def delete_config(request: Request) -> Response:
     svc = services(request)
-    function, qualifier = await _target(svc, request)
+    function, qualifier = _target(svc, request)
+    if await blocking(svc.engine.event_configs.find, function, qualifier) is None:
+        raise _no_config(svc, function, qualifier)
     await blocking(svc.engine.event_configs.delete, function, qualifier)
     return empty_response(204)
 
 
 async def list_configs(request: Request) -> Response:
     svc = services(request)
-    _, page = await settings_page(request, svc.config, svc.engine.event_configs)
+    function = unqualified(request.path_params["name"], svc.config, NAMESPACED)
+    try:
+        page = await settings_page(request, function, svc.engine.event_configs)
+    except ResourceNotFound as exc:
+        raise ResourceNotFound(NO_FUNCTION) from exc
     items = [render(c, svc.config) for c in page.items]
     return page_response("FunctionEventInvokeConfigs", items, page.next_marker)
 

@@ -11,7 +11,10 @@ the data plane also accepts ``Host: {url_id}.lambda-url.<anything>`` for setups 
 provide it.
 
 Only ``InvokeMode=BUFFERED`` is served; ``RESPONSE_STREAM`` is refused rather than
-silently buffered.
+silently buffered. Create's and Update's answers have ``InvokeMode`` only when the request
+set it, as Lambda's do; Get and List always show it.
+
+What does not exist is said in Lambda's words, by the store (``nimbus.store.function_urls``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.cors import validate_cors
-from nimbus.api.names import parse_function_ref
+from nimbus.api.names import parse_function_ref, unqualified
 from nimbus.api.services import Services, services
 from nimbus.api.shapes import lambda_timestamp
 from nimbus.api.wire import (
@@ -35,7 +38,7 @@ from nimbus.api.wire import (
     settings_page,
 )
 from nimbus.config import Config
-from nimbus.errors import InvalidParameterValue, ValidationError
+from nimbus.errors import InvalidParameterValue
 from nimbus.models import LATEST, FunctionUrlConfig
 from nimbus.threads import blocking
 
@@ -48,10 +51,6 @@ FUNCTION_NAME_PATTERN = (
     r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]{1,64})(:((?!\d+$)[0-9a-zA-Z-_]+))?"
 )
 QUALIFIER_PATTERN = r"((?!^\d+$)^[0-9a-zA-Z-_]+$)"
-_QUALIFIER_HINT = (
-    "A function URL belongs to the unqualified function (send no Qualifier) or to an "
-    "alias; a version number or $LATEST is not accepted."
-)
 
 
 def function_url(base_url: str, url_id: str) -> str:
@@ -60,17 +59,23 @@ def function_url(base_url: str, url_id: str) -> str:
 
 
 def render(
-    cfg: FunctionUrlConfig, config: Config, base_url: str, modified: bool = True
+    cfg: FunctionUrlConfig,
+    config: Config,
+    base_url: str,
+    modified: bool = True,
+    invoke_mode: bool = True,
 ) -> dict[str, Any]:
-    """Lambda's FunctionUrlConfig shape (Create's response has no LastModifiedTime)."""
+    """Lambda's FunctionUrlConfig shape (Create's response has no LastModifiedTime;
+    Create's and Update's have InvokeMode only when the request set it)."""
     qualifier = None if cfg.qualifier == LATEST else cfg.qualifier
     body: dict[str, Any] = {
         "FunctionUrl": function_url(base_url, cfg.url_id),
         "FunctionArn": config.function_arn(cfg.function_name, qualifier),
         "AuthType": cfg.auth_type,
         "CreationTime": cfg.creation_time,
-        "InvokeMode": cfg.invoke_mode,
     }
+    if invoke_mode:
+        body["InvokeMode"] = cfg.invoke_mode
     if modified:
         body["LastModifiedTime"] = cfg.last_modified
     if cfg.cors is not None:
@@ -85,10 +90,7 @@ def _target(svc: Services, request: Request) -> tuple[str, str]:
     params = Params({"FunctionName": raw, "Qualifier": qualifier})
     params.string("FunctionName", min_len=1, max_len=140, pattern=FUNCTION_NAME_PATTERN)
     params.string("Qualifier", min_len=1, max_len=128, pattern=QUALIFIER_PATTERN)
-    try:
-        params.check()
-    except ValidationError as exc:
-        raise ValidationError(f"{exc.message}. {_QUALIFIER_HINT}") from None
+    params.check()
     ref = parse_function_ref(raw, svc.config, qualifier)
     return ref.name, ref.qualifier or LATEST
 
@@ -124,17 +126,19 @@ async def create_config(request: Request) -> Response:
     invoke_mode = _enum(params, "InvokeMode", INVOKE_MODES)
     params.check()
     cors = _cors(params)
-    invoke_mode = _invoke_mode(invoke_mode) or "BUFFERED"
+    asked = _invoke_mode(invoke_mode)
     cfg = await blocking(
         svc.function_urls.create,
         function,
         qualifier,
         auth_type,
         cors,
-        invoke_mode,
+        asked or "BUFFERED",
         lambda_timestamp(),
     )
-    return json_response(render(cfg, svc.config, str(request.base_url), modified=False), 201)
+    base = str(request.base_url)
+    body = render(cfg, svc.config, base, modified=False, invoke_mode=asked is not None)
+    return json_response(body, 201)
 
 
 async def update_config(request: Request) -> Response:
@@ -153,7 +157,8 @@ async def update_config(request: Request) -> Response:
     if _invoke_mode(invoke_mode) is not None:
         changes["invoke_mode"] = invoke_mode
     cfg = await blocking(svc.function_urls.update, function, qualifier, changes, lambda_timestamp())
-    return json_response(render(cfg, svc.config, str(request.base_url)))
+    shown = invoke_mode is not None
+    return json_response(render(cfg, svc.config, str(request.base_url), invoke_mode=shown))
 
 
 async def get_config(request: Request) -> Response:
@@ -172,7 +177,8 @@ async def delete_config(request: Request) -> Response:
 
 async def list_configs(request: Request) -> Response:
     svc = services(request)
-    _, page = await settings_page(request, svc.config, svc.function_urls)
+    function = unqualified(request.path_params["name"], svc.config)
+    page = await settings_page(request, function, svc.function_urls)
     base = str(request.base_url)
     items = [render(c, svc.config, base) for c in page.items]
     return page_response("FunctionUrlConfigs", items, page.next_marker)

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
+import re
 import uuid
+import zipfile
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.api.names import parse_function_ref, unqualified
+from nimbus.api.names import (
+    ALIAS_PATTERN,
+    FUNCTION_NAME,
+    NAMESPACED,
+    parse_function_ref,
+    unqualified,
+)
 from nimbus.api.services import Services, services
 from nimbus.api.settings import (
-    ROLE_PATTERN,
+    check_architectures,
+    check_settings,
     parse_architectures,
     parse_settings,
     require_zip_settings,
@@ -34,25 +44,35 @@ from nimbus.errors import (
     RequestTooLarge,
     ResourceNotFound,
 )
-from nimbus.models import FUNCTION_NAME_PATTERN, LATEST, FunctionVersion, LayerRef
+from nimbus.models import LATEST, FunctionVersion, LayerRef
 from nimbus.store.code import StoredCode
 from nimbus.store.functions import check_revision
 from nimbus.threads import blocking
 
 # Lambda limits the request (base64 of a 50 MB zip, plus JSON) for code uploads.
 CODE_REQUEST_LIMIT = 69_905_067
+PACKAGE_TYPES = ("Zip", "Image")
 
 
 async def resolve_version(
     svc: Services, raw: str, qualifier: str | None
-) -> tuple[FunctionVersion, str | None]:
-    """Find the version a (possibly alias-) qualified name means; also return the alias."""
+) -> tuple[FunctionVersion, str]:
+    """Find the version a (possibly alias-) qualified name means; also return the
+    qualifier as the caller named it ("" for none), which Lambda echoes in FunctionArn."""
     ref = parse_function_ref(raw, svc.config, qualifier)
     q = ref.qualifier or LATEST
-    if q == LATEST or q.isdigit():
-        return await blocking(svc.engine.functions.get_version, ref.name, q), None
-    alias = await blocking(svc.engine.aliases.get, ref.name, q)
-    return await blocking(svc.engine.functions.get_version, ref.name, alias.function_version), q
+    try:
+        if q == LATEST or q.isdigit():
+            version = await blocking(svc.engine.functions.get_version, ref.name, q)
+            return version, ref.qualifier or ""
+        alias = await blocking(svc.engine.aliases.get, ref.name, q)
+        version = await blocking(
+            svc.engine.functions.get_version, ref.name, alias.function_version
+        )
+    except ResourceNotFound as exc:  # function, version or alias: Lambda names it as asked
+        arn = svc.config.function_arn(ref.name, ref.qualifier)
+        raise ResourceNotFound(f"Function not found: {arn}") from exc
+    return version, q
 
 
 def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: str) -> bytes:
@@ -85,6 +105,10 @@ def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: s
         raise RequestTooLarge(
             f"Zipped package is {len(data)} bytes; it must be at most {config_limit} bytes for "
             f"the {operation} operation. Move dependencies into a layer."
+        )
+    if not zipfile.is_zipfile(io.BytesIO(data)):  # not a zip at all: Lambda's words
+        raise InvalidParameterValue(
+            "Could not unzip uploaded file. Please check your file, then try to upload again."
         )
     return data
 
@@ -122,16 +146,25 @@ async def create_function(request: Request) -> Response:
     svc = services(request)
     body = await read_json(request, "CreateFunction", CODE_REQUEST_LIMIT)
     params = Params(body)
-    name = params.string(
-        "FunctionName", required=True, min_len=1, max_len=64, pattern=FUNCTION_NAME_PATTERN
+    raw_name = params.string(
+        "FunctionName",
+        required=True,
+        min_len=1,
+        max_len=FUNCTION_NAME.max_len,
+        pattern=FUNCTION_NAME.pattern,
     )
-    params.string("Role", required=True, pattern=ROLE_PATTERN)
+    if not params.has("Role"):
+        params.string("Role", required=True)
     publish = params.boolean("Publish") or False
     tags = validate_tags(params)
     settings = parse_settings(body, params)
     archs = parse_architectures(params)
-    package_type = params.string("PackageType") or "Zip"
+    package_type = params.enum("PackageType", PACKAGE_TYPES) or "Zip"
     params.check()
+    assert raw_name is not None
+    name = created_name(svc, raw_name)
+    check_settings(settings)
+    check_architectures(archs)
     if package_type != "Zip":
         raise InvalidParameterValue(
             f"PackageType {package_type} is not supported: nimbus runs .zip packages."
@@ -143,7 +176,6 @@ async def create_function(request: Request) -> Response:
         checked = await blocking(svc.engine.code.validate, data)
         check_combined_size(svc, checked.unzipped_size, settings["layers"])
     stored = await store_code(svc, data)
-    assert name is not None
     latest = FunctionVersion(
         function_name=name,
         version=LATEST,
@@ -157,7 +189,25 @@ async def create_function(request: Request) -> Response:
         architectures=archs or ["x86_64"],
     ).replace(**settings)
     created = await blocking(svc.engine.functions.create, latest, tags, publish)
-    return json_response(function_configuration(created, svc.config), 201)
+    # With Publish, Lambda answers version 1 under the function's (unqualified) ARN.
+    return json_response(function_configuration(created, svc.config, ""), 201)
+
+
+def created_name(svc: Services, raw: str) -> str:
+    """The name of the function CreateFunction is asked for: a name, or this region's
+    and account's (partial) ARN of it, without a qualifier."""
+    ref = parse_function_ref(raw, svc.config, shape=FUNCTION_NAME)
+    if ref.qualifier is not None:
+        raise InvalidParameterValue(
+            f"FunctionName {raw} names a version or alias; CreateFunction creates a "
+            "function: pass its name or its unqualified ARN."
+        )
+    if len(ref.name) > 64:  # Lambda's words in a validation message, as this exception
+        raise InvalidParameterValue(
+            f"1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy "
+            "constraint: Member must have length less than or equal to 64"
+        )
+    return ref.name
 
 
 def validate_tags(params: Params) -> dict[str, str]:
@@ -207,22 +257,28 @@ async def list_functions(request: Request) -> Response:
     svc = services(request)
     max_items = query_int(request, "MaxItems", 50, 1, 10000)
     fv = request.query_params.get("FunctionVersion")
-    if fv not in (None, "ALL"):
-        raise InvalidParameterValue(f"FunctionVersion must be ALL when given, not {fv}.")
+    params = Params({"FunctionVersion": fv})
+    params.enum("FunctionVersion", ("ALL",))
+    params.check()
     marker = request.query_params.get("Marker")
     page = await blocking(svc.engine.functions.list_functions, marker, max_items, fv == "ALL")
-    items = [function_configuration(v, svc.config) for v in page.items]
+    # With FunctionVersion=ALL, Lambda names the $LATEST entries by their qualified ARN.
+    latest = LATEST if fv == "ALL" else ""
+    items = [
+        function_configuration(v, svc.config, latest if v.version == LATEST else None, listed=True)
+        for v in page.items
+    ]
     return page_response("Functions", items, page.next_marker)
 
 
 async def list_versions(request: Request) -> Response:
     svc = services(request)
-    name = unqualified(request.path_params["name"], svc.config)
+    name = unqualified(request.path_params["name"], svc.config, NAMESPACED)
     max_items = query_int(request, "MaxItems", 50, 1, 10000)
     page = await blocking(
         svc.engine.functions.list_versions, name, request.query_params.get("Marker"), max_items
     )
-    items = [function_configuration(v, svc.config) for v in page.items]
+    items = [function_configuration(v, svc.config, v.version, listed=True) for v in page.items]
     return page_response("Versions", items, page.next_marker)
 
 
@@ -235,6 +291,8 @@ async def update_function_code(request: Request) -> Response:
     dry_run = params.boolean("DryRun") or False
     revision = params.string("RevisionId")
     archs = parse_architectures(params)
+    params.check()
+    check_architectures(archs)
     data = decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
     current = await blocking(svc.engine.functions.get_version, name, LATEST)
     if dry_run or current.layers:  # checked before anything is stored
@@ -266,6 +324,8 @@ async def update_function_configuration(request: Request) -> Response:
     params = Params(body)
     revision = params.string("RevisionId")
     settings = parse_settings(body, params)
+    params.check()
+    check_settings(settings)
     await attach_layers(svc, settings)
     if settings.get("layers"):
         current = await blocking(svc.engine.functions.get_version, name, LATEST)
@@ -287,6 +347,13 @@ async def delete_function(request: Request) -> Response:
     ref = parse_function_ref(
         request.path_params["name"], svc.config, request.query_params.get("Qualifier")
     )
+    # Lambda refuses these before it looks for the function.
+    if ref.qualifier == LATEST:
+        raise InvalidParameterValue(
+            "$LATEST version cannot be deleted without deleting the function."
+        )
+    if ref.qualifier is not None and re.fullmatch(ALIAS_PATTERN, ref.qualifier):
+        raise InvalidParameterValue("Deletion of aliases is not currently supported.")
     await blocking(svc.engine.functions.delete, ref.name, ref.qualifier)
     return empty_response(204)
 

@@ -26,7 +26,8 @@ from nimbus.api.layers import layer_name, version_number
 from nimbus.api.policies import STATEMENT_ID_PATTERN, principal_element
 from nimbus.api.services import Services, services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
-from nimbus.errors import ResourceNotFound
+from nimbus.errors import PreconditionFailed, ResourceNotFound
+from nimbus.models import LayerVersion
 from nimbus.store.policies import policy_document
 from nimbus.threads import blocking
 
@@ -40,6 +41,22 @@ def _target(svc: Services, request: Request) -> tuple[str, int]:
     """(layer name, version number) from the path."""
     name = layer_name(svc, request.path_params["name"])
     return name, version_number(request.path_params["version"])
+
+
+async def _existing(svc: Services, name: str, version: int) -> LayerVersion:
+    """The layer version, or Lambda's 404 naming it."""
+    try:
+        return await blocking(svc.layers.get, name, version)
+    except ResourceNotFound as exc:
+        arn = svc.layers.version_arn(name, version)
+        raise ResourceNotFound(f"Layer version {arn} does not exist.") from exc
+
+
+def _revision_mismatch() -> PreconditionFailed:
+    return PreconditionFailed(
+        "The Revision Id provided does not match the latest Revision Id. Call the "
+        "GetLayerPolicy API to retrieve the latest Revision Id"
+    )
 
 
 async def add_permission(request: Request) -> Response:
@@ -63,9 +80,17 @@ async def add_permission(request: Request) -> Response:
     }
     if organization is not None:
         statement["Condition"] = {"StringEquals": {"aws:PrincipalOrgID": organization}}
-    revision = await blocking(
-        svc.layers.add_permission, name, version, statement, request.query_params.get("RevisionId")
-    )
+    await _existing(svc, name, version)
+    try:
+        revision = await blocking(
+            svc.layers.add_permission,
+            name,
+            version,
+            statement,
+            request.query_params.get("RevisionId"),
+        )
+    except PreconditionFailed as exc:
+        raise _revision_mismatch() from exc
     body = {"Statement": json.dumps(statement, separators=(",", ":")), "RevisionId": revision}
     return json_response(body, 201)
 
@@ -73,7 +98,7 @@ async def add_permission(request: Request) -> Response:
 async def get_policy(request: Request) -> Response:
     svc = services(request)
     name, version = _target(svc, request)
-    found = await blocking(svc.layers.get, name, version)
+    found = await _existing(svc, name, version)
     if not found.statements:
         raise ResourceNotFound("No policy is associated with the given resource.")
     return json_response(
@@ -88,9 +113,13 @@ async def remove_permission(request: Request) -> Response:
     params = Params({"StatementId": sid})
     params.string("StatementId", min_len=1, max_len=100, pattern=STATEMENT_ID_PATTERN)
     params.check()
-    await blocking(
-        svc.layers.remove_permission, name, version, sid, request.query_params.get("RevisionId")
-    )
+    await _existing(svc, name, version)
+    try:
+        await blocking(
+            svc.layers.remove_permission, name, version, sid, request.query_params.get("RevisionId")
+        )
+    except PreconditionFailed as exc:
+        raise _revision_mismatch() from exc
     return empty_response(204)
 
 

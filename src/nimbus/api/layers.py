@@ -18,6 +18,12 @@ from starlette.routing import Route
 
 from nimbus.api.functions import CODE_REQUEST_LIMIT, decode_zip, store_code
 from nimbus.api.services import Services, services
+from nimbus.api.settings import (
+    ARCHITECTURES,
+    LISTED_RUNTIME_ENUM,
+    LISTED_RUNTIMES,
+    RUNTIMES,
+)
 from nimbus.api.shapes import b64_sha, lambda_timestamp
 from nimbus.api.wire import (
     Params,
@@ -36,20 +42,6 @@ NAME_PATTERN = (
     r"(arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:"
     r"\d{12}:layer:[a-zA-Z0-9-_]{1,140})|[a-zA-Z0-9-_]{1,140}"
 )
-ARCHITECTURES = ("x86_64", "arm64")
-# Lambda's Runtime enum (botocore's service model): CompatibleRuntimes is metadata, so
-# any runtime Lambda knows is accepted, not only those this host runs.
-RUNTIMES = (
-    "nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x",
-    "nodejs14.x", "nodejs16.x", "nodejs18.x", "nodejs20.x", "nodejs22.x", "nodejs24.x",
-    "nodejs26.x", "java8", "java8.al2", "java11", "java17", "java21", "java25",
-    "java8.al2023", "java11.al2023", "java17.al2023", "python2.7", "python3.6",
-    "python3.7", "python3.8", "python3.9", "python3.10", "python3.11", "python3.12",
-    "python3.13", "python3.14", "python3.15", "dotnetcore1.0", "dotnetcore2.0",
-    "dotnetcore2.1", "dotnetcore3.1", "dotnet6", "dotnet8", "dotnet10", "nodejs4.3-edge",
-    "go1.x", "ruby2.5", "ruby2.7", "ruby3.2", "ruby3.3", "ruby3.4", "ruby4.0", "provided",
-    "provided.al2", "provided.al2023", "custom",
-)  # fmt: skip
 
 
 def layer_name(svc: Services, raw: str) -> str:
@@ -67,20 +59,40 @@ def layer_name(svc: Services, raw: str) -> str:
     return raw
 
 
+# The service model's LayerVersionArn (GetLayerVersionByArn).
+VERSION_ARN_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:"
+    r"\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+)"
+)
+
+
 def version_number(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) < 2**63:
+    if raw.lstrip("-").isdigit() and int(raw) < 1:
+        raise InvalidParameterValue("Layer Version Cannot be less than 1")
+    if not raw.isdigit() or int(raw) >= 2**63:
         raise InvalidParameterValue(
             f"VersionNumber must be a layer version number (1, 2, ...), not '{raw}'."
         )
     return int(raw)
 
 
-def _enum_list(params: Params, member: str, allowed: tuple[str, ...], max_items: int) -> list[str]:
+def _enum_list(
+    params: Params,
+    member: str,
+    allowed: tuple[str, ...],
+    max_items: int,
+    nullable: bool,
+    listed: tuple[str, ...] | None = None,
+) -> list[str]:
+    """A list of enum values; Lambda words the constraint of a list that may hold nulls
+    (Architectures) differently from one that may not. ``listed``: the values the
+    message names, where Lambda names others than it takes."""
     values = params.sequence(member, max_items=max_items) or []
-    for value in values:
-        if value not in allowed:
-            params._fail(values, member, f"satisfy enum value set: [{', '.join(allowed)}]")
-            break
+    if any(value not in allowed for value in values):
+        enum = f"satisfy enum value set: [{', '.join(listed or allowed)}]"
+        if nullable:
+            enum = f"satisfy constraint: [Member must {enum}, Member must not be null]"
+        params._fail(values, member, enum)
     return [str(v) for v in values]
 
 
@@ -88,12 +100,12 @@ def _filters(request: Request) -> tuple[str | None, str | None]:
     runtime = request.query_params.get("CompatibleRuntime")
     architecture = request.query_params.get("CompatibleArchitecture")
     params = Params({})
-    for member, value, allowed in (
-        ("CompatibleRuntime", runtime, RUNTIMES),
-        ("CompatibleArchitecture", architecture, ARCHITECTURES),
+    for member, value, allowed, listed in (
+        ("CompatibleRuntime", runtime, RUNTIMES, LISTED_RUNTIME_ENUM),
+        ("CompatibleArchitecture", architecture, ARCHITECTURES, ARCHITECTURES),
     ):
         if value is not None and value not in allowed:
-            params._fail(value, member, f"satisfy enum value set: [{', '.join(allowed)}]")
+            params._fail(value, member, f"satisfy enum value set: [{', '.join(listed)}]")
     params.check()
     return runtime, architecture
 
@@ -133,8 +145,10 @@ async def publish_layer_version(request: Request) -> Response:
     params = Params(body)
     description = params.string("Description", max_len=256) or ""
     license_info = params.string("LicenseInfo", max_len=512)
-    runtimes = _enum_list(params, "CompatibleRuntimes", RUNTIMES, 15)
-    architectures = _enum_list(params, "CompatibleArchitectures", ARCHITECTURES, 2)
+    runtimes = _enum_list(
+        params, "CompatibleRuntimes", RUNTIMES, 15, nullable=False, listed=LISTED_RUNTIMES
+    )
+    architectures = _enum_list(params, "CompatibleArchitectures", ARCHITECTURES, 2, nullable=True)
     if params.data.get("Content") is None:
         params.string("Content", required=True)
     params.check()
@@ -213,7 +227,7 @@ async def layers(request: Request) -> Response:
 async def _get_by_arn(svc: Services, request: Request) -> Response:
     arn = request.query_params.get("Arn")
     params = Params({"Arn": arn})
-    params.string("Arn", required=True, min_len=1, max_len=2048)
+    params.string("Arn", required=True, min_len=1, max_len=140, pattern=VERSION_ARN_PATTERN)
     params.check()
     assert arn is not None
     name, version = svc.layers.parse_arn(arn)

@@ -1,28 +1,60 @@
 """Function names as Lambda accepts them: a name, a partial ARN or a full ARN, each
-optionally ending in ``:qualifier`` (a version or an alias)."""
+optionally ending in ``:qualifier`` (a version or an alias).
+
+Lambda's operations check the name against one of two shapes of its service model, and
+report a violation with the shape's pattern and length: ``NAMESPACED`` (GetFunction,
+DeleteFunction, Invoke, policies, event invoke configs...) and ``FUNCTION_NAME``
+(CreateFunction, the updates, PublishVersion, aliases, concurrency...).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
+from nimbus.api.wire import Params
 from nimbus.config import Config
-from nimbus.errors import InvalidParameterValue, ResourceNotFound, ValidationError
+from nimbus.errors import AccessDenied, InvalidParameterValue, ResourceNotFound
 
 ALIAS_PATTERN = r"(?!^[0-9]+$)([a-zA-Z0-9-_]+)"
-QUALIFIER_PATTERN = r"(|[a-zA-Z0-9$_-]+)"
+# The service model's NumericLatestPublishedOrAliasQualifier.
+QUALIFIER_PATTERN = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+"
+_REGION = r"((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
 _FUNCTION_REF = re.compile(
     r"(?:arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:)?"
-    r"(?:(?P<region>[a-z]{2}(?:-gov)?-[a-z]+-\d):)?"
+    r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
     r"(?:(?P<account>\d{12}):)?"
     r"(?:function:)?"
-    r"(?P<name>[a-zA-Z0-9-_]+)"
-    r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?"
+    r"(?P<name>[a-zA-Z0-9-_.]+)"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
 )
-_FULL_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?"
-    r"([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
+
+
+@dataclass(frozen=True)
+class NameShape:
+    """A FunctionName member of the service model: its pattern and maximum length."""
+
+    pattern: str
+    max_len: int
+
+
+NAMESPACED = NameShape(
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?" + _REGION + r"(\d{12}:)?(function:)?"
+    r"([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?",
+    256,
 )
+FUNCTION_NAME = NameShape(
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?" + _REGION + r"(\d{12}:)?(function:)?"
+    r"([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?",
+    140,
+)
+
+
+class ForeignAccount(AccessDenied):
+    """A function ARN of another account: Lambda answers 403 with no message at all."""
+
+    def body(self) -> dict[str, object]:
+        return {"Message": None}
 
 
 @dataclass(frozen=True)
@@ -31,48 +63,42 @@ class FunctionRef:
     qualifier: str | None
 
 
-def parse_function_ref(raw: str, config: Config, qualifier: str | None = None) -> FunctionRef:
+def parse_function_ref(
+    raw: str, config: Config, qualifier: str | None = None, shape: NameShape = NAMESPACED
+) -> FunctionRef:
     """Resolve what the client named; ``qualifier`` is the Qualifier query parameter."""
+    qualifier = qualifier or None  # an empty Qualifier names nothing
+    params = Params({"FunctionName": raw, "Qualifier": qualifier})
+    params.string("FunctionName", min_len=1, max_len=shape.max_len, pattern=shape.pattern)
+    params.string("Qualifier", min_len=1, max_len=128, pattern=QUALIFIER_PATTERN)
+    params.check()
     match = _FUNCTION_REF.fullmatch(raw)
-    if match is None or len(raw) > 256:
-        raise ValidationError(
-            f"1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy "
-            f"constraint: Member must satisfy regular expression pattern: {_FULL_PATTERN}"
-        )
-    if len(match["name"]) > 64:
-        raise ValidationError(
-            f"1 validation error detected: Value '{raw}' at 'functionName' failed to satisfy "
-            "constraint: Member must have length less than or equal to 64 (the name part)"
-        )
+    assert match is not None  # the shape's pattern accepts no more than this
     region, account = match["region"], match["account"]
-    if (region and region != config.region) or (account and account != config.account_id):
+    if region and region != config.region:
         raise ResourceNotFound(
-            f"Function not found: {raw} (this nimbus serves region {config.region}, "
-            f"account {config.account_id})"
+            f"Functions from '{region}' are not reachable in this region ('{config.region}')"
         )
+    if account and account != config.account_id:
+        raise ForeignAccount("")
     derived = match["qualifier"]
     if qualifier is not None:
-        if not re.fullmatch(QUALIFIER_PATTERN, qualifier) or len(qualifier) > 128:
-            raise ValidationError(
-                f"1 validation error detected: Value '{qualifier}' at 'qualifier' failed to "
-                f"satisfy constraint: Member must satisfy regular expression pattern: "
-                f"{QUALIFIER_PATTERN}"
-            )
         if derived is not None and derived != qualifier:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified "
                 "qualifier."
             )
-        derived = qualifier or derived
-    return FunctionRef(match["name"], derived or None)
+        derived = qualifier
+    return FunctionRef(match["name"], derived)
 
 
-def unqualified(raw: str, config: Config) -> str:
+def unqualified(raw: str, config: Config, shape: NameShape = FUNCTION_NAME) -> str:
     """For operations that take a function, never a version (e.g. PublishVersion)."""
-    ref = parse_function_ref(raw, config)
+    ref = parse_function_ref(raw, config, shape=shape)
     if ref.qualifier is not None:
         raise InvalidParameterValue(
-            f"This operation does not accept a qualified function name ({raw}); pass the "
-            "function name without ':" + ref.qualifier + "'."
+            "This operation is permitted on Lambda functions only. Aliases and versions do "
+            "not support this operation. Please specify either a function name or an "
+            "unqualified function ARN."
         )
     return ref.name

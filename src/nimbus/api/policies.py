@@ -32,7 +32,7 @@ from nimbus.api.names import parse_function_ref
 from nimbus.api.services import services
 from nimbus.api.wire import Params, empty_response, json_response, read_json
 from nimbus.config import Config
-from nimbus.errors import InvalidParameterValue
+from nimbus.errors import InvalidParameterValue, PreconditionFailed
 from nimbus.models import LATEST
 from nimbus.store.policies import policy_document
 from nimbus.threads import blocking
@@ -68,9 +68,7 @@ def principal_element(principal: str) -> str | dict[str, str]:
     if _SERVICE.fullmatch(principal):
         return {"Service": principal}
     raise InvalidParameterValue(
-        "The provided principal was invalid. Please check the principal and try again. "
-        "Use '*', a 12-digit account id, an IAM ARN or a service principal such as "
-        "s3.amazonaws.com."
+        "The provided principal was invalid. Please check the principal and try again."
     )
 
 
@@ -143,17 +141,27 @@ def _validated(params: Params) -> dict[str, Any]:
     return values
 
 
+def _revision_mismatch() -> PreconditionFailed:
+    """Lambda points to GetPolicy whichever RevisionId the request was checked against."""
+    return PreconditionFailed(
+        "The Revision Id provided does not match the latest Revision Id. Call the GetPolicy "
+        "API to retrieve the latest Revision Id"
+    )
+
+
 async def add_permission(request: Request) -> Response:
     svc = services(request)
     function, qualifier = _target(request, svc.config)
     values = _validated(Params(await read_json(request, "AddPermission")))
     if qualifier == LATEST:
-        raise InvalidParameterValue(
-            "We currently do not support adding policies for $LATEST. Send no Qualifier to "
-            "grant on the unqualified function, or name a published version or an alias."
-        )
+        raise InvalidParameterValue("We currently do not support adding policies for $LATEST.")
     statement = build_statement(svc.config.function_arn(function, qualifier), values)
-    await blocking(svc.policies.add, function, qualifier or LATEST, statement, values["RevisionId"])
+    try:
+        await blocking(
+            svc.policies.add, function, qualifier or LATEST, statement, values["RevisionId"]
+        )
+    except PreconditionFailed as exc:
+        raise _revision_mismatch() from exc
     return json_response({"Statement": json.dumps(statement, separators=(",", ":"))}, 201)
 
 
@@ -179,13 +187,16 @@ async def remove_permission(request: Request) -> Response:
         pattern=NAMESPACED_STATEMENT_ID_PATTERN,
     )
     params.check()
-    await blocking(
-        svc.policies.remove,
-        function,
-        qualifier or LATEST,
-        sid,
-        request.query_params.get("RevisionId"),
-    )
+    try:
+        await blocking(
+            svc.policies.remove,
+            function,
+            qualifier or LATEST,
+            sid,
+            request.query_params.get("RevisionId"),
+        )
+    except PreconditionFailed as exc:
+        raise _revision_mismatch() from exc
     return empty_response(204)
 
 

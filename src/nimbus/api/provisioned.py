@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nimbus.api.names import parse_function_ref
+from nimbus.api.names import parse_function_ref, unqualified
 from nimbus.api.services import Services, services
 from nimbus.api.shapes import lambda_timestamp
 from nimbus.api.wire import (
@@ -96,7 +96,8 @@ async def delete_config(request: Request) -> Response:
 
 async def list_configs(request: Request) -> Response:
     svc = services(request)
-    function, page = await settings_page(request, svc.config, svc.provisioned)
+    function = unqualified(request.path_params["name"], svc.config)
+    page = await settings_page(request, function, svc.provisioned)
     items: list[dict[str, Any]] = []
     for config in page.items:
         item = _body(svc.provisioner.status(config), config.last_modified)

@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+from nimbus.api import logging_config
 from nimbus.config import Config
 from nimbus.models import LATEST, Alias, FunctionVersion
 
@@ -20,11 +21,30 @@ def b64_sha(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
+# Set in a version's ``extra`` when the client sent Environment, even with no variables:
+# Lambda then answers ``"Environment": {"Variables": {}}``, and nothing when it sent none.
+ENVIRONMENT_DECLARED = "Environment"
+
+
 def function_configuration(
-    v: FunctionVersion, config: Config, arn_qualifier: str | None = None
+    v: FunctionVersion,
+    config: Config,
+    arn_qualifier: str | None = None,
+    *,
+    listed: bool = False,
 ) -> dict[str, Any]:
-    """``arn_qualifier``: the alias the caller used, if any (Lambda echoes it in the ARN)."""
-    qualifier = arn_qualifier or (None if v.version == LATEST else v.version)
+    """Lambda's FunctionConfiguration of ``v``.
+
+    ``arn_qualifier`` is what FunctionArn ends with, as Lambda echoes what the caller
+    named: an alias, ``$LATEST`` when asked for by name, "" for the unqualified ARN (e.g.
+    CreateFunction with Publish answers version 1 under the function's ARN); None means
+    the version's own (a number; nothing for $LATEST). ``listed``: an item of
+    ListFunctions or ListVersionsByFunction, which carry no State or LastUpdateStatus.
+    """
+    if arn_qualifier is None:
+        qualifier = None if v.version == LATEST else v.version
+    else:
+        qualifier = arn_qualifier or None
     body: dict[str, Any] = {
         "FunctionName": v.function_name,
         "FunctionArn": config.function_arn(v.function_name, qualifier),
@@ -46,17 +66,21 @@ def function_configuration(
         "Architectures": v.architectures,
         "EphemeralStorage": {"Size": v.ephemeral_storage},
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{v.function_name}"},
+        "LoggingConfig": logging_config.render(v),
     }
-    if v.environment:
+    if listed:
+        del body["State"], body["LastUpdateStatus"]
+    if v.environment or ENVIRONMENT_DECLARED in v.extra:
         body["Environment"] = {"Variables": v.environment}
     if v.layers:
         body["Layers"] = [{"Arn": layer.arn, "CodeSize": layer.code_size} for layer in v.layers]
     for key, value in v.extra.items():
+        if key == ENVIRONMENT_DECLARED:
+            continue
         if key == "TracingConfig":
             body[key] = {"Mode": value.get("Mode", "PassThrough")}
-        elif key == "LoggingConfig":
-            body[key] = {**body[key], **value}
+        elif key.startswith("LoggingConfig"):
+            continue  # rendered above, from all of its stored members
         elif key == "SnapStart":
             body[key] = {"ApplyOn": value.get("ApplyOn", "None"), "OptimizationStatus": "Off"}
         elif key == "ImageConfig":

@@ -1,8 +1,8 @@
 """Lambda's wire format: request bodies in, JSON and errors out.
 
 ``error_response`` is the one place a ``NimbusError`` becomes Lambda's error shape:
-``{"Type": ..., "Message"|"message": ...}`` with the ``X-Amzn-ErrorType`` header that
-botocore reads to raise the modeled exception.
+``{"Type": ..., "Message"|"message": ...}`` (no ``Type`` where Lambda sends none) with
+the ``X-Amzn-ErrorType`` header that botocore reads to raise the modeled exception.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
-from nimbus.api.names import unqualified
-from nimbus.config import Config
 from nimbus.errors import (
     InvalidRequestContent,
     NimbusError,
@@ -52,15 +50,12 @@ def request_id_header() -> dict[str, str]:
     return {"x-amzn-RequestId": str(uuid.uuid4())}
 
 
-async def settings_page(
-    request: Request, config: Config, store: QualifiedSettings[T]
-) -> tuple[str, Page]:
-    """(function, one page of its per-qualifier settings) for Lambda's List...Configs
-    operations: the function from the path, ``Marker``, ``MaxItems`` 1-50 (default 50)."""
-    function = unqualified(request.path_params["name"], config)
+async def settings_page(request: Request, function: str, store: QualifiedSettings[T]) -> Page:
+    """One page of ``function``'s per-qualifier settings for Lambda's List...Configs
+    operations: ``Marker``, ``MaxItems`` 1-50 (default 50)."""
     max_items = query_int(request, "MaxItems", 50, 1, 50)
     marker = request.query_params.get("Marker")
-    return function, await blocking(store.list, function, marker, max_items)
+    return await blocking(store.list, function, marker, max_items)
 
 
 def page_response(key: str, items: list[Any], next_marker: str | None) -> Response:
@@ -162,10 +157,13 @@ class Params:
         return f"{self.prefix}{_camel(member)}"
 
     def _fail(self, value: Any, member: str, constraint: str) -> None:
-        shown = value if not isinstance(value, (dict, list)) else json.dumps(value)
+        self.violation(value, member, f"Member must {constraint}")
+
+    def violation(self, value: Any, member: str, constraint: str) -> None:
+        """Record that ``value`` of ``member`` breaks ``constraint`` (Lambda's words)."""
         self.problems.append(
-            f"Value '{shown}' at '{self._where(member)}' failed to satisfy constraint: "
-            f"Member must {constraint}"
+            f"Value '{shown(value)}' at '{self._where(member)}' failed to satisfy "
+            f"constraint: {constraint}"
         )
 
     def has(self, member: str) -> bool:
@@ -192,11 +190,12 @@ class Params:
         if not isinstance(value, str):
             self._fail(value, member, "be a string")
             return None
+        # Each constraint violated is one entry, as Lambda reports them.
         if len(value) < min_len:
             self._fail(value, member, f"have length greater than or equal to {min_len}")
-        elif max_len is not None and len(value) > max_len:
+        if max_len is not None and len(value) > max_len:
             self._fail(value, member, f"have length less than or equal to {max_len}")
-        elif pattern is not None and not re.fullmatch(pattern, value):
+        if pattern is not None and not re.fullmatch(pattern, value):
             self._fail(value, member, f"satisfy regular expression pattern: {pattern}")
         return value
 
@@ -213,6 +212,14 @@ class Params:
             self._fail(value, member, f"have value greater than or equal to {minimum}")
         elif maximum is not None and value > maximum:
             self._fail(value, member, f"have value less than or equal to {maximum}")
+        return value
+
+    def enum(self, member: str, allowed: tuple[str, ...], *, required: bool = False) -> Any:
+        """A string member that must be one of ``allowed``; None if it is not."""
+        value = self.string(member, required=required)
+        if value is not None and value not in allowed:
+            self._fail(value, member, f"satisfy enum value set: [{', '.join(allowed)}]")
+            return None
         return value
 
     def boolean(self, member: str) -> bool | None:
@@ -257,6 +264,18 @@ class Params:
             raise ValidationError(
                 f"{count} validation {noun} detected: " + "; ".join(self.problems)
             )
+
+
+def shown(value: Any) -> str:
+    """A value as Lambda quotes it in a constraint violation: Java's rendering, so lists
+    read ``[a, b]`` and maps ``{k=v}``."""
+    if isinstance(value, list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{shown(k)}={shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def query_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:

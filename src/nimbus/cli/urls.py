@@ -17,9 +17,11 @@ from nimbus.cli.client import (
     ENDPOINT,
     FUNCTIONS,
     call,
+    fail,
     function_label,
     no_function,
     pages,
+    report_error,
     say,
     segment,
 )
@@ -131,7 +133,16 @@ def url_show(
 ) -> None:
     """Print a function's URL."""
     params = {"Qualifier": qualifier} if qualifier else None
-    _show_url(call("GET", _url_config(endpoint, name), params=params).json(), "url")
+    got = call("GET", _url_config(endpoint, name), params=params, allow=(404,))
+    if got.status_code == 404:  # Lambda's answer does not say which is missing
+        report_error(got)
+        target = f"{name}:{qualifier}" if qualifier else name
+        option = f" --qualifier {qualifier}" if qualifier else ""
+        fail(
+            f"{target} has no function URL (or does not exist): `nimbus url create "
+            f"{name}{option}` gives it one; `nimbus url ls` lists the URLs."
+        )
+    _show_url(got.json(), "url")
 
 
 @url_app.command("rm")

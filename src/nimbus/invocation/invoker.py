@@ -88,7 +88,7 @@ class Invoker:
             trace_id=trace_id or ids.trace_id(),
             client_context=client_context,
         )
-        key = PoolKey(name, version.version, version.revision_id)
+        key = PoolKey(name, version.version, version.deployment)
         ticket = self.limiter.admit(name, record.reserved_concurrency, reserved_total)
         try:
             ran = await self.pool.run(key, lambda: self.spec(version, record), invocation)

@@ -1,4 +1,4 @@
-"""Warm execution environments per (function, version, revision), reused one
+"""Warm execution environments per (function, version, deployment), reused one
 invocation at a time.
 
 An invocation takes the most recently used idle environment of its key (the warmest)
@@ -27,7 +27,7 @@ log = logging.getLogger("nimbus.invocation.pool")
 class PoolKey(NamedTuple):
     function_name: str
     version: str
-    revision_id: str  # a new revision (code or config update) means new environments
+    deployment: str  # FunctionVersion.deployment: a change means new environments
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Pool:
         self.idle_seconds = idle_seconds
         self._idle: dict[PoolKey, list[_Idle]] = defaultdict(list)
         self._busy: dict[PoolKey, int] = defaultdict(int)
-        self._current: dict[tuple[str, str], str] = {}  # (name, version) -> revision
+        self._current: dict[tuple[str, str], str] = {}  # (name, version) -> deployment
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         # Provisioned concurrency: environments kept initialised, exempt from reaping.
@@ -98,7 +98,7 @@ class Pool:
             raise
         finally:
             self._busy[key] -= 1
-        if outcome.reusable and env.alive and self._current.get(key[:2]) == key.revision_id:
+        if outcome.reusable and env.alive and self._current.get(key[:2]) == key.deployment:
             self._idle[key].append(_Idle(env, time.monotonic()))
         else:
             self._discard(env)
@@ -120,11 +120,11 @@ class Pool:
         return None
 
     def _retire_stale(self, key: PoolKey) -> None:
-        """A new revision of (function, version) makes older environments useless."""
+        """A new deployment of (function, version) makes older environments useless."""
         short = (key.function_name, key.version)
-        if self._current.get(short) == key.revision_id:
+        if self._current.get(short) == key.deployment:
             return
-        self._current[short] = key.revision_id
+        self._current[short] = key.deployment
         for other in [k for k in self._idle if k[:2] == short and k != key]:
             for idle in self._idle.pop(other):
                 self._discard(idle.env)

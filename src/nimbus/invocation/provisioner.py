@@ -71,7 +71,7 @@ class Provisioner:
         version = resolution.versions[
             resolution.alias.function_version if resolution.alias else config.qualifier
         ]
-        key = PoolKey(version.function_name, version.version, version.revision_id)
+        key = PoolKey(version.function_name, version.version, version.deployment)
         old = self._keys.get((config.function_name, config.qualifier))
         if old is not None and old != key:
             self.pool.unprovision(old)

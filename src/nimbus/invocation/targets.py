@@ -57,7 +57,12 @@ class Targets:
         return await self._cache.get((name, qualifier or LATEST))
 
     def _load(self, name: str, qualifier: str) -> Resolution:
-        record = self.functions.get_record(name)
+        try:
+            record = self.functions.get_record(name)
+        except ResourceNotFound as exc:  # Lambda names what was invoked: $LATEST if nothing
+            raise ResourceNotFound(
+                f"Function not found: {self.functions.arn(name, qualifier)}"
+            ) from exc
         if qualifier == LATEST or qualifier.isdigit():
             version = self.functions.get_version(name, qualifier)
             return Resolution(record, None, {version.version: version})

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from nimbus.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 from nimbus.models import LATEST, Alias, Page
 from nimbus.store.functions import (
+    NO_ALIAS,
     FunctionStore,
     check_revision,
     decode_marker,
@@ -39,16 +40,15 @@ class AliasStore:
         self.functions = functions
         self.db = functions.db
 
-    def _not_found(self, function: str, name: str) -> ResourceNotFound:
-        return ResourceNotFound(f"Alias not found: {self.functions.arn(function, name)}")
-
-    def _alias(self, conn: Connection, function: str, name: str) -> Alias:
+    def _alias(self, conn: Connection, function: str, name: str, missing: str) -> Alias:
+        """The alias; else "Function not found" (no function) or ``missing`` and the
+        alias' ARN (Lambda words it per operation)."""
         row = conn.execute(
             select(aliases).where(aliases.c.function_name == function, aliases.c.name == name)
         ).first()
         if row is None:
             self.functions.record(conn, function)
-            raise self._not_found(function, name)
+            raise ResourceNotFound(f"{missing}: {self.functions.arn(function, name)}")
         return _row_to_alias(row)
 
     def _check_targets(self, conn: Connection, alias: Alias) -> None:
@@ -60,8 +60,9 @@ class AliasStore:
                 "Number of items in AdditionalVersionWeights cannot be greater than 1"
             )
         if alias.function_version == LATEST:
-            raise InvalidParameterValue(
-                "$LATEST is not supported for an alias pointing to more than 1 version"
+            raise InvalidParameterValue(  # Lambda sends this one without Type
+                "$LATEST is not supported for an alias pointing to more than 1 version",
+                typed=False,
             )
         for version, weight in alias.routing.items():
             if not version.isdigit():
@@ -71,8 +72,8 @@ class AliasStore:
                 )
             if version == alias.function_version:
                 raise InvalidParameterValue(
-                    f"Invalid function version {version}: the additional version must "
-                    "differ from the alias's FunctionVersion."
+                    f"Invalid function version {version}. Function version {version} is "
+                    "already included in routing configuration."
                 )
             if not 0.0 <= weight <= 1.0:
                 raise InvalidParameterValue(
@@ -82,12 +83,17 @@ class AliasStore:
 
     def get(self, function: str, name: str) -> Alias:
         with self.db.read() as conn:
-            return self._alias(conn, function, name)
+            return self._alias(conn, function, name, NO_ALIAS)
 
     def create(self, alias: Alias) -> Alias:
         try:
             with self.functions.writing(alias.function_name) as conn:
-                self.functions.record(conn, alias.function_name, lock=True)
+                try:
+                    self.functions.record(conn, alias.function_name, lock=True)
+                except ResourceNotFound:  # Lambda names the version it was to point at
+                    raise self.functions.not_found(
+                        alias.function_name, alias.function_version
+                    ) from None
                 self._check_targets(conn, alias)
                 conn.execute(
                     insert(aliases).values(
@@ -116,7 +122,7 @@ class AliasStore:
     ) -> Alias:
         with self.functions.writing(function) as conn:
             self.functions.record(conn, function, lock=True)
-            current = self._alias(conn, function, name)
+            current = self._alias(conn, function, name, "Alias not found")
             check_revision(expected_revision, current.revision_id)
             new = Alias(
                 function_name=function,

@@ -7,6 +7,11 @@ addresses it on the data plane; ``get_by_url_id`` is that lookup (unique index).
 Every write goes through ``FunctionStore.writing``, so ``on_change`` listeners hear of it
 (and of the function or alias being deleted, which takes its URL configs with it), which
 is how a url_id cache stays honest.
+
+What is missing is said in Lambda's words, which depend on the operation: Create, Update
+and List say ``Function does not exist`` of a function or alias that does not exist; Get
+and Delete say ``The resource you requested does not exist.`` of it, and Get, Update and
+Delete say the same where there is no URL config.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import ResourceConflict, ResourceNotFound
-from nimbus.models import LATEST, FunctionUrlConfig
+from nimbus.models import LATEST, FunctionUrlConfig, Page
 from nimbus.store.functions import FunctionStore
 from nimbus.store.qualified import QualifiedSettings
 from nimbus.store.schema import aliases, function_urls
@@ -32,6 +37,8 @@ URL_ID_LENGTH = 32
 _URL_ID = re.compile(f"[a-z0-9]{{{URL_ID_LENGTH}}}")
 # What UpdateFunctionUrlConfig may change; the rest is fixed at creation.
 UPDATABLE = frozenset({"auth_type", "cors", "invoke_mode"})
+NO_FUNCTION = "Function does not exist"
+NO_RESOURCE = "The resource you requested does not exist."
 
 
 def new_url_id() -> str:
@@ -76,8 +83,14 @@ class FunctionUrlStore(QualifiedSettings[FunctionUrlConfig]):
 
     def get(self, function: str, qualifier: str) -> FunctionUrlConfig:
         with self.db.read() as conn:
-            self.functions.record(conn, function)
+            self._check_target(conn, function, qualifier, NO_RESOURCE)
             return self._existing(conn, function, qualifier)
+
+    def list(self, function: str, marker: str | None, max_items: int) -> Page:
+        try:
+            return super().list(function, marker, max_items)
+        except ResourceNotFound:  # the function does not exist
+            raise ResourceNotFound(NO_FUNCTION) from None
 
     # -- writing -----------------------------------------------------------------------
 
@@ -103,8 +116,7 @@ class FunctionUrlStore(QualifiedSettings[FunctionUrlConfig]):
         )
         try:
             with self.functions.writing(function) as conn:
-                self.functions.record(conn, function, lock=True)
-                self._check_qualifier(conn, function, qualifier)
+                self._check_target(conn, function, qualifier, NO_FUNCTION, lock=True)
                 if self._find(conn, function, qualifier) is not None:
                     raise self._conflict(function, qualifier)
                 self._save(conn, config, exists=False)
@@ -123,7 +135,7 @@ class FunctionUrlStore(QualifiedSettings[FunctionUrlConfig]):
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         with self.functions.writing(function) as conn:
-            self.functions.record(conn, function, lock=True)
+            self._check_target(conn, function, qualifier, NO_FUNCTION, lock=True)
             current = self._existing(conn, function, qualifier)
             new = dataclasses.replace(current, **changes, last_modified=now)
             self._save(conn, new, exists=True)
@@ -131,14 +143,21 @@ class FunctionUrlStore(QualifiedSettings[FunctionUrlConfig]):
 
     def delete(self, function: str, qualifier: str) -> None:
         with self.functions.writing(function) as conn:
-            self.functions.record(conn, function, lock=True)
+            self._check_target(conn, function, qualifier, NO_RESOURCE, lock=True)
             self._existing(conn, function, qualifier)
             conn.execute(function_urls.delete().where(self._where(function, qualifier)))
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _check_qualifier(self, conn: Connection, function: str, qualifier: str) -> None:
-        """The qualifier must exist: $LATEST always does; an alias must be there."""
+    def _check_target(
+        self, conn: Connection, function: str, qualifier: str, missing: str, lock: bool = False
+    ) -> None:
+        """The function must exist, and the qualifier: $LATEST always does, an alias must
+        be there; else ResourceNotFound with ``missing``, the operation's words."""
+        try:
+            self.functions.record(conn, function, lock=lock)
+        except ResourceNotFound:
+            raise ResourceNotFound(missing) from None
         if qualifier == LATEST:
             return
         row = conn.execute(
@@ -147,24 +166,18 @@ class FunctionUrlStore(QualifiedSettings[FunctionUrlConfig]):
             )
         ).first()
         if row is None:
-            raise self.functions.not_found(function, qualifier)
+            raise ResourceNotFound(missing)
 
     def _existing(self, conn: Connection, function: str, qualifier: str) -> FunctionUrlConfig:
-        """The config (the function is known to exist), or why there is none."""
-        self._check_qualifier(conn, function, qualifier)
+        """The config (the function and qualifier are known to exist), or Lambda's 404."""
         config = self._find(conn, function, qualifier)
         if config is None:
-            arn = self.functions.arn(function, None if qualifier == LATEST else qualifier)
-            raise ResourceNotFound(
-                f"The resource you requested does not exist: {arn} has no function URL "
-                "config. Create one with CreateFunctionUrlConfig."
-            )
+            raise ResourceNotFound(NO_RESOURCE)
         return config
 
     def _conflict(self, function: str, qualifier: str) -> ResourceConflict:
         arn = self.functions.arn(function, None if qualifier == LATEST else qualifier)
-        return ResourceConflict(
-            f"Failed to create function url config for [functionArn = {arn}]. Error message: "
-            "FunctionUrlConfig exists for this Lambda function. Use UpdateFunctionUrlConfig "
-            "to change it, or DeleteFunctionUrlConfig first."
+        return ResourceConflict(  # Lambda's words, two spaces included
+            f"Failed to create function url config for [functionArn = {arn}]. Error message:  "
+            "FunctionUrlConfig exists for this Lambda function"
         )

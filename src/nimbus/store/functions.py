@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,6 +69,26 @@ def _version_values(v: FunctionVersion) -> dict[str, Any]:
     values = dataclasses.asdict(v)
     values["version_number"] = _version_number(v.version)
     return values
+
+
+# Publishing a version gives the version a RevisionId of its own and $LATEST a new one,
+# as on Lambda (a RevisionId read before publishing no longer guards an update). $LATEST's
+# new RevisionId is derived from the version's: "$LATEST has not changed since the last
+# version was published" is then "$LATEST's RevisionId is still the one derived from that
+# version's", with nothing more stored (every update gives $LATEST a random one).
+_PUBLISHED = uuid.UUID("6f1d0a52-3c0e-4f7b-9a51-4be1d3f0c2a7")
+
+
+def revision_after_publishing(version_revision: str) -> str:
+    """$LATEST's RevisionId once a version of RevisionId ``version_revision`` is
+    published from it."""
+    return str(uuid.uuid5(_PUBLISHED, version_revision))
+
+
+# How Lambda's GetAlias, AddPermission and RemovePermission say an alias does not exist
+# (UpdateAlias says "Alias not found", other operations "Function not found"), followed
+# by the alias' ARN.
+NO_ALIAS = "Cannot find alias arn"
 
 
 def check_revision(expected: str | None, actual: str) -> None:
@@ -225,6 +246,8 @@ class FunctionStore:
             current = self.version(conn, name, LATEST)
             check_revision(expected_revision, current.revision_id)
             new = change(current)
+            if new.revision_id == current.revision_id:  # every update is a new revision
+                new = new.replace(revision_id=str(uuid.uuid4()))
             conn.execute(
                 update(function_versions)
                 .where(
@@ -265,26 +288,35 @@ class FunctionStore:
                     f"CodeSHA256 ({code_sha256_b64}) is different from current CodeSHA256 "
                     f"in $LATEST ({actual}). Please try again with the CodeSHA256 in $LATEST."
                 )
-        # The newest version still there (the last published may have been deleted; its
-        # number is still never reused).
-        newest = conn.execute(
-            select(function_versions)
-            .where(
-                function_versions.c.function_name == name, function_versions.c.version_number > 0
+        # Lambda publishes a new version when $LATEST was updated since the last one was
+        # published (any update, even one that changed nothing); otherwise it returns that
+        # version, unless it was deleted, and $LATEST keeps its RevisionId. Numbers are
+        # never reused.
+        last = conn.execute(
+            select(function_versions).where(
+                function_versions.c.function_name == name,
+                function_versions.c.version == str(record.last_published),
             )
-            .order_by(function_versions.c.version_number.desc())
-            .limit(1)
         ).first()
-        if newest is not None and latest.same_deployment(_row_to_version(newest)):
-            return _row_to_version(newest)  # Lambda returns the existing version when unchanged
+        if last is not None and latest.revision_id == revision_after_publishing(last.revision_id):
+            return _row_to_version(last)
         number = record.last_published + 1
         published = latest.replace(
             version=str(number),
             description=latest.description if description is None else description,
+            revision_id=str(uuid.uuid4()),
         )
         conn.execute(insert(function_versions).values(_version_values(published)))
         conn.execute(
             update(functions).where(functions.c.name == name).values(last_published=number)
+        )
+        conn.execute(
+            update(function_versions)
+            .where(
+                function_versions.c.function_name == name,
+                function_versions.c.version == LATEST,
+            )
+            .values(revision_id=revision_after_publishing(published.revision_id))
         )
         return published
 
@@ -303,11 +335,11 @@ class FunctionStore:
                     "$LATEST version cannot be deleted without deleting the function."
                 )
             if not qualifier.isdigit():
-                raise InvalidParameterValue(
-                    f"Deletion of aliases is not supported through DeleteFunction "
-                    f"(Qualifier {qualifier}); use DeleteAlias."
-                )
-            self.version(conn, name, qualifier)
+                raise InvalidParameterValue("Deletion of aliases is not currently supported.")
+            try:
+                self.version(conn, name, qualifier)
+            except ResourceNotFound:
+                return  # deleting a version that is not there succeeds, as on Lambda
             users = (
                 conn.execute(
                     select(aliases.c.name).where(
@@ -345,10 +377,11 @@ class FunctionStore:
             if value is not None:
                 others = self.reserved_total(conn, excluding=name)
                 if account_limit - others - value < unreserved_minimum:
-                    raise InvalidParameterValue(
+                    raise InvalidParameterValue(  # Lambda sends this one without Type
                         "Specified ReservedConcurrentExecutions for function decreases "
                         "account's UnreservedConcurrentExecution below its minimum value of "
-                        f"[{unreserved_minimum}]."
+                        f"[{unreserved_minimum}].",
+                        typed=False,
                     )
             conn.execute(
                 update(functions).where(functions.c.name == name).values(reserved_concurrency=value)

@@ -15,11 +15,18 @@ policy's own, because warm and provisioned environments are keyed on a version's
 and a permission change must not recycle them. Before a qualifier has a policy, the only
 revision a client can hold is the version's or alias's, so that is what AddPermission
 compares against then.
+
+What does not exist is said in Lambda's words, which depend on the operation: GetPolicy
+says ``The resource you requested does not exist.`` of a function, version, alias or
+policy alike; AddPermission and RemovePermission say ``Cannot find alias arn: <ARN>`` of
+an alias and ``Function not found: <ARN>`` of a version; of a function, AddPermission
+says ``Function not found`` and RemovePermission ``No policy found for``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -32,12 +39,15 @@ from nimbus.errors import (
     ResourceNotFound,
 )
 from nimbus.models import LATEST, FunctionPolicy
-from nimbus.store.functions import FunctionStore
+from nimbus.store.functions import NO_ALIAS, FunctionStore
 from nimbus.store.qualified import QualifiedSettings
 from nimbus.store.schema import aliases, function_policies
 
 # Lambda's quota on a function's resource-based policy (per function, version or alias).
 POLICY_SIZE_LIMIT = 20 * 1024
+NO_RESOURCE = "The resource you requested does not exist."
+# A qualifier that can name an alias (the digits of a version are tried first).
+_ALIAS_NAME = re.compile(r"[a-zA-Z0-9-_]+")
 
 
 def policy_document(statements: list[dict[str, Any]]) -> str:
@@ -55,13 +65,17 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
     # -- reading -----------------------------------------------------------------------
 
     def get(self, function: str, qualifier: str) -> FunctionPolicy:
-        """The policy, or ResourceNotFound: no function or qualifier, or no statements."""
+        """The policy, or ResourceNotFound: no function or qualifier, or no statements
+        (Lambda answers them alike)."""
         with self.db.read() as conn:
-            self.functions.record(conn, function)
-            self._target_revision(conn, function, qualifier)
+            try:
+                self.functions.record(conn, function)
+                self._target_revision(conn, function, qualifier)
+            except ResourceNotFound:
+                raise ResourceNotFound(NO_RESOURCE) from None
             policy = self._find(conn, function, qualifier)
         if policy is None:
-            raise ResourceNotFound("The resource you requested does not exist.")
+            raise ResourceNotFound(NO_RESOURCE)
         return policy
 
     # -- writing -----------------------------------------------------------------------
@@ -94,7 +108,11 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
     ) -> FunctionPolicy | None:
         """Drop statement ``sid``; returns what is left (None: the policy is gone)."""
         with self.functions.writing(function) as conn:
-            self.functions.record(conn, function, lock=True)
+            try:
+                self.functions.record(conn, function, lock=True)
+            except ResourceNotFound:
+                arn = self.functions.arn(function)
+                raise ResourceNotFound(f"No policy found for: {arn}") from None
             self._target_revision(conn, function, qualifier)
             current = self._find(conn, function, qualifier)
             if current is None:
@@ -112,7 +130,7 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
 
     def _target_revision(self, conn: Connection, function: str, qualifier: str) -> str:
         """The RevisionId of what the qualifier names ($LATEST, a version or an alias),
-        which must exist (the function is known to)."""
+        which must exist (the function is known to): else Lambda's words for it."""
         if qualifier == LATEST or qualifier.isdigit():
             return self.functions.version(conn, function, qualifier).revision_id
         row = conn.execute(
@@ -120,6 +138,9 @@ class PolicyStore(QualifiedSettings[FunctionPolicy]):
                 aliases.c.function_name == function, aliases.c.name == qualifier
             )
         ).first()
+        if row is None and _ALIAS_NAME.fullmatch(qualifier):
+            arn = self.functions.arn(function, qualifier)
+            raise ResourceNotFound(f"{NO_ALIAS}: {arn}")
         if row is None:
             raise self.functions.not_found(function, qualifier)
         return str(row.revision_id)
