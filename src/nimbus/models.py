@@ -16,13 +16,13 @@ MAX_ASYNC_PAYLOAD = 256 * 1024
 # A function's name as Lambda allows it (no ARN, no qualifier): it also names folders.
 FUNCTION_NAME_PATTERN = r"[a-zA-Z0-9-_]{1,64}"
 
-# Settings Lambda accepts and reports back but nimbus stores without interpreting yet.
+# Settings Lambda accepts and reports back but nimbus stores without interpreting yet
+# (LoggingConfig is interpreted: nimbus.api.logging_config, nimbus.observe.log_config).
 PASSTHROUGH_SETTINGS = (
     "TracingConfig",
     "DeadLetterConfig",
     "VpcConfig",
     "KMSKeyArn",
-    "LoggingConfig",
     "SnapStart",
     "FileSystemConfigs",
     "ImageConfig",

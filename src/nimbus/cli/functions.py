@@ -39,7 +39,9 @@ def logs(
     limit: Annotated[int, typer.Option(help="At most this many invocations")] = 20,
     endpoint: str = ENDPOINT,
 ) -> None:
-    """Print the logs of a function's recent invocations (START ... REPORT)."""
+    """Print the logs of a function's recent invocations, as each was written: START ...
+    REPORT lines, or JSON records (platform.start ... platform.report) for a function whose
+    LoggingConfig says JSON."""
     since_ms = int((time.time() - since * 60) * 1000)
     answer = call(
         "GET",

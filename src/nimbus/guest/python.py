@@ -3,7 +3,9 @@
 It is the zygote's interpreter after fork and confinement: it takes Lambda's
 environment, imports the handler once (the init phase, reported as Init Duration), then
 serves invocations from the control socket one at a time, with Lambda's error shapes
-(as awslambdaric builds them) and its logging format. After each invocation it flushes
+(as awslambdaric builds them) and its logging format: text, or JSON records when Lambda's
+AWS_LAMBDA_LOG_FORMAT says JSON (with AWS_LAMBDA_LOG_LEVEL as the root logger's level),
+as awslambdaric reads them. After each invocation it flushes
 stdout/stderr and writes the end marker into the log pipe before sending the result,
 so the server can attribute every byte of output to the right invocation.
 
@@ -12,6 +14,7 @@ Runs on the function's Python (3.9+): standard library only, no syntax newer tha
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import fcntl
 import importlib
@@ -68,7 +71,12 @@ def fault_from_exception(exc: BaseException, request_id: str | None) -> dict:
 
 
 def log_error(error: dict) -> None:
-    """The ``[ERROR]`` block awslambdaric writes to the function's log."""
+    """The ``[ERROR]`` block awslambdaric writes to the function's log (with JSON logs,
+    the error as one JSON record)."""
+    if _JSON_LOGS:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())  # awslambdaric's: no ms
+        sys.stdout.write(_ENCODER.encode({"timestamp": stamp, "level": "ERROR", **error}) + "\n")
+        return
     line = "[ERROR]"
     if error.get("errorType"):
         line += " " + error["errorType"]
@@ -132,6 +140,48 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+# LogRecord attributes that are not "extra" fields of a JSON record (awslambdaric's).
+_RESERVED_FIELDS = frozenset({
+    "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
+    "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
+    "relativeCreated", "thread", "threadName", "processName", "process", "aws_request_id",
+    "tenant_id", "_frame_type",
+})
+_encode_record = json.JSONEncoder(ensure_ascii=False).encode
+_UTC = datetime.timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; this runs on 3.9+)
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as the JSON object Lambda's Python runtime writes: timestamp, level,
+    message, logger, the exception's stackTrace/errorType/errorMessage/location, requestId,
+    then the record's extra fields; None values left out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelno = min(50, max(0, record.levelno)) // 10 * 10
+        record.levelname = logging.getLevelName(record.levelno)
+        exc = record.exc_info if record.exc_info and record.exc_info[0] else None
+        stamp = datetime.datetime.fromtimestamp(record.created, tz=_UTC)
+        result: dict[str, Any] = {
+            "timestamp": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "stackTrace": traceback.format_tb(exc[2]) if exc else None,
+            "errorType": exc[0].__name__ if exc else None,
+            "errorMessage": str(exc[1]) if exc else None,
+            "requestId": getattr(record, "aws_request_id", None),
+            "location": f"{record.pathname}:{record.funcName}:{record.lineno}" if exc else None,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED_FIELDS and key not in result:
+                result[key] = value
+        return _encode_record({k: v for k, v in result.items() if v is not None}) + "\n"
+
+
+_HANDLER: list[logging.Handler] = []  # the root logger's handler, set up by the zygote
+_JSON_LOGS = False
+
+
 def setup_logging() -> None:
     """Lambda's root handler: ``[LEVEL]\\ttimestamp\\trequest-id\\tmessage``."""
     logging.Formatter.converter = time.gmtime
@@ -143,6 +193,21 @@ def setup_logging() -> None:
     ))
     handler.addFilter(_RequestIdFilter())
     logging.getLogger().addHandler(handler)
+    _HANDLER[:] = [handler]
+
+
+def configure_logging(log_format: str | None, log_level: str | None) -> None:
+    """Apply AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL as awslambdaric does: JSON
+    records for format JSON, and a level it knows (TRACE meaning DEBUG) on the root
+    logger."""
+    global _JSON_LOGS
+    if log_format and log_format.upper() == "JSON":
+        _JSON_LOGS = True
+        for handler in _HANDLER:
+            handler.setFormatter(JsonFormatter())
+    level = {None: "", "TRACE": "DEBUG"}.get(log_level, log_level or "").upper()
+    if level in logging._nameToLevel:
+        logging.getLogger().setLevel(level)
 
 
 def _forget_nimbus_modules() -> None:
@@ -222,6 +287,10 @@ class Runtime:
         req = self.req
         os.environ.clear()  # empty already: the zygote starts with no environment
         os.environ.update(req["env"])
+        log_format = req["env"].get("AWS_LAMBDA_LOG_FORMAT")
+        log_level = req["env"].get("AWS_LAMBDA_LOG_LEVEL")
+        if log_format or log_level:
+            configure_logging(log_format, log_level)
         task_root = req["task_root"]
         extra = [p for p in req["env"].get("PYTHONPATH", "").split(":") if p]
         head = [task_root] + [p for p in req["python_path"] if p != task_root]

@@ -19,7 +19,8 @@ from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
 from nimbus.invocation.targets import Targets
 from nimbus.models import FunctionRecord, FunctionVersion
-from nimbus.observe.logs import InvocationLog, LogStore, billed, render, tail
+from nimbus.observe.log_config import config_of, is_json
+from nimbus.observe.logs import InvocationLog, LogStore, billed, render, render_json, tail
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
 
@@ -97,16 +98,34 @@ class Invoker:
         finally:
             self.limiter.release(ticket)
         outcome = ran.outcome
-        text = render(
-            request_id,
-            version.version,
-            outcome.logs,
-            outcome.duration_ms,
-            version.memory_size,
-            outcome.max_memory_used_mb,
-            ran.init_ms,
-            ran.init_logs,
-        )
+        error_type = _error_type(outcome.payload) if outcome.function_error else None
+        if is_json(version.extra):
+            text = render_json(
+                config_of(version.extra, version.function_name),
+                request_id,
+                version.version,
+                invocation.invoked_function_arn,
+                outcome.logs,
+                outcome.duration_ms,
+                version.memory_size,
+                outcome.max_memory_used_mb,
+                ran.init_ms,
+                ran.init_logs,
+                function_name=version.function_name,
+                error_type=(error_type or "Unhandled") if outcome.function_error else None,
+                produced_bytes=len(outcome.payload),
+            )
+        else:
+            text = render(
+                request_id,
+                version.version,
+                outcome.logs,
+                outcome.duration_ms,
+                version.memory_size,
+                outcome.max_memory_used_mb,
+                ran.init_ms,
+                ran.init_logs,
+            )
         self.logs.append(
             InvocationLog(
                 request_id=request_id,
@@ -120,7 +139,7 @@ class Invoker:
                 memory_size=version.memory_size,
                 max_memory_used=outcome.max_memory_used_mb,
                 init_ms=ran.init_ms,
-                error_type=_error_type(outcome.payload) if outcome.function_error else None,
+                error_type=error_type,
             )
         )
         return InvokeResult(
@@ -130,16 +149,33 @@ class Invoker:
     def _init_failed(
         self, err: InitError, version: FunctionVersion, request_id: str
     ) -> InvokeResult:
-        text = render(
-            request_id,
-            version.version,
-            b"",
-            err.init_duration_ms,
-            version.memory_size,
-            0,
-            err.init_duration_ms,
-            err.logs,
-        )
+        if is_json(version.extra):
+            text = render_json(
+                config_of(version.extra, version.function_name),
+                request_id,
+                version.version,
+                self.config.function_arn(version.function_name),
+                b"",
+                err.init_duration_ms,
+                version.memory_size,
+                0,
+                err.init_duration_ms,
+                err.logs,
+                function_name=version.function_name,
+                error_type=err.error_type,
+                init_failed=True,
+            )
+        else:
+            text = render(
+                request_id,
+                version.version,
+                b"",
+                err.init_duration_ms,
+                version.memory_size,
+                0,
+                err.init_duration_ms,
+                err.logs,
+            )
         self.logs.append(
             InvocationLog(
                 request_id=request_id,
@@ -182,6 +218,7 @@ class Invoker:
     def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
         stream_id = ids.hex_id(32)
         day = time.strftime("%Y/%m/%d", time.gmtime())
+        logging = config_of(version.extra, version.function_name)
         return EnvironmentSpec(
             function_name=version.function_name,
             version=version.version,
@@ -196,8 +233,10 @@ class Invoker:
             environment=dict(version.environment),
             network=record.tags.get(NETWORK_TAG, "").lower() != "none",
             region=self.config.region,
-            log_group=f"/aws/lambda/{version.function_name}",
+            log_group=logging.log_group,
             log_stream=f"{day}/[{version.version}]{stream_id}",
+            log_format=logging.log_format,
+            log_level=logging.application_level or "",
         )
 
 

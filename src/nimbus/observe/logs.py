@@ -8,6 +8,12 @@ Each invocation's log is the function's own output framed by Lambda's lines::
     REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\t
     Max Memory Used: 20 MB\tInit Duration: 4.56 ms\t
 
+With ``LoggingConfig.LogFormat`` JSON (``render_json``) the same invocation is Lambda's
+JSON log instead: platform events as ``{"time", "type", "record"}`` objects
+(``platform.start``, ``platform.report``; ``platform.initStart``, ``platform.runtimeDone``
+... at DEBUG) kept by SystemLogLevel, and the function's lines kept by
+ApplicationLogLevel (``log_config``), unchanged.
+
 Records are written in batches by a background task so the invoke path never waits
 on the disk: on the embedded backend to per-function files (``log_files.py``), on
 PostgreSQL to the ``invocation_logs`` table, where every node can read them. The server
@@ -20,13 +26,16 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from nimbus import codec
 from nimbus.clock import now_ms
+from nimbus.observe.log_config import INFO, SEVERITY, LogConfig
 from nimbus.observe.log_files import LogFiles, encode_record
 from nimbus.store.database import Database
 from nimbus.store.schema import invocation_logs
@@ -88,6 +97,117 @@ def render(
 def _lines(output: bytes) -> str:
     text = output.decode("utf-8", "replace")
     return text if not text or text.endswith("\n") else text + "\n"
+
+
+def render_json(
+    config: LogConfig,
+    request_id: str,
+    version: str,
+    function_arn: str,
+    function_output: bytes,
+    duration_ms: float,
+    memory_size: int,
+    max_memory_used: int,
+    init_ms: float | None,
+    init_output: bytes = b"",
+    *,
+    function_name: str = "",
+    error_type: str | None = None,
+    produced_bytes: int = 0,
+    init_failed: bool = False,
+    end_ms: int | None = None,
+) -> str:
+    """One invocation's log in Lambda's JSON format: platform events kept by the
+    function's SystemLogLevel, its own lines (unchanged) by its ApplicationLogLevel.
+
+    Which level each platform event has is Lambda's mapping: ``start`` and a successful
+    ``report`` INFO, ``runtimeDone`` and the init events of an on-demand start DEBUG, any
+    of them WARN when their status is not ``success``. ``initStart`` is DEBUG because
+    nimbus has no runtime version to put in it. ``error_type`` (with ``init_failed``, of
+    the init phase) makes the status ``timeout`` for ``Sandbox.Timedout``, else
+    ``error``."""
+    assert config.application_level is not None and config.system_level is not None
+    system = SEVERITY[config.system_level]
+    application = SEVERITY[config.application_level]
+    end = now_ms() if end_ms is None else end_ms
+    start = end - round(duration_ms)
+    out: list[str] = []
+
+    def platform(level: str, at_ms: int, kind: str, record: dict[str, Any]) -> None:
+        if SEVERITY[level] >= system:
+            event = {"time": _iso(at_ms), "type": f"platform.{kind}", "record": record}
+            out.append(codec.dumps(event).decode())
+
+    phase = {"initializationType": "on-demand", "phase": "init"}
+    if init_ms is not None:
+        platform("DEBUG", start - round(init_ms), "initStart",
+                 {**phase, "functionName": function_name, "functionVersion": version})
+    _keep(out, init_output, application)
+    if init_ms is not None:
+        if init_failed:
+            failed = {"status": "error", "errorType": error_type or "Runtime.Unknown"}
+            platform("WARN", start, "initRuntimeDone", {**phase, **failed})
+            platform("WARN", start, "initReport",
+                     {**phase, **failed, "metrics": {"durationMs": round(init_ms, 3)}})
+        else:
+            ok = {"status": "success"}
+            platform("DEBUG", start, "initRuntimeDone", {**phase, **ok})
+            platform("DEBUG", start, "initReport",
+                     {**phase, **ok, "metrics": {"durationMs": round(init_ms, 3)}})
+    platform("INFO", start, "start",
+             {"requestId": request_id, "functionArn": function_arn, "version": version})
+    _keep(out, function_output, application)
+    status: dict[str, Any] = {"status": "success"}
+    if error_type == "Sandbox.Timedout":
+        status = {"status": "timeout"}
+    elif error_type is not None:
+        status = {"status": "error", "errorType": error_type}
+    if not init_failed:
+        platform("DEBUG" if error_type is None else "WARN", end, "runtimeDone", {
+            "requestId": request_id, **status,
+            "metrics": {"durationMs": round(duration_ms, 3), "producedBytes": produced_bytes},
+        })
+    metrics: dict[str, Any] = {
+        "durationMs": round(duration_ms, 3),
+        "billedDurationMs": billed(duration_ms),
+        "memorySizeMB": memory_size,
+        "maxMemoryUsedMB": max_memory_used,
+    }
+    if init_ms is not None:
+        metrics["initDurationMs"] = round(init_ms, 3)
+    platform("INFO" if error_type is None else "WARN", end, "report",
+             {"requestId": request_id, "metrics": metrics, **status})
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _keep(out: list[str], output: bytes, threshold: int) -> None:
+    """Append the lines of ``output`` at ``threshold`` or above to ``out``, unchanged."""
+    if not output:
+        return
+    lines = output.decode("utf-8", "replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if threshold == 0:  # TRACE: everything
+        out.extend(lines)
+        return
+    out.extend(line for line in lines if line_level(line) >= threshold)
+
+
+def line_level(line: str) -> int:
+    """The severity of one line of output: its JSON object's ``"level"``, else INFO."""
+    if not line.lstrip().startswith("{"):
+        return INFO
+    try:
+        record = codec.loads(line)
+    except (ValueError, RecursionError):  # not JSON, or nested past what json.loads takes
+        return INFO
+    level = record.get("level") if isinstance(record, dict) else None
+    return SEVERITY.get(level.upper(), INFO) if isinstance(level, str) else INFO
+
+
+def _iso(ms: int) -> str:
+    """Lambda's event time: ``2024-01-31T12:00:00.123Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def tail(text: str) -> bytes:

@@ -2,7 +2,8 @@
 
 Three layers, as on Lambda: defaults the function may override (PATH, LANG, TZ, ...),
 the function's own variables, and reserved ones it may not (handler, function name,
-region, task root, ...). ``_X_AMZN_TRACE_ID`` is set per invocation by the runtime.
+region, task root, ...; with JSON logs AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL).
+``_X_AMZN_TRACE_ID`` is set per invocation by the runtime.
 """
 
 from __future__ import annotations
@@ -58,5 +59,9 @@ def build(spec: EnvironmentSpec, *, python: tuple[int, int] | None, python_bin: 
     }
     if python:
         reserved["AWS_EXECUTION_ENV"] = f"AWS_Lambda_python{python[0]}.{python[1]}"
+    if spec.log_format == "JSON":
+        # As Lambda: only with JSON logs, the level as configured (TRACE ... FATAL).
+        reserved["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
+        reserved["AWS_LAMBDA_LOG_LEVEL"] = spec.log_level or "INFO"
     user = {k: v for k, v in spec.environment.items() if k not in reserved}
     return {**defaults, **user, **reserved}

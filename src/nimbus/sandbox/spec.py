@@ -26,6 +26,8 @@ class EnvironmentSpec:
     region: str = "us-east-1"
     log_group: str = ""  # default /aws/lambda/<function_name>
     log_stream: str = ""  # default YYYY/MM/DD/[<version>]<hex>
+    log_format: str = "Text"  # LoggingConfig.LogFormat: "JSON" sets AWS_LAMBDA_LOG_FORMAT
+    log_level: str = ""  # LoggingConfig.ApplicationLogLevel (JSON): AWS_LAMBDA_LOG_LEVEL
 
 
 @dataclass
