@@ -180,6 +180,20 @@ class Replay:
 
     # LocalStack's helpers, as the scenarios used them -------------------------------
 
+    def create_function_aws(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """CreateFunction as LocalStack's ``create_lambda_function_aws`` fixture sends it:
+        the echo handler, and the caller's arguments."""
+        response: dict[str, Any] = self.lam.create_function(
+            FunctionName=name,
+            Handler="index.handler",
+            Code={"ZipFile": ECHO},
+            PackageType="Zip",
+            Role=self.role,
+            Runtime=self.runtime("python3.12"),
+            **kwargs,
+        )
+        return response
+
     def create_function(self, name: str, **kwargs: Any) -> dict[str, Any]:
         """CreateFunction as LocalStack's ``create_lambda_function`` fixture sends it, in
         its wrapper: Timeout 30, empty Environment and Tags, handler.handler."""

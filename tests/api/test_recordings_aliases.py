@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.api.test_recordings import ECHO, Replay, Scenarios
+from tests.api.test_recordings import Replay, Scenarios
 from tests.nimbus_process import NimbusProcess
 
 SCENARIOS = Scenarios()
@@ -16,19 +16,10 @@ SCENARIOS = Scenarios()
 def create(r: Replay, **kwargs: object) -> str:
     """The alias scenarios' function (``create_lambda_function_aws`` with these arguments)."""
     name = f"alias-fn-{uuid.uuid4().hex[:8]}"
-    r.match(
-        "create_response",
-        r.lam.create_function(
-            FunctionName=name,
-            Handler="index.handler",
-            Code={"ZipFile": ECHO},
-            PackageType="Zip",
-            Role=r.role,
-            Runtime=r.runtime("python3.12"),
-            Environment={"Variables": {"testenv": "staging"}},
-            **kwargs,
-        ),
+    created = r.create_function_aws(
+        name, Environment={"Variables": {"testenv": "staging"}}, **kwargs
     )
+    r.match("create_response", created)
     return name
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.test_recordings import ACCOUNT, ECHO, REGION, Replay, Scenarios, recordings
+from tests.api.test_recordings import ACCOUNT, REGION, Replay, Scenarios, recordings
 from tests.nimbus_process import NimbusProcess
 
 SCENARIOS = Scenarios()
@@ -89,10 +89,8 @@ def name_and_qualifier(case: str, operation: str, r: Replay) -> None:
     if operation == "create_function":
         qualifier = args.pop("Qualifier", None)
         name = f"{args['FunctionName']}:{qualifier}" if qualifier else args["FunctionName"]
-        call = partial(r.lam.create_function, Handler="index.handler",
-                       Code={"ZipFile": ECHO}, PackageType="Zip", Role=r.role,
-                       Runtime=r.runtime("python3.12"))  # fmt: skip
-        args = {"FunctionName": name}
+        call = r.create_function_aws
+        args = {"name": name}
     with pytest.raises(ClientError) as exc:
         call(**args)
     status = exc.value.response["ResponseMetadata"]["HTTPStatusCode"]

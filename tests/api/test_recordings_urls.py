@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.api.test_recordings import ECHO, Replay, Scenarios
+from tests.api.test_recordings import Replay, Scenarios
 from tests.nimbus_process import NimbusProcess
 
 SCENARIOS = Scenarios()
@@ -120,15 +120,7 @@ def url_config_deletion_without_qualifier(r: Replay) -> None:
     r.any_value("FunctionUrl", "lambda-url")
     name = f"alias-fn-{uuid.uuid4().hex[:8]}"
     lam = r.lam
-    lam.create_function(
-        FunctionName=name,
-        Handler="index.handler",
-        Code={"ZipFile": ECHO},
-        PackageType="Zip",
-        Role=r.role,
-        Runtime=r.runtime("python3.12"),
-        Environment={"Variables": {"testenv": "staging"}},
-    )
+    r.create_function_aws(name, Environment={"Variables": {"testenv": "staging"}})
     lam.publish_version(FunctionName=name)
     alias = "test-alias"
     lam.create_alias(FunctionName=name, Name=alias, FunctionVersion="1", Description="custom-alias")

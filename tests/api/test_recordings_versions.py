@@ -17,18 +17,7 @@ def create(r: Replay, **kwargs: object) -> str:
     """CreateFunction as the version scenarios send it (LocalStack's ``create_lambda_
     function_aws``: the caller's arguments only); returns the function's name."""
     name = f"fn-{uuid.uuid4().hex[:8]}"
-    r.match(
-        "create_response",
-        r.lam.create_function(
-            FunctionName=name,
-            Handler="index.handler",
-            Code={"ZipFile": ECHO},
-            PackageType="Zip",
-            Role=r.role,
-            Runtime=r.runtime("python3.12"),
-            **kwargs,
-        ),
-    )
+    r.match("create_response", r.create_function_aws(name, **kwargs))
     return name
 
 
