@@ -276,10 +276,14 @@ class Cgroups(ABC):
 
     version: int
     controllers: list[str]
+    _instances = itertools.count(1)
 
     def __init__(self) -> None:
         self._names = itertools.count(1)
-        self.prefix = f"nimbus-{os.getpid()}"
+        # nimbus-<pid>, and nimbus-<pid>-<n> for a second user in the same process (the
+        # doctor's checks, tests): sweeping one's cgroups must not kill the other's.
+        n = next(Cgroups._instances)
+        self.prefix = f"nimbus-{os.getpid()}" + (f"-{n}" if n > 1 else "")
 
     @staticmethod
     def detect() -> Cgroups:
@@ -338,7 +342,7 @@ class Cgroups(ABC):
                 for entry in os.listdir(base):
                     if not entry.startswith("nimbus-") or entry == self.prefix:
                         continue
-                    pid = entry.removeprefix("nimbus-")
+                    pid = entry.removeprefix("nimbus-").split("-")[0]
                     if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
                         path = f"{base}/{entry}"
                         for child in os.listdir(path):
