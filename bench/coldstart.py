@@ -61,8 +61,9 @@ def invocation(arn: str) -> Invocation:
                       arn)
 
 
-async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int) -> dict:
-    manager = SandboxManager(work, stem_cells=stem_cells)
+async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int,
+               tmp_storage: str) -> dict:
+    manager = SandboxManager(work, stem_cells=stem_cells, tmp_storage=tmp_storage)
     starts: list[float] = []
     firsts: list[float] = []
     inits: list[float] = []
@@ -96,8 +97,8 @@ async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int) -> di
             "stages": {k: statistics.median(v) for k, v in stages.items() if len(v) > n // 2}}
 
 
-async def warm(work: Path, spec: EnvironmentSpec, n: int) -> list[float]:
-    manager = SandboxManager(work, stem_cells=0)
+async def warm(work: Path, spec: EnvironmentSpec, n: int, tmp_storage: str) -> list[float]:
+    manager = SandboxManager(work, stem_cells=0, tmp_storage=tmp_storage)
     times = []
     try:
         env = await manager.start(spec)
@@ -135,6 +136,8 @@ async def main() -> None:
     parser.add_argument("--warm", type=int, default=1000, help="warm invokes")
     parser.add_argument("--floor", type=int, default=200, help="fork floor iterations")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--tmp-storage", choices=["disk", "memory"], default="disk",
+                        help="where /tmp lives (nimbus' tmp_storage setting)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/coldstart.py needs root (namespace isolation)")
@@ -151,15 +154,15 @@ async def main() -> None:
             function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
             runtime=args.runtime, handler="app.handler", code_dir=code,
         )
-        stem = await cold(base / "stem", spec, args.n, stem_cells=2)
-        direct = await cold(base / "direct", spec, args.n, stem_cells=0)
-        warm_times = await warm(base / "warm", spec, args.warm)
+        stem = await cold(base / "stem", spec, args.n, 2, args.tmp_storage)
+        direct = await cold(base / "direct", spec, args.n, 0, args.tmp_storage)
+        warm_times = await warm(base / "warm", spec, args.warm, args.tmp_storage)
 
     floor_p50 = statistics.median(floor)
     result = {
         "host": {"kernel": platform.release(), "machine": platform.machine(),
                  "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "runtime": args.runtime},
+                 "runtime": args.runtime, "tmp_storage": args.tmp_storage},
         "floor_p50_ms": round(floor_p50, 3),
         "cold_p50_ms": round(statistics.median(stem["first"]), 3),
         "cold_p99_ms": round(pct(stem["first"], 0.99), 3),

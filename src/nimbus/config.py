@@ -69,6 +69,11 @@ class Config(BaseModel):
     # Sandboxes forked and half-confined ahead of time per runtime, so a cold start only
     # binds the code and imports the handler (0: fork from the zygote on demand).
     stem_cells: int = Field(2, ge=0)
+    # Each environment's /tmp. "disk" (as Lambda): a file system of its own of
+    # EphemeralStorage size on the data dir's disk (loop devices), not counted against
+    # MemorySize. "memory": a tmpfs, counted against MemorySize, for hosts without loop
+    # devices; never chosen silently (without loop devices, "disk" refuses to run).
+    tmp_storage: Literal["disk", "memory"] = "disk"
     # Async invocations: Lambda retries after 1 then 2 minutes (base * 2^n); tests shrink it.
     retry_base_seconds: float = Field(60.0, ge=0)
     throttle_delay_seconds: float = Field(1.0, ge=0)

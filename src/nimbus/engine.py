@@ -76,6 +76,7 @@ class Engine:
                 config.data_dir / "sandboxes",
                 isolation=config.isolation,
                 stem_cells=config.stem_cells,
+                tmp_storage=config.tmp_storage,
                 uid_base=uid_base,
                 uid_count=uid_count,
             ),

@@ -12,6 +12,10 @@ runtime (``nimbus.guest.python`` or the Runtime API server for ``provided``).
 A request marked ``stem`` makes a stem cell (see ``nimbus.sandbox.stemcells``): the
 child does the function-independent half of its confinement at idle priority, warms
 up the code paths of the other half, and waits for a function on its control socket.
+
+The descriptors that come with a request are the control socket, the log pipe and,
+for a function (not a stem cell), the mount of its disk-backed /tmp; a stem cell gets
+that mount with its function, on the control socket.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _preload(kind: str) -> ModuleType:
 def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
     req["stages"] = [("forked", time.perf_counter())]
     try:
-        jail.arrange_fds(fds[0], fds[1])
+        req["tmp_fd"] = jail.arrange_fds(fds[0], fds[1], fds[2] if len(fds) > 2 else None)
         jail.prepare(req, last_cap)
         if req.get("stem"):
             # A stem cell: wait, confined but not yet specialised, for a function.
@@ -62,10 +66,16 @@ def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> Non
             runtime.warm_up(req["warm_dir"])
             ctl = socket.socket(fileno=jail.CTL_FD)
             try:
+                # One byte first, carrying the /tmp mount's descriptor (if any), then
+                # the specialize frame.
+                lead, tmp_fds, _flags, _addr = socket.recv_fds(ctl, 1, 1)
+                if not lead:
+                    raise EOFError
                 header, _body = protocol.read_frame(ctl)
             except (EOFError, OSError):
                 os._exit(0)  # the server discarded the cell
             ctl.detach()
+            req["tmp_fd"] = tmp_fds[0] if tmp_fds else None
             if os.sched_getscheduler(0) != os.SCHED_OTHER:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
             req.update(header["req"])

@@ -24,23 +24,31 @@ from nimbus.guest import libc, mounts, privileges, seccomp
 CTL_FD = 3  # control socket to the server
 LOG_FD = 4  # the log pipe, kept apart from 1/2 so a function closing stdout cannot
 #             stop the runtime from writing its end-of-invocation marker
+TMP_FD = 5  # the disk-backed /tmp (a detached mount), until it is attached
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
 
-def arrange_fds(ctl: int, log: int) -> None:
-    """0 = /dev/null, 1 and 2 = log pipe, CTL_FD and LOG_FD close-on-exec, and
-    nothing else: the zygote's own sockets must not leak into the environment."""
+def arrange_fds(ctl: int, log: int, tmp: int | None = None) -> int | None:
+    """0 = /dev/null, 1 and 2 = log pipe, CTL_FD and LOG_FD close-on-exec (and TMP_FD
+    when a /tmp mount came along), and nothing else: the zygote's own sockets must not
+    leak into the environment. Returns TMP_FD or None."""
     high_ctl = fcntl.fcntl(ctl, fcntl.F_DUPFD_CLOEXEC, 100)
     high_log = fcntl.fcntl(log, fcntl.F_DUPFD_CLOEXEC, 100)
+    high_tmp = None if tmp is None else fcntl.fcntl(tmp, fcntl.F_DUPFD_CLOEXEC, 100)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(high_log, 1)
     os.dup2(high_log, 2)
     os.dup2(high_ctl, CTL_FD, inheritable=False)
     os.dup2(high_log, LOG_FD, inheritable=False)
-    libc.close_range(LOG_FD + 1)
+    if high_tmp is None:
+        libc.close_range(LOG_FD + 1)
+        return None
+    os.dup2(high_tmp, TMP_FD, inheritable=False)
+    libc.close_range(TMP_FD + 1)
+    return TMP_FD
 
 
 def loopback_up() -> None:
@@ -93,6 +101,7 @@ def warm_up() -> None:
     effect. After fork every first touch of an object copies its page (reference
     counts are writes); a cell idling anyway pays for those copies ahead of time."""
     privileges.verify(os.getuid(), os.getgid(), seccomp=False, check=False)
+    mounts.warm_up()
     libc.prctl(libc.PR_GET_DUMPABLE)
     libc.read_capabilities()
     os.setresgid(os.getgid(), os.getgid(), os.getgid())
@@ -104,7 +113,8 @@ def confine(req: dict) -> None:
     """The function's part: its root filesystem, limits, and dropping privileges."""
     stages = req["stages"]
     if req["isolation"] == "namespace":
-        mounts.enter(req["root"], req["code_dir"], req["layers"], req["tmp_mb"])
+        mounts.enter(req["root"], req["code_dir"], req["layers"], req["tmp_mb"],
+                     req.get("tmp_fd"))
         stages.append(("mounts", time.perf_counter()))
         set_limits(req["nofile"])
         privileges.drop(req["uid"], req["gid"])

@@ -6,17 +6,22 @@ Two stages, so that a cold start mounts as little as possible:
   a tmpfs with read-only bind mounts of what every runtime needs (``/usr``, the Python
   prefixes, a generated ``/etc``), a minimal ``/dev`` and empty mount points; then the
   tmpfs itself is made read-only.
-* ``enter`` runs in each new environment (a fresh copy of that namespace): a private
-  ``/tmp`` tmpfs of EphemeralStorage size, the code read-only at ``/var/task``, layers at
-  ``/opt``, a ``/proc`` for its PID namespace, then ``pivot_root`` into the base and
-  detaching the host's tree, so nothing else of the host stays reachable.
+* ``enter`` runs in each new environment (a fresh copy of that namespace): its private
+  ``/tmp``, the code read-only at ``/var/task``, layers at ``/opt``, a ``/proc`` for its
+  PID namespace, then ``pivot_root`` into the base and detaching the host's tree, so
+  nothing else of the host stays reachable.
 
-``/tmp`` is a tmpfs, so its pages count against the environment's memory limit (unlike
-Lambda, whose /tmp is disk). Runs in the zygote (Python 3.9+): standard library only.
+``/tmp`` is, by default, a file system of its own on disk (as on Lambda), made and
+mounted by the server ahead of time (``nimbus.sandbox.tmpdisk``) and handed over as a
+descriptor of a detached mount: attaching it is one ``move_mount``. With
+``tmp_storage = "memory"`` it is a tmpfs of EphemeralStorage size instead, whose pages
+count against the environment's memory limit. Runs in the zygote (Python 3.9+): standard
+library only.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import stat
@@ -34,6 +39,12 @@ TOP_LEVEL = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]
 ETC_FILES = ["hosts", "resolv.conf", "nsswitch.conf", "ld.so.cache", "protocols",
              "services", "host.conf", "gai.conf", "os-release", "mime.types"]
 SSL_FILES = ["certs", "openssl.cnf"]  # never /etc/ssl/private
+# move_mount(2), Linux 5.2+ (one number on x86_64 and aarch64: the unified syscall table).
+_SYS_MOVE_MOUNT = 429
+_MOVE_MOUNT_F_EMPTY_PATH = 0x4
+_AT_FDCWD = -100
+_libc = ctypes.PyDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
 
 
 def base_layout(prefixes: list[str]) -> dict:
@@ -136,11 +147,33 @@ def mount_proc(root: str) -> None:
     libc.mount("proc", root + "/proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
 
 
-def enter(root: str, code_dir: str, layer_dirs: list[str], tmp_mb: int) -> None:
+def attach(mount_fd: int, target: str) -> None:
+    """Attach a detached mount (an ``fsmount`` descriptor made by the server) at
+    ``target``, and close the descriptor."""
+    try:
+        if _libc.syscall(_SYS_MOVE_MOUNT, mount_fd, b"", _AT_FDCWD, os.fsencode(target),
+                         _MOVE_MOUNT_F_EMPTY_PATH) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"move_mount /tmp to {target}: {os.strerror(err)}")
+    finally:
+        os.close(mount_fd)
+
+
+def warm_up() -> None:
+    """Run ``attach``'s call path without its effect (a stem cell, while idle)."""
+    _libc.syscall(_SYS_MOVE_MOUNT, -1, b"", _AT_FDCWD, b"/", _MOVE_MOUNT_F_EMPTY_PATH)
+
+
+def enter(root: str, code_dir: str, layer_dirs: list[str], tmp_mb: int,
+          tmp_fd: int | None = None) -> None:
     """In a new mount namespace copied from the zygote's (with /proc mounted): the
-    function's mounts, then make the base the root and drop the host's tree."""
-    libc.mount("tmpfs", root + "/tmp", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
-               f"mode=1777,size={tmp_mb}m")
+    function's mounts, then make the base the root and drop the host's tree. ``tmp_fd``:
+    the disk-backed /tmp made by the server; None: a tmpfs of ``tmp_mb``."""
+    if tmp_fd is not None:
+        attach(tmp_fd, root + "/tmp")
+    else:
+        libc.mount("tmpfs", root + "/tmp", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+                   f"mode=1777,size={tmp_mb}m")
     _bind_ro(code_dir, root + "/var/task")
     if len(layer_dirs) == 1:
         _bind_ro(layer_dirs[0], root + "/opt")

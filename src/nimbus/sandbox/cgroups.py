@@ -8,6 +8,12 @@ in (delegation), never at the root of a hierarchy.
 Creating a cgroup is a few mkdirs, cheap but not free, so a small pool is made ahead of
 time off the event loop; a cold start only writes the limits and the child joins by
 writing ``0`` to each ``cgroup.procs`` file before it drops privileges.
+
+The memory counters (usage, peak, limit) include the page cache the environment's
+processes brought in, such as what a function writes to its disk-backed /tmp; that
+cache is reclaimed (written back first) when the limit is reached, so it never causes
+an OOM kill. ``memory_sample`` says how much of the usage is page cache no process maps,
+which ``nimbus.sandbox.memory`` takes off to report memory only.
 """
 
 from __future__ import annotations
@@ -108,20 +114,60 @@ class Cgroup(ABC):
         self.name = name
         self.dirs = dirs
         self._peak_fd: int | None = None  # kept open: read after every invocation
+        self._usage_fd: int | None = None  # these two only once /tmp has held data
+        self._stat_fd: int | None = None
 
     def _read_peak(self, path: str) -> int:
         """The memory peak file, read with one ``pread`` on a descriptor kept open: on
         the event loop after every invocation, open+read+close is three syscalls, and
         each one lets another thread take the GIL from the loop."""
         if self._peak_fd is None:
-            self._peak_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:  # writable where the kernel lets the peak be reset (reset_peak)
+                self._peak_fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except PermissionError:
+                self._peak_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         return int(os.pread(self._peak_fd, 64, 0))
 
+    def reset_peak(self) -> bool:
+        """Start the peak afresh from the current usage (cgroup v1; v2 from Linux 6.12,
+        for reads through the same descriptor); False where the kernel cannot."""
+        if self._peak_fd is None:
+            self.memory_peak_bytes()
+        try:
+            return self._peak_fd is not None and os.pwrite(self._peak_fd, b"0", 0) > 0
+        except OSError:
+            return False
+
     def _close_peak(self) -> None:
-        fd, self._peak_fd = self._peak_fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        fds = (self._peak_fd, self._usage_fd, self._stat_fd)
+        self._peak_fd = self._usage_fd = self._stat_fd = None
+        for fd in fds:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _sample(self, usage_path: str, stat_path: str, mapped: bytes) -> tuple[int, int]:
+        """(usage, unmapped page cache): the usage file and memory.stat, each read with
+        one ``pread`` on a descriptor kept open. The cache is what is on the file LRU
+        lists (shmem is not) minus what is mapped (a loaded library is memory in use)."""
+        try:
+            if self._usage_fd is None:
+                self._usage_fd = os.open(usage_path, os.O_RDONLY | os.O_CLOEXEC)
+            if self._stat_fd is None:
+                self._stat_fd = os.open(stat_path, os.O_RDONLY | os.O_CLOEXEC)
+            usage = int(os.pread(self._usage_fd, 64, 0))
+            raw = os.pread(self._stat_fd, 16384, 0)
+        except (OSError, ValueError):
+            return 0, 0
+        values = {}
+        for line in raw.splitlines():
+            name, _, value = line.partition(b" ")
+            if name in (b"active_file", b"inactive_file", mapped):
+                values[name] = int(value)
+                if len(values) == 3:
+                    break
+        cache = values.get(b"active_file", 0) + values.get(b"inactive_file", 0)
+        return usage, max(0, min(usage, cache - values.get(mapped, 0)))
 
     @property
     def procs_files(self) -> list[str]:
@@ -133,6 +179,12 @@ class Cgroup(ABC):
 
     @abstractmethod
     def memory_peak_bytes(self) -> int: ...
+
+    @abstractmethod
+    def memory_sample(self) -> tuple[int, int]:
+        """(usage now, the part of it that is page cache no process maps): the data of
+        files written or read (a disk-backed /tmp's), reclaimable. ~20 us (memory.stat):
+        not for every invocation."""
 
     @abstractmethod
     def swap_limited(self) -> bool:
@@ -190,6 +242,10 @@ class CgroupV1(Cgroup):
         except (OSError, ValueError):
             return 0
 
+    def memory_sample(self) -> tuple[int, int]:
+        return self._sample(f"{self.memory}/memory.usage_in_bytes",
+                            f"{self.memory}/memory.stat", b"mapped_file")
+
     def oom_kills(self) -> int:
         path = f"{self.memory}/memory.oom_control"
         try:
@@ -231,6 +287,10 @@ class CgroupV2(Cgroup):
                 self._close_peak()  # memory.peak missing: fall back to memory.current
                 continue
         return 0
+
+    def memory_sample(self) -> tuple[int, int]:
+        return self._sample(f"{self.path}/memory.current", f"{self.path}/memory.stat",
+                            b"file_mapped")
 
     def oom_kills(self) -> int:
         return _keyed(f"{self.path}/memory.events", "oom_kill")

@@ -6,6 +6,9 @@ through a pidfd, so its exit status is known without polling. Invocations go ove
 control socket; logs come from the log pipe, cut at the runtime's end markers. A
 timeout, an OOM kill or a crash ends the environment (``reusable=False``), with the
 error payloads Lambda gives for each.
+
+Max Memory Used comes from the cgroup, without the page cache of /tmp (see
+``nimbus.sandbox.memory``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from nimbus.sandbox.cgroups import Cgroup
 from nimbus.sandbox.channel import Channel, ChannelClosed
 from nimbus.sandbox.errors import EnvironmentGone, InitError, IsolationUnavailable
 from nimbus.sandbox.logs import LogPipe
+from nimbus.sandbox.memory import MaxMemory
 from nimbus.sandbox.spec import EnvironmentSpec, Invocation, Outcome
+from nimbus.sandbox.tmpdisk import TmpDisk
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ class Environment:
     def __init__(self, *, env_id: str, spec: EnvironmentSpec, pid: int, ctl: socket.socket,
                  log_fd: int, nonce: str, cgroup: Cgroup | None, process_group: bool,
                  on_stop: Callable[[Environment], Awaitable[None]],
-                 pidfd: int | None = None) -> None:
+                 pidfd: int | None = None, tmp: TmpDisk | None = None) -> None:
         self.id = env_id
         self.spec = spec
         self.pid = pid
@@ -78,6 +83,8 @@ class Environment:
         self.alive = True
         self.invocations = 0
         self.cgroup = cgroup
+        self.tmp = tmp  # its disk-backed /tmp (None: a tmpfs, or process isolation)
+        self.memory = MaxMemory(cgroup, tmp) if cgroup is not None else None
         self._nonce = nonce
         self._seq = 1  # the runtime's init marker is number 1
         self._process_group = process_group
@@ -126,9 +133,15 @@ class Environment:
             self._kill()
             return await self._exit
 
+    @property
+    def busy(self) -> bool:
+        """An invocation is running."""
+        return self._busy
+
     def _memory_mb(self) -> int:
-        peak = self.cgroup.memory_peak_bytes() if self.cgroup is not None else _vm_hwm(self.pid)
-        return math.ceil(peak / (1024 * 1024))
+        if self.memory is None:
+            return math.ceil(_vm_hwm(self.pid) / (1024 * 1024))
+        return self.memory.after_invocation()
 
     def _oom_killed(self) -> bool:
         return self.cgroup is not None and self.cgroup.oom_kills() > 0

@@ -12,11 +12,13 @@ import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nimbus.sandbox import catalog
 from nimbus.sandbox.cgroups import Cgroups, CgroupsUnavailable
@@ -91,6 +93,16 @@ def _probe() -> None:
         seccomp.install()
 
     attempt("seccomp", seccomp_filter)
+
+    from nimbus.sandbox import tmpdisk
+
+    scratch = tempfile.mkdtemp(prefix="nimbus-probe-tmp-")
+    try:
+        results["tmp_disk"] = "ok: " + tmpdisk.probe(Path(scratch))
+    except OSError as exc:
+        results["tmp_disk"] = str(exc)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(json.dumps(results))
 
 
@@ -130,6 +142,16 @@ def report() -> HostReport:
                         "pivot_root into a tmpfs failed (rootfs/initramfs root?)"))
     ok = probe.get("seccomp") == "ok"
     checks.append(Check("seccomp", ok, "filters load" if ok else "seccomp filters unavailable"))
+    tmp = probe.get("tmp_disk", "needs root" if not root else probe.get("error", "not probed"))
+    ok = tmp.startswith("ok: ")
+    checks.append(Check(
+        "tmp disk", ok,
+        "each environment's /tmp is an ext4 of its own on a loop device, as big as "
+        "EphemeralStorage (512 MB: " + tmp.removeprefix("ok: ") + ")" if ok else
+        f"no disk-backed /tmp ({tmp}): functions cannot start with tmp_storage = \"disk\" "
+        "(the default); tmp_storage = \"memory\" puts /tmp in a tmpfs counted against "
+        "MemorySize",
+    ))
 
     try:
         cgroups = Cgroups.detect()

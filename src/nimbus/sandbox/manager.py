@@ -2,15 +2,19 @@
 
 It owns the zygotes (one per runtime, started on first use), the stem cells (a few
 pre-forked, half-confined environments per runtime and network setting in demand), the
-cgroup pool, the sandbox uids and the generated ``/etc``; ``start`` turns an
-``EnvironmentSpec`` into a running, initialised ``Environment`` (a cold start: from a
-stem cell when one is ready, else forked from the zygote) and ``close`` tears
-everything down.
+cgroup pool, the pools of disk-backed ``/tmp`` file systems (``tmpdisk``), the sandbox
+uids and the generated ``/etc``; ``start`` turns an ``EnvironmentSpec`` into a running,
+initialised ``Environment`` (a cold start: from a stem cell when one is ready, else
+forked from the zygote) and ``close`` tears everything down.
 
 Isolation is ``"namespace"`` (the default: namespaces, cgroups, unprivileged uid,
 seccomp) or ``"process"`` (explicit; no isolation at all, for machines without root).
 If the configured isolation cannot be had, ``start`` raises ``IsolationUnavailable``:
-nimbus never falls back to something weaker on its own.
+nimbus never falls back to something weaker on its own. The same goes for ``/tmp``:
+``tmp_storage="disk"`` (the default, as Lambda: disk of EphemeralStorage size, not
+counted against memory) needs loop devices; where there are none, ``start`` refuses
+with a clear error rather than putting ``/tmp`` in memory, which only
+``tmp_storage="memory"``, chosen explicitly, does.
 """
 
 from __future__ import annotations
@@ -29,18 +33,21 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.guest import mounts, protocol
-from nimbus.sandbox import catalog, envvars
+from nimbus.sandbox import catalog, envvars, memory
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
 from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import IsolationUnavailable, SandboxError, UnsupportedRuntime
 from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.stemcells import StemCell, StemCells
+from nimbus.sandbox.tmp_supply import TmpSupply
+from nimbus.sandbox.tmpdisk import TmpDisk
 from nimbus.sandbox.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
 ISOLATIONS = ("namespace", "process")
+TMP_STORAGES = ("disk", "memory")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
 UID_BASE = 60000
 UID_COUNT = 1024
@@ -62,13 +69,17 @@ class SandboxManager:
     """Starts and tracks execution environments for one server process."""
 
     def __init__(self, work_dir: Path, isolation: str = "namespace", *, pool_size: int = 8,
-                 stem_cells: int = 2,
+                 stem_cells: int = 2, tmp_storage: str = "disk",
                  uid_base: int = UID_BASE, uid_count: int = UID_COUNT,
                  init_timeout_s: float = INIT_TIMEOUT_S, pids_max: int = PIDS_MAX) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
+        if tmp_storage not in TMP_STORAGES:
+            raise ValueError(f"tmp_storage must be one of {', '.join(TMP_STORAGES)}, "
+                             f"not {tmp_storage!r}")
         self.work_dir = Path(work_dir).absolute()
         self.isolation = isolation
+        self.tmp_storage = tmp_storage
         self.pool_size = pool_size
         self.init_timeout_s = init_timeout_s
         self.pids_max = pids_max
@@ -82,6 +93,8 @@ class SandboxManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cgroups: Cgroups | None = None
         self._pool: CgroupPool | None = None
+        self._tmp: TmpSupply | None = None  # disk-backed /tmp (None: tmpfs)
+        self._sampler: asyncio.Task[None] | None = None
         self._run_dir = self.work_dir / f"run-{os.getpid()}-{secrets.token_hex(3)}"
         self._interpreters: dict[str, Interpreter] = {}
         self._layout: dict = {}
@@ -109,8 +122,20 @@ class SandboxManager:
                 raise SandboxError("the sandbox manager is closed")
             await asyncio.to_thread(self._prepare_blocking)
             self._prepared = True
+            if self._tmp is not None:
+                self._tmp.attach(asyncio.get_running_loop())
+
+    def _sweep_stale_run_dirs(self) -> None:
+        """Remove what managers of dead processes left in the work dir (after a crash):
+        their run dirs hold at most an image file caught between creation and unlink."""
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(self.work_dir):
+                pid = entry.split("-")[1] if entry.startswith("run-") else ""
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    shutil.rmtree(self.work_dir / entry, ignore_errors=True)
 
     def _prepare_blocking(self) -> None:
+        self._sweep_stale_run_dirs()
         self._run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self._run_dir, 0o755)
         runtimes = catalog.available()
@@ -142,6 +167,10 @@ class SandboxManager:
         self._cgroups = cgroups
         self._pool = CgroupPool(cgroups, self.pool_size)
         self._pool.refill()
+        if self.tmp_storage == "disk":
+            tmp = TmpSupply(self._run_dir / "tmp", self._background)
+            tmp.open()
+            self._tmp = tmp
         prefixes = sorted({i.prefix for i in self._interpreters.values()})
         self._layout = mounts.base_layout(prefixes)
         mounts.write_etc(str(self._run_dir / "etc"), self._uid_base, self._uid_count)
@@ -263,6 +292,16 @@ class SandboxManager:
         runtime's zygote) and the init phase. Raises InitError, IsolationUnavailable
         or UnsupportedRuntime."""
         await self._prepare()
+        tmp = self._tmp
+        if tmp is not None and tmp.holding:
+            tmp.hold()  # a cold start begins: no disk work now
+        try:
+            return await self._start(spec)
+        finally:
+            if tmp is not None and tmp.holding:
+                tmp.hold()  # and its first invocation follows
+
+    async def _start(self, spec: EnvironmentSpec) -> Environment:
         zygote = await self._zygote(spec.runtime)
         namespace = self.isolation == "namespace"
         if namespace:
@@ -296,23 +335,39 @@ class SandboxManager:
 
     def _environment(self, spec: EnvironmentSpec, env_id: str, pid: int, ctl: socket.socket,
                      log_fd: int, nonce: str, cgroup: Cgroup | None, own_uid: int | None,
-                     pidfd: int | None = None) -> Environment:
+                     disk: TmpDisk | None, pidfd: int | None = None) -> Environment:
         async def stopped(environment: Environment) -> None:
             self._environments.discard(environment)
-            self._release(own_uid, environment.cgroup)
+            self._release(own_uid, environment.cgroup, environment.tmp)
 
+        if disk is not None and (self._sampler is None or self._sampler.done()):
+            self._sampler = asyncio.ensure_future(self._sample_memory())
         return Environment(
             env_id=env_id, spec=spec, pid=pid, ctl=ctl, log_fd=log_fd, nonce=nonce,
             cgroup=cgroup, process_group=self.isolation != "namespace", on_stop=stopped,
-            pidfd=pidfd,
+            pidfd=pidfd, tmp=disk,
         )
+
+    async def _sample_memory(self) -> None:
+        """While environments with a disk-backed /tmp exist: every SAMPLE_S, let those
+        running an invocation note their page cache and memory (nimbus.sandbox.memory)."""
+        while not self._closed:
+            await asyncio.sleep(memory.SAMPLE_S)
+            watched = [e for e in self._environments if e.tmp is not None]
+            if not watched:
+                return
+            for environment in watched:
+                if environment.busy and environment.memory is not None:
+                    environment.memory.sample()
 
     async def _from_cell(self, spec: EnvironmentSpec, env_id: str, uid: int, nonce: str,
                          own_uid: int | None) -> Environment | None:
         cell = self._cells.take((spec.runtime, spec.network))
         if cell is None:
             return None
+        disk = None
         try:
+            disk = None if self._tmp is None else await self._tmp.take(spec.ephemeral_mb)
             if cell.cgroup is not None:
                 cell.cgroup.configure(spec.memory_mb, self.pids_max)
             request = self._function_request(spec, uid, nonce)
@@ -320,15 +375,26 @@ class SandboxManager:
             if os.sched_getscheduler(cell.pid) != os.SCHED_OTHER:
                 # Cells idle at SCHED_IDLE; this one is needed now, at normal priority.
                 os.sched_setscheduler(cell.pid, os.SCHED_OTHER, os.sched_param(0))
-            # A few kB into an empty socket buffer: does not block.
-            cell.ctl.sendall(protocol.encode({"t": "specialize", "req": request}))
-        except OSError as exc:
-            log.warning("discarding a stem cell: %s", exc)
+            # One byte carrying the /tmp mount (SCM_RIGHTS), then the frame: a few kB
+            # into an empty socket buffer, does not block.
+            frame = protocol.encode({"t": "specialize", "req": request})
+            if disk is None:
+                cell.ctl.sendall(b"\x00" + frame)
+            else:
+                sent = socket.send_fds(cell.ctl, [b"\x01" + frame], [disk.fd])
+                if sent < len(frame) + 1:
+                    cell.ctl.sendall(frame[sent - 1:])
+        except BaseException as exc:
+            if isinstance(exc, OSError):
+                log.warning("discarding a stem cell: %s", exc)
             cell.discard()
-            self._release(None, cell.cgroup)
-            return None
+            # The cell may have attached the disk before it was killed: never reuse it.
+            self._release(None, cell.cgroup, disk)
+            if isinstance(exc, OSError):
+                return None
+            raise
         environment = self._environment(spec, env_id, cell.pid, cell.ctl, cell.log_fd, nonce,
-                                         cell.cgroup, own_uid, pidfd=cell.pidfd)
+                                         cell.cgroup, own_uid, disk, pidfd=cell.pidfd)
         environment.origin = "stem cell"
         environment.stages.append(("requested", requested))
         return environment
@@ -336,16 +402,19 @@ class SandboxManager:
     async def _from_zygote(self, zygote: Zygote, spec: EnvironmentSpec, env_id: str,
                            uid: int, nonce: str, own_uid: int | None) -> Environment:
         cgroup = None
+        disk = None
         ctl_ours = ctl_theirs = None
         log_r = log_w = -1
         try:
+            disk = None if self._tmp is None else await self._tmp.take(spec.ephemeral_mb)
             cgroup = self._take_cgroup(spec.memory_mb)
             ctl_ours, ctl_theirs = socket.socketpair()
             log_r, log_w = os.pipe2(os.O_CLOEXEC)
             request = {**self._generic_request(spec.network, cgroup),
                        **self._function_request(spec, uid, nonce)}
             requested = time.perf_counter()
-            pid = await zygote.spawn(request, [ctl_theirs.fileno(), log_w])
+            fds = [ctl_theirs.fileno(), log_w] + ([disk.fd] if disk is not None else [])
+            pid = await zygote.spawn(request, fds)
         except BaseException:
             for sock in (ctl_ours, ctl_theirs):
                 if sock is not None:
@@ -353,25 +422,33 @@ class SandboxManager:
             for fd in (log_r, log_w):
                 if fd >= 0:
                     os.close(fd)
-            self._release(None, cgroup)
+            # Even a failed spawn may have reached a child: a retry takes a new disk.
+            self._release(None, cgroup, disk)
             raise
         ctl_theirs.close()
         os.close(log_w)
         environment = self._environment(spec, env_id, pid, ctl_ours, log_r, nonce, cgroup,
-                                        own_uid)
+                                        own_uid, disk)
         environment.origin = "zygote"
         environment.stages.append(("requested", requested))
         return environment
 
-    def _release(self, uid: int | None, cgroup: Cgroup | None) -> None:
+    def _release(self, uid: int | None, cgroup: Cgroup | None,
+                 disk: TmpDisk | None = None) -> None:
         if uid is not None:
             self._free_uids.append(uid)
         if cgroup is not None:
             self._background(asyncio.to_thread(cgroup.remove))
+        if disk is not None and self._tmp is not None:
+            self._tmp.release(disk)
 
     async def close(self) -> None:
         """Kill every environment and zygote and remove nimbus' cgroups."""
         self._closed = True
+        if self._sampler is not None:
+            self._sampler.cancel()
+        if self._tmp is not None:
+            self._tmp.flush()
         await self._cells.close()
         await asyncio.gather(*(e.stop() for e in list(self._environments)),
                              return_exceptions=True)
@@ -382,6 +459,8 @@ class SandboxManager:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._pool is not None:
             await asyncio.to_thread(self._pool.drain)
+        if self._tmp is not None:
+            await self._tmp.close()
         if self._cgroups is not None:
             await asyncio.to_thread(self._cgroups.sweep)
         with contextlib.suppress(OSError):
