@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -118,6 +119,32 @@ NEEDS: dict[str, tuple[Callable[[], str | None], tuple[str, ...]]] = {
 }
 
 
+# The brokers event source mappings poll, for tests marked ``broker("<name>", ...)``.
+BROKERS: dict[str, tuple[str, int]] = {
+    "redis": ("127.0.0.1", 6379),
+    "rabbitmq": ("127.0.0.1", 5672),
+    "nats": ("127.0.0.1", 4222),
+    "mqtt": ("127.0.0.1", 1883),
+}
+
+
+@cache
+def broker_problem(name: str) -> str | None:
+    """Why the local broker ``name`` cannot be used, or None if it accepts connections."""
+    host, port = BROKERS[name]
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        return f"{name} broker at {host}:{port} unreachable: {exc}"
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "broker(*names): needs the local brokers named (redis, rabbitmq, nats, mqtt)"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     unmarked = [
         f"{item.nodeid} uses {fixture} but is not marked {marker}"
@@ -136,6 +163,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     for marker, (problem, _) in NEEDS.items():
         if item.get_closest_marker(marker) is not None:
             reason = problem()
+            if reason:
+                unavailable(reason)
+    for marker in item.iter_markers("broker"):
+        for name in marker.args:
+            reason = broker_problem(name)
             if reason:
                 unavailable(reason)
 

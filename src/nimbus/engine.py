@@ -22,6 +22,7 @@ from nimbus.observe.logs import LogStore
 from nimbus.queue.backend import QueueBackend
 from nimbus.sandbox import SandboxManager
 from nimbus.sandbox.manager import UID_BASE, UID_COUNT
+from nimbus.sqs.queues import Queues
 from nimbus.store.aliases import AliasStore
 from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
@@ -58,6 +59,7 @@ class Engine:
     dead_letters: DeadLetterStore
     queue: QueueBackend
     dispatcher: Dispatcher
+    sqs: Queues  # SQS-compatible queues: the SQS API, destinations, DLQs, event sources
 
     @classmethod
     def open(cls, config: Config, queue: QueueBackend, process_index: int = 0) -> Engine:
@@ -100,7 +102,15 @@ class Engine:
             limiter = ConcurrencyLimiter.attach(path, config.concurrency_limit, process_index)
         invoker = Invoker(config, Targets(functions, aliases), code, pool, logs, limiter)
         event_configs, dead_letters = EventConfigStore(functions), DeadLetterStore(db)
-        dispatcher = Dispatcher(config, queue, invoker, functions, event_configs, dead_letters)
+        sqs = Queues(
+            db,
+            region=config.region,
+            account_id=config.account_id,
+            base_url=f"http://{config.host}:{config.port}",
+        )
+        dispatcher = Dispatcher(
+            config, queue, invoker, functions, event_configs, dead_letters, sqs=sqs
+        )
         return cls(
             config=config,
             db=db,
@@ -114,6 +124,7 @@ class Engine:
             dead_letters=dead_letters,
             queue=queue,
             dispatcher=dispatcher,
+            sqs=sqs,
         )
 
     async def start(self, *, consume: bool = True) -> None:

@@ -210,3 +210,128 @@ class PolicyLengthExceeded(UserError):
 
     type_name = "PolicyLengthExceededException"
     message_key = "message"
+
+
+class SourceUnavailable(ServiceError):
+    """An event source mapping's source (a broker, a queue, a stream) cannot be reached
+    or does not exist; the message says which and what to check. The poller reports it
+    on the mapping (LastProcessingResult) and retries later."""
+
+    type_name = "ServiceException"
+    status = 502
+    message_key = "Message"
+
+
+# -- SQS (nimbus.sqs, nimbus.api.sqs) ---------------------------------------------------
+# ``type_name`` is the error shape's name in botocore's SQS model (or the ``__type`` SQS
+# sends for an unmodeled one); the protocol layer adds the query-era code
+# (nimbus.protocol.compat) that botocore reports as Error.Code.
+
+
+class SqsError(UserError):
+    """An SQS error: ``{"__type", "message"}``, no Lambda ``Type``."""
+
+    kind = None
+    message_key = "message"
+
+
+class QueueDoesNotExist(SqsError):
+    type_name = "QueueDoesNotExist"
+
+    def __init__(self, message: str = "The specified queue does not exist.") -> None:
+        super().__init__(message)
+
+
+class QueueNameExists(SqsError):
+    type_name = "QueueNameExists"
+
+
+class QueueDeletedRecently(SqsError):
+    type_name = "QueueDeletedRecently"
+
+
+class InvalidAttributeName(SqsError):
+    type_name = "InvalidAttributeName"
+
+
+class InvalidAttributeValue(SqsError):
+    type_name = "InvalidAttributeValue"
+
+
+class SqsInvalidParameterValue(SqsError):
+    """Not a modeled shape: SQS sends ``InvalidParameterValueException`` as ``__type``."""
+
+    type_name = "InvalidParameterValueException"
+
+
+class SqsMissingParameter(SqsError):
+    type_name = "MissingRequiredParameterException"
+
+
+class ReceiptHandleIsInvalid(SqsError):
+    type_name = "ReceiptHandleIsInvalid"
+
+
+class MessageNotInflight(SqsError):
+    type_name = "MessageNotInflight"
+
+
+class InvalidMessageContents(SqsError):
+    type_name = "InvalidMessageContents"
+
+
+class EmptyBatchRequest(SqsError):
+    type_name = "EmptyBatchRequest"
+
+
+class TooManyEntriesInBatchRequest(SqsError):
+    type_name = "TooManyEntriesInBatchRequest"
+
+
+class BatchEntryIdsNotDistinct(SqsError):
+    type_name = "BatchEntryIdsNotDistinct"
+
+
+class InvalidBatchEntryId(SqsError):
+    type_name = "InvalidBatchEntryId"
+
+
+class BatchRequestTooLong(SqsError):
+    type_name = "BatchRequestTooLong"
+
+
+class PurgeQueueInProgress(SqsError):
+    type_name = "PurgeQueueInProgress"
+    status = 403
+
+
+class SqsUnsupportedOperation(SqsError):
+    type_name = "UnsupportedOperation"
+
+
+class SchedulerError(UserError):
+    """EventBridge Scheduler's errors (rest-json): ``Message``, no ``Type``."""
+
+    kind = None
+
+
+class SchedulerValidation(SchedulerError):
+    type_name = "ValidationException"
+
+
+class SchedulerConflict(SchedulerError):
+    type_name = "ConflictException"
+    status = 409
+
+
+class SchedulerNotFound(SchedulerError):
+    type_name = "ResourceNotFoundException"
+    status = 404
+
+
+class ResourceInUse(UserError):
+    """Lambda's ResourceInUseException: the resource is busy with another operation
+    (e.g. an event source mapping being deleted)."""
+
+    type_name = "ResourceInUseException"
+    message_key = "message"

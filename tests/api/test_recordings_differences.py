@@ -107,8 +107,9 @@ NOT_REPLAYED = {
     "test_oversized_unzipped_lambda)": "nimbus has no S3: packages are uploaded inline",
     "TestLambdaImages, PackageType Image": "nimbus runs .zip packages, not container images",
     "TestCodeSigningConfig, get_function_code_signing_config": "nimbus has no code signing",
-    "TestLambdaEventSourceMappings, TestLambdaTag[event_source_mapping]": "no event sources",
-    "TestLambdaSnapStart": "SnapStart is Java/.NET/Python snapshotting nimbus does not do",
+    "TestLambdaEventSourceMappings, TestLambdaTag[event_source_mapping]": "event source "
+    "mappings are checked against their recordings in tests/api/test_event_source_mappings.py",
+    "TestLambdaSnapStart": "SnapStart (by fork) is tested in tests/api/test_snapstart.py",
     "test_vpc_config, test_invalid_vpc_config_*": "nimbus has no VPCs to check",
     "TestLambdaProvisionedConcurrency": "provisioned concurrency answers depend on the "
     "account's real quota and on how fast AWS allocates environments (IN_PROGRESS timing)",

@@ -94,7 +94,6 @@ def test_the_configured_region_and_account_are_the_ones_accepted() -> None:
 @pytest.mark.parametrize(
     "value, service",
     [
-        ("arn:aws:sqs:us-east-1:000000000000:failures", "sqs"),
         ("arn:aws:sns:us-east-1:000000000000:topic", "sns"),
         ("arn:aws:events:us-east-1:000000000000:event-bus/default", "events"),
         ("arn:aws:s3:::bucket", "s3"),
@@ -104,6 +103,16 @@ def test_other_services_are_refused_by_name(value: str, service: str) -> None:
     with pytest.raises(InvalidParameterValue) as info:
         parse_destination(value, CONFIG)
     assert f"is a {service} ARN" in info.value.message
+
+
+def test_an_sqs_queue_of_this_nimbus_is_a_destination() -> None:
+    assert parse_destination("arn:aws:sqs:us-east-1:000000000000:failures", CONFIG).queue == (
+        "failures"
+    )
+    with pytest.raises(InvalidParameterValue, match="another region or account"):
+        parse_destination("arn:aws:sqs:eu-west-1:000000000000:failures", CONFIG)
+    with pytest.raises(InvalidParameterValue, match="not a valid SQS queue ARN"):
+        parse_destination("arn:aws:sqs:us-east-1:000000000000:bad/name", CONFIG)
 
 
 @pytest.mark.parametrize(
@@ -133,8 +142,8 @@ def test_validation_names_the_setting() -> None:
     validate_destination(f"{FN}:sink", CONFIG, "OnSuccess")  # fine: no error
     where = "DestinationConfig.OnFailure.Destination"
     with pytest.raises(InvalidParameterValue) as info:
-        validate_destination("arn:aws:sqs:us-east-1:000000000000:q", CONFIG, where)
-    assert info.value.message.startswith(f"{where}: The destination arn:aws:sqs:")
+        validate_destination("arn:aws:sns:us-east-1:000000000000:q", CONFIG, where)
+    assert info.value.message.startswith(f"{where}: The destination arn:aws:sns:")
     assert info.value.status == 400
     assert info.value.type_name == "InvalidParameterValueException"
 

@@ -5,9 +5,11 @@ from starlette.routing import BaseRoute
 from nimbus.api import (
     aliases,
     api_keys,
+    aws_services,
     concurrency,
     dead_letters,
     event_invoke,
+    event_source_mappings,
     function_urls,
     functions,
     http_apis,
@@ -29,6 +31,7 @@ routes: list[BaseRoute] = [
     *concurrency.routes,
     *tags.routes,
     *event_invoke.routes,
+    *event_source_mappings.routes,
     *function_urls.routes,
     *layers.routes,
     *layer_policies.routes,
@@ -40,4 +43,6 @@ routes: list[BaseRoute] = [
     *dead_letters.routes,
     *queue.routes,
     *logs.routes,
+    # Last: SQS, Scheduler... take only what their models claim; nothing of Lambda's changes.
+    *aws_services.routes,
 ]

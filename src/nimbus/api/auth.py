@@ -22,6 +22,7 @@ from urllib.parse import quote
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nimbus.api import aws_services
 from nimbus.api.code_location import CODE_PATH
 from nimbus.api.wire import error_response
 from nimbus.config import Config
@@ -64,6 +65,11 @@ class SigV4Middleware:
         if scope["type"] != "http" or _exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
+        # A request for another AWS service nimbus speaks (SQS...) is signed for that
+        # service and refused in its protocol's shape.
+        aws = aws_services.auth_target(scope)
+        service, refuse = aws if aws is not None else (control_plane_service(scope["path"]), None)
+        render = refuse or error_response
         try:
             pending = authenticate(
                 scope["method"],
@@ -72,11 +78,11 @@ class SigV4Middleware:
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
                 self.credentials,
                 region=self.region,
-                service=control_plane_service(scope["path"]),
+                service=service,
             )
         except NimbusError as exc:
             await _drain(receive)
-            await error_response(exc)(scope, receive, send)
+            await render(exc)(scope, receive, send)
             return
         digest = hashlib.sha256() if pending.needs_body_hash else None
         body, complete = await _read(receive, digest)
@@ -87,7 +93,7 @@ class SigV4Middleware:
                 raise RequestTooLarge(f"Request must be smaller than {MAX_BODY} bytes.")
             caller = pending.check_hash(digest.hexdigest() if digest else "")
         except NimbusError as exc:
-            await error_response(exc)(scope, receive, send)
+            await render(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, _replay(body, receive), send)

@@ -86,7 +86,9 @@ async def _check_destinations(
     svc: Services, function: str, targets: dict[str, str | None]
 ) -> None:
     """What Lambda checks of well-formed destinations, in its words; what nimbus cannot
-    deliver to (SQS, SNS, EventBridge...) is refused in nimbus' (``validate_destination``)."""
+    deliver to (SNS, EventBridge...) is refused in nimbus' (``validate_destination``). A
+    function or SQS queue that does not exist is refused as Lambda refuses a missing
+    function."""
     for kind, target in targets.items():
         if not target:
             continue
@@ -101,6 +103,11 @@ async def _check_destinations(
                 f"onFailure={failure}) is invalid."
             )
         validate_destination(target, svc.config, f"DestinationConfig.{kind}.Destination")
+        queue = svc.engine.sqs.name_of_arn(target)
+        if queue is not None:
+            if not await svc.engine.sqs.exists(queue):
+                raise InvalidParameterValue(f"The destination ARN {target} is invalid.")
+            continue
         match = FUNCTION_ARN.fullmatch(target)
         if match is None:
             continue

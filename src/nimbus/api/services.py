@@ -16,6 +16,7 @@ from nimbus.config import Config
 from nimbus.engine import Engine
 from nimbus.gateway.limits import UsageGate
 from nimbus.invocation.provisioner import Provisioner
+from nimbus.protocol.service import RequestContext
 from nimbus.sigv4.credentials import Credentials, load_credentials
 from nimbus.store.api_keys import ApiKeyStore
 from nimbus.store.function_urls import FunctionUrlStore
@@ -23,6 +24,7 @@ from nimbus.store.http_apis import HttpApiStore
 from nimbus.store.layers import LayerStore
 from nimbus.store.policies import PolicyStore
 from nimbus.store.provisioned import ProvisionedStore
+from nimbus.store.schedules import ScheduleStore
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Services:
     layers: LayerStore
     credentials: Credentials  # what SigV4-signed requests are checked against
     usage_gate: UsageGate  # rate limits, API keys and quotas of HTTP triggers
+    schedules: ScheduleStore  # EventBridge Scheduler's schedules and groups
     # Where else events are dispatched (the async workers, through the queue server).
     remote_counters: Callable[[], Mapping[str, int]] | None = field(default=None)
 
@@ -61,6 +64,7 @@ class Services:
             layers=LayerStore(db, f"arn:aws:lambda:{config.region}:{config.account_id}:layer:"),
             credentials=load_credentials(config),
             usage_gate=UsageGate(api_keys, config),
+            schedules=ScheduleStore(db),
         )
 
     def dispatcher_counters(self) -> dict[str, int]:
@@ -74,6 +78,12 @@ class Services:
 def services(request: Request) -> Services:
     """The running server's services, for a Starlette handler."""
     return services_of(request.scope)
+
+
+def services_of_context(ctx: RequestContext) -> Services:
+    """The running server's services, for a handler of an AWS service (``nimbus.protocol``)."""
+    found: Services = ctx.state
+    return found
 
 
 def services_of(scope: Any) -> Services:

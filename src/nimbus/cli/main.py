@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nimbus.cli import apis, dead_letters, functions, server, urls
+from nimbus.cli import apis, dead_letters, functions, schedules, server, urls
 
 app = typer.Typer(
     help="nimbus: AWS Lambda's model and API on your own machine.",
@@ -21,6 +21,7 @@ app.command()(server.doctor)
 app.command()(server.version)
 app.add_typer(urls.url_app, name="url")
 app.add_typer(apis.api_app, name="api")
+app.add_typer(schedules.schedules_app, name="schedules")
 
 
 def main() -> None:

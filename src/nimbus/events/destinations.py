@@ -1,4 +1,5 @@
-"""Destinations for async invocation results: another function or an HTTP(S) webhook.
+"""Destinations for async invocation results: another function, an SQS queue of this
+nimbus, or an HTTP(S) webhook.
 
 Lambda sends an *invocation record* to the OnSuccess / OnFailure destination::
 
@@ -6,9 +7,10 @@ Lambda sends an *invocation record* to the OnSuccess / OnFailure destination::
      "condition", "approximateInvokeCount"}, "requestPayload": ..., "responseContext":
      {"statusCode", "executedVersion", "functionError"}, "responsePayload": ...}
 
-A function destination is invoked asynchronously (its event is queued durably); a
-webhook receives the record as a JSON POST. SQS, SNS and EventBridge targets need
-services nimbus does not have, so they are refused when configured.
+A function destination is invoked asynchronously (its event is queued durably); a queue
+gets the record as a message body (``nimbus.sqs``); a webhook receives it as a JSON
+POST. SNS and EventBridge targets need services nimbus does not have, so they are
+refused when configured.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from urllib.parse import urlparse
 
 from nimbus.config import FUNCTION_ARN, Config
 from nimbus.errors import InvalidParameterValue
+from nimbus.sqs.redrive import parse_queue_arn
 
 
 @dataclass(frozen=True)
 class Destination:
-    """A parsed destination: exactly one of ``function`` or ``url``."""
+    """A parsed destination: exactly one of ``function``, ``queue`` or ``url``."""
 
     raw: str
     function: str | None = None
     qualifier: str | None = None
     url: str | None = None
+    queue: str | None = None  # an SQS queue's name
 
 
 def parse_destination(value: str, config: Config) -> Destination:
@@ -46,6 +50,19 @@ def parse_destination(value: str, config: Config) -> Destination:
     if parsed.scheme in ("http", "https") and parsed.netloc:
         return Destination(value, url=value)
     service = value.split(":")[2] if value.startswith("arn:") and value.count(":") > 2 else ""
+    if service == "sqs":
+        queue = parse_queue_arn(value)
+        if queue is None:
+            raise InvalidParameterValue(
+                f"The destination {value} is not a valid SQS queue ARN: expected "
+                "arn:aws:sqs:REGION:ACCOUNT:NAME."
+            )
+        if queue.region != config.region or queue.account != config.account_id:
+            raise InvalidParameterValue(
+                f"Destination {value} is in another region or account; this nimbus serves "
+                f"{config.region} / {config.account_id}."
+            )
+        return Destination(value, queue=queue.name)
     if service == "lambda":
         raise InvalidParameterValue(
             f"The destination {value} is not a valid Lambda function ARN: expected "
@@ -55,10 +72,11 @@ def parse_destination(value: str, config: Config) -> Destination:
     if service:
         raise InvalidParameterValue(
             f"The destination {value} is a {service} ARN; nimbus can deliver to a Lambda "
-            "function ARN or an http(s) webhook URL."
+            "function ARN, an SQS queue ARN or an http(s) webhook URL."
         )
     raise InvalidParameterValue(
-        f"The destination {value} is neither a Lambda function ARN nor an http(s) URL."
+        f"The destination {value} is neither a Lambda function ARN nor an http(s) URL "
+        "(nor an SQS queue ARN)."
     )
 
 

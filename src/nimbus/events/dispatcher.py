@@ -32,6 +32,7 @@ from nimbus.invocation.cache import Cache
 from nimbus.invocation.invoker import Invoker, InvokeResult
 from nimbus.models import LATEST, DeadLetter, EventInvokeConfig
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent
+from nimbus.sqs.queues import Queues
 from nimbus.store.dead_letters import DeadLetterStore
 from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.functions import FunctionStore
@@ -58,7 +59,6 @@ class TooOld(NimbusError):
         super().__init__("event older than MaximumEventAgeInSeconds")
 
 
-
 class Dispatcher:
     """Consumes the async queue with bounded parallelism."""
 
@@ -71,8 +71,10 @@ class Dispatcher:
         event_configs: EventConfigStore,
         dead_letters: DeadLetterStore,
         clock: Clock = now_ms,
+        sqs: Queues | None = None,
     ) -> None:
         self.config = config
+        self.sqs = sqs  # SQS destinations and dead-letter queues (None: none deliverable)
         self.clock = clock  # stamps events and judges their age (tests move it)
         self.queue = queue
         self.invoker = invoker
@@ -335,7 +337,11 @@ class Dispatcher:
             landed = await self._deliver(cfg.on_failure, record, event)
         dlq = await self._function_dlq(event.function_name)
         if dlq is not None:
-            await self._dead_letter(lease, dlq, condition, detail, attempts)
+            status = 200 if result is not None else 500
+            if not await self._to_dead_letter_queue(dlq, event, status, detail or condition):
+                # Not an SQS queue of this nimbus (or gone): kept in the built-in store,
+                # under the target's name.
+                await self._dead_letter(lease, dlq, condition, detail, attempts)
             landed = True
         if not landed:
             await self._dead_letter(lease, BUILTIN_QUEUE, condition, detail, attempts)
@@ -350,6 +356,30 @@ class Dispatcher:
             return None
         target = resolution.pick().extra.get("DeadLetterConfig", {}).get("TargetArn")
         return target or None
+
+    async def _to_dead_letter_queue(
+        self, target: str, event: QueuedEvent, status: int, error: str
+    ) -> bool:
+        """Send the failed event to the function's DeadLetterConfig queue as Lambda does:
+        the event as the body, RequestID / ErrorCode / ErrorMessage as message
+        attributes. False if ``target`` is no queue of this nimbus."""
+        name = self.sqs.name_of_arn(target) if self.sqs is not None else None
+        if self.sqs is None or name is None:
+            return False
+        attributes = {
+            "RequestID": {"DataType": "String", "StringValue": event.request_id},
+            "ErrorCode": {"DataType": "Number", "StringValue": str(status)},
+            "ErrorMessage": {"DataType": "String", "StringValue": error[:1024] or "error"},
+        }
+        try:
+            await self.sqs.send(
+                name, event.payload.decode("utf-8", "replace"), message_attributes=attributes
+            )
+        except NimbusError as exc:
+            log.warning("dead-letter queue %s refused the event: %s", target, exc.message)
+            return False
+        self.counters["dead_lettered"] += 1
+        return True
 
     async def _dead_letter(
         self, lease: Lease, queue: str, condition: str, error: str | None, attempts: int
@@ -377,6 +407,15 @@ class Dispatcher:
         except NimbusError:
             return False
         body = json.dumps(record).encode()
+        if destination.queue is not None:
+            if self.sqs is None:
+                return False
+            try:
+                await self.sqs.send(destination.queue, body.decode())
+            except NimbusError as exc:
+                log.warning("destination queue %s refused: %s", destination.raw, exc.message)
+                return False
+            return True
         if destination.function is not None:
             await self.enqueue(
                 destination.function,

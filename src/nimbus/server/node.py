@@ -11,6 +11,8 @@ from pathlib import Path
 from nimbus.api.services import Services
 from nimbus.config import Config
 from nimbus.engine import Engine
+from nimbus.events.sources.scheduler import ScheduleRunner, open_runner
+from nimbus.events.sources.supervisor import MappingSupervisor
 from nimbus.gateway.apis import HttpApis
 from nimbus.gateway.serve import DataPlane
 from nimbus.gateway.urls import FunctionUrls
@@ -27,6 +29,10 @@ class Node:
     data_plane: DataPlane
     queue_server: QueueServer | None = None  # with async workers: their way to the queue
     supervisor: Supervisor | None = None
+    # Event source mappings' pollers: only the server runs them (workers never do).
+    mappings: MappingSupervisor | None = None
+    # EventBridge Scheduler schedules: fired here while this process holds their lease.
+    schedules: ScheduleRunner | None = None
 
     @classmethod
     def open(cls, config: Config) -> Node:
@@ -45,6 +51,9 @@ class Node:
             config,
         )
         node = cls(engine, services, DataPlane(urls, apis))
+        node.schedules = open_runner(
+            config, engine.db, engine.invoker, engine.dispatcher, engine.sqs
+        )
         if config.async_workers > 0:
             socket_path = config.data_dir / "queue.sock"
             if len(str(socket_path)) > 100:  # unix socket paths are limited to 107 bytes
@@ -71,8 +80,17 @@ class Node:
             engine.functions.on_change(self.queue_server.changed)
             await self.supervisor.start()
         await self.services.provisioner.start()
+        self.mappings = MappingSupervisor.for_engine(engine)
+        await self.mappings.start()
+        if self.schedules is not None:
+            await self.schedules.start()
 
     async def close(self) -> None:
+        if self.schedules is not None:  # no new fires while the rest shuts down
+            await self.schedules.close()
+        # Pollers first: their batches in flight finish (or go back) while all still runs.
+        if self.mappings is not None:
+            await self.mappings.close()
         # Workers first, so their leases are settled or handed back before the queue shuts.
         if self.supervisor is not None:
             await self.supervisor.close()

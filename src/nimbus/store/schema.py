@@ -346,3 +346,134 @@ QUALIFIER_SETTINGS = (
     function_urls,
     function_policies,
 )
+
+# Ownership leases (0012): one owner per key ("schedule:<group>/<name>",
+# "mapping:<uuid>"), so a schedule or a poller runs in one process of the installation;
+# an owner renews before ``expires_ms`` or another process takes the key over.
+leases = Table(
+    "leases",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+)
+
+# SQS-compatible queues (0011, nimbus.sqs). A queue's settable attributes are kept as
+# SQS states them (strings); ``sequence`` is the last FIFO SequenceNumber handed out.
+sqs_queues = Table(
+    "sqs_queues",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("fifo", Boolean, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("purged_ms", BigInteger, nullable=True),
+)
+
+# One row per message until it is deleted, expires or moves to a dead-letter queue.
+# ``visible_ms`` is when it may next be received (send time + delay, or the end of its
+# visibility timeout); ``receipt`` is the token of its latest receive (None: never
+# received). Receives walk (queue, visible_ms); ``id`` orders FIFO groups.
+sqs_messages = Table(
+    "sqs_messages",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("queue", String(80), nullable=False),
+    Column("message_id", String(36), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("md5_body", String(32), nullable=False),
+    Column("message_attributes", JSON, nullable=True),  # BinaryValue as base64
+    Column("md5_attributes", String(32), nullable=True),
+    Column("system_attributes", JSON, nullable=True),  # AWSTraceHeader, DLQ source ARN
+    Column("sent_ms", BigInteger, nullable=False),
+    Column("visible_ms", BigInteger, nullable=False),
+    Column("receive_count", Integer, nullable=False),
+    Column("first_receive_ms", BigInteger, nullable=True),
+    Column("receipt", String(32), nullable=True),
+    Column("group_id", String(128), nullable=True),
+    Column("dedup_id", String(128), nullable=True),
+    Column("sequence_number", String(20), nullable=True),
+    ForeignKeyConstraint(["queue"], ["sqs_queues.name"], ondelete="CASCADE"),
+    Index("ix_sqs_messages_visible", "queue", "visible_ms"),
+)
+
+# FIFO deduplication: a MessageDeduplicationId seen in the last 5 minutes (per queue, or
+# per message group with DeduplicationScope=messageGroup: ``scope`` is "" or the group).
+sqs_dedup = Table(
+    "sqs_dedup",
+    metadata,
+    Column("queue", String(80), primary_key=True),
+    Column("scope", String(128), primary_key=True),
+    Column("dedup_id", String(128), primary_key=True),
+    Column("message_id", String(36), nullable=False),
+    Column("sequence_number", String(20), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    ForeignKeyConstraint(["queue"], ["sqs_queues.name"], ondelete="CASCADE"),
+)
+
+# EventBridge Scheduler (0012). A schedule is keyed by (group, name); "default" is a
+# group every account has, so it has no row in schedule_groups. ``last_tick_ms`` is the
+# last tick the runner claimed (a restart fires what came after it, at most once);
+# ``pending_tick_ms`` a claimed tick whose event is not yet queued (queued again after a
+# crash). ``target`` is the Target member as the API stored it.
+schedule_groups = Table(
+    "schedule_groups",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("group_name", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("expression", String(256), nullable=False),
+    Column("timezone", String(50), nullable=False),
+    Column("start_ms", BigInteger, nullable=True),
+    Column("end_ms", BigInteger, nullable=True),
+    Column("description", Text, nullable=True),
+    Column("state", String(10), nullable=False),
+    Column("flexible_window_minutes", Integer, nullable=True),  # None: Mode OFF
+    Column("action_after_completion", String(10), nullable=False),
+    Column("kms_key_arn", Text, nullable=True),
+    Column("target", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("anchor_ms", BigInteger, nullable=False),
+    Column("last_tick_ms", BigInteger, nullable=False),
+    Column("pending_tick_ms", BigInteger, nullable=True),
+    Index("schedules_by_state", "state"),
+)
+
+# Lambda event source mappings (0013): what a poller reads (an SQS queue of this nimbus or
+# a broker URI) and which function it invokes. ``settings`` holds the mapping's options
+# (BatchSize, FilterCriteria, retries...); ``revision`` grows with every change of them,
+# so the process running the poller knows to restart it. No foreign key to functions: a
+# mapping outlives its function, as on Lambda.
+event_source_mappings = Table(
+    "event_source_mappings",
+    metadata,
+    Column("uuid", String(36), primary_key=True),
+    Column("function_name", String(140), nullable=False),
+    Column("qualifier", String(128), nullable=True),
+    Column("event_source_arn", String(1024), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_reason", String(64), nullable=False),
+    Column("last_processing_result", String(256), nullable=True),
+    Column("settings", JSON, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_modified", Float, nullable=False),
+    Index("event_source_mappings_by_function", "function_name"),
+    Index("event_source_mappings_by_source", "event_source_arn"),
+)

@@ -1,0 +1,108 @@
+"""Which kind of source an EventSourceArn names, and how to build its ``Source``.
+
+``arn:aws:sqs:REGION:ACCOUNT:NAME`` is a queue of this nimbus; a broker URI
+(``redis://``, ``amqp://``, ``nats://``, ``mqtt://``) names a self-hosted broker, read
+by the module of that broker (imported only when a mapping uses it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from nimbus.errors import InvalidParameterValue
+from nimbus.events.sources.source import Source, SourceOptions
+
+SQS_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:sqs:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<name>[\w-]{1,80}(\.fifo)?)"
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of source: queue-like (retries by redelivery) or a stream."""
+
+    name: str
+    queue_like: bool
+    module: str | None = None  # the broker's module and Source class
+    cls: str | None = None
+    label: str = ""  # for messages
+
+
+SQS = Kind("sqs", True, label="SQS queue")
+BROKERS: dict[str, Kind] = {
+    "redis": Kind(
+        "redis", False, "nimbus.events.sources.redis_streams", "RedisStreamSource",
+        "Redis Streams",
+    ),
+    "amqp": Kind("amqp", True, "nimbus.events.sources.rabbitmq", "RabbitMqSource", "RabbitMQ"),
+    "nats": Kind(
+        "nats", True, "nimbus.events.sources.nats_jetstream", "JetStreamSource", "NATS JetStream"
+    ),
+    "mqtt": Kind("mqtt", False, "nimbus.events.sources.mqtt", "MqttSource", "MQTT"),
+}
+# amqps://, rediss:// and friends are the same brokers over TLS.
+ALIASES = {"rediss": "redis", "amqps": "amqp", "tls": "nats", "mqtts": "mqtt"}
+KINDS = {"sqs": SQS, **BROKERS}
+
+
+def scheme_of(uri: str) -> str | None:
+    match = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://", uri)
+    return match.group(1).lower() if match else None
+
+
+def kind_of(event_source_arn: str) -> Kind | None:
+    """The kind an EventSourceArn names, or None if nimbus does not know it."""
+    if SQS_ARN.fullmatch(event_source_arn):
+        return SQS
+    scheme = scheme_of(event_source_arn)
+    if scheme is None:
+        return None
+    return BROKERS.get(ALIASES.get(scheme, scheme))
+
+
+def broker_class(kind: Kind) -> Any:
+    """The broker's Source class; InvalidParameterValue saying what is missing if this
+    nimbus lacks its module."""
+    assert kind.module is not None and kind.cls is not None
+    try:
+        module = importlib.import_module(kind.module)
+    except ImportError as exc:
+        raise InvalidParameterValue(
+            f"This nimbus cannot read {kind.label} yet: its event source module "
+            f"{kind.module} is not installed ({exc})."
+        ) from exc
+    cls = getattr(module, kind.cls, None)
+    if cls is None:
+        raise InvalidParameterValue(
+            f"This nimbus cannot read {kind.label} yet: {kind.module} has no {kind.cls}."
+        )
+    return cls
+
+
+def validate_broker_uri(kind: Kind, uri: str) -> None:
+    """The broker module's own check of its URI (InvalidParameterValue if malformed)."""
+    broker_class(kind).validate(uri)
+
+
+def starting_positions(kind: Kind) -> tuple[frozenset[str], bool] | None:
+    """The StartingPositions a broker's source takes and whether one is required (None:
+    the kind decides by its retry model: SQS takes none, streams need one)."""
+    if kind.module is None:
+        return None
+    cls = broker_class(kind)
+    return frozenset(cls.starting_positions), bool(cls.starting_position_required)
+
+
+def build_source(kind: Kind, options: SourceOptions, queues: Any = None) -> Source:
+    """A new Source for one mapping (not yet open)."""
+    if kind is SQS:
+        from nimbus.events.sources.sqs import SqsSource
+
+        if queues is None:
+            raise InvalidParameterValue("This nimbus has no SQS queues to read.")
+        return SqsSource(options, queues)
+    source: Source = broker_class(kind)(options)
+    return source

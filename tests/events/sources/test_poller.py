@@ -1,0 +1,222 @@
+"""The poller with a fake source and a scripted function: settling, partial failures,
+retries, bisect, record age, on-failure, throttles, filters, scaling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from nimbus.errors import TooManyRequests
+from nimbus.events.sources.poller import Poller
+from nimbus.store.event_source_mappings import EventSourceMapping, MappingSettings
+from tests.events.sources.fakes import FakeFunction, FakeSource, record
+
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:f"
+
+
+def mapping(**settings: Any) -> EventSourceMapping:
+    values: dict[str, Any] = {"batch_size": 10, "maximum_batching_window": 0}
+    values.update(settings)
+    return EventSourceMapping(
+        uuid="u",
+        function_name="f",
+        qualifier=None,
+        event_source_arn="src",
+        kind="sqs",
+        enabled=True,
+        state="Creating",
+        state_reason="USER_INITIATED",
+        settings=MappingSettings(**values),
+    )
+
+
+def poller(source: FakeSource, fn: FakeFunction, **kwargs: Any) -> Poller:
+    deliver = kwargs.pop("deliver", None)
+    clock = kwargs.pop("clock", lambda: 10_000)
+    max_loops = kwargs.pop("max_loops", 1)
+    return Poller(
+        mapping(**kwargs),
+        source,
+        fn,
+        ARN,
+        deliver=deliver,
+        max_loops=max_loops,
+        clock=clock,
+        retry_base_s=0.001,
+        sleep=lambda s: asyncio.sleep(0),
+    )
+
+
+async def test_queue_batch_success_and_item_failures() -> None:
+    source = FakeSource([record(i) for i in range(4)])
+    fn = FakeFunction(lambda recs: {"batchItemFailures": [{"itemIdentifier": "m2"}]})
+    p = poller(source, fn, function_response_types=["ReportBatchItemFailures"])
+    await p.process(source.waiting)
+    assert fn.calls == [["m0", "m1", "m2", "m3"]]
+    assert source.acked == ["m0", "m1", "m3"] and source.released == ["m2"]
+    counters = p.stats.counters
+    assert (counters["succeeded"], counters["failed"], counters["batches"]) == (3, 1, 1)
+
+
+async def test_queue_function_error_releases_the_whole_batch() -> None:
+    source = FakeSource()
+    fn = FakeFunction(lambda recs: ("error", {"errorMessage": "boom"}))
+    p = poller(source, fn, function_response_types=["ReportBatchItemFailures"])
+    await p.process([record(1), record(2)])
+    assert source.released == ["m1", "m2"] and source.acked == []
+    assert p.last_result.startswith("PROBLEM")
+
+
+async def test_invalid_item_failure_response_fails_the_batch() -> None:
+    source = FakeSource()
+    fn = FakeFunction(lambda recs: {"batchItemFailures": [{"foo": "notvalid"}]})
+    p = poller(source, fn, function_response_types=["ReportBatchItemFailures"])
+    await p.process([record(1), record(2)])
+    assert source.released == ["m1", "m2"]
+
+
+async def test_filtered_records_are_acked_without_invoking() -> None:
+    source = FakeSource()
+    fn = FakeFunction(lambda recs: None)
+    p = poller(source, fn, filters=['{"body": {"n": [{"numeric": [">", 1]}]}}'])
+    await p.process([record(1), record(2), record(3)])
+    assert fn.calls == [["m2", "m3"]]
+    assert sorted(source.acked) == ["m1", "m2", "m3"]
+    assert p.stats.counters["filtered"] == 1
+
+
+async def test_throttles_retry_without_spending_an_attempt() -> None:
+    throttles = iter([TooManyRequests("Rate Exceeded.", "x"), TooManyRequests("R", "x")])
+
+    def behaviour(recs: list[dict[str, Any]]) -> Any:
+        return next(throttles, ("error", {}))
+
+    source = FakeSource(queue_like=False)
+    fn = FakeFunction(behaviour)
+    p = poller(source, fn, maximum_retry_attempts=0)
+    await p.process([record(1)])
+    assert p.stats.counters["throttled"] == 2
+    assert len(fn.calls) == 1  # the one real attempt, then given up (0 retries)
+    assert source.acked == ["m1"] and p.stats.counters["discarded"] == 1
+
+
+async def test_stream_retries_then_sends_to_on_failure() -> None:
+    delivered: list[tuple[str, dict[str, Any]]] = []
+
+    async def deliver(target: str, body: dict[str, Any]) -> bool:
+        delivered.append((target, body))
+        return True
+
+    source = FakeSource(queue_like=False)
+    fn = FakeFunction(lambda recs: ("error", {"errorMessage": "boom"}))
+    p = poller(
+        source, fn, deliver=deliver, maximum_retry_attempts=2, on_failure="https://hook.example/x"
+    )
+    await p.process([record(1), record(2)])
+    assert len(fn.calls) == 3  # the first attempt and 2 retries
+    assert source.acked == ["m1", "m2"]
+    ((target, body),) = delivered
+    assert target == "https://hook.example/x"
+    assert body["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert body["requestContext"]["approximateInvokeCount"] == 3
+    assert body["StreamBatchInfo"]["batchSize"] == 2
+    assert p.stats.counters["on_failure"] == 2
+
+
+async def test_stream_bisect_isolates_the_bad_record() -> None:
+    def behaviour(recs: list[dict[str, Any]]) -> Any:
+        bad = any(r["messageId"] == "m2" for r in recs)
+        return ("error", {}) if bad else None
+
+    source = FakeSource(queue_like=False)
+    fn = FakeFunction(behaviour)
+    p = poller(source, fn, maximum_retry_attempts=1, bisect_batch_on_function_error=True)
+    await p.process([record(i) for i in range(4)])
+    # [0,1,2,3] fails -> [0,1] ok, [2,3] fails again (attempt 2 > 1 retry): given up.
+    assert fn.calls[0] == ["m0", "m1", "m2", "m3"]
+    assert ["m0", "m1"] in fn.calls and ["m2", "m3"] in fn.calls
+    assert source.acked[:2] == ["m0", "m1"]
+    assert p.stats.counters["discarded"] == 2
+
+
+async def test_stream_item_failures_checkpoint() -> None:
+    answers = iter([{"batchItemFailures": [{"itemIdentifier": "m2"}]}, None])
+    source = FakeSource(queue_like=False)
+    fn = FakeFunction(lambda recs: next(answers))
+    p = poller(
+        source, fn, function_response_types=["ReportBatchItemFailures"], maximum_retry_attempts=-1
+    )
+    await p.process([record(i) for i in range(4)])
+    assert fn.calls == [["m0", "m1", "m2", "m3"], ["m2", "m3"]]
+    assert source.acked == ["m0", "m1", "m2", "m3"]
+
+
+async def test_stream_records_past_max_age_go_to_on_failure() -> None:
+    delivered: list[dict[str, Any]] = []
+
+    async def deliver(target: str, body: dict[str, Any]) -> bool:
+        delivered.append(body)
+        return True
+
+    source = FakeSource(queue_like=False)
+    fn = FakeFunction(lambda recs: None)
+    now = 1_000_000
+    p = poller(
+        source,
+        fn,
+        deliver=deliver,
+        maximum_record_age=60,
+        on_failure="https://h/x",
+        clock=lambda: now,
+    )
+    await p.process([record(1, ts=now - 61_000), record(2, ts=now - 1_000)])
+    assert fn.calls == [["m2"]]
+    assert delivered[0]["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert sorted(source.acked) == ["m1", "m2"]
+
+
+async def test_failed_delivery_is_retried_until_it_lands() -> None:
+    attempts: list[int] = []
+
+    async def deliver(target: str, body: dict[str, Any]) -> bool:
+        attempts.append(1)
+        return len(attempts) >= 3
+
+    source = FakeSource(queue_like=False)
+    fn = FakeFunction(lambda recs: ("error", {}))
+    p = poller(source, fn, deliver=deliver, maximum_retry_attempts=0, on_failure="https://h/x")
+    await p.process([record(1)])
+    assert len(attempts) == 3 and source.acked == ["m1"]
+
+
+async def test_run_delivers_everything_once_in_batches_and_stops() -> None:
+    source = FakeSource([record(i) for i in range(95)])
+    fn = FakeFunction(lambda recs: None)
+    p = poller(source, fn, max_loops=3)
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.opened.wait(), 2)
+    for _ in range(200):
+        if len(source.acked) == 95:
+            break
+        await asyncio.sleep(0.01)
+    p.stop()
+    await asyncio.wait_for(task, 5)
+    seen = [i for call in fn.calls for i in call]
+    assert sorted(seen) == sorted(f"m{i}" for i in range(95))
+    assert len(seen) == len(set(seen))
+    assert all(len(call) <= 10 for call in fn.calls)
+    assert source.closed
+
+
+async def test_payload_is_lambdas_records_event() -> None:
+    seen: list[Any] = []
+
+    def behaviour(recs: list[dict[str, Any]]) -> Any:
+        seen.append(recs)
+        return None
+
+    source = FakeSource()
+    p = poller(source, FakeFunction(behaviour))
+    await p.process([record(1, {"a": 1})])
+    assert seen == [[{"messageId": "m1", "body": json.dumps({"a": 1})}]]
