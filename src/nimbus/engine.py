@@ -143,6 +143,7 @@ class Engine:
         """Stop dispatching, then the queue, the sandboxes, the logs and the database."""
         await self.dispatcher.close()
         await self.queue.close()
+        await self.invoker.snapshots.close()  # SnapStart templates still being made
         await self.pool.close()
         await self.pool.manager.close()
         self.invoker.limiter.close()

@@ -20,6 +20,7 @@ from nimbus.api import (
     policies,
     provisioned,
     queue,
+    snapstart,
     tags,
     usage_plans,
 )
@@ -42,6 +43,7 @@ routes: list[BaseRoute] = [
     *provisioned.routes,
     *dead_letters.routes,
     *queue.routes,
+    *snapstart.routes,
     *logs.routes,
     # Last: SQS, Scheduler... take only what their models claim; nothing of Lambda's changes.
     *aws_services.routes,

@@ -43,10 +43,11 @@ from nimbus.errors import (
     InvalidParameterValue,
     RequestTooLarge,
     ResourceNotFound,
+    ValidationError,
 )
 from nimbus.models import LATEST, FunctionVersion, LayerRef
 from nimbus.store.code import StoredCode
-from nimbus.store.functions import check_revision
+from nimbus.store.functions import check_revision, snapstart_on, snapstart_runtime
 from nimbus.threads import blocking
 
 # Lambda limits the request (base64 of a 50 MB zip, plus JSON) for code uploads.
@@ -164,6 +165,7 @@ async def create_function(request: Request) -> Response:
     assert raw_name is not None
     name = created_name(svc, raw_name)
     check_settings(settings)
+    check_apply_on(settings)
     check_architectures(archs)
     if package_type != "Zip":
         raise InvalidParameterValue(
@@ -188,7 +190,9 @@ async def create_function(request: Request) -> Response:
         revision_id=str(uuid.uuid4()),
         architectures=archs or ["x86_64"],
     ).replace(**settings)
+    check_snapstart(latest)
     created = await blocking(svc.engine.functions.create, latest, tags, publish)
+    await make_snapshot(svc, created)
     # With Publish, Lambda answers version 1 under the function's (unqualified) ARN.
     return json_response(function_configuration(created, svc.config, ""), 201)
 
@@ -314,6 +318,7 @@ async def update_function_code(request: Request) -> Response:
         check_revision(revision, current.revision_id)
         return json_response(function_configuration(change(current), svc.config))
     updated = await blocking(svc.engine.functions.update_latest, name, change, revision, publish)
+    await make_snapshot(svc, updated)
     return json_response(function_configuration(updated, svc.config))
 
 
@@ -326,6 +331,7 @@ async def update_function_configuration(request: Request) -> Response:
     settings = parse_settings(body, params)
     params.check()
     check_settings(settings)
+    check_apply_on(settings)
     await attach_layers(svc, settings)
     if settings.get("layers"):
         current = await blocking(svc.engine.functions.get_version, name, LATEST)
@@ -336,6 +342,7 @@ async def update_function_configuration(request: Request) -> Response:
         extra = {**v.extra, **settings.pop("extra", {})}
         new = v.replace(**settings, extra=extra)
         require_zip_settings(new.runtime, new.handler)
+        check_snapstart(new)
         return new.replace(last_modified=lambda_timestamp(), revision_id=str(uuid.uuid4()))
 
     updated = await blocking(svc.engine.functions.update_latest, name, change, revision)
@@ -367,7 +374,47 @@ async def publish_version(request: Request) -> Response:
     revision = params.string("RevisionId")
     params.check()
     version = await blocking(svc.engine.functions.publish, name, description, sha, revision)
+    await make_snapshot(svc, version)
     return json_response(function_configuration(version, svc.config), 201)
+
+
+def check_apply_on(settings: dict[str, Any]) -> None:
+    """SnapStart.ApplyOn as the service model's enum allows (Lambda's message)."""
+    snap = settings.get("extra", {}).get("SnapStart")
+    if snap is None:
+        return
+    apply_on = snap.get("ApplyOn") if isinstance(snap, dict) else snap
+    if apply_on not in ("PublishedVersions", "None"):
+        raise ValidationError(
+            f"1 validation error detected: Value '{apply_on}' at 'snapStart.applyOn' failed "
+            "to satisfy constraint: Member must satisfy enum value set: [PublishedVersions, None]"
+        )
+
+
+def check_snapstart(v: FunctionVersion) -> None:
+    """What Lambda refuses with SnapStart on: a runtime without it, Amazon EFS, more
+    than 512 MB of ephemeral storage."""
+    if (v.extra.get("SnapStart") or {}).get("ApplyOn") != "PublishedVersions":
+        return
+    if not snapstart_runtime(v.runtime):
+        raise InvalidParameterValue(f"{v.runtime} is not supported for SnapStart enabled "
+                                    "functions.")
+    if v.extra.get("FileSystemConfigs"):
+        raise InvalidParameterValue("SnapStart is not supported for functions with Amazon "
+                                    "EFS file systems (FileSystemConfigs). Remove one of them.")
+    if v.ephemeral_storage > 512:
+        raise InvalidParameterValue(
+            f"SnapStart is not supported for functions with ephemeral storage (/tmp) above "
+            f"512 MB; this function has {v.ephemeral_storage} MB. Lower EphemeralStorage.Size "
+            "or turn SnapStart off.")
+
+
+async def make_snapshot(svc: Services, version: FunctionVersion) -> None:
+    """A published SnapStart version (Pending): its template is made in the background
+    (init runs once), then the version is Active, or Failed (nimbus.invocation.snapstart)."""
+    if version.state == "Pending" and snapstart_on(version):
+        record = await blocking(svc.engine.functions.get_record, version.function_name)
+        svc.engine.invoker.snapshots.prepare(version, record)
 
 
 async def download_code(request: Request) -> Response:

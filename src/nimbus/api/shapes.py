@@ -82,7 +82,10 @@ def function_configuration(
         elif key.startswith("LoggingConfig"):
             continue  # rendered above, from all of its stored members
         elif key == "SnapStart":
-            body[key] = {"ApplyOn": value.get("ApplyOn", "None"), "OptimizationStatus": "Off"}
+            # As Lambda: "On" for the published versions of a function with SnapStart.
+            apply_on = value.get("ApplyOn", "None")
+            on = apply_on == "PublishedVersions" and v.version != "$LATEST"
+            body[key] = {"ApplyOn": apply_on, "OptimizationStatus": "On" if on else "Off"}
         elif key == "ImageConfig":
             body["ImageConfigResponse"] = {"ImageConfig": value}
         elif key == "VpcConfig":

@@ -30,7 +30,7 @@ import time
 import traceback
 from types import ModuleType
 
-from nimbus.guest import jail, libc, mounts, privileges, protocol, seccomp
+from nimbus.guest import jail, libc, mounts, privileges, protocol, seccomp, template
 
 # What a typical handler imports, paid once here instead of in every cold start.
 PRELOAD = ["json", "traceback", "logging", "decimal", "datetime", "base64", "re",
@@ -38,6 +38,7 @@ PRELOAD = ["json", "traceback", "logging", "decimal", "datetime", "base64", "re"
            "email.utils", "typing", "dataclasses", "functools", "random", "time"]
 
 NAMESPACES = libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
+TEMPLATE_NAMESPACES = libc.CLONE_NEWNS | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
 
 
 def _preload(kind: str) -> ModuleType:
@@ -56,6 +57,9 @@ def _preload(kind: str) -> ModuleType:
 
 
 def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
+    if req.get("template"):
+        template.main(req, fds, runtime, last_cap)  # a SnapStart template: never returns
+        return
     req["stages"] = [("forked", time.perf_counter())]
     try:
         req["tmp_fd"] = jail.arrange_fds(fds[0], fds[1], fds[2] if len(fds) > 2 else None)
@@ -102,7 +106,14 @@ def _exit_status(exc: SystemExit) -> int:
 
 def _spawn(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> int:
     flags = libc.CLONE_PARENT
-    if req["isolation"] == "namespace":
+    if req.get("template"):
+        # Its PID and user namespaces come later (nimbus.guest.template): the first so
+        # that it can fork environments as the server's children, the second once its
+        # root is built.
+        flags |= TEMPLATE_NAMESPACES
+        if not req["network"]:
+            flags |= libc.CLONE_NEWNET
+    elif req["isolation"] == "namespace":
         flags |= NAMESPACES
         if not req["network"]:
             flags |= libc.CLONE_NEWNET

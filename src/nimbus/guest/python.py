@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import random
 import socket
 import struct
 import sys
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from nimbus.guest import protocol
+from nimbus.guest import protocol, snapshot_restore_py
 from nimbus.guest.context import LambdaContext, function_settings
 from nimbus.guest.jail import CTL_FD, LOG_FD
 
@@ -304,12 +305,17 @@ class Runtime:
             if isinstance(stream, io.TextIOWrapper):
                 stream.reconfigure(line_buffering=True)
         _forget_nimbus_modules()
+        # Lambda's runtime hooks module, importable by the function under its own name.
+        sys.modules["snapshot_restore_py"] = snapshot_restore_py
         start = time.perf_counter()
         req["stages"].append(("runtime", start))
         error = None
         handler: Callable[..., Any] | None = None
         try:
             handler = load_handler(req["handler"])
+            if req.get("snapstart"):
+                # A SnapStart template: its hooks belong to the init phase.
+                snapshot_restore_py.run_before_snapshot()
         except Fault as f:
             error = make_error(f.message, f.error_type, f.trace, None)
         except Exception as e:
@@ -325,6 +331,31 @@ class Runtime:
         self.settings = function_settings()
         req["stages"].append(("init", time.perf_counter()))
         protocol.write_frame(self.ctl, {"t": "ready", "init_ms": init_ms,
+                                        "stages": req["stages"]})
+        return handler
+
+    def restore(self, handler: Callable[..., Any]) -> Callable[..., Any] | None:
+        """In an environment forked from a SnapStart template: its own variables, fresh
+        random state, the after-restore hooks; reported as the restore phase."""
+        req = self.req
+        start = time.perf_counter()
+        os.environ.update(req["env"])
+        random.seed()  # os.register_at_fork did too (clone_process runs the hooks)
+        error = None
+        try:
+            snapshot_restore_py.run_after_restore()
+        except Exception as e:
+            error = fault_from_exception(e, None)
+        restore_ms = (time.perf_counter() - start) * 1000
+        if error is not None:
+            log_error(error)
+            self.end_log()
+            protocol.write_frame(self.ctl, {"t": "init_error", "type": error["errorType"],
+                                            "init_ms": restore_ms}, json.dumps(error).encode())
+            return None
+        self.end_log()
+        req["stages"].append(("restore", time.perf_counter()))
+        protocol.write_frame(self.ctl, {"t": "ready", "init_ms": restore_ms, "restore": True,
                                         "stages": req["stages"]})
         return handler
 

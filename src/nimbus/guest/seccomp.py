@@ -88,12 +88,22 @@ def _op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
     return struct.pack("HBBI", code, jt, jf, k)
 
 
-def program(machine: str = libc.MACHINE) -> bytes:
-    """The filter as raw ``struct sock_filter`` entries."""
+# A SnapStart template (``nimbus.guest.template``) runs user init holding capabilities
+# in its own user namespace; its filter lets it do only what forking an environment
+# needs beyond the strict one: unshare(CLONE_NEWNS) exactly, and move_mount (attaching a
+# /tmp the server mounted). mount, the rest of the mount API, setns and every other
+# namespace (user namespaces above all) stay denied.
+_TEMPLATE_ALLOWED = ("unshare", "move_mount")
+
+
+def program(machine: str = libc.MACHINE, template: bool = False) -> bytes:
+    """The filter as raw ``struct sock_filter`` entries; ``template``: the SnapStart
+    template's variant (see ``_TEMPLATE_ALLOWED``)."""
     if machine not in _AUDIT_ARCH:
         raise OSError(f"nimbus sandbox: no seccomp filter for {machine!r}")
     col = 0 if machine == "x86_64" else 1
-    denied = sorted({numbers[col] for numbers in _DENIED.values()})
+    skipped = _TEMPLATE_ALLOWED if template else ()
+    denied = sorted({numbers[col] for name, numbers in _DENIED.items() if name not in skipped})
     deny_eperm = _op(_RET_K, _ERRNO | errno.EPERM)
     ops = [
         _op(_LD_W_ABS, _OFF_ARCH),
@@ -104,6 +114,17 @@ def program(machine: str = libc.MACHINE) -> bytes:
     if machine == "x86_64":
         ops += [_op(_JGE_K, 0x40000000, 0, 1), deny_eperm]  # x32 numbers
     ops += [_op(_JEQ_K, _CLONE3[col], 0, 1), _op(_RET_K, _ERRNO | errno.ENOSYS)]
+    if template:
+        # unshare: allowed with exactly CLONE_NEWNS (all 64 bits of the flags), else EPERM.
+        ops += [
+            _op(_JEQ_K, _DENIED["unshare"][col], 0, 6),
+            _op(_LD_W_ABS, _OFF_ARG0 + 4),
+            _op(_JEQ_K, 0, 0, 2),
+            _op(_LD_W_ABS, _OFF_ARG0),
+            _op(_JEQ_K, libc.CLONE_NEWNS, 1, 0),
+            deny_eperm,
+            _op(_RET_K, _ALLOW),
+        ]
     for nr in denied:
         ops += [_op(_JEQ_K, nr, 0, 1), deny_eperm]
     ops += [
@@ -120,12 +141,16 @@ def program(machine: str = libc.MACHINE) -> bytes:
 _prepared: tuple[object, _SockFprog] | None = None
 
 
+def _build(template: bool) -> tuple[object, _SockFprog]:
+    code = program(template=template)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    return (buffer, _SockFprog(len(code) // 8, ctypes.addressof(buffer)))
+
+
 def prepare() -> tuple[object, _SockFprog]:
     """Build the filter once (in the zygote), so that children only load it."""
     global _prepared
-    code = program()
-    buffer = ctypes.create_string_buffer(code, len(code))
-    _prepared = (buffer, _SockFprog(len(code) // 8, ctypes.addressof(buffer)))
+    _prepared = _build(False)
     return _prepared
 
 
@@ -133,3 +158,16 @@ def install() -> None:
     """Load the filter into this process; needs PR_SET_NO_NEW_PRIVS first."""
     _buffer, prog = _prepared or prepare()
     libc.prctl_pointer(libc.PR_SET_SECCOMP, libc.SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+
+
+def install_template() -> None:
+    """Load the SnapStart template's filter (needs PR_SET_NO_NEW_PRIVS first). The
+    strict filter is built before, so that forked environments only load it."""
+    if _prepared is None:
+        prepare()
+    buffer, prog = _build(True)
+    libc.prctl_pointer(libc.PR_SET_SECCOMP, libc.SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+    _keep.append(buffer)
+
+
+_keep: list[object] = []

@@ -17,12 +17,14 @@ from nimbus.config import Config
 from nimbus.errors import InvalidParameterValue
 from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
+from nimbus.invocation.snapstart import Snapshots, not_ready
 from nimbus.invocation.targets import Targets
 from nimbus.models import FunctionRecord, FunctionVersion
 from nimbus.observe.log_config import config_of, is_json
 from nimbus.observe.logs import InvocationLog, LogStore, billed, render, render_json, tail
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
+from nimbus.store.functions import snapstart_on
 
 NETWORK_TAG = "nimbus:network"  # "none": the function runs with no network at all
 
@@ -59,11 +61,14 @@ class Invoker:
         self.pool = pool
         self.logs = logs
         self.limiter = limiter
+        # SnapStart: published versions' templates, made at PublishVersion.
+        self.snapshots = Snapshots(targets.functions, pool.manager, self.spec)
 
     async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
         resolution = await self.targets.resolve(name, qualifier)
         version = resolution.pick()
         self._check_runnable(version)
+        self._check_state(version, resolution.record)
         return version
 
     async def invoke(
@@ -78,6 +83,7 @@ class Invoker:
         resolution = await self.targets.resolve(name, qualifier)
         version = resolution.pick()
         self._check_runnable(version)
+        self._check_state(version, resolution.record)
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
         request_id = request_id or ids.request_id()
@@ -114,6 +120,7 @@ class Invoker:
                 function_name=version.function_name,
                 error_type=(error_type or "Unhandled") if outcome.function_error else None,
                 produced_bytes=len(outcome.payload),
+                restored=ran.restored,
             )
         else:
             text = render(
@@ -125,6 +132,7 @@ class Invoker:
                 outcome.max_memory_used_mb,
                 ran.init_ms,
                 ran.init_logs,
+                ran.restored,
             )
         self.logs.append(
             InvocationLog(
@@ -215,6 +223,16 @@ class Invoker:
                 "PublishLayerVersion and set the function's Layers again."
             )
 
+    def _check_state(self, version: FunctionVersion, record: FunctionRecord) -> None:
+        """Lambda invokes Active versions only. A SnapStart version left Pending with no
+        template under way (the server stopped meanwhile) is prepared again now."""
+        if version.state == "Active":
+            return
+        if (version.state == "Pending" and snapstart_on(version)
+                and not self.snapshots.pending(version)):
+            self.snapshots.prepare(version, record)
+        raise not_ready(version.state)
+
     def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
         stream_id = ids.hex_id(32)
         day = time.strftime("%Y/%m/%d", time.gmtime())
@@ -237,7 +255,14 @@ class Invoker:
             log_stream=f"{day}/[{version.version}]{stream_id}",
             log_format=logging.log_format,
             log_level=logging.application_level or "",
+            snapstart=snapstart_applies(version),
         )
+
+
+def snapstart_applies(version: FunctionVersion) -> bool:
+    """Lambda's rule: SnapStart (ApplyOn PublishedVersions) starts published versions
+    from their snapshot, never $LATEST; nimbus does it for Python runtimes."""
+    return snapstart_on(version)
 
 
 def _error_type(payload: bytes) -> str | None:

@@ -39,6 +39,7 @@ class Ran:
     init_ms: float | None
     init_logs: bytes
     log_stream: str
+    restored: bool = False  # a cold start from a SnapStart template: init_ms is its restore
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Pool:
             env.init_duration_ms if cold else None,
             env.init_logs if cold else b"",
             env.spec.log_stream,
+            cold and env.restored,
         )
 
     def _take(self, key: PoolKey) -> Environment | None:
@@ -145,7 +147,12 @@ class Pool:
             self.reap()
 
     def reap(self) -> int:
-        """Stop environments idle for longer than ``idle_seconds``; returns how many."""
+        """Stop environments idle for longer than ``idle_seconds``, and SnapStart
+        templates with no environment as long; returns how many environments."""
+        for template in self.manager.templates.reap(self.idle_seconds):
+            task = asyncio.get_running_loop().create_task(template.close())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
         deadline = time.monotonic() - self.idle_seconds
         reaped = 0
         for key in list(self._idle):

@@ -76,9 +76,12 @@ def render(
     max_memory_used: int,
     init_ms: float | None,
     init_output: bytes = b"",
+    restored: bool = False,
 ) -> str:
     """One invocation's log; what the function printed while initialising comes first,
-    before START, as in Lambda's log stream."""
+    before START, as in Lambda's log stream. ``restored``: the environment started from
+    a SnapStart template, and ``init_ms`` is its restore phase (Lambda's Restore Duration
+    and Billed Restore Duration, in place of Init Duration)."""
     body = _lines(function_output)
     init = _lines(init_output)
     report = (
@@ -86,7 +89,10 @@ def render(
         f"Billed Duration: {billed(duration_ms)} ms\tMemory Size: {memory_size} MB\t"
         f"Max Memory Used: {max_memory_used} MB\t"
     )
-    if init_ms is not None:
+    if init_ms is not None and restored:
+        report += (f"Restore Duration: {init_ms:.2f} ms\t"
+                   f"Billed Restore Duration: {math.ceil(init_ms)} ms\t")
+    elif init_ms is not None:
         report += f"Init Duration: {init_ms:.2f} ms\t"
     return (
         f"{init}START RequestId: {request_id} Version: {version}\n{body}"
@@ -116,6 +122,7 @@ def render_json(
     produced_bytes: int = 0,
     init_failed: bool = False,
     end_ms: int | None = None,
+    restored: bool = False,
 ) -> str:
     """One invocation's log in Lambda's JSON format: platform events kept by the
     function's SystemLogLevel, its own lines (unchanged) by its ApplicationLogLevel.
@@ -173,7 +180,10 @@ def render_json(
         "memorySizeMB": memory_size,
         "maxMemoryUsedMB": max_memory_used,
     }
-    if init_ms is not None:
+    if init_ms is not None and restored:
+        metrics["restoreDurationMs"] = round(init_ms, 3)
+        metrics["billedRestoreDurationMs"] = math.ceil(init_ms)
+    elif init_ms is not None:
         metrics["initDurationMs"] = round(init_ms, 3)
     platform("INFO" if error_type is None else "WARN", end, "report",
              {"requestId": request_id, "metrics": metrics, **status})

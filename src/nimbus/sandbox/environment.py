@@ -75,6 +75,7 @@ class Environment:
         self.spec = spec
         self.pid = pid
         self.init_duration_ms = 0.0
+        self.restored = False  # started from a SnapStart template: init_duration is restore
         self.init_logs = b""
         # (stage, time.perf_counter()) of the cold start, for benchmarks and profiling:
         # spawn requested, forked, cgroup, mounts, privileges, runtime, init, ready.
@@ -191,6 +192,7 @@ class Environment:
         kind = header.get("t")
         if kind == "ready":
             self.init_duration_ms = float(header.get("init_ms", 0.0))
+            self.restored = bool(header.get("restore"))
             self.stages += [(name, t) for name, t in header.get("stages", [])]
             self.stages.append(("ready", time.perf_counter()))
             self.init_logs = await self._logs.until(protocol.marker(self._nonce, 1))

@@ -40,6 +40,7 @@ from nimbus.sandbox.errors import IsolationUnavailable, SandboxError, Unsupporte
 from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.stemcells import StemCell, StemCells
+from nimbus.sandbox.templates import Templates
 from nimbus.sandbox.tmp_supply import TmpSupply
 from nimbus.sandbox.tmpdisk import TmpDisk
 from nimbus.sandbox.zygote import Zygote
@@ -100,6 +101,7 @@ class SandboxManager:
         self._layout: dict = {}
         self._closed = False
         self._cells = StemCells(stem_cells, self._spawn_cell, self._release_cgroup)
+        self.templates = Templates(self)  # SnapStart (nimbus.sandbox.templates)
         if isolation == "process":
             log.warning(
                 "SANDBOX ISOLATION IS OFF (isolation='process'): functions run as this user "
@@ -296,6 +298,8 @@ class SandboxManager:
         if tmp is not None and tmp.holding:
             tmp.hold()  # a cold start begins: no disk work now
         try:
+            if spec.snapstart and self.isolation == "namespace":
+                return await self.templates.start(spec)
             return await self._start(spec)
         finally:
             if tmp is not None and tmp.holding:
@@ -450,6 +454,7 @@ class SandboxManager:
         if self._tmp is not None:
             self._tmp.flush()
         await self._cells.close()
+        await self.templates.close()
         await asyncio.gather(*(e.stop() for e in list(self._environments)),
                              return_exceptions=True)
         await asyncio.gather(*(z.close() for z in self._zygotes.values()),

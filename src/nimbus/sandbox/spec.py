@@ -28,6 +28,7 @@ class EnvironmentSpec:
     log_stream: str = ""  # default YYYY/MM/DD/[<version>]<hex>
     log_format: str = "Text"  # LoggingConfig.LogFormat: "JSON" sets AWS_LAMBDA_LOG_FORMAT
     log_level: str = ""  # LoggingConfig.ApplicationLogLevel (JSON): AWS_LAMBDA_LOG_LEVEL
+    snapstart: bool = False  # start from the version's initialised template (SnapStart)
 
 
 @dataclass

@@ -79,6 +79,30 @@ def _version_values(v: FunctionVersion) -> dict[str, Any]:
 _PUBLISHED = uuid.UUID("6f1d0a52-3c0e-4f7b-9a51-4be1d3f0c2a7")
 
 
+# What a published SnapStart version shows until its snapshot is ready (Lambda's
+# StateReasonCode "Creating"; it reports "Active" and no reason once ready).
+SNAPSHOT_PENDING = {
+    "StateReason": "Lambda is initializing your function and creating its snapshot.",
+    "StateReasonCode": "Creating",
+}
+
+
+def snapstart_on(version: FunctionVersion) -> bool:
+    """Whether ``version`` (published) starts from a snapshot: SnapStart ApplyOn
+    PublishedVersions on a runtime with SnapStart (nimbus: its Python runtimes)."""
+    apply_on = (version.extra.get("SnapStart") or {}).get("ApplyOn")
+    return (apply_on == "PublishedVersions" and version.version != LATEST
+            and snapstart_runtime(version.runtime))
+
+
+def snapstart_runtime(runtime: str | None) -> bool:
+    """Lambda's SnapStart runtimes nimbus has: python3.12 and later."""
+    if not runtime or not runtime.startswith("python3."):
+        return False
+    minor = runtime.removeprefix("python3.")
+    return minor.isdigit() and int(minor) >= 12
+
+
 def revision_after_publishing(version_revision: str) -> str:
     """$LATEST's RevisionId once a version of RevisionId ``version_revision`` is
     published from it."""
@@ -306,6 +330,10 @@ class FunctionStore:
             description=latest.description if description is None else description,
             revision_id=str(uuid.uuid4()),
         )
+        if snapstart_on(published):
+            # As Lambda: Pending until its snapshot (nimbus: its template) is made.
+            published = published.replace(
+                state="Pending", extra={**published.extra, **SNAPSHOT_PENDING})
         conn.execute(insert(function_versions).values(_version_values(published)))
         conn.execute(
             update(functions).where(functions.c.name == name).values(last_published=number)
@@ -319,6 +347,36 @@ class FunctionStore:
             .values(revision_id=revision_after_publishing(published.revision_id))
         )
         return published
+
+    def set_state(self, name: str, version: str, state: str, reason: str | None = None,
+                  reason_code: str | None = None) -> bool:
+        """Set a published version's State (and StateReason/StateReasonCode, or none):
+        SnapStart's Pending -> Active | Failed. False if the version is gone."""
+        with self.writing(name) as conn:
+            row = conn.execute(
+                select(function_versions).where(
+                    function_versions.c.function_name == name,
+                    function_versions.c.version == version,
+                )
+            ).first()
+            if row is None:
+                return False
+            current = _row_to_version(row)
+            extra = {k: v for k, v in current.extra.items()
+                     if k not in ("StateReason", "StateReasonCode")}
+            if reason is not None:
+                extra["StateReason"] = reason
+            if reason_code is not None:
+                extra["StateReasonCode"] = reason_code
+            conn.execute(
+                update(function_versions)
+                .where(
+                    function_versions.c.function_name == name,
+                    function_versions.c.version == version,
+                )
+                .values(state=state, extra=extra)
+            )
+            return True
 
     def delete(self, name: str, qualifier: str | None) -> None:
         with self.writing(name) as conn:

@@ -1,0 +1,340 @@
+"""SnapStart templates, host side: one initialised process per published version,
+forking that version's new environments (see ``nimbus.guest.template``).
+
+A template is cloned by the runtime's zygote into a user namespace of its own. This
+module gives it a block of host uids (``BLOCK`` of them: namespace root is the block's
+first uid, which the template runs as; the others map to themselves and are the
+uids of its environments, one each, reused when an environment stops), writes its
+uid/gid maps, moves it into its own cgroup (memory = MemorySize) and lets it run its
+init. Once ready it is stopped (SIGSTOP) and continued only to fork.
+
+Forking an environment: a ``/tmp`` disk, a cgroup and a uid are taken as for any cold
+start; the template forks the child (a child of the server: CLONE_PARENT); the server
+moves it into the environment's cgroup from outside, then lets it confine itself and
+restore. The environment is then an ordinary ``Environment``.
+
+Templates are reaped once idle (no environment alive, unused for ``idle_seconds``),
+replaced when their version's configuration changes, and closed with the manager;
+closing a template kills the environments forked from it (they live in the PID
+namespace its keeper process holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from nimbus.sandbox.cgroups import Cgroup
+from nimbus.sandbox.environment import Environment
+from nimbus.sandbox.errors import SandboxError
+from nimbus.sandbox.spec import EnvironmentSpec
+from nimbus.sandbox.tmpdisk import TmpDisk
+
+if TYPE_CHECKING:
+    from nimbus.sandbox.manager import SandboxManager
+
+log = logging.getLogger(__name__)
+
+BLOCK = 32  # host uids per template: itself and up to 31 environments at a time
+INIT_TYPE = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE, as on Lambda
+
+
+def take_block(free: list[int], size: int) -> int | None:
+    """Remove ``size`` consecutive uids from ``free``; returns the first, or None."""
+    available = set(free)
+    for first in sorted(available):
+        if all(first + i in available for i in range(size)):
+            block = set(range(first, first + size))
+            free[:] = [u for u in free if u not in block]
+            return first
+    return None
+
+
+def fingerprint(spec: EnvironmentSpec) -> str:
+    """What makes two specs the same template (the log stream is per environment)."""
+    return repr(dataclasses.replace(spec, log_stream=""))
+
+
+def _write(path: str, data: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass
+class TemplateInfo:
+    """What ``/_nimbus/snapstart`` shows of one template."""
+
+    function_name: str
+    version: str
+    pid: int
+    init_ms: float
+    memory_bytes: int
+    environments: int
+    forks: int
+    created: float
+    last_used: float
+
+
+class Template:
+    """A live template for one function version's spec."""
+
+    def __init__(self, spec: EnvironmentSpec, process: Environment, fork_sock: socket.socket,
+                 uid_first: int) -> None:
+        self.spec = spec
+        self.key = fingerprint(spec)
+        self.process = process  # the template itself: its exit, logs, cgroup
+        self.fork_sock = fork_sock
+        self.uid_first = uid_first
+        self.free_uids = list(range(uid_first + BLOCK - 1, uid_first, -1))
+        self.environments: set[Environment] = set()
+        self.forks = 0
+        self.created = time.time()
+        self.last_used = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.alive
+
+    def info(self) -> TemplateInfo:
+        cgroup = self.process.cgroup
+        usage = 0
+        if cgroup is not None:
+            with contextlib.suppress(OSError):
+                usage = cgroup.memory_sample()[0]
+        return TemplateInfo(self.spec.function_name, self.spec.version, self.process.pid,
+                            round(self.process.init_duration_ms, 3), usage,
+                            len(self.environments), self.forks, self.created,
+                            time.time() - (time.monotonic() - self.last_used))
+
+    def signal(self, sig: int) -> None:
+        if self.process.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+    async def fork(self, request: dict, fds: list[int]) -> int:
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            self.signal(signal.SIGCONT)  # frozen between forks
+            try:
+                socket.send_fds(self.fork_sock, [_json(request)], fds)
+                raw = await loop.sock_recv(self.fork_sock, 65536)
+            except OSError as exc:
+                raise SandboxError(f"the SnapStart template died: {exc}") from exc
+            finally:
+                self.signal(signal.SIGSTOP)
+        if not raw:
+            raise SandboxError("the SnapStart template died")
+        reply = json.loads(raw)
+        if "error" in reply:
+            raise SandboxError(f"cannot fork from the SnapStart template: {reply['error']}")
+        self.forks += 1
+        self.last_used = time.monotonic()
+        return int(reply["pid"])
+
+    async def close(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.fork_sock.close()
+        await asyncio.gather(*(e.stop() for e in list(self.environments)),
+                             return_exceptions=True)
+        await self.process.stop()
+
+
+def _json(request: dict) -> bytes:
+    return json.dumps(request).encode()
+
+
+class Templates:
+    """The manager's templates, one per (function ARN, version)."""
+
+    def __init__(self, manager: SandboxManager) -> None:
+        self._manager = manager
+        self._templates: dict[tuple[str, str], Template] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def infos(self) -> list[TemplateInfo]:
+        return [t.info() for t in self._templates.values() if t.alive]
+
+    async def ensure(self, spec: EnvironmentSpec) -> Template:
+        """The live template for ``spec``, made now (running the init) if missing or
+        made for another configuration. Raises InitError as a cold start would."""
+        await self._manager._prepare()  # as a cold start: made at PublishVersion too
+        ident = (spec.function_arn, spec.version)
+        lock = self._locks.setdefault(ident, asyncio.Lock())
+        async with lock:
+            template = self._templates.get(ident)
+            if template is not None and template.alive and template.key == fingerprint(spec):
+                return template
+            if template is not None:
+                self._templates.pop(ident, None)
+                await template.close()
+            template = await self._create(spec)
+            self._templates[ident] = template
+            return template
+
+    async def _create(self, spec: EnvironmentSpec) -> Template:
+        m = self._manager
+        zygote = await m._zygote(spec.runtime)
+        first = take_block(m._free_uids, BLOCK)
+        if first is None:
+            raise SandboxError("no block of sandbox uids left for a SnapStart template")
+        disk: TmpDisk | None = None
+        cgroup: Cgroup | None = None
+        ctl_ours = ctl_theirs = fork_ours = fork_theirs = None
+        log_r = log_w = -1
+        pid = 0
+        try:
+            disk = None if m._tmp is None else await m._tmp.take(spec.ephemeral_mb)
+            cgroup = m._take_cgroup(spec.memory_mb)
+            ctl_ours, ctl_theirs = socket.socketpair()
+            fork_ours, fork_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            log_r, log_w = os.pipe2(os.O_CLOEXEC)
+            nonce = secrets.token_hex(8)
+            request = {**m._generic_request(spec.network, cgroup),
+                       **m._function_request(spec, 0, nonce), "template": True,
+                       "snapstart": True}
+            request["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
+            fds = [ctl_theirs.fileno(), log_w] + ([disk.fd] if disk is not None else [])
+            pid = await zygote.spawn(request, [*fds, fork_theirs.fileno()])
+            fork_theirs.close()
+            fork_theirs = None
+            fork_ours.setblocking(False)
+            loop = asyncio.get_running_loop()
+            # It built its root and entered its user namespace: map it (or it failed,
+            # and the control socket says why: the read below ends with EOF).
+            async with asyncio.timeout(m.init_timeout_s):
+                said = await loop.sock_recv(fork_ours, 16)
+            if said == b"userns":
+                maps = f"0 {first} 1\n{first + 1} {first + 1} {BLOCK - 1}\n"
+                _write(f"/proc/{pid}/uid_map", maps)
+                _write(f"/proc/{pid}/gid_map", maps)
+                fork_ours.send(b"mapped")
+        except BaseException:
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            for sock in (ctl_ours, ctl_theirs, fork_ours, fork_theirs):
+                if sock is not None:
+                    sock.close()
+            for fd in (log_r, log_w):
+                if fd >= 0:
+                    os.close(fd)
+            m._release(None, cgroup, disk)
+            m._free_uids.extend(range(first, first + BLOCK))
+            raise
+        ctl_theirs.close()
+        os.close(log_w)
+
+        async def stopped(process: Environment) -> None:
+            m._release(None, process.cgroup, process.tmp)
+            m._free_uids.extend(range(first, first + BLOCK))
+
+        process = Environment(env_id="template-" + secrets.token_hex(4), spec=spec, pid=pid,
+                              ctl=ctl_ours, log_fd=log_r, nonce=nonce, cgroup=cgroup,
+                              process_group=False, on_stop=stopped, tmp=disk)
+        process.origin = "snapstart template"
+        await process.wait_ready(m.init_timeout_s)
+        template = Template(spec, process, fork_ours, first)
+        template.signal(signal.SIGSTOP)
+        log.info("SnapStart template for %s:%s ready (init %.1f ms)", spec.function_name,
+                 spec.version, process.init_duration_ms)
+        return template
+
+    async def start(self, spec: EnvironmentSpec) -> Environment:
+        """A cold start from the version's template (made first if needed)."""
+        template = await self.ensure(spec)
+        m = self._manager
+        if not template.free_uids:
+            raise SandboxError(f"SnapStart template of {spec.function_name}:{spec.version} "
+                               f"has no uid left ({BLOCK - 1} environments at a time)")
+        uid = template.free_uids.pop()
+        disk: TmpDisk | None = None
+        cgroup: Cgroup | None = None
+        ctl_ours = ctl_theirs = None
+        log_r = log_w = -1
+        try:
+            disk = None if m._tmp is None else await m._tmp.take(spec.ephemeral_mb)
+            cgroup = m._take_cgroup(spec.memory_mb)
+            ctl_ours, ctl_theirs = socket.socketpair()
+            log_r, log_w = os.pipe2(os.O_CLOEXEC)
+            nonce = secrets.token_hex(8)
+            function = m._function_request(spec, uid, nonce)
+            function["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
+            request = {"uid": uid, "gid": uid, "nonce": nonce, "env": function["env"]}
+            requested = time.perf_counter()
+            fds = [ctl_theirs.fileno(), log_w] + ([disk.fd] if disk is not None else [])
+            pid = await template.fork(request, fds)
+            try:
+                if cgroup is not None:
+                    for procs in cgroup.procs_files:
+                        _write(procs, str(pid))
+                ctl_ours.send(b"g")
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                raise
+        except BaseException:
+            for sock in (ctl_ours, ctl_theirs):
+                if sock is not None:
+                    sock.close()
+            for fd in (log_r, log_w):
+                if fd >= 0:
+                    os.close(fd)
+            m._release(None, cgroup, disk)
+            template.free_uids.append(uid)
+            raise
+        ctl_theirs.close()
+        os.close(log_w)
+
+        async def stopped(environment: Environment) -> None:
+            template.environments.discard(environment)
+            m._environments.discard(environment)
+            m._release(None, environment.cgroup, environment.tmp)
+            template.free_uids.append(uid)
+
+        environment = Environment(env_id=secrets.token_hex(8), spec=spec, pid=pid,
+                                  ctl=ctl_ours, log_fd=log_r, nonce=nonce, cgroup=cgroup,
+                                  process_group=False, on_stop=stopped, tmp=disk)
+        environment.origin = "snapstart"
+        environment.stages.append(("requested", requested))
+        template.environments.add(environment)
+        m._environments.add(environment)
+        await environment.wait_ready(m.init_timeout_s)
+        return environment
+
+    def reap(self, idle_seconds: float) -> list[Template]:
+        """Templates with no environment, unused for ``idle_seconds``: removed from the
+        registry and returned, for the caller to close."""
+        deadline = time.monotonic() - idle_seconds
+        gone = [(k, t) for k, t in self._templates.items()
+                if not t.alive or (not t.environments and t.last_used < deadline)]
+        for ident, _template in gone:
+            del self._templates[ident]
+        return [t for _k, t in gone]
+
+    async def drop(self, function_arn: str, version: str | None = None) -> None:
+        """Close the templates of a function (one version, or all)."""
+        for ident in [k for k in self._templates
+                      if k[0] == function_arn and (version is None or k[1] == version)]:
+            await self._templates.pop(ident).close()
+
+    async def close(self) -> None:
+        templates = list(self._templates.values())
+        self._templates.clear()
+        await asyncio.gather(*(t.close() for t in templates), return_exceptions=True)
