@@ -35,11 +35,13 @@ def signer(service: str = "lambda") -> Any:
     return httpx_auth(found, region=cfg.region, service=service) if found else None
 
 
-def call(method: str, url: str, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
-    """The response; an error status (unless in ``allow``) is printed and exits 1."""
+def call(method: str, url: str, allow: tuple[int, ...] = (), *, service: str | None = None,
+         **kwargs: Any) -> httpx.Response:
+    """The response; an error status (unless in ``allow``) is printed and exits 1. Signed
+    for ``service`` (default: the control-plane service the path belongs to)."""
     from nimbus.sigv4.verification import control_plane_service
 
-    service = control_plane_service(httpx.URL(url).path)
+    service = service or control_plane_service(httpx.URL(url).path)
     try:
         response = httpx.request(method, url, timeout=960, auth=signer(service), **kwargs)
     except httpx.HTTPError as exc:

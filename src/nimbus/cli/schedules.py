@@ -10,7 +10,6 @@ import httpx
 import typer
 
 from nimbus.cli.client import ENDPOINT, FUNCTIONS, call, no_function, report_error, say, segment
-from nimbus.cli.client import signer as _signer
 
 schedules_app = typer.Typer(
     help="Schedules (EventBridge Scheduler): invoke a function on a cron, rate or at().",
@@ -22,15 +21,7 @@ GroupOption = Annotated[str, typer.Option(help="Schedule group")]
 
 def _call(method: str, url: str, allow: tuple[int, ...] = (), **kwargs: Any) -> httpx.Response:
     """A Scheduler API request (signed for ``scheduler`` when the server wants SigV4)."""
-    try:
-        response = httpx.request(method, url, timeout=60, auth=_signer("scheduler"), **kwargs)
-    except httpx.HTTPError as exc:
-        typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
-        raise typer.Exit(1) from exc
-    if response.status_code >= 400 and response.status_code not in allow:
-        report_error(response)
-        raise typer.Exit(1)
-    return response
+    return call(method, url, allow, service="scheduler", **kwargs)
 
 
 @schedules_app.command("list")

@@ -62,12 +62,13 @@ import re
 import time
 from collections import deque
 from typing import Any, ClassVar
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, unquote
 
 import aiomqtt
 import paho.mqtt.client as paho
 
 from nimbus.errors import InvalidParameterValue, SourceUnavailable
+from nimbus.events.sources import broker_uri
 from nimbus.events.sources.source import SourceOptions, SourceRecord
 
 EXPECTED = (
@@ -97,11 +98,7 @@ def _split(uri: str) -> tuple[SplitResult, str]:
     if not match:
         raise InvalidParameterValue(f"Invalid MQTT URI {uri!r}: {EXPECTED}")
     scheme, netloc, path = match.groups()
-    try:
-        parts = urlsplit(f"{scheme}://{netloc}")
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise InvalidParameterValue(f"Invalid MQTT URI {uri!r}: {exc}; {EXPECTED}") from None
+    parts = broker_uri.split(f"{scheme}://{netloc}", "MQTT", EXPECTED)
     topic = unquote(path)
     problem = None if parts.hostname else "no host"
     problem = problem or _filter_problem(topic)
@@ -199,22 +196,15 @@ class MqttSource:
     def _record(self, message: paho.MQTTMessage, received_ms: int) -> SourceRecord:
         self._count += 1
         n = str(self._count)
-        record: dict[str, Any] = {
-            "eventSource": "nimbus:mqtt",
-            "eventVersion": "1.0",
-            "eventName": "nimbus:mqtt:record",
-            "eventID": f"{self.client_id}:{n}",
-            "eventSourceARN": self.arn,
-            "awsRegion": self.options.region,
-            "mqtt": {
-                "topic": message.topic,
-                "qos": message.qos,
-                "retain": bool(message.retain),
-                "dup": bool(message.dup),
-                "approximateArrivalTimestamp": received_ms / 1000,
-                "data": base64.b64encode(message.payload).decode(),
-            },
-        }
+        record = broker_uri.envelope("mqtt", f"{self.client_id}:{n}", self.arn,
+                                     self.options.region, {
+            "topic": message.topic,
+            "qos": message.qos,
+            "retain": bool(message.retain),
+            "dup": bool(message.dup),
+            "approximateArrivalTimestamp": received_ms / 1000,
+            "data": base64.b64encode(message.payload).decode(),
+        })  # fmt: skip
         return SourceRecord(record=record, item_id=n, timestamp_ms=received_ms, token=message)
 
     async def receive(self, max_records: int, wait_seconds: float) -> list[SourceRecord]:

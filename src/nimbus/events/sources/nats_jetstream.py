@@ -47,7 +47,7 @@ import base64
 import contextlib
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -57,6 +57,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from nimbus.errors import InvalidParameterValue, SourceUnavailable
+from nimbus.events.sources import broker_uri
 from nimbus.events.sources.source import SourceOptions, SourceRecord
 
 EXPECTED = (
@@ -73,11 +74,7 @@ BAD_NAME = set(" \t\r\n.*>/\\")  # JetStream stream names may not hold these
 
 def _split(uri: str) -> tuple[SplitResult, str, str | None]:
     """(parts, stream, subject) of a NATS URI, or InvalidParameterValue saying the form."""
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise InvalidParameterValue(f"Invalid NATS URI {uri!r}: {exc}; {EXPECTED}") from None
+    parts = broker_uri.split(uri, "NATS", EXPECTED)
     if parts.scheme not in ("nats", "tls") or not parts.hostname or parts.fragment:
         raise InvalidParameterValue(f"Invalid NATS URI {uri!r}: {EXPECTED}")
     stream = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
@@ -98,10 +95,7 @@ def _split(uri: str) -> tuple[SplitResult, str, str | None]:
 
 
 def _public(parts: SplitResult) -> str:
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    return parts._replace(netloc=broker_uri.netloc(parts)).geturl()
 
 
 class JetStreamSource:
@@ -228,24 +222,17 @@ class JetStreamSource:
         seq = meta.sequence.stream
         stamp = meta.timestamp
         ms = int(stamp.timestamp() * 1000)
-        record: dict[str, Any] = {
-            "eventSource": "nimbus:nats",
-            "eventVersion": "1.0",
-            "eventName": "nimbus:nats:record",
-            "eventID": f"{self.stream}:{seq}",
-            "eventSourceARN": self.arn,
-            "awsRegion": self.options.region,
-            "nats": {
-                "stream": self.stream,
-                "subject": msg.subject,
-                "sequence": seq,
-                "approximateArrivalTimestamp": ms / 1000,
-                "deliveryCount": meta.num_delivered,
-                "redelivered": meta.num_delivered > 1,
-                "headers": dict(msg.headers or {}),
-                "data": base64.b64encode(msg.data).decode(),
-            },
-        }
+        record = broker_uri.envelope("nats", f"{self.stream}:{seq}", self.arn,
+                                     self.options.region, {
+            "stream": self.stream,
+            "subject": msg.subject,
+            "sequence": seq,
+            "approximateArrivalTimestamp": ms / 1000,
+            "deliveryCount": meta.num_delivered,
+            "redelivered": meta.num_delivered > 1,
+            "headers": dict(msg.headers or {}),
+            "data": base64.b64encode(msg.data).decode(),
+        })  # fmt: skip
         self._held[seq] = msg
         return SourceRecord(record=record, item_id=str(seq), timestamp_ms=ms, token=msg)
 

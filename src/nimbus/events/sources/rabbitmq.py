@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
-from urllib.parse import SplitResult, parse_qs, quote, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, quote, unquote
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -59,6 +59,7 @@ from aio_pika.abc import AbstractQueue as AmqpQueue
 from aio_pika.exceptions import AMQPError, ChannelClosed
 
 from nimbus.errors import InvalidParameterValue, SourceUnavailable
+from nimbus.events.sources import broker_uri
 from nimbus.events.sources.source import SourceOptions, SourceRecord
 
 EXPECTED = (
@@ -74,11 +75,7 @@ DEFAULT_CONCURRENCY = 5
 
 def _split(uri: str) -> tuple[SplitResult, str, str]:
     """(parts, vhost, queue) of an AMQP URI, or InvalidParameterValue saying the form."""
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise InvalidParameterValue(f"Invalid RabbitMQ URI {uri!r}: {exc}; {EXPECTED}") from None
+    parts = broker_uri.split(uri, "RabbitMQ", EXPECTED)
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname or parts.fragment:
         raise InvalidParameterValue(f"Invalid RabbitMQ URI {uri!r}: {EXPECTED}")
     query = parse_qs(parts.query, keep_blank_values=True)
@@ -108,11 +105,8 @@ def _split(uri: str) -> tuple[SplitResult, str, str]:
 
 def _public(parts: SplitResult, vhost: str, queue: str) -> str:
     """The URI without user and password, in the ``?queue=`` form."""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/{quote(vhost, safe='')}?queue={quote(queue, safe='')}"
+    where = broker_uri.netloc(parts)
+    return f"{parts.scheme}://{where}/{quote(vhost, safe='')}?queue={quote(queue, safe='')}"
 
 
 def _header(value: Any) -> Any:

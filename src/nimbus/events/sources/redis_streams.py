@@ -48,7 +48,7 @@ import json
 import secrets
 from collections import deque
 from typing import Any, ClassVar
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, unquote
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -56,6 +56,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nimbus.errors import InvalidParameterValue, SourceUnavailable
+from nimbus.events.sources import broker_uri
 from nimbus.events.sources.source import SourceOptions, SourceRecord
 
 EXPECTED = (
@@ -71,13 +72,7 @@ STALE_CONSUMER_MS = 10 * 60 * 1000
 
 def _split(uri: str) -> tuple[SplitResult, int, str]:
     """(parts, db, stream) of a redis URI, or InvalidParameterValue saying the form."""
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise InvalidParameterValue(
-            f"Invalid Redis stream URI {uri!r}: {exc}; {EXPECTED}"
-        ) from None
+    parts = broker_uri.split(uri, "Redis stream", EXPECTED)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise InvalidParameterValue(f"Invalid Redis stream URI {uri!r}: {EXPECTED}")
     if parts.query or parts.fragment:
@@ -97,11 +92,7 @@ def _split(uri: str) -> tuple[SplitResult, int, str]:
 
 def _public(parts: SplitResult) -> str:
     """The URI without user and password: what records and messages may show."""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc=broker_uri.netloc(parts)).geturl()
 
 
 def _text(value: bytes) -> str:
@@ -227,21 +218,14 @@ class RedisStreamSource:
         raw = fields.get(b"data")
         data = raw if raw is not None else json.dumps(text, separators=(",", ":")).encode()
         ms = _id_ms(eid)
-        record: dict[str, Any] = {
-            "eventSource": "nimbus:redis",
-            "eventVersion": "1.0",
-            "eventName": "nimbus:redis:record",
-            "eventID": f"{self.stream}:{eid}",
-            "eventSourceARN": self.arn,
-            "awsRegion": self.options.region,
-            "redis": {
-                "stream": self.stream,
-                "id": eid,
-                "approximateArrivalTimestamp": ms / 1000,
-                "fields": text,
-                "data": base64.b64encode(data).decode(),
-            },
-        }
+        record = broker_uri.envelope("redis", f"{self.stream}:{eid}", self.arn,
+                                     self.options.region, {
+            "stream": self.stream,
+            "id": eid,
+            "approximateArrivalTimestamp": ms / 1000,
+            "fields": text,
+            "data": base64.b64encode(data).decode(),
+        })  # fmt: skip
         return SourceRecord(record=record, item_id=eid, timestamp_ms=ms, token=eid)
 
     async def receive(self, max_records: int, wait_seconds: float) -> list[SourceRecord]:
