@@ -4,6 +4,7 @@ unexpected exception is logged and answered as AWS's ``InternalFailure``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from nimbus.protocol.serializer import serialize_error, serialize_result
 from nimbus.protocol.service import AwsService, RequestContext
 
 log = logging.getLogger("nimbus.protocol")
+LARGE_BODY = 256 * 1024
 
 
 async def serve(
@@ -33,7 +35,10 @@ async def serve(
     """The answer to ``request`` for ``service``, in ``protocol``."""
     request_id = str(uuid.uuid4())
     try:
-        parsed = parse(spec, protocol, request)
+        if len(request.body) > LARGE_BODY:  # parsing it would hold the event loop up
+            parsed = await asyncio.to_thread(parse, spec, protocol, request)
+        else:
+            parsed = parse(spec, protocol, request)
         operation = parsed.operation
         handler = service.handlers.get(operation.name)
         if handler is None:

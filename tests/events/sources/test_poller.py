@@ -220,3 +220,55 @@ async def test_payload_is_lambdas_records_event() -> None:
     p = poller(source, FakeFunction(behaviour))
     await p.process([record(1, {"a": 1})])
     assert seen == [[{"messageId": "m1", "body": json.dumps({"a": 1})}]]
+
+
+class AckFailsOnce(FakeSource):
+    """A source whose first ack fails (a broker blip, a busy store)."""
+
+    def __init__(self, records: list, queue_like: bool) -> None:
+        super().__init__(records, queue_like)
+        self.failed = False
+
+    async def ack(self, records: list) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("broker went away")
+        await super().ack(records)
+
+
+async def _run_until(p: Poller, done: Any) -> None:
+    task = asyncio.create_task(p.run())
+    await asyncio.wait_for(p.opened.wait(), 2)
+    for _ in range(500):
+        if done():
+            break
+        await asyncio.sleep(0.01)
+    p.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_a_failing_ack_hands_a_queue_batch_back_and_the_loop_goes_on() -> None:
+    source = AckFailsOnce([record(1), record(2)], queue_like=True)
+    fn = FakeFunction(lambda recs: None)
+    p = poller(source, fn)
+    source_later = [record(3)]
+
+    def done() -> bool:
+        if source.failed and source_later:
+            source.add(*source_later)
+            source_later.clear()
+        return "m3" in source.acked
+
+    await _run_until(p, done)
+    assert source.released == ["m1", "m2"]  # redelivered by the queue later
+    assert "m3" in source.acked  # the loop survived the failure
+    assert "processing a batch failed" in (p.stats.last_error or "")
+
+
+async def test_a_failing_ack_retries_a_stream_batch_first_and_in_order() -> None:
+    source = AckFailsOnce([record(1), record(2)], queue_like=False)
+    fn = FakeFunction(lambda recs: None)
+    p = poller(source, fn, starting_position="TRIM_HORIZON")
+    await _run_until(p, lambda: source.acked == ["m1", "m2"])
+    assert fn.calls == [["m1", "m2"], ["m1", "m2"]]
+    assert source.acked == ["m1", "m2"] and source.released == []

@@ -214,9 +214,27 @@ class Poller:
                 await self._pause(1.0)
                 continue
             if batch.records:
-                await self.process(batch.records)
+                try:
+                    await self.process(batch.records)
+                except Exception as exc:  # a failed ack, a store error: not the loop's end
+                    self.stats.last_error = f"processing a batch failed: {exc}"
+                    log.exception("mapping %s: processing a batch failed", self.mapping.uuid)
+                    await self._give_back(batcher, batch.records)
+                    await self._pause(1.0)
             elif index > 0 and index >= self.desired:
                 return  # idle and no longer needed: scale in
+
+    async def _give_back(self, batcher: Batcher, records: list[SourceRecord]) -> None:
+        """A batch whose processing failed half-way: a queue source redelivers it later
+        (as it would after a crash); a stream's records go first into the next batch, so
+        the stream keeps its order and nothing is skipped."""
+        if not self.queue_like:
+            batcher.carry.extendleft(reversed(records))
+            return
+        try:
+            await self.source.release(records)
+        except Exception:  # the source's own redelivery (visibility, requeue) still holds
+            log.exception("mapping %s: handing a failed batch back failed", self.mapping.uuid)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
