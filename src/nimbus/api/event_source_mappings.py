@@ -38,6 +38,7 @@ from nimbus.events.sources.kinds import (
     SQS_ARN,
     Kind,
     kind_of,
+    shown,
     starting_positions,
     validate_broker_uri,
 )
@@ -104,7 +105,7 @@ def render(svc: Services, m: EventSourceMapping) -> dict[str, Any]:
         "UUID": m.uuid,
         "BatchSize": s.batch_size,
         "MaximumBatchingWindowInSeconds": s.maximum_batching_window,
-        "EventSourceArn": m.event_source_arn,
+        "EventSourceArn": shown(m.event_source_arn),
         "FunctionArn": svc.config.function_arn(m.function_name, m.qualifier),
         "LastModified": m.last_modified,
         "State": m.state,
@@ -563,7 +564,7 @@ async def mapping_stats(request: Request) -> Response:
         entry: dict[str, Any] = {
             "UUID": m.uuid,
             "FunctionArn": svc.config.function_arn(m.function_name, m.qualifier),
-            "EventSourceArn": m.event_source_arn,
+            "EventSourceArn": shown(m.event_source_arn),
             "State": m.state,
             "Owner": owner,
             "Stats": supervisor.stats_of(m.uuid) if supervisor is not None else None,

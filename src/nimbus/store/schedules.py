@@ -122,7 +122,7 @@ class ScheduleStore:
             self._listeners.remove(listener)
 
     def _changed(self) -> None:
-        for listener in self._listeners:
+        for listener in list(self._listeners):  # a runner may stop (off_change) meanwhile
             listener()
 
     # -- groups ------------------------------------------------------------------------
@@ -223,15 +223,25 @@ class ScheduleStore:
         """UpdateSchedule: everything but the creation date and a pending tick is replaced
         (the runner's bookkeeping restarts from ``schedule.last_tick_ms``)."""
         with self.db.write() as conn:
+            c = schedules.c
             current = conn.execute(
-                select(schedules.c.created_ms).where(
-                    schedules.c.group_name == schedule.group, schedules.c.name == schedule.name
-                )
+                select(c.created_ms, c.expression, c.timezone, c.start_ms, c.anchor_ms,
+                       c.last_tick_ms)
+                .where(c.group_name == schedule.group, c.name == schedule.name)
+                .with_for_update()
             ).first()
             if current is None:
                 self._missing(conn, schedule.group, schedule.name)
             assert current is not None
             schedule.created_ms = current.created_ms
+            if (current.expression, current.timezone, current.start_ms) == (
+                schedule.expression, schedule.timezone, schedule.start_ms
+            ):
+                # Same timing (a deploy tool re-applying the schedule, a new Input): the
+                # ticks go on as they were; a tick waiting in its flexible window still
+                # fires, and a rate schedule keeps its phase.
+                schedule.anchor_ms = current.anchor_ms
+                schedule.last_tick_ms = current.last_tick_ms
             values = _row(schedule)
             del values["pending_tick_ms"], values["created_ms"]
             conn.execute(

@@ -299,3 +299,28 @@ def test_claim_is_won_by_one_of_two_stores(db: Database, tmp_path: Any) -> None:
         assert [mine.claim(a, T0), theirs.claim(b, T0)] == [True, False]
     finally:
         other.dispose()
+
+
+async def test_an_update_with_the_same_timing_keeps_a_tick_waiting_in_its_window(
+    rig: Rig,
+) -> None:
+    rig.store.create(schedule("flex", "cron(0 11 * * ? *)", flexible_window_minutes=10))
+    runner = rig.runner(jitter=lambda s, tick, window: 7 * MINUTE)
+    rig.clock.now = ms("2024-05-01T11:05:00")
+    await runner.run_pass()  # the 11:00 tick waits for 11:07
+    # A deploy tool re-applies the schedule with a new Input at 11:05.
+    rig.store.replace(schedule("flex", "cron(0 11 * * ? *)", flexible_window_minutes=10,
+                               now=rig.clock.now, target={"Arn": FUNCTION, "Input": '{"v": 2}'}))
+    rig.clock.now = ms("2024-05-01T11:07:00")
+    await runner.run_pass()
+    assert [call[2] for call in rig.target.calls] == ['{"v": 2}']  # fired, with the new Input
+
+
+async def test_an_update_with_a_new_expression_starts_from_now(rig: Rig) -> None:
+    rig.store.create(schedule("r", "rate(5 minutes)"))
+    runner = rig.runner()
+    await runner.run_pass()
+    rig.clock.now += 2 * MINUTE
+    rig.store.replace(schedule("r", "rate(10 minutes)", now=rig.clock.now))
+    await runner.run_pass()  # a rate schedule starts at once from its update, as created
+    assert len(rig.target.calls) == 2

@@ -11,8 +11,10 @@ import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from nimbus.errors import InvalidParameterValue
+from nimbus.events.sources.broker_uri import netloc
 from nimbus.events.sources.source import Source, SourceOptions
 
 SQS_ARN = re.compile(
@@ -61,6 +63,18 @@ def kind_of(event_source_arn: str) -> Kind | None:
     if scheme is None:
         return None
     return BROKERS.get(ALIASES.get(scheme, scheme))
+
+
+def shown(event_source_arn: str) -> str:
+    """An EventSourceArn as it may be shown (API answers, on-failure records): a broker
+    URI without its password, which only the poller needs."""
+    if SQS_ARN.fullmatch(event_source_arn) or "@" not in event_source_arn:
+        return event_source_arn
+    parts = urlsplit(event_source_arn)
+    if parts.password is None:
+        return event_source_arn
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=user + netloc(parts)).geturl()
 
 
 def broker_class(kind: Kind) -> Any:

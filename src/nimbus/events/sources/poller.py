@@ -37,6 +37,7 @@ from nimbus.events.sources.failures import (
     too_old,
 )
 from nimbus.events.sources.filters import FilterSet
+from nimbus.events.sources.kinds import shown
 from nimbus.events.sources.source import Source, SourceRecord
 from nimbus.invocation.invoker import InvokeResult
 from nimbus.store.event_source_mappings import EventSourceMapping
@@ -350,7 +351,7 @@ class Poller:
                 condition=condition,
                 attempts=attempts,
                 records=records,
-                event_source_arn=self.mapping.event_source_arn,
+                event_source_arn=shown(self.mapping.event_source_arn),
                 now_ms=self.clock(),
                 executed_version=result.executed_version if result else None,
                 function_error=result.function_error if result else None,

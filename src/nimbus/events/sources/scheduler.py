@@ -205,7 +205,17 @@ class ScheduleRunner:
             return renew_ms
         now = self.clock()
         wake_at = now + renew_ms
+        renewed_at = now
         for schedule in await blocking(self.store.enabled):
+            if self.clock() - renewed_at >= renew_ms:
+                # A long pass: keep the lease before each further delivery, or stop,
+                # so a process that took it over meanwhile is never doubled.
+                if not await blocking(
+                    self.leases.acquire, LEASE_KEY, self.owner, self.lease_ttl_ms
+                ):
+                    self._retries.clear()
+                    return renew_ms
+                renewed_at = self.clock()
             try:
                 due = await self._visit(schedule, now)
             except Exception:

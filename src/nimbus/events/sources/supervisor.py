@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid as uuidlib
 import weakref
 from collections.abc import Awaitable, Callable
@@ -216,7 +217,13 @@ class MappingSupervisor:
         async with self._reconciling:
             mappings = await blocking(self.store.all)
             present = {m.uuid for m in mappings}
+            # Every running poller's lease first, and again whenever a pass runs long
+            # (stopping pollers waits up to STOP_GRACE_S each): a lease must never lapse
+            # while its poller still runs here, or another process would poll it too.
+            renewed = await self._renew_running()
             for mapping in mappings:
+                if time.monotonic() - renewed > self.lease_ttl_ms / 3000:
+                    renewed = await self._renew_running()
                 try:
                     await self._reconcile_one(mapping)
                 except Exception:
@@ -264,6 +271,15 @@ class MappingSupervisor:
             await blocking(self.store.settle, uuid, mapping.revision, "Enabled")
         if poller.last_result != mapping.last_processing_result:
             await blocking(self.store.note_result, uuid, poller.last_result)
+
+    async def _renew_running(self) -> float:
+        """Renew the leases of the pollers running here; stop those whose lease was lost.
+        Returns when (time.monotonic) it renewed."""
+        for uuid in list(self._running):
+            if not await self._take(uuid):
+                log.warning("event source mapping %s: lease lost; stopping its poller", uuid)
+                await self._stop(uuid, release=False)
+        return time.monotonic()
 
     async def _take(self, uuid: str) -> bool:
         return bool(
