@@ -172,6 +172,7 @@ class FakeEnvironment:
         self.init_logs = manager.init_logs
         self.invocations: list[Invocation] = []
         self.stopped = asyncio.Event()
+        self.restored = False  # never from a SnapStart template: these tests start them all
         self._busy = False
 
     def __repr__(self) -> str:
@@ -209,6 +210,13 @@ class FakeEnvironment:
         self.manager.stops += 1
 
 
+class FakeTemplates:
+    """A manager's SnapStart templates: none (tests/sandbox/test_snapstart.py has them)."""
+
+    def reap(self, idle_seconds: float) -> list[object]:
+        return []
+
+
 class FakeSandboxManager:
     """What Pool and Invoker need of ``SandboxManager``, scripted by the test."""
 
@@ -228,6 +236,8 @@ class FakeSandboxManager:
         self.entered: asyncio.Queue[tuple[FakeEnvironment, Invocation]] = asyncio.Queue()
         self.stops = 0
         self.closed = False
+        self.isolation = "namespace"
+        self.templates = FakeTemplates()
         self._numbers = itertools.count(1)
 
     # What the code under test calls.
