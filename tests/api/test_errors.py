@@ -290,3 +290,18 @@ def test_no_server_error_for_any_bad_input(nimbus: NimbusProcess, lam) -> None:
                     assert r.headers["x-amzn-errortype"].endswith("Exception"), r.text
                     payload = r.json()
                     assert payload.get("message") or payload.get("Message")
+
+
+def test_json_nested_too_deeply_or_with_a_lone_surrogate_is_bad_input(
+    nimbus: NimbusProcess,
+) -> None:
+    """Any Lambda API handler: a body json cannot hold as text, or nested past its decoder,
+    is InvalidRequestContentException (400), never a server failure."""
+    url = f"{nimbus.endpoint}/2015-03-31/functions"
+    deep = httpx.post(url, content=b'{"a":' * 5000 + b"1" + b"}" * 5000)
+    assert deep.status_code == 400
+    assert deep.headers["x-amzn-errortype"] == "InvalidRequestContentException"
+    assert "nested too deeply" in deep.json()["message"]
+    lone = httpx.post(url, content=b'{"FunctionName": "f", "x": "\\ud800"}')
+    assert lone.status_code == 400
+    assert "lone surrogate" in lone.json()["message"]

@@ -128,12 +128,30 @@ async def read_json(
         raise InvalidRequestContent(
             f"Could not parse request body into json: {exc}. Send a JSON object."
         ) from exc
+    except RecursionError:  # nested past the decoder's depth: bad input, not our failure
+        raise InvalidRequestContent(
+            "Could not parse request body into json: it is nested too deeply. Send a JSON "
+            "object."
+        ) from None
+    if _SURROGATE_ESCAPE.search(raw):
+        # A "\ud800" escape decodes to a lone surrogate, which no UTF-8 text (the store,
+        # an answer quoting it) can hold: refused as the JSON text it is not.
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidRequestContent(
+                "Could not parse request body into json: a string holds a lone surrogate "
+                f"(U+{ord(exc.object[exc.start]):04X}), which is not valid Unicode text."
+            ) from None
     if not isinstance(body, dict):
         raise InvalidRequestContent(
             "Could not parse request body into json: expected a JSON object, got "
             f"{type(body).__name__}."
         )
     return body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _camel(member: str) -> str:

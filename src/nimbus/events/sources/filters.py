@@ -73,7 +73,7 @@ def parse_pattern(raw: Any) -> dict[str, Any]:
         if not isinstance(pattern, dict) or not pattern:
             raise _Invalid
         _check_object(pattern)
-    except (ValueError, _Invalid) as exc:
+    except (ValueError, _Invalid, RecursionError) as exc:  # "[[[[..." past json's depth
         raise InvalidParameterValue(INVALID) from exc
     return pattern
 
@@ -164,7 +164,7 @@ def _record_view(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             try:
                 parsed = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past json's depth
                 continue
             if isinstance(parsed, dict):
                 view = {**view, key: parsed}
