@@ -16,7 +16,7 @@ Starts a real nimbus, creates a no-op function and two queues, then:
                  be > 0 only if a batch outlived its visibility timeout)
 
     .venv/bin/python bench/esm.py [--messages 20000] [--clients 8] [--batch-size 100]
-                                  [--concurrency 5] [--source sqs]
+                                  [--concurrency 5] [--source sqs] [--output PATH]
 
 ``--source`` picks the row to measure; each source is one function in ``SOURCES``
 (name -> runner returning the row's figures): a broker engineer adds e.g. ``redis``
@@ -33,6 +33,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import argparse
 import io
 import json
+import os
 import tempfile
 import threading
 import time
@@ -85,6 +86,98 @@ def send_all(server: NimbusProcess, url: str, messages: int, clients: int) -> fl
     return elapsed
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> tuple[int, float, float]:
+    """(parent pid, own CPU seconds, reaped children's CPU seconds) from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[1]), own, (int(fields[13]) + int(fields[14])) / CLK_TCK
+
+
+def tree_cpu(root: int) -> dict[str, float]:
+    """CPU seconds used so far by the server process tree, by role: the server itself
+    (with its reaped children), its async workers, and the sandboxes running functions."""
+    stats: dict[int, tuple[int, float, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = _stat(entry)
+            except (OSError, IndexError, ValueError):
+                continue
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {"server": 0.0, "async_worker": 0.0, "sandbox": 0.0}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        if pid not in stats:
+            continue
+        _, own, reaped = stats[pid]
+        if pid == root:
+            out["server"] += own + reaped
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                worker = b"nimbus.workers.worker" in f.read()
+        except OSError:
+            worker = False
+        out["async_worker" if worker else "sandbox"] += own + reaped
+    return out
+
+
+def machine_busy() -> float:
+    """CPU seconds every process of the machine has used (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
+class CpuMeter:
+    """CPU seconds per message of one phase: this bench process (the boto3 senders and
+    the stats polling), the server's process tree by role, and the rest of the machine
+    (other users of the shared cores)."""
+
+    def __init__(self, server: NimbusProcess) -> None:
+        assert server.proc is not None
+        self.root = server.proc.pid
+
+    def __enter__(self) -> CpuMeter:
+        self.t0 = time.perf_counter()
+        self.bench0 = time.process_time()
+        self.tree0 = tree_cpu(self.root)
+        self.machine0 = machine_busy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.bench = time.process_time() - self.bench0
+        tree1 = tree_cpu(self.root)
+        self.tree = {k: tree1[k] - self.tree0[k] for k in tree1}
+        self.machine = machine_busy() - self.machine0
+
+    def figures(self, messages: int) -> dict[str, Any]:
+        """Microseconds of CPU per message, and the share of both cores each took."""
+        cores = os.cpu_count() or 1
+        ours = self.bench + sum(self.tree.values())
+        per = {
+            "clients": self.bench,
+            **self.tree,
+            "rest_of_machine": max(0.0, self.machine - ours),
+        }
+        return {
+            "cpu_us_per_message": {k: round(v * 1e6 / messages) for k, v in per.items()},
+            "cpu_share_of_machine": {
+                k: round(v / (self.wall * cores), 2) for k, v in per.items()
+            },
+        }
+
+
 def mapping_stats(server: NimbusProcess, uuid: str) -> dict[str, Any]:
     body = httpx.get(server.endpoint + "/_nimbus/event-source-mappings", timeout=30).json()
     (mine,) = [m for m in body["EventSourceMappings"] if m["UUID"] == uuid]
@@ -104,7 +197,8 @@ def run_sqs(server: NimbusProcess, args: argparse.Namespace) -> dict[str, Any]:
         "QueueArn"
     ]
     count = (args.messages // args.clients) * args.clients
-    enqueue_s = send_all(server, base_url, count, args.clients)
+    with CpuMeter(server) as enqueue_cpu:
+        enqueue_s = send_all(server, base_url, count, args.clients)
 
     mapping = lam.create_event_source_mapping(
         FunctionName="noop", EventSourceArn=arn, BatchSize=args.batch_size,
@@ -113,16 +207,17 @@ def run_sqs(server: NimbusProcess, args: argparse.Namespace) -> dict[str, Any]:
     )
     while lam.get_event_source_mapping(UUID=mapping["UUID"])["State"] != "Enabled":
         time.sleep(0.05)
-    started = time.perf_counter()
-    send_s = send_all(server, url, count, args.clients)
-    deadline = time.monotonic() + max(120.0, count / 200)
-    stats: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        stats = mapping_stats(server, mapping["UUID"])
-        if stats.get("RecordsSucceeded", 0) >= count:
-            break
-        time.sleep(0.05)
-    end_to_end_s = time.perf_counter() - started
+    with CpuMeter(server) as end_to_end_cpu:
+        started = time.perf_counter()
+        send_s = send_all(server, url, count, args.clients)
+        deadline = time.monotonic() + max(120.0, count / 200)
+        stats: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            stats = mapping_stats(server, mapping["UUID"])
+            if stats.get("RecordsSucceeded", 0) >= count:
+                break
+            time.sleep(0.05)
+        end_to_end_s = time.perf_counter() - started
     left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     succeeded = stats.get("RecordsSucceeded", 0)
     received = stats.get("Received", 0)
@@ -133,18 +228,19 @@ def run_sqs(server: NimbusProcess, args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(0.05)
     send_all(server, url, count, args.clients)
     before = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
-    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
-    started = time.perf_counter()
-    drained = 0
-    deadline = time.monotonic() + max(120.0, count / 200)
-    while time.monotonic() < deadline:
-        # A restarted poller starts its counters afresh in this process.
-        now = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
-        drained = now - before if now >= before else now
-        if drained >= count:
-            break
-        time.sleep(0.05)
-    drain_s = time.perf_counter() - started
+    with CpuMeter(server) as drain_cpu:
+        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+        started = time.perf_counter()
+        drained = 0
+        deadline = time.monotonic() + max(120.0, count / 200)
+        while time.monotonic() < deadline:
+            # A restarted poller starts its counters afresh in this process.
+            now = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
+            drained = now - before if now >= before else now
+            if drained >= count:
+                break
+            time.sleep(0.05)
+        drain_s = time.perf_counter() - started
     return {
         "source": "sqs",
         "messages": count,
@@ -162,6 +258,11 @@ def run_sqs(server: NimbusProcess, args: argparse.Namespace) -> dict[str, Any]:
         "duplicates": max(0, received - count),
         "left_in_queue": int(left["ApproximateNumberOfMessages"])
         + int(left["ApproximateNumberOfMessagesNotVisible"]),
+        "cpu": {
+            "enqueue_only": enqueue_cpu.figures(count),
+            "end_to_end": end_to_end_cpu.figures(count),
+            "drain_only": drain_cpu.figures(count),
+        },
     }
 
 
@@ -280,6 +381,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--source", choices=sorted(SOURCES), default="sqs")
+    parser.add_argument("--output", type=Path, help="where to write the row (default: results/)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nimbus-esm-") as tmp:
         server = NimbusProcess(Path(tmp) / "data").start()
@@ -290,11 +392,16 @@ def main() -> None:
     width = max(len(k) for k in row)
     print(f"{'figure':<{width}}  value")
     for key, value in row.items():
-        print(f"{key:<{width}}  {value}")
+        if key != "cpu":
+            print(f"{key:<{width}}  {value}")
+    for phase, figures in row.get("cpu", {}).items():
+        print(f"cpu us/message, {phase}: {figures['cpu_us_per_message']}")
+        print(f"  share of the machine: {figures['cpu_share_of_machine']}")
     verdict = "ok" if row["end_to_end_per_s"] >= 4000 and row["lost"] == 0 else "BELOW TARGET"
     print(f"{'target':<{width}}  >= 4000 messages/s end to end, none lost: {verdict}")
     # sqs keeps esm.json; another source's row goes to esm_<source>.json beside it.
     results = RESULTS if args.source == "sqs" else RESULTS.with_name(f"esm_{args.source}.json")
+    results = args.output or results
     results.parent.mkdir(exist_ok=True)
     results.write_text(json.dumps(row, indent=2) + "\n")
 

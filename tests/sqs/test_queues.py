@@ -360,3 +360,44 @@ async def test_receive_argument_ranges(queues: Queues) -> None:
     )
     with pytest.raises(SqsInvalidParameterValue, match="WaitTimeSeconds is invalid"):
         await queues.receive("q", max_messages=1, wait_seconds=21)
+
+
+async def test_concurrent_sends_are_grouped_and_fail_alone(queues: Queues) -> None:
+    """Sends arriving together are committed together (SQLite); each gets its own
+    results, and a send to a queue that does not exist fails without failing the others."""
+    await queues.create("a")
+    await queues.create("b")
+    sends = [
+        queues.send_batch(name, [Outgoing(f"{name}-{i}-{j}") for j in range(3)])
+        for i in range(5)
+        for name in ("a", "missing", "b")
+    ]
+    outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    for i, outcome in enumerate(outcomes):
+        if i % 3 == 1:
+            assert isinstance(outcome, QueueDoesNotExist)
+        else:
+            assert isinstance(outcome, list) and len(outcome) == 3
+            assert all(isinstance(r, SendResult) for r in outcome)
+    for name in ("a", "b"):
+        got = await queues.receive_many(name, max_messages=100)
+        assert sorted(m.body for m in got) == sorted(
+            f"{name}-{i}-{j}" for i in range(5) for j in range(3)
+        )
+
+
+async def test_receive_many_takes_a_whole_batch(queues: Queues, clock: FakeClock) -> None:
+    """The event source mappings' receive: beyond SQS's 10 in one call, each message
+    once, the rest left for the next."""
+    await queues.create("q")
+    for start in range(0, 250, 10):
+        await queues.send_batch("q", [Outgoing(str(start + i)) for i in range(10)])
+    first = await queues.receive_many("q", max_messages=200)
+    second = await queues.receive_many("q", max_messages=200)
+    assert len(first) == 200 and len(second) == 50
+    bodies = [m.body for m in first + second]
+    assert sorted(bodies, key=int) == [str(i) for i in range(250)]
+    await queues.delete_batch("q", [m.receipt_handle for m in first + second])
+    assert (await queues.counts("q")).in_flight == 0
+    clock.advance(31)
+    assert await queues.receive_many("q", max_messages=200) == []

@@ -227,7 +227,7 @@ def _check_target(ctx: RequestContext, target: dict[str, Any]) -> None:
     if "Input" in target:
         try:
             json.loads(_without_placeholders(target["Input"]))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." past json's depth
             raise SchedulerValidation(
                 "Target Input must be well-formed JSON for a Lambda function target."
             ) from None

@@ -88,17 +88,12 @@ def _token(value: str | None) -> str:
         return ""
     try:
         return base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: not ASCII ("é"), or not UTF-8
         raise SqsInvalidParameterValue("Invalid NextToken value.") from None
 
 
 async def list_queues(ctx: RequestContext, p: Params) -> Params:
-    limit = p.get("MaxResults")
-    if limit is not None and not 1 <= limit <= MAX_LIST:
-        raise SqsInvalidParameterValue(
-            f"Value {limit} for parameter MaxResults is invalid. Reason: MaxResults must be an "
-            f"integer between 1 and {MAX_LIST}."
-        )
+    limit = _max_results(p.get("MaxResults"))
     after = _token(p.get("NextToken"))
     names = [n for n in await _queues(ctx).names(p.get("QueueNamePrefix") or "") if n > after]
     page = names[: limit or MAX_LIST]
@@ -166,13 +161,30 @@ async def list_queue_tags(ctx: RequestContext, p: Params) -> Params:
 
 async def list_dead_letter_source_queues(ctx: RequestContext, p: Params) -> Params:
     queues = _queues(ctx)
+    limit = _max_results(p.get("MaxResults"))
+    after = _token(p.get("NextToken"))
     target = queues.arn((await queues.get(queue_name(ctx, p["QueueUrl"]))).name)
     sources = []
     for name in await queues.names():
+        if name <= after:
+            continue
         row = await queues.get(name)
         if target in row.attributes.get("RedrivePolicy", ""):
-            sources.append(_url(ctx, name))
-    return {"queueUrls": sources}
+            sources.append(name)
+    page = sources[: limit or MAX_LIST]
+    out: Params = {"queueUrls": [_url(ctx, n) for n in page]}
+    if limit is not None and len(sources) > len(page):
+        out["NextToken"] = base64.b64encode(page[-1].encode()).decode()
+    return out
+
+
+def _max_results(limit: int | None) -> int | None:
+    if limit is not None and not 1 <= limit <= MAX_LIST:
+        raise SqsInvalidParameterValue(
+            f"Value {limit} for parameter MaxResults is invalid. Reason: MaxResults must be an "
+            f"integer between 1 and {MAX_LIST}."
+        )
+    return limit
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -187,6 +199,11 @@ def _outgoing(p: Params) -> Outgoing:
     if trace is not None and trace.get("DataType") != "String":
         raise SqsInvalidParameterValue(
             "Message system attribute 'AWSTraceHeader' must be of type 'String'."
+        )
+    if trace is not None and not trace.get("StringValue"):
+        raise SqsInvalidParameterValue(
+            "Message system attribute 'AWSTraceHeader' must contain a non-empty value of "
+            "type 'String'."
         )
     return Outgoing(
         body=p.get("MessageBody", ""),

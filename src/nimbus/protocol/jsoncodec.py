@@ -13,6 +13,9 @@ from botocore.model import ListShape, MapShape, Shape, StructureShape
 from nimbus.protocol.problems import Problems
 from nimbus.protocol.values import BadValue, from_json, to_json
 
+# A body nested deeper than json's decoder goes (about 1000 levels): no model has that.
+TOO_DEEP = "The request body is not valid JSON: it is nested too deeply."
+
 
 def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
@@ -44,11 +47,14 @@ def read(shape: Shape, value: Any, path: str, problems: Problems) -> Any:
         if not isinstance(value, dict):
             problems.invalid.append((path, _shown(value), "expected an object"))
             return None
-        return {
-            key: read(shape.value, item, f"{path}.{key}", problems)
-            for key, item in value.items()
-            if item is not None
-        }
+        mapped: dict[str, Any] = {}
+        for key, item in value.items():
+            if item is None:
+                continue
+            if read(shape.key, key, f"{path}.{key}", problems) is None:
+                continue  # a key that is not text of the key's shape (a lone surrogate)
+            mapped[key] = read(shape.value, item, f"{path}.{key}", problems)
+        return mapped
     try:
         return from_json(shape, value)
     except BadValue as exc:
@@ -68,6 +74,7 @@ def read_members(
     (``skip_located``: members bound to the URI, query or headers are not the body's;
     ``report_required=False``: the caller checks this level's required members)."""
     result: dict[str, Any] = {}
+    unreadable: set[str] = set()  # present but of the wrong type: reported as invalid
     for member, member_shape in shape.members.items():
         if skip_located and member_shape.serialization.get("location"):
             continue
@@ -78,10 +85,12 @@ def read_members(
         parsed = read(member_shape, item, where, problems)
         if parsed is not None:
             result[member] = parsed
+        else:
+            unreadable.add(member)
     if not report_required:
         return result
     for member in shape.required_members:
-        if member not in result:
+        if member not in result and member not in unreadable:
             problems.missing.append(_path(path, member, problems))
     return result
 

@@ -90,11 +90,13 @@ def _parse_query(spec: ServiceSpec, request: HttpRequest, problems: Problems) ->
     shape = operation.input_shape
     if shape is None:
         return ParsedRequest(operation, {})
-    prefixes: set[str] = set()
+    # Every dotted prefix with the keys under it, once: list and map checks look up their
+    # own keys instead of scanning them all (which made a big batch quadratic).
+    prefixes: dict[str, list[str]] = {}
     for key in params:
         dot = key.find(".")
         while dot != -1:
-            prefixes.add(key[:dot])
+            prefixes.setdefault(key[:dot], []).append(key)
             dot = key.find(".", dot + 1)
     compat = spec.compat
     if (
@@ -113,10 +115,18 @@ def _parse_query(spec: ServiceSpec, request: HttpRequest, problems: Problems) ->
     return ParsedRequest(operation, reader.structure(shape, "") or {})
 
 
+_NESTED = {
+    "list": "expected numbered entries ({0}.1, {0}.2, ...)",
+    "map": "expected numbered entries ({0}.1.Name, {0}.1.Value, ...)",
+    "structure": "expected its members ({0}.<Member>)",
+}
+
+
 class _QueryReader:
     """Reads a shape from the flat ``Name.1.Sub=value`` parameters of a query request."""
 
-    def __init__(self, params: dict[str, str], prefixes: set[str], problems: Problems) -> None:
+    def __init__(self, params: dict[str, str], prefixes: dict[str, list[str]],
+                 problems: Problems) -> None:
         self.params = params
         self.prefixes = prefixes
         self.problems = problems
@@ -131,10 +141,32 @@ class _QueryReader:
             value = self.value(member_shape, key)
             if value is not None:
                 result[member] = value
+            elif key in self.params and member_shape.type_name in _NESTED:
+                # "AttributeName=All" for a list: would be dropped unseen
+                self.problems.invalid.append(
+                    (key, self.params[key], _NESTED[member_shape.type_name].format(key))
+                )
         for member in shape.required_members:
-            if member not in result:
-                self.problems.missing.append(self._key(prefix, member, shape.members[member]))
+            key = self._key(prefix, member, shape.members[member])
+            if member not in result and key not in self.params:  # sent but unreadable: invalid
+                self.problems.missing.append(key)
         return result
+
+    def _check_numbering(self, base: str, count: int) -> None:
+        """Entries of a list or map are numbered 1..n without gaps; a parameter under
+        ``base`` numbered otherwise (``Attribute.0``, ``Attribute.7`` after 2 entries,
+        ``Attribute.x``) would be silently dropped, so it is refused instead."""
+        start = f"{base}."
+        for key in self.prefixes.get(base, ()):
+            index = key[len(start) :].split(".", 1)[0]
+            number = int(index) if index.isascii() and index.isdigit() else 0
+            if str(number) == index and 1 <= number <= count:
+                continue
+            reason = "entries are numbered from 1 without gaps"
+            if str(number) == index and number > count:
+                reason += f" ({base}.{count + 1} is missing)"
+            self.problems.invalid.append((key, self.params[key], reason))
+            return
 
     def _key(self, prefix: str, member: str, shape: Shape) -> str:
         name = shape.serialization.get("name", member)
@@ -170,6 +202,7 @@ class _QueryReader:
                 if item is not None:
                     items.append(item)
                 i += 1
+            self._check_numbering(base, i - 1)
             return items
         if kind == "map":
             assert isinstance(shape, MapShape)
@@ -182,11 +215,24 @@ class _QueryReader:
             i = 1
             while self.present(f"{base}.{i}"):
                 entry_key = self.params.get(f"{base}.{i}.{key_name}")
+                entry_value = self.value(shape.value, f"{base}.{i}.{value_name}")
                 if entry_key is None:
                     self.problems.missing.append(f"{base}.{i}.{key_name}")
+                elif entry_value is None:
+                    where = f"{base}.{i}.{value_name}"
+                    if where in self.params and shape.value.type_name != "structure":
+                        pass  # a value that does not read as its type: value() said so
+                    elif self.present(where):  # "Attribute.1.Value.x", "...Value=v"
+                        reason = _NESTED.get(shape.value.type_name, "expected a value at {0}")
+                        self.problems.invalid.append(
+                            (where, self.params.get(where, ""), reason.format(where))
+                        )
+                    else:
+                        self.problems.missing.append(where)
                 else:
-                    mapped[entry_key] = self.value(shape.value, f"{base}.{i}.{value_name}")
+                    mapped[entry_key] = entry_value
                 i += 1
+            self._check_numbering(base, i - 1)
             return mapped
         text = self.params.get(key)
         if text is None:
@@ -225,6 +271,9 @@ def _parse_json(spec: ServiceSpec, request: HttpRequest, problems: Problems) -> 
             raise AwsError(
                 "SerializationException", f"The request body is not valid JSON: {exc}"
             ) from None
+        except RecursionError:
+            # json's C decoder gives up past ~1000 levels: bad input, not our failure.
+            raise AwsError("SerializationException", jsoncodec.TOO_DEEP) from None
     if not isinstance(document, dict):
         raise AwsError("SerializationException", "The request body must be a JSON object.")
     return ParsedRequest(operation, jsoncodec.read_members(shape, document, "", problems))

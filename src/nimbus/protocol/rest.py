@@ -279,6 +279,8 @@ def _json(body: bytes) -> Any:
         raise AwsError(
             "SerializationException", f"The request body is not valid JSON: {exc}"
         ) from None
+    except RecursionError:
+        raise AwsError("SerializationException", jsoncodec.TOO_DEEP) from None
 
 
 def _xml(shape: StructureShape, body: bytes, where: str) -> dict[str, Any] | None:
@@ -293,4 +295,6 @@ def _xml(shape: StructureShape, body: bytes, where: str) -> dict[str, Any] | Non
         found = xmlcodec.read(shape, root, where)
     except xmlcodec.XmlValueError as exc:
         raise AwsError("InvalidArgument", f"Invalid value at {exc.path}: {exc.detail}.") from None
+    except RecursionError:
+        raise AwsError("MalformedXML", "The XML you provided is nested too deeply.") from None
     return found if isinstance(found, dict) else None

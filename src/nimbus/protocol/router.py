@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote
 
 from nimbus.protocol import rest
+from nimbus.protocol.errors import AwsError
 from nimbus.protocol.messages import HttpRequest
 from nimbus.protocol.models import ServiceSpec, load
 from nimbus.protocol.parser import FORM, query_params
@@ -97,11 +98,17 @@ class Router:
         query service with its Action; None: none has it)."""
         if claim.service is not None and claim.spec is not None:
             return claim.service, claim.spec
-        action = query_params(request).get("Action", "")
-        for service, spec in self.query:
-            if spec.operation(action, "query") is not None and _rpc_path(spec, request.raw_path):
+        serving = [(s, spec) for s, spec in self.query if _rpc_path(spec, request.raw_path)]
+        try:
+            action = query_params(request).get("Action", "")
+        except AwsError:
+            # A form body that does not read (not UTF-8): no Action to go by. When one
+            # query service serves this path it refuses it, in its own error shape.
+            return serving[0] if len(serving) == 1 else None
+        for service, spec in serving:
+            if spec.operation(action, "query") is not None:
                 return service, spec
-        return None
+        return None  # no registered service has this Action: Lambda's 404, as before
 
 
 def _rpc_path(spec: ServiceSpec, raw_path: str) -> bool:

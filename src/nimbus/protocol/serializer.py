@@ -16,6 +16,7 @@ when it has one (``ServiceSpec.error``), else from the raised exception.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from botocore.model import OperationModel, Shape, StructureShape
@@ -135,7 +136,7 @@ def serialize_error(
     extra = {k: v for k, v in exc.extra.items() if v is not None}
     if protocol in ("query", "rest-xml"):
         inner = [f"<Code>{xmlcodec.escape(info.code)}</Code>"]
-        inner.append(f"<Message>{xmlcodec.escape(exc.message)}</Message>")
+        inner.append(f"<Message>{xmlcodec.escape(_xml_safe(exc.message))}</Message>")
         for key, value in extra.items():
             _write_extra(inner, info.shape, key, value)
         headers["Content-Type"] = XML if protocol == "query" else "application/xml"
@@ -203,9 +204,22 @@ def _header_value(shape: Shape, value: Any) -> str:
     return to_text(shape, value, default_timestamp="rfc822")
 
 
+# Characters XML 1.0 cannot hold, even escaped: an error message that quotes the input
+# ("Value \x1f for parameter ...") shows them as U+FFFD so the answer still parses.
+_NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def _xmlns(namespace: str | None) -> str:
     return f' xmlns="{namespace}"' if namespace else ""
 
 
 def _dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (an error quoting "\ud800"): \u-escaped
+        return json.dumps(body, separators=(",", ":")).encode()

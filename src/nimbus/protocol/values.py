@@ -13,6 +13,7 @@ import base64
 import binascii
 import calendar
 import math
+import re
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
@@ -24,6 +25,8 @@ class BadValue(ValueError):
     """A value that does not read as its shape's type; the message says what it is."""
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 INTEGERS = frozenset({"integer", "long", "short", "byte"})
 FLOATS = frozenset({"float", "double"})
 STRINGS = frozenset({"string", "character"})
@@ -35,9 +38,13 @@ def from_text(shape: Shape, text: str) -> Any:
     if kind in STRINGS:
         return text
     if kind in INTEGERS:
+        # Not int(): it also takes "1_000" and other scripts' digits (U+0665), which no
+        # AWS service does.
+        if _INTEGER.fullmatch(text.strip()) is None:
+            raise BadValue(f"'{text}' is not an integer")
         try:
             return int(text.strip())
-        except ValueError:
+        except ValueError:  # more digits than Python converts
             raise BadValue(f"'{text}' is not an integer") from None
     if kind == "boolean":
         lowered = text.strip().lower()
@@ -45,6 +52,8 @@ def from_text(shape: Shape, text: str) -> Any:
             return lowered == "true"
         raise BadValue(f"'{text}' is not a boolean (true or false)")
     if kind in FLOATS:
+        if not text.strip().isascii() or "_" in text:
+            raise BadValue(f"'{text}' is not a number")
         try:
             return float(text.strip())
         except ValueError:
@@ -61,6 +70,14 @@ def from_json(shape: Shape, value: Any) -> Any:
     kind = shape.type_name
     if kind in STRINGS:
         if isinstance(value, str):
+            # JSON's "\ud800" escape makes a lone surrogate: not text any service (or
+            # UTF-8) can hold, so refused here rather than failing where it is encoded.
+            lone = _SURROGATE.search(value)
+            if lone is not None:
+                raise BadValue(
+                    f"not valid Unicode text (a lone surrogate, U+{ord(lone[0]):04X}, at "
+                    f"position {lone.start()})"
+                )
             return value
         raise BadValue(f"expected a string, got {_json_type(value)}")
     if kind in INTEGERS:
@@ -108,7 +125,10 @@ def timestamp(text: str) -> datetime:
             raise BadValue(f"'{text}' is not a timestamp (ISO 8601 or epoch seconds)") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past the last UTC datetime
+        raise BadValue(f"'{text}' is out of range for a timestamp") from None
 
 
 def _epoch(seconds: float) -> datetime:

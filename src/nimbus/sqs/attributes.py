@@ -82,7 +82,7 @@ def parse_redrive_policy(value: str) -> RedrivePolicy:
     the caller, which knows the queues)."""
     try:
         doc = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         raise InvalidAttributeValue(
@@ -96,10 +96,7 @@ def parse_redrive_policy(value: str) -> RedrivePolicy:
             "does not contain mandatory attribute: deadLetterTargetArn."
         )
     count = doc.get("maxReceiveCount")
-    try:
-        number = int(count) if not isinstance(count, bool) else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = None
+    number = _whole_number(count)
     if count is None:
         raise InvalidAttributeValue(
             f"Value {value} for parameter RedrivePolicy is invalid. Reason: Redrive policy "
@@ -111,6 +108,20 @@ def parse_redrive_policy(value: str) -> RedrivePolicy:
             f"for maxReceiveCount: {count}, valid values are from 1 to 1000 both inclusive."
         )
     return RedrivePolicy(arn, number)
+
+
+def _whole_number(value: object) -> int | None:
+    """maxReceiveCount as SQS takes it: a JSON integer or a string of digits (not a
+    boolean, not 1.5, not 1e400, which JSON reads as infinity)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None  # inf and nan are not
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def _invalid(name: str, reason: str | None = None) -> InvalidAttributeValue:
@@ -166,22 +177,55 @@ def normalise(attributes: Mapping[str, str], *, fifo: bool, creating: bool) -> d
             if value:
                 value = parse_redrive_policy(value).render()
         elif name in ("Policy", "RedriveAllowPolicy") and value:
-            _json_document(name, value)
+            doc = _json_document(name, value)
+            if name == "RedriveAllowPolicy":
+                _check_redrive_allow(doc)
         out[name] = value
     if creating and fifo:
         out.pop("FifoQueue", None)  # implied by the queue's kind, reported from it
     return out
 
 
-def _json_document(name: str, value: str) -> None:
+def _json_document(name: str, value: str) -> dict[str, object]:
     if len(value.encode()) > MAX_POLICY_BYTES:
         raise _invalid(name, f"{name} must be at most {MAX_POLICY_BYTES} bytes.")
     try:
         doc = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         raise _invalid(name, f"{name} must be a JSON document.")
+    return doc
+
+
+REDRIVE_PERMISSIONS = ("allowAll", "denyAll", "byQueue")
+MAX_SOURCE_QUEUES = 10
+
+
+def _check_redrive_allow(doc: dict[str, object]) -> None:
+    """RedriveAllowPolicy as SQS documents it: redrivePermission allowAll (the default),
+    denyAll or byQueue, and with byQueue, sourceQueueArns: 1 to 10 queue ARNs."""
+    name = "RedriveAllowPolicy"
+    permission = doc.get("redrivePermission", "allowAll")
+    if permission not in REDRIVE_PERMISSIONS:
+        raise _invalid(
+            name, f"redrivePermission must be one of {', '.join(REDRIVE_PERMISSIONS)}."
+        )
+    arns = doc.get("sourceQueueArns")
+    if permission != "byQueue":
+        if arns is not None:
+            raise _invalid(name, "sourceQueueArns is only allowed with redrivePermission byQueue.")
+        return
+    if (
+        not isinstance(arns, list)
+        or not 1 <= len(arns) <= MAX_SOURCE_QUEUES
+        or not all(isinstance(a, str) for a in arns)
+    ):
+        raise _invalid(
+            name,
+            "With redrivePermission byQueue, sourceQueueArns must list 1 to "
+            f"{MAX_SOURCE_QUEUES} source queue ARNs.",
+        )
 
 
 def redrive_allow(value: str | None, source_arn: str) -> bool:
@@ -194,7 +238,8 @@ def redrive_allow(value: str | None, source_arn: str) -> bool:
     if permission == "denyAll":
         return False
     if permission == "byQueue":
-        return source_arn in doc.get("sourceQueueArns", [])
+        arns = doc.get("sourceQueueArns")
+        return isinstance(arns, list) and source_arn in arns
     return True
 
 

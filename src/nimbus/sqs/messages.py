@@ -9,6 +9,7 @@ import base64
 import re
 import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from nimbus.errors import (
@@ -23,6 +24,9 @@ from nimbus.errors import (
 _BAD_CHARS = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ATTR_NAME = re.compile(r"[\w.\-\u00c0-\u017f]+", re.ASCII)
 _ATTR_TYPE = re.compile(r"(String|Number|Binary)(\..+)?")
+_NUMBER = re.compile(
+    r"[+-]?(?=\.?[0-9])(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*))?(?:[eE][+-]?[0-9]{1,4})?"
+)
 MAX_MESSAGE_ATTRIBUTES = 10
 # The system attributes ReceiveMessage reports (AttributeNames / MessageSystemAttributeNames).
 SYSTEM_ATTRIBUTES = (
@@ -174,12 +178,20 @@ def check_message_attributes(
 
 
 def _check_number(name: str, text: str) -> None:
-    try:
-        float(text)
-    except ValueError:
+    """SQS's Number: a decimal of up to 38 significant digits between 10^-128 and
+    10^+126 (not float()'s "nan", "inf", "1_000" or other scripts' digits)."""
+    match = _NUMBER.fullmatch(text.strip())
+    fits = False
+    if match is not None:
+        digits = (match["int"] + (match["frac"] or "")).strip("0")
+        value = Decimal(text.strip())
+        fits = len(digits) <= 38 and (
+            value == 0 or Decimal("1e-128") <= abs(value) <= Decimal("1e126")
+        )
+    if not fits:
         raise SqsInvalidParameterValue(
             f"Can't cast the value of message (user) attribute '{name}' to a number."
-        ) from None
+        )
 
 
 def size_of(body: str, attributes: dict[str, dict[str, Any]] | None) -> int:

@@ -26,9 +26,11 @@ from nimbus.errors import (
     SqsInvalidParameterValue,
 )
 from nimbus.sqs.attributes import RANGES, normalise, redrive_allow
+from nimbus.sqs.message_store import MessageStore
 from nimbus.sqs.messages import Message, Outgoing, QueueCounts, QueueInfo, SendResult
+from nimbus.sqs.queue_rows import QueueRow, QueueRows
 from nimbus.sqs.redrive import parse_queue_arn, parse_redrive_policy
-from nimbus.sqs.store import QueueRow, QueueStore
+from nimbus.sqs.send_groups import SendGroups
 from nimbus.store.database import Database
 from nimbus.threads import blocking
 
@@ -58,7 +60,9 @@ class Queues:
         base_url: str,
         clock: Clock = now_ms,
     ) -> None:
-        self.store = QueueStore(db, clock)
+        self.rows = QueueRows(db, clock)
+        self.messages = MessageStore(self.rows, clock)
+        self._groups = SendGroups(self.messages.send_group)
         self.region = region
         self.account_id = account_id
         self.base_url = base_url.rstrip("/")
@@ -88,11 +92,11 @@ class Queues:
             url=self.url(row.name, base_url),
             fifo=row.fifo,
             visibility_timeout=int(settings["VisibilityTimeout"]),
-            attributes=settings,
+            attributes=dict(settings),
         )
 
     async def get(self, name: str) -> QueueRow:
-        return await blocking(self.store.get, name)
+        return await blocking(self.rows.get, name)
 
     async def get_by_arn(self, arn: str) -> QueueInfo:
         name = self.name_of_arn(arn)
@@ -101,7 +105,7 @@ class Queues:
         return self.info(await self.get(name))
 
     async def exists(self, name: str) -> bool:
-        return await blocking(self.store.find, name) is not None
+        return await blocking(self.rows.find, name) is not None
 
     # -- queues -------------------------------------------------------------------------------
 
@@ -119,7 +123,7 @@ class Queues:
             raise InvalidAttributeName("Unknown Attribute FifoQueue.")  # SQS's, for "false"
         stored = normalise(attributes, fifo=fifo_queue, creating=True)
         await self._check_redrive(name, fifo_queue, stored.get("RedrivePolicy"))
-        row, created = await blocking(self.store.create, name, fifo_queue, stored, tags or {})
+        row, created = await blocking(self.rows.create, name, fifo_queue, stored, tags or {})
         if not created:
             self._compare(row, stored)
         return row
@@ -134,11 +138,11 @@ class Queues:
                 )
 
     async def delete_queue(self, name: str) -> None:
-        await blocking(self.store.delete_queue, name)
+        await blocking(self.rows.delete_queue, name)
         self._wake(name)
 
     async def names(self, prefix: str = "") -> list[str]:
-        return await blocking(self.store.names, prefix)
+        return await blocking(self.rows.names, prefix)
 
     async def set_attributes(self, name: str, attributes: dict[str, str]) -> QueueRow:
         row = await self.get(name)
@@ -146,14 +150,14 @@ class Queues:
         stored.pop("FifoQueue", None)
         if "RedrivePolicy" in stored:
             await self._check_redrive(name, row.fifo, stored["RedrivePolicy"])
-        return await blocking(self.store.update, name, stored)
+        return await blocking(self.rows.update, name, stored)
 
     async def _check_redrive(self, name: str, fifo_queue: bool, policy: str | None) -> None:
         if not policy:
             return
         parsed = parse_redrive_policy(policy)
         target = self.name_of_arn(parsed.dead_letter_target_arn)
-        row = await blocking(self.store.find, target) if target else None
+        row = await blocking(self.rows.find, target) if target else None
         if row is None:
             raise SqsInvalidParameterValue(
                 f"Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead letter "
@@ -172,20 +176,20 @@ class Queues:
             )
 
     async def tag(self, name: str, tags: dict[str, str]) -> None:
-        await blocking(self.store.update, name, None, tags)
+        await blocking(self.rows.update, name, None, tags)
 
     async def untag(self, name: str, keys: Sequence[str]) -> None:
-        await blocking(self.store.update, name, None, None, list(keys))
+        await blocking(self.rows.update, name, None, None, list(keys))
 
     async def view(self, name: str) -> QueueView:
         row = await self.get(name)
-        return QueueView(row, await blocking(self.store.counts, name))
+        return QueueView(row, await blocking(self.rows.counts, name))
 
     async def counts(self, queue_name: str) -> QueueCounts:
-        return await blocking(self.store.counts, queue_name)
+        return await blocking(self.rows.counts, queue_name)
 
     async def purge(self, name: str) -> None:
-        if not await blocking(self.store.purge, name, PURGE_INTERVAL_MS):
+        if not await blocking(self.rows.purge, name, PURGE_INTERVAL_MS):
             raise PurgeQueueInProgress(
                 f"Only one PurgeQueue operation on {name} is allowed every 60 seconds."
             )
@@ -195,7 +199,10 @@ class Queues:
     async def send_batch(
         self, name: str, entries: Sequence[Outgoing]
     ) -> list[SendResult | SqsError]:
-        results = await blocking(self.store.send, name, entries)
+        if self.messages.groups_sends(name):
+            results = await self._groups.send(name, entries)
+        else:
+            results = await blocking(self.messages.send, name, entries)
         if any(isinstance(r, SendResult) for r in results):
             self._wake(name)
         return results
@@ -252,6 +259,24 @@ class Queues:
                 f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. "
                 f"Reason: Must be >= {low} and <= {high}, if provided."
             )
+        return await self.receive_many(
+            queue_name,
+            max_messages=max_messages,
+            visibility_timeout=visibility_timeout,
+            wait_seconds=wait_seconds,
+        )
+
+    async def receive_many(
+        self,
+        queue_name: str,
+        *,
+        max_messages: int,
+        visibility_timeout: int | None = None,
+        wait_seconds: float = 0,
+    ) -> list[Message]:
+        """``receive`` without SQS's limit of 10 messages (in process only: an event
+        source mapping takes its whole batch in one store transaction); the arguments
+        are the caller's to check."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
@@ -260,7 +285,7 @@ class Queues:
             self._waiters.setdefault(queue_name, set()).add(waiter)
             try:
                 messages = await blocking(
-                    self.store.receive, queue_name, max_messages, visibility_timeout
+                    self.messages.receive, queue_name, max_messages, visibility_timeout
                 )
                 remaining = deadline - loop.time()
                 if messages or remaining <= 0:
@@ -278,7 +303,7 @@ class Queues:
                 raise result
 
     async def delete_batch(self, name: str, handles: Sequence[str]) -> list[SqsError | None]:
-        return await blocking(self.store.delete, name, handles)
+        return await blocking(self.messages.delete, name, handles)
 
     async def change_visibility(self, queue_name: str, receipt_handle: str, timeout: int) -> None:
         (result,) = await self.change_visibility_batch(queue_name, [(receipt_handle, timeout)])
@@ -288,7 +313,7 @@ class Queues:
     async def change_visibility_batch(
         self, name: str, changes: Sequence[tuple[str, int]]
     ) -> list[SqsError | None]:
-        results = await blocking(self.store.change_visibility, name, changes)
+        results = await blocking(self.messages.change_visibility, name, changes)
         if any(timeout == 0 for _, timeout in changes):
             self._wake(name)
         return results

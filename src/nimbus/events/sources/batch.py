@@ -84,30 +84,36 @@ class Batcher:
 
     def _take_carry(self, batch: Batch) -> bool:
         while self.carry and len(batch) < self.batch_size:
-            if not self._fits(batch, self.carry[0]):
+            size = record_size(self.carry[0])
+            if not self._fits(batch, size):
                 return True
-            self._append(batch, self.carry.popleft())
+            self._append(batch, self.carry.popleft(), size)
         return len(batch) >= self.batch_size
 
     def _add(self, batch: Batch, records: list[SourceRecord]) -> bool:
         """Add what fits; the rest waits in ``carry``. True once the batch is full."""
         full = False
         for record in records:
-            if full or len(batch) >= self.batch_size or not self._fits(batch, record):
+            if full or len(batch) >= self.batch_size:
+                full = True
+                self.carry.append(record)
+                continue
+            size = record_size(record)  # once per record: JSON-encoding it is the cost
+            if not self._fits(batch, size):
                 full = True
                 self.carry.append(record)
             else:
-                self._append(batch, record)
+                self._append(batch, record, size)
         return full or len(batch) >= self.batch_size
 
-    def _fits(self, batch: Batch, record: SourceRecord) -> bool:
+    def _fits(self, batch: Batch, size: int) -> bool:
         # A record alone over the limit still goes alone (the invoke then reports it).
-        return not batch.records or batch.size + record_size(record) <= self.payload_limit
+        return not batch.records or batch.size + size <= self.payload_limit
 
     @staticmethod
-    def _append(batch: Batch, record: SourceRecord) -> None:
+    def _append(batch: Batch, record: SourceRecord, size: int) -> None:
         batch.records.append(record)
-        batch.size += record_size(record)
+        batch.size += size
 
     def drain_carry(self) -> list[SourceRecord]:
         """What was received but not batched (to hand back on stop)."""

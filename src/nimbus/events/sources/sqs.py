@@ -24,9 +24,8 @@ from nimbus.events.sources.source import SourceOptions, SourceRecord
 from nimbus.sqs.messages import Message, QueueCounts, QueueInfo
 
 log = logging.getLogger("nimbus.events.sources.sqs")
-# Lambda reads up to 10 messages per ReceiveMessage, as the queues allow; a batch of more
-# is gathered by receiving again at once while full chunks come back.
-RECEIVE_CHUNK = 10
+# Lambda reads up to 10 messages per ReceiveMessage; the embedded queues are in process,
+# so a batch of up to BatchSize comes out of one store transaction (``receive_many``).
 MAX_WAIT_S = 20.0  # SQS's longest long poll
 HEARTBEAT_S = 1.0
 
@@ -37,6 +36,15 @@ class QueuesApi(Protocol):
     async def get_by_arn(self, arn: str) -> QueueInfo: ...
 
     async def receive(
+        self,
+        queue_name: str,
+        *,
+        max_messages: int,
+        visibility_timeout: int | None = None,
+        wait_seconds: float = 0,
+    ) -> list[Message]: ...
+
+    async def receive_many(
         self,
         queue_name: str,
         *,
@@ -150,15 +158,10 @@ class SqsSource:
     async def receive(self, max_records: int, wait_seconds: float) -> list[SourceRecord]:
         info = self.info
         assert info is not None, "open() first"
-        messages: list[Message] = []
         wait = min(max(0.0, wait_seconds), MAX_WAIT_S)
-        while len(messages) < max_records:
-            want = min(max_records - len(messages), RECEIVE_CHUNK)
-            got = await self.queues.receive(info.name, max_messages=want, wait_seconds=wait)
-            messages.extend(got)
-            if len(got) < want:
-                break
-            wait = 0.0  # the first receive waited; the rest take what is ready
+        messages = await self.queues.receive_many(
+            info.name, max_messages=max(1, max_records), wait_seconds=wait
+        )
         deadline = self.monotonic() + info.visibility_timeout
         records = []
         for message in messages:

@@ -1,38 +1,35 @@
-"""Queues and messages in the metadata database (blocking; ``Queues`` calls it off the
-event loop).
+"""Messages in the metadata database (blocking; ``Queues`` calls it off the event loop):
+send, receive, delete and change visibility, FIFO ordering and deduplication, and the
+move to a dead-letter queue.
 
 Every operation is one write transaction, a batch included, and commits before it
 returns: what a send acknowledged survives a crash of the process (SQLite in WAL mode,
 or PostgreSQL). Receives walk the (queue, visible_ms) index; on PostgreSQL concurrent
 receivers skip each other's locked rows, on SQLite the write lock serialises them.
+
+On SQLite the hot statements of standard queues (send, receive, delete) run on the
+driver's own cursor (``message_sql``): SQLAlchemy's per-statement work costs several
+times what SQLite takes to run them. PostgreSQL, FIFO queues and the rare paths use
+SQLAlchemy Core, built once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
+import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from nimbus.clock import Clock, now_ms
-from nimbus.errors import (
-    QueueDoesNotExist,
-    SqsError,
-    SqsInvalidParameterValue,
-)
-from nimbus.sqs import fifo
-from nimbus.sqs.attributes import settings_of
+from nimbus.errors import SqsError, SqsInvalidParameterValue
+from nimbus.sqs import fifo, message_sql
 from nimbus.sqs.md5 import md5_of_attributes, md5_of_body
 from nimbus.sqs.messages import (
     SENDER_ID,
     Message,
     Outgoing,
-    QueueCounts,
     Receipt,
     SendResult,
     check_body,
@@ -43,18 +40,19 @@ from nimbus.sqs.messages import (
     size_of,
     stored_attributes,
 )
+from nimbus.sqs.queue_rows import QueueRow, QueueRows, row_of
 from nimbus.sqs.redrive import exhausted, parse_queue_arn, policy_of
-from nimbus.store.database import Database
 from nimbus.store.schema import sqs_dedup, sqs_messages, sqs_queues
 
 M = sqs_messages.c
 FIFO_WINDOW = 1000  # FIFO messages a receive looks at, oldest first
 MAX_VISIBILITY = 43200
-SETTINGS_TTL_S = 1.0
+RECEIVE_ROUNDS = 20  # each drops what expired or moved to the DLQ, then looks again
+# One send of a group commit: each entry's result or refusal, or the send's own failure.
+SendOutcome = list[SendResult | SqsError] | Exception
 
 # The hot path's statements, built once: building SQLAlchemy expressions per call costs
 # more than SQLite executing them.
-_GET = select(sqs_queues).where(sqs_queues.c.name == bindparam("name"))
 _VISIBLE = (
     select(sqs_messages)
     .where(M.queue == bindparam("queue"), M.visible_ms <= bindparam("now"))
@@ -82,232 +80,137 @@ _DELETE_RECEIPT = delete(sqs_messages).where(
     M.visible_ms > bindparam("b_after"),
 )
 _INSERT = insert(sqs_messages)
+_SET_VISIBLE = (
+    update(sqs_messages).where(M.id == bindparam("b_id")).values(visible_ms=bindparam("b_visible"))
+)
 
 
-@dataclass(frozen=True)
-class QueueRow:
-    name: str
-    fifo: bool
-    attributes: dict[str, str]  # as set (no defaults)
-    tags: dict[str, str]
-    created_ms: int
-    modified_ms: int
-    purged_ms: int | None
+class MessageStore:
+    """Blocking access to the messages of the queues ``rows`` holds."""
 
-    @property
-    def settings(self) -> dict[str, str]:
-        return settings_of(self.attributes, self.fifo)
-
-    def setting(self, name: str) -> int:
-        return int(self.settings[name])
-
-
-def _row(r: Any) -> QueueRow:
-    return QueueRow(
-        r.name,
-        bool(r.fifo),
-        dict(r.attributes),
-        dict(r.tags),
-        r.created_ms,
-        r.modified_ms,
-        r.purged_ms,
-    )
-
-
-class QueueStore:
-    """Blocking access to queues and their messages."""
-
-    def __init__(self, db: Database, clock: Clock = now_ms) -> None:
-        self.db = db
+    def __init__(self, rows: QueueRows, clock: Clock = now_ms) -> None:
+        self.rows = rows
+        self.db = rows.db
         self.clock = clock
-        # SQLite has one writer at a time; threads of this process take turns here rather
-        # than in SQLite's busy handler, whose back-off sleeps (1, 2, 5, 10... ms) would
-        # idle the store under load.
-        self._turn = threading.Lock() if db.is_sqlite else contextlib.nullcontext()
-        # Receives read their queue's settings from here for up to SETTINGS_TTL_S (a
-        # poller receives many times a second); this process's own changes drop them at
-        # once, another process's show within that time (SQS allows itself 60 s).
-        self._rows: dict[str, tuple[QueueRow, float]] = {}
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._turn, self.db.write() as conn:
-            yield conn
-
-    # -- queues ---------------------------------------------------------------------------
-
-    def _get(self, conn: Connection, name: str, lock: bool = False) -> QueueRow:
-        if lock and not self.db.is_sqlite:
-            row = conn.execute(_GET.with_for_update(), {"name": name}).first()
-        else:
-            row = conn.execute(_GET, {"name": name}).first()
-        if row is None:
-            raise QueueDoesNotExist()
-        return _row(row)
-
-    def get(self, name: str) -> QueueRow:
-        with self.db.read() as conn:
-            return self._get(conn, name)
-
-    def find(self, name: str) -> QueueRow | None:
-        try:
-            return self.get(name)
-        except QueueDoesNotExist:
-            return None
-
-    def create(
-        self, name: str, fifo_queue: bool, attributes: dict[str, str], tags: dict[str, str]
-    ) -> tuple[QueueRow, bool]:
-        """Insert the queue, or return the existing one (False) for the caller to compare."""
-        now = self.clock()
-        with self._write() as conn:
-            existing = conn.execute(select(sqs_queues).where(sqs_queues.c.name == name)).first()
-            if existing is not None:
-                return _row(existing), False
-            values = {
-                "name": name,
-                "fifo": fifo_queue,
-                "attributes": attributes,
-                "tags": tags,
-                "created_ms": now,
-                "modified_ms": now,
-                "sequence": 0,
-                "purged_ms": None,
-            }
-            conn.execute(insert(sqs_queues).values(**values))
-            return QueueRow(name, fifo_queue, attributes, tags, now, now, None), True
-
-    def delete_queue(self, name: str) -> None:
-        self._rows.pop(name, None)
-        with self._write() as conn:
-            self._get(conn, name)
-            # Messages first: PostgreSQL cascades too, this keeps SQLite independent of it.
-            conn.execute(delete(sqs_messages).where(M.queue == name))
-            conn.execute(delete(sqs_dedup).where(sqs_dedup.c.queue == name))
-            conn.execute(delete(sqs_queues).where(sqs_queues.c.name == name))
-
-    def names(self, prefix: str = "") -> list[str]:
-        query = select(sqs_queues.c.name).order_by(sqs_queues.c.name)
-        with self.db.read() as conn:
-            names = [r.name for r in conn.execute(query)]
-        return [n for n in names if n.startswith(prefix)]
-
-    def update(
-        self,
-        name: str,
-        attributes: dict[str, str] | None = None,
-        tags: dict[str, str] | None = None,
-        untag: Sequence[str] = (),
-    ) -> QueueRow:
-        self._rows.pop(name, None)
-        with self._write() as conn:
-            row = self._get(conn, name, lock=True)
-            values: dict[str, Any] = {}
-            if attributes is not None:
-                merged = {**row.attributes, **attributes}
-                values["attributes"] = {k: v for k, v in merged.items() if v != ""}
-                values["modified_ms"] = self.clock()
-            if tags is not None or untag:
-                new_tags = {**row.tags, **(tags or {})}
-                for key in untag:
-                    new_tags.pop(key, None)
-                values["tags"] = new_tags
-            if values:
-                conn.execute(update(sqs_queues).where(sqs_queues.c.name == name).values(**values))
-            row = self._get(conn, name)
-        self._rows.pop(name, None)  # again: a receive may have cached it meanwhile
-        return row
-
-    def purge(self, name: str, min_interval_ms: int) -> bool:
-        """Delete every message; False (nothing done) if the last purge was too recent."""
-        now = self.clock()
-        with self._write() as conn:
-            row = self._get(conn, name, lock=True)
-            if row.purged_ms is not None and now - row.purged_ms < min_interval_ms:
-                return False
-            conn.execute(delete(sqs_messages).where(M.queue == name))
-            conn.execute(update(sqs_queues).where(sqs_queues.c.name == name).values(purged_ms=now))
-            return True
-
-    def counts(self, name: str) -> QueueCounts:
-        now = self.clock()
-        with self.db.read() as conn:
-            row = self._get(conn, name)
-            cutoff = now - row.setting("MessageRetentionPeriod") * 1000
-            visible = func.sum(case((M.visible_ms <= now, 1), else_=0))
-            flight = func.sum(case(((M.visible_ms > now) & (M.receive_count > 0), 1), else_=0))
-            delayed = func.sum(case(((M.visible_ms > now) & (M.receive_count == 0), 1), else_=0))
-            r = conn.execute(
-                select(visible, flight, delayed, func.min(M.sent_ms)).where(
-                    M.queue == name, M.sent_ms > cutoff
-                )
-            ).one()
-        return QueueCounts(int(r[0] or 0), int(r[1] or 0), int(r[2] or 0), r[3])
 
     # -- send -----------------------------------------------------------------------------
 
     def send(self, name: str, entries: Sequence[Outgoing]) -> list[SendResult | SqsError]:
         """Queue ``entries`` in one transaction; an entry SQS would refuse gets its error
         in its place and the others are sent."""
+        if self.db.is_sqlite and not name.endswith(".fifo"):  # only FIFO names have it
+            return self._send_standard_sqlite(name, entries)
         now = self.clock()
-        results: list[SendResult | SqsError] = []
-        rows: list[dict[str, Any]] = []
-        with self._write() as conn:
-            queue = self._get(conn, name, lock=True)
-            settings = queue.settings
-            max_size = int(settings["MaximumMessageSize"])
+        with self.rows.write() as conn:
+            queue = self.rows.get_in(conn, name, lock=True)
             sequence: int | None = None
             if queue.fifo:
-                sequence = conn.execute(
-                    select(sqs_queues.c.sequence).where(sqs_queues.c.name == name)
-                ).scalar_one()
+                sequence = self.rows.sequence(conn, name)
                 conn.execute(
                     delete(sqs_dedup).where(
                         sqs_dedup.c.queue == name, sqs_dedup.c.expires_ms <= now
                     )
                 )
-            for entry in entries:
-                try:
-                    check_body(entry.body)
-                    if size_of(entry.body, entry.message_attributes) > max_size:
-                        raise SqsInvalidParameterValue(
-                            "One or more parameters are invalid. Reason: Message must be "
-                            f"shorter than {max_size} bytes."
-                        )
-                    row = self._message_row(queue, entry, now)
-                    if queue.fifo:
-                        assert sequence is not None
-                        duplicate = self._deduplicate(conn, queue, entry, row, now, sequence + 1)
-                        if duplicate is not None:
-                            results.append(duplicate)
-                            continue
-                        sequence += 1
-                        row["sequence_number"] = fifo.sequence_number(sequence)
-                except SqsError as exc:
-                    results.append(exc)
-                    continue
-                rows.append(row)
-                system = (
-                    {"AWSTraceHeader": {"DataType": "String", "StringValue": entry.trace_header}}
-                    if entry.trace_header
-                    else None
-                )
-                results.append(
-                    SendResult(
-                        row["message_id"],
-                        row["md5_body"],
-                        row["md5_attributes"],
-                        md5_of_attributes(system),
-                        row["sequence_number"],
-                    )
-                )
+            results, rows = self._prepare(queue, entries, now, conn, sequence)
             if rows:
                 conn.execute(_INSERT, rows)
-            if queue.fifo and sequence is not None:
-                conn.execute(
-                    update(sqs_queues).where(sqs_queues.c.name == name).values(sequence=sequence)
-                )
+            if queue.fifo and rows:
+                last = rows[-1]["sequence_number"]
+                self.rows.set_sequence(conn, name, int(last))
         return results
+
+    def _send_standard_sqlite(
+        self, name: str, entries: Sequence[Outgoing]
+    ) -> list[SendResult | SqsError]:
+        with self.rows.raw_write() as conn:
+            return self._insert_standard(conn, name, entries, self.clock())
+
+    def _insert_standard(
+        self, conn: sqlite3.Connection, name: str, entries: Sequence[Outgoing], now: int
+    ) -> list[SendResult | SqsError]:
+        queue = self.rows.raw_get(conn, name)
+        results, rows = self._prepare(queue, entries, now, None, None)
+        if rows:
+            conn.executemany(message_sql.INSERT, [message_sql.values_of(r) for r in rows])
+        return results
+
+    def groups_sends(self, name: str) -> bool:
+        """Whether sends to ``name`` may be committed together (``send_group``)."""
+        return self.db.is_sqlite and not name.endswith(".fifo")
+
+    def send_group(self, sends: Sequence[tuple[str, Sequence[Outgoing]]]) -> list[SendOutcome]:
+        """Several sends (to standard queues, on SQLite) in one transaction: one commit
+        for all, each answered only once it is in. A send that fails on its own (its
+        queue is gone) gets its error; should the transaction itself fail, each send
+        runs again in its own, so one cannot fail the others."""
+        now = self.clock()
+        outcomes: list[SendOutcome] = []
+        try:
+            with self.rows.raw_write() as conn:
+                for name, entries in sends:
+                    try:
+                        outcomes.append(self._insert_standard(conn, name, entries, now))
+                    except SqsError as exc:  # raised before it wrote anything
+                        outcomes.append(exc)
+            return outcomes
+        except Exception:
+            outcomes = []
+            for name, entries in sends:
+                try:
+                    outcomes.append(self._send_standard_sqlite(name, entries))
+                except Exception as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    def _prepare(
+        self,
+        queue: QueueRow,
+        entries: Sequence[Outgoing],
+        now: int,
+        conn: Connection | None,
+        sequence: int | None,
+    ) -> tuple[list[SendResult | SqsError], list[dict[str, Any]]]:
+        """Each entry's result (or SQS's refusal) and the rows to insert; FIFO entries
+        are deduplicated and numbered in ``conn`` from ``sequence``."""
+        max_size = queue.setting("MaximumMessageSize")
+        results: list[SendResult | SqsError] = []
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            try:
+                check_body(entry.body)
+                if size_of(entry.body, entry.message_attributes) > max_size:
+                    raise SqsInvalidParameterValue(
+                        "One or more parameters are invalid. Reason: Message must be "
+                        f"shorter than {max_size} bytes."
+                    )
+                row = self._message_row(queue, entry, now)
+                if queue.fifo:
+                    assert conn is not None and sequence is not None
+                    duplicate = self._deduplicate(conn, queue, entry, row, now, sequence + 1)
+                    if duplicate is not None:
+                        results.append(duplicate)
+                        continue
+                    sequence += 1
+                    row["sequence_number"] = fifo.sequence_number(sequence)
+            except SqsError as exc:
+                results.append(exc)
+                continue
+            rows.append(row)
+            system = (
+                {"AWSTraceHeader": {"DataType": "String", "StringValue": entry.trace_header}}
+                if entry.trace_header
+                else None
+            )
+            results.append(
+                SendResult(
+                    row["message_id"],
+                    row["md5_body"],
+                    row["md5_attributes"],
+                    md5_of_attributes(system),
+                    row["sequence_number"],
+                )
+            )
+        return results, rows
 
     def _message_row(self, queue: QueueRow, entry: Outgoing, now: int) -> dict[str, Any]:
         delay = entry.delay_seconds
@@ -386,20 +289,20 @@ class QueueStore:
 
     # -- receive --------------------------------------------------------------------------
 
-    def _cached(self, conn: Connection, name: str) -> QueueRow:
-        found = self._rows.get(name)
-        if found is not None and time.monotonic() - found[1] < SETTINGS_TTL_S:
-            return found[0]
-        row = self._get(conn, name)
-        self._rows[name] = (row, time.monotonic())
-        return row
-
     def receive(
         self, name: str, max_messages: int, visibility_timeout: int | None
     ) -> list[Message]:
+        """Up to ``max_messages`` visible messages (any number: the SQS API caps it at 10,
+        an event source mapping asks for its batch size), made invisible in one
+        transaction."""
         now = self.clock()
-        with self._write() as conn:
-            queue = self._cached(conn, name)
+        with self.rows.write() as conn:
+            raw = _driver(conn) if self.db.is_sqlite else None
+            # SQLite reads the row afresh on its own cursor; PostgreSQL from a short cache.
+            if raw is not None:
+                queue = self.rows.raw_get(raw, name)
+            else:
+                queue = self.rows.cached(conn, name)
             timeout = (
                 queue.setting("VisibilityTimeout")
                 if visibility_timeout is None
@@ -408,9 +311,13 @@ class QueueStore:
             cutoff = now - queue.setting("MessageRetentionPeriod") * 1000
             policy = policy_of(queue.attributes)
             picked: list[Any] = []
-            for _ in range(20):  # rounds: each drops what expired or moved to the DLQ
+            for _ in range(RECEIVE_ROUNDS):
                 want = max_messages - len(picked)
-                rows = self._candidates(conn, queue, want, now, [r.id for r in picked])
+                taken = [r.id for r in picked]
+                if raw is not None and not queue.fifo:
+                    rows = message_sql.visible(raw, name, now, want, taken)
+                else:
+                    rows = self._candidates(conn, queue, want, now, taken)
                 gone, moved = [], []
                 for r in rows:
                     if r.sent_ms <= cutoff:
@@ -440,7 +347,10 @@ class QueueStore:
                 }
                 for r in picked
             ]
-            conn.execute(_RECEIVED, changes)
+            if raw is not None:
+                raw.executemany(message_sql.RECEIVED, [message_sql.received(c) for c in changes])
+            else:
+                conn.execute(_RECEIVED, changes)
         return [_message(name, r, c) for r, c in zip(picked, changes, strict=True)]
 
     def _candidates(
@@ -489,12 +399,8 @@ class QueueStore:
         ).first()
         if found is None:
             return []
-        target = _row(found)
-        sequence = None
-        if target.fifo:
-            sequence = conn.execute(
-                select(sqs_queues.c.sequence).where(sqs_queues.c.name == target.name)
-            ).scalar_one()
+        target = row_of(found)
+        sequence = self.rows.sequence(conn, target.name) if target.fifo else None
         source_arn = target_arn.rsplit(":", 1)[0] + ":" + queue.name
         inserts = []
         for r in rows:
@@ -525,9 +431,7 @@ class QueueStore:
             )
         conn.execute(insert(sqs_messages), inserts)
         if sequence is not None:
-            conn.execute(
-                update(sqs_queues).where(sqs_queues.c.name == target.name).values(sequence=sequence)
-            )
+            self.rows.set_sequence(conn, target.name, sequence)
         return [r.id for r in rows]
 
     # -- delete / change visibility ---------------------------------------------------------
@@ -550,32 +454,54 @@ class QueueStore:
         # One statement in the common case: each row goes if its receipt is the latest
         # (and, FIFO, still in flight); only when fewer went is there anything to explain.
         after = now if fifo_queue else -1
-        params = [
+        if self.db.is_sqlite:
+            with self.rows.raw_write() as raw:
+                params = [(r.row, name, r.token, after) for _, r in valid]
+                deleted = raw.executemany(message_sql.DELETE, params).rowcount if params else 0
+                if deleted == len(valid) and valid:
+                    return results
+                if not valid or deleted == 0:
+                    self.rows.raw_get(raw, name)  # nothing of it here: does it exist at all?
+                if fifo_queue and valid:
+                    left = message_sql.by_ids(raw, name, [r.row for _, r in valid])
+                    self._explain(results, handles, valid, left)
+            return results
+        params_core = [
             {"b_id": r.row, "b_queue": name, "b_receipt": r.token, "b_after": after}
             for _, r in valid
         ]
-        with self._write() as conn:
-            deleted = conn.execute(_DELETE_RECEIPT, params).rowcount if params else 0
+        with self.rows.write() as conn:
+            deleted = conn.execute(_DELETE_RECEIPT, params_core).rowcount if params_core else 0
             if deleted == len(valid) and valid:
                 return results
             if not valid or deleted == 0:
-                self._get(conn, name)  # nothing of it here: does the queue exist at all?
+                self.rows.get_in(conn, name)  # nothing of it here: does it exist at all?
             if fifo_queue and valid:
                 ids = [r.row for _, r in valid]
-                left = {r.id: r for r in conn.execute(_BY_IDS, {"queue": name, "ids": ids})}
-                for i, receipt in valid:
-                    row = left.get(receipt.row)
-                    if row is not None and row.receipt == receipt.token:
-                        results[i] = _expired(handles[i])
+                found = conn.execute(_BY_IDS, {"queue": name, "ids": ids})
+                self._explain(results, handles, valid, {r.id: r.receipt for r in found})
         return results
+
+    @staticmethod
+    def _explain(
+        results: list[SqsError | None],
+        handles: Sequence[str],
+        valid: list[tuple[int, Receipt]],
+        left: dict[int, str | None],
+    ) -> None:
+        """FIFO: a handle whose message is still there with its receipt was not deleted
+        because its visibility timeout ran out."""
+        for i, receipt in valid:
+            if receipt.row in left and left[receipt.row] == receipt.token:
+                results[i] = _expired(handles[i])
 
     def change_visibility(
         self, name: str, changes: Sequence[tuple[str, int]]
     ) -> list[SqsError | None]:
         now = self.clock()
         results: list[SqsError | None] = []
-        with self._write() as conn:
-            queue = self._get(conn, name)
+        with self.rows.write() as conn:
+            queue = self.rows.get_in(conn, name)
             updates = []
             for handle, timeout in changes:
                 try:
@@ -602,13 +528,15 @@ class QueueStore:
                 updates.append({"b_id": receipt.row, "b_visible": now + timeout * 1000})
                 results.append(None)
             if updates:
-                conn.execute(
-                    update(sqs_messages)
-                    .where(M.id == bindparam("b_id"))
-                    .values(visible_ms=bindparam("b_visible")),
-                    updates,
-                )
+                conn.execute(_SET_VISIBLE, updates)
         return results
+
+
+def _driver(conn: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under ``conn`` (its transaction is the same)."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
 
 
 def _expired(handle: str) -> SqsInvalidParameterValue:
