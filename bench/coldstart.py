@@ -24,77 +24,31 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import platform
 import statistics
 import tempfile
 import time
-import uuid
 
-from nimbus.sandbox import EnvironmentSpec, Invocation, SandboxManager
+from bench.common import HELLO, cold_starts, fork_floor, invocation, pct, table, write_code
+
+from nimbus.sandbox import EnvironmentSpec, SandboxManager
 
 RESULTS = Path(__file__).parent / "results" / "coldstart.json"
-HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def fork_floor(iterations: int) -> list[float]:
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-def invocation(arn: str) -> Invocation:
-    return Invocation(str(uuid.uuid4()), b'{"name": "bench"}', int(time.time() * 1000) + 3000,
-                      arn)
 
 
 async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int,
                tmp_storage: str) -> dict:
     manager = SandboxManager(work, stem_cells=stem_cells, tmp_storage=tmp_storage)
-    starts: list[float] = []
-    firsts: list[float] = []
-    inits: list[float] = []
-    origins: dict[str, int] = {}
-    stages: dict[str, list[float]] = {}
     try:
         await manager.warm_up([spec.runtime])
         env = await manager.start(spec)  # teach the stem-cell pool what is in demand
         await env.stop()
         await asyncio.sleep(0.5)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            env = await manager.start(spec)
-            t1 = time.perf_counter()
-            outcome = await env.invoke(invocation(spec.function_arn))
-            t2 = time.perf_counter()
-            assert outcome.function_error is None, outcome.payload
-            starts.append((t1 - t0) * 1000)
-            firsts.append((t2 - t0) * 1000)
-            inits.append(env.init_duration_ms)
-            origins[env.origin] = origins.get(env.origin, 0) + 1
-            ordered = sorted(env.stages, key=lambda s: s[1])
-            names = [name for name, _ in ordered]
-            ordered = ordered[names.index("requested"):]
-            for (a, ta), (b, tb) in itertools.pairwise(ordered):
-                stages.setdefault(f"{a} -> {b}", []).append((tb - ta) * 1000)
-            await env.stop()
+        return await cold_starts(manager, spec, n)
     finally:
         await manager.close()
-    return {"start": starts, "first": firsts, "init": inits, "origins": origins,
-            "stages": {k: statistics.median(v) for k, v in stages.items() if len(v) > n // 2}}
 
 
 async def warm(work: Path, spec: EnvironmentSpec, n: int, tmp_storage: str) -> list[float]:
@@ -113,22 +67,6 @@ async def warm(work: Path, spec: EnvironmentSpec, n: int, tmp_storage: str) -> l
     return times
 
 
-def table(rows: list[tuple[str, str, str, str]]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        for row in rows:
-            print(f"{row[0]:<48} {row[1]:>9} {row[2]:>9} {row[3]:>9}")
-        return
-    t = Table(title="nimbus cold starts vs the fork floor (ms)")
-    for i, name in enumerate(("measurement", "p50", "p99", "n")):
-        t.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*row)
-    Console().print(t)
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", default="python3.12")
@@ -145,10 +83,7 @@ async def main() -> None:
     floor = fork_floor(args.floor)
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         base = Path(tmp)
-        code = base / "code"
-        code.mkdir(mode=0o755)
-        (code / "app.py").write_text(HELLO)
-        (code / "app.py").chmod(0o644)
+        code = write_code(base / "code", HELLO)
         spec = EnvironmentSpec(
             function_name="hello", version="$LATEST",
             function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
@@ -181,7 +116,7 @@ async def main() -> None:
         "iterations": {"floor": args.floor, "cold": args.n, "warm": args.warm},
     }
     n, w = str(args.n), str(args.warm)
-    table([
+    table("nimbus cold starts vs the fork floor (ms)", ("measurement", "p50", "p99", "n"), [
         ("fork floor (fork+exit+wait of this process)", f"{floor_p50:.2f}",
          f"{pct(floor, 0.99):.2f}", str(args.floor)),
         ("cold: start() + first invoke (stem cells)", f"{result['cold_p50_ms']:.2f}",

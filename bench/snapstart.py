@@ -31,7 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import argparse
 import asyncio
 import dataclasses
-import itertools
+import inspect
 import json
 import os
 import platform
@@ -41,15 +41,15 @@ import string
 import subprocess
 import tempfile
 import time
-import uuid
 
-from nimbus.sandbox import Environment, EnvironmentSpec, Invocation, SandboxManager
+from bench.common import HELLO, cold_starts, fork_floor, invocation, pct, table, write_code
+
+from nimbus.sandbox import Environment, EnvironmentSpec, SandboxManager
 from nimbus.sandbox.catalog import available
 from nimbus.sandbox.interpreters import resolve
 
 RESULTS = Path(__file__).parent / "results" / "snapstart.json"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
-HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
 STDLIB = ("email", "email.mime.multipart", "email.mime.text", "http.client", "http.server",
           "decimal", "asyncio", "json", "xml.etree.ElementTree", "xml.dom.minidom", "sqlite3",
           "unittest", "unittest.mock", "multiprocessing", "concurrent.futures", "logging",
@@ -72,36 +72,13 @@ def handler(event, context):
 '''
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def fork_floor(iterations: int) -> list[float]:
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
-
-HEAVY_FLOOR = """
+# The heavy function's init in a plain interpreter, then this file's fork floor there.
+HEAVY_FLOOR = f"""
 import json, os, sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import app
-times = []
-for _ in range(int(sys.argv[3])):
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    times.append((time.perf_counter() - start) * 1000)
-print(json.dumps(times))
+{inspect.getsource(fork_floor)}
+print(json.dumps(fork_floor(int(sys.argv[3]))))
 """
 
 
@@ -146,46 +123,13 @@ def build_layer(root: Path, megabytes: int, interpreter: str) -> int:
     return total
 
 
-def invocation(arn: str) -> Invocation:
-    return Invocation(str(uuid.uuid4()), b'{"name": "bench"}', int(time.time() * 1000) + 60_000,
-                      arn)
-
-
 def unique_bytes(env: Environment) -> int:
     """The environment's cgroup usage now: what it alone is charged for."""
     return env.cgroup.memory_sample()[0] if env.cgroup is not None else 0
 
 
 async def cold(manager: SandboxManager, spec: EnvironmentSpec, n: int) -> dict:
-    starts: list[float] = []
-    firsts: list[float] = []
-    inits: list[float] = []
-    memory: list[int] = []
-    origins: dict[str, int] = {}
-    stages: dict[str, list[float]] = {}
-    for _ in range(n):
-        t0 = time.perf_counter()
-        env = await manager.start(spec)
-        t1 = time.perf_counter()
-        outcome = await env.invoke(invocation(spec.function_arn))
-        t2 = time.perf_counter()
-        assert outcome.function_error is None, outcome.payload
-        starts.append((t1 - t0) * 1000)
-        firsts.append((t2 - t0) * 1000)
-        inits.append(env.init_duration_ms)
-        memory.append(unique_bytes(env))
-        origins[env.origin] = origins.get(env.origin, 0) + 1
-        ordered = sorted(env.stages, key=lambda s: s[1])
-        names = [name for name, _ in ordered]
-        if "requested" in names:
-            ordered = ordered[names.index("requested"):]
-            for (a, ta), (b, tb) in itertools.pairwise(ordered):
-                stages.setdefault(f"{a} -> {b}", []).append((tb - ta) * 1000)
-        await env.stop()
-    return {"start": starts, "first": firsts, "init": inits, "memory": memory,
-            "origins": origins,
-            "stages": {k: round(statistics.median(v), 3) for k, v in stages.items()
-                       if len(v) > n // 2}}
+    return await cold_starts(manager, spec, n, timeout_s=60, sample=unique_bytes)
 
 
 def summary(run: dict) -> dict:
@@ -195,27 +139,11 @@ def summary(run: dict) -> dict:
         "start_p50_ms": round(statistics.median(run["start"]), 3),
         "start_p99_ms": round(pct(run["start"], 0.99), 3),
         "init_or_restore_p50_ms": round(statistics.median(run["init"]), 3),
-        "unique_memory_p50_bytes": int(statistics.median(run["memory"])),
+        "unique_memory_p50_bytes": int(statistics.median(run["samples"])),
         "served_by": run["origins"],
         "stage_p50_ms": run["stages"],
         "n": len(run["first"]),
     }
-
-
-def table(rows: list[tuple[str, ...]]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        for row in rows:
-            print(f"{row[0]:<52} " + " ".join(f"{c:>10}" for c in row[1:]))
-        return
-    t = Table(title="SnapStart by fork vs a normal cold start and the fork floor (ms)")
-    for i, name in enumerate(("measurement", "p50", "p99", "unique MiB", "n")):
-        t.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        t.add_row(*row)
-    Console().print(t)
 
 
 def mib(n: int) -> str:
@@ -244,10 +172,8 @@ async def main() -> None:
         interpreter = resolve(available()[args.runtime].executable).executable
         layer_bytes = build_layer(layer, args.layer_mb, interpreter)
         heavy_code, light_code = base / "heavy", base / "light"
-        for code, text in ((heavy_code, HEAVY), (light_code, HELLO)):
-            code.mkdir(mode=0o755)
-            (code / "app.py").write_text(text)
-            (code / "app.py").chmod(0o644)
+        write_code(heavy_code, HEAVY)
+        write_code(light_code, HELLO)
         heavy_floor = heavy_fork_floor(interpreter, heavy_code, layer, args.floor)
         heavy = EnvironmentSpec(
             function_name="heavy", version="1", function_arn=ARN + "heavy",
@@ -267,7 +193,7 @@ async def main() -> None:
             t0 = time.perf_counter()
             first = await manager.start(snap)
             template_ms = (time.perf_counter() - t0) * 1000
-            await first.invoke(invocation(snap.function_arn))
+            await first.invoke(invocation(snap.function_arn, 60))
             await first.stop()
             info = next(i for i in manager.templates.infos() if i.function_name == "heavy")
             snapped = await cold(manager, snap, args.n)
@@ -308,7 +234,8 @@ async def main() -> None:
         },
     }
     nn, nc = str(args.n), str(args.n_cold)
-    table([
+    table("SnapStart by fork vs a normal cold start and the fork floor (ms)",
+          ("measurement", "p50", "p99", "unique MiB", "n"), [
         ("fork floor (fork+exit+wait of this process)", f"{floor_p50:.2f}",
          f"{pct(floor, 0.99):.2f}", "", str(args.floor)),
         ("fork floor of a process the template's size", f"{statistics.median(heavy_floor):.2f}",

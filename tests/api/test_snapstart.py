@@ -173,3 +173,35 @@ def test_snapstart_refusals(lam: Any) -> None:
     lam.get_waiter("function_updated_v2").wait(FunctionName=name)
     published = lam.publish_version(FunctionName=name)
     assert published["State"] == "Active"  # no snapshot to make: Active at once
+
+
+def test_snapstart_refuses_provisioned_concurrency(lam: Any) -> None:
+    """Lambda: SnapStart does not support provisioned concurrency. Refused on the version
+    and on an alias routing to it (either weight), and nothing is stored."""
+    name = f"snappc-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="python3.12", Handler="app.handler",
+                        Role=ROLE, Code={"ZipFile": _zip("def handler(e, c):\n    return 1\n")},
+                        SnapStart={"ApplyOn": "PublishedVersions"}, Publish=True)
+    lam.update_function_configuration(FunctionName=name, SnapStart={"ApplyOn": "None"})
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"  # without SnapStart
+    lam.create_alias(FunctionName=name, Name="snap", FunctionVersion="1")
+    lam.create_alias(FunctionName=name, Name="split", FunctionVersion="2",
+                     RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}})
+    for qualifier in ("1", "snap", "split"):
+        with pytest.raises(ClientError) as exc:
+            lam.put_provisioned_concurrency_config(
+                FunctionName=name, Qualifier=qualifier, ProvisionedConcurrentExecutions=1)
+        code, status, message = error(exc)
+        assert (code, status) == ("InvalidParameterValueException", 400), qualifier
+        assert "not supported for SnapStart enabled functions" in message
+        with pytest.raises(ClientError) as exc:
+            lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=qualifier)
+        assert error(exc)[0] == "ProvisionedConcurrencyConfigNotFoundException"
+    assert lam.list_provisioned_concurrency_configs(
+        FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
+    # A version without SnapStart is provisioned as usual.
+    ok = lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="2",
+                                                ProvisionedConcurrentExecutions=1)
+    assert ok["RequestedProvisionedConcurrentExecutions"] == 1
+    lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="2")

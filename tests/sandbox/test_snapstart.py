@@ -4,6 +4,7 @@ forked from it start in milliseconds, unique and confined as any other."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,89 @@ def test_template_filter_denies_mount_allows_newns() -> None:
     for nr in (165, 308, 430, 432, 428):
         assert seccomp._op(seccomp._JEQ_K, nr, 0, 1) in template
     assert seccomp._op(seccomp._JEQ_K, 429, 0, 1) not in template  # move_mount allowed
+
+
+CELL_APP = '''
+import os
+from snapshot_restore_py import register_after_restore
+
+RESTORED = {}
+
+
+def _cgroup():
+    return open("/proc/self/cgroup").read()
+
+
+@register_after_restore
+def restored():
+    open(f"/tmp/restored-{os.getpid()}", "w").close()
+    RESTORED.update(uid=os.getuid(), stream=os.environ["AWS_LAMBDA_LOG_STREAM_NAME"],
+                    cgroup=_cgroup())
+
+
+def handler(event, context):
+    return {"restored": RESTORED, "uid": os.getuid(), "pid": os.getpid(), "cgroup": _cgroup(),
+            "stream": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"], "tmp": os.listdir("/tmp")}
+'''
+
+
+def _in_cgroup(cgroup_file: str, name: str) -> bool:
+    """Whether every hierarchy's line of a /proc/<pid>/cgroup text names cgroup ``name``."""
+    lines = [line for line in cgroup_file.splitlines() if ":memory:" in line or ":pids:" in line]
+    return bool(lines) and all(line.endswith("/" + name) for line in lines)
+
+
+def _host_status_uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Uid:")).split()[1])
+
+
+def test_cells_forked_ahead_run_nothing_until_claimed(sb: Sandbox) -> None:
+    """A template keeps cells forked ahead of time, each already in a cgroup of its own;
+    until a cold start claims one, none of the function's code runs in it (no
+    after-restore hook), and a claimed cell runs the hooks as its own environment."""
+    s = _snap(sb.package({"app.py": CELL_APP}), version="cells")
+    first = sb.start(s)  # makes the template (no cell ready yet: forked on the spot)
+    template = sb.manager.templates.get(s.function_arn, s.version)
+    assert template is not None and first.origin == "snapstart"
+    sb.loop.run(template.cells.filled())
+    cells = template.cells.pids
+    assert len(cells) == 2
+    template_tmp = f"/proc/{template.process.pid}/root/tmp"
+    assert template.process.cgroup is not None
+    for pid in cells:
+        with open(f"/proc/{pid}/cgroup") as f:
+            own = f.read()
+        assert not _in_cgroup(own, template.process.cgroup.name)  # moved out already
+        assert _host_status_uid(pid) == template.uid_first  # still the namespace's root
+    second = sb.start(s)
+    try:
+        assert second.origin == "snapstart cell" and second.pid in cells
+        got = sb.call(second)
+        assert got["restored"]["uid"] == got["uid"] == _host_status_uid(second.pid)
+        assert got["uid"] != template.uid_first
+        assert got["restored"]["stream"] == got["stream"]
+        assert second.cgroup is not None
+        assert _in_cgroup(got["restored"]["cgroup"], second.cgroup.name)
+        assert f"restored-{got['pid']}" in got["tmp"]  # the hook ran in its own /tmp
+        # No hook ran in a cell before its claim: none wrote to the template's /tmp.
+        assert not [n for n in os.listdir(template_tmp) if n.startswith("restored-")]
+        sb.loop.run(template.cells.filled())
+        assert len(template.cells.pids) == 2  # refilled after the claim
+    finally:
+        sb.stop(first)
+        sb.stop(second)
+
+
+def test_cells_die_with_their_template(sb: Sandbox) -> None:
+    s = _snap(sb.package({"app.py": CELL_APP}), version="cells-close")
+    env = sb.start(s)
+    template = sb.manager.templates.get(s.function_arn, s.version)
+    assert template is not None
+    sb.loop.run(template.cells.filled())
+    cells = template.cells.pids
+    assert len(cells) == 2
+    sb.loop.run(sb.manager.templates.drop(s.function_arn, s.version))
+    for pid in [*cells, env.pid, template.process.pid]:
+        assert not os.path.exists(f"/proc/{pid}"), pid  # killed and reaped
+    assert not env.alive

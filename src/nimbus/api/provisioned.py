@@ -22,7 +22,15 @@ from nimbus.api.wire import (
 from nimbus.errors import InvalidParameterValue
 from nimbus.invocation.provisioner import ProvisionedStatus
 from nimbus.models import LATEST, ProvisionedConfig
+from nimbus.store.functions import snapstart_on
 from nimbus.threads import blocking
+
+# Lambda: "SnapStart does not support provisioned concurrency" (a version that starts from
+# a snapshot is not kept initialised as well); nimbus refuses it at Put, as for the
+# other options SnapStart excludes.
+SNAPSTART_REFUSED = ("Provisioned Concurrency is not supported for SnapStart enabled "
+                     "functions: this version has SnapStart (ApplyOn PublishedVersions). "
+                     "Publish a version with SnapStart ApplyOn None to provision it.")
 
 
 def check_qualifier(qualifier: str | None) -> str:
@@ -56,9 +64,16 @@ async def _target(svc: Services, request: Request) -> tuple[str, str]:
     )
     qualifier = check_qualifier(ref.qualifier)
     if qualifier.isdigit():
+        versions = [qualifier]
         await blocking(svc.engine.functions.get_version, ref.name, qualifier)
     else:
-        await blocking(svc.engine.aliases.get, ref.name, qualifier)
+        alias = await blocking(svc.engine.aliases.get, ref.name, qualifier)
+        versions = [alias.function_version, *alias.routing]
+    if request.method == "PUT":
+        for number in versions:
+            version = await blocking(svc.engine.functions.get_version, ref.name, number)
+            if snapstart_on(version):
+                raise InvalidParameterValue(SNAPSTART_REFUSED)
     return ref.name, qualifier
 
 

@@ -23,6 +23,7 @@ async def snapstart_templates(request: Request) -> Response:
             "MemoryBytes": t.memory_bytes,  # the template's own cgroup usage
             "Environments": t.environments,  # alive now, forked from it
             "Forks": t.forks,  # environments forked from it so far
+            "Cells": t.cells,  # forked ahead, each in its own cgroup, waiting for a start
             "Created": t.created,  # epoch seconds
             "LastUsed": t.last_used,
         }

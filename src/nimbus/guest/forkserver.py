@@ -30,7 +30,7 @@ import time
 import traceback
 from types import ModuleType
 
-from nimbus.guest import jail, libc, mounts, privileges, protocol, seccomp, template
+from nimbus.guest import cells, jail, libc, mounts, privileges, seccomp, template
 
 # What a typical handler imports, paid once here instead of in every cold start.
 PRELOAD = ["json", "traceback", "logging", "decimal", "datetime", "base64", "re",
@@ -68,30 +68,14 @@ def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> Non
             # A stem cell: wait, confined but not yet specialised, for a function.
             jail.warm_up()
             runtime.warm_up(req["warm_dir"])
-            ctl = socket.socket(fileno=jail.CTL_FD)
-            try:
-                # One byte first, carrying the /tmp mount's descriptor (if any), then
-                # the specialize frame.
-                lead, tmp_fds, _flags, _addr = socket.recv_fds(ctl, 1, 1)
-                if not lead:
-                    raise EOFError
-                header, _body = protocol.read_frame(ctl)
-            except (EOFError, OSError):
-                os._exit(0)  # the server discarded the cell
-            ctl.detach()
-            req["tmp_fd"] = tmp_fds[0] if tmp_fds else None
+            function, req["tmp_fd"] = cells.await_function()
             if os.sched_getscheduler(0) != os.SCHED_OTHER:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            req.update(header["req"])
+            req.update(function)
             req["stages"].append(("specialize", time.perf_counter()))
         jail.confine(req)
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        try:
-            ctl = socket.socket(fileno=jail.CTL_FD)
-            protocol.write_frame(ctl, {"t": "setup_error", "message": message})
-        finally:
-            os._exit(70)
+        cells.fail_setup(exc)
     runtime.main(req)
 
 
@@ -163,22 +147,7 @@ def serve(sock: socket.socket, config: dict) -> None:
     gc.collect()
     gc.freeze()  # children must not dirty (copy) the zygote's pages by collecting them
     sock.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
-    while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
-        except InterruptedError:
-            continue
-        if not msg:
-            return  # the server went away
-        try:
-            req = json.loads(msg)
-            reply: dict[str, object] = {"pid": _spawn(req, fds, runtime, last_cap)}
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            for fd in fds:
-                os.close(fd)
-        sock.send(json.dumps(reply).encode())
+    cells.serve_forks(sock, lambda req, fds: _spawn(req, fds, runtime, last_cap))
 
 
 def main(sock_fd: int, config_json: str) -> None:

@@ -12,11 +12,15 @@ module, ``register_before_snapshot`` hooks). From then on nothing in its memory 
 trusted, so it holds nothing more than init code could use anyway: capabilities over
 its own user namespace only, no mount, no new user namespace (``nimbus.guest.seccomp``).
 
-Each fork request brings an environment's control socket, log pipe and ``/tmp`` mount.
-The child (a sibling of the template: CLONE_PARENT, so the server reaps it) waits until
-the server has moved it into the environment's own cgroup, then takes a mount namespace
-of its own, attaches its ``/tmp`` over the template's, becomes its own uid, drops every
-capability, sets no_new_privs, loads the strict filter on top, re-seeds, runs the
+Each fork request brings a control socket and a log pipe, and makes a *cell*: a child
+(a sibling of the template: CLONE_PARENT, so the server reaps it) that takes a mount
+namespace of its own and waits, running nothing of the function, until the server
+claims it (``nimbus.guest.cells.await_function``). The server keeps a few cells per
+template forked ahead of time (``nimbus.sandbox.template_cells``), moving each into an
+environment cgroup of its own, so a cold start skips the fork of the template's page
+tables; without a ready cell it forks one on the spot. Claimed, the cell attaches its
+``/tmp`` over the template's, becomes its own uid, drops every capability, sets
+no_new_privs, loads the strict filter on top, re-seeds, runs the
 ``register_after_restore`` hooks and serves invocations as any environment does.
 
 Runs in the zygote's child (Python 3.9+): standard library only.
@@ -27,14 +31,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
-import json
 import os
 import signal
 import socket
 import time
 from types import ModuleType
 
-from nimbus.guest import jail, libc, mounts, privileges, protocol, seccomp
+from nimbus.guest import cells, jail, libc, mounts, privileges, seccomp
 
 FORK_FD = 6  # the template's fork socket (SOCK_SEQPACKET)
 PROC_FLAGS = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
@@ -126,35 +129,29 @@ def setup(req: dict, sock: socket.socket, last_cap: int) -> None:
     seccomp.install_template()
 
 
-def _environment(req: dict, fds: list[int], template_runtime: object,
-                 handler: object, runtime: ModuleType) -> None:
-    """In a forked child: confine it as its own environment, then serve."""
-    req["stages"] = [("received", req.pop("received")), ("forked", time.perf_counter())]
+def _cell(received: float, fds: list[int], template_runtime: object, handler: object,
+          runtime: ModuleType) -> None:
+    """In a forked child (a *cell*): wait for the server to claim it, then confine it as
+    its own environment and serve. Nothing of the function runs before the claim."""
+    stages = [("received", received), ("forked", time.perf_counter())]
     try:
-        jail.arrange_fds(fds[0], fds[1], fds[2] if len(fds) > 2 else None)
-        ctl = socket.socket(fileno=jail.CTL_FD)
-        try:
-            # The server moves this process into the environment's cgroup, then says go.
-            if ctl.recv(1) != b"g":
-                os._exit(0)
-        finally:
-            ctl.detach()
-        req["stages"].append(("cgroup", time.perf_counter()))
+        jail.arrange_fds(fds[0], fds[1])
+        # Its own mount namespace, ahead of time: a claim only attaches /tmp in it.
         libc.unshare(libc.CLONE_NEWNS)
-        if len(fds) > 2:
-            mounts.attach(jail.TMP_FD, "/tmp")
+        jail.warm_up()  # copy, while idle, the pages the claim will touch
+        # The server has moved this process into the environment's own cgroup before it
+        # claims it: one byte with the /tmp mount, then its uid, nonce and variables.
+        req, tmp_fd = cells.await_function()
+        req["stages"] = [*stages, ("claimed", time.perf_counter())]
+        if tmp_fd is not None:
+            mounts.attach(tmp_fd, "/tmp")
         req["stages"].append(("mounts", time.perf_counter()))
         privileges.drop(req["uid"], req["gid"])
         seccomp.install()
         privileges.verify(req["uid"], req["gid"], seccomp=True)
         req["stages"].append(("privileges", time.perf_counter()))
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        try:
-            protocol.write_frame(socket.socket(fileno=jail.CTL_FD),
-                                 {"t": "setup_error", "message": message})
-        finally:
-            os._exit(70)
+        cells.fail_setup(exc)
     env_runtime = runtime.Runtime(req)
     env_runtime.settings = template_runtime.settings  # type: ignore[attr-defined]
     restored = env_runtime.restore(handler)
@@ -163,37 +160,22 @@ def _environment(req: dict, fds: list[int], template_runtime: object,
     env_runtime.serve(restored)
 
 
-def serve_forks(sock: socket.socket, template_runtime: object, handler: object,
-                runtime: ModuleType) -> None:
-    """Fork an environment per request; answer each with the child's pid."""
-    while True:
-        try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 4)
-        except InterruptedError:
-            continue
-        if not msg:
-            os._exit(0)  # the server went away
-        received = time.perf_counter()
-        try:
-            req = json.loads(msg)
-            req["received"] = received
-            pid = libc.clone_process(libc.CLONE_PARENT)
-            if pid == 0:
-                status = 70
-                try:
-                    _environment(req, fds, template_runtime, handler, runtime)
-                    status = 0
-                except SystemExit as exc:
-                    status = exc.code if isinstance(exc.code, int) else 1
-                finally:
-                    os._exit(status)
-            reply: dict[str, object] = {"pid": pid}
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        finally:
-            for fd in fds:
-                os.close(fd)
-        sock.send(json.dumps(reply).encode())
+def _fork_cell(fds: list[int], template_runtime: object, handler: object,
+               runtime: ModuleType) -> int:
+    """Fork a cell (a sibling: CLONE_PARENT, so the server reaps it); its pid."""
+    received = time.perf_counter()
+    pid = libc.clone_process(libc.CLONE_PARENT)
+    if pid:
+        return pid
+    status = 70
+    try:
+        _cell(received, fds, template_runtime, handler, runtime)
+        status = 0
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os._exit(status)
+    return 0  # unreachable
 
 
 def main(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
@@ -205,12 +187,7 @@ def main(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
     try:
         setup(req, sock, last_cap)
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        try:
-            protocol.write_frame(socket.socket(fileno=jail.CTL_FD),
-                                 {"t": "setup_error", "message": message})
-        finally:
-            os._exit(70)
+        cells.fail_setup(exc)
     template_runtime = runtime.Runtime(req)
     handler = template_runtime.init()
     if handler is None:
@@ -219,4 +196,6 @@ def main(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
     # (copy) its pages, so it is kept out of their collections, as the zygote does.
     gc.collect()
     gc.freeze()
-    serve_forks(sock, template_runtime, handler, runtime)
+    cells.serve_forks(sock, lambda _req, fds: _fork_cell(fds, template_runtime, handler,
+                                                         runtime), max_fds=2)
+    os._exit(0)  # the server went away

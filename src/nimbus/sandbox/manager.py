@@ -376,18 +376,7 @@ class SandboxManager:
                 cell.cgroup.configure(spec.memory_mb, self.pids_max)
             request = self._function_request(spec, uid, nonce)
             requested = time.perf_counter()
-            if os.sched_getscheduler(cell.pid) != os.SCHED_OTHER:
-                # Cells idle at SCHED_IDLE; this one is needed now, at normal priority.
-                os.sched_setscheduler(cell.pid, os.SCHED_OTHER, os.sched_param(0))
-            # One byte carrying the /tmp mount (SCM_RIGHTS), then the frame: a few kB
-            # into an empty socket buffer, does not block.
-            frame = protocol.encode({"t": "specialize", "req": request})
-            if disk is None:
-                cell.ctl.sendall(b"\x00" + frame)
-            else:
-                sent = socket.send_fds(cell.ctl, [b"\x01" + frame], [disk.fd])
-                if sent < len(frame) + 1:
-                    cell.ctl.sendall(frame[sent - 1:])
+            self._hand_over(cell, {"t": "specialize", "req": request}, disk)
         except BaseException as exc:
             if isinstance(exc, OSError):
                 log.warning("discarding a stem cell: %s", exc)
@@ -402,6 +391,22 @@ class SandboxManager:
         environment.origin = "stem cell"
         environment.stages.append(("requested", requested))
         return environment
+
+    @staticmethod
+    def _hand_over(cell: StemCell, message: dict, disk: TmpDisk | None) -> None:
+        """Give a waiting cell (a stem cell or a SnapStart template's) its function, as
+        ``nimbus.guest.cells.await_function`` reads it: one byte carrying the /tmp mount
+        (SCM_RIGHTS), then the frame: a few kB into an empty socket buffer, no block."""
+        if os.sched_getscheduler(cell.pid) != os.SCHED_OTHER:
+            # Cells idle at SCHED_IDLE; this one is needed now, at normal priority.
+            os.sched_setscheduler(cell.pid, os.SCHED_OTHER, os.sched_param(0))
+        frame = protocol.encode(message)
+        if disk is None:
+            cell.ctl.sendall(b"\x00" + frame)
+        else:
+            sent = socket.send_fds(cell.ctl, [b"\x01" + frame], [disk.fd])
+            if sent < len(frame) + 1:
+                cell.ctl.sendall(frame[sent - 1:])
 
     async def _from_zygote(self, zygote: Zygote, spec: EnvironmentSpec, env_id: str,
                            uid: int, nonce: str, own_uid: int | None) -> Environment:

@@ -8,15 +8,16 @@ uids of its environments, one each, reused when an environment stops), writes it
 uid/gid maps, moves it into its own cgroup (memory = MemorySize) and lets it run its
 init. Once ready it is stopped (SIGSTOP) and continued only to fork.
 
-Forking an environment: a ``/tmp`` disk, a cgroup and a uid are taken as for any cold
-start; the template forks the child (a child of the server: CLONE_PARENT); the server
-moves it into the environment's cgroup from outside, then lets it confine itself and
-restore. The environment is then an ordinary ``Environment``.
+A cold start claims one of the template's *cells* (``nimbus.sandbox.template_cells``:
+children forked from it ahead of time, each already in the environment cgroup it will
+keep), or forks one now when none is ready; it takes a ``/tmp`` disk and a uid as any
+cold start does and hands them, with the environment's variables, to the cell, which
+confines itself and restores. The environment is then an ordinary ``Environment``.
 
 Templates are reaped once idle (no environment alive, unused for ``idle_seconds``),
 replaced when their version's configuration changes, and closed with the manager;
-closing a template kills the environments forked from it (they live in the PID
-namespace its keeper process holds).
+closing a template kills its cells and the environments forked from it (they live in
+the PID namespace its keeper process holds).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import secrets
@@ -37,6 +37,7 @@ from nimbus.sandbox.cgroups import Cgroup
 from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import SandboxError
 from nimbus.sandbox.spec import EnvironmentSpec
+from nimbus.sandbox.template_cells import CELLS, TemplateCells
 from nimbus.sandbox.tmpdisk import TmpDisk
 
 if TYPE_CHECKING:
@@ -85,13 +86,14 @@ class TemplateInfo:
     forks: int
     created: float
     last_used: float
+    cells: int = 0  # forked ahead of time, waiting (each in its own cgroup)
 
 
 class Template:
     """A live template for one function version's spec."""
 
     def __init__(self, spec: EnvironmentSpec, process: Environment, fork_sock: socket.socket,
-                 uid_first: int) -> None:
+                 uid_first: int, manager: SandboxManager, cells: int = CELLS) -> None:
         self.spec = spec
         self.key = fingerprint(spec)
         self.process = process  # the template itself: its exit, logs, cgroup
@@ -102,7 +104,8 @@ class Template:
         self.forks = 0
         self.created = time.time()
         self.last_used = time.monotonic()
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one fork at a time
+        self.cells = TemplateCells(self, manager, cells)
 
     @property
     def alive(self) -> bool:
@@ -117,52 +120,36 @@ class Template:
         return TemplateInfo(self.spec.function_name, self.spec.version, self.process.pid,
                             round(self.process.init_duration_ms, 3), usage,
                             len(self.environments), self.forks, self.created,
-                            time.time() - (time.monotonic() - self.last_used))
+                            time.time() - (time.monotonic() - self.last_used),
+                            self.cells.ready)
 
     def signal(self, sig: int) -> None:
         if self.process.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, sig)
 
-    async def fork(self, request: dict, fds: list[int]) -> int:
-        loop = asyncio.get_running_loop()
-        async with self.lock:
-            self.signal(signal.SIGCONT)  # frozen between forks
-            try:
-                socket.send_fds(self.fork_sock, [_json(request)], fds)
-                raw = await loop.sock_recv(self.fork_sock, 65536)
-            except OSError as exc:
-                raise SandboxError(f"the SnapStart template died: {exc}") from exc
-            finally:
-                self.signal(signal.SIGSTOP)
-        if not raw:
-            raise SandboxError("the SnapStart template died")
-        reply = json.loads(raw)
-        if "error" in reply:
-            raise SandboxError(f"cannot fork from the SnapStart template: {reply['error']}")
-        self.forks += 1
-        self.last_used = time.monotonic()
-        return int(reply["pid"])
-
     async def close(self) -> None:
         self.signal(signal.SIGCONT)
+        await self.cells.close()
         self.fork_sock.close()
         await asyncio.gather(*(e.stop() for e in list(self.environments)),
                              return_exceptions=True)
         await self.process.stop()
 
 
-def _json(request: dict) -> bytes:
-    return json.dumps(request).encode()
-
-
 class Templates:
     """The manager's templates, one per (function ARN, version)."""
 
-    def __init__(self, manager: SandboxManager) -> None:
+    def __init__(self, manager: SandboxManager, cells: int = CELLS) -> None:
         self._manager = manager
+        self.cells = cells  # per template
         self._templates: dict[tuple[str, str], Template] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def get(self, function_arn: str, version: str) -> Template | None:
+        """The live template of a version, if any."""
+        template = self._templates.get((function_arn, version))
+        return template if template is not None and template.alive else None
 
     def infos(self) -> list[TemplateInfo]:
         return [t.info() for t in self._templates.values() if t.alive]
@@ -182,6 +169,7 @@ class Templates:
                 await template.close()
             template = await self._create(spec)
             self._templates[ident] = template
+            template.cells.refill()
             return template
 
     async def _create(self, spec: EnvironmentSpec) -> Template:
@@ -248,59 +236,42 @@ class Templates:
                               process_group=False, on_stop=stopped, tmp=disk)
         process.origin = "snapstart template"
         await process.wait_ready(m.init_timeout_s)
-        template = Template(spec, process, fork_ours, first)
+        template = Template(spec, process, fork_ours, first, m, self.cells)
         template.signal(signal.SIGSTOP)
         log.info("SnapStart template for %s:%s ready (init %.1f ms)", spec.function_name,
                  spec.version, process.init_duration_ms)
         return template
 
     async def start(self, spec: EnvironmentSpec) -> Environment:
-        """A cold start from the version's template (made first if needed)."""
+        """A cold start from the version's template (made first if needed): a ready
+        cell claimed, or one forked now."""
         template = await self.ensure(spec)
         m = self._manager
         if not template.free_uids:
             raise SandboxError(f"SnapStart template of {spec.function_name}:{spec.version} "
                                f"has no uid left ({BLOCK - 1} environments at a time)")
         uid = template.free_uids.pop()
+        requested = time.perf_counter()
+        cell = template.cells.take()
+        origin = "snapstart cell" if cell is not None else "snapstart"
         disk: TmpDisk | None = None
-        cgroup: Cgroup | None = None
-        ctl_ours = ctl_theirs = None
-        log_r = log_w = -1
         try:
+            if cell is None:
+                cell = await template.cells.make(background=False)
             disk = None if m._tmp is None else await m._tmp.take(spec.ephemeral_mb)
-            cgroup = m._take_cgroup(spec.memory_mb)
-            ctl_ours, ctl_theirs = socket.socketpair()
-            log_r, log_w = os.pipe2(os.O_CLOEXEC)
             nonce = secrets.token_hex(8)
-            function = m._function_request(spec, uid, nonce)
-            function["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
-            request = {"uid": uid, "gid": uid, "nonce": nonce, "env": function["env"]}
-            requested = time.perf_counter()
-            fds = [ctl_theirs.fileno(), log_w] + ([disk.fd] if disk is not None else [])
-            pid = await template.fork(request, fds)
-            try:
-                if cgroup is not None:
-                    for procs in cgroup.procs_files:
-                        _write(procs, str(pid))
-                ctl_ours.send(b"g")
-            except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-                raise
+            env = m._function_request(spec, uid, nonce)["env"]
+            env["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
+            m._hand_over(cell, {"t": "claim", "req": {"uid": uid, "gid": uid, "nonce": nonce,
+                                                      "env": env}}, disk)
         except BaseException:
-            for sock in (ctl_ours, ctl_theirs):
-                if sock is not None:
-                    sock.close()
-            for fd in (log_r, log_w):
-                if fd >= 0:
-                    os.close(fd)
-            m._release(None, cgroup, disk)
+            if cell is not None:
+                cell.discard()
+                m._release(None, cell.cgroup)
+            # The cell may have attached the disk before it was killed: never reuse it.
+            m._release(None, None, disk)
             template.free_uids.append(uid)
             raise
-        ctl_theirs.close()
-        os.close(log_w)
 
         async def stopped(environment: Environment) -> None:
             template.environments.discard(environment)
@@ -308,11 +279,14 @@ class Templates:
             m._release(None, environment.cgroup, environment.tmp)
             template.free_uids.append(uid)
 
-        environment = Environment(env_id=secrets.token_hex(8), spec=spec, pid=pid,
-                                  ctl=ctl_ours, log_fd=log_r, nonce=nonce, cgroup=cgroup,
-                                  process_group=False, on_stop=stopped, tmp=disk)
-        environment.origin = "snapstart"
+        environment = Environment(env_id=secrets.token_hex(8), spec=spec, pid=cell.pid,
+                                  ctl=cell.ctl, log_fd=cell.log_fd, nonce=nonce,
+                                  cgroup=cell.cgroup, process_group=False, on_stop=stopped,
+                                  pidfd=cell.pidfd, tmp=disk)
+        environment.origin = origin
         environment.stages.append(("requested", requested))
+        template.forks += 1
+        template.last_used = time.monotonic()
         template.environments.add(environment)
         m._environments.add(environment)
         await environment.wait_ready(m.init_timeout_s)

@@ -1,0 +1,107 @@
+"""What the cold-start benchmarks share: the fork floor, percentiles, invocations, a
+loop of measured cold starts with their stage timings, and the printed table.
+
+Imported by ``bench/coldstart.py`` and ``bench/snapstart.py`` once they have fixed
+``sys.path`` (this directory's http.py must not shadow the standard library's).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from nimbus.sandbox import Environment, EnvironmentSpec, Invocation, SandboxManager
+
+HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def fork_floor(iterations: int) -> list[float]:
+    """fork + _exit + waitpid of this (running) Python process, in ms."""
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def write_code(directory: Path, source: str) -> Path:
+    """A function package: ``directory/app.py``, world-readable, as the store leaves it."""
+    directory.mkdir(mode=0o755)
+    (directory / "app.py").write_text(source)
+    (directory / "app.py").chmod(0o644)
+    return directory
+
+
+def invocation(arn: str, timeout_s: float = 3) -> Invocation:
+    return Invocation(str(uuid.uuid4()), b'{"name": "bench"}',
+                      int((time.time() + timeout_s) * 1000), arn)
+
+
+async def cold_starts(manager: SandboxManager, spec: EnvironmentSpec, n: int,
+                      timeout_s: float = 3,
+                      sample: Callable[[Environment], int] | None = None) -> dict:
+    """``n`` cold starts of ``spec``, one after the other, each followed by its first
+    invoke and stopped: start() and start() + first invoke times (ms), init (or
+    restore) durations, what served each (stem cell, zygote, ...), the p50 of each
+    stage from the request on, and ``sample(env)`` after the first invoke if given."""
+    starts: list[float] = []
+    firsts: list[float] = []
+    inits: list[float] = []
+    samples: list[int] = []
+    origins: dict[str, int] = {}
+    stages: dict[str, list[float]] = {}
+    for _ in range(n):
+        t0 = time.perf_counter()
+        env = await manager.start(spec)
+        t1 = time.perf_counter()
+        outcome = await env.invoke(invocation(spec.function_arn, timeout_s))
+        t2 = time.perf_counter()
+        assert outcome.function_error is None, outcome.payload
+        starts.append((t1 - t0) * 1000)
+        firsts.append((t2 - t0) * 1000)
+        inits.append(env.init_duration_ms)
+        if sample is not None:
+            samples.append(sample(env))
+        origins[env.origin] = origins.get(env.origin, 0) + 1
+        ordered = sorted(env.stages, key=lambda s: s[1])
+        names = [name for name, _ in ordered]
+        if "requested" in names:
+            ordered = ordered[names.index("requested"):]
+            for (a, ta), (b, tb) in itertools.pairwise(ordered):
+                stages.setdefault(f"{a} -> {b}", []).append((tb - ta) * 1000)
+        await env.stop()
+    return {"start": starts, "first": firsts, "init": inits, "samples": samples,
+            "origins": origins,
+            "stages": {k: round(statistics.median(v), 3) for k, v in stages.items()
+                       if len(v) > n // 2}}
+
+
+def table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Print ``rows`` under ``columns`` (with rich when installed)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        for row in rows:
+            print(f"{row[0]:<52} " + " ".join(f"{c:>10}" for c in row[1:]))
+        return
+    t = Table(title=title)
+    for i, name in enumerate(columns):
+        t.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
