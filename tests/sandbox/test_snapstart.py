@@ -228,3 +228,32 @@ def test_cells_die_with_their_template(sb: Sandbox) -> None:
     for pid in [*cells, env.pid, template.process.pid]:
         assert not os.path.exists(f"/proc/{pid}"), pid  # killed and reaped
     assert not env.alive
+
+
+def test_tmp_is_private_per_environment_with_tmp_in_memory(
+    sb: Sandbox, code: Path, tmp_path: Path
+) -> None:
+    """tmp_storage = "memory": an environment forked from a template cannot mount a tmpfs
+    itself, so the server hands it one; it never sees the template's or a sibling's."""
+    from nimbus.sandbox import SandboxManager
+
+    memory = Sandbox(sb.loop, sb.loop.run(_manager(tmp_path)), sb.base)
+    s = _snap(code, version="7")
+    one, two = memory.start(s), memory.start(s)
+    try:
+        memory.call(one, {"action": "write", "name": "one"})
+        memory.call(two, {"action": "write", "name": "two"})
+        seen_one, seen_two = memory.call(one)["tmp"], memory.call(two)["tmp"]
+        assert "one" in seen_one and "two" not in seen_one and "template-file" not in seen_one
+        assert "two" in seen_two and "one" not in seen_two
+    finally:
+        memory.stop(one)
+        memory.stop(two)
+        sb.loop.run(memory.manager.close())
+    assert isinstance(memory.manager, SandboxManager)
+
+
+async def _manager(tmp_path: Path) -> Any:
+    from nimbus.sandbox import SandboxManager
+
+    return SandboxManager(tmp_path / "work", tmp_storage="memory")

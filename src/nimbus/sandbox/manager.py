@@ -448,8 +448,11 @@ class SandboxManager:
             self._free_uids.append(uid)
         if cgroup is not None:
             self._background(asyncio.to_thread(cgroup.remove))
-        if disk is not None and self._tmp is not None:
-            self._tmp.release(disk)
+        if disk is not None:
+            if self._tmp is not None:
+                self._tmp.release(disk)
+            else:  # a template environment's tmpfs (tmp_storage "memory")
+                self._background(asyncio.to_thread(disk.close))
 
     async def close(self) -> None:
         """Kill every environment and zygote and remove nimbus' cgroups."""

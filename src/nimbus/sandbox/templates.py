@@ -38,7 +38,7 @@ from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import SandboxError
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.template_cells import CELLS, TemplateCells
-from nimbus.sandbox.tmpdisk import TmpDisk
+from nimbus.sandbox.tmpdisk import TmpDisk, memory_tmp
 
 if TYPE_CHECKING:
     from nimbus.sandbox.manager import SandboxManager
@@ -184,7 +184,7 @@ class Templates:
         log_r = log_w = -1
         pid = 0
         try:
-            disk = None if m._tmp is None else await m._tmp.take(spec.ephemeral_mb)
+            disk = await _tmp_for(m, spec.ephemeral_mb)
             cgroup = m._take_cgroup(spec.memory_mb)
             ctl_ours, ctl_theirs = socket.socketpair()
             fork_ours, fork_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -258,7 +258,7 @@ class Templates:
         try:
             if cell is None:
                 cell = await template.cells.make(background=False)
-            disk = None if m._tmp is None else await m._tmp.take(spec.ephemeral_mb)
+            disk = await _tmp_for(m, spec.ephemeral_mb)
             nonce = secrets.token_hex(8)
             env = m._function_request(spec, uid, nonce)["env"]
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
@@ -312,3 +312,12 @@ class Templates:
         templates = list(self._templates.values())
         self._templates.clear()
         await asyncio.gather(*(t.close() for t in templates), return_exceptions=True)
+
+
+async def _tmp_for(manager: SandboxManager, size_mb: int) -> TmpDisk:
+    """An environment's own /tmp: a disk from the manager's supply, or (``tmp_storage =
+    "memory"``) a tmpfs made here, since one forked from a template cannot mount it
+    itself and must not share the template's."""
+    if manager._tmp is not None:
+        return await manager._tmp.take(size_mb)
+    return await asyncio.to_thread(memory_tmp, size_mb)

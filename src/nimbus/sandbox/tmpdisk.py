@@ -53,7 +53,13 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nimbus.sandbox.loop_devices import attach_loop, copy_range, data_segments, mount_detached
+from nimbus.sandbox.loop_devices import (
+    attach_loop,
+    copy_range,
+    data_segments,
+    mount_detached,
+    tmpfs_detached,
+)
 
 MB = 1024 * 1024
 BLOCK = 4096
@@ -322,6 +328,19 @@ class TmpDisks:
             for disk in pool:
                 disk.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def memory_tmp(size_mb: int) -> TmpDisk:
+    """A tmpfs of ``size_mb`` for one environment, handed over like a disk: for
+    environments forked from a SnapStart template with ``tmp_storage = "memory"``,
+    which cannot mount one themselves and must not keep the template's (blocking)."""
+    fd = tmpfs_detached(size_mb)
+    try:
+        free = os.fstatvfs(fd).f_bfree
+    except OSError:
+        os.close(fd)
+        raise
+    return TmpDisk(size_mb, fd, "tmpfs", free)
 
 
 def probe(directory: Path) -> str:
