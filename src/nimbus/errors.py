@@ -335,3 +335,22 @@ class ResourceInUse(UserError):
 
     type_name = "ResourceInUseException"
     message_key = "message"
+
+
+# CloudWatch Logs (json protocol): ``{"__type", "message"}``, no ``Type``; every error of
+# the service is a 400 (botocore's logs model gives none a status of its own).
+class LogsError(UserError):
+    kind = None
+    message_key = "message"
+
+
+class LogsInvalidParameter(LogsError):
+    type_name = "InvalidParameterException"
+
+
+class LogsResourceNotFound(LogsError):
+    type_name = "ResourceNotFoundException"
+
+
+class LogsInvalidOperation(LogsError):
+    type_name = "InvalidOperationException"

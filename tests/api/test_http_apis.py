@@ -267,7 +267,7 @@ def test_integration_lifecycle(gw, api: str) -> None:
 def test_integration_validation(gw, api: str, server: NimbusProcess) -> None:
     base = {"ApiId": api, "IntegrationType": "AWS_PROXY", "IntegrationUri": ARN + "f"}
     cases = [
-        ({**base, "PayloadFormatVersion": "1.0"}, "only payload format 2.0 is supported"),
+        ({**base, "PayloadFormatVersion": "3.0"}, "use 2.0 or 1.0"),
         (base, "payloadFormatVersion is required"),
         (
             {**base, "IntegrationType": "HTTP_PROXY", "PayloadFormatVersion": "2.0"},

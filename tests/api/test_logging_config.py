@@ -245,7 +245,7 @@ def test_json_logs_drop_records_below_the_application_level(
     failed_report = platform(failed_lines)["platform.report"]["record"]
     assert failed_report["status"] == "error" and failed_report["errorType"] == "ValueError"
 
-    shown = nimbus_cli(server, "logs", fn)
+    shown = nimbus_cli(server, "logs", fn, "--raw")
     assert shown.returncode == 0, shown.stderr
     shown_lines = shown.stdout.splitlines()
     assert all(line.startswith("{") for line in shown_lines), shown_lines
@@ -268,7 +268,7 @@ def test_text_logs_stay_as_they_were(lam, server: NimbusProcess) -> None:
     assert lines[4].startswith("[WARNING]\t") and lines[4].endswith("\twarn record")
     assert lines[5] == f"END RequestId: {request_id}"
     assert lines[6].startswith(f"REPORT RequestId: {request_id}\tDuration: ")
-    shown = nimbus_cli(server, "logs", fn)
+    shown = nimbus_cli(server, "logs", fn, "--raw")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines() == lines
 

@@ -48,7 +48,7 @@ def test_invoke_ls_and_logs(nimbus: NimbusProcess) -> None:
     assert "got {'a': 1}" in logs.stdout and "Init Duration" in logs.stdout
 
     missing = nimbus_cli(nimbus, "invoke", "nope")
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # the caller's mistake (1 is the function's error)
     assert "ResourceNotFoundException: Function not found" in missing.stderr
 
 

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
+from nimbus.api.cloudwatch_logs import LOGS
 from nimbus.api.scheduler import SCHEDULER
 from nimbus.api.services import services_of
 from nimbus.api.sqs import SQS
@@ -32,7 +33,7 @@ from nimbus.protocol.messages import HttpRequest, HttpResponse
 from nimbus.protocol.router import Claim, Router
 from nimbus.protocol.service import AwsService
 
-SERVICES: list[AwsService] = [SCHEDULER, SQS]
+SERVICES: list[AwsService] = [SCHEDULER, SQS, LOGS]
 
 # The largest request a service takes (SQS: 1 MiB messages, 10 to a batch; S3 puts
 # beyond this need streaming, which this layer does not do yet).

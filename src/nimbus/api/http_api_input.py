@@ -251,17 +251,14 @@ def integration_input(params: Params, config: Config, creating: bool) -> dict[st
         raise BadRequest("integrationUri is required for an AWS_PROXY integration.")
     if version is None and creating:
         raise BadRequest(
-            "payloadFormatVersion is required for Lambda proxy integrations of HTTP APIs; "
-            "nimbus supports 2.0."
+            "payloadFormatVersion is required for Lambda proxy integrations of HTTP APIs: "
+            "give 2.0 or 1.0."
         )
     if version is not None:
-        if version == "1.0":
+        if version not in ("1.0", "2.0"):
             raise BadRequest(
-                "Invalid payloadFormatVersion 1.0: only payload format 2.0 is supported by nimbus."
-            )
-        if version != "2.0":
-            raise BadRequest(
-                f"Invalid payloadFormatVersion '{version}': only payload format 2.0 is supported."
+                f"Invalid payloadFormatVersion '{version}': use 2.0 or 1.0 (the REST API "
+                "style event)."
             )
         changes["payload_format_version"] = version
     if method is not None and method != "POST":

@@ -1,5 +1,5 @@
 """HTTP APIs through API Gateway v2's REST API (``/v2/apis...``), protocol HTTP only:
-APIs (with quick create), integrations (Lambda AWS_PROXY, payload format 2.0), routes
+APIs (with quick create), integrations (Lambda AWS_PROXY, payload format 2.0 or 1.0), routes
 and stages; ``boto3.client("apigatewayv2")`` and ``aws apigatewayv2`` work unchanged.
 
 nimbus has no deployments: every route, integration and stage change is live on every

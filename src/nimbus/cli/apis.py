@@ -15,14 +15,18 @@ import typer
 from nimbus.cli.client import (
     ENDPOINT,
     FUNCTIONS,
+    JsonOption,
     call,
     fail,
     function_arn_of,
     function_label,
     no_function,
     pages,
+    print_json,
     say,
     segment,
+    show,
+    table,
 )
 from nimbus.route_keys import DEFAULT_ROUTE, DEFAULT_STAGE, parse_route_key
 
@@ -196,20 +200,20 @@ def api_route(
 @api_app.command("ls")
 def api_list(
     api: Annotated[str | None, typer.Option(help="Only the HTTP API with this name or id")] = None,
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
-    """List HTTP APIs and their routes, with the URL to call per stage."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List HTTP APIs and their routes, with the URL to call per stage (--json: each API
+    as GetApi gives it, with its "stages", and "routes" each with its "integration"
+    and "urls")."""
     if api is None:
         apis = list(pages(_v2(endpoint), "items", "nextToken", "nextToken"))
     else:
         apis = _apis_named(endpoint, api)
         if not apis:
             fail(f"no HTTP API named {api!r} (`nimbus api ls` lists them)")
-    table = Table("api", "route", "function", "key required", "auth", "url")
-    table.columns[-1].overflow = "fold"  # a URL is shown whole, never cut with "…"
+    made = table("api", "route", "function", "key required", "auth", "url")
+    described = []
     for record in apis:
         api_id = record["apiId"]
 
@@ -217,17 +221,20 @@ def api_list(
             # missing_ok: an API deleted since it was listed simply shows no routes.
             return pages(_v2(endpoint, api_id, kind), "items", "nextToken", "nextToken", True)
 
-        stages = [s["stageName"] for s in listing("stages")]
+        stage_records = list(listing("stages"))
+        stages = [s["stageName"] for s in stage_records]
         integrations = {i["integrationId"]: i for i in listing("integrations")}
         label = f"{record['name']} ({api_id})"
         routes = list(listing("routes"))
+        described.append({**record, "stages": stage_records, "routes": []})
         if not routes:
-            table.add_row(label, "(no routes)", "", "", "", "")
+            made.add_row(label, "(no routes)", "", "", "", "")
         for route in routes:
             target = (route.get("target") or "").removeprefix("integrations/")
             integration = integrations.get(target)
             urls = [route_url(record["apiEndpoint"], s, route["routeKey"]) for s in stages]
-            table.add_row(
+            described[-1]["routes"].append({**route, "integration": integration, "urls": urls})
+            made.add_row(
                 label,
                 route["routeKey"],
                 function_label(integration["integrationUri"]) if integration else "-",
@@ -235,7 +242,10 @@ def api_list(
                 route.get("authorizationType", "NONE"),
                 "\n".join(urls) or "(no stage: not served)",
             )
-    Console().print(table)
+    if as_json:
+        print_json(described)
+    else:
+        show(made)
 
 
 @api_app.command("rm")

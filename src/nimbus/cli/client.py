@@ -4,9 +4,11 @@ the result, so ``URL=$(nimbus url create hello)`` works; what happened goes to s
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
 
 import httpx
@@ -18,6 +20,27 @@ FUNCTIONS = "/2015-03-31/functions"  # the Lambda API's functions resource
 ENDPOINT = typer.Option(
     "http://127.0.0.1:9000", envvar="NIMBUS_ENDPOINT", help="The nimbus to talk to"
 )
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the data as JSON on stdout (for scripts)")
+]
+
+
+@dataclass(frozen=True)
+class Exits:
+    """The exit codes of a command: ``refused`` for a request the server refused as the
+    caller's mistake (4xx: a missing function, bad input), ``failed`` for a failure that
+    is not (5xx, throttling, a function error), ``unreachable`` when no nimbus answered.
+    Typer's own usage errors exit 2."""
+
+    refused: int
+    failed: int
+    unreachable: int
+
+
+# The older commands exit 1 on every failure (their tests and scripts rely on it).
+ONE = Exits(refused=1, failed=1, unreachable=1)
+# 0 ok, 1 failed (the function's error), 2 the caller's mistake, 3 cannot reach nimbus.
+MEANINGFUL = Exits(refused=2, failed=1, unreachable=3)
 
 
 def signer(service: str = "lambda") -> Any:
@@ -36,9 +59,10 @@ def signer(service: str = "lambda") -> Any:
 
 
 def call(method: str, url: str, allow: tuple[int, ...] = (), *, service: str | None = None,
-         **kwargs: Any) -> httpx.Response:
-    """The response; an error status (unless in ``allow``) is printed and exits 1. Signed
-    for ``service`` (default: the control-plane service the path belongs to)."""
+         exits: Exits = ONE, **kwargs: Any) -> httpx.Response:
+    """The response; an error status (unless in ``allow``) is printed and exits as
+    ``exits`` says. Signed for ``service`` (default: the control-plane service the path
+    belongs to)."""
     from nimbus.sigv4.verification import control_plane_service
 
     service = service or control_plane_service(httpx.URL(url).path)
@@ -46,11 +70,39 @@ def call(method: str, url: str, allow: tuple[int, ...] = (), *, service: str | N
         response = httpx.request(method, url, timeout=960, auth=signer(service), **kwargs)
     except httpx.HTTPError as exc:
         typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(exits.unreachable) from exc
     if response.status_code >= 400 and response.status_code not in allow:
         report_error(response)
-        raise typer.Exit(1)
+        raise typer.Exit(exit_code(response.status_code, exits))
     return response
+
+
+def exit_code(status: int, exits: Exits) -> int:
+    """A refused request is the caller's to fix, except throttling (429: retry later)."""
+    return exits.refused if 400 <= status < 500 and status != 429 else exits.failed
+
+
+def print_json(data: Any) -> None:
+    """``--json``: the data as the API gave it, one JSON document on stdout."""
+    typer.echo(json.dumps(data, indent=2))
+
+
+def table(*columns: str) -> Any:
+    """A rich table whose cells fold rather than lose characters: an id or a URL is
+    shown whole in an 80-column terminal (COLUMNS), split over lines if it must be."""
+    from rich.table import Table
+
+    made = Table(*columns)
+    for column in made.columns:
+        column.overflow = "fold"
+    return made
+
+
+def show(made: Any) -> None:
+    """Print a table (``table()``) on stdout."""
+    from rich.console import Console
+
+    Console().print(made)
 
 
 def report_error(response: httpx.Response) -> None:
@@ -75,20 +127,21 @@ def say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"nimbus: {message}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
-def no_function(response: httpx.Response) -> NoReturn:
+def no_function(response: httpx.Response, code: int = 1) -> NoReturn:
     """A 404 where the function (or its alias) was needed: the server's error, and what to do."""
     report_error(response)
     if response.headers.get("x-amzn-errortype") == "ResourceNotFoundException":
         fail(
-            "create the function (and alias) first: boto3 `create_function`, "
-            "`aws lambda create-function`; `nimbus ls` lists the functions."
+            "create the function (and alias) first: `nimbus deploy`, boto3 "
+            "`create_function`, `aws lambda create-function`; `nimbus ls` lists the functions.",
+            code,
         )
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def segment(value: str) -> str:
@@ -97,14 +150,16 @@ def segment(value: str) -> str:
 
 
 def pages(
-    url: str, key: str, token: str, next_key: str, missing_ok: bool = False
+    url: str, key: str, token: str, next_key: str, missing_ok: bool = False,
+    exits: Exits = ONE,
 ) -> Iterator[Any]:
     """Every item of a paginated listing (Lambda: Marker/NextMarker; API Gateway:
     nextToken); nothing when ``missing_ok`` and the parent is gone (404)."""
     marker: str | None = None
     while True:
         params = {token: marker} if marker else None
-        answer = call("GET", url, params=params, allow=(404,) if missing_ok else ())
+        answer = call("GET", url, params=params, allow=(404,) if missing_ok else (),
+                      exits=exits)
         if answer.status_code == 404:
             return
         page = answer.json()

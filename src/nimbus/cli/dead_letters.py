@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from nimbus.cli.client import ENDPOINT, call
+from nimbus.cli.client import ENDPOINT, JsonOption, call, print_json, show, table
 
 dlq = typer.Typer(help="Dead letters: async events that could not be processed.")
 
@@ -15,25 +15,26 @@ dlq = typer.Typer(help="Dead letters: async events that could not be processed."
 def dlq_list(
     function: Annotated[str | None, typer.Option(help="Only this function")] = None,
     queue: Annotated[str | None, typer.Option(help="Only this DeadLetterConfig queue")] = None,
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
-    """List dead letters (not yet re-driven)."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """List dead letters (not yet re-driven; --json: whole, payloads included)."""
     params = {k: v for k, v in {"FunctionName": function, "Queue": queue}.items() if v}
     letters = call("GET", f"{endpoint}/_nimbus/dead-letters", params=params).json()
-    table = Table("id", "function", "condition", "attempts", "request id", "payload")
+    if as_json:
+        print_json(letters["DeadLetters"])
+        return
+    made = table("id", "function", "condition", "attempts", "request id", "payload")
     for letter in letters["DeadLetters"]:
-        table.add_row(
+        made.add_row(
             str(letter["id"]),
             letter["function_name"],
             letter["condition"],
             str(letter["attempts"]),
             letter["request_id"],
-            letter["payload"][:60],
+            letter["payload"][:60],  # a glimpse: --json has it whole
         )
-    Console().print(table)
+    show(made)
 
 
 @dlq.command("redrive")

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from nimbus.cli import apis, dead_letters, functions, schedules, server, urls
+from nimbus.cli import (
+    apis,
+    blueprints,
+    dead_letters,
+    deploy,
+    dev,
+    inventory,
+    invocation,
+    logs,
+    schedules,
+    server,
+    urls,
+)
 
 app = typer.Typer(
     help="nimbus: AWS Lambda's model and API on your own machine.",
@@ -13,9 +25,13 @@ app = typer.Typer(
 )
 app.command()(server.up)
 app.command()(server.credentials)
-app.command()(functions.invoke)
-app.command()(functions.logs)
-app.command("ls")(functions.list_functions)
+app.command()(invocation.invoke)
+app.command()(logs.logs)
+app.command("ls")(inventory.list_functions)
+app.command("rm")(deploy.remove)  # a function NAME, or --stack (deploy.py dispatches)
+app.command()(deploy.deploy)
+app.command("init")(blueprints.init)
+app.command()(dev.dev)
 app.add_typer(dead_letters.dlq, name="dlq")
 app.command()(server.doctor)
 app.command()(server.version)

@@ -9,7 +9,19 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from nimbus.cli.client import ENDPOINT, FUNCTIONS, call, no_function, report_error, say, segment
+from nimbus.cli.client import (
+    ENDPOINT,
+    FUNCTIONS,
+    JsonOption,
+    call,
+    no_function,
+    print_json,
+    report_error,
+    say,
+    segment,
+    show,
+    table,
+)
 
 schedules_app = typer.Typer(
     help="Schedules (EventBridge Scheduler): invoke a function on a cron, rate or at().",
@@ -28,25 +40,27 @@ def _call(method: str, url: str, allow: tuple[int, ...] = (), **kwargs: Any) -> 
 def schedules_list(
     group: Annotated[str | None, typer.Option(help="Only this group")] = None,
     prefix: Annotated[str | None, typer.Option(help="Only names starting so")] = None,
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
-    """List schedules."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("group", "name", "state", "target")
-    table.columns[-1].overflow = "fold"
+    """List schedules (--json: ListSchedules' ScheduleSummary objects)."""
+    found: list[dict[str, Any]] = []
     token: str | None = None
     while True:
         params = {"ScheduleGroup": group, "NamePrefix": prefix, "NextToken": token}
         page = _call("GET", f"{endpoint}/schedules",
                      params={k: v for k, v in params.items() if v}).json()  # fmt: skip
-        for s in page["Schedules"]:
-            table.add_row(s["GroupName"], s["Name"], s["State"], s["Target"]["Arn"])
+        found += page["Schedules"]
         token = page.get("NextToken")
         if not token:
             break
-    Console().print(table)
+    if as_json:
+        print_json(found)
+        return
+    made = table("group", "name", "state", "target")
+    for s in found:
+        made.add_row(s["GroupName"], s["Name"], s["State"], s["Target"]["Arn"])
+    show(made)
 
 
 @schedules_app.command("create")

@@ -46,13 +46,28 @@ def credentials(
     data_dir: Annotated[Path | None, typer.Option(help="State directory [./.nimbus]")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
 ) -> None:
-    """Print the keys this nimbus accepts, for `eval "$(nimbus credentials)"`."""
+    """Print the keys this nimbus accepts, for `eval "$(nimbus credentials)"`: the
+    configured pair, else the one the server keeps in its data dir (--data-dir,
+    NIMBUS_DATA_DIR or the config's data_dir; ./.nimbus by default). Never makes a pair."""
     import shlex
 
-    from nimbus.sigv4.credentials import load_credentials
+    from nimbus.sigv4.credentials import FILE_NAME, load_credentials
 
     try:
         cfg = load_config(config, data_dir=data_dir)
+        configured = cfg.access_key_id is not None and cfg.secret_access_key is not None
+        if not configured and not (cfg.data_dir / FILE_NAME).is_file():
+            # Making a pair here would print keys no server accepts (the server's are in
+            # its own data dir): a second pair, silently. Say where to look instead.
+            what = "is no nimbus data dir" if not cfg.data_dir.is_dir() else f"has no {FILE_NAME}"
+            typer.echo(
+                f"nimbus: {cfg.data_dir} {what}: no server keeps its keys there. Point this "
+                "command at the data dir of the nimbus you talk to: --data-dir DIR, "
+                "NIMBUS_DATA_DIR=DIR or --config FILE (data_dir = ...), or run it where "
+                "`nimbus up` runs. A server writes its keys there when it first starts.",
+                err=True,
+            )
+            raise typer.Exit(2)
         found = load_credentials(cfg)
     except ConfigError as exc:
         typer.echo(f"nimbus: {exc}", err=True)

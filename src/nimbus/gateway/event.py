@@ -1,4 +1,4 @@
-"""An HTTP request as a Lambda event: API Gateway payload format version 2.0.
+"""An HTTP request as a Lambda event: API Gateway payload format versions 2.0 and 1.0.
 
 Function URLs and HTTP APIs send functions the same event, documented at
 
@@ -25,6 +25,26 @@ What a handler sees, and where the documents leave it open, what AWS is observed
 - ``requestContext.authorizer``, ``pathParameters`` and ``stageVariables`` appear only
   when set (a function URL with auth type NONE has none of them, and its ``accountId`` is
   ``"anonymous"``).
+
+Payload format 1.0 (``build_event_v1``, HTTP API integrations with
+``payloadFormatVersion`` 1.0) is the REST-API-style event of the same guide:
+
+- ``resource`` and ``requestContext.resourcePath`` are the route's path (``/pets/{id}``),
+  or ``$default`` for the ``$default`` route; ``requestContext.resourceId`` is the route
+  key (``GET /pets/{id}``).
+- ``path`` and ``requestContext.path`` are the path as received, which on an HTTP API
+  starts with the stage's name for a named stage (``/Prod/hello``): HTTP APIs, unlike
+  REST APIs, do not strip it (observed; Powertools and serverless-http strip it
+  themselves).
+- ``headers`` holds the last value of a repeated header, ``multiValueHeaders`` all of
+  them; ``Cookie`` stays a header. The gateway's own headers carry AWS's spelling
+  (``X-Forwarded-For``...); the client's arrive lower-cased, as ASGI hands them over.
+- ``queryStringParameters`` holds the last value of a repeated key,
+  ``multiValueQueryStringParameters`` all of them; both are null without a query, as are
+  ``pathParameters``, ``stageVariables`` and ``body`` when there are none.
+- ``requestContext.identity`` has REST's members, null but ``sourceIp`` and
+  ``userAgent`` (and, for an ``AWS_IAM`` caller, its ``accessKey``, ``accountId``,
+  ``caller``, ``user`` and ``userArn``).
 """
 
 from __future__ import annotations
@@ -48,6 +68,13 @@ _TEXT_SUBTYPES = frozenset({"json", "xml", "javascript", "x-javascript", "ecmasc
 
 # Headers the gateway sets itself; what a client sent under these names is replaced.
 _GATEWAY_HEADERS = frozenset({"x-forwarded-proto", "x-forwarded-port", "x-amzn-trace-id"})
+
+# requestContext.identity of a payload format 1.0 event: REST's members, null unless known.
+_IDENTITY_KEYS = (
+    "accessKey", "accountId", "caller", "cognitoAmr", "cognitoAuthenticationProvider",
+    "cognitoAuthenticationType", "cognitoIdentityId", "cognitoIdentityPoolId",
+    "principalOrgId", "sourceIp", "user", "userAgent", "userArn",
+)  # fmt: skip
 
 
 
@@ -144,6 +171,99 @@ def build_event(request: HttpRequest, trigger: Trigger) -> dict[str, Any]:
     if trigger.stage_variables:
         event["stageVariables"] = dict(trigger.stage_variables)
     return event
+
+
+def build_event_v1(request: HttpRequest, trigger: Trigger) -> dict[str, Any]:
+    """The payload format 1.0 event (REST API style) a function receives for ``request``."""
+    headers, multi_headers = _headers_v1(request)
+    path = _text(request.raw_path)
+    query, multi_query = query_parameters_v1(_text(request.raw_query))
+    route_path = _route_path(trigger.route_key)
+    identity: dict[str, Any] = dict.fromkeys(_IDENTITY_KEYS)
+    identity["sourceIp"] = request.source_ip
+    identity["userAgent"] = _text(request.header("user-agent") or "") or None
+    iam = (trigger.authorizer or {}).get("iam")
+    if isinstance(iam, dict):
+        identity.update(
+            accessKey=iam.get("accessKey"),
+            accountId=iam.get("accountId"),
+            caller=iam.get("callerId"),
+            user=iam.get("userId"),
+            userArn=iam.get("userArn"),
+        )
+    if request.body:
+        body, encoded = encode_body(request.body, request.header("content-type"))
+    else:
+        body, encoded = None, False
+    return {
+        "version": "1.0",
+        "resource": route_path,
+        "path": path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "requestContext": {
+            "accountId": trigger.account_id,
+            "apiId": trigger.api_id,
+            "domainName": trigger.domain_name,
+            "domainPrefix": trigger.api_id,
+            "extendedRequestId": request.request_id,
+            "httpMethod": request.method,
+            "identity": identity,
+            "path": path,
+            "protocol": request.protocol,
+            "requestId": request.request_id,
+            "requestTime": format_time(request.time_epoch_ms),
+            "requestTimeEpoch": request.time_epoch_ms,
+            "resourceId": trigger.route_key,
+            "resourcePath": route_path,
+            "stage": trigger.stage,
+        },
+        "pathParameters": dict(trigger.path_parameters) if trigger.path_parameters else None,
+        "stageVariables": dict(trigger.stage_variables) if trigger.stage_variables else None,
+        "body": body,
+        "isBase64Encoded": encoded,
+    }
+
+
+def _route_path(route_key: str) -> str:
+    """``/pets/{id}`` of ``GET /pets/{id}``; ``$default`` stays itself."""
+    method, _, path = route_key.partition(" ")
+    return path or method
+
+
+def _headers_v1(request: HttpRequest) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(headers, multiValueHeaders) of a 1.0 event: the last value, and every value."""
+    multi: dict[str, list[str]] = {}
+    forwarded: list[str] = []
+    for name, raw_value in request.headers:
+        key = name.lower()
+        if key in _GATEWAY_HEADERS:
+            continue
+        value = _text(raw_value)
+        if key == "x-forwarded-for":
+            forwarded.append(value)
+            continue
+        multi.setdefault(name, []).append(value)
+    forwarded.append(request.source_ip)
+    multi["X-Forwarded-For"] = [", ".join(forwarded)]
+    multi["X-Forwarded-Proto"] = [request.scheme]
+    if request.server_port is not None:
+        multi["X-Forwarded-Port"] = [str(request.server_port)]
+    if request.trace_id:
+        multi["X-Amzn-Trace-Id"] = [request.trace_id]
+    return {name: values[-1] for name, values in multi.items()}, multi
+
+
+def query_parameters_v1(raw_query: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(queryStringParameters, multiValueQueryStringParameters) of a 1.0 event: decoded,
+    the last value of a repeated key, and every value."""
+    multi: dict[str, list[str]] = {}
+    for key, value in parse_qsl(raw_query, keep_blank_values=True):
+        multi.setdefault(key, []).append(value)
+    return {key: values[-1] for key, values in multi.items()}, multi
 
 
 def _headers_and_cookies(request: HttpRequest) -> tuple[dict[str, str], list[str]]:

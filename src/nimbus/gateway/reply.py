@@ -14,6 +14,14 @@ and https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develo
 - Anything else raises ``InvalidFunctionResponse``; the gateway then answers with
   ``invalid_response_reply``.
 
+Payload format 1.0 (``reply_from_result_v1``) takes only a response description: an
+object with ``statusCode``, and ``headers`` (one value a name), ``multiValueHeaders`` (a
+list of values a name; merged with ``headers``, a pair given in both sent once),
+``body`` and ``isBase64Encoded``. Anything else (no ``statusCode``, a list, a string) is
+malformed, and the HTTP API answers 500 ``{"message": "Internal Server Error"}`` as API
+Gateway's HTTP APIs do ("Troubleshooting issues with HTTP API Lambda integrations"; a
+REST API would answer 502). ``cookies`` is not a 1.0 member and is ignored.
+
 The gateway's own answers (``plain_reply`` and the named ones below) are API Gateway
 shaped: a JSON ``{"message": ...}`` body and an ``x-amzn-ErrorType`` header naming the
 error, so a client can tell them from a function that answered 5xx itself.
@@ -79,6 +87,54 @@ def reply_from_result(
     return HttpReply(status, headers, _body(result))
 
 
+def reply_from_result_v1(
+    payload: bytes, *, default_content_type: str = HTTP_API_CONTENT_TYPE
+) -> HttpReply:
+    """The HTTP response for a successful result of a payload format 1.0 integration."""
+    try:
+        result = codec.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidFunctionResponse(
+            f"The function's response is not valid JSON ({exc}); with payload format 1.0 "
+            'return an object like {"statusCode": 200, "body": "..."}.'
+        ) from exc
+    if not (isinstance(result, dict) and "statusCode" in result):
+        raise InvalidFunctionResponse(
+            f"The function returned {_kind(result)} without statusCode; with payload format "
+            '1.0 return an object like {"statusCode": 200, "headers": {...}, "body": "..."}.'
+        )
+    status = _status(result["statusCode"])
+    single = _headers(result.get("headers"), "return repeated values in 'multiValueHeaders'")
+    headers = _multi_value_headers(result.get("multiValueHeaders"))
+    given = {(name.lower(), value) for name, value in headers}
+    headers += [(n, v) for n, v in single if (n.lower(), v) not in given]
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("content-type", default_content_type))
+    return HttpReply(status, headers, _body(result))
+
+
+def _multi_value_headers(value: Any) -> list[tuple[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise InvalidFunctionResponse(
+            "The function's multiValueHeaders must be an object of header names to lists "
+            f"of values, not {_kind(value)}."
+        )
+    headers: list[tuple[str, str]] = []
+    for name, items in value.items():
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise InvalidFunctionResponse(
+                f"The function's multiValueHeaders[{name!r}] must be a list of values, "
+                f"not {_kind(items)}."
+            )
+        for item in items:
+            headers += _headers({name: item}, "give each value as a list item")
+    return headers
+
+
 def _status(value: Any) -> int:
     # API Gateway accepts the code as a number or a string of digits.
     if isinstance(value, str) and value.strip().isdigit():
@@ -93,7 +149,9 @@ def _status(value: Any) -> int:
     return value
 
 
-def _headers(value: Any) -> list[tuple[str, str]]:
+def _headers(
+    value: Any, repeats: str = "return repeated set-cookie values in 'cookies'"
+) -> list[tuple[str, str]]:
     if value is None:
         return []
     if not isinstance(value, dict):
@@ -114,8 +172,7 @@ def _headers(value: Any) -> list[tuple[str, str]]:
         else:
             raise InvalidFunctionResponse(
                 f"The function's header {name!r} has {_kind(item)} for a value; header "
-                "values must be strings, numbers or booleans (return repeated "
-                "set-cookie values in 'cookies')."
+                f"values must be strings, numbers or booleans ({repeats})."
             )
         if not _TOKEN.fullmatch(name) or _CONTROL.search(text):
             raise InvalidFunctionResponse(

@@ -266,6 +266,27 @@ def warm_up(warm_dir: str) -> None:
     sys.stdout.flush()
 
 
+def listen_for_debugger(address: str | None) -> Callable[[], None] | None:
+    """``nimbus dev --debug``: with NIMBUS_DEBUGPY=host:port (and debugpy on the path, from
+    the layer nimbus dev attaches) debugpy listens there, in process; the environment's
+    first invocation then waits for a client (VS Code's attach). Not in init: waiting for
+    a person would run into the 10 s init limit."""
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        import debugpy
+
+        debugpy.listen((host or "127.0.0.1", int(port)), in_process_debug_adapter=True)
+    except Exception as e:  # no debugpy, a port in use: the function runs, undebugged
+        print(f"nimbus: not debugging: debugpy cannot listen on {address}: {e!r}",
+              file=sys.stderr)
+        return None
+    print(f"nimbus: debugpy listens on {address}; the first invocation waits for a client",
+          file=sys.stderr)
+    return debugpy.wait_for_client
+
+
 class Runtime:
     def __init__(self, req: dict) -> None:
         self.req = req
@@ -273,6 +294,7 @@ class Runtime:
         self.seq = 0
         self.ctl = socket.socket(fileno=CTL_FD)
         self.settings: tuple = ()
+        self.debugger: Callable[[], None] | None = None  # nimbus dev --debug
 
     def end_log(self, unless_read: bool = False) -> bool:
         """End this phase's log; returns whether a marker was written. With
@@ -307,6 +329,7 @@ class Runtime:
         _forget_nimbus_modules()
         # Lambda's runtime hooks module, importable by the function under its own name.
         sys.modules["snapshot_restore_py"] = snapshot_restore_py
+        self.debugger = listen_for_debugger(req["env"].get("NIMBUS_DEBUGPY"))
         start = time.perf_counter()
         req["stages"].append(("runtime", start))
         error = None
@@ -368,6 +391,9 @@ class Runtime:
             os.environ["_X_AMZN_TRACE_ID"] = header["trace"]
         else:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
+        wait_for_client, self.debugger = self.debugger, None
+        if wait_for_client is not None:  # the environment's first invocation waits for it
+            wait_for_client()
         error = None
         try:
             client_context = json.loads(header["cc"]) if header.get("cc") else None
