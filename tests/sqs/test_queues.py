@@ -401,3 +401,18 @@ async def test_receive_many_takes_a_whole_batch(queues: Queues, clock: FakeClock
     assert (await queues.counts("q")).in_flight == 0
     clock.advance(31)
     assert await queues.receive_many("q", max_messages=200) == []
+
+
+async def test_concurrent_fifo_receives_never_share_a_group(queues: Queues) -> None:
+    """Receivers racing on one FIFO queue (an event source mapping's batch loops): a group
+    with messages in flight gives nothing to the others, so no message goes out twice
+    and a group is never split between receivers."""
+    await queues.create("race.fifo", {"FifoQueue": "true", "VisibilityTimeout": "30"})
+    for i in range(20):
+        await queues.send("race.fifo", f"m{i}", group_id="g", dedup_id=f"d{i}")
+    results = await asyncio.gather(
+        *(queues.receive("race.fifo", max_messages=10) for _ in range(6))
+    )
+    got = [[m.body for m in r] for r in results if r]
+    assert len(got) == 1, got  # one receiver got the group, the others nothing
+    assert got[0] == [f"m{i}" for i in range(10)]

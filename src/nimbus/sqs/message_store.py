@@ -363,6 +363,11 @@ class MessageStore:
             if not self.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             return list(conn.execute(query, {"queue": queue.name, "now": now, "want": want}))
+        if not self.db.is_sqlite and not taken:
+            # FIFO receives take turns on the queue's row (SQLite's writers already do):
+            # two choosing from one snapshot would hand out the same group's messages
+            # twice, out of order. Read committed: what follows sees the last turn's work.
+            self.rows.get_in(conn, queue.name, lock=True)
         light = conn.execute(
             select(M.id, M.group_id, M.visible_ms, M.receive_count)
             .where(M.queue == queue.name)
