@@ -40,6 +40,64 @@ def default_async_parallelism() -> int:
     return PARALLELISM_PER_CPU * max(1, cpus)
 
 
+class PriceTier(BaseModel):
+    """From ``above_gb_seconds`` GB-seconds a month on, each GB-second costs ``gb_second``."""
+
+    above_gb_seconds: float = Field(ge=0)
+    gb_second: float = Field(ge=0)
+
+    model_config = {"extra": "forbid"}
+
+
+class ArchitecturePrices(BaseModel):
+    """What Lambda charges for one architecture: per request and per GB-second (the
+    first tier's price in ``gb_second``, cheaper tiers by monthly volume after it)."""
+
+    request: float = Field(ge=0)
+    gb_second: float = Field(ge=0)
+    tiers: list[PriceTier] = Field(default_factory=list)
+
+    model_config = {"extra": "forbid"}
+
+    @field_validator("tiers")
+    @classmethod
+    def _ascending(cls, tiers: list[PriceTier]) -> list[PriceTier]:
+        starts = [t.above_gb_seconds for t in tiers]
+        if starts != sorted(starts) or len(set(starts)) != len(starts) or 0 in starts:
+            raise ValueError("tiers must have distinct, ascending above_gb_seconds above 0")
+        return tiers
+
+
+class Pricing(BaseModel):
+    """The price table nimbus's cost figures use (``[pricing.x86_64]``, ``[pricing.arm64]``
+    in the TOML file). Defaults: Lambda's public on-demand prices in us-east-1 as
+    published in 2024 (tiers since 2022), without the free tier: $0.20 per million
+    requests; x86_64 $0.0000166667 per GB-second for the first 6 billion GB-seconds a
+    month, $0.000015 for the next 9 billion, $0.0000133334 beyond 15 billion; arm64
+    $0.0000133334 for the first 7.5 billion, $0.0000120001 for the next 11.25 billion,
+    $0.0000106667 beyond 18.75 billion."""
+
+    currency: str = "USD"
+    x86_64: ArchitecturePrices = ArchitecturePrices(
+        request=0.0000002,
+        gb_second=0.0000166667,
+        tiers=[
+            PriceTier(above_gb_seconds=6e9, gb_second=0.000015),
+            PriceTier(above_gb_seconds=15e9, gb_second=0.0000133334),
+        ],
+    )
+    arm64: ArchitecturePrices = ArchitecturePrices(
+        request=0.0000002,
+        gb_second=0.0000133334,
+        tiers=[
+            PriceTier(above_gb_seconds=7.5e9, gb_second=0.0000120001),
+            PriceTier(above_gb_seconds=18.75e9, gb_second=0.0000106667),
+        ],
+    )
+
+    model_config = {"extra": "forbid"}
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which value and why."""
 
@@ -98,6 +156,8 @@ class Config(BaseModel):
     # Invocation logs older than this are deleted (0: kept forever, CloudWatch's default;
     # on one machine's disk, unbounded logs end in a full disk).
     log_retention_days: float = Field(30.0, ge=0)
+    # What invocations would cost on Lambda (observe/cost.py): a [pricing] TOML table.
+    pricing: Pricing = Field(default_factory=Pricing)
 
     model_config = {"extra": "forbid", "validate_default": True}
 

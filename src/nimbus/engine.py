@@ -9,7 +9,8 @@ through the server) and in whether the dispatcher consumes (``start(consume=...)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from nimbus.config import Config
 from nimbus.events.dispatcher import Dispatcher
@@ -17,8 +18,13 @@ from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.invoker import Invoker
 from nimbus.invocation.pool import Pool
 from nimbus.invocation.targets import Targets
+from nimbus.observe.hooks import Hooks
 from nimbus.observe.log_files import LogFiles
 from nimbus.observe.logs import LogStore
+from nimbus.observe.metrics import Metrics
+from nimbus.observe.trace_store import SegmentLog, TraceStore
+from nimbus.observe.tracing import Tracer
+from nimbus.observe.xray_daemon import XRayDaemon, daemon_factory
 from nimbus.queue.backend import QueueBackend
 from nimbus.sandbox import SandboxManager
 from nimbus.sandbox.manager import UID_BASE, UID_COUNT
@@ -34,6 +40,7 @@ from nimbus.threads import blocking
 
 # In the data dir: the in-flight counts the server and its async workers share.
 CONCURRENCY_FILE = "concurrency"
+TRACES_DIR = "traces"  # every process's trace segments (observe/trace_store.py)
 
 
 def uid_share(index: int, workers: int) -> tuple[int, int]:
@@ -60,6 +67,16 @@ class Engine:
     queue: QueueBackend
     dispatcher: Dispatcher
     sqs: Queues  # SQS-compatible queues: the SQS API, destinations, DLQs, event sources
+    # Lifecycle hooks the invoker and dispatcher emit, and the metrics counted from them
+    # (a worker's are shipped to the server's: see observe/metrics.py).
+    hooks: Hooks = field(default_factory=Hooks)
+    metrics: Metrics = field(default_factory=Metrics)
+    # Tracing: this process's segments go to its log in the data dir (``segments``); the
+    # server reads every process's logs through ``traces`` (observe/trace_store.py).
+    segments: SegmentLog | None = None
+    tracer: Tracer = field(default_factory=Tracer)
+    traces: TraceStore | None = None
+    _daemons: list[XRayDaemon] = field(default_factory=list)
 
     @classmethod
     def open(cls, config: Config, queue: QueueBackend, process_index: int = 0) -> Engine:
@@ -100,7 +117,16 @@ class Engine:
             )
         else:
             limiter = ConcurrencyLimiter.attach(path, config.concurrency_limit, process_index)
-        invoker = Invoker(config, Targets(functions, aliases), code, pool, logs, limiter)
+        hooks, metrics = Hooks(), Metrics()
+        metrics.attach(hooks)
+        traces_dir = config.data_dir / TRACES_DIR
+        segments = SegmentLog(traces_dir, "server" if process_index == 0 else
+                              f"worker{process_index}")
+        tracer = Tracer(segments.append, account_id=config.account_id)
+        invoker = Invoker(
+            config, Targets(functions, aliases), code, pool, logs, limiter, hooks=hooks,
+            tracer=tracer,
+        )
         event_configs, dead_letters = EventConfigStore(functions), DeadLetterStore(db)
         sqs = Queues(
             db,
@@ -109,7 +135,8 @@ class Engine:
             base_url=f"http://{config.host}:{config.port}",
         )
         dispatcher = Dispatcher(
-            config, queue, invoker, functions, event_configs, dead_letters, sqs=sqs
+            config, queue, invoker, functions, event_configs, dead_letters, sqs=sqs, hooks=hooks,
+            tracer=tracer,
         )
         return cls(
             config=config,
@@ -125,6 +152,11 @@ class Engine:
             queue=queue,
             dispatcher=dispatcher,
             sqs=sqs,
+            hooks=hooks,
+            metrics=metrics,
+            segments=segments,
+            tracer=tracer,
+            traces=TraceStore(traces_dir) if process_index == 0 else None,
         )
 
     async def start(self, *, consume: bool = True) -> None:
@@ -132,6 +164,9 @@ class Engine:
         events, or (``consume=False``: async workers consume) only recovers the queue's
         interrupted leases, which the queue's owner must do before any worker leases."""
         self.logs.start()
+        if self.segments is not None:
+            self.segments.start()
+            self.tracer.daemon, self._daemons = daemon_factory(asyncio.get_running_loop())
         self.pool.start()
         await self.queue.open()
         if consume:
@@ -148,4 +183,8 @@ class Engine:
         await self.pool.manager.close()
         self.invoker.limiter.close()
         await self.logs.close()
+        for daemon in self._daemons:
+            daemon.close()
+        if self.segments is not None:
+            await self.segments.close()
         await blocking(self.db.dispose)

@@ -11,7 +11,6 @@ import random
 import time
 
 _random = random.Random()  # seeded from os.urandom at import
-_LOW_64 = (1 << 64) - 1
 
 
 def request_id() -> str:
@@ -27,6 +26,16 @@ def hex_id(chars: int) -> str:
 
 
 def trace_id() -> str:
-    """An X-Ray trace header for invocations that arrive without one."""
-    bits = _random.getrandbits(160)  # 96 for the root's id, 64 for the parent's
-    return f"Root=1-{int(time.time()):08x}-{bits >> 64:024x};Parent={bits & _LOW_64:016x};Sampled=0"
+    """An X-Ray trace header for requests that arrive without one: a new Root and no
+    Parent or sampling decision yet (the function's TracingConfig makes it)."""
+    return f"Root={trace_root()}"
+
+
+def trace_root() -> str:
+    """A new X-Ray trace id (``1-<epoch seconds, 8 hex>-<96 random bits, 24 hex>``)."""
+    return f"1-{int(time.time()):08x}-{_random.getrandbits(96):024x}"
+
+
+def segment_id() -> str:
+    """A new X-Ray segment (span) id: 64 random bits as 16 hex digits, never all zero."""
+    return f"{_random.getrandbits(64) or 1:016x}"

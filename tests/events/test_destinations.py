@@ -39,6 +39,8 @@ CONFIG = Config.model_validate({"data_dir": "/nonexistent"})
 FN = "arn:aws:lambda:us-east-1:000000000000:function"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
+ROOT = "Root=1-5759e988-bd862e3fe1be46a994272793"  # a caller's trace header
+
 
 # -- parsing ----------------------------------------------------------------------------
 
@@ -251,13 +253,14 @@ async def test_on_success_queues_the_record_for_the_destination_function(
 ) -> None:
     configure(parts, on_success=f"{FN}:sink:live")
     parts.invoker.script("fn", succeed(b'{"total": 3}'))
-    request_id = await parts.dispatcher.enqueue("fn", None, b'{"a": 1}', trace_id="Root=1-x")
+    request_id = await parts.dispatcher.enqueue("fn", None, b'{"a": 1}', trace_id=ROOT)
     await parts.dispatcher.start()
     first = await parts.invoker.next_call()
     assert (first.name, first.request_id) == ("fn", request_id)
     delivered = await parts.invoker.next_call()
     assert (delivered.name, delivered.qualifier) == ("sink", "live")
-    assert delivered.request_id != request_id and delivered.trace_id == "Root=1-x"
+    assert delivered.request_id != request_id
+    assert delivered.trace_id.startswith(ROOT + ";Parent=")
     record = json.loads(delivered.payload)
     assert record["requestContext"] == {
         "requestId": request_id,

@@ -49,6 +49,8 @@ ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 LAYER = "arn:aws:lambda:us-east-1:000000000000:layer:old:1"
 
+ROOT = "Root=1-5759e988-bd862e3fe1be46a994272793"  # a caller's trace header
+
 
 @pytest.fixture
 async def build(tmp_path: Path) -> AsyncIterator[Callable[..., Invocations]]:
@@ -84,7 +86,7 @@ async def test_a_successful_invocation(parts: Invocations) -> None:
     parts.manager.handler = returns(b'{"ok": true}', b"hello\n", duration_ms=12.3, memory_mb=45)
     before = int(time.time() * 1000)
     result = await parts.invoker.invoke(
-        "fn", None, b'{"x": 1}', client_context='{"c": 1}', trace_id="Root=1-a", request_id="r-1"
+        "fn", None, b'{"x": 1}', client_context='{"c": 1}', trace_id=ROOT, request_id="r-1"
     )
     after = int(time.time() * 1000)
     assert result.payload == b'{"ok": true}'
@@ -103,7 +105,9 @@ async def test_a_successful_invocation(parts: Invocations) -> None:
     (invocation,) = env.invocations
     assert invocation.request_id == "r-1" and invocation.payload == b'{"x": 1}'
     assert invocation.invoked_function_arn == ARN
-    assert (invocation.trace_id, invocation.client_context) == ("Root=1-a", '{"c": 1}')
+    # The caller's trace goes on, with this invocation's segment as the function's Parent.
+    assert invocation.trace_id.startswith(ROOT + ";Parent=")
+    assert invocation.client_context == '{"c": 1}'
     (record,) = await records(parts)
     assert record.request_id == "r-1" and record.function_name == "fn"
     assert record.version == LATEST and record.text == result.log_text

@@ -26,6 +26,7 @@ import pytest
 
 from nimbus.clock import now_ms
 from nimbus.models import EventInvokeConfig, LayerRef
+from nimbus.observe.metrics import Metrics
 from nimbus.workers import worker as worker_module
 from tests.fakes import WAIT_S, QueueHost, create_function, open_queue_host, until
 
@@ -149,9 +150,13 @@ class Reports:
     def __init__(self) -> None:
         self.counters: Counter[str] = Counter()
         self.sent: asyncio.Queue[dict[str, int]] = asyncio.Queue()
+        self.metrics_sent: list[object] = []
 
     def report(self, counters: dict[str, int]) -> None:
         self.sent.put_nowait(counters)
+
+    def report_metrics(self, delta: object) -> None:
+        self.metrics_sent.append(delta)
 
 
 async def test_report_sends_counters_only_when_they_change(
@@ -159,7 +164,10 @@ async def test_report_sends_counters_only_when_they_change(
 ) -> None:
     monkeypatch.setattr(worker_module, "REPORT_EVERY_S", 0.001)
     reports = Reports()
-    task = asyncio.ensure_future(worker_module._report(reports, reports))  # type: ignore[arg-type]
+    metrics = Metrics()
+    task = asyncio.ensure_future(
+        worker_module._report(reports, reports, metrics)  # type: ignore[arg-type]
+    )
     try:
         reports.counters["succeeded"] += 1
         assert await asyncio.wait_for(reports.sent.get(), WAIT_S) == {"succeeded": 1}
@@ -169,5 +177,6 @@ async def test_report_sends_counters_only_when_they_change(
         reports.counters["failed"] += 2
         sent = await asyncio.wait_for(reports.sent.get(), WAIT_S)
         assert sent == {"succeeded": 1, "failed": 2}
+        assert reports.metrics_sent == []  # nothing counted: no metrics shipped
     finally:
         task.cancel()

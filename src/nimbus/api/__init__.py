@@ -17,11 +17,13 @@ from nimbus.api import (
     layer_policies,
     layers,
     logs,
+    metrics,
     policies,
     provisioned,
     queue,
     snapstart,
     tags,
+    traces,
     usage_plans,
 )
 
@@ -45,6 +47,8 @@ routes: list[BaseRoute] = [
     *queue.routes,
     *snapstart.routes,
     *logs.routes,
+    *metrics.routes,
+    *traces.routes,
     # Last: SQS, Scheduler... take only what their models claim; nothing of Lambda's changes.
     *aws_services.routes,
 ]

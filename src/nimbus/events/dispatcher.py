@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
+from typing import Literal
 
 import httpx
 
@@ -31,6 +32,16 @@ from nimbus.events.destinations import Destination, invocation_record, parse_des
 from nimbus.invocation.cache import Cache
 from nimbus.invocation.invoker import Invoker, InvokeResult
 from nimbus.models import LATEST, DeadLetter, EventInvokeConfig
+from nimbus.observe.hooks import (
+    AsyncEventDeadLettered,
+    AsyncEventDropped,
+    AsyncEventReceived,
+    AsyncEventRetried,
+    AsyncEventStarted,
+    DestinationDelivered,
+    Hooks,
+)
+from nimbus.observe.tracing import TraceHeader, Tracer
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent
 from nimbus.sqs.queues import Queues
 from nimbus.store.dead_letters import DeadLetterStore
@@ -72,12 +83,19 @@ class Dispatcher:
         dead_letters: DeadLetterStore,
         clock: Clock = now_ms,
         sqs: Queues | None = None,
+        hooks: Hooks | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
+        # Each attempt's AWS::Lambda segment (queue dwell, attempt, destination): see _Hop.
+        self.tracer = tracer if tracer is not None else Tracer()
+        self._hops: dict[int, _Hop] = {}  # id(event) -> its attempt's hop, while it settles
         self.sqs = sqs  # SQS destinations and dead-letter queues (None: none deliverable)
         self.clock = clock  # stamps events and judges their age (tests move it)
         self.queue = queue
         self.invoker = invoker
+        # The process's lifecycle hooks (observe/hooks.py), the invoker's too.
+        self.hooks = hooks if hooks is not None else Hooks()
         self.functions = functions
         self.event_configs = event_configs
         self.dead_letters = dead_letters
@@ -120,6 +138,9 @@ class Dispatcher:
     ) -> str:
         """Durably queue an invocation; returns its request id once committed."""
         request_id = request_id or ids.request_id()
+        # Stored with the event, so its attempts (and retries) continue the caller's
+        # trace, or a trigger's (a schedule), or one root of its own.
+        trace_id = str(self.tracer.incoming(trace_id))
         await self.queue.put(
             QueuedEvent(
                 function_name=function,
@@ -130,6 +151,8 @@ class Dispatcher:
                 enqueued_ms=self.clock(),
             )
         )
+        if self.hooks.wants(AsyncEventReceived):
+            self.hooks.emit(AsyncEventReceived(function, qualifier, request_id))
         return request_id
 
     async def recover(self) -> None:
@@ -231,30 +254,44 @@ class Dispatcher:
     async def _handle(self, lease: Lease, waited: float = 0.0) -> None:
         event = lease.event
         outcome: InvokeResult | NimbusError
+        hop = self._hops[id(event)] = _Hop(event, self.clock())
         try:
             # A lease that waited behind slow invocations has used part of its visibility
             # timeout; renew it so the run cannot outlive it and be delivered twice.
             if waited > READY_RENEW_S and not await self.queue.extend(
                 lease, self.config.async_visibility_seconds
             ):
+                self._hops.pop(id(event), None)
                 return  # stale: another consumer holds the event now
             cfg = await self._config(event.function_name, event.qualifier or LATEST)
             if self.clock() - event.enqueued_ms > cfg.max_age_seconds * 1000:
                 outcome = TooOld()
             else:
+                if self.hooks.wants(AsyncEventStarted):
+                    self.hooks.emit(AsyncEventStarted(
+                        event.function_name, event.qualifier, event.request_id,
+                        event.attempts, self.clock() - event.enqueued_ms,
+                    ))
                 try:
                     outcome = await self.invoker.invoke(
                         event.function_name,
                         event.qualifier,
                         event.payload,
-                        trace_id=event.trace_id,
+                        trace_id=hop.header(),
                         request_id=event.request_id,
                     )
                 except NimbusError as exc:
                     outcome = exc
+                hop.ran(outcome, self.clock())
         finally:
             self._free_slot()
-        await self._settle(lease, cfg, outcome)
+        try:
+            await self._settle(lease, cfg, outcome)
+        finally:
+            del self._hops[id(event)]
+            if self.tracer.enabled:
+                self.tracer.record(hop.document(self.config.function_arn(
+                    event.function_name, event.qualifier or LATEST), self.clock()))
 
     async def _settle(
         self, lease: Lease, cfg: EventInvokeConfig, outcome: InvokeResult | NimbusError
@@ -278,6 +315,10 @@ class Dispatcher:
             attempts = event.attempts + 1
             delay = self.config.retry_base_seconds * (2 ** (attempts - 1))
             self.counters["retried"] += 1
+            if self.hooks.wants(AsyncEventRetried):
+                self.hooks.emit(AsyncEventRetried(
+                    event.function_name, event.qualifier, event.request_id, attempts, delay
+                ))
             await self.queue.retry(lease, delay, attempts)
         else:
             await self._fail(lease, cfg, "RetriesExhausted", outcome, attempts=event.attempts + 1)
@@ -308,6 +349,7 @@ class Dispatcher:
         if cfg.on_success:
             record = self._record(lease, "Success", result, attempts)
             delivered = await self._deliver(cfg.on_success, record, lease.event)
+            self._delivered(lease.event, "OnSuccess", cfg.on_success, delivered)
             if not delivered:
                 await self._dead_letter(
                     lease,
@@ -331,14 +373,25 @@ class Dispatcher:
         event = lease.event
         attempts = event.attempts if attempts is None else attempts
         detail = error or (result.payload.decode("utf-8", "replace") if result else None)
+        if self.hooks.wants(AsyncEventDropped):
+            self.hooks.emit(AsyncEventDropped(
+                event.function_name, event.qualifier, event.request_id, condition,
+                self.clock() - event.enqueued_ms,
+            ))
         landed = False
         if cfg.on_failure:
             record = self._record(lease, condition, result, attempts)
             landed = await self._deliver(cfg.on_failure, record, event)
+            self._delivered(event, "OnFailure", cfg.on_failure, landed)
         dlq = await self._function_dlq(event.function_name)
         if dlq is not None:
             status = 200 if result is not None else 500
-            if not await self._to_dead_letter_queue(dlq, event, status, detail or condition):
+            sent = await self._to_dead_letter_queue(dlq, event, status, detail or condition)
+            if self.hooks.wants(AsyncEventDeadLettered):
+                self.hooks.emit(AsyncEventDeadLettered(
+                    event.function_name, event.qualifier, event.request_id, dlq, sent
+                ))
+            if not sent:
                 # Not an SQS queue of this nimbus (or gone): kept in the built-in store,
                 # under the target's name.
                 await self._dead_letter(lease, dlq, condition, detail, attempts)
@@ -347,6 +400,14 @@ class Dispatcher:
             await self._dead_letter(lease, BUILTIN_QUEUE, condition, detail, attempts)
         await self.queue.ack(lease)
         self.counters["failed"] += 1
+
+    def _delivered(self, event: QueuedEvent, condition: Literal["OnSuccess", "OnFailure"],
+                   destination: str, ok: bool) -> None:
+        if self.hooks.wants(DestinationDelivered):
+            self.hooks.emit(DestinationDelivered(
+                event.function_name, event.qualifier, event.request_id, condition,
+                destination, ok, self.clock() - event.enqueued_ms,
+            ))
 
     async def _function_dlq(self, function: str) -> str | None:
         """The queue named by the function's DeadLetterConfig.TargetArn, if any."""
@@ -407,11 +468,14 @@ class Dispatcher:
         except NimbusError:
             return False
         body = json.dumps(record).encode()
+        # The destination is a hop of the trace: the next one's Parent.
+        hop = self._hops.get(id(event))
+        trace = hop.destination(destination, record) if hop is not None else event.trace_id
         if destination.queue is not None:
             if self.sqs is None:
                 return False
             try:
-                await self.sqs.send(destination.queue, body.decode())
+                await self.sqs.send(destination.queue, body.decode(), trace_header=trace)
             except NimbusError as exc:
                 log.warning("destination queue %s refused: %s", destination.raw, exc.message)
                 return False
@@ -421,7 +485,7 @@ class Dispatcher:
                 destination.function,
                 destination.qualifier,
                 body,
-                trace_id=event.trace_id,
+                trace_id=trace,
             )
             return True
         assert self._http is not None and destination.url is not None
@@ -434,6 +498,7 @@ class Dispatcher:
                         headers={
                             "Content-Type": "application/json",
                             "X-Amz-Request-Id": event.request_id,
+                            **({"X-Amzn-Trace-Id": trace} if trace else {}),
                         },
                     )
                 if response.status_code < 300:
@@ -457,3 +522,71 @@ class Dispatcher:
         )
         await blocking(self.dead_letters.mark_redriven, letter_id, self.clock())
         return request_id
+
+
+class _Hop:
+    """One attempt of an async event as Lambda's service side records it: an
+    ``AWS::Lambda`` segment whose Parent is what the caller sent, with ``Dwell Time``
+    (queued until this attempt started), the ``Attempt``, and a subsegment per
+    destination the result went to, each the Parent of the hop it starts."""
+
+    __slots__ = ("destinations", "event", "failed", "id", "ran_ms", "started_ms", "trace")
+
+    def __init__(self, event: QueuedEvent, now: int) -> None:
+        self.event = event
+        self.id = ids.segment_id()
+        self.started_ms = now
+        self.trace = TraceHeader.parse(event.trace_id) or TraceHeader.new()
+        self.ran_ms: int | None = None
+        self.failed = False
+        self.destinations: list[dict] = []
+
+    def header(self) -> str:
+        return str(self.trace.child(self.id))
+
+    def ran(self, outcome: InvokeResult | NimbusError, now: int) -> None:
+        self.ran_ms = now
+        self.failed = not isinstance(outcome, InvokeResult) or outcome.function_error is not None
+
+    def destination(self, destination: Destination, record: dict) -> str:
+        condition = record.get("requestContext", {}).get("condition")
+        doc: dict = {"id": ids.segment_id(), "start_time": time.time()}
+        if destination.function is not None:
+            doc.update(name=destination.function, namespace="aws",
+                       aws={"resource_type": "AWS::Lambda::Function", "operation": "Invoke"})
+        elif destination.queue is not None:
+            doc.update(name=destination.queue, namespace="aws",
+                       aws={"resource_type": "AWS::SQS::Queue", "operation": "SendMessage"})
+        else:
+            doc.update(name=destination.raw, namespace="remote")
+        doc["annotations"] = {"destination": destination.raw, "condition": condition or ""}
+        doc["end_time"] = doc["start_time"]
+        self.destinations.append(doc)
+        return str(self.trace.child(doc["id"]))
+
+    def document(self, function_arn: str, now: int) -> dict:
+        event = self.event
+        start = event.enqueued_ms / 1000
+        ran_from = self.started_ms / 1000
+        subsegments: list[dict] = [
+            {"id": ids.segment_id(), "name": "Dwell Time", "start_time": start,
+             "end_time": ran_from},
+        ]
+        if self.ran_ms is not None:
+            attempt = {"id": ids.segment_id(), "name": f"Attempt #{event.attempts + 1}",
+                       "start_time": ran_from, "end_time": self.ran_ms / 1000}
+            if self.failed:
+                attempt["fault"] = True
+            subsegments.append(attempt)
+        subsegments.extend(self.destinations)
+        doc: dict = {
+            "trace_id": self.trace.root, "id": self.id, "name": event.function_name,
+            "origin": "AWS::Lambda", "start_time": start, "end_time": now / 1000,
+            "aws": {"request_id": event.request_id, "function_arn": function_arn},
+            "subsegments": subsegments,
+        }
+        if self.trace.parent:
+            doc["parent_id"] = self.trace.parent
+        if self.failed or self.ran_ms is None:
+            doc["fault"] = True
+        return doc

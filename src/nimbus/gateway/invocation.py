@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from starlette.types import Scope
 
-from nimbus import codec
+from nimbus import codec, ids
 from nimbus.config import Config
 from nimbus.errors import InvalidSignature, NimbusError, SignatureRejected, TooManyRequests
 from nimbus.gateway.cors import Cors
@@ -35,6 +36,7 @@ from nimbus.gateway.reply import (
 )
 from nimbus.invocation.invoker import Invoker, InvokeResult
 from nimbus.models import MAX_SYNC_PAYLOAD
+from nimbus.observe.tracing import API_ORIGIN, URL_ORIGIN, TraceHeader, http_trace_header
 from nimbus.sigv4.credentials import Credentials
 from nimbus.sigv4.verification import Caller, verify
 
@@ -113,12 +115,53 @@ async def invoke(
     content_type: str,
     timeout_s: float | None = None,
 ) -> HttpReply:
-    """Run ``function`` with ``event`` and map its result to the HTTP reply."""
+    """Run ``function`` with ``event`` and map its result to the HTTP reply, recording
+    the trigger's segment (the function URL, or the HTTP API's stage) as its caller."""
+    context = event.get("requestContext") or {}
+    api_id = str(context.get("apiId", ""))
+    if function_url:
+        origin, name = URL_ORIGIN, f"lambda-url/{api_id}"
+    else:
+        origin, name = API_ORIGIN, f"{api_id}/{context.get('stage', '$default')}"
+    # The caller's X-Amzn-Trace-Id, else its W3C traceparent, else the new root the
+    # request was given; the function's Parent is the trigger's segment.
+    incoming = http_trace_header(request.header("x-amzn-trace-id"), request.header("traceparent"))
+    incoming = incoming or TraceHeader.parse(request.trace_id) or TraceHeader.new()
+    segment_id = ids.segment_id()
+    trace = str(incoming.child(segment_id))
+    headers = event.get("headers")
+    if isinstance(headers, dict):
+        headers["x-amzn-trace-id"] = trace
+    reply = await _invoke(invoker, function, qualifier, event, request, trace,
+                          function_url=function_url, content_type=content_type,
+                          timeout_s=timeout_s)
+    tracer = getattr(invoker, "tracer", None)  # test doubles of the invoker have none
+    if tracer is not None and tracer.enabled:
+        http = {"request": {"method": request.method, "url": request.raw_path},
+                "response": {"status": reply.status}}
+        tracer.trigger(origin, name, incoming, request.time_epoch_ms / 1000, time.time(),
+                       segment_id=segment_id, error=400 <= reply.status < 500,
+                       fault=reply.status >= 500, http=http)
+    return reply
+
+
+async def _invoke(
+    invoker: Invoker,
+    function: str,
+    qualifier: str | None,
+    event: dict[str, Any],
+    request: HttpRequest,
+    trace: str,
+    *,
+    function_url: bool,
+    content_type: str,
+    timeout_s: float | None = None,
+) -> HttpReply:
     payload = codec.dumps(event)
     if len(payload) > MAX_SYNC_PAYLOAD:
         return too_large_reply()
     call = invoker.invoke(
-        function, qualifier, payload, trace_id=request.trace_id, request_id=request.request_id
+        function, qualifier, payload, trace_id=trace, request_id=request.request_id
     )
     try:
         if timeout_s is None:

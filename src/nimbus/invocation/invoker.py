@@ -14,14 +14,22 @@ from dataclasses import dataclass
 from nimbus import ids
 from nimbus.clock import now_ms
 from nimbus.config import Config
-from nimbus.errors import InvalidParameterValue
+from nimbus.errors import InvalidParameterValue, TooManyRequests
 from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
 from nimbus.invocation.snapstart import Snapshots, not_ready
 from nimbus.invocation.targets import Targets
 from nimbus.models import FunctionRecord, FunctionVersion
+from nimbus.observe.hooks import (
+    ErrorKind,
+    Hooks,
+    InvocationFinished,
+    InvocationStarted,
+    InvocationThrottled,
+)
 from nimbus.observe.log_config import config_of, is_json
 from nimbus.observe.logs import InvocationLog, LogStore, billed, render, render_json, tail
+from nimbus.observe.tracing import TraceHeader, Tracer, is_active, sampled_for
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
 from nimbus.store.functions import snapstart_on
@@ -36,6 +44,7 @@ class InvokeResult:
     executed_version: str
     log_text: str  # the invocation's log, START to REPORT
     request_id: str
+    trace_id: str | None = None  # the header the function saw (Parent: its segment)
 
     @property
     def log_tail(self) -> bytes:
@@ -54,8 +63,14 @@ class Invoker:
         pool: Pool,
         logs: LogStore,
         limiter: ConcurrencyLimiter,
+        hooks: Hooks | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.config = config
+        # Segments of every invocation (observe/tracing.py); none recorded without a sink.
+        self.tracer = tracer if tracer is not None else Tracer()
+        # Lifecycle hooks (observe/hooks.py): started, finished, throttled.
+        self.hooks = hooks if hooks is not None else Hooks()
         self.targets = targets
         self.code = code
         self.pool = pool
@@ -87,24 +102,57 @@ class Invoker:
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
         request_id = request_id or ids.request_id()
+        # The function's segment is the Parent of everything it calls with its header.
+        trace, segment_id = self.tracer.incoming(trace_id), ids.segment_id()
         invocation = Invocation(
             request_id=request_id,
             payload=payload,
             deadline_ms=0,  # the pool sets it once an environment is ready
             invoked_function_arn=self.config.function_arn(name, qualifier),
-            trace_id=trace_id or ids.trace_id(),
+            trace_id=str(trace.child(segment_id, sampled_for(trace, is_active(version.extra)))),
             client_context=client_context,
         )
+        started = time.time()
         key = PoolKey(name, version.version, version.deployment)
-        ticket = self.limiter.admit(name, record.reserved_concurrency, reserved_total)
+        hooks = self.hooks
+        try:
+            ticket = self.limiter.admit(name, record.reserved_concurrency, reserved_total)
+        except TooManyRequests as exc:
+            self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
+                          None, throttled=True)
+            if hooks.wants(InvocationThrottled):
+                hooks.emit(InvocationThrottled(name, qualifier, str(exc.extra.get("Reason", ""))))
+            raise
+        if hooks.wants(InvocationStarted):
+            hooks.emit(InvocationStarted(name, qualifier, version.version, request_id))
         try:
             ran = await self.pool.run(key, lambda: self.spec(version, record), invocation)
         except InitError as err:
-            return self._init_failed(err, version, request_id)
+            self._segment(trace, segment_id, invocation, version, started, 0.0, True,
+                          err.init_duration_ms, err.error_type)
+            return self._init_failed(err, version, request_id, qualifier)
+        except BaseException:
+            self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
+                          "platform")
+            # nimbus could not run it (or the caller went away): still an end, so the
+            # in-flight count observers keep comes back down.
+            if hooks.wants(InvocationFinished):
+                hooks.emit(_finished(version, qualifier, request_id, 0.0, 0, False, None,
+                                     False, "platform", None))
+            raise
         finally:
             self.limiter.release(ticket)
         outcome = ran.outcome
         error_type = _error_type(outcome.payload) if outcome.function_error else None
+        self._segment(trace, segment_id, invocation, version, started, outcome.duration_ms,
+                      ran.cold, ran.init_ms, (error_type or "Unhandled")
+                      if outcome.function_error else None)
+        if hooks.wants(InvocationFinished):
+            hooks.emit(_finished(
+                version, qualifier, request_id, outcome.duration_ms,
+                outcome.max_memory_used_mb, ran.cold, ran.init_ms, ran.restored,
+                _error_kind(error_type) if outcome.function_error else None, error_type,
+            ))
         if is_json(version.extra):
             text = render_json(
                 config_of(version.extra, version.function_name),
@@ -151,12 +199,33 @@ class Invoker:
             )
         )
         return InvokeResult(
-            outcome.payload, outcome.function_error, version.version, text, request_id
+            outcome.payload, outcome.function_error, version.version, text, request_id,
+            invocation.trace_id,
         )
 
+    def _segment(
+        self, trace: TraceHeader, segment_id: str, invocation: Invocation,
+        version: FunctionVersion, started: float, duration_ms: float, cold: bool,
+        init_ms: float | None, error_type: str | None, *, throttled: bool = False,
+    ) -> None:
+        if self.tracer.enabled:
+            self.tracer.function_segment(
+                trace, segment_id, function=version.function_name,
+                function_arn=invocation.invoked_function_arn, version=version.version,
+                request_id=invocation.request_id, start=started, end=time.time(),
+                duration_ms=duration_ms, cold=cold, init_ms=init_ms, error_type=error_type,
+                fault=error_type is not None, throttled=throttled,
+            )
+
     def _init_failed(
-        self, err: InitError, version: FunctionVersion, request_id: str
+        self, err: InitError, version: FunctionVersion, request_id: str,
+        qualifier: str | None = None,
     ) -> InvokeResult:
+        if self.hooks.wants(InvocationFinished):
+            self.hooks.emit(_finished(
+                version, qualifier, request_id, err.init_duration_ms, 0, True,
+                err.init_duration_ms, False, "init", err.error_type,
+            ))
         if is_json(version.extra):
             text = render_json(
                 config_of(version.extra, version.function_name),
@@ -237,6 +306,7 @@ class Invoker:
         stream_id = ids.hex_id(32)
         day = time.strftime("%Y/%m/%d", time.gmtime())
         logging = config_of(version.extra, version.function_name)
+        network = record.tags.get(NETWORK_TAG, "").lower() != "none"
         return EnvironmentSpec(
             function_name=version.function_name,
             version=version.version,
@@ -249,13 +319,17 @@ class Invoker:
             timeout_s=version.timeout,
             ephemeral_mb=version.ephemeral_storage,
             environment=dict(version.environment),
-            network=record.tags.get(NETWORK_TAG, "").lower() != "none",
+            network=network,
             region=self.config.region,
             log_group=logging.log_group,
             log_stream=f"{day}/[{version.version}]{stream_id}",
             log_format=logging.log_format,
             log_level=logging.application_level or "",
             snapstart=snapstart_applies(version),
+            # TracingConfig Active: the function's X-Ray SDK reaches nimbus's receiver over
+            # the loopback it shares with the host (not from an empty network namespace).
+            xray_daemon=self.tracer.daemon_address()
+            if network and is_active(version.extra) else "",
         )
 
 
@@ -263,6 +337,44 @@ def snapstart_applies(version: FunctionVersion) -> bool:
     """Lambda's rule: SnapStart (ApplyOn PublishedVersions) starts published versions
     from their snapshot, never $LATEST; nimbus does it for Python runtimes."""
     return snapstart_on(version)
+
+
+def _finished(
+    version: FunctionVersion,
+    qualifier: str | None,
+    request_id: str,
+    duration_ms: float,
+    max_memory_mb: int,
+    cold: bool,
+    init_ms: float | None,
+    restored: bool,
+    error: ErrorKind | None,
+    error_type: str | None,
+) -> InvocationFinished:
+    return InvocationFinished(
+        function=version.function_name,
+        qualifier=qualifier,
+        version=version.version,
+        request_id=request_id,
+        architecture=version.architectures[0] if version.architectures else "x86_64",
+        memory_size=version.memory_size,
+        duration_ms=duration_ms,
+        billed_ms=billed(duration_ms),
+        max_memory_used_mb=max_memory_mb,
+        cold_start=cold,
+        init_ms=init_ms,
+        restored=restored,
+        error=error,
+        error_type=error_type,
+    )
+
+
+def _error_kind(error_type: str | None) -> ErrorKind:
+    if error_type == "Sandbox.Timedout":
+        return "timeout"
+    if error_type == "Runtime.OutOfMemory":
+        return "oom"
+    return "function"
 
 
 def _error_type(payload: bytes) -> str | None:

@@ -3,7 +3,8 @@
 Three layers, as on Lambda: defaults the function may override (PATH, LANG, TZ, ...),
 the function's own variables, and reserved ones it may not (handler, function name,
 region, task root, ...; with JSON logs AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL).
-``_X_AMZN_TRACE_ID`` is set per invocation by the runtime.
+``_X_AMZN_TRACE_ID`` is set per invocation by the runtime; ``AWS_XRAY_*`` only when
+TracingConfig is Active (nimbus's X-Ray receiver, observe/xray_daemon.py).
 """
 
 from __future__ import annotations
@@ -63,5 +64,13 @@ def build(spec: EnvironmentSpec, *, python: tuple[int, int] | None, python_bin: 
         # As Lambda: only with JSON logs, the level as configured (TRACE ... FATAL).
         reserved["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
         reserved["AWS_LAMBDA_LOG_LEVEL"] = spec.log_level or "INFO"
+    if spec.xray_daemon:
+        # As Lambda with active tracing: where the X-Ray SDK sends segments (UDP), and
+        # what it does outside a traced context (log, never raise).
+        host, _, port = spec.xray_daemon.rpartition(":")
+        reserved["AWS_XRAY_DAEMON_ADDRESS"] = spec.xray_daemon
+        reserved["_AWS_XRAY_DAEMON_ADDRESS"] = host
+        reserved["_AWS_XRAY_DAEMON_PORT"] = port
+        reserved["AWS_XRAY_CONTEXT_MISSING"] = "LOG_ERROR"
     user = {k: v for k, v in spec.environment.items() if k not in reserved}
     return {**defaults, **user, **reserved}

@@ -29,6 +29,7 @@ class EnvironmentSpec:
     log_format: str = "Text"  # LoggingConfig.LogFormat: "JSON" sets AWS_LAMBDA_LOG_FORMAT
     log_level: str = ""  # LoggingConfig.ApplicationLogLevel (JSON): AWS_LAMBDA_LOG_LEVEL
     snapstart: bool = False  # start from the version's initialised template (SnapStart)
+    xray_daemon: str = ""  # TracingConfig Active: "host:port" of nimbus's X-Ray receiver
 
 
 @dataclass

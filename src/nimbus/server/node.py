@@ -58,7 +58,10 @@ class Node:
             socket_path = config.data_dir / "queue.sock"
             if len(str(socket_path)) > 100:  # unix socket paths are limited to 107 bytes
                 socket_path = Path(tempfile.mkdtemp(prefix="nimbus-")) / "queue.sock"
-            queue_server = node.queue_server = QueueServer(queue, socket_path)
+            queue_server = node.queue_server = QueueServer(
+                queue, socket_path, on_metrics=engine.metrics.absorb
+            )
+            engine.metrics.remote_in_flight = lambda: queue_server.in_flight
             # A worker that dies leaves invocations counted in its row of the limiter.
             node.supervisor = Supervisor(config, socket_path, engine.invoker.limiter.clear_row)
             services.remote_counters = lambda: queue_server.counters

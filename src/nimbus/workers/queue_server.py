@@ -15,9 +15,11 @@ import contextlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nimbus.observe.metrics import MetricsDelta
 from nimbus.queue import frames
 from nimbus.queue.backend import Lease, QueueBackend
 from nimbus.queue.backends.remote import PUSH
@@ -32,6 +34,7 @@ class _Connection:
         self.writer = writer
         self.leases: dict[str, Lease] = {}
         self.counters: Counter[str] = Counter()
+        self.in_flight: dict[str, int] = {}  # the worker's invocations running now
         self.closed = False
         self._outbox: list[tuple[int, bool, Any]] = []
 
@@ -52,9 +55,15 @@ class _Connection:
 class QueueServer:
     """Listens at ``path`` and serves ``queue`` to every connecting worker."""
 
-    def __init__(self, queue: QueueBackend, path: Path) -> None:
+    def __init__(
+        self,
+        queue: QueueBackend,
+        path: Path,
+        on_metrics: Callable[[MetricsDelta], None] | None = None,
+    ) -> None:
         self.queue = queue
         self.path = path
+        self.on_metrics = on_metrics  # what workers counted (the server's Metrics.absorb)
         self._server: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: set[_Connection] = set()
@@ -102,6 +111,14 @@ class QueueServer:
         return total
 
     @property
+    def in_flight(self) -> Counter[str]:
+        """Invocations running in the workers now, by function."""
+        total: Counter[str] = Counter()
+        for conn in self._connections:
+            total.update(conn.in_flight)
+        return total
+
+    @property
     def workers(self) -> int:
         return len(self._connections)
 
@@ -120,6 +137,11 @@ class QueueServer:
                     if request_id == PUSH:
                         if op == "counters":
                             conn.counters = Counter(args[0])
+                        elif op == "metrics":
+                            delta: MetricsDelta = args[0]
+                            conn.in_flight = delta.in_flight
+                            if self.on_metrics is not None:
+                                self.on_metrics(delta)
                         continue
                     request = asyncio.get_running_loop().create_task(
                         self._answer(conn, request_id, op, args),

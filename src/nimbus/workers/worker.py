@@ -29,6 +29,7 @@ from nimbus import heap
 from nimbus.config import Config
 from nimbus.engine import Engine
 from nimbus.events.dispatcher import Dispatcher
+from nimbus.observe.metrics import Metrics
 from nimbus.queue.backends.remote import RemoteQueue
 from nimbus.threads import blocking
 
@@ -61,7 +62,7 @@ async def run(config: Config, socket_path: str, index: int) -> None:
     queue.on_change = engine.functions.changed
     await engine.start()
     heap.settle()
-    reporter = loop.create_task(_report(queue, engine.dispatcher))
+    reporter = loop.create_task(_report(queue, engine.dispatcher, engine.metrics))
     try:
         await stop.wait()
     finally:
@@ -71,14 +72,21 @@ async def run(config: Config, socket_path: str, index: int) -> None:
         await engine.close()
 
 
-async def _report(queue: RemoteQueue, dispatcher: Dispatcher) -> None:
-    """Keep the server's /_nimbus/queue counters current."""
+async def _report(queue: RemoteQueue, dispatcher: Dispatcher, metrics: Metrics) -> None:
+    """Keep the server's /_nimbus/queue counters and its metrics current: the metrics
+    counted here since the last report go to the server, which adds them to its own
+    (see observe/metrics.py), with the invocations running here now."""
     last: dict[str, int] = {}
+    last_in_flight: dict[str, int] = {}
     while True:
         counters = dict(dispatcher.counters)
         if counters != last:
             queue.report(counters)
             last = counters
+        if metrics.counters or metrics.histograms or metrics.in_flight != last_in_flight:
+            delta = metrics.take()
+            queue.report_metrics(delta)
+            last_in_flight = delta.in_flight
         await asyncio.sleep(REPORT_EVERY_S)
 
 

@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from nimbus import ids
 from nimbus.clock import Clock, now_ms
@@ -40,6 +41,7 @@ from nimbus.events.sources.filters import FilterSet
 from nimbus.events.sources.kinds import shown
 from nimbus.events.sources.source import Source, SourceRecord
 from nimbus.invocation.invoker import InvokeResult
+from nimbus.observe.tracing import BROKER_ORIGIN, QUEUE_ORIGIN, Caller, TraceHeader, calling
 from nimbus.store.event_source_mappings import EventSourceMapping
 
 log = logging.getLogger("nimbus.events.sources")
@@ -271,7 +273,8 @@ class Poller:
         delay = THROTTLE_BASE_S
         while True:
             try:
-                result = await self.invoke(payload)
+                with calling(self._trace_caller(records)):
+                    result = await self.invoke(payload)
             except TooManyRequests:
                 self.stats.counters["throttled"] += 1
                 await self.sleep(delay)
@@ -285,6 +288,25 @@ class Poller:
             outcome = judge(records, result.payload, result.function_error, self.report_items)
             self.last_result = "OK" if outcome.ok else "PROBLEM: Function call failed"
             return outcome, result
+
+    def _trace_caller(self, records: list[SourceRecord]) -> Caller:
+        """The source as the invocation's caller in its trace: an SQS queue continues the
+        trace of the batch's first message that carries one (its AWSTraceHeader, as
+        Lambda does), a broker starts a new one."""
+        arn = self.mapping.event_source_arn
+        if self.mapping.kind == "sqs":
+            incoming = None
+            for r in records:
+                attributes = r.record.get("attributes")
+                if isinstance(attributes, dict) and attributes.get("AWSTraceHeader"):
+                    incoming = TraceHeader.parse(attributes["AWSTraceHeader"])
+                    if incoming is not None:
+                        break
+            return Caller(QUEUE_ORIGIN, arn.rsplit(":", 1)[-1], incoming,
+                          {"resource_type": QUEUE_ORIGIN, "queue_arn": arn})
+        parts = urlsplit(arn)  # the broker's address, never its credentials
+        port = f":{parts.port}" if parts.port else ""
+        return Caller(BROKER_ORIGIN, f"{parts.scheme}://{parts.hostname}{port}{parts.path}")
 
     async def _queue_batch(self, records: list[SourceRecord]) -> None:
         outcome, _ = await self._call(records)

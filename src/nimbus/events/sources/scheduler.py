@@ -49,6 +49,7 @@ from nimbus.errors import NimbusError
 from nimbus.events.dispatcher import Dispatcher
 from nimbus.events.sources.schedule_expressions import Timing, parse, zone
 from nimbus.invocation.invoker import Invoker
+from nimbus.observe.tracing import SCHEDULE_ORIGIN, Caller, calling
 from nimbus.sqs.queues import Queues
 from nimbus.store.database import Database
 from nimbus.store.leases import LeaseStore
@@ -279,7 +280,11 @@ class ScheduleRunner:
             match = FUNCTION_ARN.fullmatch(target["Arn"])
             if match is None:  # the API accepts only function ARNs; an old row, say
                 raise NimbusError(f"{target['Arn']} is not a Lambda function ARN")
-            await self.deliver(match["name"], match["qualifier"], payload.encode(), request_id)
+            # Each tick starts a trace of its own, the schedule its first hop.
+            with calling(Caller(SCHEDULE_ORIGIN, f"{schedule.group}/{schedule.name}",
+                                detail={"schedule_arn": arn})):
+                await self.deliver(match["name"], match["qualifier"], payload.encode(),
+                                   request_id)
         except Exception as exc:  # any failure to queue is a failed delivery
             return await self._failed(schedule, tick, now, attempts + 1, payload, exc)
         self._retries.pop(schedule.key, None)

@@ -142,6 +142,11 @@ class RemoteQueue(QueueBackend):
         """Send the dispatcher's counters, for the owner's /_nimbus/queue (no answer)."""
         self._send(PUSH, "counters", (counters,))
 
+    def report_metrics(self, delta: object) -> None:
+        """Send what this worker's metrics counted since the last report (an
+        ``observe.metrics.MetricsDelta``), for the owner's /metrics (no answer)."""
+        self._send(PUSH, "metrics", (delta,))
+
     # -- the wire ---------------------------------------------------------------------
 
     def _call(self, op: str, *args: Any) -> asyncio.Future[Any]:

@@ -1,0 +1,276 @@
+"""Tracing as a user sees it: one trace across a function URL, a function that
+async-invokes another from inside its sandbox, and that one's OnSuccess destination;
+the service map drawn from it; headers taken from callers; Powertools' Tracer sending
+its subsegments to nimbus's X-Ray receiver."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROLE, live_server, make_zip
+from tests.nimbus_process import NimbusProcess
+
+pytestmark = pytest.mark.sandbox
+
+# A calls B asynchronously as boto3 would from Lambda (botocore adds X-Amzn-Trace-Id from
+# _X_AMZN_TRACE_ID when AWS_LAMBDA_FUNCTION_NAME is set): boto3 is not in the sandbox, so
+# urllib with the same header.
+CALLER = """
+import json, os, urllib.request
+def handler(event, context):
+    trace = os.environ["_X_AMZN_TRACE_ID"]
+    req = urllib.request.Request(
+        os.environ["NIMBUS_ENDPOINT"] + "/2015-03-31/functions/" + os.environ["CALLEE"]
+        + "/invocations", data=json.dumps({"from": "a"}).encode(), method="POST",
+        headers={"X-Amz-Invocation-Type": "Event", "X-Amzn-Trace-Id": trace})
+    with urllib.request.urlopen(req) as resp:
+        status = resp.status
+    return {"trace": trace, "status": status,
+            "event_header": event.get("headers", {}).get("x-amzn-trace-id")}
+"""
+ECHO = """
+import os
+def handler(event, context):
+    return {"trace": os.environ.get("_X_AMZN_TRACE_ID"),
+            "daemon": os.environ.get("AWS_XRAY_DAEMON_ADDRESS")}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
+    """Async events run in a worker process: their segments cross processes."""
+    data = tmp_path_factory.mktemp("tracing") / "data"
+    with live_server(data, {"NIMBUS_ASYNC_WORKERS": "1"}) as proc:
+        yield proc
+
+
+def arn(name: str) -> str:
+    return f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+
+
+def create(lam: Any, name: str, code: str | bytes, **kw: Any) -> None:
+    package = code if isinstance(code, bytes) else make_zip({"app.py": code})
+    lam.create_function(FunctionName=name, Runtime=kw.pop("Runtime", "python3.12"), Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": package}, **kw)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll the trace API until ``check`` returns something truthy: segments of async
+    hops are written by another process a moment after their invocation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the trace")
+        time.sleep(0.2)
+
+
+def get_trace(server: NimbusProcess, root: str) -> dict[str, Any]:
+    resp = httpx.get(f"{server.endpoint}/_nimbus/traces/{root}")
+    assert resp.status_code == 200, resp.text
+    return resp.json()["Traces"][0]
+
+
+def documents(trace: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(s["Document"]) for s in trace["Segments"]]
+
+
+def functions_in(server: NimbusProcess, root: str) -> set[str]:
+    resp = httpx.get(f"{server.endpoint}/_nimbus/traces/{root}")
+    if resp.status_code != 200:
+        return set()
+    return {d["name"] for d in documents(resp.json()["Traces"][0])
+            if d.get("origin") == "AWS::Lambda::Function"}
+
+
+def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None:
+    lam = server.client()
+    suffix = str(time.time_ns())[-8:]
+    a, b, c = f"a-{suffix}", f"b-{suffix}", f"c-{suffix}"
+    create(lam, c, ECHO)
+    create(lam, b, ECHO)
+    lam.put_function_event_invoke_config(
+        FunctionName=b, DestinationConfig={"OnSuccess": {"Destination": arn(c)}})
+    create(lam, a, CALLER,
+           Environment={"Variables": {"NIMBUS_ENDPOINT": server.endpoint, "CALLEE": b}})
+    url = lam.create_function_url_config(FunctionName=a, AuthType="NONE")["FunctionUrl"]
+
+    resp = httpx.get(url, timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == 202
+    seen = body["trace"]  # Root=1-...;Parent=<A's segment>;Sampled=0, no Lineage
+    fields = dict(part.split("=", 1) for part in seen.split(";"))
+    assert set(fields) == {"Root", "Parent", "Sampled"}
+    assert fields["Sampled"] == "0"  # PassThrough, and the client made no decision
+    root = fields["Root"]
+    # The event's header names the trigger's segment, the function's Parent.
+    assert body["event_header"].startswith(f"Root={root};Parent=")
+
+    listed = httpx.get(f"{server.endpoint}/_nimbus/traces", params={"FunctionName": a}).json()
+    assert [t["Id"] for t in listed["TraceSummaries"]] == [root]
+
+    wait_for(lambda: functions_in(server, root) >= {a, b, c})
+    docs = documents(get_trace(server, root))
+    assert {d["trace_id"] for d in docs} == {root}
+    by_name: dict[tuple[str, str], dict[str, Any]] = {
+        (d["name"], d.get("origin", "")): d for d in docs}
+    url_seg = next(d for d in docs if d.get("origin") == "AWS::Lambda::FunctionUrl")
+    a_fn = by_name[(a, "AWS::Lambda::Function")]
+    assert a_fn["parent_id"] == url_seg["id"]
+    assert a_fn["id"] == fields["Parent"]
+    assert [s["name"] for s in a_fn["subsegments"]][-1] == "Invocation"
+    b_async, b_fn = by_name[(b, "AWS::Lambda")], by_name[(b, "AWS::Lambda::Function")]
+    assert b_async["parent_id"] == a_fn["id"]  # what A sent
+    assert b_fn["parent_id"] == b_async["id"]
+    names = [s["name"] for s in b_async["subsegments"]]
+    assert names[:2] == ["Dwell Time", "Attempt #1"]
+    destination = b_async["subsegments"][2]
+    assert destination["name"] == c and destination["annotations"]["condition"] == "Success"
+    c_async = by_name[(c, "AWS::Lambda")]
+    assert c_async["parent_id"] == destination["id"]
+
+    service_map = httpx.get(f"{server.endpoint}/_nimbus/service-map",
+                            params={"Minutes": 5}).json()
+    edges = {(e["From"], e["To"]): e for e in service_map["Edges"]}
+    fn = "AWS::Lambda::Function/"
+    url_node = f"AWS::Lambda::FunctionUrl/{url_seg['name']}"
+    for edge in [(url_node, fn + a), (fn + a, fn + b), (fn + b, fn + c)]:
+        assert edge in edges, (edge, list(edges))
+        assert edges[edge]["Count"] == 1 and edges[edge]["Errors"] == 0
+    assert edges[("client/client", url_node)]["Count"] == 1
+    nodes = {n["Id"]: n for n in service_map["Nodes"]}
+    assert nodes[fn + b]["Count"] == 1
+
+
+def test_caller_headers_are_continued(server: NimbusProcess) -> None:
+    lam = server.client()
+    name = f"echo-{time.time_ns() % 10**8}"
+    create(lam, name, ECHO)
+    caller = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    resp = httpx.post(f"{server.endpoint}/2015-03-31/functions/{name}/invocations",
+                      content=b"{}", headers={"X-Amzn-Trace-Id": caller + ";Lineage=a:1"})
+    seen = resp.json()["trace"]
+    assert seen.startswith("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=")
+    assert seen.endswith(";Sampled=1") and "Lineage" not in seen
+    assert resp.json()["daemon"] is None  # PassThrough: no receiver
+    docs = documents(get_trace(server, "1-5759e988-bd862e3fe1be46a994272793"))
+    (segment,) = [d for d in docs if d["name"] == name]
+    assert segment["parent_id"] == "53995c3f42cd8ad8"
+
+    # W3C traceparent on an HTTP trigger becomes the X-Ray trace.
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    seen = httpx.get(url, headers={"traceparent": tp}).json()["trace"]
+    assert seen.startswith("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=")
+    assert seen.endswith(";Sampled=1")
+    docs = documents(get_trace(server, "1-4bf92f35-77b34da6a3ce929d0e0e4736"))
+    (trigger,) = [d for d in docs if d.get("origin") == "AWS::Lambda::FunctionUrl"]
+    assert trigger["parent_id"] == "00f067aa0ba902b7"
+    assert trigger["http"]["response"]["status"] == 200
+
+
+def test_bad_trace_requests_get_clear_errors(server: NimbusProcess) -> None:
+    resp = httpx.get(f"{server.endpoint}/_nimbus/traces/not-a-trace")
+    assert resp.status_code == 400 and "1-<8 hex digits>" in resp.json()["message"]
+    resp = httpx.get(f"{server.endpoint}/_nimbus/traces/1-00000000-000000000000000000000000")
+    assert resp.status_code == 404
+    resp = httpx.get(f"{server.endpoint}/_nimbus/service-map", params={"Minutes": "0"})
+    assert resp.status_code == 400
+
+
+POWERTOOLS = """
+from aws_lambda_powertools import Tracer
+tracer = Tracer(service="checkout")
+
+@tracer.capture_method
+def price(n):
+    tracer.put_annotation(key="items", value=n)
+    return n * 3
+
+@tracer.capture_lambda_handler
+def handler(event, context):
+    return {"total": price(event.get("n", 1))}
+"""
+
+
+def powertools_zip() -> bytes:
+    """The function with Powertools and aws-xray-sdk vendored from this venv (pure
+    Python; wrapt falls back to its pure-Python wrappers if its extension cannot load)."""
+    import aws_lambda_powertools
+    import aws_xray_sdk  # type: ignore[import-untyped]
+    import typing_extensions
+    import wrapt
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("app.py", POWERTOOLS)
+        zf.write(typing_extensions.__file__, "typing_extensions.py")
+        for module in (aws_lambda_powertools, aws_xray_sdk, wrapt):
+            top = Path(str(module.__file__)).parent
+            for path in top.rglob("*"):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    zf.write(path, f"{top.name}/{path.relative_to(top)}")
+    return buf.getvalue()
+
+
+def test_powertools_tracer_subsegments_join_the_trace(server: NimbusProcess) -> None:
+    lam = server.client()
+    name = f"pt-{time.time_ns() % 10**8}"
+    create(lam, name, powertools_zip(), Runtime="python3.11", Timeout=30,
+           TracingConfig={"Mode": "Active"})
+    out = lam.invoke(FunctionName=name, Payload=b'{"n": 4}')
+    assert "FunctionError" not in out, out["Payload"].read()
+    assert json.loads(out["Payload"].read()) == {"total": 12}
+    root = httpx.get(f"{server.endpoint}/_nimbus/traces",
+                     params={"FunctionName": name}).json()["TraceSummaries"][0]["Id"]
+
+    def subsegments() -> list[dict[str, Any]]:
+        docs = documents(get_trace(server, root))
+        (fn,) = [d for d in docs if d.get("origin") == "AWS::Lambda::Function"]
+        return [s for s in fn.get("subsegments", []) if s["name"].startswith("## ")]
+
+    # The SDK streams each subsegment as it closes, nested under the function's segment
+    # (its facade: the Parent of _X_AMZN_TRACE_ID).
+    found = wait_for(lambda: [s for s in subsegments() if s.get("subsegments")], timeout=15)
+    (handler,) = found
+    assert handler["name"] == "## handler"
+    (inner,) = handler["subsegments"]
+    assert inner["name"] == "## app.price"
+    assert inner["annotations"]["items"] == 4
+    assert handler["annotations"]["ColdStart"] is True
+    assert handler["annotations"]["Service"] == "checkout"
+
+
+def test_sqs_messages_carry_their_trace_to_the_mapping(server: NimbusProcess) -> None:
+    lam, sqs = server.client(), server.client("sqs")
+    name = f"consumer-{time.time_ns() % 10**8}"
+    create(lam, name, ECHO)
+    url = sqs.create_queue(QueueName=f"q-{name}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    caller = "Root=1-65a00000-0123456789abcdef01234567;Parent=1111111111111111;Sampled=1"
+    sqs.send_message(QueueUrl=url, MessageBody="{}", MessageSystemAttributes={
+        "AWSTraceHeader": {"DataType": "String", "StringValue": caller}})
+    lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=name, BatchSize=1)
+    root = "1-65a00000-0123456789abcdef01234567"
+    wait_for(lambda: name in functions_in(server, root))
+    docs = documents(get_trace(server, root))
+    (queue,) = [d for d in docs if d.get("origin") == "AWS::SQS::Queue"]
+    (fn,) = [d for d in docs if d.get("origin") == "AWS::Lambda::Function"]
+    assert queue["name"] == f"q-{name}" and queue["parent_id"] == "1111111111111111"
+    assert fn["parent_id"] == queue["id"]
+    edges = {(e["From"], e["To"]) for e in httpx.get(
+        f"{server.endpoint}/_nimbus/service-map").json()["Edges"]}
+    assert (f"AWS::SQS::Queue/q-{name}", f"AWS::Lambda::Function/{name}") in edges
