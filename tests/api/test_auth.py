@@ -186,7 +186,7 @@ def test_nimbus_cli_signs(server: NimbusProcess, tmp_path: Path) -> None:
     assert "for-cli" in by_env.stdout
     # ...and without any, a clear refusal.
     unsigned = run(ls, clean_env(**endpoint), tmp_path)
-    assert unsigned.returncode == 1
+    assert unsigned.returncode == 2  # refused: the caller must sign (3 would be unreachable)
     assert "MissingAuthenticationTokenException" in unsigned.stderr
     assert "nimbus credentials" in unsigned.stderr
 
