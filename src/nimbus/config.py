@@ -127,6 +127,12 @@ class Config(BaseModel):
     # Sandboxes forked and half-confined ahead of time per runtime, so a cold start only
     # binds the code and imports the handler (0: fork from the zygote on demand).
     stem_cells: int = Field(2, ge=0)
+    # SnapStart for every Python 3.12+ function, $LATEST included (Lambda: published
+    # versions that ask for it only). Each configuration's first cold start makes its
+    # template (init runs there, once); later ones fork from it. Off by default: what a
+    # function draws at init (random seeds aside) is shared by its environments, and each
+    # template holds its function's memory while it lives.
+    snapstart_all: bool = False
     # Each environment's /tmp. "disk" (as Lambda): a file system of its own of
     # EphemeralStorage size on the data dir's disk (loop devices), not counted against
     # MemorySize. "memory": a tmpfs, counted against MemorySize, for hosts without loop

@@ -32,7 +32,7 @@ from nimbus.observe.logs import InvocationLog, LogStore, billed, render, render_
 from nimbus.observe.tracing import TraceHeader, Tracer, is_active, sampled_for
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
-from nimbus.store.functions import snapstart_on
+from nimbus.store.functions import snapstart_on, snapstart_runtime
 
 NETWORK_TAG = "nimbus:network"  # "none": the function runs with no network at all
 
@@ -325,7 +325,8 @@ class Invoker:
             log_stream=f"{day}/[{version.version}]{stream_id}",
             log_format=logging.log_format,
             log_level=logging.application_level or "",
-            snapstart=snapstart_applies(version),
+            snapstart=snapstart_applies(version)
+            or (self.config.snapstart_all and snapstart_runtime(version.runtime)),
             # TracingConfig Active: the function's X-Ray SDK reaches nimbus's receiver over
             # the loopback it shares with the host (not from an empty network namespace).
             xray_daemon=self.tracer.daemon_address()
