@@ -272,3 +272,21 @@ async def test_a_failing_ack_retries_a_stream_batch_first_and_in_order() -> None
     await _run_until(p, lambda: source.acked == ["m1", "m2"])
     assert fn.calls == [["m1", "m2"], ["m1", "m2"]]
     assert source.acked == ["m1", "m2"] and source.released == []
+
+
+class OrderedSource(FakeSource):
+    """A FIFO queue: records must not overtake the ones that failed before them."""
+
+    ordered = True
+
+
+async def test_a_failed_fifo_batch_takes_the_records_waiting_behind_it_back() -> None:
+    big = "x" * (2_500_000)  # two fill a batch (6 MB): the other two wait in the batcher
+    source = OrderedSource([record(i, body=big) for i in range(4)])
+    fn = FakeFunction(lambda recs: ("error", {"errorMessage": "boom"}))
+    p = poller(source, fn, batch_size=10)
+    await _run_until(p, lambda: len(source.released) >= 4)
+    # m0, m1 failed; m2, m3 were received with them: they go back too, unrun, so they
+    # never overtake m0 and m1.
+    assert fn.calls == [["m0", "m1"]]
+    assert sorted(source.released) == ["m0", "m1", "m2", "m3"]

@@ -217,8 +217,11 @@ class Poller:
                 await self._pause(1.0)
                 continue
             if batch.records:
+                failed_before = self.stats.counters["failed"]
                 try:
                     await self.process(batch.records)
+                    if self.stats.counters["failed"] > failed_before:
+                        await self._hand_back_ordered(batcher)
                 except Exception as exc:  # a failed ack, a store error: not the loop's end
                     self.stats.last_error = f"processing a batch failed: {exc}"
                     log.exception("mapping %s: processing a batch failed", self.mapping.uuid)
@@ -226,6 +229,15 @@ class Poller:
                     await self._pause(1.0)
             elif index > 0 and index >= self.desired:
                 return  # idle and no longer needed: scale in
+
+    async def _hand_back_ordered(self, batcher: Batcher) -> None:
+        """A batch of an ordered queue (FIFO) failed: what was received after it and
+        waits in the batcher goes back too, or it would run before the failed records
+        come again."""
+        if getattr(self.source, "ordered", False):
+            carried = batcher.drain_carry()
+            if carried:
+                await self.source.release(carried)
 
     async def _give_back(self, batcher: Batcher, records: list[SourceRecord]) -> None:
         """A batch whose processing failed half-way: a queue source redelivers it later

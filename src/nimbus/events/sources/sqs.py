@@ -141,6 +141,11 @@ class SqsSource:
         self._heartbeat: asyncio.Task[None] | None = None
 
     @property
+    def ordered(self) -> bool:
+        """A FIFO queue: a failed batch takes what was received after it back too."""
+        return self.info is not None and self.info.fifo
+
+    @property
     def queue_name(self) -> str:
         assert self.info is not None, "open() first"
         return self.info.name
