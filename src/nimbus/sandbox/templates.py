@@ -163,6 +163,9 @@ class Templates:
         async with lock:
             template = self._templates.get(ident)
             if template is not None and template.alive and template.key == fingerprint(spec):
+                # In use from now: the reaper must not close it under the cold start
+                # that asked for it (between here and its fork).
+                template.last_used = time.monotonic()
                 return template
             if template is not None:
                 self._templates.pop(ident, None)
@@ -235,7 +238,11 @@ class Templates:
                               ctl=ctl_ours, log_fd=log_r, nonce=nonce, cgroup=cgroup,
                               process_group=False, on_stop=stopped, tmp=disk)
         process.origin = "snapstart template"
-        await process.wait_ready(m.init_timeout_s)
+        try:
+            await process.wait_ready(m.init_timeout_s)
+        except BaseException:
+            fork_ours.close()  # the init failed: its fork socket goes with it
+            raise
         template = Template(spec, process, fork_ours, first, m, self.cells)
         template.signal(signal.SIGSTOP)
         log.info("SnapStart template for %s:%s ready (init %.1f ms)", spec.function_name,
