@@ -16,6 +16,7 @@ import base64
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +59,10 @@ class QueuesApi(Protocol):
     async def change_visibility(
         self, queue_name: str, receipt_handle: str, timeout: int
     ) -> None: ...
+
+    async def change_visibility_batch(
+        self, name: str, changes: Sequence[tuple[str, int]]
+    ) -> Sequence[NimbusError | None]: ...
 
     async def counts(self, queue_name: str) -> QueueCounts: ...
 
@@ -164,8 +169,11 @@ class SqsSource:
         info = self.info
         assert info is not None, "open() first"
         wait = min(max(0.0, wait_seconds), MAX_WAIT_S)
+        # The timeout this source tracks, not whatever the queue says by the time the
+        # receive runs (a SetQueueAttributes meanwhile): deadlines and extensions agree.
         messages = await self.queues.receive_many(
-            info.name, max_messages=max(1, max_records), wait_seconds=wait
+            info.name, max_messages=max(1, max_records), wait_seconds=wait,
+            visibility_timeout=info.visibility_timeout,
         )
         deadline = self.monotonic() + info.visibility_timeout
         records = []
@@ -197,13 +205,13 @@ class SqsSource:
         """Failed: visible again after the queue's visibility timeout (counted from now
         if this source extended it), so its redrive policy applies."""
         assert self.info is not None
+        extended = []
         for record in records:
             state = self._in_flight.pop(record.token, None)
             if state is not None and state.extended:
-                with contextlib.suppress(NimbusError):
-                    await self.queues.change_visibility(
-                        self.info.name, record.token, self.info.visibility_timeout
-                    )
+                extended.append((record.token, self.info.visibility_timeout))
+        if extended:  # one transaction, whatever the batch size
+            await self.queues.change_visibility_batch(self.info.name, extended)
 
     async def backlog(self) -> int | None:
         if self.info is None:
@@ -218,10 +226,11 @@ class SqsSource:
                 await self._heartbeat
         # Received but never settled: visible again now rather than after the timeout.
         unsettled, self._in_flight = list(self._in_flight), {}
-        if self.info is not None:
-            for handle in unsettled:
-                with contextlib.suppress(NimbusError):
-                    await self.queues.change_visibility(self.info.name, handle, 0)
+        if self.info is not None and unsettled:
+            with contextlib.suppress(NimbusError):
+                await self.queues.change_visibility_batch(
+                    self.info.name, [(handle, 0) for handle in unsettled]
+                )
 
     async def _extend_forever(self) -> None:
         while True:
@@ -241,14 +250,19 @@ class SqsSource:
         timeout = info.visibility_timeout
         now = self.monotonic()
         margin = min(2.0, timeout / 2)  # two heartbeats ahead of the expiry
-        for handle, state in list(self._in_flight.items()):
-            if state.deadline - now > margin or timeout == 0:
-                continue
-            try:
-                await self.queues.change_visibility(info.name, handle, timeout)
-            except NimbusError:
+        if timeout == 0:
+            return
+        due = [(handle, state) for handle, state in list(self._in_flight.items())
+               if state.deadline - now <= margin]
+        if not due:
+            return
+        # One transaction for all of them: a batch of thousands must not take thousands.
+        results = await self.queues.change_visibility_batch(
+            info.name, [(handle, timeout) for handle, _ in due]
+        )
+        for (handle, state), result in zip(due, results, strict=True):
+            if result is not None:
                 self._in_flight.pop(handle, None)  # gone (deleted or expired)
-                continue
-            if handle in self._in_flight:
+            elif handle in self._in_flight:
                 state.deadline = now + timeout
                 state.extended = True
