@@ -28,6 +28,7 @@ from nimbus import ids
 from nimbus.clock import Clock, now_ms
 from nimbus.config import Config
 from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
+from nimbus.events.async_hop import AsyncHop
 from nimbus.events.destinations import Destination, invocation_record, parse_destination
 from nimbus.invocation.cache import Cache
 from nimbus.invocation.invoker import Invoker, InvokeResult
@@ -41,7 +42,7 @@ from nimbus.observe.hooks import (
     DestinationDelivered,
     Hooks,
 )
-from nimbus.observe.tracing import TraceHeader, Tracer
+from nimbus.observe.tracing import Tracer
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent
 from nimbus.sqs.queues import Queues
 from nimbus.store.dead_letters import DeadLetterStore
@@ -87,9 +88,9 @@ class Dispatcher:
         tracer: Tracer | None = None,
     ) -> None:
         self.config = config
-        # Each attempt's AWS::Lambda segment (queue dwell, attempt, destination): see _Hop.
+        # Each attempt's AWS::Lambda segment (queue dwell, attempt, destination): see AsyncHop.
         self.tracer = tracer if tracer is not None else Tracer()
-        self._hops: dict[int, _Hop] = {}  # id(event) -> its attempt's hop, while it settles
+        self._hops: dict[int, AsyncHop] = {}  # id(event) -> its attempt's hop, while it settles
         self.sqs = sqs  # SQS destinations and dead-letter queues (None: none deliverable)
         self.clock = clock  # stamps events and judges their age (tests move it)
         self.queue = queue
@@ -254,7 +255,7 @@ class Dispatcher:
     async def _handle(self, lease: Lease, waited: float = 0.0) -> None:
         event = lease.event
         outcome: InvokeResult | NimbusError
-        hop = self._hops[id(event)] = _Hop(event, self.clock())
+        hop = self._hops[id(event)] = AsyncHop(event, self.clock())
         try:
             # A lease that waited behind slow invocations has used part of its visibility
             # timeout; renew it so the run cannot outlive it and be delivered twice.
@@ -522,71 +523,3 @@ class Dispatcher:
         )
         await blocking(self.dead_letters.mark_redriven, letter_id, self.clock())
         return request_id
-
-
-class _Hop:
-    """One attempt of an async event as Lambda's service side records it: an
-    ``AWS::Lambda`` segment whose Parent is what the caller sent, with ``Dwell Time``
-    (queued until this attempt started), the ``Attempt``, and a subsegment per
-    destination the result went to, each the Parent of the hop it starts."""
-
-    __slots__ = ("destinations", "event", "failed", "id", "ran_ms", "started_ms", "trace")
-
-    def __init__(self, event: QueuedEvent, now: int) -> None:
-        self.event = event
-        self.id = ids.segment_id()
-        self.started_ms = now
-        self.trace = TraceHeader.parse(event.trace_id) or TraceHeader.new()
-        self.ran_ms: int | None = None
-        self.failed = False
-        self.destinations: list[dict] = []
-
-    def header(self) -> str:
-        return str(self.trace.child(self.id))
-
-    def ran(self, outcome: InvokeResult | NimbusError, now: int) -> None:
-        self.ran_ms = now
-        self.failed = not isinstance(outcome, InvokeResult) or outcome.function_error is not None
-
-    def destination(self, destination: Destination, record: dict) -> str:
-        condition = record.get("requestContext", {}).get("condition")
-        doc: dict = {"id": ids.segment_id(), "start_time": time.time()}
-        if destination.function is not None:
-            doc.update(name=destination.function, namespace="aws",
-                       aws={"resource_type": "AWS::Lambda::Function", "operation": "Invoke"})
-        elif destination.queue is not None:
-            doc.update(name=destination.queue, namespace="aws",
-                       aws={"resource_type": "AWS::SQS::Queue", "operation": "SendMessage"})
-        else:
-            doc.update(name=destination.raw, namespace="remote")
-        doc["annotations"] = {"destination": destination.raw, "condition": condition or ""}
-        doc["end_time"] = doc["start_time"]
-        self.destinations.append(doc)
-        return str(self.trace.child(doc["id"]))
-
-    def document(self, function_arn: str, now: int) -> dict:
-        event = self.event
-        start = event.enqueued_ms / 1000
-        ran_from = self.started_ms / 1000
-        subsegments: list[dict] = [
-            {"id": ids.segment_id(), "name": "Dwell Time", "start_time": start,
-             "end_time": ran_from},
-        ]
-        if self.ran_ms is not None:
-            attempt = {"id": ids.segment_id(), "name": f"Attempt #{event.attempts + 1}",
-                       "start_time": ran_from, "end_time": self.ran_ms / 1000}
-            if self.failed:
-                attempt["fault"] = True
-            subsegments.append(attempt)
-        subsegments.extend(self.destinations)
-        doc: dict = {
-            "trace_id": self.trace.root, "id": self.id, "name": event.function_name,
-            "origin": "AWS::Lambda", "start_time": start, "end_time": now / 1000,
-            "aws": {"request_id": event.request_id, "function_arn": function_arn},
-            "subsegments": subsegments,
-        }
-        if self.trace.parent:
-            doc["parent_id"] = self.trace.parent
-        if self.failed or self.ran_ms is None:
-            doc["fault"] = True
-        return doc
