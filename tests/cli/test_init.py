@@ -11,7 +11,7 @@ import pytest
 
 from tests.cli.conftest import nimbus_cli
 
-BLUEPRINTS = ["hello-http", "queue-worker"]
+BLUEPRINTS = ["hello-http", "queue-worker", "latency-monitor", "ssl-expiry", "webhook-alert"]
 
 
 def test_lists_blueprints() -> None:
