@@ -17,7 +17,7 @@ from nimbus.cli.client import ENDPOINT
 
 
 def _context(endpoint: str, stack: str) -> Any:
-    import boto3  # type: ignore[import-untyped]
+    import boto3
     from rich.console import Console
 
     from nimbus.config import ConfigError, load_config

@@ -221,13 +221,13 @@ def _translate(
     body: dict[str, Any], parameters: dict[str, Any], region: str, template: Template,
     out: Expanded,
 ) -> dict[str, Any] | None:  # fmt: skip
-    import boto3  # type: ignore[import-untyped]
-    from samtranslator.model.exceptions import (  # type: ignore[import-untyped]
+    import boto3
+    from samtranslator.model.exceptions import (
         InvalidDocumentException,
         InvalidResourceException,
     )
-    from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
-    from samtranslator.translator.translator import (  # type: ignore[import-untyped]
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import (
         Translator,
     )
 
