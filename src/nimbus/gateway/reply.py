@@ -66,17 +66,23 @@ class InvalidFunctionResponse(ValueError):
     """The function's result cannot be mapped to an HTTP response; says why."""
 
 
+def _result_json(payload: bytes, advice: str) -> Any:
+    """The function's result, parsed; InvalidFunctionResponse (ending with ``advice``)
+    when it is not JSON."""
+    try:
+        return codec.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidFunctionResponse(
+            f"The function's response is not valid JSON ({exc}); {advice}."
+        ) from exc
+
+
 def reply_from_result(
     payload: bytes, *, default_content_type: str = FUNCTION_URL_CONTENT_TYPE
 ) -> HttpReply:
     """The HTTP response for a function's successful result ``payload`` (its JSON)."""
-    try:
-        result = codec.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidFunctionResponse(
-            f"The function's response is not valid JSON ({exc}); return a JSON value or "
-            'an object like {"statusCode": 200, "body": "..."}.'
-        ) from exc
+    result = _result_json(payload, "return a JSON value or an object like "
+                                   '{"statusCode": 200, "body": "..."}')
     if not (isinstance(result, dict) and "statusCode" in result):
         return HttpReply(200, [("content-type", "application/json")], bytes(payload))
     status = _status(result["statusCode"])
@@ -91,13 +97,8 @@ def reply_from_result_v1(
     payload: bytes, *, default_content_type: str = HTTP_API_CONTENT_TYPE
 ) -> HttpReply:
     """The HTTP response for a successful result of a payload format 1.0 integration."""
-    try:
-        result = codec.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidFunctionResponse(
-            f"The function's response is not valid JSON ({exc}); with payload format 1.0 "
-            'return an object like {"statusCode": 200, "body": "..."}.'
-        ) from exc
+    result = _result_json(payload, "with payload format 1.0 return an object like "
+                                   '{"statusCode": 200, "body": "..."}')
     if not (isinstance(result, dict) and "statusCode" in result):
         raise InvalidFunctionResponse(
             f"The function returned {_kind(result)} without statusCode; with payload format "
