@@ -178,6 +178,30 @@ class CpuMeter:
         }
 
 
+def disable(lam: Any, uuid: str) -> None:
+    """Disable a mapping and wait until its poller has stopped."""
+    lam.update_event_source_mapping(UUID=uuid, Enabled=False)
+    while lam.get_event_source_mapping(UUID=uuid)["State"] != "Disabled":
+        time.sleep(0.05)
+
+
+def drain(server: Any, lam: Any, uuid: str, before: int, count: int) -> tuple[int, float]:
+    """Enable a mapping over ``count`` waiting messages and time its poller draining them:
+    (records it succeeded on, seconds). ``before``: its success counter beforehand."""
+    lam.update_event_source_mapping(UUID=uuid, Enabled=True)
+    started = time.perf_counter()
+    drained = 0
+    deadline = time.monotonic() + max(120.0, count / 200)
+    while time.monotonic() < deadline:
+        # A restarted poller starts its counters afresh in this process.
+        now = mapping_stats(server, uuid).get("RecordsSucceeded", 0)
+        drained = now - before if now >= before else now
+        if drained >= count:
+            break
+        time.sleep(0.05)
+    return drained, time.perf_counter() - started
+
+
 def mapping_stats(server: NimbusProcess, uuid: str) -> dict[str, Any]:
     body = httpx.get(server.endpoint + "/_nimbus/event-source-mappings", timeout=30).json()
     (mine,) = [m for m in body["EventSourceMappings"] if m["UUID"] == uuid]
@@ -223,24 +247,11 @@ def run_sqs(server: NimbusProcess, args: argparse.Namespace) -> dict[str, Any]:
     received = stats.get("Received", 0)
 
     # Drain only: the same messages queued first, with the mapping disabled; then enabled.
-    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
-    while lam.get_event_source_mapping(UUID=mapping["UUID"])["State"] != "Disabled":
-        time.sleep(0.05)
+    disable(lam, mapping["UUID"])
     send_all(server, url, count, args.clients)
     before = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
     with CpuMeter(server) as drain_cpu:
-        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
-        started = time.perf_counter()
-        drained = 0
-        deadline = time.monotonic() + max(120.0, count / 200)
-        while time.monotonic() < deadline:
-            # A restarted poller starts its counters afresh in this process.
-            now = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
-            drained = now - before if now >= before else now
-            if drained >= count:
-                break
-            time.sleep(0.05)
-        drain_s = time.perf_counter() - started
+        drained, drain_s = drain(server, lam, mapping["UUID"], before, count)
     return {
         "source": "sqs",
         "messages": count,
@@ -327,22 +338,10 @@ def run_redis(server: NimbusProcess, args: argparse.Namespace) -> dict[str, Any]
         end_to_end_s = time.perf_counter() - started
         succeeded, received = stats.get("RecordsSucceeded", 0), stats.get("Received", 0)
 
-        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
-        while lam.get_event_source_mapping(UUID=mapping["UUID"])["State"] != "Disabled":
-            time.sleep(0.05)
+        disable(lam, mapping["UUID"])
         xadd_all(mapped, count, args.clients)
         before = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
-        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
-        started = time.perf_counter()
-        drained = 0
-        deadline = time.monotonic() + max(120.0, count / 200)
-        while time.monotonic() < deadline:
-            now = mapping_stats(server, mapping["UUID"]).get("RecordsSucceeded", 0)
-            drained = now - before if now >= before else now
-            if drained >= count:
-                break
-            time.sleep(0.05)
-        drain_s = time.perf_counter() - started
+        drained, drain_s = drain(server, lam, mapping["UUID"], before, count)
         group = {g["name"].decode(): g for g in r.xinfo_groups(mapped)}[
             f"nimbus-{mapping['UUID']}"
         ]
