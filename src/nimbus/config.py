@@ -162,6 +162,10 @@ class Config(BaseModel):
     # Invocation logs older than this are deleted (0: kept forever, CloudWatch's default;
     # on one machine's disk, unbounded logs end in a full disk).
     log_retention_days: float = Field(30.0, ge=0)
+    # An OpenTelemetry collector's OTLP/HTTP base URL (http://localhost:4318): every
+    # trace segment is also exported to <url>/v1/traces (observe/otlp_export.py). Unset:
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT if set, else none.
+    otlp_endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     # What invocations would cost on Lambda (observe/cost.py): a [pricing] TOML table.
     pricing: Pricing = Field(default_factory=Pricing)
 

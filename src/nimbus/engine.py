@@ -22,6 +22,7 @@ from nimbus.observe.hooks import Hooks
 from nimbus.observe.log_files import LogFiles
 from nimbus.observe.logs import LogStore
 from nimbus.observe.metrics import Metrics
+from nimbus.observe.otlp_export import span_export
 from nimbus.observe.trace_store import SegmentLog, TraceStore
 from nimbus.observe.tracing import Tracer
 from nimbus.observe.xray_daemon import XRayDaemon, daemon_factory
@@ -121,7 +122,7 @@ class Engine:
         metrics.attach(hooks)
         traces_dir = config.data_dir / TRACES_DIR
         segments = SegmentLog(traces_dir, "server" if process_index == 0 else
-                              f"worker{process_index}")
+                              f"worker{process_index}", export=span_export(config))
         tracer = Tracer(segments.append, account_id=config.account_id)
         invoker = Invoker(
             config, Targets(functions, aliases), code, pool, logs, limiter, hooks=hooks,

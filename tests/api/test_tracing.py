@@ -5,9 +5,12 @@ its subsegments to nimbus's X-Ray receiver."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import re
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,8 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from nimbus.observe.tracing import TraceHeader
 from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
+from tests.observe.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.sandbox
 
@@ -46,10 +51,23 @@ def handler(event, context):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
-    """Async events run in a worker process: their segments cross processes."""
+def otlp() -> Iterator[OtlpReceiver]:
+    """An OpenTelemetry collector (OTLP/HTTP) the module's server exports its spans to."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver
+) -> Iterator[NimbusProcess]:
+    """Async events run in a worker process: their segments cross processes. Both
+    processes export their spans to ``otlp``, configured the standard way."""
     data = tmp_path_factory.mktemp("tracing") / "data"
-    with live_server(data, {"NIMBUS_ASYNC_WORKERS": "1"}) as proc:
+    env = {"NIMBUS_ASYNC_WORKERS": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with live_server(data, env) as proc:
         yield proc
 
 
@@ -274,3 +292,195 @@ def test_sqs_messages_carry_their_trace_to_the_mapping(server: NimbusProcess) ->
     edges = {(e["From"], e["To"]) for e in httpx.get(
         f"{server.endpoint}/_nimbus/service-map").json()["Edges"]}
     assert (f"AWS::SQS::Queue/q-{name}", f"AWS::Lambda::Function/{name}") in edges
+
+
+def test_spans_reach_an_otlp_collector_with_their_links(
+    server: NimbusProcess, otlp: OtlpReceiver
+) -> None:
+    """A function URL called with a W3C traceparent, a function that async-invokes
+    another (run by the worker process): every hop's span reaches the collector in the
+    caller's trace, each one's parent the hop that called it."""
+    lam = server.client()
+    suffix = str(time.time_ns())[-8:]
+    a, b = f"oa-{suffix}", f"ob-{suffix}"
+    create(lam, b, ECHO)
+    create(lam, a, CALLER,
+           Environment={"Variables": {"NIMBUS_ENDPOINT": server.endpoint, "CALLEE": b}})
+    url = lam.create_function_url_config(FunctionName=a, AuthType="NONE")["FunctionUrl"]
+    trace, client_span = uuid.uuid4().hex, "00f067aa0ba902b7"
+    resp = httpx.get(url, headers={"traceparent": f"00-{trace}-{client_span}-01"}, timeout=30)
+    assert resp.status_code == 200 and resp.json()["status"] == 202, resp.text
+
+    def chain(spans: list[ReceivedSpan]) -> dict[tuple[str, str], ReceivedSpan] | None:
+        mine = {(s.name, str(s.attributes.get("aws.xray.origin", ""))): s
+                for s in spans if s.trace_id == trace}
+        wanted = [(b, "AWS::Lambda"), (b, "AWS::Lambda::Function"), (a, "AWS::Lambda::Function")]
+        return mine if all(k in mine for k in wanted) else None
+
+    spans = otlp.wait_for(chain)
+    url_span = next(s for (_, origin), s in spans.items() if origin == "AWS::Lambda::FunctionUrl")
+    a_fn = spans[(a, "AWS::Lambda::Function")]
+    b_async, b_fn = spans[(b, "AWS::Lambda")], spans[(b, "AWS::Lambda::Function")]
+    assert url_span.parent_span_id == client_span
+    assert url_span.attributes["http.response.status_code"] == 200
+    assert a_fn.parent_span_id == url_span.span_id
+    assert b_async.parent_span_id == a_fn.span_id  # what A sent, from inside its sandbox
+    assert b_fn.parent_span_id == b_async.span_id
+    assert a_fn.attributes["faas.name"] == a and b_fn.resource["service.name"] == "nimbus"
+    assert a_fn.kind == 2 and b_async.kind == 5  # SERVER; CONSUMER, an async event
+    # The subsegments nest too: A's Invocation under A's span, B's dwell under its hop.
+    everything = otlp.trace(trace)
+    (a_invocation,) = [s for s in everything
+                       if s.name == "Invocation" and s.parent_span_id == a_fn.span_id]
+    assert a_fn.start_ns <= a_invocation.start_ns <= a_invocation.end_ns <= a_fn.end_ns
+    assert any(s.name == "Dwell Time" and s.parent_span_id == b_async.span_id
+               for s in everything)
+    # The same ids as the trace nimbus serves itself.
+    docs = documents(get_trace(server, f"1-{trace[:8]}-{trace[8:]}"))
+    assert {d["id"] for d in docs} >= {url_span.span_id, a_fn.span_id, b_fn.span_id}
+
+
+def test_report_line_carries_the_xray_segment_when_active(server: NimbusProcess) -> None:
+    lam = server.client()
+    name = f"xr-{time.time_ns() % 10**8}"
+    create(lam, name, ECHO, TracingConfig={"Mode": "Active"})
+    out = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    seen = TraceHeader.parse(json.loads(out["Payload"].read())["trace"])
+    assert seen is not None and seen.sampled and seen.parent
+    log = base64.b64decode(out["LogResult"]).decode()
+    report = log[log.index("REPORT RequestId:"):]
+    assert re.fullmatch(
+        r"REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
+        r"Memory Size: 128 MB\tMax Memory Used: \d+ MB\t(Init Duration: [\d.]+ ms\t)?\n"
+        f"XRAY TraceId: {seen.root}\tSegmentId: {seen.parent}\tSampled: true\t\n",
+        report), report
+    # The caller decided not to sample: Lambda prints no XRAY part; nor for PassThrough.
+    unsampled = "Root=1-65a00000-0123456789abcdef0123abcd;Sampled=0"
+    with httpx.Client() as http:
+        resp = http.post(f"{server.endpoint}/2015-03-31/functions/{name}/invocations",
+                         content=b"{}", headers={"X-Amzn-Trace-Id": unsampled,
+                                                 "X-Amz-Log-Type": "Tail"})
+    assert "XRAY" not in base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode()
+    plain = f"pt-{name}"
+    create(lam, plain, ECHO)
+    out = lam.invoke(FunctionName=plain, Payload=b"{}", LogType="Tail")
+    assert "XRAY" not in base64.b64decode(out["LogResult"]).decode()
+
+
+ECHO_V1 = """
+import json, os
+def handler(event, context):
+    return {"statusCode": 200, "body": json.dumps({
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "header": event["headers"].get("X-Amzn-Trace-Id"),
+        "multi": event["multiValueHeaders"].get("X-Amzn-Trace-Id"),
+        "names": [k for k in event["headers"] if k.lower() == "x-amzn-trace-id"]})}
+"""
+
+
+def test_payload_v1_routes_are_traced_and_take_traceparent(server: NimbusProcess) -> None:
+    lam, gw = server.client(), server.client("apigatewayv2")
+    name = f"v1t-{time.time_ns() % 10**8}"
+    create(lam, name, ECHO_V1)
+    api = gw.create_api(Name=name, ProtocolType="HTTP")["ApiId"]
+    integration = gw.create_integration(
+        ApiId=api, IntegrationType="AWS_PROXY", PayloadFormatVersion="1.0",
+        IntegrationUri=arn(name))["IntegrationId"]
+    gw.create_route(ApiId=api, RouteKey="GET /hi", Target=f"integrations/{integration}")
+    gw.create_stage(ApiId=api, StageName="$default")
+    tp = "00-5af7183fb1d4cf5f4a7b26a3e1f36c01-b7ad6b7169203331-01"
+    resp = httpx.get(f"{server.endpoint}/execute-api/{api}/hi", headers={"traceparent": tp},
+                     timeout=30)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    root = "1-5af7183f-b1d4cf5f4a7b26a3e1f36c01"
+    assert body["names"] == ["X-Amzn-Trace-Id"]  # one spelling, AWS's
+    assert body["multi"] == [body["header"]]
+    header = TraceHeader.parse(body["header"])
+    assert header is not None and header.root == root and header.sampled is True
+    docs = documents(get_trace(server, root))
+    (stage,) = [d for d in docs if d.get("origin") == "AWS::ApiGateway::Stage"]
+    (fn,) = [d for d in docs if d.get("origin") == "AWS::Lambda::Function"]
+    assert stage["name"] == f"{api}/$default" and stage["parent_id"] == "b7ad6b7169203331"
+    assert header.parent == stage["id"] == fn["parent_id"]
+    assert body["trace"] == f"Root={root};Parent={fn['id']};Sampled=1"
+
+
+# Sends to SQS as boto3 would from inside a traced function: the JSON protocol, with the
+# X-Amzn-Trace-Id header botocore adds from _X_AMZN_TRACE_ID (boto3 is not in the sandbox).
+SENDER = """
+import json, os, urllib.request
+def handler(event, context):
+    req = urllib.request.Request(
+        os.environ["NIMBUS_ENDPOINT"] + "/", method="POST",
+        data=json.dumps({"QueueUrl": os.environ["QUEUE_URL"], "MessageBody": "hi"}).encode(),
+        headers={"Content-Type": "application/x-amz-json-1.0",
+                 "X-Amz-Target": "AmazonSQS.SendMessage",
+                 "X-Amzn-Trace-Id": os.environ["_X_AMZN_TRACE_ID"]})
+    with urllib.request.urlopen(req) as resp:
+        sent = json.loads(resp.read())
+    return {"trace": os.environ["_X_AMZN_TRACE_ID"], "sent": sent}
+"""
+
+
+def test_a_message_a_function_sends_continues_its_trace(server: NimbusProcess) -> None:
+    lam, sqs = server.client(), server.client("sqs")
+    suffix = str(time.time_ns() % 10**8)
+    sender, consumer = f"send-{suffix}", f"drain-{suffix}"
+    url = sqs.create_queue(QueueName=f"hop-{suffix}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    create(lam, consumer, ECHO)
+    create(lam, sender, SENDER,
+           Environment={"Variables": {"NIMBUS_ENDPOINT": server.endpoint, "QUEUE_URL": url}})
+    lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=consumer,
+                                    BatchSize=1)
+    out = lam.invoke(FunctionName=sender, Payload=b"{}")
+    assert "FunctionError" not in out
+    result = json.loads(out["Payload"].read())
+    assert "MD5OfMessageSystemAttributes" not in result["sent"]  # none were given
+    seen = TraceHeader.parse(result["trace"])
+    assert seen is not None and seen.parent is not None
+    wait_for(lambda: consumer in functions_in(server, seen.root))
+    docs = documents(get_trace(server, seen.root))
+    functions = {d["name"]: d for d in docs if d.get("origin") == "AWS::Lambda::Function"}
+    (queue,) = [d for d in docs if d.get("origin") == "AWS::SQS::Queue"]
+    assert functions[sender]["id"] == seen.parent
+    assert queue["name"] == f"hop-{suffix}" and queue["parent_id"] == seen.parent
+    assert functions[consumer]["parent_id"] == queue["id"]
+    edges = {(e["From"], e["To"]) for e in httpx.get(
+        f"{server.endpoint}/_nimbus/service-map").json()["Edges"]}
+    fn = "AWS::Lambda::Function/"
+    assert (fn + sender, f"AWS::SQS::Queue/hop-{suffix}") in edges
+    assert (f"AWS::SQS::Queue/hop-{suffix}", fn + consumer) in edges
+
+
+def test_sqs_takes_the_http_trace_header_as_awstraceheader(server: NimbusProcess) -> None:
+    """The header stands for every message of the request; a message's own system
+    attribute wins; a header that is not X-Ray's is not kept."""
+    sqs = server.client("sqs")
+    url = sqs.create_queue(QueueName=f"hdr-{time.time_ns() % 10**8}")["QueueUrl"]
+    header = "Root=1-65a00000-0123456789abcdef01234567;Parent=1111111111111111;Sampled=1"
+    own = "Root=1-65a00000-0123456789abcdef0123ffff;Sampled=1"
+
+    def add_header(request: Any, **kwargs: Any) -> None:
+        request.headers["X-Amzn-Trace-Id"] = header
+
+    sqs.meta.events.register("before-sign.sqs.*", add_header)
+    sqs.send_message(QueueUrl=url, MessageBody="one")
+    sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "MessageBody": "two"},
+        {"Id": "b", "MessageBody": "three", "MessageSystemAttributes": {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": own}}}])
+    sqs.meta.events.unregister("before-sign.sqs.*", add_header)
+    header = "not-a-trace-header"
+    sqs.meta.events.register("before-sign.sqs.*", add_header)
+    sqs.send_message(QueueUrl=url, MessageBody="four")
+    got = {}
+    while len(got) < 4:
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                     MessageSystemAttributeNames=["AWSTraceHeader"],
+                                     WaitTimeSeconds=1).get("Messages", []):
+            got[m["Body"]] = m.get("Attributes", {}).get("AWSTraceHeader")
+    traced = "Root=1-65a00000-0123456789abcdef01234567;Parent=1111111111111111;Sampled=1"
+    assert got == {"one": traced, "two": traced, "three": own, "four": None}

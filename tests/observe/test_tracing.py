@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nimbus import ids
+from nimbus.observe.logs import render
 from nimbus.observe.service_map import service_map, summary, trace_document
 from nimbus.observe.trace_store import SegmentLog, TraceStore
 from nimbus.observe.tracing import (
@@ -22,6 +23,7 @@ from nimbus.observe.tracing import (
     calling,
     http_trace_header,
     is_active,
+    report_xray,
     sampled_for,
 )
 from nimbus.observe.xray_daemon import XRayDaemon, parse_datagram
@@ -69,6 +71,23 @@ def test_sampling_decision() -> None:
     assert sampled_for(TraceHeader(ROOT, sampled=True), active=False) is True
     assert is_active({"TracingConfig": {"Mode": "Active"}})
     assert not is_active({"TracingConfig": {"Mode": "PassThrough"}}) and not is_active({})
+
+
+def test_report_line_names_the_xray_segment_of_an_active_sampled_invocation() -> None:
+    seen = f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
+    xray = f"\nXRAY TraceId: {ROOT}\tSegmentId: 53995c3f42cd8ad8\tSampled: true\t"
+    assert report_xray(seen, active=True) == xray
+    assert report_xray(seen, active=False) == ""  # PassThrough: Lambda prints none
+    assert report_xray(seen.replace("Sampled=1", "Sampled=0"), active=True) == ""
+    assert report_xray(None, active=True) == ""
+    text = render("req-1", "$LATEST", b"hi\n", 1.5, 128, 20, 3.25, xray=xray)
+    # One REPORT event in Lambda's log: its fields, then the XRAY part after a line break.
+    assert text.endswith(
+        "END RequestId: req-1\nREPORT RequestId: req-1\tDuration: 1.50 ms\t"
+        "Billed Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\t"
+        f"Init Duration: 3.25 ms\t\nXRAY TraceId: {ROOT}\tSegmentId: 53995c3f42cd8ad8\t"
+        "Sampled: true\t\n")
+    assert "XRAY" not in render("req-1", "$LATEST", b"", 1.5, 128, 20, None)
 
 
 def test_incoming_continues_a_header_or_a_trigger_or_starts_a_root() -> None:

@@ -26,6 +26,7 @@ from nimbus.errors import (
     SqsInvalidParameterValue,
     TooManyEntriesInBatchRequest,
 )
+from nimbus.observe.tracing import TraceHeader
 from nimbus.protocol.compat import SQS as SQS_COMPAT
 from nimbus.protocol.service import AwsService, RequestContext
 from nimbus.sqs.attributes import ALL_NAMES
@@ -190,7 +191,15 @@ def _max_results(limit: int | None) -> int | None:
 # -- messages -----------------------------------------------------------------------------
 
 
-def _outgoing(p: Params) -> Outgoing:
+def _http_trace(ctx: RequestContext) -> str | None:
+    """The request's ``X-Amzn-Trace-Id`` when it is an X-Ray header (boto3 sends one from
+    inside a traced function): as on AWS, the ``AWSTraceHeader`` of every message the
+    request sends that has none of its own, so the trace goes on past the queue."""
+    value = ctx.headers.get("x-amzn-trace-id")
+    return value.strip() if value and TraceHeader.parse(value) is not None else None
+
+
+def _outgoing(p: Params, http_trace: str | None = None) -> Outgoing:
     system = p.get("MessageSystemAttributes") or {}
     unknown = [k for k in system if k != "AWSTraceHeader"]
     if unknown:
@@ -211,15 +220,17 @@ def _outgoing(p: Params) -> Outgoing:
         delay_seconds=p.get("DelaySeconds"),
         group_id=p.get("MessageGroupId"),
         dedup_id=p.get("MessageDeduplicationId"),
-        trace_header=trace.get("StringValue") if trace else None,
+        trace_header=trace.get("StringValue") if trace else http_trace,
     )
 
 
-def _sent(result: SendResult) -> Params:
+def _sent(result: SendResult, system_given: bool = True) -> Params:
+    """The answer for one message; ``system_given``: the request gave it system
+    attributes (a trace header taken from the HTTP request has no MD5 to answer)."""
     out: Params = {"MD5OfMessageBody": result.md5_of_body, "MessageId": result.message_id}
     if result.md5_of_message_attributes:
         out["MD5OfMessageAttributes"] = result.md5_of_message_attributes
-    if result.md5_of_system_attributes:
+    if result.md5_of_system_attributes and system_given:
         out["MD5OfMessageSystemAttributes"] = result.md5_of_system_attributes
     if result.sequence_number:
         out["SequenceNumber"] = result.sequence_number
@@ -228,7 +239,8 @@ def _sent(result: SendResult) -> Params:
 
 async def send_message(ctx: RequestContext, p: Params) -> Params:
     name = queue_name(ctx, p["QueueUrl"])
-    return _sent(await _queues(ctx).send_one(name, _outgoing(p)))
+    sent = await _queues(ctx).send_one(name, _outgoing(p, _http_trace(ctx)))
+    return _sent(sent, bool(p.get("MessageSystemAttributes")))
 
 
 def _check_batch(entries: Sequence[Params], entry_shape: str) -> None:
@@ -274,19 +286,21 @@ async def send_message_batch(ctx: RequestContext, p: Params) -> Params:
             f"{size} bytes."
         )
     failed: list[Params] = []
-    ready: list[tuple[str, Outgoing]] = []
+    ready: list[tuple[Params, Outgoing]] = []
+    http_trace = _http_trace(ctx)
     for entry in entries:
         try:
-            ready.append((entry["Id"], _outgoing(entry)))
+            ready.append((entry, _outgoing(entry, http_trace)))
         except SqsError as exc:
             failed.append(_failed(entry["Id"], exc))
     results = await _queues(ctx).send_batch(name, [o for _, o in ready]) if ready else []
     successful = []
-    for (entry_id, _), result in zip(ready, results, strict=True):
+    for (entry, _), result in zip(ready, results, strict=True):
         if isinstance(result, SqsError):
-            failed.append(_failed(entry_id, result))
+            failed.append(_failed(entry["Id"], result))
         else:
-            successful.append({"Id": entry_id, **_sent(result)})
+            given = bool(entry.get("MessageSystemAttributes"))
+            successful.append({"Id": entry["Id"], **_sent(result, given)})
     return {"Successful": successful, "Failed": failed}
 
 

@@ -6,44 +6,36 @@ need a SigV4 signature for service ``execute-api``), passes the API key / usage 
 throttling checks (``limits.UsageGate``) and invokes the route's integration within its
 timeout, with the event of its payload format version: 2.0 (``event.build_event``, the
 result mapped by ``reply.reply_from_result``) or 1.0 (``event.build_event_v1``,
-``reply.reply_from_result_v1``).
+``reply.reply_from_result_v1``); both through ``invocation.invoke``, which records the
+stage's trace segment and passes the trace on.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Scope
 
-from nimbus import codec
 from nimbus.config import Config
-from nimbus.errors import GatewayForbidden, GatewayThrottled, NimbusError, TooManyRequests
+from nimbus.errors import GatewayForbidden, GatewayThrottled
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.event import HttpRequest, Trigger, build_event, build_event_v1
-from nimbus.gateway.invocation import HttpTrigger, _within, error_reply, invoke
+from nimbus.gateway.invocation import HttpTrigger, error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import (
     HTTP_API_CONTENT_TYPE,
     HttpReply,
-    InvalidFunctionResponse,
     forbidden_reply,
-    function_error_reply,
-    plain_reply,
     reply_from_result_v1,
-    throttled_reply,
-    too_large_reply,
 )
 from nimbus.gateway.reply import not_found_reply as not_found
 from nimbus.gateway.routes import RouteMatch, RouteTable
 from nimbus.invocation.cache import Cache
 from nimbus.invocation.invoker import Invoker
-from nimbus.models import MAX_SYNC_PAYLOAD, ApiIntegration, HttpApiDefinition
+from nimbus.models import HttpApiDefinition
 from nimbus.sigv4.credentials import Credentials
 from nimbus.store.http_apis import HttpApiStore
-
-log = logging.getLogger("nimbus.gateway")
 
 
 @dataclass(frozen=True)
@@ -126,54 +118,18 @@ class HttpApis(HttpTrigger):
             stage_variables=match.stage.stage_variables or None,
             authorizer=authorizer,
         )
-        if integration.payload_format_version == "1.0":
-            return await self._invoke_v1(integration, build_event_v1(request, trigger), request)
+        v1 = integration.payload_format_version == "1.0"
         return await invoke(
             self.invoker,
             integration.function_name,
             integration.qualifier,
-            build_event(request, trigger),
+            (build_event_v1 if v1 else build_event)(request, trigger),
             request,
             function_url=False,
             content_type=HTTP_API_CONTENT_TYPE,
             timeout_s=integration.timeout_ms / 1000,
+            result_reply=reply_from_result_v1 if v1 else None,
         )
-
-
-    async def _invoke_v1(
-        self, integration: ApiIntegration, event: dict[str, Any], request: HttpRequest
-    ) -> HttpReply:
-        """``invocation.invoke`` for payload format 1.0, whose results map differently.
-
-        The same steps and answers: 413 over 6 MB, 504 past the integration's timeout,
-        429 when throttled, 500 when the function fails or its response is malformed."""
-        payload = codec.dumps(event)
-        if len(payload) > MAX_SYNC_PAYLOAD:
-            return too_large_reply()
-        function = integration.function_name
-        call = self.invoker.invoke(
-            function,
-            integration.qualifier,
-            payload,
-            trace_id=request.trace_id,
-            request_id=request.request_id,
-        )
-        try:
-            result = await _within(call, integration.timeout_ms / 1000)
-        except TooManyRequests:
-            return throttled_reply(1)
-        except NimbusError as exc:
-            log.info("%s could not be invoked over HTTP: %s", function, exc.message)
-            return error_reply(exc)
-        if result is None:
-            return plain_reply(504, "Endpoint request timed out", "IntegrationTimeoutException")
-        if result.function_error:
-            return function_error_reply(function_url=False)
-        try:
-            return reply_from_result_v1(result.payload)
-        except InvalidFunctionResponse as exc:
-            log.info("%s returned a response payload format 1.0 cannot carry: %s", function, exc)
-            return function_error_reply(function_url=False)
 
 
 def _api(definition: HttpApiDefinition | None) -> _Api | None:

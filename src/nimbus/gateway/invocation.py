@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from starlette.types import Scope
@@ -41,6 +42,7 @@ from nimbus.sigv4.credentials import Credentials
 from nimbus.sigv4.verification import Caller, verify
 
 log = logging.getLogger("nimbus.gateway")
+TRACE_HEADER = "x-amzn-trace-id"
 
 
 class HttpTrigger:
@@ -104,6 +106,11 @@ def error_reply(exc: NimbusError) -> HttpReply:
     return plain_reply(exc.status, exc.message, exc.type_name, list(exc.headers().items()))
 
 
+ResultReply = Callable[[bytes], HttpReply]
+"""Maps a function's successful result to the reply (its payload format's mapping);
+raises InvalidFunctionResponse for a result it cannot carry."""
+
+
 async def invoke(
     invoker: Invoker,
     function: str,
@@ -114,9 +121,13 @@ async def invoke(
     function_url: bool,
     content_type: str,
     timeout_s: float | None = None,
+    result_reply: ResultReply | None = None,
 ) -> HttpReply:
     """Run ``function`` with ``event`` and map its result to the HTTP reply, recording
-    the trigger's segment (the function URL, or the HTTP API's stage) as its caller."""
+    the trigger's segment (the function URL, or the HTTP API's stage) as its caller.
+
+    ``result_reply`` maps a successful result: payload format 2.0's mapping (with
+    ``content_type`` for a body without one) unless given (1.0: reply_from_result_v1)."""
     context = event.get("requestContext") or {}
     api_id = str(context.get("apiId", ""))
     if function_url:
@@ -129,12 +140,10 @@ async def invoke(
     incoming = incoming or TraceHeader.parse(request.trace_id) or TraceHeader.new()
     segment_id = ids.segment_id()
     trace = str(incoming.child(segment_id))
-    headers = event.get("headers")
-    if isinstance(headers, dict):
-        headers["x-amzn-trace-id"] = trace
-    reply = await _invoke(invoker, function, qualifier, event, request, trace,
-                          function_url=function_url, content_type=content_type,
-                          timeout_s=timeout_s)
+    pass_trace_header(event, trace)
+    mapping = result_reply or partial(reply_from_result, default_content_type=content_type)
+    reply = await _invoke(invoker, function, qualifier, event, request, trace, mapping,
+                          function_url=function_url, timeout_s=timeout_s)
     tracer = getattr(invoker, "tracer", None)  # test doubles of the invoker have none
     if tracer is not None and tracer.enabled:
         http = {"request": {"method": request.method, "url": request.raw_path},
@@ -145,6 +154,23 @@ async def invoke(
     return reply
 
 
+def pass_trace_header(event: dict[str, Any], trace: str) -> None:
+    """Set the event's ``X-Amzn-Trace-Id`` to ``trace`` (what the function is told its
+    caller sent): every spelling of it in ``headers`` and a 1.0 event's
+    ``multiValueHeaders`` replaced by one, under the first spelling found, else
+    ``X-Amzn-Trace-Id`` in a 1.0 event and ``x-amzn-trace-id`` in a 2.0 one."""
+    multi = event.get("multiValueHeaders")
+    default = "X-Amzn-Trace-Id" if isinstance(multi, dict) else TRACE_HEADER
+    for key, value in (("headers", trace), ("multiValueHeaders", [trace])):
+        headers = event.get(key)
+        if not isinstance(headers, dict):
+            continue
+        found = [name for name in headers if name.lower() == TRACE_HEADER]
+        for name in found:
+            del headers[name]
+        headers[found[0] if found else default] = value
+
+
 async def _invoke(
     invoker: Invoker,
     function: str,
@@ -152,9 +178,9 @@ async def _invoke(
     event: dict[str, Any],
     request: HttpRequest,
     trace: str,
+    result_reply: ResultReply,
     *,
     function_url: bool,
-    content_type: str,
     timeout_s: float | None = None,
 ) -> HttpReply:
     payload = codec.dumps(event)
@@ -179,7 +205,7 @@ async def _invoke(
     if result.function_error:
         return function_error_reply(function_url=function_url)
     try:
-        return reply_from_result(result.payload, default_content_type=content_type)
+        return result_reply(result.payload)
     except InvalidFunctionResponse as exc:
         log.info("%s returned a response HTTP cannot carry: %s", function, exc)
         return invalid_response_reply(function_url=function_url)

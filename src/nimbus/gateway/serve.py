@@ -29,6 +29,7 @@ from nimbus.gateway.headers import first_header
 from nimbus.gateway.reply import HttpReply, plain_reply, too_large_reply
 from nimbus.gateway.urls import FunctionUrls
 from nimbus.models import MAX_SYNC_PAYLOAD
+from nimbus.observe.tracing import TraceHeader, http_trace_header
 
 log = logging.getLogger("nimbus.gateway")
 URL_PREFIX = "/lambda-url/"
@@ -137,8 +138,14 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
         time_epoch_ms=now_ms(),
         scheme=scope.get("scheme", "http"),
         server_port=server[1] if server else None,
-        # Lambda passes the caller's X-Ray header on, or starts a trace.
-        trace_id=first_header(headers, "x-amzn-trace-id") or ids.trace_id(),
+        # Lambda passes the caller's X-Ray header on (a W3C traceparent as one), or
+        # starts a trace: what either payload format's event carries.
+        trace_id=str(
+            http_trace_header(
+                first_header(headers, "x-amzn-trace-id"), first_header(headers, "traceparent")
+            )
+            or TraceHeader.new()
+        ),
     )
 
 

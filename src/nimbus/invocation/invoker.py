@@ -29,7 +29,7 @@ from nimbus.observe.hooks import (
 )
 from nimbus.observe.log_config import config_of, is_json
 from nimbus.observe.logs import InvocationLog, LogStore, billed, render, render_json, tail
-from nimbus.observe.tracing import TraceHeader, Tracer, is_active, sampled_for
+from nimbus.observe.tracing import TraceHeader, Tracer, is_active, report_xray, sampled_for
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
 from nimbus.store.functions import snapstart_on, snapstart_runtime
@@ -181,6 +181,7 @@ class Invoker:
                 ran.init_ms,
                 ran.init_logs,
                 ran.restored,
+                xray=report_xray(invocation.trace_id, is_active(version.extra)),
             )
         self.logs.append(
             InvocationLog(

@@ -77,11 +77,13 @@ def render(
     init_ms: float | None,
     init_output: bytes = b"",
     restored: bool = False,
+    xray: str = "",
 ) -> str:
     """One invocation's log; what the function printed while initialising comes first,
     before START, as in Lambda's log stream. ``restored``: the environment started from
     a SnapStart template, and ``init_ms`` is its restore phase (Lambda's Restore Duration
-    and Billed Restore Duration, in place of Init Duration)."""
+    and Billed Restore Duration, in place of Init Duration). ``xray``: the REPORT's
+    ``XRAY TraceId`` part (tracing.report_xray)."""
     body = _lines(function_output)
     init = _lines(init_output)
     report = (
@@ -94,6 +96,7 @@ def render(
                    f"Billed Restore Duration: {math.ceil(init_ms)} ms\t")
     elif init_ms is not None:
         report += f"Init Duration: {init_ms:.2f} ms\t"
+    report += xray
     return (
         f"{init}START RequestId: {request_id} Version: {version}\n{body}"
         f"END RequestId: {request_id}\n{report}\n"

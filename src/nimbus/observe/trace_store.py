@@ -10,6 +10,9 @@ second later, off the event loop. Bounded: a file is rotated at ``max_bytes`` an
 process keeps its two newest, so the data dir holds at most 2 x ``max_bytes`` per
 process (8 MB each by default: tens of thousands of invocations); they outlive restarts.
 
+When an OpenTelemetry collector is configured, every segment a process appends is also
+queued for export to it (otlp_export.SpanExport), from a thread of its own.
+
 The server reads them lazily (``TraceStore.refresh``, on each trace API call), each file
 from where it stopped, and keeps the ``max_traces`` most recent traces in memory.
 """
@@ -26,9 +29,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nimbus.threads import blocking
+
+if TYPE_CHECKING:
+    from nimbus.observe.otlp_export import SpanExport
 
 log = logging.getLogger("nimbus.observe.trace_store")
 
@@ -42,12 +48,20 @@ _FILE = re.compile(r"(?P<tag>[\w-]+)\.(?P<seq>\d+)\.jsonl")
 
 class SegmentLog:
     """A process's segment writer: ``append`` is cheap and synchronous (the event loop's
-    side), a flush task writes the buffered lines in a thread."""
+    side), a flush task writes the buffered lines in a thread; ``export`` (if any) gets
+    each document too."""
 
-    def __init__(self, directory: Path, tag: str, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        tag: str,
+        max_bytes: int = MAX_BYTES,
+        export: SpanExport | None = None,
+    ) -> None:
         self.directory = directory
         self.tag = tag
         self.max_bytes = max_bytes
+        self.export = export
         # Documents, serialised by the flush (in its thread), not on the invocation's path.
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()  # file writes: the flush task and flush()
@@ -63,11 +77,16 @@ class SegmentLog:
         self._buffer.append(doc)
         if self._wake is not None:
             self._wake.set()
+        if self.export is not None:
+            self.export.submit(doc)
 
     def start(self) -> None:
-        """Flush from a task on the running loop (else only ``flush`` writes)."""
+        """Flush from a task on the running loop (else only ``flush`` writes), and start
+        the export's thread."""
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._flusher())
+        if self.export is not None:
+            self.export.start()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -75,6 +94,8 @@ class SegmentLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush_async()
+        if self.export is not None:
+            await blocking(self.export.close)
 
     async def _flusher(self) -> None:
         assert self._wake is not None

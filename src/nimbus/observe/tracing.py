@@ -287,6 +287,18 @@ def sampled_for(trace: TraceHeader, active: bool) -> bool:
     return trace.sampled if trace.sampled is not None else active
 
 
+def report_xray(trace_id: str | None, active: bool) -> str:
+    """What Lambda adds to the REPORT line of an Active function's sampled invocation,
+    after a line break: ``XRAY TraceId: <root>\tSegmentId: <the function's segment>\t
+    Sampled: true\t`` (the header the function saw names both); "" for any other."""
+    if not active:
+        return ""
+    trace = TraceHeader.parse(trace_id)
+    if trace is None or not trace.sampled or trace.parent is None:
+        return ""
+    return f"\nXRAY TraceId: {trace.root}\tSegmentId: {trace.parent}\tSampled: true\t"
+
+
 def is_active(extra: dict[str, Any]) -> bool:
     """Whether a version's stored TracingConfig is ``Active``."""
     config = extra.get("TracingConfig")
