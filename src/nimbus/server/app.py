@@ -28,6 +28,7 @@ from nimbus.errors import NimbusError, UnknownOperation
 from nimbus.server.front_door import FrontDoor
 from nimbus.server.node import Node
 from nimbus.threads import blocking
+from nimbus.ui import dashboard_middleware
 
 log = logging.getLogger("nimbus")
 
@@ -66,7 +67,7 @@ def create_app(config: Config) -> FrontDoor:
     control_plane = Starlette(
         routes=[Route("/health", health, methods=["GET"]), *api.routes],
         lifespan=lifespan,
-        middleware=auth_middleware(config),
+        middleware=[*dashboard_middleware(config), *auth_middleware(config)],  # /ui first
         exception_handlers={
             NimbusError: nimbus_error_handler,
             HTTPException: _http_error,
