@@ -195,3 +195,12 @@ def test_a_record_without_an_environment_gets_a_lambda_shaped_stream() -> None:
     name = stream_of(record("x\n", stream=""))
     assert name.startswith("2024/01/31/[$LATEST]") and len(name.split("]")[1]) == 32
     assert name == stream_of(record("y\n", stream=""))  # stable across reads
+
+
+def test_a_traced_report_is_one_event_over_two_lines() -> None:
+    report = "REPORT RequestId: req-1\tDuration: 1.00 ms\t"
+    xray = "XRAY TraceId: 1-5e1b4151-5ac6c58f5b5dbd6a0f1e5a7d\tSegmentId: 6b3c0a1f2e4d5c6b\t"
+    text = f"START RequestId: req-1 Version: $LATEST\nEND RequestId: req-1\n{report}\n{xray}\n"
+    messages = [e.message for e in events_of(record(text))]
+    assert messages[-1] == f"{report}\n{xray}"
+    assert len(messages) == 3

@@ -87,12 +87,19 @@ def stream_of(record: InvocationLog) -> str:
     return f"{day}/[{record.version}]{digest}"
 
 
+REPORT = "REPORT RequestId: "
+XRAY = "XRAY TraceId: "
+
+
 def events_of(record: InvocationLog) -> list[LogEvent]:
     """The invocation's lines as events, in order."""
     stream = stream_of(record)
     lines = record.text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    # Lambda's REPORT of a traced invocation is one event over two lines.
+    if len(lines) >= 2 and lines[-1].startswith(XRAY) and lines[-2].startswith(REPORT):
+        lines[-2:] = [f"{lines[-2]}\n{lines[-1]}"]
     return [
         LogEvent(
             function_name=record.function_name,
