@@ -11,7 +11,8 @@ import pytest
 
 from tests.cli.conftest import nimbus_cli
 
-BLUEPRINTS = ["hello-http", "queue-worker", "latency-monitor", "ssl-expiry", "webhook-alert"]
+BLUEPRINTS = ["hello-http", "queue-worker", "latency-monitor", "ssl-expiry", "webhook-alert",
+              "site-crawler", "feature-flags", "chatbot-webhook"]
 
 
 def test_lists_blueprints() -> None:
