@@ -29,6 +29,8 @@ from nimbus.observe.xray_daemon import XRayDaemon, daemon_factory
 from nimbus.queue.backend import QueueBackend
 from nimbus.sandbox import SandboxManager
 from nimbus.sandbox.manager import UID_BASE, UID_COUNT
+from nimbus.sns.signing import Signer
+from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
 from nimbus.store.aliases import AliasStore
 from nimbus.store.archive import PackageLimits
@@ -68,6 +70,7 @@ class Engine:
     queue: QueueBackend
     dispatcher: Dispatcher
     sqs: Queues  # SQS-compatible queues: the SQS API, destinations, DLQs, event sources
+    sns: Topics  # SNS-compatible topics: the SNS API, destinations, DLQs (fan-out: Node)
     # Lifecycle hooks the invoker and dispatcher emit, and the metrics counted from them
     # (a worker's are shipped to the server's: see observe/metrics.py).
     hooks: Hooks = field(default_factory=Hooks)
@@ -135,9 +138,16 @@ class Engine:
             account_id=config.account_id,
             base_url=f"http://{config.host}:{config.port}",
         )
+        sns = Topics(
+            db,
+            Signer.load_or_create(config.data_dir),
+            region=config.region,
+            account_id=config.account_id,
+            base_url=f"http://{config.host}:{config.port}",
+        )
         dispatcher = Dispatcher(
             config, queue, invoker, functions, event_configs, dead_letters, sqs=sqs, hooks=hooks,
-            tracer=tracer,
+            tracer=tracer, sns=sns,
         )
         return cls(
             config=config,
@@ -153,6 +163,7 @@ class Engine:
             queue=queue,
             dispatcher=dispatcher,
             sqs=sqs,
+            sns=sns,
             hooks=hooks,
             metrics=metrics,
             segments=segments,

@@ -96,7 +96,6 @@ def test_the_configured_region_and_account_are_the_ones_accepted() -> None:
 @pytest.mark.parametrize(
     "value, service",
     [
-        ("arn:aws:sns:us-east-1:000000000000:topic", "sns"),
         ("arn:aws:events:us-east-1:000000000000:event-bus/default", "events"),
         ("arn:aws:s3:::bucket", "s3"),
     ],
@@ -144,8 +143,8 @@ def test_validation_names_the_setting() -> None:
     validate_destination(f"{FN}:sink", CONFIG, "OnSuccess")  # fine: no error
     where = "DestinationConfig.OnFailure.Destination"
     with pytest.raises(InvalidParameterValue) as info:
-        validate_destination("arn:aws:sns:us-east-1:000000000000:q", CONFIG, where)
-    assert info.value.message.startswith(f"{where}: The destination arn:aws:sns:")
+        validate_destination("arn:aws:events:us-east-1:000000000000:event-bus/q", CONFIG, where)
+    assert info.value.message.startswith(f"{where}: The destination arn:aws:events:")
     assert info.value.status == 400
     assert info.value.type_name == "InvalidParameterValueException"
 

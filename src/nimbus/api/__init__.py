@@ -22,6 +22,7 @@ from nimbus.api import (
     provisioned,
     queue,
     snapstart,
+    sns,
     tags,
     traces,
     usage_plans,
@@ -49,6 +50,7 @@ routes: list[BaseRoute] = [
     *logs.routes,
     *metrics.routes,
     *traces.routes,
+    *sns.routes,  # the certificate SNS messages are signed with
     # Last: SQS, Scheduler... take only what their models claim; nothing of Lambda's changes.
     *aws_services.routes,
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +29,7 @@ from nimbus.config import Config
 from nimbus.errors import NimbusError, RequestTooLarge
 from nimbus.sigv4.credentials import Credentials, load_credentials
 from nimbus.sigv4.verification import authenticate, control_plane_service
+from nimbus.sns.signing import CERT_PATH
 
 log = logging.getLogger("nimbus.api.auth")
 
@@ -62,7 +63,7 @@ class SigV4Middleware:
         self.region = region
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _exempt(scope["path"]):
+        if scope["type"] != "http" or _exempt(scope):
             await self.app(scope, receive, send)
             return
         # A request for another AWS service nimbus speaks (SQS...) is signed for that
@@ -99,8 +100,23 @@ class SigV4Middleware:
         await self.app(scope, _replay(body, receive), send)
 
 
-def _exempt(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith((*DATA_PLANE_PREFIXES, CODE_PATH))
+def _exempt(scope: Scope) -> bool:
+    path = scope["path"]
+    if path in OPEN_PATHS or path.startswith((*DATA_PLANE_PREFIXES, CODE_PATH, CERT_PATH)):
+        return True
+    return _sns_confirmation(scope)
+
+
+def _sns_confirmation(scope: Scope) -> bool:
+    """An SNS SubscribeURL fetched by the endpoint that got it (its token is the proof, as
+    on AWS): a plain GET of ``/`` whose one Action is ConfirmSubscription, nothing that
+    could route it elsewhere."""
+    if scope["method"] != "GET" or scope["path"] != "/":
+        return False
+    if any(k.lower() in (b"authorization", b"x-amz-target") for k, _ in scope["headers"]):
+        return False
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    return [v for k, v in query if k == "Action"] == ["ConfirmSubscription"]
 
 
 async def _read(receive: Receive, digest: Any) -> tuple[bytes | None, bool]:

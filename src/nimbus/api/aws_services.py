@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 from nimbus.api.cloudwatch_logs import LOGS
 from nimbus.api.scheduler import SCHEDULER
 from nimbus.api.services import services_of
+from nimbus.api.sns import SNS
 from nimbus.api.sqs import SQS
 from nimbus.errors import NimbusError
 from nimbus.protocol import endpoint
@@ -33,7 +34,7 @@ from nimbus.protocol.messages import HttpRequest, HttpResponse
 from nimbus.protocol.router import Claim, Router
 from nimbus.protocol.service import AwsService
 
-SERVICES: list[AwsService] = [SCHEDULER, SQS, LOGS]
+SERVICES: list[AwsService] = [SCHEDULER, SQS, SNS, LOGS]
 
 # The largest request a service takes (SQS: 1 MiB messages, 10 to a batch; S3 puts
 # beyond this need streaming, which this layer does not do yet).

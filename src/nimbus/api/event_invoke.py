@@ -86,9 +86,9 @@ async def _check_destinations(
     svc: Services, function: str, targets: dict[str, str | None]
 ) -> None:
     """What Lambda checks of well-formed destinations, in its words; what nimbus cannot
-    deliver to (SNS, EventBridge...) is refused in nimbus' (``validate_destination``). A
-    function or SQS queue that does not exist is refused as Lambda refuses a missing
-    function."""
+    deliver to (EventBridge...) is refused in nimbus' (``validate_destination``). A
+    function, SQS queue or SNS topic that does not exist is refused as Lambda refuses a
+    missing function."""
     for kind, target in targets.items():
         if not target:
             continue
@@ -106,6 +106,10 @@ async def _check_destinations(
         queue = svc.engine.sqs.name_of_arn(target)
         if queue is not None:
             if not await svc.engine.sqs.exists(queue):
+                raise InvalidParameterValue(f"The destination ARN {target} is invalid.")
+            continue
+        if svc.engine.sns.arns.is_topic(target):
+            if not await svc.engine.sns.exists(target):
                 raise InvalidParameterValue(f"The destination ARN {target} is invalid.")
             continue
         match = FUNCTION_ARN.fullmatch(target)

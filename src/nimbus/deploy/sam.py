@@ -30,7 +30,7 @@ SAM_TYPES = frozenset({
     "AWS::Serverless::Function", "AWS::Serverless::LayerVersion", "AWS::Serverless::HttpApi",
     "AWS::Serverless::Api",
 })  # fmt: skip
-EVENT_TYPES = frozenset({"Api", "HttpApi", "SQS", "Schedule", "ScheduleV2"})
+EVENT_TYPES = frozenset({"Api", "HttpApi", "SNS", "SQS", "Schedule", "ScheduleV2"})
 # What of a REST API (an Api event, AWS::Serverless::Api, Globals.Api) nimbus serves.
 API_EVENT_PROPERTIES = frozenset({"Path", "Method", "RestApiId", "TimeoutInMillis"})
 REST_API_PROPERTIES = frozenset({
@@ -131,6 +131,15 @@ def _check_events(template: Template, lid: str, events: Any, out: Expanded) -> N
                         f"event {name} (Type: Api): property {key}: "
                         f"{_REST_WHY.get(key, 'it is not supported by nimbus deploy')}"
                     )))  # fmt: skip
+        elif kind == "SNS" and isinstance(event.get("Properties"), dict) and (
+            event["Properties"].get("SqsSubscription")
+        ):
+            keys = ("Resources", lid, "Properties", "Events", name, "Properties", "SqsSubscription")
+            out.problems.append(Problem(lid, template.line(*keys), (
+                f"event {name} (Type: SNS): SqsSubscription is not supported (it needs an SQS "
+                "queue policy); subscribe an AWS::SQS::Queue with AWS::SNS::Subscription and "
+                "give the function an SQS event"
+            )))  # fmt: skip
         elif kind not in EVENT_TYPES:
             out.problems.append(Problem(lid, line, (
                 f"event {name}: Type {kind} is not supported by nimbus deploy (supported: "

@@ -25,6 +25,7 @@ from nimbus.deploy import (
     lambda_kinds,
     rest_api_kinds,
     schedule_kinds,
+    sns_kinds,
     sqs_kinds,
 )
 from nimbus.deploy import state as states
@@ -44,7 +45,7 @@ from nimbus.deploy.sam import expand, origin
 from nimbus.deploy.template import LocatedDict, Template
 
 # They register kinds.
-_ = (api_kinds, iam_kinds, lambda_kinds, rest_api_kinds, schedule_kinds, sqs_kinds)
+_ = (api_kinds, iam_kinds, lambda_kinds, rest_api_kinds, schedule_kinds, sns_kinds, sqs_kinds)
 _RESOURCE_KEYS = frozenset({"Type", "Properties", "DependsOn", "Condition", "DeletionPolicy",
                             "UpdateReplacePolicy", "Metadata"})  # fmt: skip
 _TOP_KEYS = frozenset(

@@ -46,6 +46,9 @@ class AsyncHop:
         elif destination.queue is not None:
             doc.update(name=destination.queue, namespace="aws",
                        aws={"resource_type": "AWS::SQS::Queue", "operation": "SendMessage"})
+        elif destination.topic is not None:
+            doc.update(name=destination.topic.rsplit(":", 1)[-1], namespace="aws",
+                       aws={"resource_type": "AWS::SNS::Topic", "operation": "Publish"})
         else:
             doc.update(name=destination.raw, namespace="remote")
         doc["annotations"] = {"destination": destination.raw, "condition": condition or ""}

@@ -1,5 +1,5 @@
-"""Destinations for async invocation results: another function, an SQS queue of this
-nimbus, or an HTTP(S) webhook.
+"""Destinations for async invocation results: another function, an SQS queue or SNS topic
+of this nimbus, or an HTTP(S) webhook.
 
 Lambda sends an *invocation record* to the OnSuccess / OnFailure destination::
 
@@ -8,9 +8,9 @@ Lambda sends an *invocation record* to the OnSuccess / OnFailure destination::
      {"statusCode", "executedVersion", "functionError"}, "responsePayload": ...}
 
 A function destination is invoked asynchronously (its event is queued durably); a queue
-gets the record as a message body (``nimbus.sqs``); a webhook receives it as a JSON
-POST. SNS and EventBridge targets need services nimbus does not have, so they are
-refused when configured.
+gets the record as a message body (``nimbus.sqs``), a topic as a published message
+(``nimbus.sns``); a webhook receives it as a JSON POST. EventBridge targets need a
+service nimbus does not have, so they are refused when configured.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from nimbus.sqs.redrive import parse_queue_arn
 
 @dataclass(frozen=True)
 class Destination:
-    """A parsed destination: exactly one of ``function``, ``queue`` or ``url``."""
+    """A parsed destination: exactly one of ``function``, ``queue``, ``topic`` or ``url``."""
 
     raw: str
     function: str | None = None
     qualifier: str | None = None
     url: str | None = None
     queue: str | None = None  # an SQS queue's name
+    topic: str | None = None  # an SNS topic's ARN
 
 
 def parse_destination(value: str, config: Config) -> Destination:
@@ -63,6 +64,19 @@ def parse_destination(value: str, config: Config) -> Destination:
                 f"{config.region} / {config.account_id}."
             )
         return Destination(value, queue=queue.name)
+    if service == "sns":
+        parts = value.split(":")
+        if len(parts) != 6 or not parts[5] or parts[5].endswith(".fifo"):
+            raise InvalidParameterValue(
+                f"The destination {value} is not a valid SNS topic ARN: expected "
+                "arn:aws:sns:REGION:ACCOUNT:NAME of a standard topic."
+            )
+        if parts[3] != config.region or parts[4] != config.account_id:
+            raise InvalidParameterValue(
+                f"Destination {value} is in another region or account; this nimbus serves "
+                f"{config.region} / {config.account_id}."
+            )
+        return Destination(value, topic=value)
     if service == "lambda":
         raise InvalidParameterValue(
             f"The destination {value} is not a valid Lambda function ARN: expected "
@@ -72,11 +86,11 @@ def parse_destination(value: str, config: Config) -> Destination:
     if service:
         raise InvalidParameterValue(
             f"The destination {value} is a {service} ARN; nimbus can deliver to a Lambda "
-            "function ARN, an SQS queue ARN or an http(s) webhook URL."
+            "function ARN, an SQS queue ARN, an SNS topic ARN or an http(s) webhook URL."
         )
     raise InvalidParameterValue(
         f"The destination {value} is neither a Lambda function ARN nor an http(s) URL "
-        "(nor an SQS queue ARN)."
+        "(nor an SQS queue or SNS topic ARN)."
     )
 
 

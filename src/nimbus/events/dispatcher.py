@@ -44,6 +44,8 @@ from nimbus.observe.hooks import (
 )
 from nimbus.observe.tracing import Tracer
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent
+from nimbus.sns.notifications import check_publication
+from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
 from nimbus.store.dead_letters import DeadLetterStore
 from nimbus.store.event_configs import EventConfigStore
@@ -86,8 +88,10 @@ class Dispatcher:
         sqs: Queues | None = None,
         hooks: Hooks | None = None,
         tracer: Tracer | None = None,
+        sns: Topics | None = None,
     ) -> None:
         self.config = config
+        self.sns = sns  # SNS destinations and dead-letter topics (None: none deliverable)
         # Each attempt's AWS::Lambda segment (queue dwell, attempt, destination): see AsyncHop.
         self.tracer = tracer if tracer is not None else Tracer()
         self._hops: dict[int, AsyncHop] = {}  # id(event) -> its attempt's hop, while it settles
@@ -411,7 +415,7 @@ class Dispatcher:
             ))
 
     async def _function_dlq(self, function: str) -> str | None:
-        """The queue named by the function's DeadLetterConfig.TargetArn, if any."""
+        """The queue or topic named by the function's DeadLetterConfig.TargetArn, if any."""
         try:
             resolution = await self.invoker.targets.resolve(function, None)
         except ResourceNotFound:
@@ -422,17 +426,22 @@ class Dispatcher:
     async def _to_dead_letter_queue(
         self, target: str, event: QueuedEvent, status: int, error: str
     ) -> bool:
-        """Send the failed event to the function's DeadLetterConfig queue as Lambda does:
-        the event as the body, RequestID / ErrorCode / ErrorMessage as message
-        attributes. False if ``target`` is no queue of this nimbus."""
-        name = self.sqs.name_of_arn(target) if self.sqs is not None else None
-        if self.sqs is None or name is None:
-            return False
+        """Send the failed event to the function's DeadLetterConfig queue or topic as
+        Lambda does: the event as the body (message), RequestID / ErrorCode / ErrorMessage
+        as message attributes. False if ``target`` is no queue or topic of this nimbus."""
         attributes = {
             "RequestID": {"DataType": "String", "StringValue": event.request_id},
             "ErrorCode": {"DataType": "Number", "StringValue": str(status)},
             "ErrorMessage": {"DataType": "String", "StringValue": error[:1024] or "error"},
         }
+        if self.sns is not None and self.sns.arns.is_topic(target):
+            if await self._publish(target, event.payload, attributes, event.trace_id):
+                self.counters["dead_lettered"] += 1
+                return True
+            return False
+        name = self.sqs.name_of_arn(target) if self.sqs is not None else None
+        if self.sqs is None or name is None:
+            return False
         try:
             await self.sqs.send(
                 name, event.payload.decode("utf-8", "replace"), message_attributes=attributes
@@ -481,6 +490,8 @@ class Dispatcher:
                 log.warning("destination queue %s refused: %s", destination.raw, exc.message)
                 return False
             return True
+        if destination.topic is not None:
+            return await self._publish(destination.topic, body, {}, trace)
         if destination.function is not None:
             await self.enqueue(
                 destination.function,
@@ -509,6 +520,23 @@ class Dispatcher:
                 log.warning("webhook %s failed: %r", destination.url, exc)
             await asyncio.sleep(0.2 * (2**attempt))
         return False
+
+    async def _publish(
+        self, topic_arn: str, payload: bytes, attributes: dict[str, dict], trace: str | None
+    ) -> bool:
+        """Publish ``payload`` to a topic of this nimbus; True once it is stored."""
+        if self.sns is None:
+            return False
+        try:
+            publication = check_publication(
+                payload.decode("utf-8", "replace") or "{}", None, None, attributes,
+                trace_header=trace,
+            )
+            await self.sns.publish(topic_arn, [publication])
+        except NimbusError as exc:
+            log.warning("topic %s refused a message: %s", topic_arn, exc.message)
+            return False
+        return True
 
     async def redrive(self, letter_id: int) -> str:
         """Queue a dead letter's event again (as a new invocation); returns its id."""

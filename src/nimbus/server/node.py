@@ -18,6 +18,7 @@ from nimbus.gateway.serve import DataPlane
 from nimbus.gateway.urls import FunctionUrls
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.sandbox import catalog
+from nimbus.sns.fanout import Fanout
 from nimbus.workers.queue_server import QueueServer
 from nimbus.workers.supervisor import Supervisor
 
@@ -33,6 +34,8 @@ class Node:
     mappings: MappingSupervisor | None = None
     # EventBridge Scheduler schedules: fired here while this process holds their lease.
     schedules: ScheduleRunner | None = None
+    # SNS fan-out: what topics owe their subscribers, delivered from this process.
+    sns_fanout: Fanout | None = None
 
     @classmethod
     def open(cls, config: Config) -> Node:
@@ -87,10 +90,14 @@ class Node:
         await self.mappings.start()
         if self.schedules is not None:
             await self.schedules.start()
+        self.sns_fanout = sns_fanout(engine)
+        await self.sns_fanout.start()
 
     async def close(self) -> None:
         if self.schedules is not None:  # no new fires while the rest shuts down
             await self.schedules.close()
+        if self.sns_fanout is not None:
+            await self.sns_fanout.close()
         # Pollers first: their batches in flight finish (or go back) while all still runs.
         if self.mappings is not None:
             await self.mappings.close()
@@ -102,3 +109,17 @@ class Node:
         await self.services.provisioner.close()
         await self.services.usage_gate.close()
         await self.engine.close()
+
+
+def sns_fanout(engine: Engine) -> Fanout:
+    """The SNS fan-out over ``engine``: a function's events go through its async queue
+    (a function that does not exist is the endpoint's, not the queue's, failure)."""
+
+    async def to_lambda(name: str, qualifier: str | None, payload: bytes,
+                        trace: str | None) -> str:  # fmt: skip
+        await engine.invoker.targets.resolve(name, qualifier)  # ResourceNotFound if none
+        return await engine.dispatcher.enqueue(name, qualifier, payload, trace_id=trace)
+
+    return Fanout(
+        engine.sns, engine.sqs, to_lambda, engine.dead_letters, recover=engine.db.is_sqlite
+    )

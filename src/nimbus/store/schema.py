@@ -477,3 +477,57 @@ event_source_mappings = Table(
     Index("event_source_mappings_by_function", "function_name"),
     Index("event_source_mappings_by_source", "event_source_arn"),
 )
+
+# SNS-compatible topics (0015, nimbus.sns). A topic's and a subscription's settable
+# attributes are kept as SNS states them (strings). ``pending``: an http(s) subscription
+# not yet confirmed, ``token`` the token its SubscribeURL carries.
+sns_topics = Table(
+    "sns_topics",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("attributes", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+sns_subscriptions = Table(
+    "sns_subscriptions",
+    metadata,
+    Column("arn", String(400), primary_key=True),
+    Column("topic", String(256), nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("pending", Boolean, nullable=False),
+    Column("token", String(256), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    ForeignKeyConstraint(["topic"], ["sns_topics.name"], ondelete="CASCADE"),
+    Index("ix_sns_subscriptions_topic", "topic", "arn"),
+)
+
+# The outbox of fan-out: one row per (published message, matching subscription), written
+# in Publish's transaction and deleted once delivered, so an accepted message survives
+# any crash. ``body`` is what the endpoint gets; ``extra`` its message attributes or
+# headers and the subscription's redrive and delivery policies. ``due_ms`` is when it is
+# next tried (NULL: retries exhausted with nowhere to redrive it; ``error`` says why);
+# ``lease`` the token of the attempt in flight.
+sns_deliveries = Table(
+    "sns_deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("message_id", String(36), nullable=False),
+    Column("topic_arn", String(400), nullable=False),
+    Column("subscription_arn", String(400), nullable=False),
+    Column("protocol", String(16), nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("extra", JSON, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("due_ms", BigInteger, nullable=True),
+    Column("lease", String(32), nullable=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_sns_deliveries_due", "due_ms"),
+)
