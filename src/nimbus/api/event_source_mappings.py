@@ -45,6 +45,7 @@ from nimbus.events.sources.kinds import (
     SQS,
     SQS_ARN,
     Kind,
+    check_source,
     kind_of,
     shown,
     validate_broker_uri,
@@ -184,6 +185,7 @@ async def _source_checks(svc: Services, kind: Kind, arn: str) -> bool:
         info = await _queue_info(svc, arn)
         return bool(info.fifo)
     validate_broker_uri(kind, arn)
+    await check_source(kind, arn)
     return False
 
 
@@ -199,7 +201,9 @@ async def create_mapping(request: Request) -> Response:
             raise InvalidParameterValue(
                 f"Unrecognized event source: nimbus maps SQS queues of this nimbus "
                 f"(arn:aws:sqs:{svc.config.region}:{svc.config.account_id}:NAME) and broker URIs "
-                "(redis://, amqp://, nats://, mqtt://), not " + arn.split(":")[2] + " ARNs."
+                "(redis://, amqp://, nats://, mqtt://, postgresql://), not "
+                + arn.split(":")[2]
+                + " ARNs."
             )
         raise InvalidParameterValue("Unrecognized event source.")
     settings = defaults_for(kind)

@@ -1,8 +1,9 @@
 """Which kind of source an EventSourceArn names, and how to build its ``Source``.
 
 ``arn:aws:sqs:REGION:ACCOUNT:NAME`` is a queue of this nimbus; a broker URI
-(``redis://``, ``amqp://``, ``nats://``, ``mqtt://``) names a self-hosted broker, read
-by the module of that broker (imported only when a mapping uses it).
+(``redis://``, ``amqp://``, ``nats://``, ``mqtt://``) names a self-hosted broker, and a
+``postgresql://`` URI the tables of a PostgreSQL change stream, each read by its own
+module (imported only when a mapping uses it).
 """
 
 from __future__ import annotations
@@ -44,9 +45,15 @@ BROKERS: dict[str, Kind] = {
         "nats", True, "nimbus.events.sources.nats_jetstream", "JetStreamSource", "NATS JetStream"
     ),
     "mqtt": Kind("mqtt", False, "nimbus.events.sources.mqtt", "MqttSource", "MQTT"),
+    "postgresql": Kind(
+        "postgresql", False, "nimbus.events.sources.postgres_changes", "PostgresChangeSource",
+        "PostgreSQL change stream",
+    ),
 }
 # amqps://, rediss:// and friends are the same brokers over TLS.
-ALIASES = {"rediss": "redis", "amqps": "amqp", "tls": "nats", "mqtts": "mqtt"}
+ALIASES = {
+    "rediss": "redis", "amqps": "amqp", "tls": "nats", "mqtts": "mqtt", "postgres": "postgresql"
+}
 KINDS = {"sqs": SQS, **BROKERS}
 
 
@@ -99,6 +106,31 @@ def broker_class(kind: Kind) -> Any:
 def validate_broker_uri(kind: Kind, uri: str) -> None:
     """The broker module's own check of its URI (InvalidParameterValue if malformed)."""
     broker_class(kind).validate(uri)
+
+
+async def check_source(kind: Kind, uri: str) -> None:
+    """The broker module's look at the source itself before a mapping is stored, for the
+    kinds that have one (a PostgreSQL server's wal_level, tables, privileges):
+    InvalidParameterValue saying what to fix."""
+    check = getattr(broker_class(kind), "check", None)
+    if check is not None:
+        await check(uri)
+
+
+async def retire_source(kind_name: str, mapping_uuid: str, uri: str) -> None:
+    """A mapping is being deleted: what its source keeps for it outside nimbus (a
+    PostgreSQL replication slot) is removed; SourceUnavailable if that cannot be done
+    now (the deletion is retried)."""
+    kind = KINDS.get(kind_name)
+    if kind is None or kind.module is None:
+        return
+    try:
+        cls = broker_class(kind)
+    except InvalidParameterValue:
+        return  # its module is not here, so neither is anything it could have kept
+    retire = getattr(cls, "retire", None)
+    if retire is not None:
+        await retire(mapping_uuid, uri)
 
 
 def starting_positions(kind: Kind) -> tuple[frozenset[str], bool] | None:

@@ -33,7 +33,7 @@ from nimbus.clock import Clock, now_ms
 from nimbus.config import Config
 from nimbus.errors import NimbusError, ResourceNotFound
 from nimbus.events.destinations import parse_destination
-from nimbus.events.sources.kinds import KINDS, SQS_ARN, build_source
+from nimbus.events.sources.kinds import KINDS, SQS_ARN, build_source, retire_source
 from nimbus.events.sources.poller import Deliver, MappingStats, Poller
 from nimbus.events.sources.source import Source, SourceOptions
 from nimbus.invocation.invoker import InvokeResult
@@ -241,7 +241,8 @@ class MappingSupervisor:
             if running is not None:
                 await self._stop(uuid, release=True)
             if await self._take(uuid):
-                await blocking(self.store.remove, uuid, mapping.revision)
+                if await self._retired(mapping):
+                    await blocking(self.store.remove, uuid, mapping.revision)
                 await self._release(uuid)
             self.stats.pop(uuid, None)
             return
@@ -271,6 +272,16 @@ class MappingSupervisor:
             await blocking(self.store.settle, uuid, mapping.revision, "Enabled")
         if poller.last_result != mapping.last_processing_result:
             await blocking(self.store.note_result, uuid, poller.last_result)
+
+    async def _retired(self, mapping: EventSourceMapping) -> bool:
+        """What the source keeps for a deleted mapping (a PostgreSQL replication slot) is
+        gone; if not yet, the mapping stays Deleting, saying why, and is tried again."""
+        try:
+            await retire_source(mapping.kind, mapping.uuid, mapping.event_source_arn)
+        except NimbusError as exc:
+            await blocking(self.store.note_result, mapping.uuid, f"PROBLEM: {exc.message}"[:256])
+            return False
+        return True
 
     async def _renew_running(self) -> float:
         """Renew the leases of the pollers running here; stop those whose lease was lost.
