@@ -17,6 +17,7 @@ from nimbus.engine import Engine
 from nimbus.gateway.limits import UsageGate
 from nimbus.invocation.provisioner import Provisioner
 from nimbus.protocol.service import RequestContext
+from nimbus.s3.store import S3Store
 from nimbus.sigv4.credentials import Credentials, load_credentials
 from nimbus.store.api_keys import ApiKeyStore
 from nimbus.store.function_urls import FunctionUrlStore
@@ -42,6 +43,7 @@ class Services:
     credentials: Credentials  # what SigV4-signed requests are checked against
     usage_gate: UsageGate  # rate limits, API keys and quotas of HTTP triggers
     schedules: ScheduleStore  # EventBridge Scheduler's schedules and groups
+    s3: S3Store  # S3-compatible buckets (api/s3.py)
     # Where else events are dispatched (the async workers, through the queue server).
     remote_counters: Callable[[], Mapping[str, int]] | None = field(default=None)
 
@@ -65,6 +67,7 @@ class Services:
             credentials=load_credentials(config),
             usage_gate=UsageGate(api_keys, config),
             schedules=ScheduleStore(db),
+            s3=S3Store.open(db, config.data_dir, config.region),
         )
 
     def dispatcher_counters(self) -> dict[str, int]:

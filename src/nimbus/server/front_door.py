@@ -16,6 +16,8 @@ from starlette.types import Receive, Scope, Send
 
 from nimbus.api.invoke import PATH as INVOKE_PATH
 from nimbus.api.invoke import invoke_app
+from nimbus.api.s3 import s3_target
+from nimbus.api.s3 import serve as serve_s3
 from nimbus.gateway.serve import target
 
 
@@ -37,6 +39,10 @@ class FrontDoor:
                 return
         found = target(scope)
         if found is None:
+            s3 = s3_target(scope)  # S3 streams its bodies: past the router and middleware
+            if s3 is not None:
+                await serve_s3(scope, receive, send, s3)
+                return
             await self.app(scope, receive, send)
         else:
             await self.app.state.data_plane(scope, receive, send, found)

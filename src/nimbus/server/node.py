@@ -11,6 +11,7 @@ from pathlib import Path
 from nimbus.api.services import Services
 from nimbus.config import Config
 from nimbus.engine import Engine
+from nimbus.events.sources.buckets import BucketNotifier
 from nimbus.events.sources.scheduler import ScheduleRunner, open_runner
 from nimbus.events.sources.supervisor import MappingSupervisor
 from nimbus.gateway.apis import HttpApis
@@ -36,6 +37,8 @@ class Node:
     schedules: ScheduleRunner | None = None
     # SNS fan-out: what topics owe their subscribers, delivered from this process.
     sns_fanout: Fanout | None = None
+    # S3 bucket notifications: the outbox the S3 store fills, handed on from here.
+    buckets: BucketNotifier | None = None
 
     @classmethod
     def open(cls, config: Config) -> Node:
@@ -54,6 +57,11 @@ class Node:
             config,
         )
         node = cls(engine, services, DataPlane(urls, apis))
+        node.buckets = BucketNotifier(
+            engine.db, engine.invoker, engine.dispatcher, engine.sqs, engine.dead_letters,
+            region=config.region, account_id=config.account_id,
+        )
+        services.s3.events.subscribe(node.buckets)
         node.schedules = open_runner(
             config, engine.db, engine.invoker, engine.dispatcher, engine.sqs
         )
@@ -92,12 +100,16 @@ class Node:
             await self.schedules.start()
         self.sns_fanout = sns_fanout(engine)
         await self.sns_fanout.start()
+        if self.buckets is not None:
+            await self.buckets.start()
 
     async def close(self) -> None:
         if self.schedules is not None:  # no new fires while the rest shuts down
             await self.schedules.close()
         if self.sns_fanout is not None:
             await self.sns_fanout.close()
+        if self.buckets is not None:
+            await self.buckets.close()
         # Pollers first: their batches in flight finish (or go back) while all still runs.
         if self.mappings is not None:
             await self.mappings.close()

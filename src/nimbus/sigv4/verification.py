@@ -46,6 +46,7 @@ from nimbus.sigv4.canonical import (
     string_to_sign,
     verbatim_query,
 )
+from nimbus.sigv4.chunks import STREAMING_PAYLOADS, SignatureChain
 from nimbus.sigv4.credentials import Credentials
 
 MAX_SKEW_SECONDS = 5 * 60  # Lambda's tolerance for a client's clock
@@ -100,7 +101,18 @@ class Pending:
 
     @property
     def needs_body_hash(self) -> bool:
-        return self.declared_payload != UNSIGNED_PAYLOAD
+        return self.declared_payload != UNSIGNED_PAYLOAD and not self.streaming
+
+    @property
+    def streaming(self) -> bool:
+        """An S3 aws-chunked payload (``STREAMING-...``): signed chunk by chunk, if at all
+        (``chain``), so ``check_hash`` checks the headers' signature only."""
+        return (self.declared_payload or "").startswith("STREAMING-")
+
+    def chain(self) -> SignatureChain:
+        """Verifies the chunk and trailer signatures of a streaming payload, each
+        chained to the one before, starting from this request's."""
+        return SignatureChain(self._key, self._timestamp, self._scope, self._signature)
 
     def check(self, body: bytes) -> Caller:
         return self.check_hash(hashlib.sha256(body).hexdigest())
@@ -110,7 +122,11 @@ class Pending:
         payload = self.declared_payload
         if payload is None:
             payload = body_sha256
-        elif payload != UNSIGNED_PAYLOAD and not hmac.compare_digest(payload, body_sha256):
+        elif (
+            payload != UNSIGNED_PAYLOAD
+            and not self.streaming
+            and not hmac.compare_digest(payload, body_sha256)
+        ):
             raise InvalidSignature(
                 "The provided 'x-amz-content-sha256' header does not match what was "
                 "computed from the request body."
@@ -180,8 +196,13 @@ def authenticate(
     region: str,
     service: str,
     now: float | None = None,
+    s3: bool = False,
 ) -> Pending:
-    """Everything ``verify`` checks except the payload: key, time, scope, signed headers."""
+    """Everything ``verify`` checks except the payload: key, time, scope, signed headers.
+
+    ``s3``: S3's rules, which differ from every other service's: the path is signed as
+    sent (not normalised nor encoded again), a presigned request's payload is
+    ``UNSIGNED-PAYLOAD``, and aws-chunked payloads (``STREAMING-...``) are allowed."""
     found = header_map(headers)
     query = as_bytes(raw_query)
     claim = _claim(found, query)
@@ -194,7 +215,7 @@ def authenticate(
         raise IncompleteSignature(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
         )
-    uri = canonical_uri(raw_path)
+    uri = (as_bytes(raw_path).decode("latin-1") or "/") if s3 else canonical_uri(raw_path)
     head = canonical_headers(found, signed)
     presigned = claim.expires is not None
     prefixes = []
@@ -206,12 +227,15 @@ def authenticate(
         if prefix not in prefixes:
             prefixes.append(prefix)
     declared = found.get("x-amz-content-sha256", [None])[0]
+    if s3 and presigned and declared is None:
+        declared = UNSIGNED_PAYLOAD
     if declared is not None and declared.startswith("STREAMING-"):
-        raise IncompleteSignature(
-            f"nimbus does not accept streaming (aws-chunked) payload signatures "
-            f"('{declared}'): sign the whole payload, or send UNSIGNED-PAYLOAD."
-        )
-    if declared is not None and declared != UNSIGNED_PAYLOAD and not _is_sha256(declared):
+        if not s3 or declared not in STREAMING_PAYLOADS:
+            raise IncompleteSignature(
+                f"nimbus does not accept streaming (aws-chunked) payload signatures "
+                f"('{declared}'): sign the whole payload, or send UNSIGNED-PAYLOAD."
+            )
+    elif declared is not None and declared != UNSIGNED_PAYLOAD and not _is_sha256(declared):
         raise IncompleteSignature(
             "x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the body, "
             f"not '{declared}'."
