@@ -7,8 +7,10 @@ flags. The defaults run everything on one machine with nothing but Python.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from nimbus.net_policy import parse_allowance, split_entries
 
 PARALLELISM_PER_CPU = 8
 
@@ -111,7 +115,7 @@ class Config(BaseModel):
     database_url: str | None = None  # None: SQLite under data_dir
     region: str = "us-east-1"
     account_id: str = Field("000000000000", pattern=r"^\d{12}$")
-    log_level: str = "info"
+    log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     # Account-wide concurrency, as Lambda's default quota; at least 100 stays unreserved.
     concurrency_limit: int = Field(1000, ge=1)
     unreserved_minimum: int = Field(100, ge=0)
@@ -155,10 +159,23 @@ class Config(BaseModel):
     # "sigv4": every control-plane request must be signed with those keys (boto3, AWS CLI
     # and the nimbus CLI sign); "none": anyone who can reach the port may call the API.
     api_auth: Literal["none", "sigv4"] = "none"
+    # IAM users besides the admin pair, with their own keys and policies (iam/principals.py);
+    # unset: <data_dir>/principals.json if it exists.
+    principals_file: Path | None = None
+    # The key environment variables are encrypted at rest with (store/env_cipher.py: 32
+    # bytes, base64); unset: <data_dir>/env.key, generated. Nodes sharing a database share it.
+    env_key_file: Path | None = None
+    # Allows api_auth = "none" on an address other than loopback (`nimbus up --insecure`):
+    # otherwise anyone who can reach the port could call the API, so nimbus refuses.
+    insecure: bool = False
     # Account-wide throttle of HTTP-trigger requests (token bucket: requests per second,
     # burst capacity), API Gateway's account defaults; stages and usage plans go lower.
     http_rate_limit: float = Field(10000.0, gt=0)
     http_burst_limit: int = Field(5000, ge=1)
+    # Slow clients (server/http.py): a request's line and headers must arrive within
+    # http_header_timeout seconds; a body that stops for http_body_timeout ends it.
+    http_header_timeout: float = Field(10.0, gt=0)
+    http_body_timeout: float = Field(30.0, gt=0)
     # Invocation logs older than this are deleted (0: kept forever, CloudWatch's default;
     # on one machine's disk, unbounded logs end in a full disk).
     log_retention_days: float = Field(30.0, ge=0)
@@ -168,6 +185,11 @@ class Config(BaseModel):
     otlp_endpoint: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     # What invocations would cost on Lambda (observe/cost.py): a [pricing] TOML table.
     pricing: Pricing = Field(default_factory=Pricing)
+    # Where webhook destinations and SNS http(s) subscriptions may send besides public
+    # internet addresses (nimbus/net_policy.py): CIDRs, address:port or host[:port]
+    # entries, e.g. ["127.0.0.1:8080"] (NIMBUS_WEBHOOK_ALLOW: comma-separated). Loopback,
+    # link-local, private and other non-public addresses are refused otherwise (SSRF).
+    webhook_allow: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid", "validate_default": True}
 
@@ -175,6 +197,16 @@ class Config(BaseModel):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _allow_entries(cls, value: object) -> list[str]:
+        if not isinstance(value, str | list | tuple):
+            raise ValueError("expected a list of CIDR, address:port or host[:port] entries")
+        entries = split_entries(value)
+        for entry in entries:
+            parse_allowance(entry)  # AllowEntryError (a ValueError) says what is wrong
+        return entries
 
     @field_serializer("secret_access_key", when_used="json")
     def _reveal_secret(self, value: SecretStr | None) -> str | None:
@@ -190,6 +222,19 @@ class Config(BaseModel):
                 "NIMBUS_SECRET_ACCESS_KEY) or neither, to use the generated pair"
             )
         return self
+
+    def unprotected_bind(self) -> str | None:
+        """Why serving on ``host`` would expose an API anyone can call (auth off on an
+        address other than loopback, without ``insecure``), or None when it would not."""
+        if self.api_auth != "none" or self.insecure or _loopback(self.host):
+            return None
+        return (
+            f'refusing to listen on {self.host} with api_auth = "none": anyone who can '
+            "reach that address could create, change and invoke functions and read their "
+            "environment. Turn authentication on (NIMBUS_API_AUTH=sigv4, then `nimbus "
+            "credentials` prints the keys clients sign with), listen on 127.0.0.1, or pass "
+            "--insecure (NIMBUS_INSECURE=1) if the network is trusted."
+        )
 
     @property
     def sqlite_path(self) -> Path:
@@ -212,6 +257,21 @@ FUNCTION_ARN = re.compile(
     r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
     r"(?P<name>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9_-]{1,128}))?"
 )
+
+
+def _loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback one (a name is resolved)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # cannot tell: treat as exposed
+    return bool(found) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]).is_loopback for info in found
+    )
 
 
 def load_config(file: Path | None = None, **flags: Any) -> Config:

@@ -10,16 +10,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.services import services
-from nimbus.api.wire import json_response, query_int
+from nimbus.api.wire import decimal_int, json_response, query_int
 from nimbus.errors import InvalidParameterValue
 from nimbus.threads import blocking
+
+MAX_ID = 2**63 - 1  # the store's ids are 64-bit signed integers
 
 
 async def list_dead_letters(request: Request) -> Response:
     svc = services(request)
     q = request.query_params
     limit = query_int(request, "Limit", 100, 1, 1000)
-    after = query_int(request, "After", 0, 0, 2**62)
+    after = query_int(request, "After", 0, 0, MAX_ID)
     letters = await blocking(
         svc.engine.dead_letters.list,
         q.get("FunctionName"),
@@ -37,9 +39,12 @@ async def list_dead_letters(request: Request) -> Response:
 async def redrive(request: Request) -> Response:
     svc = services(request)
     raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise InvalidParameterValue(f"Dead letter id must be a number, not {raw!r}.")
-    request_id = await svc.engine.dispatcher.redrive(int(raw))
+    letter_id = decimal_int(raw)
+    if letter_id is None or not 1 <= letter_id <= MAX_ID:
+        raise InvalidParameterValue(
+            f"Dead letter id must be a number from 1 to {MAX_ID}, not {raw[:40]!r}."
+        )
+    request_id = await svc.engine.dispatcher.redrive(letter_id)
     return json_response({"RequestId": request_id}, status=202)
 
 

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from nimbus.api import http_api_input as inp
 from nimbus.api.services import services
-from nimbus.api.wire import empty_response, json_response
+from nimbus.api.wire import decimal_int, empty_response, json_response
 from nimbus.errors import BadRequest
 from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi, Page, RouteSettings
 from nimbus.route_keys import DEFAULT_ROUTE, DEFAULT_STAGE, parse_route_key
@@ -137,9 +137,10 @@ def _paging(request: Request) -> tuple[str | None, int]:
     raw = request.query_params.get("maxResults")
     size = DEFAULT_PAGE
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        number = decimal_int(raw)
+        if number is None or not 1 <= number <= MAX_PAGE:
             raise BadRequest(f"Invalid maxResults '{raw}': use a number from 1 to {MAX_PAGE}.")
-        size = int(raw)
+        size = number
     return request.query_params.get("nextToken") or None, size
 
 

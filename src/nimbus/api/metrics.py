@@ -109,7 +109,7 @@ def _minute_of(raw: str) -> int:
         if raw.replace(".", "", 1).isdigit():
             return int(float(raw) * 1000) // 60_000
         when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: more seconds than a float holds
         when = None
     if when is None:
         raise InvalidParameterValue(

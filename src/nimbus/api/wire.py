@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
+from nimbus import codec
 from nimbus.errors import (
     InvalidRequestContent,
     NimbusError,
@@ -129,10 +130,12 @@ async def read_json(
             f"Could not parse request body into json: {exc}. Send a JSON object."
         ) from exc
     except RecursionError:  # nested past the decoder's depth: bad input, not our failure
+        body = _TOO_DEEP
+    if body is _TOO_DEEP or codec.nested_too_deep(raw, body):
         raise InvalidRequestContent(
-            "Could not parse request body into json: it is nested too deeply. Send a JSON "
-            "object."
-        ) from None
+            "Could not parse request body into json: it is nested too deeply (at most "
+            f"{codec.MAX_NESTING} levels of objects and arrays). Send a JSON object."
+        )
     if _SURROGATE_ESCAPE.search(raw):
         # A "\ud800" escape decodes to a lone surrogate, which no UTF-8 text (the store,
         # an answer quoting it) can hold: refused as the JSON text it is not.
@@ -152,6 +155,7 @@ async def read_json(
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_TOO_DEEP = object()
 
 
 def _camel(member: str) -> str:
@@ -296,11 +300,24 @@ def shown(value: Any) -> str:
     return str(value)
 
 
+def decimal_int(raw: str) -> int | None:
+    """``raw`` as an integer if it is one written in ASCII decimal digits (an optional
+    minus sign), else None: ``int()`` would also take "١٢" or " 12_0", and fail on "²"."""
+    if _DECIMAL.fullmatch(raw) is None:
+        return None
+    return int(raw)
+
+
+# Python refuses to convert more than 4,300 digits; no limit comes near this many.
+_DECIMAL = re.compile(r"-?[0-9]{1,4000}")
+
+
 def query_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    params = Params({name: int(raw) if raw.lstrip("-").isdigit() else raw})
+    number = decimal_int(raw)
+    params = Params({name: raw if number is None else number})
     value = params.integer(name, minimum=minimum, maximum=maximum)
     params.check()
     assert value is not None

@@ -8,10 +8,20 @@ Shared by the server (asyncio) and the in-sandbox runtimes (blocking sockets, Py
 3.9+), so it uses the standard library only.
 
 Frames, by ``t``:
-  environment -> server: ``ready`` {init_ms}, ``init_error`` {type} + error JSON body,
-  ``setup_error`` {message}, ``result`` {error: None | "Unhandled", marked?} + payload
-  body, ``exit`` {status} (provided runtimes: the bootstrap exited).
-  server -> environment: ``invoke`` {id, deadline, arn, trace, cc, ci} + event body.
+  environment -> server: ``ready`` {init_ms, restore?, stages?}, ``init_error``
+  {type, init_ms} + error JSON body, ``setup_error`` {message}, ``result`` {error: None |
+  "Unhandled", tag, marked?} + payload body, ``exit`` {status} (provided runtimes: the
+  bootstrap exited).
+  server -> environment: ``invoke`` {id, tag, deadline, arn, trace, cc, ci} + event body.
+
+The environment is not trusted: in a Python runtime the function shares the runtime's
+process and can write on the socket too. So the server checks every frame it reads
+(``nimbus.sandbox.frames``): sizes from the fixed header before any body is read, the
+JSON header's type and fields, and that a ``result`` carries the ``tag`` of the
+invocation in flight (a random number per invocation, echoed by the runtime), so that a
+frame left behind by one invocation can never answer the next. Bodies are at most
+``MAX_PAYLOAD``: a runtime replaces a larger result or error by Lambda's
+``Function.ResponseSizeTooLarge`` error (``too_large_error``).
 
 Logs do not travel here: stdout/stderr go to a pipe, and after each invocation the
 runtime writes ``marker(nonce, seq)`` into that pipe, so the server can cut the log at
@@ -28,6 +38,7 @@ import struct
 
 HEADER = struct.Struct("!II")
 MAX_PAYLOAD = 6 * 1024 * 1024 + 100  # Lambda's limit for a synchronous response
+MAX_ERROR_TYPE = 1024  # an error type longer than this is cut (it travels in a header)
 
 # The server encodes and decodes a frame header per invocation: with orjson (a
 # dependency of nimbus) where it is importable. In-sandbox runtimes run the function's own
@@ -47,20 +58,22 @@ def _encode_json(header: dict) -> bytes:
     return _stdlib_encode(header).encode()
 
 
-# A result's header is one of four values: encoded once each.
-_RESULTS: list[dict[str, object]] = [
-    {"t": "result", "error": error} for error in (None, "Unhandled")
-]
-_RESULTS += [{**result, "marked": False} for result in _RESULTS]
-_RESULT_HEADERS = {(r["error"], r.get("marked", True)): _encode_json(r) for r in _RESULTS}
-_RESULT_KEYS = frozenset({"t", "error", "marked"})
+# A result's header is one of four shapes, differing only in its tag: their heads made
+# once (in the key order json.dumps would give).
+_RESULT_HEADS = {
+    (error, marked): '{"t":"result","error":' + ("null" if error is None else '"Unhandled"')
+    + "," + ("" if marked else '"marked":false,') + '"tag":'
+    for error in (None, "Unhandled") for marked in (True, False)
+}
+_RESULT_KEYS = frozenset({"t", "error", "marked", "tag"})
 
 
 def _header_bytes(header: dict) -> bytes:
-    if header.get("t") == "result" and "error" in header and header.keys() <= _RESULT_KEYS:
-        cached = _RESULT_HEADERS.get((header.get("error"), header.get("marked", True)))
-        if cached is not None:
-            return cached
+    if header.get("t") == "result" and header.keys() <= _RESULT_KEYS:
+        head = _RESULT_HEADS.get((header.get("error"), header.get("marked", True)))
+        tag = header.get("tag")
+        if head is not None and type(tag) is int:
+            return (head + str(tag) + "}").encode()
     return _encode_json(header)
 
 
@@ -73,6 +86,16 @@ def decode_header(raw: bytes) -> dict:
     if orjson is not None:
         return orjson.loads(raw)
     return _stdlib_decode(raw.decode())
+
+
+def too_large_error(size: int, what: str = "Response payload") -> bytes:
+    """Lambda's error for a result (or error) over ``MAX_PAYLOAD``: what a runtime sends
+    instead of it."""
+    return _stdlib_encode({
+        "errorMessage": f"{what} size ({size} bytes) exceeded maximum allowed payload size "
+        f"({MAX_PAYLOAD} bytes).",
+        "errorType": "Function.ResponseSizeTooLarge",
+    }).encode()
 
 
 def marker(nonce: str, seq: int) -> bytes:

@@ -34,6 +34,7 @@ from nimbus.guest.jail import CTL_FD, LOG_FD
 PREFIX = "/2018-06-01/runtime/"
 BOOTSTRAPS = ["/var/task/bootstrap", "/opt/bootstrap"]
 MAX_HEAD = 64 * 1024
+MAX_ERROR_TYPE = protocol.MAX_ERROR_TYPE
 # Bodies above this are refused without buffering them.
 MAX_BODY = 8 * protocol.MAX_PAYLOAD
 REASONS = {100: "Continue", 200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
@@ -99,7 +100,9 @@ class Connection:
             end = self.buf.find(b"\r\n", pos)
             if end < 0:
                 return None
-            size = int(bytes(self.buf[pos:end]).split(b";")[0], 16)
+            size = int(bytes(self.buf[pos:end]).split(b";")[0], 16)  # ValueError: bad input
+            if size < 0 or len(body) + size > MAX_BODY:
+                raise ValueError("chunked body too large")
             pos = end + 2
             if size == 0:
                 trailer_end = self.buf.find(b"\r\n\r\n", pos - 2)
@@ -114,6 +117,13 @@ class Connection:
 
     def parse(self) -> Request | tuple[int, dict, bytes] | None:
         """A complete request, an error to answer (then close), or None for more data."""
+        try:
+            return self._parse()
+        except ValueError:  # a malformed length or chunk size: the bootstrap's mistake
+            self.close_after = True
+            return (400, {}, b"")
+
+    def _parse(self) -> Request | tuple[int, dict, bytes] | None:
         if self.head is None:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
@@ -123,19 +133,18 @@ class Connection:
                 return None
             lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
             del self.buf[:end + 4]
-            try:
-                method, target, _version = lines[0].split(" ", 2)
-            except ValueError:
-                self.close_after = True
-                return (400, {}, b"")
+            method, target, version = lines[0].split(" ", 2)  # ValueError: not HTTP
             headers = {}
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             self.head = (method, target.split("?", 1)[0], headers)
-            if headers.get("connection", "").lower() == "close":
+            tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+            # Connection: close (urllib sends it), or HTTP/1.0 without keep-alive: the
+            # answer is the connection's last.
+            if "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens):
                 self.close_after = True
-            length = int(headers.get("content-length") or 0)
+            length = _content_length(headers)
             if length > MAX_BODY:
                 self.close_after = True
                 return TOO_LARGE
@@ -147,13 +156,20 @@ class Connection:
             if body is None:
                 return None
         else:
-            length = int(headers.get("content-length") or 0)
+            length = _content_length(headers)
             if len(self.buf) < length:
                 return None
             body = bytes(self.buf[:length])
             del self.buf[:length]
         self.head = None
         return Request(method, path, headers, body)
+
+
+def _content_length(headers: dict) -> int:
+    raw = headers.get("content-length") or "0"
+    if not raw.isascii() or not raw.isdigit():
+        raise ValueError(f"bad Content-Length {raw!r}")
+    return int(raw)
 
 
 def _loopback_hex() -> str:
@@ -231,10 +247,12 @@ class RuntimeApi:
                     self.deliver(conn)
 
     def finish(self, function_error: str | None, payload: bytes) -> None:
+        assert self.invocation is not None  # finished only while one is in flight
+        tag = self.invocation[0]["tag"]  # which invocation this answers: the server checks
         self.invocation = None
         self.delivered = False
         self.end_log()
-        self.send_ctl({"t": "result", "error": function_error}, payload)
+        self.send_ctl({"t": "result", "error": function_error, "tag": tag}, payload)
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -256,6 +274,8 @@ class RuntimeApi:
             headers["Lambda-Runtime-Cognito-Identity"] = header["ci"]
         self.delivered = True
         conn.send(200, headers, body)
+        if conn.close_after:  # a client that said Connection: close (urllib does)
+            self.drop(conn)
 
     def route(self, conn: Connection, req: Request) -> tuple[int, dict, bytes] | None:
         if not req.path.startswith(PREFIX):
@@ -296,15 +316,11 @@ class RuntimeApi:
             return _state_error("Ready" if self.ready else "Init", wanted)
         if request_id != self.invocation[0]["id"]:
             return _error(400, "InvalidRequestID", "Invalid request ID")
+        if len(req.body) > protocol.MAX_PAYLOAD:
+            what = "Response payload" if kind == "response" else "Error payload"
+            self.finish("Unhandled", protocol.too_large_error(len(req.body), what))
+            return TOO_LARGE
         if kind == "response":
-            if len(req.body) > protocol.MAX_PAYLOAD:
-                error = {
-                    "errorMessage": f"Response payload size ({len(req.body)} bytes) exceeded "
-                    f"maximum allowed payload size ({protocol.MAX_PAYLOAD} bytes).",
-                    "errorType": "Function.ResponseSizeTooLarge",
-                }
-                self.finish("Unhandled", json.dumps(error).encode())
-                return TOO_LARGE
             self.finish(None, req.body)
             return ACCEPTED
         error_type = req.headers.get("lambda-runtime-function-error-type") or "Unhandled"
@@ -318,9 +334,12 @@ class RuntimeApi:
         if self.ready:
             return _state_error("Ready", "InitError")
         error_type = req.headers.get("lambda-runtime-function-error-type") or "Runtime.Unknown"
+        error_type = error_type[:MAX_ERROR_TYPE]
         payload = req.body if req.body.strip() else json.dumps(
             {"errorMessage": "Unknown application error occurred", "errorType": error_type}
         ).encode()
+        if len(payload) > protocol.MAX_PAYLOAD:
+            payload = protocol.too_large_error(len(payload), "Error payload")
         self.init_failed = True
         self.end_log()
         init_ms = (time.perf_counter() - self.started) * 1000
@@ -357,8 +376,11 @@ class RuntimeApi:
                 self.drop(conn)
                 return
             response = self.route(conn, parsed)
-            if response is not None:
-                conn.send(*response)
+            if response is None:
+                # /next waits for an event: answered (and, after Connection: close,
+                # closed) by deliver(); the client sends nothing more meanwhile.
+                return
+            conn.send(*response)
             if conn.close_after:
                 self.drop(conn)
                 return

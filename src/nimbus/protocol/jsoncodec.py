@@ -6,15 +6,37 @@ name; timestamps are epoch seconds, blobs base64; ``null`` is the same as absent
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
+from nimbus import codec
+from nimbus.protocol.errors import AwsError
 from nimbus.protocol.problems import Problems
 from nimbus.protocol.values import BadValue, from_json, to_json
 
-# A body nested deeper than json's decoder goes (about 1000 levels): no model has that.
-TOO_DEEP = "The request body is not valid JSON: it is nested too deeply."
+# A body nested deeper than nimbus reads: no model comes near (``codec.MAX_NESTING``).
+TOO_DEEP = (
+    "The request body is not valid JSON: it is nested too deeply (at most "
+    f"{codec.MAX_NESTING} levels of objects and arrays)."
+)
+
+
+def parse_body(body: bytes) -> Any:
+    """A request body as JSON; SerializationException (400) if it is not JSON or nests
+    deeper than ``codec.MAX_NESTING``."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AwsError(
+            "SerializationException", f"The request body is not valid JSON: {exc}"
+        ) from None
+    except RecursionError:  # json's C decoder gives up past ~1000 levels
+        raise AwsError("SerializationException", TOO_DEEP) from None
+    if codec.nested_too_deep(body, document):
+        raise AwsError("SerializationException", TOO_DEEP)
+    return document
 
 
 def _camel(name: str) -> str:

@@ -17,7 +17,6 @@ Like SQS, a list or map is also found under its member name (the Java SDK sends
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -265,15 +264,7 @@ def _parse_json(spec: ServiceSpec, request: HttpRequest, problems: Problems) -> 
     body = request.body
     document: Any = {}
     if body.strip():
-        try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise AwsError(
-                "SerializationException", f"The request body is not valid JSON: {exc}"
-            ) from None
-        except RecursionError:
-            # json's C decoder gives up past ~1000 levels: bad input, not our failure.
-            raise AwsError("SerializationException", jsoncodec.TOO_DEEP) from None
+        document = jsoncodec.parse_body(body)
     if not isinstance(document, dict):
         raise AwsError("SerializationException", "The request body must be a JSON object.")
     return ParsedRequest(operation, jsoncodec.read_members(shape, document, "", problems))

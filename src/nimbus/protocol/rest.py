@@ -273,14 +273,7 @@ def _body(
 
 
 def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AwsError(
-            "SerializationException", f"The request body is not valid JSON: {exc}"
-        ) from None
-    except RecursionError:
-        raise AwsError("SerializationException", jsoncodec.TOO_DEEP) from None
+    return jsoncodec.parse_body(body)
 
 
 def _xml(shape: StructureShape, body: bytes, where: str) -> dict[str, Any] | None:

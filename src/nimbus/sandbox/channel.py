@@ -3,6 +3,13 @@
 Frames (see ``protocol``) are cut out of the byte stream as it arrives and handed to
 the one reader waiting for them. One invocation costs one write and one wake-up of
 that reader: no stream reader, no lock, no drain unless the socket's buffer is full.
+
+The environment is not trusted (``nimbus.sandbox.frames``): each frame's lengths are
+checked from its 8-byte prefix and its header against what is expected now, before its
+body is kept. A frame that breaks the protocol closes the channel and calls
+``on_violation`` (the environment is then killed); a leftover result of an earlier
+invocation is skipped without keeping its body. So the channel never holds more than
+one frame the server asked for, and never more than ``frames.MAX_BODY`` of its body.
 """
 
 from __future__ import annotations
@@ -10,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 from nimbus.guest import protocol
+from nimbus.sandbox import frames
 
 # Outgoing bytes the transport may hold before a writer waits (a 6 MB event waits).
 HIGH_WATER = 1 << 20
-# The environment is not trusted: a frame announcing more than this ends the channel.
-MAX_HEADER = 1 << 20
-MAX_BODY = 8 * protocol.MAX_PAYLOAD
+MAX_HEADER = frames.MAX_HEADER
+MAX_BODY = frames.MAX_BODY
+_PREFIX = protocol.HEADER.size
 
 
 class ChannelClosed(Exception):
@@ -28,7 +37,7 @@ class ChannelClosed(Exception):
 class Channel(asyncio.Protocol):
     """Frames in, frames out, for one environment (one reader at a time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_violation: Callable[[frames.Violation], None] | None = None) -> None:
         self._buf = bytearray()
         self._frames: deque[tuple[dict, bytes]] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -36,10 +45,21 @@ class Channel(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop  # set by connection_made()
         self._closed = False
+        # What the environment may send now: the init phase's outcome, at first.
+        self.expected = frames.Expected()
+        self.violation: frames.Violation | None = None
+        self._on_violation = on_violation
+        self._header: dict | None = None  # of the frame whose body is arriving
+        self._body_len = 0
+        self._skip = 0  # body bytes of a skipped (stale) frame still to come
 
     @classmethod
-    async def open(cls, sock: socket.socket) -> Channel:
-        _, channel = await asyncio.get_running_loop().create_unix_connection(cls, sock=sock)
+    async def open(
+        cls, sock: socket.socket, on_violation: Callable[[frames.Violation], None] | None = None
+    ) -> Channel:
+        _, channel = await asyncio.get_running_loop().create_unix_connection(
+            lambda: cls(on_violation), sock=sock
+        )
         return channel
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -54,23 +74,60 @@ class Channel(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
+        if self.violation is not None:
+            return
         buf = self._buf
+        if self._skip:
+            skipped = min(self._skip, len(data))
+            self._skip -= skipped
+            data = data[skipped:]
         buf += data
-        size = protocol.HEADER.size
-        while len(buf) >= size:
-            head_len, body_len = protocol.HEADER.unpack_from(buf)
-            if head_len > MAX_HEADER or body_len > MAX_BODY:
-                buf.clear()
-                self.close()
-                break
-            end = size + head_len + body_len
-            if len(buf) < end:
-                break
-            header = protocol.decode_header(bytes(buf[size : size + head_len]))
-            self._frames.append((header, bytes(buf[size + head_len : end])))
-            del buf[:end]
+        try:
+            self._cut(buf)
+        except frames.Violation as violation:
+            self._violate(violation)
+            return
         if self._frames:
             self._wake()
+
+    def _cut(self, buf: bytearray) -> None:
+        """Take the complete frames out of ``buf``, checking each part as it comes."""
+        while True:
+            if self._header is None:
+                if len(buf) < _PREFIX:
+                    return
+                head_len, body_len = protocol.HEADER.unpack_from(buf)
+                frames.check_lengths(head_len, body_len)
+                if len(buf) < _PREFIX + head_len:
+                    return
+                raw = bytes(buf[_PREFIX : _PREFIX + head_len])
+                del buf[: _PREFIX + head_len]
+                try:
+                    self._header = frames.check_header(raw, body_len, self.expected)
+                except frames.Stale:
+                    skipped = min(body_len, len(buf))
+                    del buf[:skipped]
+                    self._skip = body_len - skipped
+                    if self._skip:
+                        return
+                    continue
+                self._body_len = body_len
+                self.expected.nothing()  # one frame per expectation
+            if len(buf) < self._body_len:
+                return
+            self._frames.append((self._header, bytes(buf[: self._body_len])))
+            del buf[: self._body_len]
+            self._header = None
+
+    def _violate(self, violation: frames.Violation) -> None:
+        self.violation = violation
+        self._buf.clear()
+        self._frames.clear()
+        self._closed = True
+        self.close()
+        self._wake()
+        if self._on_violation is not None:
+            self._on_violation(violation)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -107,6 +164,10 @@ class Channel(asyncio.Protocol):
             finally:
                 self._waiter = None
         return self._frames.popleft()
+
+    def expect_result(self, tag: int) -> None:
+        """The next frame must be the result of the invocation tagged ``tag``."""
+        self.expected.invocation(tag)
 
     def close(self) -> None:
         if self._transport is not None:

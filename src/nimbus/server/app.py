@@ -26,6 +26,7 @@ from nimbus.api.wire import error_response, nimbus_error_handler, unexpected_err
 from nimbus.config import Config
 from nimbus.errors import NimbusError, UnknownOperation
 from nimbus.server.front_door import FrontDoor
+from nimbus.server.http import HttpProtocol, connection_limit
 from nimbus.server.node import Node
 from nimbus.threads import blocking
 from nimbus.ui import dashboard_middleware
@@ -96,12 +97,19 @@ def serve(config: Config) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # uvicorn's httptools protocol, with limits on slow and oversized requests.
+    protocol = HttpProtocol.configured(
+        header_timeout=config.http_header_timeout,
+        body_timeout=config.http_body_timeout,
+        max_connections=connection_limit(config.concurrency_limit),
+    )
     uv_config = uvicorn.Config(
         create_app(config),
         host=config.host,
         port=config.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol,
+        timeout_keep_alive=5,  # an idle kept-alive connection is closed (uvicorn's default)
         log_level=config.log_level,
         access_log=False,
         # Clients talk to nimbus directly: an X-Forwarded-For from a local client must not

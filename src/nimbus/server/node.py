@@ -17,6 +17,8 @@ from nimbus.events.sources.supervisor import MappingSupervisor
 from nimbus.gateway.apis import HttpApis
 from nimbus.gateway.serve import DataPlane
 from nimbus.gateway.urls import FunctionUrls
+from nimbus.net_policy import EgressPolicy
+from nimbus.private_files import secure_data_dir
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.sandbox import catalog
 from nimbus.sns.fanout import Fanout
@@ -43,7 +45,7 @@ class Node:
     @classmethod
     def open(cls, config: Config) -> Node:
         """Create the data dir, migrate the schema and open everything (blocking)."""
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(config.data_dir)  # 0700, its databases 0600 (private_files.py)
         catalog.available()  # probe the host's interpreters now, not in the first request
         queue = SqliteQueue(config.data_dir / "queue.db")
         engine = Engine.open(config, queue)
@@ -59,7 +61,7 @@ class Node:
         node = cls(engine, services, DataPlane(urls, apis))
         node.buckets = BucketNotifier(
             engine.db, engine.invoker, engine.dispatcher, engine.sqs, engine.dead_letters,
-            region=config.region, account_id=config.account_id,
+            region=config.region, account_id=config.account_id, topics=engine.sns,
         )
         services.s3.events.subscribe(node.buckets)
         node.schedules = open_runner(
@@ -133,5 +135,6 @@ def sns_fanout(engine: Engine) -> Fanout:
         return await engine.dispatcher.enqueue(name, qualifier, payload, trace_id=trace)
 
     return Fanout(
-        engine.sns, engine.sqs, to_lambda, engine.dead_letters, recover=engine.db.is_sqlite
+        engine.sns, engine.sqs, to_lambda, engine.dead_letters, recover=engine.db.is_sqlite,
+        egress=EgressPolicy.of(engine.config.webhook_allow),
     )
