@@ -174,6 +174,8 @@ class FakeEnvironment:
         self.stopped = asyncio.Event()
         self.restored = False  # never from a SnapStart template: these tests start them all
         self._busy = False
+        self.frozen = False  # as the real one: frozen while idle, thawed by an invocation
+        self.freezes = 0
 
     def __repr__(self) -> str:
         return f"<FakeEnvironment {self.number} {self.spec.function_name}:{self.spec.version}>"
@@ -184,6 +186,7 @@ class FakeEnvironment:
         if not self.alive or self.stopped.is_set():
             raise EnvironmentGone(f"environment {self.id} is not alive")
         self._busy = True
+        self.frozen = False
         try:
             self.invocations.append(invocation)
             self.manager.entered.put_nowait((self, invocation))
@@ -197,6 +200,13 @@ class FakeEnvironment:
             return outcome
         finally:
             self._busy = False
+
+    def freeze(self) -> bool:
+        if self.frozen or self._busy or not self.alive:
+            return False
+        self.frozen = True
+        self.freezes += 1
+        return True
 
     def die(self) -> None:
         """The process ends on its own (while idle): not alive, not yet stopped."""
@@ -215,6 +225,12 @@ class FakeTemplates:
 
     def reap(self, idle_seconds: float) -> list[object]:
         return []
+
+    def versions(self, function_name: str) -> set[str]:
+        return set()
+
+    async def drop_version(self, function_name: str, version: str) -> None:
+        return None
 
 
 class FakeSandboxManager:

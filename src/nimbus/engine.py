@@ -27,8 +27,7 @@ from nimbus.observe.trace_store import SegmentLog, TraceStore
 from nimbus.observe.tracing import Tracer
 from nimbus.observe.xray_daemon import XRayDaemon, daemon_factory
 from nimbus.queue.backend import QueueBackend
-from nimbus.sandbox import SandboxManager
-from nimbus.sandbox.manager import UID_BASE, UID_COUNT
+from nimbus.sandbox import SandboxManager, uid_range
 from nimbus.sns.signing import Signer
 from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
@@ -37,6 +36,7 @@ from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
 from nimbus.store.database import Database
 from nimbus.store.dead_letters import DeadLetterStore
+from nimbus.store.env_cipher import EnvCipher
 from nimbus.store.event_configs import EventConfigStore
 from nimbus.store.functions import FunctionStore
 from nimbus.threads import blocking
@@ -44,13 +44,6 @@ from nimbus.threads import blocking
 # In the data dir: the in-flight counts the server and its async workers share.
 CONCURRENCY_FILE = "concurrency"
 TRACES_DIR = "traces"  # every process's trace segments (observe/trace_store.py)
-
-
-def uid_share(index: int, workers: int) -> tuple[int, int]:
-    """Sandbox uids (base, count) for process ``index`` of ``workers + 1`` (0: the
-    server), so no two SandboxManagers ever hand out the same uid."""
-    count = UID_COUNT // (workers + 1)
-    return UID_BASE + index * count, count
 
 
 @dataclass
@@ -85,23 +78,24 @@ class Engine:
     @classmethod
     def open(cls, config: Config, queue: QueueBackend, process_index: int = 0) -> Engine:
         """Build the engine of the server (``process_index`` 0: it migrates the database
-        first) or of async worker ``process_index`` (blocking). Each process gets its
-        own share of the sandbox uids and its own row of the concurrency counts (the
+        first) or of async worker ``process_index`` (blocking). Each process claims its
+        own range of sandbox uids, as many as the concurrency limit needs
+        (sandbox/uid_range.py), and has its own row of the concurrency counts (the
         server creates the file before it starts any worker)."""
         db = Database(config.effective_database_url)
         if process_index == 0:
             db.migrate()
-        functions = FunctionStore(db, config.function_arn)
+        functions = FunctionStore(db, config.function_arn, EnvCipher.load(config))
+        if process_index == 0:
+            functions.seal_environments()  # rows from before encryption at rest
         aliases = AliasStore(functions)
-        uid_base, uid_count = uid_share(process_index, config.async_workers)
         pool = Pool(
             SandboxManager(
                 config.data_dir / "sandboxes",
                 isolation=config.isolation,
                 stem_cells=config.stem_cells,
                 tmp_storage=config.tmp_storage,
-                uid_base=uid_base,
-                uid_count=uid_count,
+                uid_count=uid_range.per_process(config.concurrency_limit),
             ),
             idle_seconds=config.idle_seconds,
         )

@@ -27,7 +27,7 @@ SETUP_FAILED = 70  # the exit status of a child whose confinement failed
 def fail_setup(exc: BaseException) -> NoReturn:
     """Report a failed setup on the control socket and exit: the server raises it as
     IsolationUnavailable, naming the cause."""
-    message = f"{type(exc).__name__}: {exc}"
+    message = f"{type(exc).__name__}: {exc}"[:2048]  # the server takes at most 4 kB
     try:
         protocol.write_frame(socket.socket(fileno=CTL_FD), {"t": "setup_error", "message": message})
     finally:

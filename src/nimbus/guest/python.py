@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import random
+import resource
 import socket
 import struct
 import sys
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from nimbus.guest import protocol, snapshot_restore_py
+from nimbus.guest import protocol, reaper, snapshot_restore_py
 from nimbus.guest.context import LambdaContext, function_settings
 from nimbus.guest.jail import CTL_FD, LOG_FD
 
@@ -223,6 +224,7 @@ _OWN_MODULES: list[str] = []
 def prepare() -> None:
     """Zygote-time work shared by every environment of this runtime."""
     setup_logging()
+    reaper.install()
     _OWN_MODULES[:] = [n for n in sys.modules if n == "nimbus" or n.startswith("nimbus.")]
 
 
@@ -287,12 +289,33 @@ def listen_for_debugger(address: str | None) -> Callable[[], None] | None:
     return debugpy.wait_for_client
 
 
+def _out_of_the_way(fd: int) -> int:
+    """Move the control socket from ``fd`` to the highest descriptor the limit allows
+    (close-on-exec, as it was), so that code expecting fd 3 to be its own, or writing to
+    a guessed low number, does not land on it. Not a wall: the function shares this
+    process and can find the socket in /proc/self/fd; the server checks every frame
+    (``nimbus.sandbox.frames``). Returns where it went (``fd`` if it cannot move)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    target = min(soft if soft != resource.RLIM_INFINITY else _HIGH_FD, _HIGH_FD) - 1
+    if target <= fd:
+        return fd
+    try:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, target)
+    except OSError:  # that high is taken (the limit reached): stay
+        return fd
+    os.close(fd)
+    return moved
+
+
+_HIGH_FD = 1024  # Lambda's descriptor limit, and select()'s
+
+
 class Runtime:
     def __init__(self, req: dict) -> None:
         self.req = req
         self.nonce = req["nonce"]
         self.seq = 0
-        self.ctl = socket.socket(fileno=CTL_FD)
+        self.ctl = socket.socket(fileno=_out_of_the_way(CTL_FD))
         self.settings: tuple = ()
         self.debugger: Callable[[], None] | None = None  # nimbus dev --debug
 
@@ -305,6 +328,14 @@ class Runtime:
             return False
         os.write(LOG_FD, protocol.marker(self.nonce, self.seq))
         return True
+
+    def report_init_error(self, error: dict, init_ms: float) -> None:
+        payload = json.dumps(error).encode()
+        if len(payload) > protocol.MAX_PAYLOAD:  # an exception with a huge message
+            payload = protocol.too_large_error(len(payload), "Error payload")
+        header = {"t": "init_error", "type": error["errorType"][:protocol.MAX_ERROR_TYPE],
+                  "init_ms": init_ms}
+        protocol.write_frame(self.ctl, header, payload)
 
     def init(self) -> Callable[..., Any] | None:
         req = self.req
@@ -347,8 +378,7 @@ class Runtime:
         if error is not None:
             log_error(error)
             self.end_log()
-            protocol.write_frame(self.ctl, {"t": "init_error", "type": error["errorType"],
-                                            "init_ms": init_ms}, json.dumps(error).encode())
+            self.report_init_error(error, init_ms)
             return None
         self.end_log()
         self.settings = function_settings()
@@ -373,8 +403,7 @@ class Runtime:
         if error is not None:
             log_error(error)
             self.end_log()
-            protocol.write_frame(self.ctl, {"t": "init_error", "type": error["errorType"],
-                                            "init_ms": restore_ms}, json.dumps(error).encode())
+            self.report_init_error(error, restore_ms)
             return None
         self.end_log()
         req["stages"].append(("restore", time.perf_counter()))
@@ -411,20 +440,18 @@ class Runtime:
                     raise Fault("Runtime.UnmarshalError",
                                 f"Unable to unmarshal input: {e}") from None
                 payload = to_json(handler(event, context))
-                if len(payload) > protocol.MAX_PAYLOAD:
-                    error = {
-                        "errorMessage": f"Response payload size ({len(payload)} bytes) exceeded "
-                        f"maximum allowed payload size ({protocol.MAX_PAYLOAD} bytes).",
-                        "errorType": "Function.ResponseSizeTooLarge",
-                    }
-                else:
+                if len(payload) <= protocol.MAX_PAYLOAD:
                     return None, payload
+                error = json.loads(protocol.too_large_error(len(payload)))
             except Fault as f:
                 error = make_error(f.message, f.error_type, f.trace, request_id)
             except Exception as e:
                 error = fault_from_exception(e, request_id)
         log_error(error)
-        return "Unhandled", json.dumps(error).encode()
+        payload = json.dumps(error).encode()
+        if len(payload) > protocol.MAX_PAYLOAD:  # an exception with a huge message
+            payload = protocol.too_large_error(len(payload), "Error payload")
+        return "Unhandled", payload
 
     def serve(self, handler: Callable[..., Any]) -> None:
         frames = protocol.FrameReader(self.ctl)  # from here on, only this loop reads ctl
@@ -434,7 +461,10 @@ class Runtime:
             except (EOFError, ConnectionError):
                 return
             function_error, payload = self.invoke(handler, header, body)
-            result: dict[str, object] = {"t": "result", "error": function_error}
+            reaper.reap()  # between invocations only: the handler may wait for its own
+            # The tag says which invocation this answers: the server takes no other.
+            result: dict[str, object] = {"t": "result", "error": function_error,
+                                         "tag": header["tag"]}
             if not self.end_log(unless_read=True):
                 result["marked"] = False  # one write and one wake-up less per invocation
             protocol.write_frame(self.ctl, result, payload)

@@ -150,6 +150,9 @@ def _cell(received: float, fds: list[int], template_runtime: object, handler: ob
         seccomp.install()
         privileges.verify(req["uid"], req["gid"], seccomp=True)
         req["stages"].append(("privileges", time.perf_counter()))
+        # Its orphans come to it (its runtime reaps them, nimbus.guest.reaper), not to the
+        # keeper, which is frozen with the template between forks.
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     except BaseException as exc:
         cells.fail_setup(exc)
     env_runtime = runtime.Runtime(req)

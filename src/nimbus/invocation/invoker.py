@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from nimbus import ids
 from nimbus.clock import now_ms
 from nimbus.config import Config
-from nimbus.errors import InvalidParameterValue, TooManyRequests
+from nimbus.errors import InvalidParameterValue, ResourceNotFound, TooManyRequests
 from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
 from nimbus.invocation.snapstart import Snapshots, not_ready
@@ -78,6 +78,8 @@ class Invoker:
         self.limiter = limiter
         # SnapStart: published versions' templates, made at PublishVersion.
         self.snapshots = Snapshots(targets.functions, pool.manager, self.spec)
+        # A function updated or deleted: its stale environments stop now, not when idle.
+        targets.functions.on_change(lambda name: pool.changed(name, self._deployment))
 
     async def dry_run(self, name: str, qualifier: str | None) -> FunctionVersion:
         resolution = await self.targets.resolve(name, qualifier)
@@ -302,6 +304,13 @@ class Invoker:
                 and not self.snapshots.pending(version)):
             self.snapshots.prepare(version, record)
         raise not_ready(version.state)
+
+    def _deployment(self, name: str, version: str) -> str | None:
+        """The deployment (function, version) runs now; None if it is gone (blocking)."""
+        try:
+            return self.targets.functions.get_version(name, version).deployment
+        except ResourceNotFound:
+            return None
 
     def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
         stream_id = ids.hex_id(32)

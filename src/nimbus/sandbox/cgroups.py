@@ -1,9 +1,13 @@
 """Control groups: cgroup v1 and v2 behind one interface, and a pool of empty ones.
 
 Every execution environment gets its own cgroup: memory limited to MemorySize with no
-swap, a pids limit (fork bombs stop there), and a CPU share proportional to memory (as
-Lambda gives one vCPU per 1,769 MB). nimbus nests its cgroups under the cgroup it runs
-in (delegation), never at the root of a hierarchy.
+swap, a pids limit (fork bombs stop there), and CPU in proportion to memory, as Lambda
+gives it (one vCPU per 1,769 MB): a share under contention, and from the end of the init
+phase a quota (``limit_cpu``: CFS bandwidth, per 100 ms period, at most the machine's
+cores). Between invocations an environment's cgroup is frozen (``freeze``/``thaw``: the
+v1 freezer or v2's ``cgroup.freeze``), so that what a function left running gets no CPU
+until its next invocation. nimbus nests its cgroups under the cgroup it runs in
+(delegation), never at the root of a hierarchy.
 
 Creating a cgroup is a few mkdirs, cheap but not free, so a small pool is made ahead of
 time off the event loop; a cold start only writes the limits and the child joins by
@@ -35,6 +39,8 @@ PIDS_MAX = 1024
 MB = 1024 * 1024
 # Lambda: 1 vCPU per 1,769 MB of memory.
 MB_PER_VCPU = 1769
+CPU_PERIOD_US = 100_000  # the CFS bandwidth period the quota is given per
+CPU_QUOTA_MIN_US = 1_000  # the kernel's smallest quota
 
 
 class CgroupsUnavailable(OSError):
@@ -81,6 +87,14 @@ def _kill_members(procs_file: str) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return len(pids)
+
+
+def _thaw_dir(path: str) -> None:
+    """Thaw a cgroup directory, v1 or v2, if it is one that freezes: a frozen process
+    keeps a SIGKILL pending until it is thawed (v1), so a kill is followed by this."""
+    for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+        with contextlib.suppress(OSError):
+            _write(f"{path}/{name}", value)
 
 
 def _rmdir_when_empty(paths: list[str], procs_file: str, timeout: float = 5.0) -> bool:
@@ -194,7 +208,27 @@ class Cgroup(ABC):
     def oom_kills(self) -> int: ...
 
     @abstractmethod
-    def kill(self) -> None: ...
+    def kill(self) -> None:
+        """SIGKILL every member, and thaw the cgroup so that frozen members die too."""
+
+    @property
+    @abstractmethod
+    def can_freeze(self) -> bool:
+        """Whether ``freeze`` works here (v1: the freezer hierarchy is mounted)."""
+
+    @abstractmethod
+    def freeze(self) -> None:
+        """Stop every member where it is (blocking: the write can take milliseconds; the
+        kernel completes the freeze asynchronously, which is all an idle environment
+        needs)."""
+
+    @abstractmethod
+    def thaw(self) -> None:
+        """Let the members run again; done when this returns."""
+
+    @abstractmethod
+    def limit_cpu(self, memory_mb: int) -> None:
+        """Cap CPU time at ``cpu_quota_us(memory_mb)`` per ``CPU_PERIOD_US``."""
 
     def remove(self) -> bool:
         """Kill what is left and remove the directories (blocking; use a thread)."""
@@ -206,12 +240,21 @@ class Cgroup(ABC):
     def cpu_shares(memory_mb: int) -> int:
         return max(2, 1024 * memory_mb // MB_PER_VCPU)
 
+    @staticmethod
+    def cpu_quota_us(memory_mb: int) -> int:
+        """CPU time per period for ``memory_mb``: one core's worth at MB_PER_VCPU, in
+        proportion below and above, never more than the machine's cores."""
+        cores = os.cpu_count() or 1
+        quota = CPU_PERIOD_US * memory_mb // MB_PER_VCPU
+        return max(CPU_QUOTA_MIN_US, min(quota, cores * CPU_PERIOD_US))
+
 
 class CgroupV1(Cgroup):
     def __init__(self, name: str, dirs: dict[str, str]) -> None:
         super().__init__(name, list(dict.fromkeys(dirs.values())))
         self.by_controller = dirs
         self.memory = dirs["memory"]
+        self.freezer = dirs.get("freezer")
 
     def configure(self, memory_mb: int, pids_max: int = PIDS_MAX) -> None:
         limit = str(memory_mb * MB)
@@ -258,6 +301,26 @@ class CgroupV1(Cgroup):
 
     def kill(self) -> None:
         _kill_members(f"{self.memory}/cgroup.procs")
+        if self.freezer is not None:
+            _thaw_dir(self.freezer)
+
+    @property
+    def can_freeze(self) -> bool:
+        return self.freezer is not None
+
+    def freeze(self) -> None:
+        if self.freezer is not None:
+            _write(f"{self.freezer}/freezer.state", "FROZEN")
+
+    def thaw(self) -> None:
+        if self.freezer is not None:
+            _write(f"{self.freezer}/freezer.state", "THAWED")
+
+    def limit_cpu(self, memory_mb: int) -> None:
+        cpu = self.by_controller.get("cpu")
+        if cpu is not None:
+            _write(f"{cpu}/cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(f"{cpu}/cpu.cfs_quota_us", str(self.cpu_quota_us(memory_mb)))
 
 
 class CgroupV2(Cgroup):
@@ -302,6 +365,21 @@ class CgroupV2(Cgroup):
             _kill_members(f"{self.path}/cgroup.procs")
         except OSError:
             pass
+        _thaw_dir(self.path)  # v2 kills frozen processes, but the cgroup stays frozen
+
+    @property
+    def can_freeze(self) -> bool:
+        return True  # cgroup.freeze: every non-root cgroup (Linux 5.2+)
+
+    def freeze(self) -> None:
+        _write(f"{self.path}/cgroup.freeze", "1")
+
+    def thaw(self) -> None:
+        _write(f"{self.path}/cgroup.freeze", "0")
+
+    def limit_cpu(self, memory_mb: int) -> None:
+        if os.path.exists(f"{self.path}/cpu.max"):
+            _write(f"{self.path}/cpu.max", f"{self.cpu_quota_us(memory_mb)} {CPU_PERIOD_US}")
 
 
 def _mountinfo() -> list[tuple[str, str, str, set[str]]]:
@@ -362,7 +440,7 @@ class Cgroups(ABC):
         v1: dict[str, tuple[str, str]] = {}
         for point, root, fstype, opts in mounts:
             if fstype == "cgroup":
-                for c in ("memory", "pids", "cpu", "cpuacct"):
+                for c in ("memory", "pids", "cpu", "cpuacct", "freezer"):
                     if c in opts and c not in v1:
                         v1[c] = (point, root)
         missing = {"memory", "pids"} - set(v1)
@@ -376,6 +454,11 @@ class Cgroups(ABC):
     @abstractmethod
     def setup(self) -> None:
         """Create nimbus' parent cgroup(s); raises CgroupsUnavailable."""
+
+    @property
+    @abstractmethod
+    def can_freeze(self) -> bool:
+        """Whether environments can be frozen between invocations."""
 
     @abstractmethod
     def create(self) -> Cgroup: ...
@@ -391,6 +474,7 @@ class Cgroups(ABC):
             for child in sorted(Path(parent).iterdir()):
                 if child.is_dir():
                     _kill_members(f"{child}/cgroup.procs")
+                    _thaw_dir(str(child))
                     _rmdir_when_empty([str(child)], f"{child}/cgroup.procs")
             _rmdir_when_empty([parent], f"{parent}/cgroup.procs")
 
@@ -408,6 +492,7 @@ class Cgroups(ABC):
                         for child in os.listdir(path):
                             if os.path.isdir(f"{path}/{child}"):
                                 _kill_members(f"{path}/{child}/cgroup.procs")
+                                _thaw_dir(f"{path}/{child}")
                                 _rmdir_when_empty(
                                     [f"{path}/{child}"], f"{path}/{child}/cgroup.procs"
                                 )
@@ -429,6 +514,10 @@ class CgroupsV1(Cgroups):
 
     def parents(self) -> list[str]:
         return list(dict.fromkeys(self.bases.values()))
+
+    @property
+    def can_freeze(self) -> bool:
+        return "freezer" in self.bases
 
     def setup(self) -> None:
         for base in self.parents():
@@ -486,6 +575,10 @@ class CgroupsV2(Cgroups):
 
     def parents(self) -> list[str]:
         return [self.base]
+
+    @property
+    def can_freeze(self) -> bool:
+        return True
 
     def _enable(self, path: str) -> None:
         current = set(_read(f"{path}/cgroup.subtree_control").split())

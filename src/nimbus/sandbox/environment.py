@@ -9,6 +9,9 @@ error payloads Lambda gives for each.
 
 Max Memory Used comes from the cgroup, without the page cache of /tmp (see
 ``nimbus.sandbox.memory``).
+
+While idle the pool may freeze it (``freeze``: its cgroup, until ``invoke`` thaws it),
+and from the end of its init its CPU is capped in proportion to its memory.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import json
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
 
 from nimbus.guest import protocol
+from nimbus.sandbox import frames
 from nimbus.sandbox.cgroups import Cgroup
 from nimbus.sandbox.channel import Channel, ChannelClosed
 from nimbus.sandbox.errors import EnvironmentGone, InitError, IsolationUnavailable
@@ -91,12 +96,15 @@ class Environment:
         self._process_group = process_group
         self._on_stop = on_stop
         self._busy = False  # one invocation at a time (the pool hands an env to one caller)
+        self._frozen = False  # its cgroup is frozen, or being frozen (see freeze)
+        self._freezing: asyncio.Future[None] | None = None  # the freeze's write under way
         self._stopped = False
         self._loop = asyncio.get_running_loop()
         self._logs = LogPipe(log_fd, self._loop)
         self._ctl = ctl
         ctl.setblocking(False)
         self._channel: Channel | None = None
+        self._violation: frames.Violation | None = None  # how it broke the protocol
         self._exit: asyncio.Future[int] = self._loop.create_future()
         self._pidfd = os.pidfd_open(pid) if pidfd is None else pidfd
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -147,29 +155,92 @@ class Environment:
     def _oom_killed(self) -> bool:
         return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
+    # -- freezing between invocations -------------------------------------------------
+
+    @property
+    def frozen(self) -> bool:
+        """Its cgroup is frozen (or being frozen) until the next invocation."""
+        return self._frozen
+
+    def freeze(self) -> bool:
+        """Freeze the environment while it is idle, as Lambda does between invocations:
+        what the function left running (threads, processes) gets no CPU until the next
+        invocation thaws it. The write goes to a thread (on cgroup v1 it can take
+        milliseconds); ``invoke`` waits for it before thawing. Returns whether it froze
+        (not while busy or stopped, nor without a cgroup that can freeze)."""
+        cgroup = self.cgroup
+        if (self._frozen or self._busy or self._stopped or not self.alive or cgroup is None
+                or not cgroup.can_freeze):
+            return False
+        self._frozen = True
+        self._freezing = self._loop.run_in_executor(None, cgroup.freeze)
+        return True
+
+    async def _settle_freeze(self) -> None:
+        """Wait for a freeze under way (its failure only means it is not frozen)."""
+        freezing, self._freezing = self._freezing, None
+        if freezing is not None:
+            try:
+                await freezing
+            except OSError as exc:
+                log.warning("cannot freeze environment %s: %s", self.id, exc)
+
+    async def _thaw(self) -> None:
+        """Thaw before the invocation is sent: done when the write returns."""
+        await self._settle_freeze()
+        if self._stopped or self.cgroup is None:
+            return
+        try:
+            await self._loop.run_in_executor(None, self.cgroup.thaw)
+        except OSError as exc:
+            raise EnvironmentGone(f"environment {self.id} cannot be thawed: {exc}") from exc
+        self._frozen = False
+
     # -- control channel ----------------------------------------------------------------
 
     async def _open_channel(self) -> Channel:
         if self._channel is None:
-            self._channel = await Channel.open(self._ctl)
+            self._channel = await Channel.open(self._ctl, self._broke_protocol)
         return self._channel
 
+    def _broke_protocol(self, violation: frames.Violation) -> None:
+        """A frame the environment may not send (``nimbus.sandbox.frames``): it is
+        treated as crashed, at once, whether an invocation is running or not (the pool
+        then no longer hands it out)."""
+        self._violation = violation
+        if not isinstance(violation, frames.Exited):
+            log.warning("environment %s of %s broke the control protocol: it sent %s; "
+                        "stopping it", self.id, self.spec.function_name, violation)
+        self.alive = False
+        self._kill()
+
+    def _violation_note(self) -> bytes:
+        """A line for the function's log saying why nimbus stopped the environment."""
+        if self._violation is None or isinstance(self._violation, frames.Exited):
+            return b""
+        return (f"[nimbus] environment stopped: its control channel carried "
+                f"{self._violation}\n").encode()
+
     async def _read_frame(self) -> tuple[dict, bytes]:
-        """The next frame, or _Died when the environment ends first."""
+        """The next frame, or _Died when the environment ends first (or breaks the
+        protocol: the channel has killed it then)."""
         channel = self._channel or await self._open_channel()
         try:
             header, body = await channel.read()
         except ChannelClosed:
             raise _Died(await self._exit_status()) from None
-        if header.get("t") == "exit":  # provided: the bootstrap exited; so will PID 1
+        if header["t"] == "exit":  # provided: the bootstrap exited; so does PID 1
+            self._kill()
             await self._exit_status()
-            raise _Died(int(header["status"]))
+            raise _Died(header["status"])
         return header, body
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def wait_ready(self, timeout_s: float) -> None:
-        """The init phase; raises InitError or IsolationUnavailable (after cleanup)."""
+    async def wait_ready(self, timeout_s: float, *, limit_cpu: bool = True) -> None:
+        """The init phase; raises InitError or IsolationUnavailable (after cleanup).
+        Init runs on a full CPU, as on Lambda; from then on the CPU quota of its memory
+        applies (``limit_cpu``; not for a SnapStart template, which only forks)."""
         try:
             async with asyncio.timeout(timeout_s):
                 header, body = await self._read_frame()
@@ -180,7 +251,7 @@ class Environment:
             raise InitError("Sandbox.Timedout", f"Init timed out after {timeout_s:.2f} seconds",
                             logs, timeout_s * 1000) from None
         except _Died as died:
-            logs = await self._logs.rest()
+            logs = await self._logs.rest() + self._violation_note()
             await self.stop()
             if self._oom_killed():
                 raise InitError("Runtime.OutOfMemory",
@@ -191,6 +262,12 @@ class Environment:
                             logs) from None
         kind = header.get("t")
         if kind == "ready":
+            if limit_cpu and self.cgroup is not None:
+                try:
+                    self.cgroup.limit_cpu(self.spec.memory_mb)
+                except OSError as exc:  # never run weaker than configured
+                    await self.stop()
+                    raise IsolationUnavailable(f"cannot cap the environment's CPU: {exc}") from exc
             self.init_duration_ms = float(header.get("init_ms", 0.0))
             self.restored = bool(header.get("restore"))
             self.stages += [(name, t) for name, t in header.get("stages", [])]
@@ -202,8 +279,8 @@ class Environment:
         if kind == "setup_error":
             raise IsolationUnavailable(f"cannot sandbox the environment: {header.get('message')}")
         try:
-            message = json.loads(body).get("errorMessage", "")
-        except (ValueError, AttributeError):
+            message = str(json.loads(body).get("errorMessage", ""))
+        except (ValueError, AttributeError, RecursionError):  # the function's bytes
             message = body.decode(errors="replace")
         raise InitError(header.get("type") or "Runtime.Unknown", message, logs,
                         float(header.get("init_ms", 0.0)), payload=body)
@@ -214,6 +291,8 @@ class Environment:
             raise RuntimeError(f"environment {self.id} is already running an invocation")
         self._busy = True
         try:
+            if self._frozen:
+                await self._thaw()
             return await self._invoke(inv)
         finally:
             self._busy = False
@@ -224,10 +303,13 @@ class Environment:
         self.invocations += 1
         self._seq += 1
         marker = protocol.marker(self._nonce, self._seq)
-        header = {"t": "invoke", "id": inv.request_id, "deadline": inv.deadline_ms,
+        # The runtime echoes the tag in its result; a frame without it is not an answer.
+        tag = secrets.randbits(53)
+        header = {"t": "invoke", "id": inv.request_id, "tag": tag, "deadline": inv.deadline_ms,
                   "arn": inv.invoked_function_arn, "trace": inv.trace_id,
                   "cc": inv.client_context, "ci": inv.cognito_identity}
         channel = self._channel or await self._open_channel()
+        channel.expect_result(tag)
         start = time.perf_counter()
         timeout = max(0.0, inv.deadline_ms / 1000 - time.time())
         # A timer that kills the environment at the deadline (cheaper than a cancellation
@@ -268,7 +350,7 @@ class Environment:
 
     async def _failed(self, error: dict, duration_ms: float) -> Outcome:
         memory = self._memory_mb()
-        logs = await self._logs.rest()
+        logs = await self._logs.rest() + self._violation_note()
         await self.stop()
         return Outcome(json.dumps(error).encode(), "Unhandled", logs, duration_ms, memory, False)
 
@@ -277,6 +359,7 @@ class Environment:
         if self._stopped:
             return
         self._stopped = True
+        await self._settle_freeze()  # then the kill's thaw comes after any freeze
         self._kill()
         await self._exit_status()
         self.alive = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from nimbus.errors import InvalidParameterValue, ServiceError
+from nimbus.errors import InvalidParameterValue, ServiceError, TooManyRequests
 
 
 class SandboxError(ServiceError):
@@ -19,6 +19,17 @@ class SandboxError(ServiceError):
 
 class IsolationUnavailable(SandboxError):
     """The configured isolation cannot be had on this host; nimbus never falls back."""
+
+
+class CapacityExhausted(TooManyRequests):
+    """No environment can start: every sandbox uid of this process is held by a busy,
+    provisioned or stopping environment and no idle one was left to evict. A throttle
+    (429 TooManyRequestsException, Lambda's shape when it has no capacity), not a
+    failure: a sync caller retries, an async event waits in the queue."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("Rate Exceeded.", reason="ConcurrentInvocationLimitExceeded")
+        self.detail = detail  # for the log: which capacity ran out
 
 
 class UnsupportedRuntime(InvalidParameterValue):

@@ -174,6 +174,11 @@ def report() -> HostReport:
                 ok = False
                 detail += f"; cannot create cgroups: {exc}"
         checks.append(Check("cgroups", ok, detail))
+        checks.append(Check(
+            "freezer", cgroups.can_freeze,
+            "idle environments are frozen between invocations" if cgroups.can_freeze else
+            "no cgroup v1 freezer: what a function leaves running keeps using CPU between "
+            "its invocations", required=False))
     except CgroupsUnavailable as exc:
         checks.append(Check("cgroups", False, str(exc)))
 
@@ -196,7 +201,8 @@ def report() -> HostReport:
         "functions with network enabled share the host's network namespace: they can reach "
         "services listening on this host's loopback, nimbus' API included (set "
         "api_auth = \"sigv4\" to require signed requests; guard other services, or "
-        "firewall uids 60000-61023 from lo); functions without network get an empty one",
+        "firewall nimbus's sandbox uids 2013265920-2147352575 from lo); functions without "
+        "network get an empty one",
         required=False,
     ))
     return HostReport(checks)

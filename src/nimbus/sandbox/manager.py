@@ -3,7 +3,8 @@
 It owns the zygotes (one per runtime, started on first use), the stem cells (a few
 pre-forked, half-confined environments per runtime and network setting in demand), the
 cgroup pool, the pools of disk-backed ``/tmp`` file systems (``tmpdisk``), the sandbox
-uids and the generated ``/etc``; ``start`` turns an ``EnvironmentSpec`` into a running,
+uids (a range of the host's claimed for this process: ``uid_range``) and the generated
+``/etc``; ``start`` turns an ``EnvironmentSpec`` into a running,
 initialised ``Environment`` (a cold start: from a stem cell when one is ready, else
 forked from the zygote) and ``close`` tears everything down.
 
@@ -15,6 +16,11 @@ nimbus never falls back to something weaker on its own. The same goes for ``/tmp
 counted against memory) needs loop devices; where there are none, ``start`` refuses
 with a clear error rather than putting ``/tmp`` in memory, which only
 ``tmp_storage="memory"``, chosen explicitly, does.
+
+Every environment holds one of the manager's uids until it stops. When none is free,
+a cold start asks ``evict`` (set by the pool, which knows which environments are idle)
+to stop one; when nothing can be evicted it is refused with ``CapacityExhausted``, a
+429, never a failure.
 """
 
 from __future__ import annotations
@@ -27,20 +33,25 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from nimbus.guest import mounts, protocol
-from nimbus.sandbox import catalog, envvars, memory
+from nimbus.sandbox import catalog, envvars, memory, uid_range
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
 from nimbus.sandbox.environment import Environment
-from nimbus.sandbox.errors import IsolationUnavailable, SandboxError, UnsupportedRuntime
+from nimbus.sandbox.errors import (
+    CapacityExhausted,
+    IsolationUnavailable,
+    SandboxError,
+    UnsupportedRuntime,
+)
 from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.stemcells import StemCell, StemCells
-from nimbus.sandbox.templates import Templates
+from nimbus.sandbox.templates import Templates, take_block
 from nimbus.sandbox.tmp_supply import TmpSupply
 from nimbus.sandbox.tmpdisk import TmpDisk
 from nimbus.sandbox.zygote import Zygote
@@ -50,8 +61,8 @@ log = logging.getLogger(__name__)
 ISOLATIONS = ("namespace", "process")
 TMP_STORAGES = ("disk", "memory")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
-UID_BASE = 60000
-UID_COUNT = 1024
+# Uids per manager unless told: what the default account concurrency limit (1,000) needs.
+UID_COUNT = uid_range.per_process(1000)
 NOFILE = 1024  # Lambda's file descriptor limit
 # Imported by stem cells while idle, to pre-fault the import machinery (see jail.warm_up).
 WARM_MODULE = """import os, sys, json
@@ -71,7 +82,7 @@ class SandboxManager:
 
     def __init__(self, work_dir: Path, isolation: str = "namespace", *, pool_size: int = 8,
                  stem_cells: int = 2, tmp_storage: str = "disk",
-                 uid_base: int = UID_BASE, uid_count: int = UID_COUNT,
+                 uid_base: int | None = None, uid_count: int = UID_COUNT,
                  init_timeout_s: float = INIT_TIMEOUT_S, pids_max: int = PIDS_MAX) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
@@ -84,8 +95,16 @@ class SandboxManager:
         self.pool_size = pool_size
         self.init_timeout_s = init_timeout_s
         self.pids_max = pids_max
+        # None: a range of the host's uids is claimed at preparation (uid_range.claim),
+        # so no other nimbus process on this host hands out the same uids.
         self._uid_base, self._uid_count = uid_base, uid_count
-        self._free_uids = list(range(uid_base + uid_count - 1, uid_base - 1, -1))
+        self._uid_claim: uid_range.UidClaim | None = None
+        self._free_uids: list[int] = []
+        if uid_base is not None:
+            self._free_uids = list(range(uid_base + uid_count - 1, uid_base - 1, -1))
+        # Called when no uid is free: stops an idle environment (True) or finds none
+        # (False). The pool sets it; without one, a full manager refuses at once.
+        self.evict: Callable[[], Awaitable[bool]] | None = None
         self._zygotes: dict[str, Zygote] = {}
         self._zygote_locks: dict[str, asyncio.Lock] = {}
         self._prepare_lock = asyncio.Lock()
@@ -113,6 +132,13 @@ class SandboxManager:
     @property
     def environments(self) -> set[Environment]:
         return set(self._environments)
+
+    @property
+    def uids(self) -> range:
+        """This manager's sandbox uids (empty until prepared, with a claimed range)."""
+        if self._uid_base is None:
+            return range(0)
+        return range(self._uid_base, self._uid_base + self._uid_count)
 
     # -- preparation --------------------------------------------------------------------
 
@@ -167,6 +193,10 @@ class SandboxManager:
         except CgroupsUnavailable as exc:
             raise IsolationUnavailable(f"cgroups unavailable: {exc}") from exc
         self._cgroups = cgroups
+        if self._uid_base is None:
+            claim = uid_range.claim(self.work_dir, self._uid_count)
+            self._uid_claim, self._uid_base = claim, claim.first
+            self._free_uids = list(range(claim.first + self._uid_count - 1, claim.first - 1, -1))
         self._pool = CgroupPool(cgroups, self.pool_size)
         self._pool.refill()
         if self.tmp_storage == "disk":
@@ -175,6 +205,7 @@ class SandboxManager:
             self._tmp = tmp
         prefixes = sorted({i.prefix for i in self._interpreters.values()})
         self._layout = mounts.base_layout(prefixes)
+        assert self._uid_base is not None
         mounts.write_etc(str(self._run_dir / "etc"), self._uid_base, self._uid_count)
         (self._run_dir / "rootfs").mkdir(mode=0o755, exist_ok=True)
 
@@ -309,9 +340,7 @@ class SandboxManager:
         zygote = await self._zygote(spec.runtime)
         namespace = self.isolation == "namespace"
         if namespace:
-            if not self._free_uids:
-                raise SandboxError("no sandbox uid left (too many environments)")
-            uid = self._free_uids.pop()
+            uid = await self._take_uid()
         else:
             uid = os.getuid()
         own_uid = uid if namespace else None
@@ -336,6 +365,27 @@ class SandboxManager:
         self._environments.add(environment)
         await environment.wait_ready(self.init_timeout_s)
         return environment
+
+    async def _take_uid(self) -> int:
+        """A free uid, after evicting idle environments if none is (CapacityExhausted
+        when nothing can be evicted)."""
+        while not self._free_uids:
+            await self._make_room("a sandbox uid")
+        return self._free_uids.pop()
+
+    async def take_uid_block(self, size: int) -> int:
+        """``size`` consecutive free uids (a SnapStart template's), after evicting idle
+        environments if need be; returns the first."""
+        while (first := take_block(self._free_uids, size)) is None:
+            await self._make_room(f"a block of {size} consecutive sandbox uids")
+        return first
+
+    async def _make_room(self, what: str) -> None:
+        if self.evict is None or not await self.evict():
+            detail = (f"no {what} left: all {self._uid_count} of this process's are held by "
+                      "busy, provisioned or stopping environments")
+            log.warning("cold start refused (429): %s", detail)
+            raise CapacityExhausted(detail)
 
     def _environment(self, spec: EnvironmentSpec, env_id: str, pid: int, ctl: socket.socket,
                      log_fd: int, nonce: str, cgroup: Cgroup | None, own_uid: int | None,
@@ -478,3 +528,5 @@ class SandboxManager:
             await asyncio.to_thread(self._cgroups.sweep)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(shutil.rmtree, self._run_dir)
+        if self._uid_claim is not None:
+            self._uid_claim.close()

@@ -159,14 +159,14 @@ class TemplateCells:
             async with template.lock:
                 idle = background and not self._urgent
                 _set_priority(template.process.pid, os.SCHED_IDLE if idle else os.SCHED_OTHER)
-                template.signal(signal.SIGCONT)  # frozen between forks
+                await template.resume()  # stopped and frozen between forks
                 try:
                     socket.send_fds(template.fork_sock, [b"{}"], [ctl_theirs.fileno(), log_w])
                     raw = await loop.sock_recv(template.fork_sock, 65536)
                 except OSError as exc:
                     raise SandboxError(f"the SnapStart template died: {exc}") from exc
                 finally:
-                    template.signal(signal.SIGSTOP)
+                    template.pause()
             if not raw:
                 raise SandboxError("the SnapStart template died")
             reply = json.loads(raw)

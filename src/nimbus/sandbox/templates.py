@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from nimbus.sandbox.cgroups import Cgroup
 from nimbus.sandbox.environment import Environment
-from nimbus.sandbox.errors import SandboxError
+from nimbus.sandbox.errors import CapacityExhausted
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.template_cells import CELLS, TemplateCells
 from nimbus.sandbox.tmpdisk import TmpDisk, memory_tmp
@@ -105,6 +105,7 @@ class Template:
         self.created = time.time()
         self.last_used = time.monotonic()
         self.lock = asyncio.Lock()  # one fork at a time
+        self._freezing: asyncio.Future[None] | None = None  # pause()'s freeze under way
         self.cells = TemplateCells(self, manager, cells)
 
     @property
@@ -128,8 +129,33 @@ class Template:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, sig)
 
-    async def close(self) -> None:
+    def pause(self) -> None:
+        """Between forks: stop the template and freeze its cgroup, so that what its init
+        left running (threads, processes) gets no CPU either; the freezer's write goes to
+        a thread, ``resume`` waits for it. Environments forked from the template are
+        child subreapers (``nimbus.guest.template``): its frozen keeper never has to reap
+        their orphans."""
+        self.signal(signal.SIGSTOP)
+        cgroup = self.process.cgroup
+        if cgroup is not None and cgroup.can_freeze and self.process.alive:
+            self._freezing = asyncio.get_running_loop().run_in_executor(None, cgroup.freeze)
+
+    async def resume(self) -> None:
+        """Thaw and continue the template, to fork."""
+        freezing, self._freezing = self._freezing, None
+        if freezing is not None:
+            try:
+                await freezing
+            except OSError as exc:
+                log.warning("cannot freeze the SnapStart template of %s:%s: %s",
+                            self.spec.function_name, self.spec.version, exc)
+        cgroup = self.process.cgroup
+        if cgroup is not None and cgroup.can_freeze and self.process.alive:
+            await asyncio.get_running_loop().run_in_executor(None, cgroup.thaw)
         self.signal(signal.SIGCONT)
+
+    async def close(self) -> None:
+        await self.resume()  # its kill (process.stop) must not race a freeze
         await self.cells.close()
         self.fork_sock.close()
         await asyncio.gather(*(e.stop() for e in list(self.environments)),
@@ -178,9 +204,7 @@ class Templates:
     async def _create(self, spec: EnvironmentSpec) -> Template:
         m = self._manager
         zygote = await m._zygote(spec.runtime)
-        first = take_block(m._free_uids, BLOCK)
-        if first is None:
-            raise SandboxError("no block of sandbox uids left for a SnapStart template")
+        first = await m.take_uid_block(BLOCK)  # evicts idle environments if need be
         disk: TmpDisk | None = None
         cgroup: Cgroup | None = None
         ctl_ours = ctl_theirs = fork_ours = fork_theirs = None
@@ -239,12 +263,12 @@ class Templates:
                               process_group=False, on_stop=stopped, tmp=disk)
         process.origin = "snapstart template"
         try:
-            await process.wait_ready(m.init_timeout_s)
+            await process.wait_ready(m.init_timeout_s, limit_cpu=False)  # only forks
         except BaseException:
             fork_ours.close()  # the init failed: its fork socket goes with it
             raise
         template = Template(spec, process, fork_ours, first, m, self.cells)
-        template.signal(signal.SIGSTOP)
+        template.pause()
         log.info("SnapStart template for %s:%s ready (init %.1f ms)", spec.function_name,
                  spec.version, process.init_duration_ms)
         return template
@@ -255,8 +279,9 @@ class Templates:
         template = await self.ensure(spec)
         m = self._manager
         if not template.free_uids:
-            raise SandboxError(f"SnapStart template of {spec.function_name}:{spec.version} "
-                               f"has no uid left ({BLOCK - 1} environments at a time)")
+            raise CapacityExhausted(f"SnapStart template of {spec.function_name}:"
+                                    f"{spec.version} has no uid left ({BLOCK - 1} "
+                                    "environments at a time)")
         uid = template.free_uids.pop()
         requested = time.perf_counter()
         cell = template.cells.take()
@@ -308,6 +333,17 @@ class Templates:
         for ident, _template in gone:
             del self._templates[ident]
         return [t for _k, t in gone]
+
+    def versions(self, function_name: str) -> set[str]:
+        """The versions of a function that have a template."""
+        return {t.spec.version for t in self._templates.values()
+                if t.spec.function_name == function_name}
+
+    async def drop_version(self, function_name: str, version: str) -> None:
+        """Close the template of a deleted version now (its processes go with it)."""
+        for ident in [k for k, t in self._templates.items()
+                      if t.spec.function_name == function_name and k[1] == version]:
+            await self._templates.pop(ident).close()
 
     async def drop(self, function_arn: str, version: str | None = None) -> None:
         """Close the templates of a function (one version, or all)."""
