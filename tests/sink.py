@@ -8,6 +8,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# Sinks listen on 127.0.0.1, a loopback address nimbus posts webhooks to only where
+# webhook_allow allows it (nimbus/net_policy.py): servers that deliver to one set this.
+LOCAL_WEBHOOKS = {"NIMBUS_WEBHOOK_ALLOW": "127.0.0.1/32"}
+
 
 class Sink:
     """Collects JSON POST bodies; ``wait_until`` blocks on a condition, not a sleep."""

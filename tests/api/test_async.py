@@ -15,11 +15,12 @@ import pytest
 
 from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
-from tests.sink import Sink
+from tests.sink import LOCAL_WEBHOOKS, Sink
 
 pytestmark = pytest.mark.sandbox
 
-FAST = {"NIMBUS_RETRY_BASE_SECONDS": "0.05", "NIMBUS_THROTTLE_DELAY_SECONDS": "0.1"}
+FAST = {"NIMBUS_RETRY_BASE_SECONDS": "0.05", "NIMBUS_THROTTLE_DELAY_SECONDS": "0.1",
+        **LOCAL_WEBHOOKS}
 
 APP = """
 import json, time

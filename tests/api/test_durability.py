@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
-from tests.sink import Sink
+from tests.sink import LOCAL_WEBHOOKS, Sink
 
 pytestmark = pytest.mark.sandbox
 
@@ -97,7 +97,8 @@ def ran(records: list) -> set[int]:
 
 
 def test_kill_9_loses_no_accepted_event(tmp_path: Path, sink: Sink) -> None:
-    with live_server(tmp_path / "data", {"NIMBUS_RETRY_BASE_SECONDS": "0.05"}) as server:
+    env = {"NIMBUS_RETRY_BASE_SECONDS": "0.05", **LOCAL_WEBHOOKS}
+    with live_server(tmp_path / "data", env) as server:
         senders = Senders(recording_function(server, sink))
         assert senders.enough.wait(120), "the server accepted too few events"
         workers = server.workers()
@@ -125,7 +126,7 @@ def test_kill_9_loses_no_accepted_event(tmp_path: Path, sink: Sink) -> None:
 def test_kill_9_of_the_async_worker_loses_no_accepted_event(tmp_path: Path, sink: Sink) -> None:
     """The worker dies mid-stream; its leases (visible only after 960 s otherwise) come
     back at once and a new worker runs them, while the server keeps accepting."""
-    with live_server(tmp_path / "data", {"NIMBUS_ASYNC_WORKERS": "1"}) as server:
+    with live_server(tmp_path / "data", {"NIMBUS_ASYNC_WORKERS": "1", **LOCAL_WEBHOOKS}) as server:
         senders = Senders(recording_function(server, sink))
         assert senders.enough.wait(120), "the server accepted too few events"
         for _ in range(100):  # started with the server, but maybe not yet visible

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess, free_port
+from tests.sink import LOCAL_WEBHOOKS
 
 pytestmark = pytest.mark.sandbox
 
@@ -41,6 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
         "NIMBUS_ASYNC_WORKERS": "1",
         "NIMBUS_RETRY_BASE_SECONDS": "0.05",
         "NIMBUS_THROTTLE_DELAY_SECONDS": "0.1",
+        **LOCAL_WEBHOOKS,  # its failing webhook fails to connect, not by policy
     }
     with live_server(tmp_path_factory.mktemp("metrics") / "data", env) as proc:
         yield proc

@@ -17,8 +17,9 @@ from botocore.exceptions import ClientError
 from tests.api.conftest import error
 from tests.conftest import HELLO, ROLE
 from tests.nimbus_process import NimbusProcess
-from tests.sink import Sink
+from tests.sink import LOCAL_WEBHOOKS, Sink
 
+SERVER_ENV = LOCAL_WEBHOOKS  # a schedule's target posts its result to a sink
 REGION_ACCOUNT = "us-east-1:000000000000"
 FUNCTION = f"arn:aws:lambda:{REGION_ACCOUNT}:function:target"
 SCHEDULER_ROLE = "arn:aws:iam::000000000000:role/scheduler"

@@ -14,9 +14,10 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from tests.nimbus_process import NimbusProcess
+from tests.sink import LOCAL_WEBHOOKS
 from tests.sns.conftest import Endpoint
 
-SERVER_ENV = {"NIMBUS_API_AUTH": "sigv4"}
+SERVER_ENV = {"NIMBUS_API_AUTH": "sigv4", **LOCAL_WEBHOOKS}  # the endpoint: loopback
 
 
 def signed(server: NimbusProcess) -> Any:

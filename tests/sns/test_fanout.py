@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROLE, make_zip, python_runtime
-from tests.sink import Sink
+from tests.sink import LOCAL_WEBHOOKS, Sink
 from tests.sns.conftest import queue_arn, receive_all
 
 pytestmark = pytest.mark.sandbox
-SERVER_ENV = {"NIMBUS_RETRY_BASE_SECONDS": "0.05"}
+SERVER_ENV = {"NIMBUS_RETRY_BASE_SECONDS": "0.05", **LOCAL_WEBHOOKS}
 
 # Returns its event; fails when asked to, directly or by an SNS message "fail".
 ECHO = make_zip({"app.py": (

@@ -17,7 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from tests.conftest import aws_json
 from tests.nimbus_process import NimbusProcess
+from tests.sink import LOCAL_WEBHOOKS
 from tests.sns.conftest import Endpoint, queue_arn, receive_all
+
+SERVER_ENV = LOCAL_WEBHOOKS  # the http endpoint these tests subscribe is on loopback
 
 
 def error(call: Any, **kwargs: Any) -> tuple[str, str, int]:

@@ -11,6 +11,11 @@ A function destination is invoked asynchronously (its event is queued durably); 
 gets the record as a message body (``nimbus.sqs``), a topic as a published message
 (``nimbus.sns``); a webhook receives it as a JSON POST. EventBridge targets need a
 service nimbus does not have, so they are refused when configured.
+
+A webhook's host is resolved at delivery (it may be a DNS name, so it cannot be judged at
+PutFunctionEventInvokeConfig): a loopback, link-local, private or otherwise non-public
+address is refused unless ``webhook_allow`` allows it (``nimbus.net_policy``), and the
+record takes the failure path of a destination that cannot be reached.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
+
+from nimbus import net_policy
 from nimbus.config import FUNCTION_ARN, Config
 from nimbus.errors import InvalidParameterValue
 from nimbus.sqs.redrive import parse_queue_arn
@@ -99,6 +108,25 @@ def validate_destination(value: str, config: Config, where: str) -> None:
         parse_destination(value, config)
     except InvalidParameterValue as exc:
         raise InvalidParameterValue(f"{where}: {exc.message}") from exc
+
+
+@lru_cache(maxsize=8)
+def _policy(allow: tuple[str, ...]) -> net_policy.EgressPolicy:
+    return net_policy.EgressPolicy.of(allow)
+
+
+def egress_policy(config: Config) -> net_policy.EgressPolicy:
+    """Where this nimbus's webhooks may go (``webhook_allow``), parsed once."""
+    return _policy(tuple(config.webhook_allow))
+
+
+async def post_webhook(client: httpx.AsyncClient, url: str, body: bytes,
+                       headers: dict[str, str], config: Config) -> httpx.Response:
+    """POST an invocation record to a webhook, only to an address the egress policy
+    allows (and to that very address). Raises net_policy.EgressRefused (final: do not
+    retry) or httpx errors."""
+    return await net_policy.post(client, url, egress_policy(config), content=body,
+                                 headers=headers)
 
 
 def invocation_record(

@@ -29,10 +29,16 @@ from nimbus.clock import Clock, now_ms
 from nimbus.config import Config
 from nimbus.errors import NimbusError, ResourceConflict, ResourceNotFound, TooManyRequests
 from nimbus.events.async_hop import AsyncHop
-from nimbus.events.destinations import Destination, invocation_record, parse_destination
+from nimbus.events.destinations import (
+    Destination,
+    invocation_record,
+    parse_destination,
+    post_webhook,
+)
 from nimbus.invocation.cache import Cache
 from nimbus.invocation.invoker import Invoker, InvokeResult
 from nimbus.models import LATEST, DeadLetter, EventInvokeConfig
+from nimbus.net_policy import EgressRefused
 from nimbus.observe.hooks import (
     AsyncEventDeadLettered,
     AsyncEventDropped,
@@ -504,18 +510,23 @@ class Dispatcher:
         for attempt in range(3):
             try:
                 async with self._webhooks:
-                    response = await self._http.post(
+                    response = await post_webhook(
+                        self._http,
                         destination.url,
-                        content=body,
-                        headers={
+                        body,
+                        {
                             "Content-Type": "application/json",
                             "X-Amz-Request-Id": event.request_id,
                             **({"X-Amzn-Trace-Id": trace} if trace else {}),
                         },
+                        self.config,
                     )
                 if response.status_code < 300:
                     return True
                 log.warning("webhook %s answered %d", destination.url, response.status_code)
+            except EgressRefused as exc:  # the same answer on every try
+                log.warning("webhook destination not delivered: %s", exc)
+                return False
             except httpx.HTTPError as exc:
                 log.warning("webhook %s failed: %r", destination.url, exc)
             await asyncio.sleep(0.2 * (2**attempt))

@@ -3,9 +3,11 @@
 Runs in the server (``Node``). It claims due deliveries from the outbox, a bounded number
 in flight, and sends each: to a function through the durable async queue (the same path
 as an async Invoke: its retries, destinations and dead-letter config then apply), to an
-SQS queue of this nimbus, or as an http(s) POST. Publishes in this process wake it at
-once; those of other processes (async workers publishing to destinations) are seen at
-the next re-check.
+SQS queue of this nimbus, or as an http(s) POST (through ``nimbus.net_policy``: this
+host's loopback, link-local and private addresses only where ``webhook_allow`` lists them,
+no redirects followed; a refused endpoint is a client-side failure). Publishes in this
+process wake it at once; those of other processes (async workers publishing to
+destinations) are seen at the next re-check.
 
 Failures are sorted as SNS sorts them. A client-side one (the function or queue no
 longer exists, the queue refuses the message) is not retried. A server-side one is
@@ -33,6 +35,7 @@ import httpx
 from nimbus.clock import Clock, now_ms
 from nimbus.errors import NimbusError, QueueDoesNotExist, ResourceNotFound, SqsError
 from nimbus.models import DeadLetter
+from nimbus.net_policy import EgressPolicy, EgressRefused, request
 from nimbus.sns.attributes import retry_delay
 from nimbus.sns.topic_store import Delivery
 from nimbus.sns.topics import Topics
@@ -74,6 +77,7 @@ class Fanout:
         dead_letters: DeadLetterStore,
         *,
         recover: bool,
+        egress: EgressPolicy | None = None,
         clock: Clock = now_ms,
     ) -> None:
         self.topics = topics
@@ -83,6 +87,9 @@ class Fanout:
         self.dead_letters = dead_letters
         self.recover = recover  # the only process on this store: claims it finds are stale
         self.clock = clock
+        # Where http(s) subscriptions may post: public addresses and what the operator
+        # allows (webhook_allow), never this host's loopback or private networks else.
+        self.egress = egress or EgressPolicy()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -178,9 +185,13 @@ class Fanout:
                                  extra.get("trace"), extra.get("group_id"))  # fmt: skip
         else:
             assert self._http is not None
-            response = await self._http.post(
-                delivery.endpoint, content=delivery.body.encode(), headers=extra.get("headers")
-            )
+            try:
+                response = await request(
+                    self._http, "POST", delivery.endpoint, self.egress,
+                    content=delivery.body.encode(), headers=extra.get("headers"),
+                )  # fmt: skip
+            except EgressRefused as exc:  # the same answer every time: not retried
+                raise ClientSide(str(exc)) from exc
             if not 200 <= response.status_code < 300:
                 raise RuntimeError(f"{delivery.endpoint} answered HTTP {response.status_code}")
 

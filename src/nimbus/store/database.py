@@ -14,7 +14,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+
+from nimbus.private_files import secure_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any 64-bit constant: serialises concurrent migrators on one PostgreSQL database.
@@ -27,6 +29,12 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                # 0600 before SQLite creates it (its -wal and -shm take its mode): it
+                # holds environment variables, policies and dead-lettered payloads.
+                secure_sqlite(Path(path))
         self.engine = _make_engine(url)
 
     @contextmanager

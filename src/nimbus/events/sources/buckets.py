@@ -1,6 +1,7 @@
 """S3 bucket notifications: an object created or removed in a bucket whose notification
 configuration matches it runs the configured function (an async invoke, with Lambda's
-S3 event) or sends the event to the configured SQS queue.
+S3 event), sends the event to the configured SQS queue, or publishes it to the
+configured SNS topic (the event document as the message, Subject "Amazon S3 Notification").
 
 Nothing accepted is lost, from two parts:
 
@@ -10,13 +11,13 @@ Nothing accepted is lost, from two parts:
 - a deliverer: the process holding the ``s3-notifications`` lease hands each row on,
   oldest first, to the durable async path (``Dispatcher.enqueue``: the function's
   retries, maximum age, destinations and dead letters apply, as for any async invoke)
-  or to the queue (``Queues.send``), and deletes it once that is committed. A crash in
-  between hands it on again: at least once, as S3 delivers (the ``sequencer`` orders the
-  events of one key).
+  or to the queue (``Queues.send``) or topic (``Topics.publish``), and deletes it once
+  that is committed. A crash in between hands it on again: at least once, as S3
+  delivers (the ``sequencer`` orders the events of one key).
 
 A function that cannot take the event (deleted, not runnable) is retried with
 exponential backoff, then dead-lettered (``nimbus dead-letters``, queue ``s3``); a queue
-that does not exist (any more) is retried with the same backoff until it does.
+or topic that does not exist (any more) is retried with the same backoff until it does.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from nimbus.models import DeadLetter
 from nimbus.s3 import notifications
 from nimbus.s3.records import ObjectEvent
 from nimbus.s3.tables import s3_buckets, s3_notifications
+from nimbus.sns.notifications import Publication
+from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
 from nimbus.store.database import Database
 from nimbus.store.dead_letters import DeadLetterStore
@@ -59,6 +62,10 @@ DEAD_LETTER_QUEUE = "s3"
 N = s3_notifications.c
 
 
+_ROW_KIND = {notifications.LAMBDA: "lambda", notifications.QUEUE: "queue",
+             notifications.TOPIC: "topic"}  # fmt: skip
+
+
 class BucketNotifier:
     """See the module docstring: ``staged``/``committed`` are the S3 store's listener;
     ``start``/``close`` run the deliverer."""
@@ -73,9 +80,11 @@ class BucketNotifier:
         *,
         region: str,
         account_id: str,
+        topics: Topics | None = None,
         clock: Clock = now_ms,
     ) -> None:
         self.db = db
+        self.topics = topics  # SNS topics (TopicConfigurations); None: none to publish to
         self.invoker = invoker
         self.dispatcher = dispatcher
         self.queues = queues
@@ -108,7 +117,7 @@ class BucketNotifier:
             rows.append(
                 {
                     "bucket": event.bucket,
-                    "kind": "lambda" if target.kind == notifications.LAMBDA else "queue",
+                    "kind": _ROW_KIND[target.kind],
                     "target": target.arn,
                     "request_id": str(uuid.uuid4()),
                     "payload": json.dumps({"Records": [record]}, separators=(",", ":")),
@@ -213,6 +222,15 @@ class BucketNotifier:
             await self.invoker.dry_run(name, qualifier)  # exists and can run, or retried
             await self.dispatcher.enqueue(
                 name, qualifier, row.payload.encode(), None, row.request_id
+            )
+            return
+        if row.kind == "topic":
+            if self.topics is None:
+                raise ValueError(f"no SNS topics to publish to: {row.target}")
+            # As S3 publishes: the event document as the message, retried until the topic
+            # took it (a topic deleted meanwhile fails as TopicNotFound, and is retried).
+            await self.topics.publish(
+                row.target, [Publication(row.payload, subject=notifications.SNS_SUBJECT)]
             )
             return
         queue = self.queues.name_of_arn(row.target)

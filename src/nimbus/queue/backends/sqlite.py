@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.clock import now_ms
+from nimbus.private_files import secure_sqlite
 from nimbus.queue.backend import Lease, QueueBackend, QueuedEvent, QueueError, QueueStats
 from nimbus.queue.backends.sqlite_table import (
     MIGRATIONS,
@@ -310,11 +311,15 @@ class SqliteQueue(QueueBackend):
     def _connect(self) -> int | None:
         """Lock, open and (first time) create the file; returns the next visible time."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                                0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise QueueError(f"queue {self.path} is in use by another process") from None
+        # 0600 before SQLite creates it (its -wal and -shm take its mode): queued events
+        # carry their payloads.
+        secure_sqlite(self.path)
         db = self._db = sqlite3.connect(self.path, isolation_level=None)
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
