@@ -123,6 +123,13 @@ class AccessDenied(UserError):
     status = 403
 
 
+class KMSAccessDenied(NimbusError):
+    """A function's environment variables cannot be decrypted (store/env_cipher.py)."""
+
+    type_name = "KMSAccessDeniedException"
+    status = 502
+
+
 class InvalidSignature(UserError):
     type_name = "InvalidSignatureException"
     status = 403

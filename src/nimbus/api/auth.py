@@ -1,11 +1,15 @@
-"""SigV4 authentication for the control plane (``api_auth = "sigv4"``).
+"""SigV4 authentication and access control for the control plane (``api_auth = "sigv4"``).
 
-Without it anyone who can reach the port, sandboxed functions included (they share the
-loopback), can call the API. With it every request must be signed, service ``lambda``,
-with the key pair from ``nimbus.sigv4.credentials``, as boto3, the AWS CLI and the
-nimbus CLI do. ``/health`` stays open; ``/lambda-url/`` and ``/execute-api/`` are the
-data plane, where each function URL or route checks its own AuthType; code download
-links (GetFunction's ``Code.Location``) are presigned and check their own signature.
+Without it anyone who can reach the port can call the API. With it every request must
+be signed, service ``lambda``, with a key pair nimbus knows, as boto3, the AWS CLI and the
+nimbus CLI do: the admin pair (``nimbus.sigv4.credentials``), which may do anything, or
+a principal's from the principals file (``nimbus.iam.principals``), whose request is
+mapped to its IAM action and resource (``access.py``) and allowed only if its identity
+policies or the function's resource-based policy allow it (``nimbus.iam.decision``);
+else AccessDeniedException (403). ``/health`` stays open; ``/lambda-url/`` and
+``/execute-api/`` are the data plane, where each function URL or route checks its own
+AuthType; code download links (GetFunction's ``Code.Location``) are presigned and check
+their own signature.
 
 A pure ASGI middleware, not ``BaseHTTPMiddleware``: the key, scope and time are checked
 from the headers before the body is read, the body is hashed as it arrives, and then
@@ -23,13 +27,19 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nimbus.api import aws_services
+from nimbus.api.access import describe
 from nimbus.api.code_location import CODE_PATH
+from nimbus.api.services import services_of
 from nimbus.api.wire import error_response
 from nimbus.config import Config
-from nimbus.errors import NimbusError, RequestTooLarge
-from nimbus.sigv4.credentials import Credentials, load_credentials
-from nimbus.sigv4.verification import authenticate, control_plane_service
+from nimbus.errors import AccessDenied, NimbusError, RequestTooLarge
+from nimbus.iam.decision import authorize
+from nimbus.iam.policy import Policy, resource_policy_of
+from nimbus.iam.principals import Principals
+from nimbus.models import FunctionPolicy
+from nimbus.sigv4.verification import Caller, authenticate, control_plane_service
 from nimbus.sns.signing import CERT_PATH
+from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.api.auth")
 
@@ -44,23 +54,25 @@ def auth_middleware(config: Config) -> list[Middleware]:
     """What ``Starlette(middleware=...)`` needs for ``config.api_auth`` (nothing for "none")."""
     if config.api_auth == "none":
         return []
-    credentials = load_credentials(config)
+    principals = Principals.load(config)
     log.info(
-        "control plane requires SigV4 (access key %s); `nimbus credentials --data-dir %s` "
-        "prints the keys",
-        credentials.access_key_id,
+        "control plane requires SigV4 (%d principal(s)); `nimbus credentials --data-dir %s` "
+        "prints the admin keys",
+        len(list(principals.keyring)),
         config.data_dir,
     )
-    return [Middleware(SigV4Middleware, credentials=credentials, region=config.region)]
+    return [Middleware(SigV4Middleware, principals=principals, config=config)]
 
 
 class SigV4Middleware:
-    """Refuses control-plane requests that are not signed with ``credentials``."""
+    """Refuses control-plane requests not signed with a known key, or whose signer's
+    policies do not allow them."""
 
-    def __init__(self, app: ASGIApp, credentials: Credentials, region: str) -> None:
+    def __init__(self, app: ASGIApp, principals: Principals, config: Config) -> None:
         self.app = app
-        self.credentials = credentials
-        self.region = region
+        self.principals = principals
+        self.config = config
+        self.region = config.region
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _exempt(scope):
@@ -77,7 +89,7 @@ class SigV4Middleware:
                 scope.get("raw_path") or quote(scope["path"], safe="/~!$&'()*+,;=:@"),
                 scope["query_string"],
                 [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
-                self.credentials,
+                self.principals.keyring,
                 region=self.region,
                 service=service,
             )
@@ -93,11 +105,38 @@ class SigV4Middleware:
             if body is None:
                 raise RequestTooLarge(f"Request must be smaller than {MAX_BODY} bytes.")
             caller = pending.check_hash(digest.hexdigest() if digest else "")
+            await self._authorize(caller, scope, body)
         except NimbusError as exc:
             await render(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, _replay(body, receive), send)
+
+    async def _authorize(self, caller: Caller, scope: Scope, body: bytes) -> None:
+        """Raise AccessDenied unless the signer may do what the request does."""
+        principal = self.principals.find(caller.access_key)
+        if principal is None or principal.admin:
+            return  # the admin (root) may do anything; the keyring knows no other key
+        try:
+            access = describe(scope, body, self.config)
+        except Exception:  # a request we cannot map is refused, never answered with a 500
+            log.exception("cannot map %s %s to an IAM action", scope["method"], scope["path"])
+            raise AccessDenied(
+                f"User: {principal.arn} is not authorized to perform this request: nimbus "
+                "could not tell which action it is."
+            ) from None
+        if access is None:
+            return  # names no action: the route refuses it, doing nothing
+
+        async def resource_policy(function: str, qualifier: str) -> Policy | None:
+            found = await blocking(services_of(scope).policies.find, function, qualifier)
+            return _parsed(found)
+
+        await authorize(principal, access, resource_policy)
+
+
+def _parsed(policy: FunctionPolicy | None) -> Policy | None:
+    return None if policy is None else resource_policy_of(policy.statements)
 
 
 def _exempt(scope: Scope) -> bool:

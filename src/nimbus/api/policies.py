@@ -12,10 +12,11 @@ with ``Principal`` ``{"Service": p}`` for a service (``s3.amazonaws.com``),
 ``{"AWS": "arn:aws:iam::<account>:root"}`` for an account id, ``{"AWS": arn}`` for an IAM
 or STS ARN and ``"*"`` for ``*``.
 
-nimbus has one account and no IAM, so these policies are stored and reported but NOT
-enforced: any caller nimbus accepts may invoke any function, whatever its policy says.
-They exist so that scripts, tutorials and CloudFormation/SAM-style tooling that grant
-permissions (S3 or API Gateway triggers, public function URLs) work unchanged.
+With api_auth = "sigv4" and a principals file (``nimbus.iam``), they are enforced as in
+AWS's same-account evaluation: a principal may do what its identity policies or the
+function's resource-based policy (a statement naming its user ARN, or ``*``) allow, and
+an explicit Deny wins; the admin may do anything. Service principals (``s3.amazonaws.com``)
+and account grants are stored and reported for tooling that adds them, but grant no user.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 A request finds its config by URL id, gets CORS preflights answered without invoking
 the function, passes the account-wide rate limit, and for ``AuthType: AWS_IAM`` must
-carry a valid SigV4 signature (service ``lambda``) over the path as the client sent it.
+carry a valid SigV4 signature (service ``lambda``) over the path as the client sent it,
+by the admin or by a principal allowed ``lambda:InvokeFunctionUrl`` on the function by
+its identity policies or by the function's resource-based policy (AddPermission, with
+``FunctionUrlAuthType=AWS_IAM``): anyone else gets 403 AccessDeniedException.
 The function gets Lambda's payload format 2.0 event; ``accountId`` is ``anonymous``
 for ``NONE``, as on Lambda.
 """
@@ -14,18 +17,26 @@ from dataclasses import dataclass
 from starlette.types import Scope
 
 from nimbus.config import Config
-from nimbus.errors import GatewayThrottled
+from nimbus.errors import AccessDenied, GatewayThrottled, InvalidSignature, SignatureRejected
 from nimbus.gateway.cors import Cors
 from nimbus.gateway.event import HttpRequest, Trigger, build_event
 from nimbus.gateway.invocation import HttpTrigger, error_reply, invoke
 from nimbus.gateway.limits import UsageGate
 from nimbus.gateway.reply import FUNCTION_URL_CONTENT_TYPE, HttpReply, forbidden_reply
 from nimbus.gateway.reply import not_found_reply as not_found
+from nimbus.iam.decision import Access, authorize
+from nimbus.iam.policy import Policy, resource_policy_of
+from nimbus.iam.principals import Principals
 from nimbus.invocation.cache import Cache
 from nimbus.invocation.invoker import Invoker
 from nimbus.models import LATEST, FunctionUrlConfig
 from nimbus.sigv4.credentials import Credentials
+from nimbus.sigv4.verification import Caller, verify
 from nimbus.store.function_urls import FunctionUrlStore
+from nimbus.store.policies import PolicyStore
+from nimbus.threads import blocking
+
+INVOKE_URL = "lambda:InvokeFunctionUrl"
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,9 @@ class FunctionUrls(HttpTrigger):
         config: Config,
     ) -> None:
         super().__init__(invoker, gate, credentials, config)
+        # Blocking (reads the principals file): built with the server, in Node.open.
+        self.principals = Principals.load(config)
+        self._policies = PolicyStore(store.functions)
         self._urls: Cache[str, _Url | None] = Cache(
             lambda url_id: _url(store.get_by_url_id(url_id)), lambda: store.generation
         )
@@ -72,8 +86,8 @@ class FunctionUrls(HttpTrigger):
             return error_reply(exc)
         account, authorizer = "anonymous", None
         if config.auth_type == "AWS_IAM":
-            caller = self.caller(request, scope)
-            if caller is None:
+            caller = self._signer(request, scope)
+            if caller is None or not await self._allowed(caller, config):
                 return forbidden_reply(function_url=True)
             account, authorizer = caller.account_id, {"iam": caller.iam_authorizer()}
         trigger = Trigger(
@@ -91,6 +105,45 @@ class FunctionUrls(HttpTrigger):
             function_url=True,
             content_type=FUNCTION_URL_CONTENT_TYPE,
         )
+
+    def _signer(self, request: HttpRequest, scope: Scope) -> Caller | None:
+        """Who signed the request, among every principal's keys (None: nobody valid)."""
+        try:
+            return verify(
+                request.method,
+                scope.get("raw_path") or scope["path"],
+                scope.get("query_string", b""),
+                request.headers,
+                request.body,
+                self.principals.keyring,
+                region=self.config.region,
+                service=self.service,
+            )
+        except (SignatureRejected, InvalidSignature):
+            return None
+
+    async def _allowed(self, caller: Caller, url: FunctionUrlConfig) -> bool:
+        principal = self.principals.find(caller.access_key)
+        if principal is None:
+            return False
+        if principal.admin:
+            return True
+        qualifier = None if url.qualifier == LATEST else url.qualifier
+        access = Access(
+            INVOKE_URL,
+            self.config.function_arn(url.function_name, qualifier),
+            {"lambda:functionurlauthtype": "AWS_IAM"},
+            (url.function_name, url.qualifier),
+        )
+        try:
+            await authorize(principal, access, self._resource_policy)
+        except AccessDenied:
+            return False
+        return True
+
+    async def _resource_policy(self, function: str, qualifier: str) -> Policy | None:
+        found = await blocking(self._policies.find, function, qualifier)
+        return None if found is None else resource_policy_of(found.statements)
 
 
 def _url(config: FunctionUrlConfig | None) -> _Url | None:

@@ -1,10 +1,12 @@
 """The key pair nimbus accepts for AWS Signature Version 4.
 
-nimbus has one identity, the account's root, with one access key. It comes from the
+The admin identity is the account's root, with one access key. It comes from the
 configuration (``access_key_id`` / ``secret_access_key``, i.e. ``NIMBUS_ACCESS_KEY_ID`` /
 ``NIMBUS_SECRET_ACCESS_KEY``) or, when those are unset, from ``<data_dir>/credentials.json``,
 generated on first use (mode 0600) and reused by every later server and CLI run on that
-data dir. ``nimbus credentials`` prints the pair as ``export AWS_...`` lines.
+data dir. ``nimbus credentials`` prints the pair as ``export AWS_...`` lines. Further principals
+(IAM users with their own keys and policies) come from a principals file
+(``nimbus.iam.principals``); a ``Keyring`` holds every pair a server accepts.
 
 The client side (the nimbus CLI) finds keys with ``client_credentials``: the nimbus
 configuration, else the data dir's file if it exists, else the standard ``AWS_*``
@@ -13,11 +15,14 @@ environment variables.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import string
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,15 +40,45 @@ class Credentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     account_id: str = "000000000000"
+    # None: the account's root (the admin pair); else an IAM user of the principals file
+    # (nimbus.iam.principals).
+    user_name: str | None = None
 
     @property
     def user_arn(self) -> str:
+        if self.user_name is not None:
+            return f"arn:aws:iam::{self.account_id}:user/{self.user_name}"
         return f"arn:aws:iam::{self.account_id}:root"
 
     @property
     def user_id(self) -> str:
+        if self.user_name is not None:
+            # IAM user ids start AIDA; a stable one derived from the name.
+            digest = hashlib.sha256(f"{self.account_id}:{self.user_name}".encode()).digest()
+            return "AIDA" + base64.b32encode(digest).decode()[:17]
         # The root user's id is the account id (what STS GetCallerIdentity reports).
         return self.account_id
+
+
+class Keyring:
+    """Every key pair a server accepts, by access key id: the admin's and the
+    principals file's. ``authenticate`` looks the signer's key up here."""
+
+    def __init__(self, pairs: Iterable[Credentials]) -> None:
+        self._by_key: dict[str, Credentials] = {}
+        for pair in pairs:
+            if pair.access_key_id in self._by_key:
+                raise ConfigError(
+                    f"access key {pair.access_key_id} is given twice (the admin pair and the "
+                    "principals file must not share keys)"
+                )
+            self._by_key[pair.access_key_id] = pair
+
+    def find(self, access_key_id: str) -> Credentials | None:
+        return self._by_key.get(access_key_id)
+
+    def __iter__(self) -> Iterator[Credentials]:
+        return iter(self._by_key.values())
 
 
 def load_credentials(config: Config) -> Credentials:

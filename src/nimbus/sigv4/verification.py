@@ -47,7 +47,7 @@ from nimbus.sigv4.canonical import (
     verbatim_query,
 )
 from nimbus.sigv4.chunks import STREAMING_PAYLOADS, SignatureChain
-from nimbus.sigv4.credentials import Credentials
+from nimbus.sigv4.credentials import Credentials, Keyring
 
 MAX_SKEW_SECONDS = 5 * 60  # Lambda's tolerance for a client's clock
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -169,7 +169,7 @@ def verify(
     raw_query: str | bytes,
     headers: Iterable[tuple[str, str]],
     body: bytes,
-    credentials: Credentials,
+    credentials: Credentials | Keyring,
     *,
     region: str,
     service: str,
@@ -191,7 +191,7 @@ def authenticate(
     raw_path: str | bytes,
     raw_query: str | bytes,
     headers: Iterable[tuple[str, str]],
-    credentials: Credentials,
+    credentials: Credentials | Keyring,
     *,
     region: str,
     service: str,
@@ -206,8 +206,7 @@ def authenticate(
     found = header_map(headers)
     query = as_bytes(raw_query)
     claim = _claim(found, query)
-    if not hmac.compare_digest(claim.access_key.encode(), credentials.access_key_id.encode()):
-        raise UnrecognizedClient(UNKNOWN_KEY)
+    credentials = _signer(credentials, claim.access_key)
     _check_time(claim, time() if now is None else now)
     _check_scope(claim, region, service)
     signed = claim.signed_headers.split(";")
@@ -251,6 +250,17 @@ def authenticate(
         _prefixes=tuple(prefixes),
         _signature=claim.signature,
     )
+
+
+def _signer(credentials: Credentials | Keyring, access_key: str) -> Credentials:
+    """The pair whose access key signed the request (``UnrecognizedClient``: none)."""
+    if isinstance(credentials, Keyring):
+        found = credentials.find(access_key)
+        if found is not None:
+            return found
+    elif hmac.compare_digest(access_key.encode(), credentials.access_key_id.encode()):
+        return credentials
+    raise UnrecognizedClient(UNKNOWN_KEY)
 
 
 def _is_sha256(value: str) -> bool:

@@ -20,6 +20,7 @@ from nimbus.errors import (
 )
 from nimbus.models import LATEST, FunctionRecord, FunctionVersion, Page
 from nimbus.store.database import Database
+from nimbus.store.env_cipher import EnvCipher, is_sealed
 from nimbus.store.schema import QUALIFIER_SETTINGS, aliases, function_versions, functions
 
 ArnFn = Callable[..., str]
@@ -57,17 +58,35 @@ def decode_marker(marker: str, arity: int) -> list[str]:
     return parts
 
 
+def marker_number(number: str) -> int:
+    """A number out of a decoded marker: ASCII digits that fit a SQL integer, or the marker
+    is not one nimbus issued (a client-made one must not reach the query)."""
+    if not (number.isascii() and number.isdigit() and len(number) <= 18):
+        raise InvalidParameterValue(
+            "The Marker is not one this service issued. Pass NextMarker from the previous "
+            "response unchanged."
+        )
+    return int(number)
+
+
 def _version_number(version: str) -> int:
     return 0 if version == LATEST else int(version)
 
 
-def _row_to_version(row: Any) -> FunctionVersion:
-    return FunctionVersion(**{c: row._mapping[c] for c in _VERSION_COLUMNS})
+def _row_to_version(row: Any, cipher: EnvCipher | None) -> FunctionVersion:
+    values = {c: row._mapping[c] for c in _VERSION_COLUMNS}
+    if cipher is not None:  # environment variables are sealed at rest (env_cipher.py)
+        values["environment"] = cipher.open(
+            values["environment"], values["function_name"], values["version"]
+        )
+    return FunctionVersion(**values)
 
 
-def _version_values(v: FunctionVersion) -> dict[str, Any]:
+def _version_values(v: FunctionVersion, cipher: EnvCipher | None) -> dict[str, Any]:
     values = dataclasses.asdict(v)
     values["version_number"] = _version_number(v.version)
+    if cipher is not None:
+        values["environment"] = cipher.seal(v.environment, v.function_name, v.version)
     return values
 
 
@@ -126,9 +145,10 @@ def check_revision(expected: str | None, actual: str) -> None:
 class FunctionStore:
     """Create, read, update and delete functions, versions, concurrency and tags."""
 
-    def __init__(self, db: Database, arn: ArnFn) -> None:
+    def __init__(self, db: Database, arn: ArnFn, cipher: EnvCipher | None = None) -> None:
         self.db = db
         self.arn = arn
+        self.cipher = cipher  # None: environment variables stored as plaintext (tests)
         self.generation = 0  # bumped after every committed change
         self._listeners: list[Callable[[str], object]] = []
 
@@ -180,7 +200,27 @@ class FunctionStore:
         ).first()
         if row is None:
             raise self.not_found(name, version)
-        return _row_to_version(row)
+        return _row_to_version(row, self.cipher)
+
+    def seal_environments(self) -> int:
+        """Seal the environment variables of rows written before they were encrypted at
+        rest (the server, at start): how many rows were sealed."""
+        if self.cipher is None:
+            return 0
+        fv = function_versions
+        sealed = 0
+        with self.db.write() as conn:
+            rows = conn.execute(select(fv.c.function_name, fv.c.version, fv.c.environment)).all()
+            for name, version, environment in rows:
+                if not environment or is_sealed(environment):
+                    continue
+                conn.execute(
+                    update(fv)
+                    .where(fv.c.function_name == name, fv.c.version == version)
+                    .values(environment=self.cipher.seal(environment, name, version))
+                )
+                sealed += 1
+        return sealed
 
     def get_version(self, name: str, version: str = LATEST) -> FunctionVersion:
         with self.db.read() as conn:
@@ -196,12 +236,12 @@ class FunctionStore:
             query = query.where(
                 or_(
                     fv.c.function_name > name,
-                    and_(fv.c.function_name == name, fv.c.version_number > int(number)),
+                    and_(fv.c.function_name == name, fv.c.version_number > marker_number(number)),
                 )
             )
         with self.db.read() as conn:
             rows = conn.execute(query.limit(max_items + 1)).all()
-        items = [_row_to_version(r) for r in rows[:max_items]]
+        items = [_row_to_version(r, self.cipher) for r in rows[:max_items]]
         nxt = None
         if len(rows) > max_items:
             last = items[-1]
@@ -213,11 +253,11 @@ class FunctionStore:
         query = select(fv).where(fv.c.function_name == name).order_by(fv.c.version_number)
         if marker:
             (number,) = decode_marker(marker, 1)
-            query = query.where(fv.c.version_number > int(number))
+            query = query.where(fv.c.version_number > marker_number(number))
         with self.db.read() as conn:
             self.record(conn, name)
             rows = conn.execute(query.limit(max_items + 1)).all()
-        items = [_row_to_version(r) for r in rows[:max_items]]
+        items = [_row_to_version(r, self.cipher) for r in rows[:max_items]]
         nxt = encode_marker(_version_number(items[-1].version)) if len(rows) > max_items else None
         return Page(items, nxt)
 
@@ -250,7 +290,7 @@ class FunctionStore:
         try:
             with self.writing(latest.function_name) as conn:
                 conn.execute(insert(functions).values(dataclasses.asdict(record)))
-                conn.execute(insert(function_versions).values(_version_values(latest)))
+                conn.execute(insert(function_versions).values(_version_values(latest, self.cipher)))
                 if publish:
                     return self._publish(conn, latest.function_name, None, None, None)
         except IntegrityError as exc:
@@ -278,7 +318,7 @@ class FunctionStore:
                     function_versions.c.function_name == name,
                     function_versions.c.version == LATEST,
                 )
-                .values(_version_values(new))
+                .values(_version_values(new, self.cipher))
             )
             if publish:
                 return self._publish(conn, name, None, None, None)
@@ -323,7 +363,7 @@ class FunctionStore:
             )
         ).first()
         if last is not None and latest.revision_id == revision_after_publishing(last.revision_id):
-            return _row_to_version(last)
+            return _row_to_version(last, self.cipher)
         number = record.last_published + 1
         published = latest.replace(
             version=str(number),
@@ -334,7 +374,7 @@ class FunctionStore:
             # As Lambda: Pending until its snapshot (nimbus: its template) is made.
             published = published.replace(
                 state="Pending", extra={**published.extra, **SNAPSHOT_PENDING})
-        conn.execute(insert(function_versions).values(_version_values(published)))
+        conn.execute(insert(function_versions).values(_version_values(published, self.cipher)))
         conn.execute(
             update(functions).where(functions.c.name == name).values(last_published=number)
         )
@@ -361,7 +401,7 @@ class FunctionStore:
             ).first()
             if row is None:
                 return False
-            current = _row_to_version(row)
+            current = _row_to_version(row, self.cipher)
             extra = {k: v for k, v in current.extra.items()
                      if k not in ("StateReason", "StateReasonCode")}
             if reason is not None:

@@ -6,7 +6,9 @@ statements AddPermission added, kept in that order; removing its last statement 
 it (GetPolicy then finds none, as on Lambda). Deleting the function deletes its policies
 (FK cascade); deleting an alias deletes the alias's (``AliasStore.delete``).
 
-nimbus has one account and no IAM: policies are stored and reported, never enforced.
+With api_auth = "sigv4", the control plane and AWS_IAM function URLs enforce them for
+principals other than the admin (``nimbus.iam.decision``): a statement naming the caller's
+user ARN (or ``*``) allows what identity policies do not; ``find`` is what they read.
 
 Each policy has a ``revision_id``, new on every change; a write given an expected revision
 is refused (PreconditionFailed) unless it is the current one. Lambda reports the function
