@@ -94,7 +94,7 @@ def test_filter_and_request_id_are_applied(server: NimbusProcess, fn: dict[str, 
     assert "tag one" not in out.stdout
 
     bad = nimbus_cli(server, "logs", fn["name"], "--filter", "{ $.level = ")
-    assert bad.returncode == 1 and "InvalidParameterValueException" in bad.stderr
+    assert bad.returncode == 2 and "InvalidParameterValueException" in bad.stderr
 
 
 def test_json_output(server: NimbusProcess, fn: dict[str, Any]) -> None:
@@ -125,7 +125,7 @@ def test_since_takes_spans_and_times(server: NimbusProcess, fn: dict[str, Any]) 
     future = nimbus_cli(server, "logs", fn["name"], "--since", "2999-01-01T00:00:00Z")
     assert future.returncode == 0 and future.stdout == ""
     bad = nimbus_cli(server, "logs", fn["name"], "--since", "yesterday")
-    assert bad.returncode == 1 and "--since 'yesterday'" in bad.stderr
+    assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
 
 
 def test_follow_prints_an_invocation_made_after_it_started(

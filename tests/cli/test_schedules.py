@@ -28,14 +28,14 @@ def test_create_list_delete(nimbus: NimbusProcess) -> None:
 
     bad = nimbus_cli(nimbus, "schedules", "create", "x", "--function", "nightly-job",
                      "--expression", "rate(1 minutes)")  # fmt: skip
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "ValidationException: Invalid Schedule Expression rate(1 minutes)." in bad.stderr
     missing = nimbus_cli(nimbus, "schedules", "create", "y", "--function", "nope",
                          "--expression", "rate(1 hour)")  # fmt: skip
-    assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
+    assert missing.returncode == 2 and "ResourceNotFoundException" in missing.stderr
 
     gone = nimbus_cli(nimbus, "schedules", "delete", "nightly")
     assert gone.returncode == 0, gone.stderr
     assert sched.list_schedules()["Schedules"] == []
     again = nimbus_cli(nimbus, "schedules", "delete", "nightly")
-    assert again.returncode == 1 and "Schedule nightly does not exist." in again.stderr
+    assert again.returncode == 2 and "Schedule nightly does not exist." in again.stderr

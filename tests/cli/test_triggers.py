@@ -53,9 +53,10 @@ def ok(nimbus: NimbusProcess, *args: str) -> tuple[str, str]:
 
 
 def fails(nimbus: NimbusProcess, *args: str) -> str:
-    """The stderr of a command that must fail with exit status 1."""
+    """The stderr of a command that must be refused as the caller's mistake (exit 2)."""
     result = nimbus_cli(nimbus, *args)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
     return result.stderr
 
 
@@ -296,7 +297,7 @@ def test_unreachable_server(tmp_path: Path) -> None:
     server = NimbusProcess(tmp_path)  # not started: nothing listens on its port
     for args in (("url", "ls"), ("api", "ls")):
         result = nimbus_cli(server, *args)
-        assert result.returncode == 1
+        assert result.returncode == 3
         assert "cannot reach" in result.stderr and "nimbus up" in result.stderr
 
 

@@ -152,12 +152,14 @@ def api_route(
     iam: Annotated[
         bool, typer.Option("--iam", help="Callers must sign requests with SigV4 (AWS_IAM)")
     ] = False,
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
     """Route 'METHOD /path' of an HTTP API to a function and print the URL to call.
 
     Finds or creates the API, its stage, a Lambda proxy integration (format 2.0) and the route.
     An existing route with this key is updated to match (function, --key-required, --iam).
+    --json: {"apiId", "apiEndpoint", "stage", "route" (as GetRoute gives it), "url"}.
     """
     key = _route_key(route_key)
     found = call("GET", f"{endpoint}{FUNCTIONS}/{segment(function)}/configuration", allow=(404,))
@@ -180,10 +182,12 @@ def api_route(
         "authorizationType": "AWS_IAM" if iam else "NONE",
     }
     if route is None:
-        call("POST", _v2(endpoint, api_id, "routes"), json={"routeKey": key, **settings})
+        route = call("POST", _v2(endpoint, api_id, "routes"),
+                     json={"routeKey": key, **settings}).json()
         say(f"created route {key} -> {function_label(function_arn)}")
     else:
-        call("PATCH", _v2(endpoint, api_id, "routes", route["routeId"]), json=settings)
+        route = call("PATCH", _v2(endpoint, api_id, "routes", route["routeId"]),
+                     json=settings).json()
         say(f"updated route {key} -> {function_label(function_arn)}")
     if key_required:
         say(
@@ -194,7 +198,12 @@ def api_route(
         say("callers must sign requests with SigV4 for service execute-api")
     if record.get("disableExecuteApiEndpoint"):
         say(f"warning: API {api_id} has disableExecuteApiEndpoint set: it is not served")
-    typer.echo(route_url(record["apiEndpoint"], stage, key))
+    url = route_url(record["apiEndpoint"], stage, key)
+    if as_json:
+        print_json({"apiId": api_id, "apiEndpoint": record["apiEndpoint"], "stage": stage,
+                    "route": route, "url": url})
+    else:
+        typer.echo(url)
 
 
 @api_app.command("ls")

@@ -1,6 +1,11 @@
 """Talking to a nimbus from the command line: signed requests, the server's errors
 printed for people, paginated listings, and what commands print (stdout carries only
-the result, so ``URL=$(nimbus url create hello)`` works; what happened goes to stderr)."""
+the result, so ``URL=$(nimbus url create hello)`` works; what happened goes to stderr).
+
+Every command exits with the same codes, decided here: 0 done, 1 the function or the
+operation failed (a function error, a 5xx, throttling, a deploy refused part-way), 2 the
+caller's mistake (a bad argument or value, something that does not exist: a 4xx), 3 no
+nimbus answered at the endpoint. Typer's own usage errors exit 2 as well."""
 
 from __future__ import annotations
 
@@ -25,22 +30,24 @@ JsonOption = Annotated[
 ]
 
 
+FAILED = 1  # the function or the operation failed
+USAGE = 2  # the caller's mistake: fix the command line, the input, or the name
+UNREACHABLE = 3  # no nimbus answered at the endpoint
+
+
 @dataclass(frozen=True)
 class Exits:
     """The exit codes of a command: ``refused`` for a request the server refused as the
     caller's mistake (4xx: a missing function, bad input), ``failed`` for a failure that
-    is not (5xx, throttling, a function error), ``unreachable`` when no nimbus answered.
-    Typer's own usage errors exit 2."""
+    is not (5xx, throttling, a function error), ``unreachable`` when no nimbus answered."""
 
     refused: int
     failed: int
     unreachable: int
 
 
-# The older commands exit 1 on every failure (their tests and scripts rely on it).
-ONE = Exits(refused=1, failed=1, unreachable=1)
 # 0 ok, 1 failed (the function's error), 2 the caller's mistake, 3 cannot reach nimbus.
-MEANINGFUL = Exits(refused=2, failed=1, unreachable=3)
+MEANINGFUL = Exits(refused=USAGE, failed=FAILED, unreachable=UNREACHABLE)
 
 
 def signer(service: str = "lambda") -> Any:
@@ -53,28 +60,43 @@ def signer(service: str = "lambda") -> Any:
         cfg = load_config()
         found = client_credentials(cfg)
     except ConfigError as exc:
-        typer.echo(f"nimbus: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(f"{exc}", USAGE)
     return httpx_auth(found, region=cfg.region, service=service) if found else None
 
 
 def call(method: str, url: str, allow: tuple[int, ...] = (), *, service: str | None = None,
-         exits: Exits = ONE, **kwargs: Any) -> httpx.Response:
+         exits: Exits = MEANINGFUL, **kwargs: Any) -> httpx.Response:
     """The response; an error status (unless in ``allow``) is printed and exits as
     ``exits`` says. Signed for ``service`` (default: the control-plane service the path
     belongs to)."""
     from nimbus.sigv4.verification import control_plane_service
 
-    service = service or control_plane_service(httpx.URL(url).path)
     try:
+        service = service or control_plane_service(httpx.URL(url).path)
         response = httpx.request(method, url, timeout=960, auth=signer(service), **kwargs)
+    except httpx.InvalidURL as exc:
+        fail(f"{url}: not a URL ({exc}): give --endpoint (or NIMBUS_ENDPOINT) as "
+             "http://HOST:PORT", USAGE)
+    except httpx.UnsupportedProtocol as exc:
+        fail(f"{url}: {exc}: give --endpoint (or NIMBUS_ENDPOINT) as http://HOST:PORT", USAGE)
     except httpx.HTTPError as exc:
-        typer.echo(f"nimbus: cannot reach {url}: {exc}. Is `nimbus up` running?", err=True)
+        typer.echo(f"nimbus: cannot reach {url}: {exc or type(exc).__name__}. Is `nimbus "
+                   "up` running there? (--endpoint or NIMBUS_ENDPOINT say where)", err=True)
         raise typer.Exit(exits.unreachable) from exc
+    if not from_nimbus(response):
+        kind = response.headers.get("content-type", "no content type")
+        fail(f"{url} answered HTTP {response.status_code} ({kind}), not as a nimbus does: "
+             "is --endpoint (or NIMBUS_ENDPOINT) a nimbus?", exits.unreachable)
     if response.status_code >= 400 and response.status_code not in allow:
         report_error(response)
         raise typer.Exit(exit_code(response.status_code, exits))
     return response
+
+
+def from_nimbus(response: httpx.Response) -> bool:
+    """Whether an answer comes from a nimbus: each of its answers, errors included,
+    carries a request id, as AWS's do (a web server at the wrong port's does not)."""
+    return "x-amzn-requestid" in response.headers or "x-amzn-errortype" in response.headers
 
 
 def exit_code(status: int, exits: Exits) -> int:
@@ -127,12 +149,13 @@ def say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = USAGE) -> NoReturn:
+    """Print what went wrong and what to do, and exit (by default as the caller's mistake)."""
     typer.echo(f"nimbus: {message}", err=True)
     raise typer.Exit(code)
 
 
-def no_function(response: httpx.Response, code: int = 1) -> NoReturn:
+def no_function(response: httpx.Response, code: int = USAGE) -> NoReturn:
     """A 404 where the function (or its alias) was needed: the server's error, and what to do."""
     report_error(response)
     if response.headers.get("x-amzn-errortype") == "ResourceNotFoundException":
@@ -151,7 +174,7 @@ def segment(value: str) -> str:
 
 def pages(
     url: str, key: str, token: str, next_key: str, missing_ok: bool = False,
-    exits: Exits = ONE,
+    exits: Exits = MEANINGFUL,
 ) -> Iterator[Any]:
     """Every item of a paginated listing (Lambda: Marker/NextMarker; API Gateway:
     nextToken); nothing when ``missing_ok`` and the parent is gone (404)."""

@@ -40,9 +40,16 @@ def dlq_list(
 @dlq.command("redrive")
 def dlq_redrive(
     ids: Annotated[list[int], typer.Argument(help="Dead letter ids (see `nimbus dlq ls`)")],
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
-    """Queue dead letters again, as new async invocations."""
+    """Queue dead letters again, as new async invocations (each one's new request id;
+    --json: [{"Id", "RequestId"}])."""
+    done = []
     for letter_id in ids:
         answer = call("POST", f"{endpoint}/_nimbus/dead-letters/{letter_id}/redrive").json()
-        typer.echo(f"{letter_id}: re-driven as {answer['RequestId']}")
+        done.append({"Id": letter_id, "RequestId": answer["RequestId"]})
+        if not as_json:
+            typer.echo(f"{letter_id}: re-driven as {answer['RequestId']}")
+    if as_json:
+        print_json(done)

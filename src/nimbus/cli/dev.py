@@ -1,18 +1,22 @@
-"""``nimbus dev [DIR]``: develop functions locally with hot reload and a debugger.
+"""``nimbus dev [DIR | template.yaml]``: develop functions locally with hot reload and a
+debugger.
 
-Starts a nimbus of its own on --port, deploys the folder's function to it, gives it a
-function URL, streams every function's logs (stdout, one colour per function) and
-redeploys a function when its files are saved; what happened goes to stderr. With
-``--debug FN`` that function's environment runs debugpy (a layer made from the debugpy
-installed here) and its first invocation waits for a client: VS Code's "attach"
-configuration, with ``/var/task`` mapped to the folder (README "Local development")."""
+Starts a nimbus of its own on --port and deploys to it either a SAM template (a file, or
+the template.yaml of DIR) through ``nimbus deploy``'s machinery, or a folder without a
+template as one function with a function URL. It streams every function's logs (stdout,
+one colour per function) and redeploys what a saved file belongs to; what happened goes
+to stderr. With ``--debug FN`` that function's environment runs debugpy (a layer made
+from the debugpy installed here) and its first invocation waits for a client: VS Code's
+"attach" configuration, with ``/var/task`` mapped to its code folder (README "Local
+development"). Exit codes: 0 stopped (Ctrl-C, SIGTERM), 1 the dev server or the first
+deploy failed, 2 the folder, template or options are wrong."""
 
 from __future__ import annotations
 
 import functools
 import signal
+import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -21,28 +25,39 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nimbus.cli.client import MEANINGFUL, fail, say
-
-USAGE = MEANINGFUL.refused
+from nimbus.cli.client import FAILED, USAGE, fail, say
+from nimbus.cli.deploy import params
 
 
 def dev(
-    directory: Annotated[Path, typer.Argument(help="The function's folder [.]")] = Path("."),
-    port: Annotated[int, typer.Option(help="Port of the dev nimbus")] = 9000,
+    target: Annotated[
+        Path, typer.Argument(help="A SAM template, or a folder: with a template.yaml, or "
+                                  "served as one function [.]")
+    ] = Path("."),
+    port: Annotated[int, typer.Option(help="Port of the dev nimbus", min=1, max=65535)] = 9000,
+    stack: Annotated[
+        str | None, typer.Option(help="With a template: the stack name [the folder's name]")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="With a template: a parameter KEY=VALUE (repeatable)"),
+    ] = None,
     handler: Annotated[
         str | None,
-        typer.Option(help="The handler, module.function [app.handler, or app.lambda_handler "
-                          "when app.py has only that]"),
+        typer.Option(help="A folder's handler, module.function [app.handler, or "
+                          "app.lambda_handler when app.py has only that]"),
     ] = None,
     runtime: Annotated[
-        str | None, typer.Option(help="Runtime [the host's newest python3.X]")
+        str | None, typer.Option(help="A folder's runtime [the host's newest python3.X]")
     ] = None,
     debug: Annotated[
         str | None,
-        typer.Option(help="Run this function under debugpy: its first invocation waits for "
-                          "a debugger to attach"),
+        typer.Option(help="Run this function (its name, or its logical id in a template) "
+                          "under debugpy: its first invocation waits for a debugger"),
     ] = None,
-    debug_port: Annotated[int, typer.Option(help="Port debugpy listens on")] = 5678,
+    debug_port: Annotated[
+        int, typer.Option(help="Port debugpy listens on", min=1, max=65535)
+    ] = 5678,
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep the dev nimbus' state here [a temporary dir]")
     ] = None,
@@ -50,30 +65,46 @@ def dev(
         str | None, typer.Option(help="namespace (default) or process (no isolation)")
     ] = None,
 ) -> None:
-    """Serve a function folder on a local nimbus, reload it on save, stream its logs."""
-    from nimbus.dev.deployer import Debugging, DeployError
+    """Serve a SAM template or a function folder on a local nimbus, reload on save, stream
+    all logs."""
+    from nimbus.deploy.problems import DeployError, TemplateInvalid
+    from nimbus.dev.deployer import Debugging
+    from nimbus.dev.deployer import DeployError as FolderDeployError
+    from nimbus.dev.folder import FolderTarget
     from nimbus.dev.project import ProjectError, default_handler, discover
     from nimbus.dev.server import DevServer, ServerFailed
-    from nimbus.dev.session import DevSession
+    from nimbus.dev.session import DevSession, Target
+    from nimbus.dev.stack import StackTarget, template_in
 
+    if not target.exists():
+        fail(f"{target} does not exist: give a SAM template or a function's folder", USAGE)
+    template = template_in(target)
+    served: Target
     try:
-        functions = discover(directory, runtime or _newest_python(debug is not None),
-                             handler or default_handler(directory))
-    except ProjectError as exc:
+        if template is not None:
+            if handler is not None or runtime is not None:
+                fail(f"--handler and --runtime are for a folder without a template: set "
+                     f"Handler and Runtime in {template}", USAGE)
+            folder = template.resolve().parent
+            served = StackTarget(template, _stack_name(stack, folder), params(param or []),
+                                 say, debug, "127.0.0.1", debug_port)  # fmt: skip
+        else:
+            if stack is not None or param:
+                fail(f"--stack and --param are for a SAM template: {target} has none "
+                     "(it is served as one function)", USAGE)
+            functions = discover(target, runtime or _newest_python(debug is not None),
+                                 handler or default_handler(target))
+            names = [fn.name for fn in functions]
+            if debug is not None and debug not in names:
+                fail(f"--debug {debug}: no such function here (this folder has "
+                     f"{', '.join(names)})", USAGE)
+            served = FolderTarget(target.resolve(), functions, say,
+                                  Debugging(debug, "127.0.0.1", debug_port) if debug else None)
+    except (ProjectError, DeployError) as exc:
         fail(str(exc), USAGE)
-    names = [fn.name for fn in functions]
-    if any((directory / t).is_file() for t in ("template.yaml", "template.yml", "template.json")):
-        say("note: nimbus dev serves this folder as one function; the template's other "
-            "resources (events, queues, routes) come with `nimbus deploy`")
-    if debug is not None and debug not in names:
-        fail(f"--debug {debug}: no such function here (this folder has {', '.join(names)})",
-             USAGE)
-    debugging = Debugging(debug, "127.0.0.1", debug_port) if debug else None
-    session = DevSession(
-        root=directory.resolve(), functions=functions,
-        server=DevServer(port, data_dir, isolation, echo=_server_line),
-        say=say, emit=_emit, debugging=debugging,
-    )
+    _check_port(port)
+    server = DevServer(port, data_dir, isolation, echo=_server_line)
+    session = DevSession(served, server, say=say, emit=_emit)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         session.stop.set()
@@ -82,24 +113,45 @@ def dev(
     signal.signal(signal.SIGINT, interrupted)
     try:
         try:
-            urls = session.start(_signer(session.server.data_dir))
+            lines = session.start()
         except ServerFailed as exc:
-            fail(f"the dev nimbus did not start (is port {port} free? --port picks another):"
-                 f"\n{exc}")
-        except DeployError as exc:
-            fail(f"deploying failed: {exc}", USAGE)
-        say(f"nimbus dev: {session.server.endpoint} (NIMBUS_ENDPOINT={session.server.endpoint}"
-            " for the nimbus CLI); watching " + str(session.root))
-        for name, url in urls.items():
-            say(f"  {name}: {url}")
-        if debugging is not None:
-            say(f"  {debugging.function}: debugpy on {debugging.host}:{debugging.port}; its "
-                "first invocation waits until a debugger attaches (VS Code: attach, "
-                f"pathMappings /var/task -> {session.root})")
+            fail(f"the dev nimbus did not start:\n{exc}", FAILED)
+        except TemplateInvalid as exc:
+            say(f"nimbus: {template}: {len(exc.problems)} problem(s), nothing was deployed:")
+            for problem in exc.problems:
+                say(f"  {problem}")
+            raise typer.Exit(USAGE) from exc
+        except (ProjectError, DeployError, FolderDeployError) as exc:
+            fail(f"deploying failed: {exc}", FAILED)
+        watched = ", ".join(str(p) for p in served.watched())
+        say(f"nimbus dev: {server.endpoint} (NIMBUS_ENDPOINT={server.endpoint} for the nimbus "
+            f"CLI); watching {watched}")
+        for line in lines:
+            say(line)
         say("ready: edit and save, the next invocation runs the new code (Ctrl-C stops)")
         session.run()
     finally:
         session.close()
+
+
+def _stack_name(stack: str | None, folder: Path) -> str:
+    """The stack's name, as `nimbus deploy` names it, so functions get the same names."""
+    from nimbus.deploy.folder import function_name
+    from nimbus.deploy.state import check_stack_name
+
+    return check_stack_name(stack or function_name(folder))
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port something listens on before starting anything (a second nimbus on the
+    same port would fail after seconds of start-up, less clearly)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            fail(f"port {port} is in use ({exc.strerror}; `make up` or `nimbus up` listens on "
+                 "9000): pick another with --port", USAGE)
 
 
 def _newest_python(debugging: bool) -> str:
@@ -109,23 +161,9 @@ def _newest_python(debugging: bool) -> str:
 
     pythons = [n for n in catalog.names() if n.startswith("python3.")]
     if not pythons:
-        fail("this host has no python3.X runtime (`nimbus doctor` lists them)")
+        fail("this host has no python3.X runtime (`nimbus doctor` lists them)", FAILED)
     mine = f"python{sys.version_info.major}.{sys.version_info.minor}"
     return mine if debugging and mine in pythons else pythons[-1]
-
-
-def _signer(data_dir: Path) -> Callable[[str], object] | None:
-    """Signing for a dev server that wants SigV4 (api_auth from the environment/config):
-    with its keys, from its data dir."""
-    from nimbus.config import load_config
-    from nimbus.sigv4.credentials import client_credentials
-    from nimbus.sigv4.signing import httpx_auth
-
-    cfg = load_config(data_dir=data_dir)
-    found = client_credentials(cfg)
-    if found is None:
-        return None
-    return lambda service: httpx_auth(found, region=cfg.region, service=service)
 
 
 def _emit(name: str, colour: str, line: str) -> None:

@@ -25,15 +25,17 @@ from nimbus.cli.client import (
 
 
 def list_functions(as_json: JsonOption = False, endpoint: str = ENDPOINT) -> None:
-    """List functions (--json: ListFunctions' FunctionConfiguration objects)."""
+    """List functions: name, runtime, handler, memory, timeout (--json: ListFunctions'
+    FunctionConfiguration objects, whole)."""
     functions = list(
         pages(f"{endpoint}{FUNCTIONS}/", "Functions", "Marker", "NextMarker", exits=MEANINGFUL)
     )
     if as_json:
         print_json(functions)
         return
-    # Few columns, short values: a 64-character name still fits 80 columns whole.
-    made = table("name", "runtime", "handler", "memory", "timeout", "modified (UTC)")
+    # Few columns, short values: in 80 columns a name of up to ~30 characters stays on one
+    # line, a longer one is folded, never cut (--json has LastModified and the rest).
+    made = table("name", "runtime", "handler", "memory", "timeout")
     for f in functions:
         made.add_row(
             f["FunctionName"],
@@ -41,14 +43,8 @@ def list_functions(as_json: JsonOption = False, endpoint: str = ENDPOINT) -> Non
             f.get("Handler", "-"),
             f"{f['MemorySize']} MB",
             f"{f['Timeout']} s",
-            _minute(f.get("LastModified", "")),
         )
     show(made)
-
-
-def _minute(stamp: str) -> str:
-    """``2024-05-01T12:34:56.789+0000`` as ``2024-05-01 12:34`` (Lambda's stamps are UTC)."""
-    return stamp[:16].replace("T", " ") if len(stamp) >= 16 else stamp
 
 
 def remove(

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli.client import ENDPOINT, call, fail, segment
+from nimbus.cli.client import ENDPOINT, call, fail, no_function, segment
 
 POLL_S = 0.5
 OVERLAP_MS = 5000
@@ -103,7 +103,10 @@ def logs(
             newest = max(newest, record["timestamp_ms"])
         sys.stdout.flush()
 
-    show(call("GET", url, params={**common, "SinceMs": start, "Limit": limit}).json())
+    first = call("GET", url, params={**common, "SinceMs": start, "Limit": limit}, allow=(404,))
+    if first.status_code == 404:
+        no_function(first)
+    show(first.json())
     if not follow:
         return
     try:

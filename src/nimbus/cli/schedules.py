@@ -14,6 +14,7 @@ from nimbus.cli.client import (
     FUNCTIONS,
     JsonOption,
     call,
+    fail,
     no_function,
     print_json,
     report_error,
@@ -74,9 +75,11 @@ def schedules_create(
     timezone: Annotated[str | None, typer.Option(help="IANA time zone [UTC]")] = None,
     group: GroupOption = "default",
     disabled: Annotated[bool, typer.Option(help="Create it disabled")] = False,
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
-    """Create a schedule that invokes a function (asynchronously) and print its ARN."""
+    """Create a schedule that invokes a function (asynchronously) and print its ARN
+    (--json: CreateSchedule's answer)."""
     arn = function
     if not function.startswith("arn:"):
         got = call("GET", f"{endpoint}{FUNCTIONS}/{segment(function)}", allow=(404,))
@@ -99,7 +102,10 @@ def schedules_create(
         body["ScheduleExpressionTimezone"] = timezone
     created = _call("POST", f"{endpoint}/schedules/{segment(name)}", json=body).json()
     say(f"created schedule {group}/{name}: {expression} -> {arn}")
-    typer.echo(created["ScheduleArn"])
+    if as_json:
+        print_json(created)
+    else:
+        typer.echo(created["ScheduleArn"])
 
 
 @schedules_app.command("delete")
@@ -113,5 +119,5 @@ def schedules_delete(
                 params={"groupName": group}, allow=(404,))  # fmt: skip
     if got.status_code == 404:
         report_error(got)
-        raise typer.Exit(1)
+        fail(f"no schedule {name} in group {group}: `nimbus schedules list` lists them")
     say(f"deleted schedule {group}/{name}")

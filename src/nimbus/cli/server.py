@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from nimbus.cli.client import FAILED, USAGE, JsonOption, fail, print_json
 from nimbus.config import ConfigError, load_config
 
 
@@ -22,6 +25,9 @@ def up(
     isolation: Annotated[
         str | None, typer.Option(help="namespace (default, real isolation) or process (none)")
     ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow api_auth=none on a non-loopback --host")
+    ] = False,
 ) -> None:
     """Start nimbus: the Lambda API on http://HOST:PORT."""
     from nimbus.server import serve
@@ -35,16 +41,44 @@ def up(
             database_url=database_url,
             log_level=log_level,
             isolation=isolation,
+            insecure=insecure or None,
         )
     except ConfigError as exc:
-        typer.echo(f"nimbus: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    serve(cfg)
+        fail(str(exc), USAGE)
+    if (exposed := cfg.unprotected_bind()) is not None:
+        fail(exposed, USAGE)
+    _check_port(cfg.host, cfg.port)
+    try:
+        serve(cfg)
+    except SystemExit as exc:  # uvicorn's own exit codes (3: it could not start) are not ours
+        if exc.code not in (None, 0):
+            raise typer.Exit(FAILED) from exc
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port something else listens on, saying so, before starting anything."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"{host}:{port} is in use (another nimbus?): stop it, or pick another "
+                     "port with --port (or NIMBUS_PORT)", USAGE)
+            if exc.errno == errno.EADDRNOTAVAIL:
+                fail(f"{host} is not an address of this host: give --host 127.0.0.1, "
+                     "0.0.0.0 or one of this host's addresses", USAGE)
+            if exc.errno == errno.EACCES:
+                fail(f"port {port} needs privileges this user lacks: pick one above 1023 "
+                     "with --port", USAGE)
+            raise
 
 
 def credentials(
     data_dir: Annotated[Path | None, typer.Option(help="State directory [./.nimbus]")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the keys this nimbus accepts, for `eval "$(nimbus credentials)"`: the
     configured pair, else the one the server keeps in its data dir (--data-dir,
@@ -60,28 +94,40 @@ def credentials(
             # Making a pair here would print keys no server accepts (the server's are in
             # its own data dir): a second pair, silently. Say where to look instead.
             what = "is no nimbus data dir" if not cfg.data_dir.is_dir() else f"has no {FILE_NAME}"
-            typer.echo(
-                f"nimbus: {cfg.data_dir} {what}: no server keeps its keys there. Point this "
+            fail(
+                f"{cfg.data_dir} {what}: no server keeps its keys there. Point this "
                 "command at the data dir of the nimbus you talk to: --data-dir DIR, "
                 "NIMBUS_DATA_DIR=DIR or --config FILE (data_dir = ...), or run it where "
                 "`nimbus up` runs. A server writes its keys there when it first starts.",
-                err=True,
+                USAGE,
             )
-            raise typer.Exit(2)
         found = load_credentials(cfg)
     except ConfigError as exc:
-        typer.echo(f"nimbus: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc), USAGE)
+    if as_json:
+        print_json({"AWS_ACCESS_KEY_ID": found.access_key_id,
+                    "AWS_SECRET_ACCESS_KEY": found.secret_access_key,
+                    "AWS_DEFAULT_REGION": cfg.region})
+        return
     typer.echo(f"export AWS_ACCESS_KEY_ID={shlex.quote(found.access_key_id)}")
     typer.echo(f"export AWS_SECRET_ACCESS_KEY={shlex.quote(found.secret_access_key)}")
     typer.echo(f"export AWS_DEFAULT_REGION={shlex.quote(cfg.region)}")
 
 
-def doctor() -> None:
-    """Say what isolation this host supports, and whether nimbus can run functions."""
+def doctor(as_json: JsonOption = False) -> None:
+    """Say what isolation this host supports, and whether nimbus can run functions (exit 1
+    when it cannot isolate them)."""
+    from dataclasses import asdict
+
     from nimbus.sandbox.host import report
 
     host = report()
+    if as_json:
+        print_json({"checks": [asdict(c) for c in host.checks],
+                    "namespace_isolation": host.namespace_isolation})
+        if not host.namespace_isolation:
+            raise typer.Exit(FAILED)
+        return
     for check in host.checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         typer.echo(f"[{mark}] {check.name}: {check.detail}")
@@ -92,12 +138,15 @@ def doctor() -> None:
             "(for a laptop without root; never chosen silently).",
             err=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(FAILED)
     typer.echo("namespace isolation: available")
 
 
-def version() -> None:
+def version(as_json: JsonOption = False) -> None:
     """Print the nimbus version."""
     from importlib.metadata import version as dist_version
 
+    if as_json:
+        print_json({"version": dist_version("nimbus")})
+        return
     typer.echo(dist_version("nimbus"))

@@ -124,10 +124,12 @@ def url_create(
             help="CORS: allow cookies and auth headers (needs origins other than '*')",
         ),
     ] = None,
+    as_json: JsonOption = False,
     endpoint: str = ENDPOINT,
 ) -> None:
     """Give a function a URL and print it. An existing URL is shown as it is, or updated
-    with --auth / --cors-* when given (CORS settings not given are kept)."""
+    with --auth / --cors-* when given (CORS settings not given are kept). --json: the
+    FunctionUrlConfig."""
     url = _url_config(endpoint, name)
     params = {"Qualifier": qualifier} if qualifier else None
     body: dict[str, Any] = {"AuthType": auth or AuthType.NONE.value}
@@ -141,10 +143,10 @@ def url_create(
     if created.status_code == 404:
         no_function(created)
     if created.status_code != 409:
-        _show_url(created.json(), "created")
+        _show_url(created.json(), "created", as_json)
         return
     if auth is None and not cors:
-        _show_url(call("GET", url, params=params).json(), "exists")
+        _show_url(call("GET", url, params=params).json(), "exists", as_json)
         return
     changes: dict[str, Any] = {}
     if auth is not None:
@@ -153,7 +155,7 @@ def url_create(
         # UpdateFunctionUrlConfig replaces the whole Cors: keep its other settings.
         current = call("GET", url, params=params).json()
         changes["Cors"] = {**(current.get("Cors") or {}), **cors}
-    _show_url(call("PUT", url, params=params, json=changes).json(), "updated")
+    _show_url(call("PUT", url, params=params, json=changes).json(), "updated", as_json)
 
 
 def _cors(

@@ -16,6 +16,8 @@ from nimbus.dev.project import DevFunction, debugpy_layer, package
 FUNCTIONS = "/2015-03-31/functions"
 ROLE = "arn:aws:iam::000000000000:role/nimbus-dev"  # stored, not assumed: nimbus has no IAM
 DEBUG_LAYER = "nimbus-dev-debugpy"
+DEBUG_LAYER_DESCRIPTION = "debugpy, for nimbus dev --debug"
+DEBUG_TIMEOUT = 900  # a paused breakpoint must not time the invocation out
 
 
 class DeployError(Exception):
@@ -29,6 +31,14 @@ class Debugging:
     function: str
     host: str
     port: int
+
+    def variables(self) -> dict[str, str]:
+        """The debugged function's environment: where the guest's hook makes debugpy listen."""
+        return {
+            "NIMBUS_DEBUGPY": f"{self.host}:{self.port}",
+            # pydevd's warning about frozen stdlib modules concerns stdlib breakpoints.
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        }
 
 
 class Deployer:
@@ -83,17 +93,12 @@ class Deployer:
             layer = base64.b64encode(debugpy_layer()).decode()
             made = self._call("POST", f"/2018-10-31/layers/{DEBUG_LAYER}/versions",
                               json={"Content": {"ZipFile": layer},
-                                    "Description": "debugpy, for nimbus dev --debug"})
+                                    "Description": DEBUG_LAYER_DESCRIPTION})
             self.layer_arn = str(made.json()["LayerVersionArn"])
         return {
             "Layers": [self.layer_arn],
-            # A paused breakpoint must not time the invocation out.
-            "Timeout": 900,
-            "Environment": {"Variables": {
-                "NIMBUS_DEBUGPY": f"{debugging.host}:{debugging.port}",
-                # pydevd's warning about frozen stdlib modules concerns stdlib breakpoints.
-                "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-            }},
+            "Timeout": DEBUG_TIMEOUT,
+            "Environment": {"Variables": debugging.variables()},
         }
 
     def url(self, name: str) -> str:

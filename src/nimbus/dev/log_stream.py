@@ -17,7 +17,8 @@ OVERLAP_MS = 5_000
 
 class LogStream:
     """Polls ``read(name, since_ms)`` for each function every ``interval`` seconds and
-    hands each new record's lines to ``emit(name, colour, line)``."""
+    hands each new record's lines to ``emit(label, colour, line)``: a function's label is
+    what the user calls it (its name, or its logical id in a template)."""
 
     def __init__(self, read: Callable[[str, int], list[dict[str, Any]]],
                  emit: Callable[[str, str, str], None], interval: float = 0.2) -> None:
@@ -25,19 +26,31 @@ class LogStream:
         self.emit = emit
         self.interval = interval
         self.names: list[str] = []
+        self.labels: dict[str, str] = {}
+        self.colours: dict[str, str] = {}  # a function keeps its colour for the session
         self.cursor: dict[str, int] = {}
         self.seen: dict[str, dict[str, int]] = {}  # name -> request id -> timestamp
+        self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="nimbus-dev-logs", daemon=True)
 
-    def follow(self, name: str) -> None:
-        if name not in self.names:
-            self.names.append(name)
-            self.cursor[name] = int(time.time() * 1000) - OVERLAP_MS
-            self.seen[name] = {}
+    def follow(self, name: str, label: str | None = None) -> None:
+        with self.lock:
+            self.labels[name] = label or name
+            if name not in self.names:
+                self.names.append(name)
+                self.colours.setdefault(name, COLOURS[len(self.colours) % len(COLOURS)])
+                self.cursor[name] = int(time.time() * 1000) - OVERLAP_MS
+                self.seen[name] = {}
+
+    def unfollow(self, name: str) -> None:
+        """Stop reading a function's logs (it left the project)."""
+        with self.lock:
+            if name in self.names:
+                self.names.remove(name)
 
     def colour(self, name: str) -> str:
-        return COLOURS[self.names.index(name) % len(COLOURS)] if name in self.names else "white"
+        return self.colours.get(name, "white")
 
     def start(self) -> None:
         self.thread.start()
@@ -48,11 +61,14 @@ class LogStream:
 
     def poll(self) -> None:
         """One round over every function (the thread calls it; tests may too)."""
-        for name in list(self.names):
+        with self.lock:
+            names = list(self.names)
+        for name in names:
+            label = self.labels[name]
             try:
                 records = self.read(name, self.cursor[name] - OVERLAP_MS)
             except Exception as exc:  # the server going away ends the session elsewhere
-                self.emit(name, "red", f"(cannot read logs: {exc})")
+                self.emit(label, "red", f"(cannot read logs: {exc})")
                 continue
             seen = self.seen[name]
             for record in records:
@@ -62,7 +78,7 @@ class LogStream:
                 seen[rid] = stamp
                 self.cursor[name] = max(self.cursor[name], stamp)
                 for line in record["text"].splitlines():
-                    self.emit(name, self.colour(name), line)
+                    self.emit(label, self.colour(name), line)
             horizon = self.cursor[name] - 2 * OVERLAP_MS
             for rid in [r for r, t in seen.items() if t < horizon]:
                 del seen[rid]

@@ -84,7 +84,10 @@ def package(folder: Path) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not skipped(path, folder):
-                zf.write(path, path.relative_to(folder).as_posix())
+                try:
+                    zf.write(path, path.relative_to(folder).as_posix())
+                except FileNotFoundError:  # an editor's temporary file, gone already
+                    continue
     return buf.getvalue()
 
 

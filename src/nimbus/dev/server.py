@@ -14,6 +14,10 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from nimbus.config import Config, load_config
+from nimbus.sigv4.credentials import Credentials, client_credentials
 
 READY = "nimbus ready:"
 
@@ -39,6 +43,22 @@ class DevServer:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> Config:
+        """The configuration the server runs with (the same environment, its data dir)."""
+        return load_config(data_dir=self.data_dir)
+
+    def credentials(self) -> Credentials | None:
+        """The keys to sign with when the server wants SigV4 (api_auth from the environment
+        or config): the configured pair, or the one it wrote into its data dir."""
+        return client_credentials(self.config())
+
+    def auth(self, service: str) -> Any:
+        """httpx signing for ``service`` with the server's keys (None when there are none)."""
+        from nimbus.sigv4.signing import httpx_auth
+
+        found = self.credentials()
+        return httpx_auth(found, region=self.config().region, service=service) if found else None
 
     def start(self, timeout: float = 120) -> None:
         args = [sys.executable, "-m", "nimbus", "up", "--host", "127.0.0.1",
