@@ -140,7 +140,7 @@ def test_settings_errors(nimbus: NimbusProcess) -> None:
         create(lam, Environment={"Variables": {"BIG": "x" * 5000}})
     with invalid(lam, "arm64 is not available"):
         create(lam, Architectures=["arm64"])
-    with invalid(lam, "no S3"):
+    with invalid(lam, "S3 Error Code: NoSuchBucket"):  # a bucket nimbus lacks
         lam.create_function(
             FunctionName="s3",
             Runtime="python3.12",

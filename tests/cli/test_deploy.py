@@ -392,10 +392,10 @@ Resources:
       Runtime: python3.12
       Events:
         Upload:
-          Type: S3
-          Properties: {Bucket: !Ref Bucket, Events: s3:ObjectCreated:*}
+          Type: Kinesis
+          Properties: {Stream: !Ref Bucket, StartingPosition: LATEST}
   Bucket:
-    Type: AWS::S3::Bucket
+    Type: AWS::S3::BucketPolicy
   Queue:
     Type: AWS::SQS::Queue
     Properties:
@@ -415,8 +415,8 @@ def test_unsupported_parts_listed_with_lines_nothing_deployed(
     assert "5 problem(s), nothing was deployed" in out.stderr
     for expected in (
         "line 4: Table: resource type AWS::Serverless::SimpleTable is not supported",
-        "line 13: Fn: event Upload: Type S3 is not supported",
-        "line 15: Bucket: resource type AWS::S3::Bucket is not supported",
+        "line 13: Fn: event Upload: Type Kinesis is not supported",
+        "line 15: Bucket: resource type AWS::S3::BucketPolicy is not supported",
         "line 20: Queue: AWS::SQS::Queue: property KmsMasterKeyId is not supported",
         "line 21: Queue: intrinsic function Fn::ImportValue is not supported",
     ):

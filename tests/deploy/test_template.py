@@ -120,9 +120,9 @@ Resources:
         Rest:
           Type: Api
           Properties: {Path: /x, Method: get, RequestModel: {Model: M}}
-        Bucket:
-          Type: S3
-          Properties: {Bucket: !Ref B, Events: s3:ObjectCreated:*}
+        Stream:
+          Type: Kinesis
+          Properties: {Stream: arn:aws:kinesis:us-east-1:000000000000:stream/s}
   Table:
     Type: AWS::DynamoDB::Table
     Properties: {}
@@ -140,7 +140,7 @@ def test_unsupported_parts_are_all_listed_with_their_lines(tmp_path: Path) -> No
     found = {(p.where, p.line): p.message for p in caught.value.problems}
     assert "parameter Stage has no Default" in found[("Stage", 3)]
     assert "event Rest (Type: Api): property RequestModel: request models" in found[("Fn", 15)]
-    assert "Type S3 is not supported" in found[("Fn", 17)]
+    assert "Type Kinesis is not supported" in found[("Fn", 17)]
     assert "intrinsic function Fn::ImportValue is not supported" in found[("Q", 26)]
     assert "AWS::DynamoDB::Table is not supported" in found[("Table", 19)]
     assert "property KmsMasterKeyId is not supported" in found[("Q", 25)]

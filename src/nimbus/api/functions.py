@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nimbus.api.code_s3 import S3Location, s3_location, store_from_s3
 from nimbus.api.names import (
     ALIAS_PATTERN,
     FUNCTION_NAME,
@@ -76,18 +77,20 @@ async def resolve_version(
     return version, q
 
 
-def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: str) -> bytes:
+def decode_zip(
+    body: dict[str, Any], where: str, config_limit: int, operation: str
+) -> bytes | S3Location:
+    """The package a request carries: its zip's bytes (``ZipFile``), or where in nimbus'
+    buckets it is (``S3Bucket``/``S3Key``), read by ``store_code``."""
     code = body if where == "" else body.get(where.rstrip("."))
     if not isinstance(code, dict):
         raise InvalidParameterValue(
-            f"{where.rstrip('.')} is required: pass {where}ZipFile with your .zip package."
+            f"{where.rstrip('.')} is required: pass {where}ZipFile with your .zip package, "
+            f"or {where}S3Bucket and {where}S3Key."
         )
-    for unsupported in ("S3Bucket", "S3Key", "S3ObjectVersion"):
-        if code.get(unsupported):
-            raise InvalidParameterValue(
-                f"{where}{unsupported} is not supported: nimbus has no S3. Upload the package "
-                f"inline with {where}ZipFile."
-            )
+    location = s3_location(code, where)
+    if location is not None:
+        return location
     if code.get("ImageUri"):
         raise InvalidParameterValue(
             f"{where}ImageUri is not supported: nimbus runs .zip packages. Upload the package "
@@ -114,15 +117,29 @@ def decode_zip(body: dict[str, Any], where: str, config_limit: int, operation: s
     return data
 
 
-async def store_code(svc: Services, data: bytes) -> StoredCode:
+async def store_code(svc: Services, data: bytes | S3Location) -> StoredCode:
     """Store a function's or a layer's zip, within the account's code storage."""
     used = await blocking(lambda: svc.engine.functions.usage()[1] + svc.layers.total_size())
+    if isinstance(data, S3Location):
+        left = svc.config.total_code_size - used
+        return await blocking(
+            store_from_s3, svc.s3, svc.engine.code, data, svc.config.max_unzipped_size, left
+        )
     if used + len(data) > svc.config.total_code_size:
         raise CodeStorageExceeded(
             f"Code storage limit exceeded: {used} of {svc.config.total_code_size} bytes in use. "
             "Delete unused versions or functions."
         )
     return await blocking(svc.engine.code.put, data)
+
+
+async def checked_code(svc: Services, data: bytes | S3Location) -> StoredCode:
+    """What a package declares, checked before anything is stored; a package from S3 is
+    checked as it is copied in (unreferenced until a version names it, so a refusal
+    after this leaves only what the code store's garbage collection removes)."""
+    if isinstance(data, S3Location):
+        return await store_code(svc, data)
+    return await blocking(svc.engine.code.validate, data)
 
 
 async def attach_layers(svc: Services, settings: dict[str, Any]) -> None:
@@ -174,10 +191,14 @@ async def create_function(request: Request) -> Response:
     require_zip_settings(settings.get("runtime"), settings.get("handler"))
     await attach_layers(svc, settings)
     data = decode_zip(body, "Code.", svc.config.max_zip_size, "CreateFunction")
+    checked: StoredCode | None = None
     if settings.get("layers"):
-        checked = await blocking(svc.engine.code.validate, data)
+        checked = await checked_code(svc, data)
         check_combined_size(svc, checked.unzipped_size, settings["layers"])
-    stored = await store_code(svc, data)
+    if checked is not None and isinstance(data, S3Location):
+        stored = checked  # copied in while it was checked
+    else:
+        stored = await store_code(svc, data)
     latest = FunctionVersion(
         function_name=name,
         version=LATEST,
@@ -300,9 +321,10 @@ async def update_function_code(request: Request) -> Response:
     data = decode_zip(body, "", svc.config.max_zip_size, "UpdateFunctionCode")
     current = await blocking(svc.engine.functions.get_version, name, LATEST)
     if dry_run or current.layers:  # checked before anything is stored
-        stored = await blocking(svc.engine.code.validate, data)
+        stored = await checked_code(svc, data)
         check_combined_size(svc, stored.unzipped_size, current.layers)
-    if not dry_run:
+    # A package from S3 was copied in while it was checked: not again.
+    if not dry_run and not (current.layers and isinstance(data, S3Location)):
         stored = await store_code(svc, data)
 
     def change(v: FunctionVersion) -> FunctionVersion:

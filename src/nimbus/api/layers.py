@@ -4,8 +4,8 @@ DeleteLayerVersion.
 A layer version's zip is stored like a function's (validated, content-addressed) and is
 mounted read-only at ``/opt`` of the functions that list it in ``Layers`` (several merge,
 later ones winning). Python finds ``/opt/python`` and its ``lib/pythonX.Y/site-packages``,
-as on Lambda. Content comes inline (``Content.ZipFile``); nimbus has no S3. Permissions
-are in ``layer_policies.py``.
+as on Lambda. Content comes inline (``Content.ZipFile``) or from one of nimbus' buckets
+(``Content.S3Bucket/S3Key``, see ``code_s3.py``). Permissions are in ``layer_policies.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from nimbus.api.settings import (
 from nimbus.api.shapes import b64_sha, lambda_timestamp
 from nimbus.api.wire import (
     Params,
+    decimal_int,
     empty_response,
     json_response,
     page_response,
@@ -67,13 +68,14 @@ VERSION_ARN_PATTERN = (
 
 
 def version_number(raw: str) -> int:
-    if raw.lstrip("-").isdigit() and int(raw) < 1:
+    number = decimal_int(raw)  # None for "²", which isdigit() takes and int() refuses
+    if number is not None and number < 1:
         raise InvalidParameterValue("Layer Version Cannot be less than 1")
-    if not raw.isdigit() or int(raw) >= 2**63:
+    if number is None or number >= 2**63:
         raise InvalidParameterValue(
             f"VersionNumber must be a layer version number (1, 2, ...), not '{raw}'."
         )
-    return int(raw)
+    return number
 
 
 def _enum_list(

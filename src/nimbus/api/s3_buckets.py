@@ -14,6 +14,7 @@ from nimbus.errors import ResourceNotFound
 from nimbus.protocol.errors import AwsError
 from nimbus.s3 import notifications
 from nimbus.s3.errors import invalid_argument, not_implemented
+from nimbus.sns.notifications import Publication
 from nimbus.threads import blocking
 
 _PRIVATE_ACLS = ("private", "bucket-owner-full-control")
@@ -128,8 +129,8 @@ async def put_notification(call: S3Call) -> Reply:
 
 
 async def _test_events(call: S3Call, configuration: dict[str, Any]) -> None:
-    """S3's ``s3:TestEvent``, sent to each queue a configuration names (as S3 does when
-    it validates one), so a consumer sees the queue is wired."""
+    """S3's ``s3:TestEvent``, sent to each queue and topic a configuration names (as S3
+    does when it validates one), so a consumer sees the destination is wired."""
     sqs = call.services.engine.sqs
     moment = datetime.now(UTC)
     body = json.dumps(
@@ -144,6 +145,11 @@ async def _test_events(call: S3Call, configuration: dict[str, Any]) -> None:
         separators=(",", ":"),
     )
     for kind, arn in notifications.destinations(configuration):
+        if kind == notifications.TOPIC:  # published as S3 publishes its events
+            await call.services.engine.sns.publish(
+                arn, [Publication(body, subject=notifications.SNS_SUBJECT)]
+            )
+            continue
         name = sqs.name_of_arn(arn) if kind == notifications.QUEUE else None
         if name is not None:
             await sqs.send(name, body)
@@ -156,6 +162,14 @@ async def _check_destinations(call: S3Call, configuration: dict[str, Any]) -> No
     config = services.config
     missing: list[tuple[str, str]] = []
     for kind, arn in notifications.destinations(configuration):
+        if kind == notifications.TOPIC:
+            try:
+                found = await services.engine.sns.exists(arn)
+            except AwsError as exc:  # not an ARN of this nimbus' topics
+                raise invalid_argument("The ARN could not be parsed", "Topic", arn) from exc
+            if not found:
+                missing.append((arn, "The destination topic does not exist"))
+            continue
         if kind == notifications.QUEUE:
             name = services.engine.sqs.name_of_arn(arn)
             if name is None:

@@ -108,3 +108,21 @@ def build(folder: Path, runtime: str | None, cache: Path, console: Console) -> P
     data = buf.getvalue()
     digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
     return Package(folder, data, digest)
+
+
+def under(package: Package, prefix: str) -> Package:
+    """``package`` with every entry moved under ``prefix`` (``python/``: a layer built as
+    SAM's ``BuildMethod: python3.x`` builds it, importable from ``/opt/python``)."""
+    buf = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(package.zip_bytes)) as source,
+        zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf,
+    ):
+        for info in source.infolist():
+            moved = zipfile.ZipInfo(prefix + info.filename, info.date_time)
+            moved.external_attr = info.external_attr
+            moved.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(moved, source.read(info))
+    data = buf.getvalue()
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return Package(package.source, data, digest)

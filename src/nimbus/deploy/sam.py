@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nimbus.deploy.package import Package
+from nimbus.deploy.package import Package, under
 from nimbus.deploy.problems import Problem
 from nimbus.deploy.rest_api_kinds import rest_body_problems
 from nimbus.deploy.template import Template, plain
@@ -30,7 +30,7 @@ SAM_TYPES = frozenset({
     "AWS::Serverless::Function", "AWS::Serverless::LayerVersion", "AWS::Serverless::HttpApi",
     "AWS::Serverless::Api",
 })  # fmt: skip
-EVENT_TYPES = frozenset({"Api", "HttpApi", "SNS", "SQS", "Schedule", "ScheduleV2"})
+EVENT_TYPES = frozenset({"Api", "HttpApi", "S3", "SNS", "SQS", "Schedule", "ScheduleV2"})
 # What of a REST API (an Api event, AWS::Serverless::Api, Globals.Api) nimbus serves.
 API_EVENT_PROPERTIES = frozenset({"Path", "Method", "RestApiId", "TimeoutInMillis"})
 REST_API_PROPERTIES = frozenset({
@@ -97,9 +97,10 @@ def _runtime(props: dict[str, Any], globals_fn: dict[str, Any]) -> str | None:
 
 def _local_code(
     template: Template, lid: str, key: str, value: Any, runtime: str | None,
-    build: Builder, out: Expanded,
+    build: Builder, out: Expanded, prefix: str = "",
 ) -> Any:  # fmt: skip
-    """The S3 stand-in for a local folder, or the problem with it."""
+    """The S3 stand-in for a local folder, or the problem with it. ``prefix``: the folder
+    inside the zip the build goes to (``python/`` for a Python layer)."""
     line = template.line("Resources", lid, "Properties", key)
     if isinstance(value, str) and not value.startswith("s3://"):
         folder = (template.root / value).resolve()
@@ -107,6 +108,8 @@ def _local_code(
             out.problems.append(Problem(lid, line, f"{key} {value!r}: no such folder"))
             return value
         package = build(folder, runtime)
+        if prefix:
+            package = under(package, prefix)
         s3key = package.sha256.replace("/", "_").replace("+", "-")
         out.packages[s3key] = package
         return f"s3://{LOCAL_BUCKET}/{s3key}"
@@ -197,9 +200,14 @@ def expand(template: Template, parameters: dict[str, Any], region: str, build: B
             content = props.get("ContentUri")
             if content is not None and not is_intrinsic(content):
                 runtimes = props.get("CompatibleRuntimes") or [None]
+                # As `sam build` builds a layer whose Metadata says BuildMethod: python3.x:
+                # the folder and its requirements under python/, on the layer's sys.path.
+                method = (res.get("Metadata") or {}).get("BuildMethod")
+                python = isinstance(method, str) and method.startswith("python3")
                 props["ContentUri"] = _local_code(
-                    template, lid, "ContentUri", content, runtimes[0], build, out
-                )
+                    template, lid, "ContentUri", content, method if python else runtimes[0],
+                    build, out, "python/" if python else "",
+                )  # fmt: skip
         elif (
             isinstance(kind, str) and kind.startswith("AWS::Serverless::") and kind not in SAM_TYPES
         ):

@@ -24,6 +24,7 @@ from nimbus.deploy import (
     iam_kinds,
     lambda_kinds,
     rest_api_kinds,
+    s3_kinds,
     schedule_kinds,
     sns_kinds,
     sqs_kinds,
@@ -45,7 +46,8 @@ from nimbus.deploy.sam import expand, origin
 from nimbus.deploy.template import LocatedDict, Template
 
 # They register kinds.
-_ = (api_kinds, iam_kinds, lambda_kinds, rest_api_kinds, schedule_kinds, sns_kinds, sqs_kinds)
+_ = (api_kinds, iam_kinds, lambda_kinds, rest_api_kinds, schedule_kinds, s3_kinds, sns_kinds,
+     sqs_kinds)
 _RESOURCE_KEYS = frozenset({"Type", "Properties", "DependsOn", "Condition", "DeletionPolicy",
                             "UpdateReplacePolicy", "Metadata"})  # fmt: skip
 _TOP_KEYS = frozenset(

@@ -2,7 +2,8 @@
 put, and matched against object events (``targets``) for whoever delivers them.
 
 A configuration is kept as the API's ``NotificationConfiguration`` member (model
-member names): ``LambdaFunctionConfigurations`` and ``QueueConfigurations``, each with
+member names): ``LambdaFunctionConfigurations``, ``QueueConfigurations`` and
+``TopicConfigurations`` (to this nimbus' SNS topics), each with
 an ``Id``, its ARN, ``Events`` (``s3:ObjectCreated:*``...) and an optional
 ``Filter.Key.FilterRules`` of ``Prefix`` / ``Suffix`` rules (names are matched without
 regard to case and stored capitalised, as S3 answers them).
@@ -23,9 +24,12 @@ from nimbus.s3.records import ObjectEvent
 LAMBDA = "LambdaFunctionConfigurations"
 QUEUE = "QueueConfigurations"
 TOPIC = "TopicConfigurations"
-ARN_MEMBER = {LAMBDA: "LambdaFunctionArn", QUEUE: "QueueArn"}
+KINDS = (QUEUE, TOPIC, LAMBDA)
+# The Subject of the SNS messages S3 publishes to a topic (events and the test event).
+SNS_SUBJECT = "Amazon S3 Notification"
+ARN_MEMBER = {LAMBDA: "LambdaFunctionArn", QUEUE: "QueueArn", TOPIC: "TopicArn"}
 # The ArgumentName S3 uses when a configuration's ARN does not parse.
-ARN_ARGUMENT = {LAMBDA: "CloudFunction", QUEUE: "Queue"}
+ARN_ARGUMENT = {LAMBDA: "CloudFunction", QUEUE: "Queue", TOPIC: "Topic"}
 EVENTS = frozenset(
     {
         "s3:ReducedRedundancyLostObject",
@@ -67,7 +71,7 @@ EVENTS = frozenset(
 class Target:
     """One configuration an event matches: where to deliver and under which Id."""
 
-    kind: str  # LAMBDA or QUEUE
+    kind: str  # LAMBDA, QUEUE or TOPIC
     arn: str
     configuration_id: str
 
@@ -76,13 +80,6 @@ def normalise(configuration: dict[str, Any]) -> dict[str, Any]:
     """A put configuration, checked (event names, filter rules, overlaps; not whether
     the ARNs exist: the API does that) and normalised (Ids given, rule names
     capitalised); raises S3's ``InvalidArgument``."""
-    if configuration.get(TOPIC):
-        raise AwsError(
-            "InvalidArgument",
-            "nimbus does not deliver S3 notifications to SNS topics yet: use "
-            "LambdaFunctionConfigurations or QueueConfigurations.",
-            ArgumentName="TopicConfiguration",
-        )
     if configuration.get("EventBridgeConfiguration") is not None:
         raise AwsError(
             "InvalidArgument",
@@ -91,7 +88,7 @@ def normalise(configuration: dict[str, Any]) -> dict[str, Any]:
         )
     normalised: dict[str, Any] = {}
     seen_ids: set[str] = set()
-    for kind in (QUEUE, LAMBDA):
+    for kind in KINDS:
         items = []
         for item in configuration.get(kind) or []:
             checked = _configuration(kind, item)
@@ -103,7 +100,7 @@ def normalise(configuration: dict[str, Any]) -> dict[str, Any]:
             items.append(checked)
         if items:
             normalised[kind] = items
-    _check_overlaps([c for kind in (QUEUE, LAMBDA) for c in normalised.get(kind, [])])
+    _check_overlaps([c for kind in KINDS for c in normalised.get(kind, [])])
     return normalised
 
 
@@ -207,7 +204,7 @@ def destinations(configuration: dict[str, Any]) -> list[tuple[str, str]]:
     """(kind, ARN) of every configuration, for checking that they exist."""
     return [
         (kind, item[ARN_MEMBER[kind]])
-        for kind in (QUEUE, LAMBDA)
+        for kind in KINDS
         for item in configuration.get(kind) or []
     ]
 
@@ -216,7 +213,7 @@ def targets(configuration: dict[str, Any], event: ObjectEvent) -> list[Target]:
     """The configurations an object event matches (by event name and key filter)."""
     name = f"s3:{event.name}"
     found: list[Target] = []
-    for kind in (QUEUE, LAMBDA):
+    for kind in KINDS:
         for item in configuration.get(kind) or []:
             if not any(_covers(pattern, name) for pattern in item["Events"]):
                 continue

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from nimbus.errors import InvalidParameterValue
 
@@ -72,9 +72,10 @@ def _bad(message: str) -> InvalidParameterValue:
     return InvalidParameterValue(message)
 
 
-def open_package(data: bytes) -> zipfile.ZipFile:
+def open_package(data: bytes | BinaryIO) -> zipfile.ZipFile:
+    """The zip in ``data`` (its bytes, or a seekable file), or Lambda's unzip error."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
         zf.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise _bad(

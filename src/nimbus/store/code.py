@@ -28,13 +28,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from nimbus.errors import InvalidParameterValue, ServiceError
+from nimbus.private_files import private_dir, private_file
 from nimbus.store import unpack
 from nimbus.store.archive import Package, PackageLimits, inspect, open_package
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20  # bytes copied at a time by put_file
 UNPACK_TIMEOUT = 600  # seconds; a 250 MB package takes a few on this kind of machine
 
 
@@ -52,9 +54,26 @@ class CodeStore:
         self.root = root
         self.limits = limits
         self.tmp = root / "tmp"
+        # Only nimbus's user enters the store: the zips 0600 in 0700 directories. The
+        # trees stay readable (0755) for the sandboxed users, who reach them only through
+        # bind mounts made as root, never along this path.
+        private_dir(root)
         for sub in ("blobs", "trees", "tmp"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(root / sub)
         os.chmod(root / "trees", 0o755)  # sandboxed users read code through bind mounts
+        self._narrow_blobs()
+
+    def _narrow_blobs(self) -> None:
+        """Zips an older nimbus stored readable by everyone: 0600 now (0700 folders)."""
+        with os.scandir(self.root / "blobs") as folders:
+            for folder in folders:
+                if not folder.is_dir(follow_symlinks=False):
+                    continue
+                private_dir(Path(folder.path))
+                with os.scandir(folder.path) as blobs:
+                    for blob in blobs:
+                        if blob.is_file(follow_symlinks=False):
+                            private_file(Path(blob.path), create=False)
 
     def blob_path(self, sha_hex: str) -> Path:
         return self.root / "blobs" / _digest(sha_hex)[:2] / f"{sha_hex}.zip"
@@ -81,14 +100,15 @@ class CodeStore:
         staging.mkdir(mode=0o700)
         try:
             blob_tmp = staging / "blob.zip"
-            with open(blob_tmp, "wb") as fh:
+            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             (staging / "tree").mkdir(mode=0o700)
             unzipped = self._unpack(package, blob_tmp, staging / "tree")
             blob = self.blob_path(sha)
-            blob.parent.mkdir(exist_ok=True)
+            blob.parent.mkdir(mode=0o700, exist_ok=True)
             os.replace(blob_tmp, blob)
             tree = self.tree_path(sha)
             try:
@@ -99,6 +119,42 @@ class CodeStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return StoredCode(sha, len(data), unzipped)
+
+    def put_file(self, source: BinaryIO) -> StoredCode:
+        """Validate and store a zip read from ``source`` in chunks (an S3 object): the
+        package is never held in memory whole (blocking; run it off the event loop)."""
+        staging = self.tmp / uuid.uuid4().hex
+        staging.mkdir(mode=0o700)
+        try:
+            blob_tmp = staging / "blob.zip"
+            digest = hashlib.sha256()
+            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as fh:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            sha, size = digest.hexdigest(), blob_tmp.stat().st_size
+            with open(blob_tmp, "rb") as zipped:
+                package = inspect(open_package(zipped), self.limits)
+            if self.has(sha):
+                os.utime(self.tree_path(sha))  # fresh again: keeps GC's grace period honest
+                return StoredCode(sha, size, package.declared_size)
+            (staging / "tree").mkdir(mode=0o700)
+            unzipped = self._unpack(package, blob_tmp, staging / "tree")
+            blob = self.blob_path(sha)
+            blob.parent.mkdir(mode=0o700, exist_ok=True)
+            os.replace(blob_tmp, blob)
+            tree = self.tree_path(sha)
+            try:
+                os.rename(staging / "tree", tree)
+            except OSError:
+                if not tree.is_dir():  # lost a race with an identical upload: fine
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return StoredCode(sha, size, unzipped)
 
     def _unpack(self, package: Package, blob: Path, tree: Path) -> int:
         """Write ``package``'s files into the empty ``tree`` through the unpack child."""
