@@ -18,6 +18,7 @@ from nimbus.api import (
     layers,
     logs,
     metrics,
+    openapi,
     policies,
     provisioned,
     queue,
@@ -50,6 +51,7 @@ routes: list[BaseRoute] = [
     *logs.routes,
     *metrics.routes,
     *traces.routes,
+    *openapi.routes,  # GET /_nimbus/openapi.json: this surface, described from these routes
     *sns.routes,  # the certificate SNS messages are signed with
     # Last: SQS, Scheduler... take only what their models claim; nothing of Lambda's changes.
     *aws_services.routes,

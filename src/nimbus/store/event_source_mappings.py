@@ -22,7 +22,7 @@ from sqlalchemy import Connection, delete, insert, or_, select, update
 from nimbus.errors import ResourceConflict, ResourceNotFound
 from nimbus.models import Page
 from nimbus.store.database import Database
-from nimbus.store.functions import decode_marker, encode_marker
+from nimbus.store.functions import decode_marker, encode_marker, marker_number
 from nimbus.store.schema import event_source_mappings as table
 
 NOT_FOUND = "The resource you requested does not exist."
@@ -250,7 +250,7 @@ class MappingStore:
             query = query.where(table.c.event_source_arn == event_source_arn)
         if marker:
             created, uuid = decode_marker(marker, 2)
-            after = int(created) if created.isdigit() else 0
+            after = marker_number(created)
             query = query.where(
                 (table.c.created_ms > after)
                 | ((table.c.created_ms == after) & (table.c.uuid > uuid))

@@ -23,7 +23,7 @@ from nimbus.errors import (
 )
 from nimbus.models import LayerRef, LayerVersion, Page
 from nimbus.store.database import Database
-from nimbus.store.functions import decode_marker, encode_marker
+from nimbus.store.functions import decode_marker, encode_marker, marker_number
 from nimbus.store.policies import check_policy_revision, with_statement, without_statement
 from nimbus.store.schema import function_versions, layer_versions, layers
 
@@ -166,12 +166,7 @@ class LayerStore:
         )
         if marker:
             (before,) = decode_marker(marker, 1)
-            if not before.isdigit():
-                raise InvalidParameterValue(
-                    "The Marker is not one this service issued. Pass NextMarker from the "
-                    "previous response unchanged."
-                )
-            query = query.where(layer_versions.c.version < int(before))
+            query = query.where(layer_versions.c.version < marker_number(before))
         with self.db.read() as conn:
             rows = [_row(r) for r in conn.execute(query)]
         matching = [v for v in rows if _compatible(v, runtime, architecture)]
