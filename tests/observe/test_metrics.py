@@ -98,6 +98,22 @@ def test_invocations_errors_durations_and_cold_starts() -> None:
     assert v("nimbus_concurrent_executions", function_name="fn") == 0
 
 
+def test_a_cold_start_without_capacity_is_a_throttle_not_an_invocation() -> None:
+    metrics, hooks = Metrics(Clock()), Hooks()
+    metrics.attach(hooks)
+    hooks.emit(InvocationStarted("fn", None, "$LATEST", "r"))
+    assert metrics.in_flight == {"fn": 1}
+    hooks.emit(InvocationThrottled("fn", None, "ConcurrentInvocationLimitExceeded",
+                                   started=True))
+    got = parsed(metrics)
+    assert metrics.in_flight == {}
+    assert got[("nimbus_throttles_total", frozenset({
+        "function_name": "fn", "resource": "fn",
+        "reason": "ConcurrentInvocationLimitExceeded"}.items()))] == 1
+    assert not any(name == "nimbus_invocations_total" and value for (name, _), value
+                   in got.items())
+
+
 def test_async_figures() -> None:
     metrics, hooks = Metrics(Clock()), Hooks()
     metrics.attach(hooks)

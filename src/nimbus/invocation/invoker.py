@@ -133,6 +133,13 @@ class Invoker:
             self._segment(trace, segment_id, invocation, version, started, 0.0, True,
                           err.init_duration_ms, err.error_type)
             return self._init_failed(err, version, request_id, qualifier)
+        except TooManyRequests as exc:  # no sandbox capacity: a throttle, not an error
+            self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
+                          None, throttled=True)
+            if hooks.wants(InvocationThrottled):
+                hooks.emit(InvocationThrottled(name, qualifier,
+                                               str(exc.extra.get("Reason", "")), started=True))
+            raise
         except BaseException:
             self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
                           "platform")

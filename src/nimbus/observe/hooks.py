@@ -66,6 +66,9 @@ class InvocationThrottled:
     function: str
     qualifier: str | None
     reason: str  # Lambda's Reason: reserved or account concurrency exceeded
+    # Refused after InvocationStarted (no sandbox capacity left for its cold start): the
+    # in-flight count it raised comes back down, and no invocation is counted.
+    started: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,11 +277,7 @@ class Metrics:
 
     def on_finished(self, event: InvocationFinished) -> None:
         function = event.function
-        left = self.in_flight[function] - 1
-        if left > 0:
-            self.in_flight[function] = left
-        else:
-            del self.in_flight[function]
+        self._leave(function)
         labels = (function, resource(function, event.qualifier), event.version)
         self._count("invocations", labels)
         if event.error is not None:
@@ -304,8 +300,18 @@ class Metrics:
         minute.durations[bucket] = minute.durations.get(bucket, 0) + 1
         minute.usage.add(event.architecture, 1, mb_ms)
 
+    def _leave(self, function: str) -> None:
+        """One of the function's invocations is no longer in flight."""
+        left = self.in_flight[function] - 1
+        if left > 0:
+            self.in_flight[function] = left
+        else:
+            del self.in_flight[function]
+
     def on_throttled(self, event: InvocationThrottled) -> None:
         function = event.function
+        if event.started:
+            self._leave(function)
         self._count("throttles", (function, resource(function, event.qualifier), event.reason))
         self._minute(function).throttles += 1
 
