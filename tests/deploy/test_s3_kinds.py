@@ -119,7 +119,9 @@ def test_buckets_with_notifications_deploy_work_update_and_go(
     gone = nimbus_cli(nimbus, "rm", "--stack", "files", "--dir", str(app))
     assert gone.returncode == 0, gone.stderr
     # Both buckets hold objects: kept, each with a note saying how to remove it.
-    assert gone.stderr.count("still holds objects") + gone.stdout.count("still holds objects") == 2
+    out = gone.stdout + gone.stderr
+    assert out.count("still holds objects") == 2
+    assert "kept      Audit (AWS::S3::Bucket)" in out and "deleted   Audit" not in out, out
     assert nimbus.client().list_functions()["Functions"] == []
     s3.delete_object(Bucket="files-audit", Key="in/a")
     s3.delete_bucket(Bucket="files-audit")

@@ -92,7 +92,7 @@ def _reason(exc: Exception) -> str:
 
 
 _STYLE = {"created": "green", "updated": "yellow", "replaced": "yellow", "deleted": "red",
-          "retained": "dim", "unchanged": "dim", "skipped": "dim"}  # fmt: skip
+          "retained": "dim", "kept": "dim", "unchanged": "dim", "skipped": "dim"}  # fmt: skip
 
 
 def deploy(
@@ -230,8 +230,9 @@ def _remove_stack(stack: str, folder: Path, endpoint: str) -> None:
     except (DeployError, BotoCoreError, ClientError) as exc:
         failed(exc, ctx.endpoint)
     for change in changes:
+        style = _STYLE.get(change.action, "dim")
         ctx.console.print(
-            f"[red]deleted[/red]   {change.logical_id} ({change.type}) "
+            f"[{style}]{change.action:<9}[/{style}] {change.logical_id} ({change.type}) "
             f"{escape(change.physical_id)}",
             highlight=False,
             soft_wrap=True,

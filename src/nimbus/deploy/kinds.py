@@ -56,6 +56,11 @@ class Context:
         self.console.print(f"[dim]note:[/dim] {message}", highlight=False, soft_wrap=True)
 
 
+class Kept(Exception):
+    """A delete that leaves the resource in place on purpose (a bucket that still holds
+    objects): the stack forgets it and says so, with what to do (the message)."""
+
+
 class Kind:
     """One CloudFormation resource type nimbus deploys."""
 

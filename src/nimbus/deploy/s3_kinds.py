@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nimbus.deploy.kinds import Context, Kind, Made, register
+from nimbus.deploy.kinds import Context, Kept, Kind, Made, register
 
 # CloudFormation's configuration list -> (S3's list, S3's ARN member, CloudFormation's member)
 _CONFIGURATIONS = {
@@ -138,5 +138,5 @@ class Bucket(Kind):
                 return
             if code != "BucketNotEmpty":
                 raise
-            ctx.note(f"bucket {made.physical_id} still holds objects: kept (empty it and "
-                     f"remove it with `aws s3 rb s3://{made.physical_id} --force`)")  # fmt: skip
+            raise Kept(f"bucket {made.physical_id} still holds objects: kept (empty it and "
+                       f"remove it with `aws s3 rb s3://{made.physical_id} --force`)") from exc

@@ -39,7 +39,7 @@ from nimbus.deploy.intrinsics import (
     is_intrinsic,
     references,
 )
-from nimbus.deploy.kinds import KINDS, Context, Made
+from nimbus.deploy.kinds import KINDS, Context, Kept, Made
 from nimbus.deploy.package import Package, build
 from nimbus.deploy.problems import DeployError, Problem, TemplateInvalid
 from nimbus.deploy.sam import expand, origin
@@ -72,7 +72,7 @@ _EXECUTE_API = re.compile(r"https://([a-z0-9]+)\.execute-api\.[^/]+\.amazonaws\.
 class Change:
     logical_id: str
     type: str
-    action: str  # created, updated, replaced, unchanged, deleted, skipped
+    action: str  # created, updated, replaced, unchanged, deleted, kept, retained, skipped
     physical_id: str
 
 
@@ -337,22 +337,29 @@ class Deployer:
         )
         states.save(self.state_path, self.state)
 
-    def _drop(self, lid: str) -> None:
-        """Delete a resource the stack no longer wants (or keep it when it is retained)."""
+    def _drop(self, lid: str) -> str:
+        """Delete a resource the stack no longer wants (or keep it when it is retained);
+        what became of it: deleted, retained or kept."""
         entry = self.state.resources.pop(lid)
+        outcome = "retained" if entry.retain else "deleted"
         if entry.retain:
             self.state.retained.append(entry)
         else:
-            KINDS[entry.type].delete(self.ctx, Made(entry.physical_id, entry.attributes))
+            try:
+                KINDS[entry.type].delete(self.ctx, Made(entry.physical_id, entry.attributes))
+            except Kept as kept:
+                self.ctx.note(str(kept))
+                outcome = "kept"
         states.save(self.state_path, self.state)
+        return outcome
 
     def _remove(self, lid: str) -> Change:
         entry = self.state.resources[lid]
         try:
-            self._drop(lid)
+            outcome = self._drop(lid)
         except Exception as exc:
             raise DeployError(f"deleting {lid} ({entry.type}): {_reason(exc)}") from exc
-        return Change(lid, entry.type, "retained" if entry.retain else "deleted", entry.physical_id)
+        return Change(lid, entry.type, outcome, entry.physical_id)
 
     def _removal_order(self, lids: set[str]) -> list[str]:
         deps = {lid: [d for d in self.state.resources[lid].depends_on if d in lids] for lid in lids}
