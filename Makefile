@@ -66,8 +66,20 @@ lint: $(VENV)/.installed-test
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed-test
-	$(BIN)/python bench/coldstart.py
+## bench: every benchmark, one table (bench/README.md); BENCH_ARGS=--quick to try it out
+bench: $(VENV)/.installed-bench
+	@command -v bwrap >/dev/null && command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" -ne 0 ]; then \
+			echo "make bench: run as root, or apt-get install bubblewrap wrk"; exit 1; \
+		fi; \
+		echo "installing bubblewrap and wrk (apt-get)"; \
+		apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap wrk >/dev/null; }
+	$(BIN)/python bench/suite.py $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@ $(VENV)/.installed $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) .nimbus .pytest_cache
