@@ -1,4 +1,4 @@
-"""Async invoke throughput on the embedded backend, measured in one run.
+"""Async invoke throughput on the embedded queue (or NATS JetStream: --queue), in one run.
 
 Starts a real nimbus, creates a no-op function, runs a warm-up batch (so the worker's
 environments are up: "sustained" throughput), then enqueues N events from concurrent
@@ -17,6 +17,7 @@ no queue), so the ratio shows what durable queueing costs on this machine.
 
     .venv/bin/python bench/async.py [--events 20000] [--clients 64] [--parallelism N]
                                     [--workers 1] [--warmup 3000]
+                                    [--queue sqlite --queue nats://127.0.0.1:4222]
 """
 
 from __future__ import annotations
@@ -71,7 +72,13 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
 
 
 async def hammer(
-    host: str, port: int, path: str, n: int, clients: int, headers: dict[str, str]
+    host: str,
+    port: int,
+    path: str,
+    n: int,
+    clients: int,
+    headers: dict[str, str],
+    payload_bytes: int = 0,
 ) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     accepted = 0
@@ -84,6 +91,9 @@ async def hammer(
         try:
             for i in counter:
                 body = json.dumps({"i": i}).encode() if headers else b""
+                if body and payload_bytes > len(body):  # padded to the payload size
+                    pad = payload_bytes - len(json.dumps({"i": i, "pad": ""}))
+                    body = json.dumps({"i": i, "pad": "x" * pad}).encode()
                 method = "POST" if headers else "GET"
                 raw = (
                     f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}"
@@ -122,7 +132,12 @@ async def finished(endpoint: str, target: int, drain: bool = False) -> int:
 
 
 async def accept_then_drain(
-    server: NimbusProcess, path: str, n: int, clients: int, done_before: int
+    server: NimbusProcess,
+    path: str,
+    n: int,
+    clients: int,
+    done_before: int,
+    payload_bytes: int = 0,
 ) -> dict[str, dict]:
     """The two halves of the work apart: N more events accepted while the async workers
     are stopped (SIGSTOP), then drained from a full queue once they continue; events/s
@@ -136,7 +151,9 @@ async def accept_then_drain(
         os.kill(pid, signal.SIGSTOP)
     try:
         cpu0 = Snapshot.take(server.proc.pid)
-        _, accepted, elapsed = await hammer("127.0.0.1", server.port, path, n, clients, event)
+        _, accepted, elapsed = await hammer(
+            "127.0.0.1", server.port, path, n, clients, event, payload_bytes
+        )
         cpu1 = Snapshot.take(server.proc.pid)
     finally:
         for pid in workers:
@@ -164,20 +181,25 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument(
-        "--parallelism", type=int, help="async_parallelism (default: nimbus' own, 8 per CPU)"
-    )
-    parser.add_argument("--workers", type=int, default=1, help="async_workers (0: in-process)")
-    parser.add_argument(
-        "--warmup", type=int, default=3000, help="events run first, unmeasured (0: cold start)"
-    )
-    args = parser.parse_args()
-    parallelism = args.parallelism or default_async_parallelism()
+def queue_env(queue: str) -> dict[str, str]:
+    return {} if queue == "sqlite" else {"NIMBUS_QUEUE_URL": queue}
 
+
+async def delete_stream(queue_url: str) -> None:
+    import nats
+
+    server, stream = queue_url.rsplit("/", 1)
+    nc = await nats.connect(server)
+    try:
+        await nc.jetstream().delete_stream(stream)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
+
+
+async def run(args: argparse.Namespace, parallelism: int, queue: str) -> dict:
+    """One nimbus on ``queue`` ("sqlite", or a nats:// URL), measured as the docstring says."""
     with tempfile.TemporaryDirectory() as tmp:
         server = NimbusProcess(
             Path(tmp) / "data",
@@ -185,6 +207,7 @@ async def main() -> None:
                 "NIMBUS_LOG_LEVEL": "warning",
                 "NIMBUS_ASYNC_WORKERS": str(args.workers),
                 "NIMBUS_ASYNC_PARALLELISM": str(parallelism),
+                **queue_env(queue),
             },
         ).start()
         try:
@@ -214,21 +237,27 @@ async def main() -> None:
             start = time.perf_counter()
             cpu_before = Snapshot.take(server.proc.pid)
             n, clients = args.events, args.clients
-            lat, accepted, elapsed = await hammer(host, port, path, n, clients, event)
+            lat, accepted, elapsed = await hammer(
+                host, port, path, n, clients, event, args.payload_bytes
+            )
             await finished(server.endpoint, 0, drain=True)
             drained = time.perf_counter() - start
             cpu = cpu_before.per_event(Snapshot.take(server.proc.pid), accepted)
             done = await finished(server.endpoint, before + accepted) - before
             phases: dict[str, dict] = {}
             if args.workers:
-                phases = await accept_then_drain(server, path, n, clients, before + done)
+                phases = await accept_then_drain(
+                    server, path, n, clients, before + done, args.payload_bytes
+                )
         finally:
             server.stop()
 
-    result = {
+    return {
+        "queue": queue,
         "events": args.events,
         "warmup_events": args.warmup,
         "clients": args.clients,
+        "payload_bytes": args.payload_bytes,
         "async_parallelism": parallelism,
         "async_workers": args.workers,
         "accepted": accepted,
@@ -244,14 +273,69 @@ async def main() -> None:
         "cpu_us_per_event": cpu,
         **phases,
     }
-    width = max(len(k) for k in result)
-    print(f"{'metric':<{width}}  value")
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    out = Path(__file__).parent / "results" / "async.json"
-    out.parent.mkdir(exist_ok=True)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument(
+        "--parallelism", type=int, help="async_parallelism (default: nimbus' own, 8 per CPU)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="async_workers (0: in-process)")
+    parser.add_argument(
+        "--warmup", type=int, default=3000, help="events run first, unmeasured (0: cold start)"
+    )
+    parser.add_argument(
+        "--payload-bytes", type=int, default=0, help="pad each event's JSON to this size"
+    )
+    parser.add_argument(
+        "--queue", action="append",
+        help='the queue backend: "sqlite" (embedded, the default) or a NATS URL '
+        "(nats://127.0.0.1:4222, a stream of its own); repeat to compare in one run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "async.json"
+    )
+    args = parser.parse_args()
+    parallelism = args.parallelism or default_async_parallelism()
+
+    results = {}
+    for queue in args.queue or ["sqlite"]:
+        label = "sqlite" if queue == "sqlite" else "nats"
+        if queue != "sqlite":  # a stream of its own, deleted afterwards
+            queue = f"{queue.rstrip('/')}/NIMBUS_BENCH_{os.getpid()}"
+        try:
+            results[label] = await run(args, parallelism, queue)
+        finally:
+            if queue != "sqlite":
+                await delete_stream(queue)
+    # One queue: its metrics as before; several: one column (and JSON object) each.
+    result = next(iter(results.values())) if len(results) == 1 else results
+    rows = {label: dict(flat(r)) for label, r in results.items()}
+    keys = list(next(iter(rows.values())))
+    width = max(len(k) for k in keys)
+    heads = ["value"] if len(rows) == 1 else list(rows)
+    col = max(12, *(len(str(v)) for row in rows.values() for k, v in row.items() if k != "queue"))
+    print(f"{'metric':<{width}}  " + "  ".join(f"{h:>{col}}" for h in heads))
+    for key in keys:
+        cells = (f"{row.get(key)!s:>{col}}" for row in rows.values())
+        print(f"{key:<{width}}  " + "  ".join(cells))
+    out = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def flat(values: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """``{"a": {"b": 1}}`` as ``[("a.b", 1)]``, for the table."""
+    out: list[tuple[str, object]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += flat(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 if __name__ == "__main__":

@@ -113,6 +113,9 @@ class Config(BaseModel):
     port: int = Field(9000, ge=0, le=65535)
     data_dir: Path = Path(".nimbus")
     database_url: str | None = None  # None: SQLite under data_dir
+    # The async queue: None is the embedded SQLite one (<data_dir>/queue.db);
+    # "nats://host:4222[/STREAM]" is NATS JetStream (queue/backends/nats_jetstream.py).
+    queue_url: str | None = None
     region: str = "us-east-1"
     account_id: str = Field("000000000000", pattern=r"^\d{12}$")
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
@@ -197,6 +200,16 @@ class Config(BaseModel):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"nats://[^\s/]+(/[A-Za-z0-9_-]+)?/?", value):
+            raise ValueError(
+                f"unsupported queue URL {value!r}: use nats://host:port[/STREAM] for NATS "
+                "JetStream, or leave it unset for the embedded SQLite queue"
+            )
+        return value
 
     @field_validator("webhook_allow", mode="before")
     @classmethod

@@ -7,6 +7,9 @@ The fixture in ``conftest.py`` is where a broker's reachability is checked (skip
 fail in CI, via ``tests.conftest.unavailable``). ``producer.py`` uses the same spec, so the
 kill -9 test covers every backend too.
 
+``nats`` is JetStream at the machine's NATS (``NATS_URL``): each spec's location is a fresh
+stream name, deleted after the test (``conftest.py``).
+
 ``remote`` is the async workers' client: each one talks over a unix socket to a
 ``QueueServer`` that this process starts (once per location) over a SQLite queue, as
 ``nimbus up`` does for its workers.
@@ -18,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimbus.queue.backend import QueueBackend
+from nimbus.queue.backends.nats_jetstream import NatsQueue
 from nimbus.queue.backends.remote import RemoteQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.workers.queue_server import QueueServer
 
-BACKENDS = ["sqlite", "remote"]
+BACKENDS = ["sqlite", "remote", "nats"]
+NATS_URL = "nats://127.0.0.1:4222"  # tests.conftest.BROKERS["nats"]
 
 
 class _Owner:
@@ -87,4 +92,7 @@ class QueueSpec:
             return SqliteQueue(Path(self.location) / "queue.db")
         if self.name == "remote":
             return ServedRemoteQueue(Path(self.location))
+        if self.name == "nats":
+            # A short ack wait, so heartbeats run (a third of it) within a test.
+            return NatsQueue(NATS_URL, stream=self.location, ack_wait_s=3)
         raise ValueError(f"unknown queue backend {self.name!r}")

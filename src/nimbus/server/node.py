@@ -19,6 +19,8 @@ from nimbus.gateway.serve import DataPlane
 from nimbus.gateway.urls import FunctionUrls
 from nimbus.net_policy import EgressPolicy
 from nimbus.private_files import secure_data_dir
+from nimbus.queue.backend import QueueBackend
+from nimbus.queue.backends.nats_jetstream import NatsQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.sandbox import catalog
 from nimbus.sns.fanout import Fanout
@@ -47,7 +49,11 @@ class Node:
         """Create the data dir, migrate the schema and open everything (blocking)."""
         secure_data_dir(config.data_dir)  # 0700, its databases 0600 (private_files.py)
         catalog.available()  # probe the host's interpreters now, not in the first request
-        queue = SqliteQueue(config.data_dir / "queue.db")
+        # The server owns the queue either way; async workers reach it over its socket.
+        queue: QueueBackend = (
+            NatsQueue.from_url(config.queue_url) if config.queue_url
+            else SqliteQueue(config.data_dir / "queue.db")
+        )  # fmt: skip
         engine = Engine.open(config, queue)
         services = Services.open(config, engine)
         urls = FunctionUrls(
