@@ -239,3 +239,19 @@ def test_keys_are_signed_as_sent(signed: Any, own_bucket: str) -> None:
         assert signed.get_object(Bucket=own_bucket, Key=key)["Body"].read() == key.encode()
     listed = [o["Key"] for o in signed.list_objects_v2(Bucket=own_bucket)["Contents"]]
     assert set(keys_) <= set(listed)
+
+
+def test_header_auth_without_the_payload_hash_is_refused_before_the_body(
+    server: NimbusProcess, signed: Any, own_bucket: str
+) -> None:
+    from botocore.auth import SigV4Auth
+
+    # SigV4Auth (not S3's) signs without x-amz-content-sha256: S3 wants it with header
+    # auth, and without it nothing but the whole stored body could prove the signature.
+    url = f"{server.endpoint}/{own_bucket}/unhashed"
+    request = AWSRequest(method="PUT", url=url, data=b"x" * 1024)
+    SigV4Auth(Credentials(*keys(server)), "s3", "us-east-1").add_auth(request)
+    response = httpx.put(url, content=b"x" * 1024, headers=dict(request.headers.items()))
+    assert response.status_code in (400, 403), response.text
+    assert "x-amz-content-sha256" in response.text
+    assert code_of(signed.head_object, Bucket=own_bucket, Key="unhashed")[1] == 404

@@ -46,6 +46,13 @@ def test_subscribe_url_and_certificate_work_unsigned(
     sneaky = message["SubscribeURL"] + f"&Action=DeleteTopic&TopicArn={topic}"
     assert httpx.get(sneaky).status_code == 403
     assert httpx.get(f"{server.endpoint}/?Action=ListTopics").status_code == 403
+    # Nor in a form body, whose Action the query protocol would take over the query's.
+    ridden = httpx.request(
+        "GET", message["SubscribeURL"], content=f"Action=DeleteTopic&TopicArn={topic}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert ridden.status_code == 403
+    assert client.get_topic_attributes(TopicArn=topic)["Attributes"]["TopicArn"] == topic
     assert httpx.get(message["SubscribeURL"]).status_code == 200
     (sub,) = client.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
     assert sub["SubscriptionArn"].startswith(topic + ":")

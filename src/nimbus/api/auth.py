@@ -149,11 +149,16 @@ def _exempt(scope: Scope) -> bool:
 def _sns_confirmation(scope: Scope) -> bool:
     """An SNS SubscribeURL fetched by the endpoint that got it (its token is the proof, as
     on AWS): a plain GET of ``/`` whose one Action is ConfirmSubscription, nothing that
-    could route it elsewhere."""
+    could route it elsewhere: no body either (a form body's Action would win over the
+    query's)."""
     if scope["method"] != "GET" or scope["path"] != "/":
         return False
-    if any(k.lower() in (b"authorization", b"x-amz-target") for k, _ in scope["headers"]):
-        return False
+    for key, value in scope["headers"]:
+        name = key.lower()
+        if name in (b"authorization", b"x-amz-target", b"transfer-encoding"):
+            return False
+        if name == b"content-length" and value.strip() not in (b"", b"0"):
+            return False
     query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     return [v for k, v in query if k == "Action"] == ["ConfirmSubscription"]
 

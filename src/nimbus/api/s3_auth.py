@@ -143,7 +143,7 @@ def _check_v2(
         params.get("Signature", ""),
         params.get("Expires", ""),
     )
-    if not (key and signature and expires.isdigit()):
+    if not (key and signature and expires.isascii() and expires.isdigit()):
         raise AwsError(
             "AccessDenied",
             "Query-string authentication requires the Signature, Expires and AWSAccessKeyId "
@@ -226,7 +226,9 @@ def _check_expiry(query: bytes) -> None:
             "AuthorizationQueryParametersError",
             f"X-Amz-Date must be in ISO-8601 basic format (YYYYMMDD'T'HHMMSS'Z'), not '{date}'.",
         ) from None
-    if not expires.isdigit() or not 1 <= int(expires) <= MAX_PRESIGN_SECONDS:
+    if not (expires.isascii() and expires.isdigit()) or not (
+        1 <= int(expires) <= MAX_PRESIGN_SECONDS
+    ):
         raise AwsError(
             "AuthorizationQueryParametersError",
             f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGN_SECONDS}, "

@@ -182,7 +182,8 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not text.startswith("bytes=") or "," in text:
         return None
     first, dash, last = text[6:].strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not dash or not all(part == "" or (part.isascii() and part.isdigit())
+                           for part in (first, last)):
         return None
     if first == "":
         if last == "":

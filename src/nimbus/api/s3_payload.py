@@ -95,7 +95,7 @@ class Payload:
                     status=411,
                 )
             return None
-        if not text.strip().isdigit():
+        if not (text.strip().isascii() and text.strip().isdigit()):
             raise invalid_argument(f"{name} must be a number of bytes", name, text)
         return int(text)
 

@@ -441,7 +441,7 @@ class Dispatcher:
             "ErrorMessage": {"DataType": "String", "StringValue": error[:1024] or "error"},
         }
         if self.sns is not None and self.sns.arns.is_topic(target):
-            if await self._publish(target, event.payload, attributes, event.trace_id):
+            if await self.publish(target, event.payload, attributes, event.trace_id):
                 self.counters["dead_lettered"] += 1
                 return True
             return False
@@ -497,7 +497,7 @@ class Dispatcher:
                 return False
             return True
         if destination.topic is not None:
-            return await self._publish(destination.topic, body, {}, trace)
+            return await self.publish(destination.topic, body, {}, trace)
         if destination.function is not None:
             await self.enqueue(
                 destination.function,
@@ -532,7 +532,7 @@ class Dispatcher:
             await asyncio.sleep(0.2 * (2**attempt))
         return False
 
-    async def _publish(
+    async def publish(
         self, topic_arn: str, payload: bytes, attributes: dict[str, dict], trace: str | None
     ) -> bool:
         """Publish ``payload`` to a topic of this nimbus; True once it is stored."""

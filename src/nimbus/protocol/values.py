@@ -43,9 +43,13 @@ def from_text(shape: Shape, text: str) -> Any:
         if _INTEGER.fullmatch(text.strip()) is None:
             raise BadValue(f"'{text}' is not an integer")
         try:
-            return int(text.strip())
+            number = int(text.strip())
         except ValueError:  # more digits than Python converts
             raise BadValue(f"'{text}' is not an integer") from None
+        # Every integer AWS models fits 64 bits; past that a store would overflow.
+        if not -(2**63) <= number < 2**63:
+            raise BadValue(f"'{text}' is out of range for an integer")
+        return number
     if kind == "boolean":
         lowered = text.strip().lower()
         if lowered in ("true", "false"):

@@ -228,6 +228,13 @@ def authenticate(
     declared = found.get("x-amz-content-sha256", [None])[0]
     if s3 and presigned and declared is None:
         declared = UNSIGNED_PAYLOAD
+    elif s3 and declared is None:
+        # S3 wants it with header auth; without it the signature could be checked only
+        # after the whole body was stored, which lets an unsigned upload fill the disk.
+        raise IncompleteSignature(
+            "Missing required header for this request: x-amz-content-sha256 (the body's "
+            "hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-... value, as S3 requires)."
+        )
     if declared is not None and declared.startswith("STREAMING-"):
         if not s3 or declared not in STREAMING_PAYLOADS:
             raise IncompleteSignature(

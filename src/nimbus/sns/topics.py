@@ -286,11 +286,14 @@ class Topics:
                 ) -> FilterPolicy | None:  # fmt: skip
         """The subscription's filter policy, parsed once per policy text."""
         key = (arn, attributes.get("FilterPolicy", ""), attributes.get("FilterPolicyScope", ""))
-        if key not in self._filters:
+        # Read once, kept in a local: worker threads and the loop share the cache, and a
+        # clear() between a set and a get must not lose the policy.
+        found = self._filters.get(key)
+        if found is None and key not in self._filters:
             if len(self._filters) > 4096:
                 self._filters.clear()
-            self._filters[key] = attrs.check_filter(attributes, subscribing=subscribing)
-        return self._filters[key]
+            found = self._filters[key] = attrs.check_filter(attributes, subscribing=subscribing)
+        return found
 
     async def _ask_confirmation(self, sub: SubscriptionRow) -> None:
         assert sub.token is not None

@@ -132,7 +132,7 @@ def session_valid(value: str | None, credentials: Credentials, now: float | None
     if not value or "." not in value:
         return False
     raw_expires, mac = value.split(".", 1)
-    if not raw_expires.isdigit():
+    if not (raw_expires.isascii() and raw_expires.isdigit()):
         return False
     expires = int(raw_expires)
     if expires < (now if now is not None else time.time()):

@@ -296,3 +296,12 @@ def test_without_full_identity_removes_carry_keys_only() -> None:
         "SizeBytes",
         "StreamViewType",
     }
+
+
+def test_uri_errors_never_show_the_password() -> None:
+    from nimbus.errors import InvalidParameterValue
+    from nimbus.events.sources.postgres_changes import parse_uri
+
+    with pytest.raises(InvalidParameterValue) as exc:
+        parse_uri("postgresql://app:sekrit@127.0.0.1:5432/shop?tables=")
+    assert "sekrit" not in str(exc.value) and "127.0.0.1:5432/shop" in str(exc.value)

@@ -185,6 +185,9 @@ class BucketNotifier:
                     await self._failed(row, exc.message)
                 except (OSError, ValueError) as exc:
                     await self._failed(row, str(exc))
+                except Exception as exc:  # one row's surprise must not block the rows behind
+                    log.exception("S3 notification %s for %s failed", row.id, row.target)
+                    await self._failed(row, repr(exc))
                 else:
                     await blocking(self._done, row.id)
                     self.delivered += 1

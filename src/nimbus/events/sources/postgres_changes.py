@@ -101,27 +101,28 @@ def slot_name(mapping_uuid: str) -> str:
 def parse_uri(uri: str, mapping_uuid: str = "") -> Target:
     """The Target a URI names, or InvalidParameterValue saying the form."""
     parts = broker_uri.split(uri, "PostgreSQL", EXPECTED)
+    shown_uri = repr(parts._replace(netloc=broker_uri.netloc(parts)).geturl())  # no password
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or parts.fragment:
-        raise InvalidParameterValue(f"Invalid PostgreSQL URI {uri!r}: {EXPECTED}")
+        raise InvalidParameterValue(f"Invalid PostgreSQL URI {shown_uri}: {EXPECTED}")
     database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
     if not database or "/" in database:
         raise InvalidParameterValue(
-            f"Invalid PostgreSQL URI {uri!r}: no database (one path segment); {EXPECTED}"
+            f"Invalid PostgreSQL URI {shown_uri}: no database (one path segment); {EXPECTED}"
         )
     params: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in params:
-            raise InvalidParameterValue(f"Invalid PostgreSQL URI {uri!r}: {key} given twice")
+            raise InvalidParameterValue(f"Invalid PostgreSQL URI {shown_uri}: {key} given twice")
         params[key] = value
     tables = tuple(t.strip() for t in params.get("tables", "").split(",") if t.strip())
     if not tables:
         raise InvalidParameterValue(
-            f"Invalid PostgreSQL URI {uri!r}: name the tables (?tables=orders,...); {EXPECTED}"
+            f"Invalid PostgreSQL URI {shown_uri}: name the tables (?tables=orders,...); {EXPECTED}"
         )
     view = params.get("streamViewType", DEFAULT_VIEW)
     if view not in VIEWS:
         raise InvalidParameterValue(
-            f"Invalid PostgreSQL URI {uri!r}: streamViewType must be one of "
+            f"Invalid PostgreSQL URI {shown_uri}: streamViewType must be one of "
             f"{', '.join(VIEWS)}, not {view!r}"
         )
     extra = {k: v for k, v in params.items() if k not in OURS}
@@ -129,7 +130,7 @@ def parse_uri(uri: str, mapping_uuid: str = "") -> Target:
     try:
         conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
-        raise InvalidParameterValue(f"Invalid PostgreSQL URI {uri!r}: {exc}") from None
+        raise InvalidParameterValue(f"Invalid PostgreSQL URI {shown_uri}: {exc}") from None
     shown = f"{parts.scheme}://{broker_uri.netloc(parts)}/{database}"
     return Target(conninfo, shown, database, tables, view, slot_name(mapping_uuid))
 

@@ -32,7 +32,7 @@ import httpx
 from nimbus.clock import Clock, now_ms
 from nimbus.config import Config
 from nimbus.errors import NimbusError, ResourceNotFound
-from nimbus.events.destinations import parse_destination
+from nimbus.events.destinations import parse_destination, post_webhook
 from nimbus.events.sources.kinds import KINDS, SQS_ARN, build_source, retire_source
 from nimbus.events.sources.poller import Deliver, MappingStats, Poller
 from nimbus.events.sources.source import Source, SourceOptions
@@ -136,9 +136,17 @@ class MappingSupervisor:
                     destination.function, destination.qualifier, body.encode()
                 )
                 return True
+            if destination.topic is not None:
+                return bool(
+                    await engine.dispatcher.publish(destination.topic, body.encode(), {}, None)
+                )
             assert destination.url is not None
-            response = await http.post(
-                destination.url, content=body, headers={"Content-Type": "application/json"}
+            # Through the egress policy, as every webhook: a refusal (EgressRefused) is
+            # the mapping's LastProcessingResult until the destination is fixed; the
+            # records wait, none is dropped.
+            response = await post_webhook(
+                http, destination.url, body.encode(), {"Content-Type": "application/json"},
+                engine.config,
             )
             return response.status_code < 300
 
