@@ -315,7 +315,9 @@ def test_spans_reach_an_otlp_collector_with_their_links(
         mine = {(s.name, str(s.attributes.get("aws.xray.origin", ""))): s
                 for s in spans if s.trace_id == trace}
         wanted = [(b, "AWS::Lambda"), (b, "AWS::Lambda::Function"), (a, "AWS::Lambda::Function")]
-        return mine if all(k in mine for k in wanted) else None
+        # The URL's span too: each process exports its own batches, in no set order.
+        url_seen = any(origin == "AWS::Lambda::FunctionUrl" for _, origin in mine)
+        return mine if url_seen and all(k in mine for k in wanted) else None
 
     spans = otlp.wait_for(chain)
     url_span = next(s for (_, origin), s in spans.items() if origin == "AWS::Lambda::FunctionUrl")
@@ -335,9 +337,11 @@ def test_spans_reach_an_otlp_collector_with_their_links(
     assert a_fn.start_ns <= a_invocation.start_ns <= a_invocation.end_ns <= a_fn.end_ns
     assert any(s.name == "Dwell Time" and s.parent_span_id == b_async.span_id
                for s in everything)
-    # The same ids as the trace nimbus serves itself.
-    docs = documents(get_trace(server, f"1-{trace[:8]}-{trace[8:]}"))
-    assert {d["id"] for d in docs} >= {url_span.span_id, a_fn.span_id, b_fn.span_id}
+    # The same ids as the trace nimbus serves itself (once each process has written its
+    # segment log, which runs apart from the export).
+    root, ids = f"1-{trace[:8]}-{trace[8:]}", {url_span.span_id, a_fn.span_id, b_fn.span_id}
+    wait_for(lambda: b in functions_in(server, root) and a in functions_in(server, root))
+    assert {d["id"] for d in documents(get_trace(server, root))} >= ids
 
 
 def test_report_line_carries_the_xray_segment_when_active(server: NimbusProcess) -> None:
