@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import live_server
+from tests.sink import LOCAL_WEBHOOKS
 from tests.sns.conftest import Endpoint, Post, queue_arn, receive_until
 
 BATCHES = 200
@@ -65,7 +66,7 @@ def test_kill_9_loses_no_published_message(tmp_path: Path) -> None:
     endpoint = Endpoint()
     data = tmp_path / "data"
     try:
-        with live_server(data) as server:
+        with live_server(data, LOCAL_WEBHOOKS) as server:  # the endpoint is on loopback
             sns, sqs = server.client("sns"), server.client("sqs")
             topic = sns.create_topic(Name="durable")["TopicArn"]
             url = sqs.create_queue(QueueName="durable-q")["QueueUrl"]
