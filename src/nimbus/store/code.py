@@ -105,17 +105,7 @@ class CodeStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            (staging / "tree").mkdir(mode=0o700)
-            unzipped = self._unpack(package, blob_tmp, staging / "tree")
-            blob = self.blob_path(sha)
-            blob.parent.mkdir(mode=0o700, exist_ok=True)
-            os.replace(blob_tmp, blob)
-            tree = self.tree_path(sha)
-            try:
-                os.rename(staging / "tree", tree)
-            except OSError:
-                if not tree.is_dir():  # lost a race with an identical upload: fine
-                    raise
+            unzipped = self._commit(package, sha, staging, blob_tmp)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return StoredCode(sha, len(data), unzipped)
@@ -141,20 +131,26 @@ class CodeStore:
             if self.has(sha):
                 os.utime(self.tree_path(sha))  # fresh again: keeps GC's grace period honest
                 return StoredCode(sha, size, package.declared_size)
-            (staging / "tree").mkdir(mode=0o700)
-            unzipped = self._unpack(package, blob_tmp, staging / "tree")
-            blob = self.blob_path(sha)
-            blob.parent.mkdir(mode=0o700, exist_ok=True)
-            os.replace(blob_tmp, blob)
-            tree = self.tree_path(sha)
-            try:
-                os.rename(staging / "tree", tree)
-            except OSError:
-                if not tree.is_dir():  # lost a race with an identical upload: fine
-                    raise
+            unzipped = self._commit(package, sha, staging, blob_tmp)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return StoredCode(sha, size, unzipped)
+
+    def _commit(self, package: Package, sha: str, staging: Path, blob_tmp: Path) -> int:
+        """Unpack the staged zip ``blob_tmp`` and move zip and tree to their places under
+        ``sha``; the unzipped size."""
+        (staging / "tree").mkdir(mode=0o700)
+        unzipped = self._unpack(package, blob_tmp, staging / "tree")
+        blob = self.blob_path(sha)
+        blob.parent.mkdir(mode=0o700, exist_ok=True)
+        os.replace(blob_tmp, blob)
+        tree = self.tree_path(sha)
+        try:
+            os.rename(staging / "tree", tree)
+        except OSError:
+            if not tree.is_dir():  # lost a race with an identical upload: fine
+                raise
+        return unzipped
 
     def _unpack(self, package: Package, blob: Path, tree: Path) -> int:
         """Write ``package``'s files into the empty ``tree`` through the unpack child."""
