@@ -9,6 +9,7 @@ from urllib.parse import quote
 from nimbus.api.s3_call import Handler, S3Call
 from nimbus.api.s3_objects import (
     MAX_PUT,
+    check_put_size,
     checksum_output,
     new_object,
     parse_copy_source,
@@ -66,12 +67,7 @@ async def upload_part(call: S3Call) -> Reply:
     number = params["PartNumber"]
     check_part_number(number)
     payload = call.payload
-    if payload.declared_size is None:
-        raise AwsError(
-            "MissingContentLength", "You must provide the Content-Length HTTP header.", status=411
-        )
-    if payload.declared_size > MAX_PUT:
-        raise entity_too_large(payload.declared_size, MAX_PUT)
+    check_put_size(payload)
     upload = await _upload(call)  # NoSuchUpload before a byte of the body is read
     if upload.checksum_algorithm is not None:
         payload.compute(upload.checksum_algorithm)

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from nimbus.api.s3_call import Handler, S3Call
+from nimbus.api.s3_payload import Payload
 from nimbus.api.s3_wire import Reply, quoted, timestamp
 from nimbus.clock import now_ms
 from nimbus.protocol.errors import AwsError
@@ -122,17 +123,23 @@ def check_version(params: dict[str, Any]) -> None:
 # -- put --------------------------------------------------------------------------------
 
 
-async def put_object(call: S3Call) -> Reply:
-    params = call.params
-    check_key(call.key)
-    refuse_unsupported(params)
-    payload = call.payload
+def check_put_size(payload: Payload) -> None:
+    """A body S3 takes in one PutObject or UploadPart: its length declared, at most
+    ``MAX_PUT`` (checked before a byte of it is read)."""
     if payload.declared_size is None:
         raise AwsError(
             "MissingContentLength", "You must provide the Content-Length HTTP header.", status=411
         )
     if payload.declared_size > MAX_PUT:
         raise entity_too_large(payload.declared_size, MAX_PUT)
+
+
+async def put_object(call: S3Call) -> Reply:
+    params = call.params
+    check_key(call.key)
+    refuse_unsupported(params)
+    payload = call.payload
+    check_put_size(payload)
     store = call.store
     await blocking(store.buckets.get, call.bucket)  # before a byte of the body is read
     conditions = WriteConditions.of(params.get("IfMatch"), params.get("IfNoneMatch"))
