@@ -166,7 +166,8 @@ class Config(BaseModel):
     # unset: <data_dir>/principals.json if it exists.
     principals_file: Path | None = None
     # The key environment variables are encrypted at rest with (store/env_cipher.py: 32
-    # bytes, base64); unset: <data_dir>/env.key, generated. Nodes sharing a database share it.
+    # bytes, base64); unset: <data_dir>/env.key, generated. Nodes sharing a database share
+    # it, so with PostgreSQL it must be set (nimbus refuses to start otherwise).
     env_key_file: Path | None = None
     # Allows api_auth = "none" on an address other than loopback (`nimbus up --insecure`):
     # otherwise anyone who can reach the port could call the API, so nimbus refuses.

@@ -27,7 +27,7 @@ from nimbus.observe.trace_store import SegmentLog, TraceStore
 from nimbus.observe.tracing import Tracer
 from nimbus.observe.xray_daemon import XRayDaemon, daemon_factory
 from nimbus.queue.backend import QueueBackend
-from nimbus.sandbox import SandboxManager, uid_range
+from nimbus.sandbox import SandboxManager, cgroups, uid_range
 from nimbus.sns.signing import Signer
 from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
@@ -85,6 +85,8 @@ class Engine:
         db = Database(config.effective_database_url)
         if process_index == 0:
             db.migrate()
+            if config.isolation == "namespace":
+                cgroups.warn_if_cpu_unlimited()  # in the log at start, not at a first cold start
         functions = FunctionStore(db, config.function_arn, EnvCipher.load(config))
         if process_index == 0:
             functions.seal_environments()  # rows from before encryption at rest

@@ -8,8 +8,10 @@ A URL's host is resolved once and *every* address it resolves to must be allowed
 name resolving to a public and a private address is refused as a whole). The request
 then goes to a checked address itself, the name kept in the ``Host`` header and for TLS
 (SNI and the certificate check), so a DNS answer that changes between the check and the
-connection (DNS rebinding) changes nothing. Redirects are never followed. An address
-embedding an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64
+connection (DNS rebinding) changes nothing. Redirects are never followed. Of the answer
+only the status, the headers and the first few KB of the body are read
+(``MAX_RESPONSE_BYTES``), and the whole exchange has a deadline (``EXCHANGE_DEADLINE_S``).
+An address embedding an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64
 ``64:ff9b::/96``) is judged by the IPv4 address it leads to.
 
 The allow-list (``webhook_allow`` in the config, ``NIMBUS_WEBHOOK_ALLOW`` comma-separated)
@@ -43,6 +45,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What nimbus reads of an answer: its status is all webhooks and SNS deliveries use,
+# and a little of the body is kept for a log line; the rest is never read.
+MAX_RESPONSE_BYTES = 4096
+# The whole exchange, however slowly the other end trickles its answer (httpx's own
+# timeouts are per read, so a byte every few seconds would never trip them).
+EXCHANGE_DEADLINE_S = 30.0
+# How the body was framed on the wire: not true of the capped copy handed back.
+_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 class EgressRefused(Exception):
@@ -225,32 +235,85 @@ class Target:
 
 
 async def request(
-    client: httpx.AsyncClient, method: str, url: str, policy: EgressPolicy, **kwargs: Any
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    policy: EgressPolicy,
+    *,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+    deadline_s: float = EXCHANGE_DEADLINE_S,
+    **kwargs: Any,
 ) -> httpx.Response:
     """``client.request(method, url, **kwargs)``, sent only to an address ``policy``
     allows and connected to the address checked (see the module docstring). If the
     first address cannot be connected to, the next is tried, as a resolver-driven
-    client would. Raises EgressRefused (do not retry: the answer will be the same),
-    or httpx errors (httpx.ConnectError also when the name does not resolve)."""
+    client would. The answer's body is read up to ``max_response_bytes`` and the rest
+    dropped unread, and the whole exchange (resolving, connecting, sending, reading)
+    must end within ``deadline_s``: the other end is whatever a function's
+    configuration names, so neither its size nor its pace may hold nimbus. Raises
+    EgressRefused (do not retry: the answer will be the same), or httpx errors
+    (httpx.ConnectError also when the name does not resolve, httpx.TimeoutException
+    past the deadline)."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await _exchange(client, method, url, policy, max_response_bytes, kwargs)
+    except TimeoutError:
+        raise httpx.TimeoutException(
+            f"{method} {url} did not complete within {deadline_s:g} s"
+        ) from None
+
+
+async def _exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    policy: EgressPolicy,
+    limit: int,
+    kwargs: dict[str, Any],
+) -> httpx.Response:
     try:
         targets = await policy.resolve(url)
     except OSError as exc:
         raise httpx.ConnectError(f"cannot resolve the host of {url}: {exc}") from exc
     headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
     extensions: dict[str, Any] = dict(kwargs.pop("extensions", None) or {})
-    kwargs["follow_redirects"] = False  # a redirect would be an unchecked address
+    kwargs.pop("follow_redirects", None)  # a redirect would be an unchecked address
+    # Raw bytes only: a compressed answer could inflate far past what is read of it.
+    headers.setdefault("Accept-Encoding", "identity")
     for index, target in enumerate(targets):
         headers["Host"] = target.host_header()
         if target.sni is not None:
             extensions["sni_hostname"] = target.sni
+        built = client.build_request(
+            method, target.pinned_url(), headers=headers, extensions=extensions, **kwargs
+        )
         try:
-            return await client.request(
-                method, target.pinned_url(), headers=headers, extensions=extensions, **kwargs
-            )
+            response = await client.send(built, stream=True, follow_redirects=False)
         except httpx.ConnectError:
             if index == len(targets) - 1:
                 raise
+            continue
+        try:
+            body = await _read_capped(response, limit)
+        finally:
+            await response.aclose()  # what is left unread is dropped with the connection
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _FRAMING]
+        return httpx.Response(response.status_code, headers=kept, content=body, request=built)
     raise AssertionError("resolve() returns at least one target")  # pragma: no cover
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body, as sent (never decompressed)."""
+    if response.is_stream_consumed:  # a transport that read it whole (httpx.MockTransport)
+        return response.content[:limit]
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
 
 
 async def post(

@@ -57,6 +57,44 @@ PRINCIPALS: dict[str, tuple[str, str, list[dict[str, Any]]]] = {
                         "Resource": [f"{FUNCTIONS}team-secret*"],
                     },
                     {"Effect": "Allow", "Action": "sqs:*", "Resource": "*"},
+                    {
+                        "Effect": "Deny",
+                        "Action": "sqs:*",
+                        "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:secret-*",
+                    },
+                    {"Effect": "Allow", "Action": ["scheduler:*", "logs:*"], "Resource": "*"},
+                    {
+                        "Effect": "Deny",
+                        "Action": ["scheduler:*", "logs:*"],
+                        "Resource": [
+                            f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/*/secret-*",
+                            f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/secret-*",
+                        ],
+                    },
+                ],
+            }
+        ],
+    ),
+    "deployer": (
+        "AKIADEPLOYER00000001",
+        "deployer-secret-0123456789abcdef",
+        [
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "lambda:CreateFunction", "lambda:UpdateFunctionCode",
+                            "lambda:PublishLayerVersion", "lambda:GetFunction",
+                        ],
+                        "Resource": "*",
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": "arn:aws:s3:::*/public/*",
+                    },
                 ],
             }
         ],
@@ -371,3 +409,127 @@ def test_up_insecure_or_with_auth_serves_a_public_bind(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+# -- every way of naming a resource, and what names none ------------------------------------
+
+
+def test_a_queue_deny_holds_whatever_form_names_the_queue(server: NimbusProcess) -> None:
+    admin_sqs = client(server, "admin", "sqs")
+    invoker = client(server, "invoker", "sqs")
+    secret = f"secret-{uuid.uuid4().hex[:8]}"
+    url = admin_sqs.create_queue(QueueName=secret)["QueueUrl"]
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{secret}"
+    # The SQS API takes the queue's URL, its bare name, <account>/<name>, with or
+    # without a trailing slash: each is the same queue, so each meets the Deny.
+    for form in (url, secret, f"{ACCOUNT}/{secret}", url + "/", secret + "/"):
+        with pytest.raises(ClientError) as exc:
+            invoker.send_message(QueueUrl=form, MessageBody="x")
+        assert denied(exc)[1] == 403, form
+        assert f"sqs:SendMessage on resource: {arn} with an explicit deny" in denied(exc)[2]
+    for call in (
+        lambda: invoker.get_queue_url(QueueName=secret),
+        lambda: invoker.create_queue(QueueName=secret),
+        lambda: invoker.purge_queue(QueueUrl=secret),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert f"on resource: {arn} with an explicit deny" in denied(exc)[2]
+    assert admin_sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+    # The forms work where nothing denies them: the queue named by its bare name.
+    open_queue = f"open-{uuid.uuid4().hex[:8]}"
+    open_url = invoker.create_queue(QueueName=open_queue)["QueueUrl"]
+    invoker.send_message(QueueUrl=open_queue, MessageBody="by name")
+    got = admin_sqs.receive_message(QueueUrl=open_url, WaitTimeSeconds=5)["Messages"]
+    assert [m["Body"] for m in got] == ["by name"]
+
+
+def test_schedule_and_log_group_denies_hold(server: NimbusProcess, admin: Any) -> None:
+    scheduler = client(server, "invoker", "scheduler")
+    schedule = f"secret-{uuid.uuid4().hex[:8]}"
+    arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{schedule}"
+    with pytest.raises(ClientError) as exc:
+        scheduler.create_schedule(
+            Name=schedule, ScheduleExpression="rate(1 hour)", FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": FUNCTIONS + "x", "RoleArn": ROLE},
+        )  # fmt: skip
+    assert f"scheduler:CreateSchedule on resource: {arn} with an explicit deny" in (
+        denied(exc)[2]
+    )
+    with pytest.raises(ClientError) as exc:
+        scheduler.get_schedule(Name=schedule)
+    assert f"on resource: {arn} with an explicit deny" in denied(exc)[2]
+    assert scheduler.list_schedules()["Schedules"] is not None  # the rest is allowed
+
+    logs = client(server, "invoker", "logs")
+    group = f"/aws/lambda/secret-{uuid.uuid4().hex[:8]}"
+    group_arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
+    # By name, by this account's ARN, and by an ARN naming another account (which the
+    # handler reads as this account's group): each is the denied group.
+    for named in (
+        {"logGroupName": group},
+        {"logGroupIdentifier": group_arn},
+        {"logGroupIdentifier": f"arn:aws:logs:{REGION}:999999999999:log-group:{group}:*"},
+    ):
+        with pytest.raises(ClientError) as exc:
+            logs.filter_log_events(**named)
+        assert f"logs:FilterLogEvents on resource: {group_arn} with an explicit deny" in (
+            denied(exc)[2]
+        ), named
+
+
+def test_a_request_naming_no_action_is_refused_for_a_principal(server: NimbusProcess) -> None:
+    url = f"{server.endpoint}/_nimbus/no-such-endpoint"
+    with httpx.Client(timeout=60) as http:
+        refused = http.send(signed("invoker", server, "GET", url))
+        assert refused.status_code == 403
+        assert refused.headers["x-amzn-errortype"] == "AccessDeniedException"
+        assert refused.json()["Message"] == (
+            f"User: {user_arn('invoker')} is not authorized to perform this request: "
+            "nimbus could not tell which action it is."
+        )
+        # The admin's request goes on to the route, which answers it.
+        assert http.send(signed("admin", server, "GET", url)).status_code == 404
+
+
+def test_code_from_s3_needs_the_callers_s3_read(server: NimbusProcess, admin: Any) -> None:
+    s3 = client(server, "admin", "s3")
+    bucket = f"code-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="public/app.zip", Body=ECHO)
+    s3.put_object(Bucket=bucket, Key="private/app.zip", Body=ECHO)
+    deployer = client(server, "deployer")
+    name = f"froms3-{uuid.uuid4().hex[:8]}"
+
+    def create(key: str) -> Any:
+        return deployer.create_function(
+            FunctionName=name, Runtime=python_runtime(), Role=ROLE, Handler="app.handler",
+            Code={"S3Bucket": bucket, "S3Key": key},
+        )  # fmt: skip
+
+    def refusal(key: str) -> str:
+        return (
+            "Your access has been denied by S3, please make sure your request credentials "
+            f"have permission to GetObject for {bucket}/{key}. S3 Error Code: AccessDenied. "
+            f"S3 Error Message: User: {user_arn('deployer')} is not authorized to perform: "
+            f"s3:GetObject on resource: arn:aws:s3:::{bucket}/{key} because no "
+            "identity-based policy allows the s3:GetObject action"
+        )
+
+    with pytest.raises(ClientError) as exc:
+        create("private/app.zip")
+    assert denied(exc) == ("AccessDeniedException", 403, refusal("private/app.zip"))
+    with pytest.raises(ClientError):
+        admin.get_function(FunctionName=name)  # nothing was created
+    create("public/app.zip")
+    with pytest.raises(ClientError) as exc:
+        deployer.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key="private/app.zip")
+    assert denied(exc) == ("AccessDeniedException", 403, refusal("private/app.zip"))
+    with pytest.raises(ClientError) as exc:
+        deployer.publish_layer_version(
+            LayerName=f"l-{uuid.uuid4().hex[:6]}",
+            Content={"S3Bucket": bucket, "S3Key": "private/app.zip"},
+        )
+    assert denied(exc) == ("AccessDeniedException", 403, refusal("private/app.zip"))
+    # The admin may read any bucket.
+    admin.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key="private/app.zip")

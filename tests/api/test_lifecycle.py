@@ -14,12 +14,14 @@ import sqlalchemy as sa
 
 from tests.conftest import HELLO, ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
+from tests.shared_database import shared_database_env
 
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[NimbusProcess]:
     """A server of the test's own on each backend."""
-    env = {} if database_url.startswith("sqlite") else {"NIMBUS_DATABASE_URL": database_url}
+    shared = not database_url.startswith("sqlite")
+    env = shared_database_env(database_url, tmp_path / "keys") if shared else {}
     with live_server(tmp_path / "data", env) as proc:
         yield proc
 
@@ -136,7 +138,7 @@ def test_health_follows_the_store(postgres_admin: sa.Engine, tmp_path: Path) -> 
     urls = postgres_schema_url(postgres_admin)
     url = next(urls)
     try:
-        with live_server(tmp_path / "data", {"NIMBUS_DATABASE_URL": url}) as proc:
+        with live_server(tmp_path / "data", shared_database_env(url, tmp_path)) as proc:
             ok = httpx.get(f"{proc.endpoint}/health")
             assert ok.status_code == 200 and ok.json() == {"status": "ok", "store": "postgresql"}
             schema = url.rsplit("search_path%3D", 1)[1]

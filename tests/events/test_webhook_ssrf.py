@@ -315,3 +315,115 @@ def test_an_allowed_address_and_port_is_delivered_to(tmp_path: Path, sink: Sink)
         assert record["requestContext"]["condition"] == "Success"
         assert record["requestPayload"] == {"k": 2}
         assert json.dumps(record["responsePayload"]) == json.dumps({"hello": {"k": 2}})
+
+
+# -- what is read of an answer, and for how long -------------------------------------------
+
+
+class Answering:
+    """A raw HTTP server on loopback answering every request with ``answer(sock)``, and
+    recording how many body bytes it got out before the other end went away."""
+
+    def __init__(self, answer: Any) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.answer = answer
+        self.sent: list[int] = []
+        self.done = threading.Event()
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)  # the request (small: a test's POST)
+                sent = 0
+                try:
+                    for chunk in self.answer():
+                        if self.stop.is_set():
+                            break
+                        conn.sendall(chunk)
+                        sent += len(chunk)
+                except OSError:
+                    pass  # the client closed: what it did not read, it dropped
+                self.sent.append(sent)
+                self.done.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+MB_BODY = b"x" * (1024 * 1024)
+FLOOD_MB = 256
+
+
+def flood() -> Iterator[bytes]:
+    yield f"HTTP/1.1 200 OK\r\nContent-Length: {FLOOD_MB * len(MB_BODY)}\r\n\r\n".encode()
+    for _ in range(FLOOD_MB):
+        yield MB_BODY
+
+
+def trickle() -> Iterator[bytes]:
+    yield b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    while True:  # one byte at a time, each well inside httpx's per-read timeout
+        time.sleep(0.2)
+        yield b"1\r\nx\r\n"
+
+
+async def test_only_the_first_kilobytes_of_an_answer_are_read() -> None:
+    server = Answering(flood)
+    try:
+        policy = EgressPolicy.of([f"127.0.0.1:{server.port}"])
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await net_policy.post(
+                client, f"http://127.0.0.1:{server.port}/hook", policy, content=b"{}"
+            )
+        assert response.status_code == 200
+        assert len(response.content) == net_policy.MAX_RESPONSE_BYTES
+        assert response.content == b"x" * net_policy.MAX_RESPONSE_BYTES
+        assert await asyncio.to_thread(server.done.wait, 60)
+        assert server.sent[0] < FLOOD_MB * len(MB_BODY)  # the rest was never taken
+    finally:
+        server.close()
+
+
+async def test_a_trickling_answer_is_cut_off_at_the_deadline() -> None:
+    server = Answering(trickle)
+    try:
+        policy = EgressPolicy.of([f"127.0.0.1:{server.port}"])
+        async with httpx.AsyncClient(timeout=10) as client:  # per read: never trips
+            with pytest.raises(httpx.TimeoutException, match="did not complete within 1 s"):
+                await net_policy.request(
+                    client, "POST", f"http://127.0.0.1:{server.port}/", policy,
+                    content=b"{}", max_response_bytes=1 << 20, deadline_s=1,
+                )  # fmt: skip
+        assert await asyncio.to_thread(server.done.wait, 60)  # the connection was dropped
+    finally:
+        server.close()
+
+
+@pytest.mark.sandbox
+def test_a_webhook_answering_without_end_is_read_no_further(tmp_path: Path) -> None:
+    server = Answering(flood)
+    env = {"NIMBUS_ASYNC_WORKERS": "0", "NIMBUS_WEBHOOK_ALLOW": f"127.0.0.1:{server.port}"}
+    try:
+        with live_server(tmp_path / "data", env) as nimbus:
+            lam = nimbus.client()
+            lam.create_function(FunctionName="ok", Runtime="python3.12", Role=ROLE,
+                                Handler="app.handler", Code={"ZipFile": HELLO})  # fmt: skip
+            lam.put_function_event_invoke_config(
+                FunctionName="ok",
+                DestinationConfig={
+                    "OnSuccess": {"Destination": f"http://127.0.0.1:{server.port}/hook"}
+                },
+            )
+            lam.invoke(FunctionName="ok", InvocationType="Event", Payload=b"{}")
+            assert server.done.wait(120)
+            assert server.sent[0] < FLOOD_MB * len(MB_BODY)
+    finally:
+        server.close()

@@ -13,8 +13,11 @@ than the admin signs, then ``nimbus.iam.decision.authorize`` decides. The mappin
 - The other AWS services nimbus speaks (SQS, SNS, EventBridge Scheduler, CloudWatch
   Logs): ``<service>:<Operation>`` as the protocol layer names the operation (``sqs:
   SendMessage``, ``sns:Publish``, ``scheduler:CreateSchedule``, ``logs:FilterLogEvents``);
-  the resource is the ARN the request names (``QueueUrl`` as the queue's ARN, a
-  ``...Arn`` member), else ``*``.
+  the resource is the ARN the request names: an SQS queue's in whatever form it is named
+  (``QueueUrl`` as a URL, a bare name or ``<account>/<name>``, read by the SQS handlers'
+  own ``nimbus.sqs.queue_names``; ``QueueName``), a new topic's (``Name``), a schedule's
+  or schedule group's (``Name``, ``GroupName``), a log group's (``logGroupName``,
+  ``logGroupIdentifier``), a ``...Arn`` member's, else ``*``.
 - API Gateway's management APIs (``/v2/apis``, ``/apikeys``, ``/usageplans``):
   ``apigateway:<HTTP method>`` on ``arn:aws:apigateway:<region>::<path>``, as IAM has it.
 - nimbus's own endpoints (``/_nimbus/...``, ``/metrics``): ``nimbus:<Endpoint>`` (e.g.
@@ -22,15 +25,15 @@ than the admin signs, then ``nimbus.iam.decision.authorize`` decides. The mappin
   function's ARN for per-function ones, else ``*``.
 
 ``describe`` returns None for a request that names no action (an unknown path, a body
-that does not parse, a malformed function name): the route refuses it the same way,
-without acting, whoever signed it.
+that does not parse, a malformed function name): the middleware refuses it
+(AccessDeniedException) for any principal but the admin, whose request the route then
+answers.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -48,6 +51,8 @@ from nimbus.protocol.messages import HttpRequest
 from nimbus.protocol.models import ServiceSpec, load
 from nimbus.protocol.parser import parse
 from nimbus.sigv4.verification import control_plane_service
+from nimbus.sqs.queue_names import queue_ref
+from nimbus.store.schedules import DEFAULT_GROUP
 
 # IAM's action names where they are not the API operation's.
 _LAMBDA_ACTIONS = {
@@ -55,7 +60,6 @@ _LAMBDA_ACTIONS = {
     "InvokeWithResponseStream": "InvokeFunction",
     "GetLayerVersionByArn": "GetLayerVersion",
 }
-_SQS_QUEUE_URL = re.compile(r"https?://[^/]+/(?P<account>\d{12})/(?P<name>[\w-]{1,80}(\.fifo)?)")
 
 
 @functools.cache
@@ -133,20 +137,55 @@ def _aws_service(scope: Scope, body: bytes, config: Config) -> Access | None:
     except NimbusError:
         return None  # the service refuses the same request in its own shape
     action = f"{spec.signing_name}:{parsed.operation.name}"
-    return Access(action, _named_arn(parsed.params, config))
+    return Access(
+        action, _named_arn(spec.signing_name, parsed.operation.name, parsed.params, config)
+    )
 
 
-def _named_arn(params: dict[str, Any], config: Config) -> str:
-    """The ARN of what an AWS-service request acts on, as far as its members say."""
-    url = params.get("QueueUrl")
-    if isinstance(url, str):
-        matched = _SQS_QUEUE_URL.fullmatch(url)
-        if matched:
-            return f"arn:aws:sqs:{config.region}:{matched['account']}:{matched['name']}"
+def _named_arn(service: str, operation: str, params: dict[str, Any], config: Config) -> str:
+    """The ARN of what an AWS-service request acts on, as far as its members say, read as
+    the service's handlers read them (never the caller's word for the account)."""
+    here = f"{config.region}:{config.account_id}"
+    if service == "sqs":
+        # Every form the SQS handlers accept (a URL, a bare name, account/name...) is
+        # the queue's ARN here, read by the same function, so no form dodges a Deny.
+        url, name = params.get("QueueUrl"), params.get("QueueName")
+        if isinstance(url, str):
+            account, queue = queue_ref(url, config.account_id)
+            return f"arn:aws:sqs:{config.region}:{account}:{queue}"
+        if isinstance(name, str):  # CreateQueue, GetQueueUrl
+            owner = params.get("QueueOwnerAWSAccountId")
+            account = owner if isinstance(owner, str) and owner else config.account_id
+            return f"arn:aws:sqs:{config.region}:{account}:{name}"
+    name = params.get("Name")
+    if service == "sns" and isinstance(name, str):  # CreateTopic
+        return f"arn:aws:sns:{here}:{name}"
+    if service == "scheduler" and isinstance(name, str):
+        if operation.endswith("ScheduleGroup"):
+            return f"arn:aws:scheduler:{here}:schedule-group/{name}"
+        group = params.get("GroupName") or DEFAULT_GROUP
+        return f"arn:aws:scheduler:{here}:schedule/{group}/{name}"
+    if service == "logs":
+        group = _log_group(params)
+        if group is not None:
+            return f"arn:aws:logs:{here}:log-group:{group}"
     for key, value in params.items():
         if key.endswith("Arn") and isinstance(value, str) and value.startswith("arn:"):
             return value
     return "*"
+
+
+def _log_group(params: dict[str, Any]) -> str | None:
+    """The log group a CloudWatch Logs request names, as ``api/cloudwatch_logs`` reads it:
+    ``logGroupName``, or ``logGroupIdentifier`` (a name, or an ARN whose region and
+    account the handler does not look at, so neither is taken from it here)."""
+    name, identifier = params.get("logGroupName"), params.get("logGroupIdentifier")
+    if isinstance(identifier, str) and identifier:
+        if not identifier.startswith("arn:"):
+            return identifier
+        parts = identifier.split(":", 6)
+        return parts[6].removesuffix(":*") if len(parts) == 7 else None
+    return name if isinstance(name, str) and name else None
 
 
 def _nimbus_endpoint(scope: Scope, config: Config) -> Access | None:

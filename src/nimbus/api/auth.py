@@ -6,10 +6,12 @@ nimbus CLI do: the admin pair (``nimbus.sigv4.credentials``), which may do anyth
 a principal's from the principals file (``nimbus.iam.principals``), whose request is
 mapped to its IAM action and resource (``access.py``) and allowed only if its identity
 policies or the function's resource-based policy allow it (``nimbus.iam.decision``);
-else AccessDeniedException (403). ``/health`` stays open; ``/lambda-url/`` and
-``/execute-api/`` are the data plane, where each function URL or route checks its own
-AuthType; code download links (GetFunction's ``Code.Location``) are presigned and check
-their own signature.
+else AccessDeniedException (403). Such a principal's request that nimbus cannot map to
+an action is refused the same way (no policy can allow it), and code a request names in
+S3 needs ``s3:GetObject`` on the object as well (``code_s3.py``). ``/health`` stays
+open; ``/lambda-url/`` and ``/execute-api/`` are the data plane, where each function URL
+or route checks its own AuthType; code download links (GetFunction's ``Code.Location``)
+are presigned and check their own signature.
 
 A pure ASGI middleware, not ``BaseHTTPMiddleware``: the key, scope and time are checked
 from the headers before the body is read, the body is hashed as it arrives, and then
@@ -29,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nimbus.api import aws_services
 from nimbus.api.access import describe
 from nimbus.api.code_location import CODE_PATH
+from nimbus.api.code_s3 import s3_denied, s3_read_access
 from nimbus.api.services import services_of
 from nimbus.api.wire import error_response
 from nimbus.config import Config
@@ -121,18 +124,28 @@ class SigV4Middleware:
             access = describe(scope, body, self.config)
         except Exception:  # a request we cannot map is refused, never answered with a 500
             log.exception("cannot map %s %s to an IAM action", scope["method"], scope["path"])
+            access = None
+        if access is None:
+            # No action nimbus can name, so no policy can allow it: refused here rather
+            # than trusting every route to refuse it before acting.
             raise AccessDenied(
                 f"User: {principal.arn} is not authorized to perform this request: nimbus "
                 "could not tell which action it is."
-            ) from None
-        if access is None:
-            return  # names no action: the route refuses it, doing nothing
+            )
 
         async def resource_policy(function: str, qualifier: str) -> Policy | None:
             found = await blocking(services_of(scope).policies.find, function, qualifier)
             return _parsed(found)
 
         await authorize(principal, access, resource_policy)
+        # Code named by an S3 location is read with nimbus's rights: the caller must be
+        # allowed to read it too (code_s3.py).
+        read = s3_read_access(access.action, body)
+        if read is not None:
+            try:
+                await authorize(principal, read, None)
+            except AccessDenied as exc:
+                raise s3_denied(read, exc) from None
 
 
 def _parsed(policy: FunctionPolicy | None) -> Policy | None:

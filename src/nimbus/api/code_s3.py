@@ -7,15 +7,22 @@ The object is copied into the code store in chunks, never held in memory whole, 
 checked exactly as an inline ``ZipFile`` is (``nimbus.store.archive``). As on Lambda, a
 package from S3 is not bound by the 50 MB of an inline upload, only by the unzipped limit.
 A missing bucket or key is Lambda's ``InvalidParameterValueException`` quoting S3's error.
+
+nimbus reads the object with its own rights, so the caller's are checked first, as Lambda
+does with the caller's credentials: a principal other than the admin needs
+``s3:GetObject`` on ``arn:aws:s3:::<bucket>/<key>`` (``s3_read_access``, asked by the
+auth middleware), else AccessDeniedException in Lambda's words.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from nimbus.errors import CodeStorageExceeded, InvalidParameterValue
+from nimbus.errors import AccessDenied, CodeStorageExceeded, InvalidParameterValue, NimbusError
+from nimbus.iam.decision import Access
 from nimbus.protocol.errors import AwsError
 from nimbus.s3.store import S3Store
 from nimbus.store.code import CodeStore, StoredCode
@@ -61,6 +68,47 @@ def s3_location(code: dict[str, Any], where: str) -> S3Location | None:
             f"{where}S3ObjectVersion must be a version id of 1 to 1024 characters."
         )
     return S3Location(bucket, key, version)
+
+
+# Where each operation that takes code from S3 names it in its JSON body ("": top level).
+_CODE_MEMBER = {
+    "lambda:CreateFunction": "Code",
+    "lambda:UpdateFunctionCode": "",
+    "lambda:PublishLayerVersion": "Content",
+}
+
+
+def s3_read_access(action: str, body: bytes) -> Access | None:
+    """The ``s3:GetObject`` a request with IAM action ``action`` needs to read its code
+    from S3, None when it names no S3 location (or one the operation refuses: nothing
+    is read then)."""
+    member = _CODE_MEMBER.get(action)
+    if member is None:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    code = document.get(member) if member and isinstance(document, dict) else document
+    if not isinstance(code, dict):
+        return None
+    try:
+        location = s3_location(code, "")
+    except NimbusError:
+        return None
+    if location is None:
+        return None
+    return Access("s3:GetObject", f"arn:aws:s3:::{location.bucket}/{location.key}")
+
+
+def s3_denied(access: Access, refusal: AccessDenied) -> AccessDenied:
+    """Lambda's refusal of code the caller may not read from S3."""
+    where = access.resource.removeprefix("arn:aws:s3:::")
+    return AccessDenied(
+        "Your access has been denied by S3, please make sure your request credentials "
+        f"have permission to GetObject for {where}. S3 Error Code: AccessDenied. "
+        f"S3 Error Message: {refusal.message}"
+    )
 
 
 def store_from_s3(

@@ -38,6 +38,7 @@ from nimbus.sqs.messages import (
     SendResult,
     check_message_attributes,
 )
+from nimbus.sqs.queue_names import named_queue
 from nimbus.sqs.queues import Queues, QueueView
 
 Params = dict[str, Any]
@@ -52,11 +53,12 @@ def _queues(ctx: RequestContext) -> Queues:
 
 
 def queue_name(ctx: RequestContext, url: str) -> str:
-    """The queue a QueueUrl names (a URL of this account, or a bare name)."""
-    parts = url.rstrip("/").split("/")
-    if len(parts) > 1 and parts[-2] != ctx.account_id:
+    """The queue a QueueUrl names, read as access control reads it
+    (nimbus.sqs.queue_names)."""
+    name = named_queue(url, ctx.account_id)
+    if name is None:
         raise QueueDoesNotExist()
-    return parts[-1]
+    return name
 
 
 def _url(ctx: RequestContext, name: str) -> str:

@@ -427,29 +427,10 @@ class Cgroups(ABC):
     def detect() -> Cgroups:
         """v2 when the unified hierarchy holds memory and pids, else v1; raises
         CgroupsUnavailable when neither is usable."""
-        mounts = _mountinfo()
-        for point, root, fstype, _opts in mounts:
-            if fstype != "cgroup2":
-                continue
-            try:
-                ctrl = set(_read(f"{point}/cgroup.controllers").split())
-            except OSError:
-                continue
-            if {"memory", "pids"} <= ctrl:
-                return CgroupsV2(point, root)
-        v1: dict[str, tuple[str, str]] = {}
-        for point, root, fstype, opts in mounts:
-            if fstype == "cgroup":
-                for c in ("memory", "pids", "cpu", "cpuacct", "freezer"):
-                    if c in opts and c not in v1:
-                        v1[c] = (point, root)
-        missing = {"memory", "pids"} - set(v1)
-        if missing:
-            raise CgroupsUnavailable(
-                f"no cgroup controllers {', '.join(sorted(missing))} on this host "
-                "(neither a cgroup v2 hierarchy with them nor cgroup v1 mounts)"
-            )
-        return CgroupsV1(v1)
+        found = _hierarchy()
+        if isinstance(found, tuple):
+            return CgroupsV2(*found)
+        return CgroupsV1(found)
 
     @abstractmethod
     def setup(self) -> None:
@@ -465,6 +446,12 @@ class Cgroups(ABC):
 
     @abstractmethod
     def parents(self) -> list[str]: ...
+
+    @property
+    def cpu_unlimited(self) -> str | None:
+        """Why environments' CPU cannot be capped on this host (no cpu controller for
+        nimbus: ``limit_cpu`` and the shares then do nothing), or None when it can."""
+        return _cpu_unlimited(self.version, self.controllers)
 
     def sweep(self) -> None:
         """Remove the parents (blocking); environments must be gone or are killed."""
@@ -499,6 +486,76 @@ class Cgroups(ABC):
                         _rmdir_when_empty([path], f"{path}/cgroup.procs")
 
 
+def _hierarchy() -> tuple[str, str] | dict[str, tuple[str, str]]:
+    """The v2 hierarchy to use, as (mount point, root), when it holds memory and pids;
+    else the v1 mounts by controller; CgroupsUnavailable when neither is usable."""
+    mounts = _mountinfo()
+    for point, root, fstype, _opts in mounts:
+        if fstype != "cgroup2":
+            continue
+        try:
+            ctrl = set(_read(f"{point}/cgroup.controllers").split())
+        except OSError:
+            continue
+        if {"memory", "pids"} <= ctrl:
+            return point, root
+    v1: dict[str, tuple[str, str]] = {}
+    for point, root, fstype, opts in mounts:
+        if fstype == "cgroup":
+            for c in ("memory", "pids", "cpu", "cpuacct", "freezer"):
+                if c in opts and c not in v1:
+                    v1[c] = (point, root)
+    missing = {"memory", "pids"} - set(v1)
+    if missing:
+        raise CgroupsUnavailable(
+            f"no cgroup controllers {', '.join(sorted(missing))} on this host "
+            "(neither a cgroup v2 hierarchy with them nor cgroup v1 mounts)"
+        )
+    return v1
+
+
+def _cpu_unlimited(version: int, controllers: list[str]) -> str | None:
+    if "cpu" in controllers:
+        return None
+    where = (
+        "no cgroup v1 hierarchy with the cpu controller is mounted"
+        if version == 1
+        else "the cgroup v2 hierarchy does not offer the cpu controller"
+    )
+    return (
+        f"{where}: functions' CPU is neither capped in proportion to memory (one vCPU per "
+        "1,769 MB, as on Lambda) nor shared by it, so one function can take every core; "
+        "mount the cpu controller (v1) or enable it for nimbus's cgroup (v2)"
+    )
+
+
+_cpu_warned = threading.Event()
+
+
+def _warn_cpu_unlimited(why: str | None) -> None:
+    # Weaker than configured, never silently (DESIGN.md principle 4); once a process.
+    if why is not None and not _cpu_warned.is_set():
+        _cpu_warned.set()
+        log.warning("CPU quota unavailable: %s (see `nimbus doctor`)", why)
+
+
+def warn_if_cpu_unlimited() -> None:
+    """Log a warning when this host cannot cap functions' CPU (blocking: reads
+    /proc/self/mountinfo): for the server to call as it starts, before any sandbox is
+    prepared (preparing one says it too, once a process). Nothing when cgroups are not
+    usable at all: the sandbox refuses to start then, in its own words."""
+    try:
+        found = _hierarchy()
+    except CgroupsUnavailable:
+        return
+    if isinstance(found, dict):
+        _warn_cpu_unlimited(_cpu_unlimited(1, sorted(found)))
+        return
+    with contextlib.suppress(OSError):
+        available = _read(f"{found[0]}/cgroup.controllers").split()
+        _warn_cpu_unlimited(_cpu_unlimited(2, available))
+
+
 class CgroupsV1(Cgroups):
     version = 1
 
@@ -525,6 +582,7 @@ class CgroupsV1(Cgroups):
                 os.makedirs(base, exist_ok=True)
             except OSError as exc:
                 raise CgroupsUnavailable(f"cannot create cgroup {base}: {exc}") from exc
+        _warn_cpu_unlimited(self.cpu_unlimited)
 
     def create(self) -> Cgroup:
         name = f"env-{next(self._names)}"
@@ -609,6 +667,7 @@ class CgroupsV2(Cgroups):
                 f"cannot delegate cgroup controllers under {self.own}: {exc} "
                 "(run nimbus in a cgroup it may manage, e.g. systemd-run -p Delegate=yes)"
             ) from exc
+        _warn_cpu_unlimited(self.cpu_unlimited)
 
     def create(self) -> Cgroup:
         path = f"{self.base}/env-{next(self._names)}"

@@ -179,6 +179,11 @@ def report() -> HostReport:
             "idle environments are frozen between invocations" if cgroups.can_freeze else
             "no cgroup v1 freezer: what a function leaves running keeps using CPU between "
             "its invocations", required=False))
+        cpu_unlimited = cgroups.cpu_unlimited
+        checks.append(Check(
+            "cpu quota", cpu_unlimited is None,
+            "each environment's CPU is capped in proportion to its memory"
+            if cpu_unlimited is None else cpu_unlimited, required=False))
     except CgroupsUnavailable as exc:
         checks.append(Check("cgroups", False, str(exc)))
 

@@ -10,7 +10,9 @@ replica) does not show them.
 
 The key is 32 random bytes, base64-encoded, in ``config.env_key_file``
 (``NIMBUS_ENV_KEY_FILE``; every node and worker sharing a database needs the same one),
-else ``<data_dir>/env.key``, generated (mode 0600) by the first server that starts.
+else ``<data_dir>/env.key``, generated (mode 0600) by the first server that starts. With
+a database nodes can share (PostgreSQL) the key must be configured: a key generated per
+node would seal variables the other nodes cannot open, so nimbus refuses to start.
 Rows written before encryption existed are sealed when the server starts
 (``FunctionStore.seal_environments``). A value sealed under another key cannot be read:
 reading it raises Lambda's ``KMSAccessDeniedException`` naming the key id to restore.
@@ -53,6 +55,8 @@ class EnvCipher:
         if config.env_key_file is not None:
             return cls(_read(config.env_key_file, configured=True))
         path = config.data_dir / FILE_NAME
+        if shared_database(config):
+            raise ConfigError(_NO_SHARED_KEY.format(path=path))
         if not path.exists():
             _create(path)
         return cls(_read(path, configured=False))
@@ -84,6 +88,22 @@ class EnvCipher:
             ) from None
         found: dict[str, str] = json.loads(plain)
         return found
+
+
+_NO_SHARED_KEY = (
+    "database_url names a database other nodes and workers can share (PostgreSQL), and "
+    "each would seal environment variables with a key of its own that the others cannot "
+    "open: set env_key_file (NIMBUS_ENV_KEY_FILE) to a file holding 32 random bytes, "
+    "base64-encoded, the same on every node (python3 -c 'import base64,os; "
+    "print(base64.b64encode(os.urandom(32)).decode())' > env.key; chmod 600 env.key). "
+    "If {path} exists from an earlier start, use that file: it holds the key the "
+    "variables already stored were sealed with."
+)
+
+
+def shared_database(config: Config) -> bool:
+    """Whether the state database is one several nodes may share (not SQLite)."""
+    return not config.effective_database_url.startswith("sqlite")
 
 
 def is_sealed(stored: object) -> bool:
