@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint bench clean ui-assets browser
+.PHONY: up test lint bench clean ui-assets browser nftables
 
 # The dashboard's chart library (src/nimbus/ui), fetched from the npm registry, checked
 # against the tarball's sha256, unpacked into a git-ignored vendor/ folder.
@@ -24,7 +24,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 ## up: install and start nimbus on http://127.0.0.1:9000 (state in ./.nimbus)
-up: $(VENV)/.installed
+up: $(VENV)/.installed nftables
 	@# Without npm the dashboard's charts are missing (/ui says how to get them); nimbus runs.
 	-@$(MAKE) -s ui-assets
 	$(BIN)/nimbus up
@@ -42,6 +42,18 @@ $(UI_VENDOR)/.uplot-$(UPLOT_VERSION):
 	@tar -xzf $(UI_VENDOR)/.pack/uplot-$(UPLOT_VERSION).tgz -O package/LICENSE > $(UI_VENDOR)/uPlot.LICENSE
 	@rm -rf $(UI_VENDOR)/.pack && touch $@
 
+## nftables: libnftables, which functions' own network namespaces are filtered with
+nftables:
+	@if ! ldconfig -p 2>/dev/null | grep -q libnftables.so.1; then \
+		if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then \
+			echo "make nftables: install nftables (libnftables) as root, or set function_network = \"host\" (functions unisolated from the host's network)"; \
+		else \
+			echo "installing nftables (apt-get)"; \
+			apt-get update -qq >/dev/null && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; \
+		fi; \
+	fi
+
 ## browser: Debian's chromium and chromedriver, for the dashboard's browser test (tests/ui)
 browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
@@ -55,7 +67,7 @@ browser:
 	fi
 
 ## test: install with test extras, lint, check layers and types, and run the whole suite
-test: $(VENV)/.installed-test ui-assets browser
+test: $(VENV)/.installed-test ui-assets browser nftables
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/lint-imports
 	$(BIN)/mypy

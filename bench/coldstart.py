@@ -39,8 +39,9 @@ RESULTS = Path(__file__).parent / "results" / "coldstart.json"
 
 
 async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int,
-               tmp_storage: str) -> dict:
-    manager = SandboxManager(work, stem_cells=stem_cells, tmp_storage=tmp_storage)
+               tmp_storage: str, network: str = "isolated") -> dict:
+    manager = SandboxManager(work, stem_cells=stem_cells, tmp_storage=tmp_storage,
+                             network=network)
     try:
         await manager.warm_up([spec.runtime])
         env = await manager.start(spec)  # teach the stem-cell pool what is in demand
@@ -51,8 +52,9 @@ async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int,
         await manager.close()
 
 
-async def warm(work: Path, spec: EnvironmentSpec, n: int, tmp_storage: str) -> list[float]:
-    manager = SandboxManager(work, stem_cells=0, tmp_storage=tmp_storage)
+async def warm(work: Path, spec: EnvironmentSpec, n: int, tmp_storage: str,
+               network: str = "isolated") -> list[float]:
+    manager = SandboxManager(work, stem_cells=0, tmp_storage=tmp_storage, network=network)
     times = []
     try:
         env = await manager.start(spec)
@@ -76,6 +78,8 @@ async def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--tmp-storage", choices=["disk", "memory"], default="disk",
                         help="where /tmp lives (nimbus' tmp_storage setting)")
+    parser.add_argument("--network", choices=["isolated", "host"], default="isolated",
+                        help="functions' network (nimbus' function_network setting)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/coldstart.py needs root (namespace isolation)")
@@ -89,15 +93,17 @@ async def main() -> None:
             function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
             runtime=args.runtime, handler="app.handler", code_dir=code,
         )
-        stem = await cold(base / "stem", spec, args.n, 2, args.tmp_storage)
-        direct = await cold(base / "direct", spec, args.n, 0, args.tmp_storage)
-        warm_times = await warm(base / "warm", spec, args.warm, args.tmp_storage)
+        stem = await cold(base / "stem", spec, args.n, 2, args.tmp_storage, args.network)
+        direct = await cold(base / "direct", spec, args.n, 0, args.tmp_storage, args.network)
+        warm_times = await warm(base / "warm", spec, args.warm, args.tmp_storage,
+                                args.network)
 
     floor_p50 = statistics.median(floor)
     result = {
         "host": {"kernel": platform.release(), "machine": platform.machine(),
                  "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "runtime": args.runtime, "tmp_storage": args.tmp_storage},
+                 "runtime": args.runtime, "tmp_storage": args.tmp_storage,
+                 "network": args.network},
         "floor_p50_ms": round(floor_p50, 3),
         "cold_p50_ms": round(statistics.median(stem["first"]), 3),
         "cold_p99_ms": round(pct(stem["first"], 0.99), 3),

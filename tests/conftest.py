@@ -30,6 +30,11 @@ from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+# Functions in these tests call back to servers on the test host's loopback (sinks, test
+# brokers, the nimbus API itself), which an isolated function network refuses by default:
+# every server a test starts allows the host's 127.0.0.1, unless the test sets this empty
+# (tests/sandbox/test_network.py checks the default, which allows none of it).
+os.environ.setdefault("NIMBUS_FUNCTION_NETWORK_ALLOW", "127.0.0.1/32")
 POSTGRES_URL = os.environ.get(
     "NIMBUS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

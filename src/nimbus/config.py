@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from nimbus.egress_rules import parse_rules
 from nimbus.net_policy import parse_allowance, split_entries
 
 PARALLELISM_PER_CPU = 8
@@ -194,6 +195,14 @@ class Config(BaseModel):
     # entries, e.g. ["127.0.0.1:8080"] (NIMBUS_WEBHOOK_ALLOW: comma-separated). Loopback,
     # link-local, private and other non-public addresses are refused otherwise (SSRF).
     webhook_allow: list[str] = Field(default_factory=list)
+    # Functions' network (sandbox/egress.py). "isolated": each environment has a network
+    # namespace of its own, NATed to the outside; the host's addresses and non-public
+    # networks are unreachable unless function_network_allow (NIMBUS_FUNCTION_NETWORK_ALLOW:
+    # CIDR or ADDRESS:PORT entries, e.g. "127.0.0.1:8080 10.0.0.0/8") or a function's
+    # nimbus:network-allow tag allows them. "host": functions share the host's network,
+    # unisolated (a host without nftables, or on purpose).
+    function_network: Literal["isolated", "host"] = "isolated"
+    function_network_allow: list[str] = Field(default_factory=list)
 
     model_config = {"extra": "forbid", "validate_default": True}
 
@@ -220,6 +229,15 @@ class Config(BaseModel):
         entries = split_entries(value)
         for entry in entries:
             parse_allowance(entry)  # AllowEntryError (a ValueError) says what is wrong
+        return entries
+
+    @field_validator("function_network_allow", mode="before")
+    @classmethod
+    def _function_allow_entries(cls, value: object) -> list[str]:
+        if not isinstance(value, str | list | tuple):
+            raise ValueError("expected a list of CIDR or ADDRESS:PORT entries")
+        entries = split_entries(value)
+        parse_rules(entries, "function_network_allow")  # says what is wrong
         return entries
 
     @field_serializer("secret_access_key", when_used="json")

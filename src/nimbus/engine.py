@@ -98,6 +98,8 @@ class Engine:
                 stem_cells=config.stem_cells,
                 tmp_storage=config.tmp_storage,
                 uid_count=uid_range.per_process(config.concurrency_limit),
+                network=config.function_network,
+                network_allow=config.function_network_allow,
             ),
             idle_seconds=config.idle_seconds,
         )

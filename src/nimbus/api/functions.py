@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nimbus import egress_rules
 from nimbus.api.code_s3 import S3Location, s3_location, store_from_s3
 from nimbus.api.names import (
     ALIAS_PATTERN,
@@ -247,6 +248,11 @@ def validate_tags(params: Params) -> dict[str, str]:
             raise InvalidParameterValue(
                 f"Tag value for '{key}' must be a string of at most 256 characters."
             )
+        if key == egress_rules.TAG:
+            try:
+                egress_rules.parse_rules(value, f"tag {key}", loopback=False)
+            except ValueError as exc:
+                raise InvalidParameterValue(str(exc)) from exc
     return {str(k): str(v) for k, v in tags.items()}
 
 

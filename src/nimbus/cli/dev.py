@@ -103,7 +103,10 @@ def dev(
     except (ProjectError, DeployError) as exc:
         fail(str(exc), USAGE)
     _check_port(port)
-    server = DevServer(port, data_dir, isolation, echo=_server_line)
+    # debugpy listens on the loopback of the debugged function's environment, where a
+    # debugger on this host can only connect if functions share the host's network.
+    server = DevServer(port, data_dir, isolation, echo=_server_line,
+                       function_network="host" if debug is not None else None)
     session = DevSession(served, server, say=say, emit=_emit)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:

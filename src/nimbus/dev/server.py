@@ -31,11 +31,13 @@ class DevServer:
     dir (removed afterwards) unless one is given."""
 
     def __init__(self, port: int, data_dir: Path | None = None, isolation: str | None = None,
-                 echo: Callable[[str], None] | None = None) -> None:
+                 echo: Callable[[str], None] | None = None,
+                 function_network: str | None = None) -> None:
         self.port = port
         self.owned = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="nimbus-dev-"))
         self.isolation = isolation
+        self.function_network = function_network
         self.echo = echo or (lambda line: print(line, end="", file=sys.stderr))
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -66,8 +68,11 @@ class DevServer:
                 "--log-level", "warning"]
         if self.isolation:
             args += ["--isolation", self.isolation]
+        env = os.environ.copy()
+        if self.function_network:
+            env["NIMBUS_FUNCTION_NETWORK"] = self.function_network
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=os.environ.copy())
+                                     text=True, env=env)
         ready: queue.Queue[bool] = queue.Queue()
 
         def pump() -> None:

@@ -53,7 +53,7 @@ def await_function() -> tuple[dict, int | None]:
 
 
 def serve_forks(sock: socket.socket, spawn: Callable[[dict, list[int]], int],
-                max_fds: int = 4) -> None:
+                max_fds: int = 5) -> None:
     """Answer each fork request on ``sock`` (JSON and up to ``max_fds`` descriptors)
     with ``{"pid": spawn(request, fds)}`` or ``{"error": ...}``; returns when the
     server goes away. ``spawn`` returns in the parent only; the descriptors are closed

@@ -57,6 +57,12 @@ def _preload(kind: str) -> ModuleType:
 
 
 def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> None:
+    if req.get("netns"):
+        # The environment's own network namespace, made by the server
+        # (nimbus.sandbox.netns): the last descriptor. Joined before anything else runs.
+        netns = fds.pop()
+        libc.setns(netns, libc.CLONE_NEWNET)
+        os.close(netns)
     if req.get("template"):
         template.main(req, fds, runtime, last_cap)  # a SnapStart template: never returns
         return

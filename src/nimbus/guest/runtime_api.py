@@ -31,6 +31,8 @@ import time
 from nimbus.guest import protocol
 from nimbus.guest.jail import CTL_FD, LOG_FD
 
+RUNTIME_API_PORT = 9001  # nimbus.egress_rules.RUNTIME_API_PORT (the guest imports nothing else)
+
 PREFIX = "/2018-06-01/runtime/"
 BOOTSTRAPS = ["/var/task/bootstrap", "/opt/bootstrap"]
 MAX_HEAD = 64 * 1024
@@ -201,10 +203,14 @@ class RuntimeApi:
         self.ctl_buf = bytearray()
         self.sel = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
+        # In a network namespace of its own, Lambda's port (which nimbus never forwards
+        # to the host); sharing the host's, any free one.
+        self.listener.bind(("127.0.0.1", RUNTIME_API_PORT if req.get("netns") else 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
-        self.check_peer = req["network"]
+        # Sharing the host's network, anything on the host could call this port; in a
+        # namespace of its own only the environment can.
+        self.check_peer = req["network"] and not req.get("netns")
         self.uid = os.getuid()
         self.ready = False
         self.started = 0.0

@@ -11,9 +11,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from nimbus import ids
+from nimbus import egress_rules, ids
 from nimbus.clock import now_ms
 from nimbus.config import Config
+from nimbus.egress_rules import parse_rules
 from nimbus.errors import InvalidParameterValue, ResourceNotFound, TooManyRequests
 from nimbus.invocation.concurrency import ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
@@ -337,6 +338,8 @@ class Invoker:
             ephemeral_mb=version.ephemeral_storage,
             environment=dict(version.environment),
             network=network,
+            network_allow=tuple(parse_rules(record.tags.get(egress_rules.TAG, ""), "tag",
+                                            loopback=False)),
             region=self.config.region,
             log_group=logging.log_group,
             log_stream=f"{day}/[{version.version}]{stream_id}",
@@ -344,8 +347,9 @@ class Invoker:
             log_level=logging.application_level or "",
             snapstart=snapstart_applies(version)
             or (self.config.snapstart_all and snapstart_runtime(version.runtime)),
-            # TracingConfig Active: the function's X-Ray SDK reaches nimbus's receiver over
-            # the loopback it shares with the host (not from an empty network namespace).
+            # TracingConfig Active: the function's X-Ray SDK reaches nimbus's receiver on the
+            # host's loopback (forwarded from an isolated environment; not from an empty
+            # network namespace).
             xray_daemon=self.tracer.daemon_address()
             if network and is_active(version.extra) else "",
         )

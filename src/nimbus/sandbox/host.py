@@ -201,13 +201,23 @@ def report() -> HostReport:
         except InterpreterNotFound as exc:
             checks.append(Check(f"runtime:{name}", False, str(exc), required=False))
 
-    checks.append(Check(
-        "network", True,
-        "functions with network enabled share the host's network namespace: they can reach "
-        "services listening on this host's loopback, nimbus' API included (set "
-        "api_auth = \"sigv4\" to require signed requests; guard other services, or "
-        "firewall nimbus's sandbox uids 2013265920-2147352575 from lo); functions without "
-        "network get an empty one",
-        required=False,
-    ))
+    checks.append(_network_check())
     return HostReport(checks)
+
+
+def _network_check() -> Check:
+    """Functions' network namespaces need libnftables and IPv4 forwarding (nimbus turns
+    forwarding on at start-up; as root it can)."""
+    try:
+        from nimbus.sandbox.netns import libnftables_problem
+    except ImportError as exc:  # a broken install
+        return Check("function network", False, str(exc), required=False)
+    problem = libnftables_problem()
+    if problem:
+        return Check("function network", False, problem + " (function_network = \"isolated\", "
+                     "the default, refuses to start functions with network without it)",
+                     required=False)
+    return Check("function network", True,
+                 "each environment gets a network namespace of its own, NATed to the outside; "
+                 "the host's addresses and private networks only if function_network_allow "
+                 "or a function's nimbus:network-allow tag names them", required=False)

@@ -27,19 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import secrets
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nimbus.egress_rules import LOOPBACK, Rule
 from nimbus.guest import mounts, protocol
-from nimbus.sandbox import catalog, envvars, memory, uid_range
+from nimbus.sandbox import catalog, egress, envvars, memory, uid_range
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
 from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import (
@@ -49,6 +51,7 @@ from nimbus.sandbox.errors import (
     UnsupportedRuntime,
 )
 from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
+from nimbus.sandbox.netns import Namespace, NetnsSupply
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.stemcells import StemCell, StemCells
 from nimbus.sandbox.templates import Templates, take_block
@@ -59,6 +62,8 @@ from nimbus.sandbox.zygote import Zygote
 log = logging.getLogger(__name__)
 
 ISOLATIONS = ("namespace", "process")
+NETWORKS = ("isolated", "host")
+LOOPBACK_NET = ipaddress.IPv4Network(f"{LOOPBACK}/32")
 TMP_STORAGES = ("disk", "memory")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
 # Uids per manager unless told: what the default account concurrency limit (1,000) needs.
@@ -83,7 +88,8 @@ class SandboxManager:
     def __init__(self, work_dir: Path, isolation: str = "namespace", *, pool_size: int = 8,
                  stem_cells: int = 2, tmp_storage: str = "disk",
                  uid_base: int | None = None, uid_count: int = UID_COUNT,
-                 init_timeout_s: float = INIT_TIMEOUT_S, pids_max: int = PIDS_MAX) -> None:
+                 init_timeout_s: float = INIT_TIMEOUT_S, pids_max: int = PIDS_MAX,
+                 network: str = "isolated", network_allow: Sequence[str] = ()) -> None:
         if isolation not in ISOLATIONS:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
         if tmp_storage not in TMP_STORAGES:
@@ -95,6 +101,14 @@ class SandboxManager:
         self.pool_size = pool_size
         self.init_timeout_s = init_timeout_s
         self.pids_max = pids_max
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
+        # "isolated": a network namespace per environment (sandbox/netns.py), made
+        # once namespace isolation is prepared; parsed now, so a bad entry fails early.
+        self.network = network
+        self._egress = (egress.EgressPolicy.of(network_allow)
+                        if network == "isolated" and isolation == "namespace" else None)
+        self._net: NetnsSupply | None = None
         # None: a range of the host's uids is claimed at preparation (uid_range.claim),
         # so no other nimbus process on this host hands out the same uids.
         self._uid_base, self._uid_count = uid_base, uid_count
@@ -199,6 +213,10 @@ class SandboxManager:
             self._free_uids = list(range(claim.first + self._uid_count - 1, claim.first - 1, -1))
         self._pool = CgroupPool(cgroups, self.pool_size)
         self._pool.refill()
+        if self._egress is not None:
+            net = NetnsSupply(self._egress)
+            net.open()  # IsolationUnavailable says what the host lacks
+            self._net = net
         if self.tmp_storage == "disk":
             tmp = TmpSupply(self._run_dir / "tmp", self._background)
             tmp.open()
@@ -298,15 +316,39 @@ class SandboxManager:
             "python_path": python_path,
         }
 
+    def _wanted(self, spec: EnvironmentSpec) -> frozenset[Rule]:
+        """The rules a function's namespace needs beyond the installation's: its tag's
+        entries, and UDP to this process's X-Ray receiver if it is traced."""
+        wanted = set(spec.network_allow)
+        if spec.xray_daemon and self._net is not None:
+            rule = Rule(LOOPBACK_NET, int(spec.xray_daemon.rpartition(":")[2]))
+            self._net.widen(rule)
+            wanted.add(rule)
+        return frozenset(wanted)
+
+    async def _namespace(self, network: bool, request: dict, fds: list[int],
+                         wanted: frozenset[Rule] = frozenset()) -> Namespace | None:
+        """A network namespace of its own for an environment with network: its
+        descriptor goes last in ``fds`` (the guest joins it first thing)."""
+        if not network or self._net is None:
+            return None
+        namespace = await self._net.take(wanted)
+        request["netns"] = True
+        fds.append(namespace.fd)
+        return namespace
+
     async def _spawn_cell(self, key: tuple[str, bool]) -> StemCell:
         runtime, network = key
         zygote = await self._zygote(runtime)
         cgroup = await asyncio.to_thread(self._pool.take) if self._pool is not None else None
         ctl_ours, ctl_theirs = socket.socketpair()
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
+        namespace = None
         try:
             request = {**self._generic_request(network, cgroup), "stem": True}
-            pid = await zygote.spawn(request, [ctl_theirs.fileno(), log_w])
+            fds = [ctl_theirs.fileno(), log_w]
+            namespace = await self._namespace(network, request, fds)
+            pid = await zygote.spawn(request, fds)
         except BaseException:
             ctl_ours.close()
             os.close(log_r)
@@ -315,7 +357,11 @@ class SandboxManager:
         finally:
             ctl_theirs.close()
             os.close(log_w)
-        return StemCell(key, pid, os.pidfd_open(pid), ctl_ours, log_r, cgroup)
+            if namespace is not None:
+                namespace.close()
+        cell = StemCell(key, pid, os.pidfd_open(pid), ctl_ours, log_r, cgroup)
+        cell.net_rules = namespace.rules if namespace is not None else frozenset()
+        return cell
 
     def _release_cgroup(self, cgroup: Cgroup | None) -> None:
         self._release(None, cgroup)
@@ -425,6 +471,8 @@ class SandboxManager:
             if cell.cgroup is not None:
                 cell.cgroup.configure(spec.memory_mb, self.pids_max)
             request = self._function_request(spec, uid, nonce)
+            if self._net is not None and spec.network:
+                await self._net.allow(cell.pid, self._wanted(spec) - cell.net_rules)
             requested = time.perf_counter()
             self._hand_over(cell, {"t": "specialize", "req": request}, disk)
         except BaseException as exc:
@@ -464,6 +512,7 @@ class SandboxManager:
         disk = None
         ctl_ours = ctl_theirs = None
         log_r = log_w = -1
+        namespace = None
         try:
             disk = None if self._tmp is None else await self._tmp.take(spec.ephemeral_mb)
             cgroup = self._take_cgroup(spec.memory_mb)
@@ -473,8 +522,11 @@ class SandboxManager:
                        **self._function_request(spec, uid, nonce)}
             requested = time.perf_counter()
             fds = [ctl_theirs.fileno(), log_w] + ([disk.fd] if disk is not None else [])
+            namespace = await self._namespace(spec.network, request, fds, self._wanted(spec))
             pid = await zygote.spawn(request, fds)
         except BaseException:
+            if namespace is not None:
+                namespace.close()
             for sock in (ctl_ours, ctl_theirs):
                 if sock is not None:
                     sock.close()
@@ -486,6 +538,8 @@ class SandboxManager:
             raise
         ctl_theirs.close()
         os.close(log_w)
+        if namespace is not None:
+            namespace.close()
         environment = self._environment(spec, env_id, pid, ctl_ours, log_r, nonce, cgroup,
                                         own_uid, disk)
         environment.origin = "zygote"
@@ -513,6 +567,8 @@ class SandboxManager:
             self._tmp.flush()
         await self._cells.close()
         await self.templates.close()
+        if self._net is not None:
+            await asyncio.to_thread(self._net.close)
         await asyncio.gather(*(e.stop() for e in list(self._environments)),
                              return_exceptions=True)
         await asyncio.gather(*(z.close() for z in self._zygotes.values()),

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nimbus.egress_rules import Rule
+
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
@@ -23,6 +25,7 @@ class EnvironmentSpec:
     ephemeral_mb: int = 512  # size of the private /tmp
     environment: dict[str, str] = field(default_factory=dict)
     network: bool = True  # False: an empty network namespace with only lo
+    network_allow: tuple[Rule, ...] = ()  # the tag nimbus:network-allow (sandbox/egress.py)
     region: str = "us-east-1"
     log_group: str = ""  # default /aws/lambda/<function_name>
     log_stream: str = ""  # default YYYY/MM/DD/[<version>]<hex>

@@ -41,6 +41,7 @@ class StemCell:
     ctl: socket.socket
     log_fd: int
     cgroup: Cgroup | None
+    net_rules: frozenset = frozenset()  # what its network namespace allows (sandbox/netns.py)
 
     def discard(self) -> None:
         """Kill and reap (blocking only for an instant: the process is ours)."""

@@ -222,7 +222,14 @@ class Templates:
                        "snapstart": True}
             request["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
             fds = [ctl_theirs.fileno(), log_w] + ([disk.fd] if disk is not None else [])
-            pid = await zygote.spawn(request, [*fds, fork_theirs.fileno()])
+            fds.append(fork_theirs.fileno())
+            # The template and the environments it forks share one network namespace.
+            namespace = await m._namespace(spec.network, request, fds, m._wanted(spec))
+            try:
+                pid = await zygote.spawn(request, fds)
+            finally:
+                if namespace is not None:
+                    namespace.close()
             fork_theirs.close()
             fork_theirs = None
             fork_ours.setblocking(False)
