@@ -34,6 +34,7 @@ class NimbusProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
+        self._said = threading.Condition()
 
     @property
     def endpoint(self) -> str:
@@ -62,7 +63,9 @@ class NimbusProcess:
         def pump() -> None:
             assert self.proc and self.proc.stdout
             for line in self.proc.stdout:
-                self.output.append(line)
+                with self._said:
+                    self.output.append(line)
+                    self._said.notify_all()
                 if line.startswith("nimbus ready:"):
                     ready.put(line)
             ready.put(None)
@@ -76,6 +79,16 @@ class NimbusProcess:
             self.stop()
             raise RuntimeError("nimbus did not start:\n" + "".join(self.output))
         return self
+
+    def wait_output(self, text: str, timeout: float = 30) -> str:
+        """The first line of the server's output containing ``text``, waiting for it (the
+        server may log a moment after it answered)."""
+        with self._said:
+            found = self._said.wait_for(
+                lambda: next((line for line in self.output if text in line), None), timeout)
+        if found is None:
+            raise AssertionError(f"the server never said {text!r}:\n" + "".join(self.output))
+        return found
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:
