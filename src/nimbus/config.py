@@ -214,10 +214,11 @@ class Config(BaseModel):
     @field_validator("queue_url")
     @classmethod
     def _queue_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"nats://[^\s/]+(/[A-Za-z0-9_-]+)?/?", value):
+        if value is not None and not re.fullmatch(
+                r"nats://[^\s/?]+(/[A-Za-z0-9_-]+)?/?(\?ack_wait=[0-9]+(\.[0-9]+)?)?", value):
             raise ValueError(
-                f"unsupported queue URL {value!r}: use nats://host:port[/STREAM] for NATS "
-                "JetStream, or leave it unset for the embedded SQLite queue"
+                f"unsupported queue URL {value!r}: use nats://host:port[/STREAM][?ack_wait=S] "
+                "for NATS JetStream, or leave it unset for the embedded SQLite queue"
             )
         return value
 

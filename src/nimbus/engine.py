@@ -34,6 +34,7 @@ from nimbus.sqs.queues import Queues
 from nimbus.store.aliases import AliasStore
 from nimbus.store.archive import PackageLimits
 from nimbus.store.code import CodeStore
+from nimbus.store.code_share import CodeShare
 from nimbus.store.database import Database
 from nimbus.store.dead_letters import DeadLetterStore
 from nimbus.store.env_cipher import EnvCipher
@@ -108,6 +109,9 @@ class Engine:
             PackageLimits(
                 max_unzipped=config.max_unzipped_size, max_entries=config.max_zip_entries
             ),
+            # Several servers on one PostgreSQL: each keeps packages on its own disk and a
+            # copy in the database, fetched by a server that lacks one (store/code_share.py).
+            share=None if db.is_sqlite else CodeShare(db),
         )
         # Embedded: logs go to files (see observe/log_files.py); PostgreSQL: to its table,
         # which every node reads.

@@ -220,6 +220,9 @@ async def test_wait_for_work_times_out_when_idle(backend: QueueBackend) -> None:
 async def test_recover_after_a_crash(open_queue: OpenQueue, queue_spec: QueueSpec) -> None:
     if queue_spec.name == "remote":
         pytest.skip("a remote client's leases come back when it disconnects (test_remote.py)")
+    if queue_spec.name == "nats":
+        pytest.skip("shared by several servers: a stopped one hands its events back itself, "
+                    "a dead one's come back after JetStream's ack wait (test_nats.py)")
     queue = await open_queue()
     await queue.put_many([event(i) for i in range(5)])
     held = await queue.lease(3, 300)

@@ -15,7 +15,7 @@ import pytest
 
 from nimbus.config import ConfigError, load_config
 from nimbus.queue.backend import QueuedEvent, QueueError
-from nimbus.queue.backends.nats_jetstream import DEFAULT_STREAM, NatsQueue
+from nimbus.queue.backends.nats_jetstream import ACK_WAIT_S, DEFAULT_STREAM, NatsQueue
 from tests.queue.backends import NATS_URL
 
 
@@ -29,6 +29,17 @@ def test_the_url_names_servers_and_stream() -> None:
     assert NatsQueue.from_url("nats://10.0.0.1:4222").stream == DEFAULT_STREAM
     with pytest.raises(QueueError, match="stream name"):
         NatsQueue("nats://127.0.0.1:4222", stream="a.b")
+
+
+def test_the_url_may_set_the_ack_wait() -> None:
+    queue = NatsQueue.from_url("nats://127.0.0.1:4222/ORDERS?ack_wait=4.5")
+    assert (queue.servers, queue.stream, queue.ack_wait_s) == (
+        "nats://127.0.0.1:4222", "ORDERS", 4.5)  # fmt: skip
+    assert NatsQueue.from_url("nats://127.0.0.1:4222").ack_wait_s == ACK_WAIT_S
+    with pytest.raises(QueueError, match="unknown option 'x'"):
+        NatsQueue.from_url("nats://127.0.0.1:4222/Q?x=1")
+    with pytest.raises(QueueError, match="ack_wait"):
+        NatsQueue.from_url("nats://127.0.0.1:4222/Q?ack_wait=0")
 
 
 def test_config_refuses_other_schemes() -> None:
@@ -112,3 +123,74 @@ async def test_a_put_through_another_connection_wakes_a_waiter(stream: str) -> N
     finally:
         await producer.close()
         await consumer.close()
+
+
+@pytest.mark.broker("nats")
+async def test_a_second_consumers_start_up_leaves_the_firsts_leases_alone(stream: str) -> None:
+    first = NatsQueue(NATS_URL, stream=stream, ack_wait_s=1)
+    second = NatsQueue(NATS_URL, stream=stream, ack_wait_s=1)
+    await first.open()
+    try:
+        await first.put_many([event(i) for i in range(5)])
+        held = await first.lease(3, 60)
+        await second.open()
+        recovered = await second.recover()  # a server starting up beside a live one
+        # Three ack waits: the first one's leases stay its own while it heartbeats.
+        await second.wait_for_work(3)
+        leases = await second.lease(10, 60)
+        assert sorted(lease.event.request_id for lease in leases) == ["req-3", "req-4"]
+        assert recovered == 0
+        assert await second.lease(10, 60) == []
+        assert all([await first.ack(lease) for lease in held])
+        assert all([await second.ack(lease) for lease in leases])
+        assert (await second.stats()).depth == 0
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.broker("nats")
+async def test_a_clean_close_hands_held_events_back_at_once(stream: str) -> None:
+    # An ack wait far longer than the test: what comes back came back through the close.
+    first = NatsQueue(NATS_URL, stream=stream, ack_wait_s=600)
+    second = NatsQueue(NATS_URL, stream=stream, ack_wait_s=600)
+    await first.open()
+    await second.open()
+    try:
+        await first.put_many([event(i) for i in range(3)])
+        held = await first.lease(2, 60)
+        assert len(held) == 2
+        await first.close()
+        found: list[str] = []
+        while len(found) < 3:
+            await second.wait_for_work(5)
+            leases = await second.lease(10, 60)
+            assert leases, "the closed consumer's events did not come back"
+            found += [lease.event.request_id for lease in leases]
+            assert all([await second.ack(lease) for lease in leases])
+        assert sorted(found) == ["req-0", "req-1", "req-2"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.broker("nats")
+async def test_servers_with_different_ack_waits_heartbeat_for_the_shortest(stream: str) -> None:
+    first = NatsQueue(NATS_URL, stream=stream, ack_wait_s=3)
+    second = NatsQueue(NATS_URL, stream=stream, ack_wait_s=1)
+    await first.open()
+    try:
+        await second.open()  # the last one started sets the consumer's ack wait
+        assert second._beat_s == pytest.approx(1 / 3)
+        deadline = time.monotonic() + 10
+        while first._beat_s > 1 / 3 + 1e-6:  # it notices at its next heartbeat
+            assert time.monotonic() < deadline, "the first server kept its longer beat"
+            await asyncio.sleep(0.1)
+        await first.put(event(1))
+        (lease,) = await first.lease(10, 60)
+        await second.wait_for_work(3)  # three of the shorter ack waits
+        assert await second.lease(10, 60) == []  # still the first one's
+        assert await first.ack(lease) is True
+    finally:
+        await first.close()
+        await second.close()

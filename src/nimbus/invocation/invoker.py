@@ -34,6 +34,7 @@ from nimbus.observe.tracing import TraceHeader, Tracer, is_active, report_xray, 
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
 from nimbus.store.functions import snapstart_on, snapstart_runtime
+from nimbus.threads import blocking
 
 NETWORK_TAG = "nimbus:network"  # "none": the function runs with no network at all
 
@@ -129,7 +130,9 @@ class Invoker:
         if hooks.wants(InvocationStarted):
             hooks.emit(InvocationStarted(name, qualifier, version.version, request_id))
         try:
-            ran = await self.pool.run(key, lambda: self.spec(version, record), invocation)
+            ran = await self.pool.run(
+                key, lambda: self.spec(version, record), invocation,
+                on_cold=None if self.code.share is None else lambda: self.ensure_code(version))
         except InitError as err:
             self._segment(trace, segment_id, invocation, version, started, 0.0, True,
                           err.init_duration_ms, err.error_type)
@@ -319,6 +322,13 @@ class Invoker:
             return self.targets.functions.get_version(name, version).deployment
         except ResourceNotFound:
             return None
+
+    async def ensure_code(self, version: FunctionVersion) -> None:
+        """Bring the version's package and layers onto this node if another node of the
+        cluster received them (store/code_share.py; nothing to do on one node)."""
+        for sha in [version.code_sha256, *(layer.code_sha256 for layer in version.layers)]:
+            if sha:
+                await blocking(self.code.ensure, sha)
 
     def spec(self, version: FunctionVersion, record: FunctionRecord) -> EnvironmentSpec:
         stream_id = ids.hex_id(32)

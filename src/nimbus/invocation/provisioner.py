@@ -77,6 +77,7 @@ class Provisioner:
             self.pool.unprovision(old)
         self._keys[(config.function_name, config.qualifier)] = key
         record = resolution.record
+        await self.invoker.ensure_code(version)
         await self.pool.provision(key, lambda: self.invoker.spec(version, record), config.requested)
 
     def release(self, function: str, qualifier: str) -> None:

@@ -132,4 +132,6 @@ class QueueBackend(ABC):
     async def recover(self) -> int:
         """At start-up of a single consumer: make every leased event visible again (its
         holder died with the last process) and invalidate the old tokens. Returns how
-        many were released. Backends whose leases lapse on their own may return 0."""
+        many were released. Backends whose leases lapse on their own may return 0, and
+        a backend several servers share (NATS JetStream) must: releasing everything
+        leased would run the other live servers' events twice."""

@@ -11,6 +11,10 @@ unprivileged user, holds only descriptors of the zip and of a fresh, empty direc
 and never follows a symlink; once it has exited, the tree is handed back to this
 process's user through descriptors (``fwalk``/``lchown``), again without following links.
 Paths here are built only from SHA-256 digests this module computed.
+
+In a cluster (a shared PostgreSQL) each stored zip is also copied into the database
+(``code_share.py``), and ``ensure`` brings a package another node received onto this
+node's disk, through the same checks and the same unpacking as an upload.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from nimbus.errors import InvalidParameterValue, ServiceError
 from nimbus.private_files import private_dir, private_file
 from nimbus.store import unpack
 from nimbus.store.archive import Package, PackageLimits, inspect, open_package
+from nimbus.store.code_share import CodeShare
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20  # bytes copied at a time by put_file
@@ -50,9 +55,10 @@ class StoredCode:
 class CodeStore:
     """Validated, content-addressed zips and their extracted trees."""
 
-    def __init__(self, root: Path, limits: PackageLimits) -> None:
+    def __init__(self, root: Path, limits: PackageLimits, share: CodeShare | None = None) -> None:
         self.root = root
         self.limits = limits
+        self.share = share  # the cluster's copy of every zip; None: this node has them all
         self.tmp = root / "tmp"
         # Only nimbus's user enters the store: the zips 0600 in 0700 directories. The
         # trees stay readable (0755) for the sandboxed users, who reach them only through
@@ -95,6 +101,7 @@ class CodeStore:
         package = inspect(open_package(data), self.limits)
         if self.has(sha):
             os.utime(self.tree_path(sha))  # fresh again: keeps GC's grace period honest
+            self._share(sha)
             return StoredCode(sha, len(data), package.declared_size)
         staging = self.tmp / uuid.uuid4().hex
         staging.mkdir(mode=0o700)
@@ -130,6 +137,7 @@ class CodeStore:
                 package = inspect(open_package(zipped), self.limits)
             if self.has(sha):
                 os.utime(self.tree_path(sha))  # fresh again: keeps GC's grace period honest
+                self._share(sha)
                 return StoredCode(sha, size, package.declared_size)
             unzipped = self._commit(package, sha, staging, blob_tmp)
         finally:
@@ -150,7 +158,43 @@ class CodeStore:
         except OSError:
             if not tree.is_dir():  # lost a race with an identical upload: fine
                 raise
+        self._share(sha)
         return unzipped
+
+    def _share(self, sha: str) -> None:
+        """Copy the stored zip ``sha`` into the cluster's database (once per digest)."""
+        if self.share is not None:
+            self.share.put(sha, self.blob_path(sha))
+
+    def ensure(self, sha_hex: str) -> None:
+        """Have package ``sha_hex`` on this node: fetched from the cluster's database if
+        another node received it (blocking; run it off the event loop). A package that
+        is nowhere is a ``ServiceError``; one whose bytes do not match, too."""
+        if self.has(sha_hex) or self.share is None:
+            return
+        sha = _digest(sha_hex)
+        staging = self.tmp / uuid.uuid4().hex
+        staging.mkdir(mode=0o700)
+        try:
+            blob_tmp = staging / "blob.zip"
+            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as fh:
+                try:
+                    found = self.share.fetch(sha, fh)
+                except ValueError as exc:
+                    raise ServiceError(str(exc)) from exc
+                fh.flush()
+                os.fsync(fh.fileno())
+            if not found:
+                raise ServiceError(
+                    f"The deployment package {sha} is on no node of this installation."
+                )
+            with open(blob_tmp, "rb") as zipped:
+                package = inspect(open_package(zipped), self.limits)
+            if not self.has(sha):  # another cold start may have fetched it meanwhile
+                self._commit(package, sha, staging, blob_tmp)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _unpack(self, package: Package, blob: Path, tree: Path) -> int:
         """Write ``package``'s files into the empty ``tree`` through the unpack child."""
@@ -213,6 +257,8 @@ class CodeStore:
         for leftover in self.tmp.iterdir():
             if now - leftover.stat().st_mtime >= grace_seconds:
                 shutil.rmtree(leftover, ignore_errors=True)
+        if self.share is not None:
+            self.share.collect_garbage(referenced, grace_seconds)
         return removed
 
 

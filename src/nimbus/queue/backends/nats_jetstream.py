@@ -1,7 +1,7 @@
 """The queue on NATS JetStream: a durable stream on disk, one pull consumer, acks.
 
-Selected by ``queue_url = "nats://host:4222[/STREAM]"`` (``NIMBUS_QUEUE_URL``); the
-stream is ``STREAM`` (default ``NIMBUS_ASYNC``), its one subject
+Selected by ``queue_url = "nats://host:4222[/STREAM][?ack_wait=S]"`` (``NIMBUS_QUEUE_URL``);
+the stream is ``STREAM`` (default ``NIMBUS_ASYNC``), its one subject
 ``nimbus.queue.<STREAM>``, file storage, work-queue retention (an acked message is
 deleted, so the stream holds exactly the events not yet done) and no limits (nothing
 accepted is ever discarded). One durable pull consumer (``dispatcher``) with explicit
@@ -21,15 +21,20 @@ How the contract maps onto JetStream:
   900 s invocation is never redelivered under it, while a process that dies stops
   heartbeating and JetStream redelivers its messages after ``ack_wait``. The lease's
   own visibility timeout, its token, and a lapsed lease being leased again are kept
-  here, by the one process that consumes (the server; async workers reach it through
+  here, by the process that pulled it (a server; its async workers reach it through
   the queue socket, as they do with SQLite).
 * ``retry`` must record ``attempts`` durably, so it publishes the event again (same id,
   new attempts and not-before time) and then acks the old message. A crash between the
   two leaves both, i.e. one extra run: at-least-once. A message pulled before its
   not-before time is held (heartbeated) until then.
-* ``recover`` (the owner's start-up) deletes and re-creates the consumer: with
-  work-queue retention every message still in the stream is then delivered again from
-  the first, and the dead process' deliveries (and their tokens) are forgotten.
+* Several servers (the front ends of one installation) share the stream and its one
+  consumer: JetStream hands each message to one puller at a time, so an event accepted
+  by any of them runs once, wherever there is room. ``recover`` (a server's start-up)
+  therefore reclaims nothing itself: what a dead process held is exactly what stops
+  being heartbeated, and JetStream redelivers it to whoever pulls after the ack wait
+  (``ack_wait``, default 10 s), while what live servers hold stays theirs. A restarted
+  server's own in-flight events come back the same way, one ack wait after its death;
+  a server that stops cleanly naks what it holds, so those come back at once.
 * ``wait_for_work`` wakes on a put (each put also sends a small core-NATS message on
   ``nimbus.queue-wake.<STREAM>``, so puts by other processes wake it too), on the end
   of a lease or a delay this process holds, or at its timeout.
@@ -49,7 +54,7 @@ import logging
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import nats
 from nats.aio.client import Client
@@ -73,7 +78,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STREAM = "NIMBUS_ASYNC"
 CONSUMER = "dispatcher"
-ACK_WAIT_S = 30.0  # how soon JetStream redelivers the messages of a process that died
+# How soon JetStream redelivers the messages of a process that died (or stalled for that
+# long: a live holder heartbeats every third of it, so only a stall of the whole event
+# loop that long lets another server run its event too: at-least-once).
+ACK_WAIT_S = 10.0
 PULL_TIMEOUT_S = 10.0
 API_TIMEOUT_S = 10.0
 DUPLICATE_WINDOW_S = 120.0
@@ -107,7 +115,10 @@ class NatsQueue(QueueBackend):
         self.stream = stream
         self.subject = f"nimbus.queue.{stream}"
         self.wake_subject = f"nimbus.queue-wake.{stream}"
+        if not 0.5 <= ack_wait_s <= 3600:
+            raise QueueError(f"NATS queue ack_wait {ack_wait_s!r} s: expected 0.5 to 3600")
         self.ack_wait_s = ack_wait_s
+        self._beat_s = ack_wait_s / 3  # a third of the consumer's ack wait (open() reads it)
         self._nc: Client | None = None
         self._js: Any = None
         self._closing = False
@@ -128,13 +139,24 @@ class NatsQueue(QueueBackend):
 
     @classmethod
     def from_url(cls, url: str) -> NatsQueue:
-        """``nats://[user:pass@]host[:port][/STREAM]``; several servers: comma-separated."""
+        """``nats://[user:pass@]host[:port][/STREAM][?ack_wait=SECONDS]``; several
+        servers: comma-separated (the stream and options on the first)."""
         first = urlsplit(url.split(",", 1)[0])
         if first.scheme not in ("nats", "tls"):
             raise QueueError(f"queue URL {url!r}: expected nats://host:port[/STREAM]")
         stream = first.path.strip("/") or DEFAULT_STREAM
-        servers = ",".join(urlsplit(u)._replace(path="").geturl() for u in url.split(","))
-        return cls(servers, stream)
+        options = parse_qs(first.query)
+        unknown = set(options) - {"ack_wait"}
+        if unknown:
+            raise QueueError(f"queue URL {url!r}: unknown option {sorted(unknown)[0]!r}")
+        try:
+            ack_wait = float(options.get("ack_wait", [ACK_WAIT_S])[-1])
+        except ValueError:
+            raise QueueError(f"queue URL {url!r}: ack_wait must be seconds") from None
+        servers = ",".join(
+            urlsplit(u)._replace(path="", query="").geturl() for u in url.split(",")
+        )
+        return cls(servers, stream, ack_wait)
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -177,8 +199,15 @@ class NatsQueue(QueueBackend):
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        # Held messages stay pending in JetStream: recover() at the next start (or the
-        # ack wait) hands them back, as the SQLite queue's leases survive a close.
+        # What this process held goes back to the stream now (not one ack wait later), for
+        # the other servers or the next start: a lease still running here is abandoned
+        # with the process, and runs again elsewhere (at-least-once).
+        now = now_ms()
+        for held in self._held.values():
+            with contextlib.suppress(NatsError, OSError):
+                await held.msg.nak(delay=max(0, held.due_ms - now) / 1000
+                                   if held.token is None else None)  # fmt: skip
+        self._held.clear()
         with contextlib.suppress(NatsError, OSError):
             await self._nc.flush(timeout=int(API_TIMEOUT_S))
         await self._nc.close()
@@ -206,9 +235,18 @@ class NatsQueue(QueueBackend):
 
     async def _ensure_consumer(self) -> None:
         try:
-            await self._js.consumer_info(self.stream, CONSUMER)
+            info = await self._js.consumer_info(self.stream, CONSUMER)
         except NotFoundError:
-            await self._js.add_consumer(self.stream, self._consumer_config())
+            info = await self._js.add_consumer(self.stream, self._consumer_config())
+        found = info.config.ack_wait
+        if found is not None and abs(found - self.ack_wait_s) > 1e-3:
+            # The servers of one installation share the consumer: the last one started
+            # sets its ack wait (an update JetStream allows on a durable consumer).
+            with contextlib.suppress(NatsError):
+                info = await self._js.add_consumer(self.stream, self._consumer_config())
+            found = info.config.ack_wait or self.ack_wait_s
+        # Heartbeats keep up with whichever ack wait is in force, ours or not.
+        self._beat_s = min(self.ack_wait_s, found or self.ack_wait_s) / 3
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -360,22 +398,15 @@ class NatsQueue(QueueBackend):
         return QueueStats(depth, visible, in_flight, delayed, age)
 
     async def recover(self) -> int:
-        js = self._open()
+        """Nothing to reclaim by hand (0): JetStream redelivers what a dead process held
+        once its ack wait passes, and only that. Re-creating the consumer here, as a
+        single server could, would redeliver the events other live servers are running."""
+        self._open()
         async with self._pull_lock:
-            try:
-                info = await js.consumer_info(self.stream, CONSUMER)
-                pending = info.num_ack_pending
-                if pending:
-                    # Re-created from the first message: every event still in the stream
-                    # is delivered again, and the old deliveries' acks match nothing.
-                    await js.delete_consumer(self.stream, CONSUMER)
-                    await js.add_consumer(self.stream, self._consumer_config())
-            except Exception as exc:
-                raise QueueError(f"NATS queue {self.stream}: cannot recover: {exc}") from exc
             self._held.clear()
             self._retried.clear()
             self._woken()
-            return pending
+            return 0
 
     # -- pulling ----------------------------------------------------------------------
 
@@ -530,10 +561,15 @@ class NatsQueue(QueueBackend):
         """Tell JetStream every held message is still being worked on, so it redelivers
         none of them while this process lives (and all of them once it stops)."""
         while True:
-            await asyncio.sleep(self.ack_wait_s / 3)
+            await asyncio.sleep(self._beat_s)
             for held in list(self._held.values()):
                 with contextlib.suppress(NatsError, OSError):
                     await held.msg.in_progress()
+            # Another server started since may have set a shorter ack wait: keep up.
+            with contextlib.suppress(Exception):
+                info = await self._js.consumer_info(self.stream, CONSUMER)
+                found = info.config.ack_wait or self.ack_wait_s
+                self._beat_s = min(self.ack_wait_s, found) / 3
 
     def _open(self) -> Any:
         if self._nc is None or self._closing:

@@ -1,0 +1,212 @@
+"""One nimbus server against two, as the front ends of one installation on this machine.
+
+Both layouts share what a cluster shares: one PostgreSQL schema (``--postgres``), one
+NATS JetStream stream (``--nats``) and one environment key; each server has its own
+data dir (its node's disk). Layouts alternate (one, two, one, two, ...: ``--pairs``), so
+the noise of this shared host falls on both. Per run:
+
+  sync_per_s, sync p50/p99   warm synchronous Invoke (RequestResponse), the clients
+                             split evenly over the servers
+  async accepted_per_s       async Invoke answered 202 (durably in JetStream)
+  async executed_per_s       first async request until every event has run, on
+                             whichever server pulled it
+  cpu_us_per_request         CPU of every nimbus process (servers, async workers,
+                             sandboxes) and of the load generator, per request
+
+On one machine, a second server adds processes, not cores: with 2 cores shared by the
+load generator, two servers can only spread the one server's single-core bottleneck
+(the front door's event loop) over both cores; the CPU per request says what a second
+front end costs. Prints a table; writes JSON to bench/results/cluster.json.
+
+    .venv/bin/python bench/cluster.py [--pairs 3] [--sync 4000] [--events 6000]
+                                      [--clients 32]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run from the repo root's view: this directory's http.py must not shadow the
+# standard library's http package for the imports below.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import asyncio
+import importlib
+import json
+import statistics
+import tempfile
+import time
+
+import httpx
+from bench.cpu import Snapshot
+from tests.cluster.servers import front_end, shared_installation
+from tests.nimbus_process import NimbusProcess
+
+_async_bench = importlib.import_module("bench.async")  # "async" is a keyword
+hammer, noop_zip, pct = _async_bench.hammer, _async_bench.noop_zip, _async_bench.pct
+
+ROLE = "arn:aws:iam::000000000000:role/bench"
+PATH = "/2015-03-31/functions/noop/invocations"
+
+
+def cpu_seconds(before: list[Snapshot], after: list[Snapshot]) -> dict[str, float]:
+    """CPU seconds by process kind between two snapshots of each server's tree; the
+    load generator (this process) once."""
+    spent: dict[str, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for pid, (kind, seconds) in a.seconds.items():
+            spent[kind] = spent.get(kind, 0.0) + seconds - b.seconds.get(pid, (kind, 0.0))[1]
+    spent["load_generator"] = after[0].own - before[0].own
+    return spent
+
+
+def per_request(spent: dict[str, float], requests: int, before: Snapshot,
+                after: Snapshot) -> dict[str, float]:  # fmt: skip
+    """Microseconds of CPU per request by process kind, their nimbus total, and the share
+    of the machine (both cores) that stayed idle meanwhile."""
+    out = {k: round(v * 1e6 / max(1, requests), 1) for k, v in sorted(spent.items())}
+    out["nimbus_total"] = round(
+        sum(v for k, v in spent.items() if k != "load_generator") * 1e6 / max(1, requests), 1
+    )
+    ticks = max(1, after.total - before.total)
+    out["idle_pct"] = round(100 * (after.idle - before.idle) / ticks, 1)
+    return out
+
+
+def snapshots(servers: list[NimbusProcess]) -> list[Snapshot]:
+    return [Snapshot.take(s.proc.pid) for s in servers if s.proc is not None]
+
+
+async def split(servers: list[NimbusProcess], n: int, clients: int,
+                headers: dict[str, str]) -> tuple[list[float], int, float]:  # fmt: skip
+    """``n`` requests from ``clients`` connections, spread evenly over the servers."""
+    k = len(servers)
+    start = time.perf_counter()
+    parts = await asyncio.gather(*(
+        hammer("127.0.0.1", s.port, PATH, n // k, max(1, clients // k), headers)
+        for s in servers
+    ))  # fmt: skip
+    elapsed = time.perf_counter() - start
+    return [x for lat, _, _ in parts for x in lat], sum(ok for _, ok, _ in parts), elapsed
+
+
+async def succeeded(servers: list[NimbusProcess]) -> int:
+    """Async events run to an end, summed over the servers' dispatchers."""
+    total = 0
+    async with httpx.AsyncClient() as http:
+        for s in servers:
+            counters = (await http.get(f"{s.endpoint}/_nimbus/queue")).json()["Dispatcher"]
+            total += counters.get("succeeded", 0) + counters.get("dead_lettered", 0)
+    return total
+
+
+async def until_done(servers: list[NimbusProcess], target: int, timeout: float = 600) -> int:
+    deadline = time.perf_counter() + timeout
+    while (done := await succeeded(servers)) < target and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    return done
+
+
+async def run(layout: int, args: argparse.Namespace) -> dict:
+    """One measured run with ``layout`` servers on a fresh installation."""
+    with tempfile.TemporaryDirectory() as tmp, shared_installation(
+        Path(tmp), extra={"NIMBUS_LOG_LEVEL": "warning"}
+    ) as env:  # fmt: skip
+        servers = [front_end(Path(tmp), f"s{i}", env) for i in range(layout)]
+        try:
+            for server in servers:
+                server.start()
+            first = servers[0].client()
+            first.create_function(FunctionName="noop", Runtime="python3.12", Role=ROLE,
+                                  Handler="app.handler", Code={"ZipFile": noop_zip()})
+            sync = {"X-Amz-Invocation-Type": "RequestResponse"}
+            event = {"X-Amz-Invocation-Type": "Event"}
+            # Warm: environments up on every server, for both paths.
+            await split(servers, args.clients * 4, args.clients, sync)
+            _, warm, _ = await split(servers, args.clients * 20, args.clients, event)
+            base = await until_done(servers, warm)
+
+            cpu0 = snapshots(servers)
+            lat, ok, elapsed = await split(servers, args.sync, args.clients, sync)
+            cpu1 = snapshots(servers)
+            sync_result = {
+                "per_s": round(ok / elapsed, 1),
+                "p50_ms": round(statistics.median(lat), 2),
+                "p99_ms": round(pct(lat, 0.99), 2),
+                "ok": ok,
+                "cpu_us_per_request": per_request(cpu_seconds(cpu0, cpu1), ok, cpu0[0], cpu1[0]),
+            }
+
+            start = time.perf_counter()
+            cpu2 = snapshots(servers)
+            _, accepted, accept_s = await split(servers, args.events, args.clients, event)
+            done = await until_done(servers, base + accepted) - base
+            drained = time.perf_counter() - start
+            cpu3 = snapshots(servers)
+            async_result = {
+                "accepted_per_s": round(accepted / accept_s, 1),
+                "executed_per_s": round(done / drained, 1),
+                "accepted": accepted,
+                "lost": accepted - done,
+                "cpu_us_per_event": per_request(
+                    cpu_seconds(cpu2, cpu3), accepted, cpu2[0], cpu3[0]
+                ),
+            }
+        finally:
+            for server in servers:
+                server.stop()
+    return {"servers": layout, "sync": sync_result, "async": async_result}
+
+
+def flat(values: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=3, help="one/two runs, alternated")
+    parser.add_argument("--sync", type=int, default=4000, help="warm sync invokes per run")
+    parser.add_argument("--events", type=int, default=6000, help="async invokes per run")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "cluster.json"
+    )
+    args = parser.parse_args()
+    runs: list[dict] = []
+    for pair in range(args.pairs):
+        for layout in (1, 2) if pair % 2 == 0 else (2, 1):
+            runs.append(await run(layout, args))
+            print(f"pair {pair + 1}: {layout} server(s) done", file=sys.stderr)
+    by_layout = {n: [flat(r) for r in runs if r["servers"] == n] for n in (1, 2)}
+    keys = [k for k in by_layout[1][0] if k != "servers"]
+    medians = {
+        n: {k: statistics.median(float(r[k]) for r in rows) for k in keys}  # type: ignore[arg-type]
+        for n, rows in by_layout.items()
+    }
+    width = max(len(k) for k in keys)
+    print(f"{'metric (median of ' + str(args.pairs) + ')':<{width}}  {'1 server':>12}  "
+          f"{'2 servers':>12}  {'2/1':>6}")  # fmt: skip
+    for key in keys:
+        one, two = medians[1][key], medians[2][key]
+        ratio = f"{two / one:.2f}" if one else "-"
+        print(f"{key:<{width}}  {one:>12g}  {two:>12g}  {ratio:>6}")
+    out = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "args": vars(args) | {"output": str(args.output)},
+        "median": {str(n): m for n, m in medians.items()},
+        "runs": runs,
+    }, indent=2) + "\n")  # fmt: skip
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
