@@ -91,6 +91,33 @@ def test_clients_that_send_nothing_or_trickle_a_head_are_cut_off(server: NimbusP
     assert httpx.get(f"{server.endpoint}/health").status_code == 200
 
 
+def test_a_late_head_on_a_kept_alive_connection_is_cut_off(server: NimbusProcess) -> None:
+    """The next request's head on a kept-alive connection has its own deadline, counted
+    from its first byte: answered requests before it do not make it wait forever."""
+    sock = connect(server)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: nimbus\r\n\r\n")
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: nimbus\r\nX-Slow: ")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    first, _, rest = data.partition(b"HTTP/1.1 408 ")
+    assert first.startswith(b"HTTP/1.1 200 "), data
+    assert b"did not arrive within 1 seconds" in rest, data
+
+
+def test_an_idle_kept_alive_connection_is_closed(server: NimbusProcess) -> None:
+    """After its answers, a connection that sends nothing more is closed (uvicorn's
+    keep-alive timeout, 5 s), however many requests it made before."""
+    sock = connect(server)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: nimbus\r\n\r\n" * 3)
+    data = b""
+    while chunk := sock.recv(65536):  # ends when the server closes
+        data += chunk
+    sock.close()
+    assert data.count(b"HTTP/1.1 200 ") == 3, data
+
+
 def test_a_stalled_body_is_408(server: NimbusProcess) -> None:
     sock = connect(server)
     sock.sendall(
@@ -145,6 +172,44 @@ def test_connections_beyond_the_limit_get_503() -> None:
         for sock in held:
             sock.close()
     finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_a_streamed_responses_head_is_not_held_for_its_body() -> None:
+    """A response's head waits for its body's first bytes only within one turn of the
+    event loop: a client gets the head of a response whose body is slow to come."""
+    body_may_go = threading.Event()
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"transfer-encoding", b"chunked")]})  # fmt: skip
+        await asyncio.get_running_loop().run_in_executor(None, body_may_go.wait, 30)
+        await send({"type": "http.response.body", "body": b"late"})
+
+    port = free_port()
+    protocol = HttpProtocol.configured(header_timeout=30, body_timeout=30, max_connections=10)
+    config = uvicorn.Config(app, port=port, http=protocol, lifespan="off", log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    try:
+        sock = None
+        while sock is None:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            except ConnectionRefusedError:
+                threading.Event().wait(0.05)  # uvicorn is still binding: poll its port
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n"), head
+        body_may_go.set()
+        assert b"late" in sock.recv(65536)
+        sock.close()
+    finally:
+        body_may_go.set()
         server.should_exit = True
         thread.join(30)
 

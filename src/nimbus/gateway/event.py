@@ -58,6 +58,7 @@ from urllib.parse import parse_qsl
 from nimbus import ids
 from nimbus.clock import now_ms
 from nimbus.gateway.headers import first_header
+from nimbus.observe.tracing import TraceHeader
 
 # Month names for ``requestContext.time``; strftime's %b would follow the locale.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -96,6 +97,9 @@ class HttpRequest:
     scheme: str = "http"  # of the connection the client made: x-forwarded-proto
     server_port: int | None = None  # the port the client connected to: x-forwarded-port
     trace_id: str | None = None  # X-Ray header to pass on as x-amzn-trace-id, if any
+    # trace_id parsed, when the gateway set it: the trigger's segment continues it without
+    # reading the headers (and parsing the text) again.
+    trace: TraceHeader | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (any case), or None."""

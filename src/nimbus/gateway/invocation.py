@@ -136,7 +136,9 @@ async def invoke(
         origin, name = API_ORIGIN, f"{api_id}/{context.get('stage', '$default')}"
     # The caller's X-Amzn-Trace-Id, else its W3C traceparent, else the new root the
     # request was given; the function's Parent is the trigger's segment.
-    incoming = http_trace_header(request.header("x-amzn-trace-id"), request.header("traceparent"))
+    incoming = request.trace or http_trace_header(
+        request.header("x-amzn-trace-id"), request.header("traceparent")
+    )
     incoming = incoming or TraceHeader.parse(request.trace_id) or TraceHeader.new()
     segment_id = ids.segment_id()
     trace = str(incoming.child(segment_id))

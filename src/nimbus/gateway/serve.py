@@ -126,6 +126,14 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
     client = scope.get("client")
     server = scope.get("server")
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    # Lambda passes the caller's X-Ray header on (a W3C traceparent as one), or starts a
+    # trace: what either payload format's event carries.
+    trace = (
+        http_trace_header(
+            first_header(headers, "x-amzn-trace-id"), first_header(headers, "traceparent")
+        )
+        or TraceHeader.new()
+    )
     return HttpRequest(
         method=scope["method"],
         raw_path=path,
@@ -138,14 +146,8 @@ async def _read(scope: Scope, receive: Receive, path: str) -> HttpRequest:
         time_epoch_ms=now_ms(),
         scheme=scope.get("scheme", "http"),
         server_port=server[1] if server else None,
-        # Lambda passes the caller's X-Ray header on (a W3C traceparent as one), or
-        # starts a trace: what either payload format's event carries.
-        trace_id=str(
-            http_trace_header(
-                first_header(headers, "x-amzn-trace-id"), first_header(headers, "traceparent")
-            )
-            or TraceHeader.new()
-        ),
+        trace_id=str(trace),
+        trace=trace,
     )
 
 

@@ -19,6 +19,8 @@ held 800 connections for 40 s with slow clients. Here:
 - connections beyond ``max_connections`` get 503 at once, and are closed; ``serve``
   sizes it from the descriptors left once the environments have theirs.
 
+A response's head goes out with its body's first bytes, in one write (``coalescing``).
+
 Refusals are JSON, as every nimbus error, with ``Connection: close``.
 """
 
@@ -31,6 +33,8 @@ import resource
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from nimbus.server.coalescing import HeadHeld
 
 log = logging.getLogger("nimbus.http")
 
@@ -84,12 +88,18 @@ class HttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True  # waiting for (the rest of) a request's line and headers
         self._head_bytes = 0  # bytes received while waiting for it (an upper bound)
+        # When the head being waited for was due to start (the connection, or the first
+        # byte of a kept-alive connection's next request); None once it has arrived.
+        self._head_since: float | None = None
+        # Not cancelled when a head arrives: it finds the head it fires for, if any, and
+        # is armed again only for that (one timer per header_timeout, not per request).
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str] | None = None
         self._refused = False  # answered with a refusal: lingering until closed
         self._linger: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # answered, waiting for the next request
 
     # -- connection -----------------------------------------------------------------
 
@@ -101,10 +111,13 @@ class HttpProtocol(HttpToolsProtocol):
                 503, f"nimbus holds {self.max_connections} connections, its limit; retry shortly"
             )
             return
+        self._head_since = self.loop.time()
         self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._head_timer, self._body_timer, self._write_timer, self._linger):
+        timers = (self._head_timer, self._body_timer, self._write_timer, self._linger,
+                  self.timeout_keep_alive_task)  # fmt: skip
+        for timer in timers:
             if timer is not None:
                 timer.cancel()
         super().connection_lost(exc)
@@ -138,20 +151,55 @@ class HttpProtocol(HttpToolsProtocol):
             return
         super().send_400_response(msg)
 
+    # -- keep-alive -------------------------------------------------------------------
+    # uvicorn cancels its idle timer on each request's first bytes and arms a new one
+    # after each answer (2 us a request); here it stays armed, and when it fires it
+    # finds out whether the connection has been idle for timeout_keep_alive.
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, but for the timer.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:  # a pipelined request waits: it is next
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._idle_timed_out
+            )
+
+    def _idle_timed_out(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # busy: armed again after its answer
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._idle_timed_out)
+            return
+        self.timeout_keep_alive_handler()
+
     # -- parser callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        if self._head_timer is None:  # the next request on a kept-alive connection
+        if self._head_since is None:  # the next request on a kept-alive connection
+            self._head_since = self.loop.time()
+        if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_since = None
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > MAX_HEAD_BYTES:
             self._refusal = (
@@ -160,7 +208,12 @@ class HttpProtocol(HttpToolsProtocol):
                 f"{MAX_HEAD_BYTES} bytes; these are {size}.",
             )
             raise _Refused
+        previous = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not previous:  # not an upgrade: a new request
+            # Its task has not run yet: it writes through this from its first send.
+            cycle.transport = HeadHeld(self.transport, self.loop)  # type: ignore[assignment]
 
     # -- flow control -----------------------------------------------------------------
 
@@ -185,11 +238,17 @@ class HttpProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if not self._in_head or self._refused or self.transport.is_closing():
-            return
+            return  # no head awaited: the next one arms the timer again
         if self.flow is not None and self.flow.read_paused:
             # uvicorn stopped reading (a pipelined request waits its turn): not the
             # client's delay.
+            self._head_since = self.loop.time()
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+            return
+        since = self.loop.time() if self._head_since is None else self._head_since
+        left = since + self.header_timeout - self.loop.time()
+        if left > 0:  # armed for an earlier head: this one still has time
+            self._head_timer = self.loop.call_later(left, self._head_timed_out)
             return
         self._refuse(
             408,
@@ -223,6 +282,8 @@ class HttpProtocol(HttpToolsProtocol):
             # and what it sends from now on is dropped (the answer is this one).
             cycle.disconnected = True
             cycle.message_event.set()
+            if isinstance(cycle.transport, HeadHeld):
+                cycle.transport.discard()  # this refusal is the answer
         body = json.dumps({"message": message}).encode()
         self.transport.write(
             b"".join(
