@@ -42,11 +42,11 @@ $(UI_VENDOR)/.uplot-$(UPLOT_VERSION):
 	@tar -xzf $(UI_VENDOR)/.pack/uplot-$(UPLOT_VERSION).tgz -O package/LICENSE > $(UI_VENDOR)/uPlot.LICENSE
 	@rm -rf $(UI_VENDOR)/.pack && touch $@
 
-## nftables: libnftables, which functions' own network namespaces are filtered with
+## nftables: nft, which functions' own network namespaces are filtered with
 nftables:
-	@if ! ldconfig -p 2>/dev/null | grep -q libnftables.so.1; then \
+	@if ! command -v nft >/dev/null && [ ! -x /usr/sbin/nft ]; then \
 		if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then \
-			echo "make nftables: install nftables (libnftables) as root, or set function_network = \"host\" (functions unisolated from the host's network)"; \
+			echo "make nftables: install nftables (nft) as root, or set function_network = \"host\" (functions unisolated from the host's network)"; \
 		else \
 			echo "installing nftables (apt-get)"; \
 			apt-get update -qq >/dev/null && \

@@ -242,3 +242,78 @@ def test_a_burst_beyond_the_limit_gets_200s_and_429s_and_never_a_500(tmp_path: P
         uids = {json.loads(r.content)["uid"] for r in responses + second if r.status_code == 200}
         (claimed,) = ranges_of(server)
         assert uids <= set(claimed) and len(claimed) == per_process(limit)
+
+
+HELD = """
+import socket
+def handler(event, context):
+    # Wait at the test's barrier (on the host's loopback, which the test servers allow)
+    # until the test lets every admitted invocation go.
+    with socket.create_connection(("127.0.0.1", event["barrier"]), timeout=600) as s:
+        s.settimeout(600)
+        s.recv(1)
+    return {"ok": True}
+"""
+
+
+class Barrier:
+    """Holds the connections of functions that reached it until ``release``."""
+
+    def __init__(self) -> None:
+        self.held: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        async def hold(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.held.append(writer)
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", 0, backlog=2048)
+        return self.server.sockets[0].getsockname()[1]
+
+    def release(self) -> None:
+        for writer in self.held:
+            writer.write(b"!")
+            writer.close()
+        assert self.server is not None
+        self.server.close()
+
+
+@pytest.mark.sandbox
+def test_1100_concurrent_invokes_at_the_default_limit_get_200s_and_429s(tmp_path: Path) -> None:
+    """The default account limit (1,000), 1,100 invocations at once, every one held in
+    its function until all arrived: exactly the limit runs, the rest are throttled with
+    Lambda's 429, and nothing answers 500 (an environment and a uid per invocation)."""
+    limit, count = 1000, 1100
+
+    async def scenario(server: NimbusProcess) -> tuple[list[httpx.Response], int]:
+        barrier = Barrier()
+        port = await barrier.start()
+        url = f"{server.endpoint}/2015-03-31/functions/held/invocations"
+        body = json.dumps({"barrier": port}).encode()
+        limits = httpx.Limits(max_connections=count + 10)
+        async with httpx.AsyncClient(timeout=900, limits=limits) as client:
+            calls = [asyncio.ensure_future(client.post(url, content=body))
+                     for _ in range(count)]
+            # Until every admitted invocation is held and every other one answered.
+            while len(barrier.held) + sum(c.done() for c in calls) < count:
+                done = [c for c in calls if c.done() and c.exception() is not None]
+                assert not done, done[0].exception()
+                await asyncio.sleep(0.2)
+            running = len(barrier.held)
+            barrier.release()
+            return list(await asyncio.gather(*calls)), running
+
+    env = {"NIMBUS_ASYNC_WORKERS": "0"}  # the default concurrency limit
+    with live_server(tmp_path / "data", env) as server:
+        server.client().create_function(
+            FunctionName="held", Runtime="python3.12", Role=ROLE, Handler="app.handler",
+            Timeout=900, MemorySize=128, Code={"ZipFile": make_zip({"app.py": HELD})},
+        )  # fmt: skip
+        responses, running = asyncio.run(scenario(server))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == Counter({200: limit, 429: count - limit}), statuses
+    failed = [r.text for r in responses if r.headers.get("X-Amz-Function-Error")]
+    assert not failed, (len(failed), failed[0])  # each reached the barrier and was let go
+    assert running == limit
+    for throttled in (r for r in responses if r.status_code == 429):
+        assert throttled.json()["Reason"] == "ConcurrentInvocationLimitExceeded"

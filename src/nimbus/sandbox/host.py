@@ -206,13 +206,13 @@ def report() -> HostReport:
 
 
 def _network_check() -> Check:
-    """Functions' network namespaces need libnftables and IPv4 forwarding (nimbus turns
+    """Functions' network namespaces need nft and IPv4 forwarding (nimbus turns
     forwarding on at start-up; as root it can)."""
     try:
-        from nimbus.sandbox.netns import libnftables_problem
+        from nimbus.sandbox.netns import nft_problem
     except ImportError as exc:  # a broken install
         return Check("function network", False, str(exc), required=False)
-    problem = libnftables_problem()
+    problem = nft_problem()
     if problem:
         return Check("function network", False, problem + " (function_network = \"isolated\", "
                      "the default, refuses to start functions with network without it)",

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import ipaddress
 import logging
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CLONE_NEWNET = 0x40000000
 READY = 4  # namespaces kept ready; a burst of cold starts makes the rest on demand
+NEIGHBOURS = 65536  # the host's neighbour table limit nimbus raises to, at least
 GATEWAY = ipaddress.IPv4Address(egress.GATEWAY)
 
 
@@ -52,46 +54,37 @@ class NetworkSetupError(SandboxError):
     """A namespace could not be made or configured."""
 
 
+NFT_MISSING = (
+    "functions with network get a network namespace of their own, filtered with "
+    "nftables, and the nft command is missing (apt-get install nftables); or set "
+    "function_network = \"host\" to let functions share the host's network, unisolated")
+
+
 class _Nft:
-    """libnftables, called in-process: a context opened on the calling thread's
-    namespace applies a ruleset to that namespace (no nft process per environment)."""
+    """The nft command, run from the netns thread: a child forked while that thread is
+    in an environment's namespace applies its rules there. A process rather than
+    libnftables in-process: libnftables waits on its netlink socket with select(), which
+    aborts the whole process once that socket's descriptor is past 1023 (a server
+    holding a thousand connections)."""
 
     def __init__(self) -> None:
-        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError as exc:
-            raise IsolationUnavailable(
-                "functions with network get a network namespace of their own, filtered "
-                "with nftables, and libnftables is missing (apt-get install nftables); "
-                "or set function_network = \"host\" to let functions share the host's "
-                f"network, unisolated ({exc})") from exc
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self._lib = lib
+        found = shutil.which("nft") or next(
+            (p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+        if found is None:
+            raise IsolationUnavailable(NFT_MISSING)
+        self._nft = found
 
     def run(self, commands: str) -> None:
         """Apply ``commands`` atomically in the calling thread's network namespace."""
-        lib = self._lib
-        ctx = lib.nft_ctx_new(0)
-        if not ctx:
-            raise NetworkSetupError("nftables: no context")
-        try:
-            lib.nft_ctx_buffer_error(ctx)
-            if lib.nft_run_cmd_from_buffer(ctx, commands.encode()) != 0:
-                error = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode(errors="replace")
-                raise NetworkSetupError(f"nftables refused the rules: {error.strip()}")
-        finally:
-            lib.nft_ctx_free(ctx)
+        done = subprocess.run([self._nft, "-f", "-"], input=commands.encode(),
+                              capture_output=True, check=False, timeout=30)
+        if done.returncode != 0:
+            error = done.stderr.decode(errors="replace").strip()
+            raise NetworkSetupError(f"nftables refused the rules: {error}")
 
 
-def libnftables_problem() -> str:
-    """Why libnftables cannot be loaded here ("" if it can)."""
+def nft_problem() -> str:
+    """Why nft cannot be run here ("" if it can)."""
     try:
         _Nft()
     except IsolationUnavailable as exc:
@@ -158,6 +151,13 @@ class NetnsSupply:
         self._host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             _sysctl("ipv4/ip_forward", "1")
+            # One neighbour entry per environment on the host: past the kernel's default
+            # of 1,024 ("neighbor table overflow") connections fail with EHOSTUNREACH.
+            for name, floor in (("gc_thresh2", NEIGHBOURS // 2), ("gc_thresh3", NEIGHBOURS)):
+                path = f"ipv4/neigh/default/{name}"
+                with open(f"/proc/sys/net/{path}") as f:
+                    if int(f.read()) < floor:
+                        _sysctl(path, str(floor))
             self._nft.run(egress.HOST_RULESET)
         except (OSError, NetworkSetupError) as exc:
             raise IsolationUnavailable(
