@@ -1,7 +1,8 @@
-"""Tracing as a user sees it: one trace across a function URL, a function that
+"""Tracing as a user sees it: one trace across a function URL, an Active function that
 async-invokes another from inside its sandbox, and that one's OnSuccess destination;
 the service map drawn from it; headers taken from callers; Powertools' Tracer sending
-its subsegments to nimbus's X-Ray receiver."""
+its subsegments to nimbus's X-Ray receiver. As on Lambda, only sampled traces are
+recorded: a PassThrough function records nothing unless its caller decided to sample."""
 
 from __future__ import annotations
 
@@ -95,7 +96,9 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 
 def get_trace(server: NimbusProcess, root: str) -> dict[str, Any]:
-    resp = httpx.get(f"{server.endpoint}/_nimbus/traces/{root}")
+    """The trace, once its first segments are written (a moment after the hop)."""
+    resp = wait_for(lambda: (r := httpx.get(f"{server.endpoint}/_nimbus/traces/{root}"))
+                    .status_code != 404 and r)
     assert resp.status_code == 200, resp.text
     return resp.json()["Traces"][0]
 
@@ -112,6 +115,13 @@ def functions_in(server: NimbusProcess, root: str) -> set[str]:
             if d.get("origin") == "AWS::Lambda::Function"}
 
 
+def origins_in(server: NimbusProcess, root: str) -> set[tuple[str, str]]:
+    resp = httpx.get(f"{server.endpoint}/_nimbus/traces/{root}")
+    if resp.status_code != 200:
+        return set()
+    return {(d["name"], d.get("origin", "")) for d in documents(resp.json()["Traces"][0])}
+
+
 def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None:
     lam = server.client()
     suffix = str(time.time_ns())[-8:]
@@ -120,7 +130,8 @@ def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None
     create(lam, b, ECHO)
     lam.put_function_event_invoke_config(
         FunctionName=b, DestinationConfig={"OnSuccess": {"Destination": arn(c)}})
-    create(lam, a, CALLER,
+    # A samples (Active); B and C (PassThrough) follow the decision A passes on.
+    create(lam, a, CALLER, TracingConfig={"Mode": "Active"},
            Environment={"Variables": {"NIMBUS_ENDPOINT": server.endpoint, "CALLEE": b}})
     url = lam.create_function_url_config(FunctionName=a, AuthType="NONE")["FunctionUrl"]
 
@@ -128,10 +139,10 @@ def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["status"] == 202
-    seen = body["trace"]  # Root=1-...;Parent=<A's segment>;Sampled=0, no Lineage
+    seen = body["trace"]  # Root=1-...;Parent=<A's segment>;Sampled=1, no Lineage
     fields = dict(part.split("=", 1) for part in seen.split(";"))
     assert set(fields) == {"Root", "Parent", "Sampled"}
-    assert fields["Sampled"] == "0"  # PassThrough, and the client made no decision
+    assert fields["Sampled"] == "1"  # Active, and the client made no decision
     root = fields["Root"]
     # The event's header names the trigger's segment, the function's Parent.
     assert body["event_header"].startswith(f"Root={root};Parent=")
@@ -139,7 +150,9 @@ def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None
     listed = httpx.get(f"{server.endpoint}/_nimbus/traces", params={"FunctionName": a}).json()
     assert [t["Id"] for t in listed["TraceSummaries"]] == [root]
 
-    wait_for(lambda: functions_in(server, root) >= {a, b, c})
+    # C's async hop is recorded last (once its result is settled).
+    wait_for(lambda: functions_in(server, root) >= {a, b, c}
+             and (c, "AWS::Lambda") in origins_in(server, root))
     docs = documents(get_trace(server, root))
     assert {d["trace_id"] for d in docs} == {root}
     by_name: dict[tuple[str, str], dict[str, Any]] = {
@@ -170,6 +183,36 @@ def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None
     assert edges[("client/client", url_node)]["Count"] == 1
     nodes = {n["Id"]: n for n in service_map["Nodes"]}
     assert nodes[fn + b]["Count"] == 1
+
+
+def test_unsampled_invocations_record_nothing(server: NimbusProcess) -> None:
+    """PassThrough with no decision from the caller, or a caller's Sampled=0: the
+    function still sees its trace header, and nimbus records no segment of it."""
+    lam = server.client()
+    name = f"quiet-{time.time_ns() % 10**8}"
+    create(lam, name, ECHO)
+    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    unsampled = []
+    for trace in (httpx.get(url, timeout=30).json()["trace"],
+                  json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+                  ["trace"]):
+        header = TraceHeader.parse(trace)
+        assert header is not None and header.parent and header.sampled is False
+        unsampled.append(header.root)
+    declined = "Root=1-65a00000-0123456789abcdef0123dddd;Sampled=0"
+    httpx.post(f"{server.endpoint}/2015-03-31/functions/{name}/invocations",
+               content=b"{}", headers={"X-Amzn-Trace-Id": declined}).raise_for_status()
+    unsampled.append("1-65a00000-0123456789abcdef0123dddd")
+    # A sampled invocation after them: once its segments are readable, theirs would be
+    # too (one process, one log, in order).
+    sampled = "Root=1-65a00000-0123456789abcdef0123eeee;Sampled=1"
+    httpx.get(url, headers={"X-Amzn-Trace-Id": sampled}, timeout=30).raise_for_status()
+    wait_for(lambda: name in functions_in(server, "1-65a00000-0123456789abcdef0123eeee"))
+    for root in unsampled:
+        assert httpx.get(f"{server.endpoint}/_nimbus/traces/{root}").status_code == 404
+    listed = httpx.get(f"{server.endpoint}/_nimbus/traces", params={"FunctionName": name})
+    assert [t["Id"] for t in listed.json()["TraceSummaries"]] == [
+        "1-65a00000-0123456789abcdef0123eeee"]
 
 
 def test_caller_headers_are_continued(server: NimbusProcess) -> None:
@@ -251,8 +294,9 @@ def test_powertools_tracer_subsegments_join_the_trace(server: NimbusProcess) -> 
     out = lam.invoke(FunctionName=name, Payload=b'{"n": 4}')
     assert "FunctionError" not in out, out["Payload"].read()
     assert json.loads(out["Payload"].read()) == {"total": 12}
-    root = httpx.get(f"{server.endpoint}/_nimbus/traces",
-                     params={"FunctionName": name}).json()["TraceSummaries"][0]["Id"]
+    # The segment log is written a moment after the invocation.
+    root = wait_for(lambda: httpx.get(f"{server.endpoint}/_nimbus/traces", params={
+        "FunctionName": name}).json()["TraceSummaries"])[0]["Id"]
 
     def subsegments() -> list[dict[str, Any]]:
         docs = documents(get_trace(server, root))
@@ -435,7 +479,7 @@ def test_a_message_a_function_sends_continues_its_trace(server: NimbusProcess) -
     queue_arn = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     create(lam, consumer, ECHO)
-    create(lam, sender, SENDER,
+    create(lam, sender, SENDER, TracingConfig={"Mode": "Active"},
            Environment={"Variables": {"NIMBUS_ENDPOINT": server.endpoint, "QUEUE_URL": url}})
     lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=consumer,
                                     BatchSize=1)

@@ -99,7 +99,8 @@ async def test_payload_v1_gets_the_stage_segment_and_a_traceparent_trace() -> No
 
 async def test_payload_v2_keeps_its_mapping_and_the_callers_xray_header_wins() -> None:
     invoker = RecordingInvoker({"plain": "object"})
-    caller = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+    # Sampled by the caller: the stage records its segment (an unsampled trace records none).
+    caller = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
     req = request([("X-Amzn-Trace-Id", caller), ("traceparent", TRACEPARENT)])
     reply = await invoke(
         invoker,
@@ -116,7 +117,7 @@ async def test_payload_v2_keeps_its_mapping_and_the_callers_xray_header_wins() -
     assert stage["parent_id"] == "53995c3f42cd8ad8"
     (event,) = invoker.events
     assert event["headers"]["x-amzn-trace-id"] == invoker.traces[0]
-    assert invoker.traces[0].endswith(f"Parent={stage['id']};Sampled=0")  # type: ignore[union-attr]
+    assert invoker.traces[0].endswith(f"Parent={stage['id']};Sampled=1")  # type: ignore[union-attr]
 
     # A 1.0 result mapping refuses what 2.0 takes: 500, and the stage segment says so.
     refused = await invoke(

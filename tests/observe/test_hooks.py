@@ -68,7 +68,7 @@ def test_a_failing_subscriber_is_logged_and_the_others_still_run(
     assert "InvocationStarted subscriber failed" in caplog.text
 
 
-def test_records_are_frozen_dataclasses() -> None:
+def test_records_are_immutable() -> None:
     event = started()
     with pytest.raises(AttributeError):
         event.request_id = "other"  # type: ignore[misc]

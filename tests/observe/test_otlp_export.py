@@ -186,7 +186,7 @@ async def test_segments_reach_a_real_collector_from_the_segment_log(
     started = tracer.trigger(
         "AWS::Lambda::FunctionUrl",
         "lambda-url/abc",
-        TraceHeader(ROOT, "00f067aa0ba902b7"),
+        TraceHeader(ROOT, "00f067aa0ba902b7", sampled=True),  # only sampled ones record
         1.0,
         2.0,
     )

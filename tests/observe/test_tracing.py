@@ -17,6 +17,8 @@ from nimbus.observe.service_map import service_map, summary, trace_document
 from nimbus.observe.trace_store import SegmentLog, TraceStore
 from nimbus.observe.tracing import (
     QUEUE_ORIGIN,
+    SCHEDULE_ORIGIN,
+    URL_ORIGIN,
     Caller,
     TraceHeader,
     Tracer,
@@ -50,6 +52,12 @@ def test_parse_keeps_root_parent_sampled_and_drops_the_rest() -> None:
     assert TraceHeader.parse(f"Root={ROOT};Parent=nothex") == TraceHeader(ROOT, None, None)
     for bad in (None, "", "Parent=53995c3f42cd8ad8", "Root=2-abc", "garbage"):
         assert TraceHeader.parse(bad) is None
+    # The spellings nimbus writes (read in one match) come back as they were.
+    for header in (TraceHeader(ROOT), TraceHeader(ROOT, "53995c3f42cd8ad8"),
+                   TraceHeader(ROOT, None, False), TraceHeader(ROOT, "53995c3f42cd8ad8", True)):
+        assert TraceHeader.parse(str(header)) == header
+    assert TraceHeader.parse(f"Root={ROOT};Sampled=1;Parent=53995c3f42cd8ad8") == TraceHeader(
+        ROOT, "53995c3f42cd8ad8", True)
 
 
 def test_traceparent_converts_to_xray() -> None:
@@ -105,6 +113,33 @@ def test_incoming_continues_a_header_or_a_trigger_or_starts_a_root() -> None:
     assert trigger["parent_id"] == "1111111111111111" and trigger["trace_id"] == ROOT
     assert hop == TraceHeader(ROOT, trigger["id"], True)
     assert tracer.incoming(None).root != ROOT  # the caller is gone with its scope
+
+
+def test_only_sampled_traces_are_recorded() -> None:
+    """Lambda's rule: nimbus's own segments of a trace are kept once an invocation (or
+    the caller) decided to sample it; hops that record after the invocation (its
+    trigger, its async attempt) follow that decision."""
+    docs: list[dict[str, Any]] = []
+    tracer = Tracer(docs.append)
+    quiet, loud = TraceHeader.new(), TraceHeader.new()
+    assert tracer.decide(quiet, active=False) is False  # PassThrough, no decision given
+    assert tracer.decide(loud, active=True) is True  # Active
+    assert tracer.decide(TraceHeader(ROOT, sampled=False), active=True) is False
+    for trace in (quiet, loud):
+        tracer.trigger(URL_ORIGIN, "lambda-url/x", trace, 1.0, 2.0)
+        tracer.record({"trace_id": trace.root, "id": "0123456789abcdef", "name": "hop"})
+    assert [d["trace_id"] for d in docs] == [loud.root, loud.root]
+    docs.clear()
+    # A caller's decision stands on its own; so does a trigger that starts a trace before
+    # any function decides (a schedule's tick), unless its caller said no.
+    tracer.trigger(URL_ORIGIN, "lambda-url/x", TraceHeader(ROOT, sampled=True), 1.0, 2.0)
+    with calling(Caller(SCHEDULE_ORIGIN, "default/tick")):
+        tick = tracer.incoming(None)
+    with calling(Caller(QUEUE_ORIGIN, "q", TraceHeader(ROOT, "1111111111111111", False))):
+        tracer.incoming(None)
+    assert [d["origin"] for d in docs] == [URL_ORIGIN, SCHEDULE_ORIGIN]
+    assert tick.sampled is None and tick.parent == docs[1]["id"]
+    assert Tracer().decide(loud, active=True) is True  # no sink: decided, nothing kept
 
 
 def test_segment_log_rotates_and_the_store_reads_incrementally(tmp_path: Path) -> None:

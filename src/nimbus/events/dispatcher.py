@@ -300,7 +300,8 @@ class Dispatcher:
             await self._settle(lease, cfg, outcome)
         finally:
             del self._hops[id(event)]
-            if self.tracer.enabled:
+            # Built only for a sampled trace: the tracer would drop anything else.
+            if self.tracer.enabled and self.tracer.sampled(hop.trace.root):
                 self.tracer.record(hop.document(self.config.function_arn(
                     event.function_name, event.qualifier or LATEST), self.clock()))
 

@@ -147,7 +147,8 @@ async def invoke(
     reply = await _invoke(invoker, function, qualifier, event, request, trace, mapping,
                           function_url=function_url, timeout_s=timeout_s)
     tracer = getattr(invoker, "tracer", None)  # test doubles of the invoker have none
-    if tracer is not None and tracer.enabled:
+    if tracer is not None and tracer.enabled and (
+            incoming.sampled or tracer.sampled(incoming.root)):
         http = {"request": {"method": request.method, "url": request.raw_path},
                 "response": {"status": reply.status}}
         tracer.trigger(origin, name, incoming, request.time_epoch_ms / 1000, time.time(),

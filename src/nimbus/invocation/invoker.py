@@ -30,7 +30,7 @@ from nimbus.observe.hooks import (
 )
 from nimbus.observe.log_config import config_of, is_json
 from nimbus.observe.logs import InvocationLog, LogStore, billed, render, render_json, tail
-from nimbus.observe.tracing import TraceHeader, Tracer, is_active, report_xray, sampled_for
+from nimbus.observe.tracing import TraceHeader, Tracer, is_active, xray_line
 from nimbus.sandbox import EnvironmentSpec, InitError, Invocation
 from nimbus.store.code import CodeStore
 from nimbus.store.functions import snapstart_on, snapstart_runtime
@@ -106,14 +106,18 @@ class Invoker:
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
         request_id = request_id or ids.request_id()
-        # The function's segment is the Parent of everything it calls with its header.
+        # The function's segment is the Parent of everything it calls with its header;
+        # it is recorded (``traced``) only for a sampled trace.
         trace, segment_id = self.tracer.incoming(trace_id), ids.segment_id()
+        active = is_active(version.extra)
+        sampled = self.tracer.decide(trace, active)
+        traced = sampled and self.tracer.enabled
         invocation = Invocation(
             request_id=request_id,
             payload=payload,
             deadline_ms=0,  # the pool sets it once an environment is ready
             invoked_function_arn=self.config.function_arn(name, qualifier),
-            trace_id=str(trace.child(segment_id, sampled_for(trace, is_active(version.extra)))),
+            trace_id=str(trace.child(segment_id, sampled)),
             client_context=client_context,
         )
         started = time.time()
@@ -122,8 +126,9 @@ class Invoker:
         try:
             ticket = self.limiter.admit(name, record.reserved_concurrency, reserved_total)
         except TooManyRequests as exc:
-            self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
-                          None, throttled=True)
+            if traced:
+                self._segment(trace, segment_id, invocation, version, started, 0.0, False,
+                              None, None, throttled=True)
             if hooks.wants(InvocationThrottled):
                 hooks.emit(InvocationThrottled(name, qualifier, str(exc.extra.get("Reason", ""))))
             raise
@@ -134,19 +139,22 @@ class Invoker:
                 key, lambda: self.spec(version, record), invocation,
                 on_cold=None if self.code.share is None else lambda: self.ensure_code(version))
         except InitError as err:
-            self._segment(trace, segment_id, invocation, version, started, 0.0, True,
-                          err.init_duration_ms, err.error_type)
+            if traced:
+                self._segment(trace, segment_id, invocation, version, started, 0.0, True,
+                              err.init_duration_ms, err.error_type)
             return self._init_failed(err, version, request_id, qualifier)
         except TooManyRequests as exc:  # no sandbox capacity: a throttle, not an error
-            self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
-                          None, throttled=True)
+            if traced:
+                self._segment(trace, segment_id, invocation, version, started, 0.0, False,
+                              None, None, throttled=True)
             if hooks.wants(InvocationThrottled):
                 hooks.emit(InvocationThrottled(name, qualifier,
                                                str(exc.extra.get("Reason", "")), started=True))
             raise
         except BaseException:
-            self._segment(trace, segment_id, invocation, version, started, 0.0, False, None,
-                          "platform")
+            if traced:
+                self._segment(trace, segment_id, invocation, version, started, 0.0, False,
+                              None, "platform")
             # nimbus could not run it (or the caller went away): still an end, so the
             # in-flight count observers keep comes back down.
             if hooks.wants(InvocationFinished):
@@ -157,9 +165,10 @@ class Invoker:
             self.limiter.release(ticket)
         outcome = ran.outcome
         error_type = _error_type(outcome.payload) if outcome.function_error else None
-        self._segment(trace, segment_id, invocation, version, started, outcome.duration_ms,
-                      ran.cold, ran.init_ms, (error_type or "Unhandled")
-                      if outcome.function_error else None)
+        if traced:
+            self._segment(trace, segment_id, invocation, version, started,
+                          outcome.duration_ms, ran.cold, ran.init_ms,
+                          (error_type or "Unhandled") if outcome.function_error else None)
         if hooks.wants(InvocationFinished):
             hooks.emit(_finished(
                 version, qualifier, request_id, outcome.duration_ms,
@@ -194,7 +203,7 @@ class Invoker:
                 ran.init_ms,
                 ran.init_logs,
                 ran.restored,
-                xray=report_xray(invocation.trace_id, is_active(version.extra)),
+                xray=xray_line(trace.root, segment_id) if active and sampled else "",
             )
         self.logs.append(
             InvocationLog(
@@ -222,14 +231,13 @@ class Invoker:
         version: FunctionVersion, started: float, duration_ms: float, cold: bool,
         init_ms: float | None, error_type: str | None, *, throttled: bool = False,
     ) -> None:
-        if self.tracer.enabled:
-            self.tracer.function_segment(
-                trace, segment_id, function=version.function_name,
-                function_arn=invocation.invoked_function_arn, version=version.version,
-                request_id=invocation.request_id, start=started, end=time.time(),
-                duration_ms=duration_ms, cold=cold, init_ms=init_ms, error_type=error_type,
-                fault=error_type is not None, throttled=throttled,
-            )
+        self.tracer.function_segment(
+            trace, segment_id, function=version.function_name,
+            function_arn=invocation.invoked_function_arn, version=version.version,
+            request_id=invocation.request_id, start=started, end=time.time(),
+            duration_ms=duration_ms, cold=cold, init_ms=init_ms, error_type=error_type,
+            fault=error_type is not None, throttled=throttled,
+        )
 
     def _init_failed(
         self, err: InitError, version: FunctionVersion, request_id: str,

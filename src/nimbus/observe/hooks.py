@@ -6,7 +6,10 @@ The core emits where things happen: the invoker (an invocation started, finished
 throttled), the dispatcher (an async event was received, started after waiting in the
 queue, retried, dropped, dead-lettered, delivered to a destination). Event source
 mappings' figures are not events: their pollers already count them (``MappingStats``),
-and /metrics reads those. Every record is a small frozen dataclass.
+and /metrics reads those. Every record is a small immutable ``NamedTuple``: a frozen
+dataclass would do as well, but its constructor sets each field through
+``object.__setattr__``, about 4 µs for ``InvocationFinished`` against under one for a
+tuple, on every invocation.
 
 Emitting must cost next to nothing on the warm path, so ``Hooks`` keeps a tuple of
 subscribers per event type and emitters ask ``wants(kind)`` before they build a record:
@@ -19,8 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 log = logging.getLogger("nimbus.observe.hooks")
 
@@ -29,8 +31,7 @@ log = logging.getLogger("nimbus.observe.hooks")
 ErrorKind = Literal["function", "timeout", "oom", "init", "platform"]
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationStarted:
+class InvocationStarted(NamedTuple):
     """An invocation was admitted and is about to run (warm or cold)."""
 
     function: str
@@ -39,8 +40,7 @@ class InvocationStarted:
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationFinished:
+class InvocationFinished(NamedTuple):
     """An invocation ended, successfully or not (always after ``InvocationStarted``)."""
 
     function: str
@@ -59,8 +59,7 @@ class InvocationFinished:
     error_type: str | None  # the errorType the function or runtime reported
 
 
-@dataclass(frozen=True, slots=True)
-class InvocationThrottled:
+class InvocationThrottled(NamedTuple):
     """An invocation was refused for want of concurrency (429 or back to the queue)."""
 
     function: str
@@ -71,8 +70,7 @@ class InvocationThrottled:
     started: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncEventReceived:
+class AsyncEventReceived(NamedTuple):
     """An async event was durably queued (Lambda's AsyncEventsReceived)."""
 
     function: str
@@ -80,8 +78,7 @@ class AsyncEventReceived:
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncEventStarted:
+class AsyncEventStarted(NamedTuple):
     """An async event left the queue to run; ``age_ms`` is how long it waited since it
     was first queued (Lambda's AsyncEventAge)."""
 
@@ -92,8 +89,7 @@ class AsyncEventStarted:
     age_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncEventRetried:
+class AsyncEventRetried(NamedTuple):
     """A function error left attempts: the event runs again after ``delay_s``."""
 
     function: str
@@ -103,8 +99,7 @@ class AsyncEventRetried:
     delay_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncEventDropped:
+class AsyncEventDropped(NamedTuple):
     """An async event ended without a successful run (Lambda's AsyncEventsDropped): max
     age exceeded, retries exhausted, or the function gone. It may still have reached an
     OnFailure destination or a dead-letter queue."""
@@ -116,8 +111,7 @@ class AsyncEventDropped:
     age_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncEventDeadLettered:
+class AsyncEventDeadLettered(NamedTuple):
     """A failed event was handed to the function's DeadLetterConfig queue (``ok``) or
     could not be (Lambda's DeadLetterErrors) and went to nimbus's dead-letter store."""
 
@@ -128,8 +122,7 @@ class AsyncEventDeadLettered:
     ok: bool
 
 
-@dataclass(frozen=True, slots=True)
-class DestinationDelivered:
+class DestinationDelivered(NamedTuple):
     """An invocation record was sent to an OnSuccess / OnFailure destination, or could
     not be (``ok`` False: Lambda's DestinationDeliveryFailures)."""
 

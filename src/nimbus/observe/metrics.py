@@ -25,7 +25,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -215,6 +215,18 @@ def percentile(durations: Mapping[int, int], q: float) -> float | None:
     return None  # not reached: seen ends at total
 
 
+# Sets of prebuilt keys a process keeps (one per function, qualifier, version and
+# architecture invoked); past it they are built again as they come.
+MAX_KEY_SETS = 4096
+
+
+class _FinishedKeys(NamedTuple):
+    labels: Labels
+    invocations: Key
+    billed: Key
+    gb_seconds: Key
+
+
 class Metrics:
     """One process's counts; ``attach`` subscribes it to the process's ``Hooks``."""
 
@@ -226,6 +238,9 @@ class Metrics:
         self.in_flight: Counter[str] = Counter()
         # The async workers' invocations in flight (the server's queue server knows them).
         self.remote_in_flight: Callable[[], Mapping[str, int]] | None = None
+        # The keys a finished invocation counts under, by (function, qualifier, version,
+        # architecture): built once, not four label tuples per invocation.
+        self._finished_keys: dict[tuple[str, str | None, str, str], _FinishedKeys] = {}
 
     def attach(self, hooks: Hooks) -> None:
         hooks.subscribe(InvocationStarted, self.on_started)
@@ -278,14 +293,19 @@ class Metrics:
     def on_finished(self, event: InvocationFinished) -> None:
         function = event.function
         self._leave(function)
-        labels = (function, resource(function, event.qualifier), event.version)
-        self._count("invocations", labels)
+        at = (function, event.qualifier, event.version, event.architecture)
+        keys = self._finished_keys.get(at)
+        if keys is None:
+            keys = self._keys_for(at)
+        labels = keys.labels
+        counters = self.counters
+        counters[keys.invocations] = counters.get(keys.invocations, 0) + 1
         if event.error is not None:
             self._count("errors", (*labels, event.error))
         self._observe("duration_seconds", labels, event.duration_ms / 1000)
-        self._count("billed_duration_seconds", labels, event.billed_ms / 1000)
+        counters[keys.billed] = counters.get(keys.billed, 0) + event.billed_ms / 1000
         mb_ms = event.billed_ms * event.memory_size
-        self._count("gb_seconds", (function, event.architecture), mb_ms / 1024 / 1000)
+        counters[keys.gb_seconds] = counters.get(keys.gb_seconds, 0) + mb_ms / 1024 / 1000
         if event.cold_start:
             self._count("cold_starts", labels)
             if event.init_ms is not None:
@@ -299,6 +319,17 @@ class Metrics:
         bucket = fine_bucket(event.duration_ms)
         minute.durations[bucket] = minute.durations.get(bucket, 0) + 1
         minute.usage.add(event.architecture, 1, mb_ms)
+
+    def _keys_for(self, at: tuple[str, str | None, str, str]) -> _FinishedKeys:
+        if len(self._finished_keys) >= MAX_KEY_SETS:
+            self._finished_keys.clear()
+        function, qualifier, version, architecture = at
+        labels = (function, resource(function, qualifier), version)
+        keys = self._finished_keys[at] = _FinishedKeys(
+            labels, ("invocations", labels), ("billed_duration_seconds", labels),
+            ("gb_seconds", (function, architecture)),
+        )
+        return keys
 
     def _leave(self, function: str) -> None:
         """One of the function's invocations is no longer in flight."""

@@ -19,10 +19,15 @@ per hop:
 - triggers: a function URL, an HTTP API stage, an SQS queue or broker an event source
   mapping reads, a schedule: the callers of the hops they start.
 
-nimbus records its own segments for every invocation (locally, bounded: see
-trace_store.py), whatever the sampling decision, so the service map and the dashboard
-need no setup; the decision (``Sampled``) only tells the function's SDK whether to send
-its own.
+nimbus records its own segments (locally, bounded: see trace_store.py) for sampled
+traces only, as Lambda does: a PassThrough function records nothing unless its caller's
+header says ``Sampled=1``; an Active one samples the requests that come without a
+decision (``sampled_for``). The service map and the dashboard's waterfalls are drawn
+from those traces. An unsampled invocation still carries its trace header (so the
+function and whatever it calls see one), at no other cost: the warm path builds no
+segment for it. The invoker makes the decision (``Tracer.decide``) and the process
+remembers the traces it sampled, so the hops around the invocation that record after
+it (the function URL's trigger, the async attempt) follow the same decision.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from nimbus import ids
 
@@ -47,14 +52,23 @@ BROKER_ORIGIN = "nimbus::EventSource"  # a self-hosted broker an event source ma
 TRIGGER_ORIGINS = frozenset({URL_ORIGIN, API_ORIGIN, QUEUE_ORIGIN, SCHEDULE_ORIGIN, BROKER_ORIGIN})
 
 _ROOT = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
+# The header as nimbus and X-Ray SDKs write it, read in one match (the warm path parses
+# every invocation's header); any other spelling goes through the general parse.
+_CANONICAL = re.compile(
+    r"Root=(1-[0-9a-f]{8}-[0-9a-f]{24})(?:;Parent=([0-9a-f]{16}))?(?:;Sampled=([01]))?"
+)
+# Traces a process remembers as sampled (see Tracer.decide): far more than are ever in
+# flight at once, so the hops of a sampled invocation still find it when they record.
+MAX_SAMPLED_ROOTS = 4096
 _SEGMENT_ID = re.compile(r"[0-9a-f]{16}")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
-@dataclass(frozen=True, slots=True)
-class TraceHeader:
+class TraceHeader(NamedTuple):
     """A parsed ``X-Amzn-Trace-Id``. ``sampled`` None: no decision yet (``Sampled=?`` or
-    absent), for the function's TracingConfig to make."""
+    absent), for the function's TracingConfig to make. A tuple rather than a frozen
+    dataclass: every invocation builds two or three, and a tuple is built several times
+    faster."""
 
     root: str
     parent: str | None = None
@@ -67,6 +81,10 @@ class TraceHeader:
         trace, as X-Ray does with a header it cannot read."""
         if not text:
             return None
+        match = _CANONICAL.fullmatch(text)
+        if match is not None:
+            flag = match[3]
+            return cls(match[1], match[2], None if flag is None else flag == "1")
         root = parent = None
         sampled: bool | None = None
         for part in text.split(";"):
@@ -152,9 +170,11 @@ Sink = Callable[[dict[str, Any]], None]
 
 
 class Tracer:
-    """One process's segment recorder: documents go to ``sink`` (the process's segment
-    log, trace_store.SegmentLog); ``daemon`` starts the X-Ray daemon-compatible UDP
-    receiver the first time an Active function's environment asks for its address."""
+    """One process's segment recorder: documents of sampled traces go to ``sink`` (the
+    process's segment log, trace_store.SegmentLog); ``daemon`` starts the X-Ray
+    daemon-compatible UDP receiver the first time an Active function's environment asks
+    for its address (what functions' SDKs send goes to ``sink`` as it comes: they send
+    only for sampled traces)."""
 
     def __init__(
         self,
@@ -167,13 +187,38 @@ class Tracer:
         self.daemon = daemon
         self._daemon_address: str | None = None
         self.account_id = account_id
+        # Roots of the traces this process sampled, oldest first (a dict as an ordered
+        # set), bounded by MAX_SAMPLED_ROOTS.
+        self._sampled: dict[str, None] = {}
 
     @property
     def enabled(self) -> bool:
         return self._sink is not None
 
+    def decide(self, trace: TraceHeader, active: bool) -> bool:
+        """An invocation's sampling decision (``sampled_for``). A sampled trace is
+        remembered: the segments of its hops that record afterwards (``record``,
+        ``trigger``) are kept, an unsampled one's dropped before they are built where the
+        caller asks ``sampled`` first."""
+        sampled = trace.sampled if trace.sampled is not None else active
+        if sampled and self._sink is not None:
+            self._remember(trace.root)
+        return sampled
+
+    def sampled(self, root: str) -> bool:
+        """Whether this process sampled the trace ``root`` (or was told it is sampled)."""
+        return root in self._sampled
+
+    def _remember(self, root: str) -> None:
+        roots = self._sampled
+        if root not in roots:
+            roots[root] = None
+            if len(roots) > MAX_SAMPLED_ROOTS:
+                del roots[next(iter(roots))]
+
     def record(self, doc: dict[str, Any]) -> None:
-        if self._sink is not None:
+        """Keep one of nimbus's own segment documents if its trace is sampled."""
+        if self._sink is not None and doc.get("trace_id") in self._sampled:
             self._sink(doc)
 
     def daemon_address(self) -> str:
@@ -181,7 +226,7 @@ class Tracer:
         if self._daemon_address is None:
             if self.daemon is None or self._sink is None:
                 return ""
-            self._daemon_address = self.daemon(self.record)
+            self._daemon_address = self.daemon(self._sink)
         return self._daemon_address
 
     def incoming(self, trace_id: str | None) -> TraceHeader:
@@ -190,13 +235,18 @@ class Tracer:
         a new root."""
         header = TraceHeader.parse(trace_id)
         if header is not None:
+            if header.sampled and self._sink is not None:
+                self._remember(header.root)
             return header
         caller = CALLER.get()
         if caller is None:
             return TraceHeader.new()
         now = time.time()
+        # A trigger that starts a trace (a schedule's tick, a batch whose messages carry
+        # no trace) records its segment before any function decides: these are rare, and
+        # the event may run in another process, whose decision this one never learns.
         return self.trigger(caller.origin, caller.name, caller.incoming, now, now,
-                            aws=caller.detail)
+                            aws=caller.detail, undecided=True)
 
     def trigger(
         self,
@@ -211,11 +261,19 @@ class Tracer:
         aws: dict[str, Any] | None = None,
         http: dict[str, Any] | None = None,
         segment_id: str | None = None,
+        undecided: bool = False,
     ) -> TraceHeader:
         """Record a trigger's segment (``segment_id``: the one the hop it started was
-        given as Parent); the header for that hop (its child)."""
+        given as Parent) if its trace is sampled (``undecided``: unless the caller said
+        it is not); the header for that hop (its child)."""
         trace = incoming or TraceHeader.new()
         segment_id = segment_id or ids.segment_id()
+        if self._sink is None or not (
+            trace.sampled
+            or (trace.sampled is None and undecided)
+            or trace.root in self._sampled
+        ):
+            return trace.child(segment_id)
         doc: dict[str, Any] = {
             "trace_id": trace.root, "id": segment_id, "name": name, "origin": origin,
             "start_time": start, "end_time": end,
@@ -230,7 +288,7 @@ class Tracer:
             doc["aws"] = aws
         if http:
             doc["http"] = http
-        self.record(doc)
+        self._sink(doc)
         return trace.child(segment_id)
 
     def function_segment(
@@ -252,7 +310,10 @@ class Tracer:
         throttled: bool = False,
     ) -> None:
         """Record an invocation's ``AWS::Lambda::Function`` segment, with Lambda's
-        Initialization and Invocation subsegments."""
+        Initialization and Invocation subsegments (the invoker asks only for sampled
+        ones)."""
+        if self._sink is None:
+            return
         invoke_start = max(start, end - duration_ms / 1000)
         subsegments = []
         if cold and init_ms:
@@ -277,7 +338,7 @@ class Tracer:
                 doc["cause"] = {"exceptions": [{"id": ids.segment_id(), "type": error_type}]}
         if throttled:
             doc["error"] = doc["throttle"] = True
-        self.record(doc)
+        self._sink(doc)
 
 
 def sampled_for(trace: TraceHeader, active: bool) -> bool:
@@ -296,7 +357,12 @@ def report_xray(trace_id: str | None, active: bool) -> str:
     trace = TraceHeader.parse(trace_id)
     if trace is None or not trace.sampled or trace.parent is None:
         return ""
-    return f"\nXRAY TraceId: {trace.root}\tSegmentId: {trace.parent}\tSampled: true\t"
+    return xray_line(trace.root, trace.parent)
+
+
+def xray_line(root: str, segment_id: str) -> str:
+    """The REPORT line's XRAY part for a sampled invocation of an Active function."""
+    return f"\nXRAY TraceId: {root}\tSegmentId: {segment_id}\tSampled: true\t"
 
 
 def is_active(extra: dict[str, Any]) -> bool:
