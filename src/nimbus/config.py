@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -225,21 +226,15 @@ class Config(BaseModel):
     @field_validator("webhook_allow", mode="before")
     @classmethod
     def _allow_entries(cls, value: object) -> list[str]:
-        if not isinstance(value, str | list | tuple):
-            raise ValueError("expected a list of CIDR, address:port or host[:port] entries")
-        entries = split_entries(value)
-        for entry in entries:
-            parse_allowance(entry)  # AllowEntryError (a ValueError) says what is wrong
-        return entries
+        # AllowEntryError (a ValueError) says what is wrong with an entry.
+        return _entries(value, "CIDR, address:port or host[:port]",
+                        lambda entries: [parse_allowance(entry) for entry in entries])
 
     @field_validator("function_network_allow", mode="before")
     @classmethod
     def _function_allow_entries(cls, value: object) -> list[str]:
-        if not isinstance(value, str | list | tuple):
-            raise ValueError("expected a list of CIDR or ADDRESS:PORT entries")
-        entries = split_entries(value)
-        parse_rules(entries, "function_network_allow")  # says what is wrong
-        return entries
+        return _entries(value, "CIDR or ADDRESS:PORT",
+                        lambda entries: parse_rules(entries, "function_network_allow"))
 
     @field_serializer("secret_access_key", when_used="json")
     def _reveal_secret(self, value: SecretStr | None) -> str | None:
@@ -280,6 +275,16 @@ class Config(BaseModel):
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"
         return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def _entries(value: object, kinds: str, check: Callable[[list[str]], object]) -> list[str]:
+    """An allow-list setting: a list, or one string of entries separated by commas or
+    whitespace (an environment variable); ``check`` raises on a bad entry."""
+    if not isinstance(value, str | list | tuple):
+        raise ValueError(f"expected a list of {kinds} entries")
+    entries = split_entries(value)
+    check(entries)
+    return entries
 
 
 ENV_PREFIX = "NIMBUS_"

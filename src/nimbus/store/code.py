@@ -30,15 +30,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from nimbus.errors import InvalidParameterValue, ServiceError
 from nimbus.private_files import private_dir, private_file
 from nimbus.store import unpack
 from nimbus.store.archive import Package, PackageLimits, inspect, open_package
 from nimbus.store.code_share import CodeShare
+
+T = TypeVar("T")
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20  # bytes copied at a time by put_file
@@ -103,36 +106,22 @@ class CodeStore:
             os.utime(self.tree_path(sha))  # fresh again: keeps GC's grace period honest
             self._share(sha)
             return StoredCode(sha, len(data), package.declared_size)
-        staging = self.tmp / uuid.uuid4().hex
-        staging.mkdir(mode=0o700)
-        try:
-            blob_tmp = staging / "blob.zip"
-            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+        with self._staged(lambda fh: fh.write(data)) as (staging, blob_tmp, _):
             unzipped = self._commit(package, sha, staging, blob_tmp)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return StoredCode(sha, len(data), unzipped)
 
     def put_file(self, source: BinaryIO) -> StoredCode:
         """Validate and store a zip read from ``source`` in chunks (an S3 object): the
         package is never held in memory whole (blocking; run it off the event loop)."""
-        staging = self.tmp / uuid.uuid4().hex
-        staging.mkdir(mode=0o700)
-        try:
-            blob_tmp = staging / "blob.zip"
+        def copy(fh: BinaryIO) -> str:
             digest = hashlib.sha256()
-            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb") as fh:
-                while chunk := source.read(_CHUNK):
-                    digest.update(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            sha, size = digest.hexdigest(), blob_tmp.stat().st_size
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                fh.write(chunk)
+            return digest.hexdigest()
+
+        with self._staged(copy) as (staging, blob_tmp, sha):
+            size = blob_tmp.stat().st_size
             with open(blob_tmp, "rb") as zipped:
                 package = inspect(open_package(zipped), self.limits)
             if self.has(sha):
@@ -140,9 +129,25 @@ class CodeStore:
                 self._share(sha)
                 return StoredCode(sha, size, package.declared_size)
             unzipped = self._commit(package, sha, staging, blob_tmp)
+        return StoredCode(sha, size, unzipped)
+
+    @contextlib.contextmanager
+    def _staged(self, write: Callable[[BinaryIO], T]) -> Iterator[tuple[Path, Path, T]]:
+        """A private staging folder holding ``blob.zip``, written by ``write`` and made
+        durable; removed on leaving. Yields the folder, the zip and what ``write``
+        returned."""
+        staging = self.tmp / uuid.uuid4().hex
+        staging.mkdir(mode=0o700)
+        try:
+            blob_tmp = staging / "blob.zip"
+            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as fh:
+                result = write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            yield staging, blob_tmp, result
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return StoredCode(sha, size, unzipped)
 
     def _commit(self, package: Package, sha: str, staging: Path, blob_tmp: Path) -> int:
         """Unpack the staged zip ``blob_tmp`` and move zip and tree to their places under
@@ -173,18 +178,15 @@ class CodeStore:
         if self.has(sha_hex) or self.share is None:
             return
         sha = _digest(sha_hex)
-        staging = self.tmp / uuid.uuid4().hex
-        staging.mkdir(mode=0o700)
-        try:
-            blob_tmp = staging / "blob.zip"
-            fd = os.open(blob_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with open(fd, "wb") as fh:
-                try:
-                    found = self.share.fetch(sha, fh)
-                except ValueError as exc:
-                    raise ServiceError(str(exc)) from exc
-                fh.flush()
-                os.fsync(fh.fileno())
+        share = self.share
+
+        def fetch(fh: BinaryIO) -> bool:
+            try:
+                return share.fetch(sha, fh)
+            except ValueError as exc:
+                raise ServiceError(str(exc)) from exc
+
+        with self._staged(fetch) as (staging, blob_tmp, found):
             if not found:
                 raise ServiceError(
                     f"The deployment package {sha} is on no node of this installation."
@@ -193,8 +195,6 @@ class CodeStore:
                 package = inspect(open_package(zipped), self.limits)
             if not self.has(sha):  # another cold start may have fetched it meanwhile
                 self._commit(package, sha, staging, blob_tmp)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def _unpack(self, package: Package, blob: Path, tree: Path) -> int:
         """Write ``package``'s files into the empty ``tree`` through the unpack child."""
