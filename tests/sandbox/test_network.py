@@ -171,6 +171,11 @@ def test_allow_list_and_tag_open_what_they_name(
             plain = probe(srv, "plain", targets)
             tagged = probe(srv, "tagged", targets,
                            tags={"nimbus:network-allow": f"{intranet.address}:8080"})
+            # The gateway is the host's loopback seen from inside: a tag naming it (or
+            # everything) must not open what only the operator can.
+            sneaky = probe(srv, "sneaky", {"api via gateway": ("169.254.79.129", srv.port),
+                                           "other via gateway": ("169.254.79.129", other_port)},
+                           tags={"nimbus:network-allow": "169.254.0.0/16 0.0.0.0/0"})
             bad = srv.client()
             with pytest.raises(bad.exceptions.InvalidParameterValueException,
                                match="host name"):
@@ -195,3 +200,4 @@ def test_allow_list_and_tag_open_what_they_name(
     assert not plain["intranet"].startswith("open"), plain
     assert tagged["intranet"] == "open:HTTP/1.0 200", tagged
     assert not tagged["other loopback port"].startswith("open"), tagged
+    assert not any(v.startswith("open") for v in sneaky.values()), sneaky

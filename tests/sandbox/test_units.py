@@ -178,3 +178,19 @@ def test_log_pipe_cuts_at_markers() -> None:
         return first, second, await pipe.rest()
 
     assert asyncio.run(run()) == (b"one\n", b"two\nthree", b"tail")
+
+
+def test_environments_resolve_through_the_stub_resolvers_upstream(tmp_path: Path) -> None:
+    """systemd-resolved's 127.0.0.53 is not on an environment's own loopback: its copy
+    of resolv.conf and its allow-list come from the servers the stub forwards to."""
+    from nimbus.sandbox import egress
+
+    stub, upstream, plain = tmp_path / "stub", tmp_path / "upstream", tmp_path / "plain"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0\n")
+    upstream.write_text("nameserver 10.1.1.1\n")
+    plain.write_text("nameserver 10.2.2.2\n")
+    assert egress.resolv_conf(stub, upstream) == upstream
+    assert egress.resolv_conf(plain, upstream) == plain
+    assert egress.resolv_conf(stub, tmp_path / "absent") == stub  # nothing better
+    assert [str(a) for a in egress.resolvers(upstream)] == ["10.1.1.1"]
+

@@ -56,10 +56,14 @@ table ip nimbus {{
         type nat hook postrouting priority 100; policy accept;
         ip saddr {SUBNET} oifname != "{HOST_PREFIX}*" masquerade
     }}
+    chain guard {{
+        type filter hook prerouting priority -150; policy accept;
+        iifname "{HOST_PREFIX}*" ip daddr != {GATEWAY} fib daddr type local drop
+    }}
     chain input {{
         type filter hook input priority 0; policy accept;
         iifname "{HOST_PREFIX}*" ct state established,related accept
-        iifname "{HOST_PREFIX}*" ct status dnat accept
+        iifname "{HOST_PREFIX}*" ct original ip daddr {GATEWAY} accept
         iifname "{HOST_PREFIX}*" reject with icmp type admin-prohibited
     }}
     chain forward {{
@@ -82,9 +86,22 @@ table ip6 nimbus {{
 """
 
 
+SYSTEMD_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
+
+
+def resolv_conf(stub: Path = Path("/etc/resolv.conf"),
+                upstream: Path = SYSTEMD_UPSTREAM) -> Path:
+    """The resolv.conf environments get a copy of: the host's, unless it names only a
+    local stub resolver (systemd-resolved's 127.0.0.53), which an environment's own
+    loopback does not have; then the upstream servers the stub uses."""
+    servers = resolvers(stub)
+    if servers and all(s.is_loopback and s != LOOPBACK for s in servers) and upstream.exists():
+        return upstream
+    return stub
+
+
 def resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[ipaddress.IPv4Address]:
-    """The host's IPv4 nameservers, which environments may query (their /etc/resolv.conf
-    is a copy of the host's)."""
+    """The IPv4 nameservers of ``resolv_conf``."""
     found = []
     try:
         lines = resolv_conf.read_text().splitlines()
@@ -116,7 +133,7 @@ class EgressPolicy:
     def of(cls, entries: Iterable[str], host_udp_ports: Iterable[int] = ()) -> EgressPolicy:
         rules = parse_rules(list(entries), "function_network_allow")
         nameservers, problems = [], []
-        for address in resolvers():
+        for address in resolvers(resolv_conf()):
             if address == LOOPBACK:
                 rules.append(Rule(ipaddress.IPv4Network("127.0.0.1/32"), 53))
             elif address.is_loopback:
@@ -181,6 +198,7 @@ table ip nimbus {{
         oifname "lo" accept
         ct state established,related accept
         ip daddr {GATEWAY} ct status dnat accept
+        ip daddr {GATEWAY} reject with icmp type admin-prohibited
         ip daddr @allow_net accept
         ip daddr . meta l4proto . th dport @allow_svc accept
         ip daddr {{ {non_public} }} reject with icmp type admin-prohibited

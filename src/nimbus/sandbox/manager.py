@@ -225,6 +225,11 @@ class SandboxManager:
         self._layout = mounts.base_layout(prefixes)
         assert self._uid_base is not None
         mounts.write_etc(str(self._run_dir / "etc"), self._uid_base, self._uid_count)
+        if self._egress is not None:
+            # Their own loopback has no stub resolver: they get the servers it forwards to.
+            source = egress.resolv_conf()
+            if source != Path("/etc/resolv.conf"):
+                shutil.copyfile(source, self._run_dir / "etc" / "resolv.conf")
         (self._run_dir / "rootfs").mkdir(mode=0o755, exist_ok=True)
 
     async def _zygote(self, runtime_name: str) -> Zygote:

@@ -107,6 +107,12 @@ def _sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
+def _sysctl_if_there(path: str, value: str) -> None:
+    # A kernel booted with ipv6.disable=1 has no IPv6 settings, and no IPv6 to turn off.
+    with contextlib.suppress(FileNotFoundError):
+        _sysctl(path, value)
+
+
 @dataclass
 class Namespace:
     """A ready namespace: its descriptor (to send along with a spawn request) and the
@@ -123,6 +129,11 @@ class Namespace:
             self.fd = -1
 
 
+def _close_made(made: asyncio.Future[Namespace]) -> None:
+    if not made.cancelled() and made.exception() is None:
+        made.result().close()
+
+
 class NetnsSupply:
     """Namespaces for this process's environments, kept ``READY`` ahead."""
 
@@ -136,8 +147,10 @@ class NetnsSupply:
         self._nft: _Nft | None = None
         self._host_fd = -1
         self._nl: Netlink | None = None
-        self._base: frozenset[egress.Rule] = frozenset()
-        self._ruleset = policy.environment_ruleset()
+        # The rules every new namespace starts with beyond the policy's, and their
+        # ruleset: one tuple, read at once by the netns thread while the loop widens it.
+        self._base: tuple[frozenset[egress.Rule], str] = (frozenset(),
+                                                           policy.environment_ruleset())
 
     # -- set-up (blocking, called once from the manager's preparation) ---------------------
 
@@ -172,17 +185,24 @@ class NetnsSupply:
     def widen(self, rule: egress.Rule) -> None:
         """Let every namespace made from now on allow ``rule`` too (this process's X-Ray
         receiver, once it has a port); those made before get it when taken."""
-        if rule not in self._base:
-            self._base = self._base | {rule}
-            self._ruleset = self.policy.environment_ruleset() + egress.additions(self._base)
+        rules = self._base[0]
+        if rule not in rules:
+            rules = rules | {rule}
+            self._base = (rules, self.policy.environment_ruleset() + egress.additions(rules))
 
     async def take(self, wanted: frozenset[egress.Rule] = frozenset()) -> Namespace:
         """A namespace (a ready one if any) that allows ``wanted`` besides the policy."""
         loop = asyncio.get_running_loop()
         namespace = self._ready.popleft() if self._ready else None
         if namespace is None or not wanted <= namespace.rules:
-            namespace = await loop.run_in_executor(self._thread, self._make_with, namespace,
-                                                   wanted)
+            made = loop.run_in_executor(self._thread, self._make_with, namespace, wanted)
+            try:
+                namespace = await asyncio.shield(made)
+            except asyncio.CancelledError:
+                # The cold start was given up: the namespace still being made is closed
+                # when it is done, not left held until the process exits.
+                made.add_done_callback(_close_made)
+                raise
         if len(self._ready) < self._ready_target and not self._refilling and not self._closed:
             self._refilling = True
             loop.run_in_executor(self._thread, self._refill)
@@ -224,7 +244,7 @@ class NetnsSupply:
         try:
             if len(self._ready) < self._ready_target and not self._closed:
                 self._ready.append(self._make())
-        except (OSError, SandboxError) as exc:
+        except Exception as exc:  # logged; a cold start then makes its own
             log.warning("making a network namespace ahead of time failed: %s", exc)
             self._refilling = False
             return
@@ -259,8 +279,8 @@ class NetnsSupply:
                 _sysctl("ipv4/conf/all/route_localnet", "1")
                 # IPv4 only: eth0 (created below, from "default") gets no IPv6 link-local
                 # address, through which it could reach the host's IPv6 listeners.
-                _sysctl("ipv6/conf/default/disable_ipv6", "1")
-                base, ruleset = self._base, self._ruleset
+                _sysctl_if_there("ipv6/conf/default/disable_ipv6", "1")
+                base, ruleset = self._base
                 self._rules(ruleset)
             finally:
                 _setns(self._host_fd)
@@ -289,7 +309,7 @@ class NetnsSupply:
             address = egress.SUBNET.network_address + offset
             index = socket.if_nametoindex(host_if)
             _sysctl(f"ipv4/conf/{host_if}/route_localnet", "1")
-            _sysctl(f"ipv6/conf/{host_if}/disable_ipv6", "1")
+            _sysctl_if_there(f"ipv6/conf/{host_if}/disable_ipv6", "1")
             nl.add_address(index, GATEWAY, 32)
             nl.up(index)
             nl.add_route(ipaddress.IPv4Network(f"{address}/32"), index)
