@@ -33,6 +33,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ from typing import Any
 
 from nimbus.egress_rules import LOOPBACK, Rule
 from nimbus.guest import mounts, protocol
-from nimbus.sandbox import catalog, egress, envvars, memory, uid_range
+from nimbus.sandbox import catalog, egress, envvars, memory, uid_range, watchdog
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
 from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import (
@@ -109,6 +110,7 @@ class SandboxManager:
         self._egress = (egress.EgressPolicy.of(network_allow)
                         if network == "isolated" and isolation == "namespace" else None)
         self._net: NetnsSupply | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None  # sandbox/watchdog.py
         # None: a range of the host's uids is claimed at preparation (uid_range.claim),
         # so no other nimbus process on this host hands out the same uids.
         self._uid_base, self._uid_count = uid_base, uid_count
@@ -207,6 +209,7 @@ class SandboxManager:
         except CgroupsUnavailable as exc:
             raise IsolationUnavailable(f"cgroups unavailable: {exc}") from exc
         self._cgroups = cgroups
+        self._watchdog = watchdog.start(cgroups.parents())
         if self._uid_base is None:
             claim = uid_range.claim(self.work_dir, self._uid_count)
             self._uid_claim, self._uid_base = claim, claim.first
@@ -587,6 +590,8 @@ class SandboxManager:
             await self._tmp.close()
         if self._cgroups is not None:
             await asyncio.to_thread(self._cgroups.sweep)
+        if self._watchdog is not None:
+            await asyncio.to_thread(watchdog.stop, self._watchdog)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(shutil.rmtree, self._run_dir)
         if self._uid_claim is not None:
