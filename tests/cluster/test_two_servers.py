@@ -84,7 +84,10 @@ def test_a_function_created_on_one_server_runs_on_the_other(
     a, b = two
     create(a, "hello", RECORDING, sink)
     lam_b = b.client()
-    assert lam_b.get_function(FunctionName="hello")["Configuration"]["State"] == "Active"
+    found = lam_b.get_function(FunctionName="hello")
+    assert found["Configuration"]["State"] == "Active"
+    # B's download link serves the package A received, before anything ran on B.
+    assert httpx.get(found["Code"]["Location"], timeout=30).content == RECORDING
     reply = lam_b.invoke(FunctionName="hello", Payload=b'{"id": -1}')
     assert reply["StatusCode"] == 200 and "FunctionError" not in reply
     assert json.loads(reply["Payload"].read()) == {"id": -1}

@@ -45,6 +45,7 @@ from nimbus.errors import (
     InvalidParameterValue,
     RequestTooLarge,
     ResourceNotFound,
+    ServiceError,
     ValidationError,
 )
 from nimbus.models import LATEST, FunctionVersion, LayerRef
@@ -363,6 +364,7 @@ async def update_function_configuration(request: Request) -> Response:
     await attach_layers(svc, settings)
     if settings.get("layers"):
         current = await blocking(svc.engine.functions.get_version, name, LATEST)
+        await blocking(svc.engine.code.ensure, current.code_sha256)  # another node's upload
         code_unzipped = await blocking(svc.engine.code.tree_size, current.code_sha256)
         check_combined_size(svc, code_unzipped, settings["layers"])
 
@@ -452,8 +454,9 @@ async def download_code(request: Request) -> Response:
         sha, request.query_params.get("Expires"), request.query_params.get("Signature")
     )
     try:
+        await blocking(svc.engine.code.ensure, sha)  # uploaded through another node
         data = await blocking(svc.engine.code.read, sha)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ServiceError) as exc:
         raise ResourceNotFound("This code package no longer exists.") from exc
     return Response(
         data,

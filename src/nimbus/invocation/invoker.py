@@ -79,7 +79,8 @@ class Invoker:
         self.logs = logs
         self.limiter = limiter
         # SnapStart: published versions' templates, made at PublishVersion.
-        self.snapshots = Snapshots(targets.functions, pool.manager, self.spec)
+        self.snapshots = Snapshots(targets.functions, pool.manager, self.spec,
+                                   None if code.share is None else self.ensure_code)
         # A function updated or deleted: its stale environments stop now, not when idle.
         targets.functions.on_change(lambda name: pool.changed(name, self._deployment))
 

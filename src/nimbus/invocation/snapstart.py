@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nimbus.errors import ResourceConflict
 from nimbus.models import FunctionRecord, FunctionVersion
@@ -49,10 +49,13 @@ def failure(err: InitError) -> tuple[str, str]:
 class Snapshots:
     """The templates being made for published versions, one task per version."""
 
-    def __init__(self, functions: FunctionStore, manager: SandboxManager, spec: SpecFn) -> None:
+    def __init__(self, functions: FunctionStore, manager: SandboxManager, spec: SpecFn,
+                 ensure_code: Callable[[FunctionVersion], Awaitable[None]] | None = None,
+                 ) -> None:
         self._functions = functions
         self._manager = manager
         self._spec = spec
+        self._ensure_code = ensure_code  # the package onto this node (cluster), if need be
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def pending(self, version: FunctionVersion) -> bool:
@@ -74,6 +77,8 @@ class Snapshots:
         try:
             if self._manager.isolation == "namespace":
                 # "process" isolation has no templates: environments start as usual.
+                if self._ensure_code is not None:
+                    await self._ensure_code(version)
                 await self._manager.templates.ensure(self._spec(version, record))
         except InitError as err:
             state = "Failed"

@@ -125,5 +125,7 @@ class CodeShare:
             }
             gone = sorted(old - referenced)
             if gone:
-                conn.execute(delete(code_chunks).where(code_chunks.c.sha256.in_(gone)))
+                # Still old: an upload that refreshed a package since the select keeps it.
+                conn.execute(delete(code_chunks).where(code_chunks.c.sha256.in_(gone),
+                                                       code_chunks.c.created_ms < before))
         return len(gone)

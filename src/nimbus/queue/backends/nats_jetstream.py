@@ -566,8 +566,11 @@ class NatsQueue(QueueBackend):
                 with contextlib.suppress(NatsError, OSError):
                     await held.msg.in_progress()
             # Another server started since may have set a shorter ack wait: keep up.
+            # Bounded by half a beat: a slow JetStream API (a leader election) must not delay
+            # the next "in progress" past the ack wait and get every held event redelivered.
             with contextlib.suppress(Exception):
-                info = await self._js.consumer_info(self.stream, CONSUMER)
+                info = await asyncio.wait_for(
+                    self._js.consumer_info(self.stream, CONSUMER), self._beat_s / 2)
                 found = info.config.ack_wait or self.ack_wait_s
                 self._beat_s = min(self.ack_wait_s, found) / 3
 
