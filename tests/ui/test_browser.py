@@ -134,6 +134,7 @@ def run_orders(server: NimbusProcess) -> list[str]:
 def test_dashboard_shows_functions_metrics_traces_and_map(
     driver: Any, server: NimbusProcess, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -141,7 +142,11 @@ def test_dashboard_shows_functions_metrics_traces_and_map(
     shots = Shots(driver, tmp_path)
 
     def until(check: Callable[[Any], Any], what: str) -> Any:
-        return WebDriverWait(driver, 30, poll_frequency=0.2).until(check, f"waiting for {what}")
+        # Auto-refresh re-renders the tables: an element found a moment ago may be gone
+        # when its text is read, which is only a reason to look again.
+        return WebDriverWait(driver, 30, poll_frequency=0.2,
+                             ignored_exceptions=(StaleElementReferenceException,)
+                             ).until(check, f"waiting for {what}")
 
     def found(css: str) -> Callable[[Any], Any]:
         return lambda d: d.find_elements(By.CSS_SELECTOR, css)
