@@ -15,6 +15,7 @@ from nimbus.net_policy import AllowEntryError, parse_allowance, split_entries
 
 TAG = "nimbus:network-allow"  # a function's own entries, separated by spaces
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+LOOPBACK_NET = ipaddress.IPv4Network("127.0.0.1/32")  # the host loopback a rule may name
 # A `provided` runtime's Runtime API listens here inside an isolated environment; it is
 # never forwarded to the host, whatever the allow-list says.
 RUNTIME_API_PORT = 9001
@@ -52,7 +53,7 @@ def parse_rules(entries: str | Iterable[str], where: str, loopback: bool = True)
             raise AllowEntryError(
                 f"{where}: {entry!r}: a function's own entries cannot open the host's "
                 "loopback; only the operator can (function_network_allow)")
-        if rule.loopback and network != ipaddress.IPv4Network("127.0.0.1/32"):
+        if rule.loopback and network != LOOPBACK_NET:
             raise AllowEntryError(
                 f"{where}: {entry!r}: of the host's loopback only 127.0.0.1 can be "
                 "allowed (127.0.0.1/32, or 127.0.0.1:PORT)")

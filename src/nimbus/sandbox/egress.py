@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nimbus.egress_rules import LOOPBACK, RUNTIME_API_PORT, Rule, parse_rules
+from nimbus.egress_rules import LOOPBACK, LOOPBACK_NET, RUNTIME_API_PORT, Rule, parse_rules
 
 GATEWAY = "169.254.79.129"
 SUBNET = ipaddress.IPv4Network("100.64.0.0/10")
@@ -128,22 +128,26 @@ class EgressPolicy:
     nameservers: tuple[ipaddress.IPv4Address, ...] = ()
     host_udp_ports: tuple[int, ...] = ()
     problems: tuple[str, ...] = field(default=(), compare=False)
+    # The resolv.conf the nameservers came from: environments get a copy of it.
+    resolv_conf: Path = Path("/etc/resolv.conf")
 
     @classmethod
     def of(cls, entries: Iterable[str], host_udp_ports: Iterable[int] = ()) -> EgressPolicy:
         rules = parse_rules(list(entries), "function_network_allow")
         nameservers, problems = [], []
-        for address in resolvers(resolv_conf()):
+        source = resolv_conf()
+        for address in resolvers(source):
             if address == LOOPBACK:
-                rules.append(Rule(ipaddress.IPv4Network("127.0.0.1/32"), 53))
+                rules.append(Rule(LOOPBACK_NET, 53))
             elif address.is_loopback:
                 problems.append(
-                    f"nameserver {address} (in /etc/resolv.conf) is on the host's loopback "
+                    f"nameserver {address} (in {source}) is on the host's loopback "
                     "at an address other than 127.0.0.1: functions cannot resolve names "
                     "through it")
             else:
                 nameservers.append(address)
-        return cls(tuple(rules), tuple(nameservers), tuple(host_udp_ports), tuple(problems))
+        return cls(tuple(rules), tuple(nameservers), tuple(host_udp_ports), tuple(problems),
+                   source)
 
     def environment_ruleset(self) -> str:
         """The ruleset an environment's namespace starts with."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -40,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from nimbus.egress_rules import LOOPBACK, Rule
+from nimbus.egress_rules import LOOPBACK_NET, Rule
 from nimbus.guest import mounts, protocol
 from nimbus.sandbox import catalog, egress, envvars, memory, uid_range, watchdog
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
@@ -64,7 +63,6 @@ log = logging.getLogger(__name__)
 
 ISOLATIONS = ("namespace", "process")
 NETWORKS = ("isolated", "host")
-LOOPBACK_NET = ipaddress.IPv4Network(f"{LOOPBACK}/32")
 TMP_STORAGES = ("disk", "memory")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
 # Uids per manager unless told: what the default account concurrency limit (1,000) needs.
@@ -228,11 +226,9 @@ class SandboxManager:
         self._layout = mounts.base_layout(prefixes)
         assert self._uid_base is not None
         mounts.write_etc(str(self._run_dir / "etc"), self._uid_base, self._uid_count)
-        if self._egress is not None:
+        if self._egress is not None and self._egress.resolv_conf != Path("/etc/resolv.conf"):
             # Their own loopback has no stub resolver: they get the servers it forwards to.
-            source = egress.resolv_conf()
-            if source != Path("/etc/resolv.conf"):
-                shutil.copyfile(source, self._run_dir / "etc" / "resolv.conf")
+            shutil.copyfile(self._egress.resolv_conf, self._run_dir / "etc" / "resolv.conf")
         (self._run_dir / "rootfs").mkdir(mode=0o755, exist_ok=True)
 
     async def _zygote(self, runtime_name: str) -> Zygote:

@@ -218,10 +218,14 @@ class NetnsSupply:
     def _allow_pid(self, pid: int, extra: frozenset[egress.Rule]) -> None:
         fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with self._inside(fd):
-                self._rules(egress.additions(extra))
+            self._add(fd, extra)
         finally:
             os.close(fd)
+
+    def _add(self, fd: int, extra: frozenset[egress.Rule]) -> None:
+        """Add ``extra`` rules to the ruleset of the namespace ``fd`` names."""
+        with self._inside(fd):
+            self._rules(egress.additions(extra))
 
     def _make_with(self, namespace: Namespace | None,
                    wanted: frozenset[egress.Rule]) -> Namespace:
@@ -230,8 +234,7 @@ class NetnsSupply:
         extra = wanted - namespace.rules
         if extra:
             try:
-                with self._inside(namespace.fd):
-                    self._rules(egress.additions(extra))
+                self._add(namespace.fd, extra)
             except BaseException:
                 namespace.close()
                 raise
