@@ -18,8 +18,12 @@ load generator, two servers can only spread the one server's single-core bottlen
 (the front door's event loop) over both cores; the CPU per request says what a second
 front end costs. Prints a table; writes JSON to bench/results/cluster.json.
 
+``--cluster``: both layouts in cluster mode (NIMBUS_CLUSTER=1: concurrency counted in
+PostgreSQL). ``--cluster-ab``: one server without and with cluster mode instead, to
+measure what counting concurrency across the cluster costs each invocation.
+
     .venv/bin/python bench/cluster.py [--pairs 3] [--sync 4000] [--events 6000]
-                                      [--clients 32]
+                                      [--clients 32] [--cluster | --cluster-ab]
 """
 
 from __future__ import annotations
@@ -109,10 +113,11 @@ async def until_done(servers: list[NimbusProcess], target: int, timeout: float =
     return done
 
 
-async def run(layout: int, args: argparse.Namespace) -> dict:
+async def run(layout: int, cluster: bool, args: argparse.Namespace) -> dict:
     """One measured run with ``layout`` servers on a fresh installation."""
+    extra = {"NIMBUS_LOG_LEVEL": "warning", "NIMBUS_CLUSTER": "1" if cluster else "0"}
     with tempfile.TemporaryDirectory() as tmp, shared_installation(
-        Path(tmp), extra={"NIMBUS_LOG_LEVEL": "warning"}
+        Path(tmp), extra=extra
     ) as env:  # fmt: skip
         servers = [front_end(Path(tmp), f"s{i}", env) for i in range(layout)]
         try:
@@ -157,7 +162,7 @@ async def run(layout: int, args: argparse.Namespace) -> dict:
         finally:
             for server in servers:
                 server.stop()
-    return {"servers": layout, "sync": sync_result, "async": async_result}
+    return {"servers": layout, "cluster": cluster, "sync": sync_result, "async": async_result}
 
 
 def flat(values: dict, prefix: str = "") -> dict[str, object]:
@@ -176,33 +181,41 @@ async def main() -> None:
     parser.add_argument("--sync", type=int, default=4000, help="warm sync invokes per run")
     parser.add_argument("--events", type=int, default=6000, help="async invokes per run")
     parser.add_argument("--clients", type=int, default=32)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--cluster", action="store_true", help="both layouts in cluster mode")
+    mode.add_argument("--cluster-ab", action="store_true",
+                      help="one server, cluster mode off vs on")
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).parent / "results" / "cluster.json"
     )
     args = parser.parse_args()
+    variants = ([(1, False), (1, True)] if args.cluster_ab
+                else [(1, args.cluster), (2, args.cluster)])
+    names = [f"{n} server{'s' if n > 1 else ''}{' cluster' if c else ''}" for n, c in variants]
     runs: list[dict] = []
     for pair in range(args.pairs):
-        for layout in (1, 2) if pair % 2 == 0 else (2, 1):
-            runs.append(await run(layout, args))
-            print(f"pair {pair + 1}: {layout} server(s) done", file=sys.stderr)
-    by_layout = {n: [flat(r) for r in runs if r["servers"] == n] for n in (1, 2)}
-    keys = [k for k in by_layout[1][0] if k != "servers"]
+        for index in (0, 1) if pair % 2 == 0 else (1, 0):
+            layout, cluster = variants[index]
+            runs.append(await run(layout, cluster, args) | {"variant": names[index]})
+            print(f"pair {pair + 1}: {names[index]} done", file=sys.stderr)
+    rows = {name: [flat(r) for r in runs if r["variant"] == name] for name in names}
+    keys = [k for k in rows[names[0]][0] if k not in ("servers", "cluster", "variant")]
     medians = {
-        n: {k: statistics.median(float(r[k]) for r in rows) for k in keys}  # type: ignore[arg-type]
-        for n, rows in by_layout.items()
+        name: {k: statistics.median(float(r[k]) for r in got) for k in keys}  # type: ignore[arg-type]
+        for name, got in rows.items()
     }
     width = max(len(k) for k in keys)
-    print(f"{'metric (median of ' + str(args.pairs) + ')':<{width}}  {'1 server':>12}  "
-          f"{'2 servers':>12}  {'2/1':>6}")  # fmt: skip
+    print(f"{'metric (median of ' + str(args.pairs) + ')':<{width}}  {names[0]:>16}  "
+          f"{names[1]:>16}  {'2nd/1st':>7}")  # fmt: skip
     for key in keys:
-        one, two = medians[1][key], medians[2][key]
+        one, two = medians[names[0]][key], medians[names[1]][key]
         ratio = f"{two / one:.2f}" if one else "-"
-        print(f"{key:<{width}}  {one:>12g}  {two:>12g}  {ratio:>6}")
+        print(f"{key:<{width}}  {one:>16g}  {two:>16g}  {ratio:>7}")
     out = args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "args": vars(args) | {"output": str(args.output)},
-        "median": {str(n): m for n, m in medians.items()},
+        "median": medians,
         "runs": runs,
     }, indent=2) + "\n")  # fmt: skip
     print(f"wrote {out}")

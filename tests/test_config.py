@@ -48,3 +48,16 @@ def test_bad_values_say_what_is_wrong(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("NIMBUS_LOG_RETENTION_DAYS", "-1")
     with pytest.raises(ConfigError, match="log_retention_days"):
         load_config()
+
+
+def test_cluster_mode_needs_a_shared_database_and_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NIMBUS_DATABASE_URL", "NIMBUS_QUEUE_URL", "NIMBUS_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="NIMBUS_DATABASE_URL=postgresql"):
+        load_config(cluster=True)
+    with pytest.raises(ConfigError, match="NIMBUS_QUEUE_URL=nats"):
+        load_config(cluster=True, database_url="postgresql://127.0.0.1/test")
+    monkeypatch.setenv("NIMBUS_CLUSTER", "1")
+    cfg = load_config(database_url="postgresql://127.0.0.1/test",
+                      queue_url="nats://127.0.0.1:4222/S")
+    assert cfg.cluster

@@ -204,6 +204,11 @@ class Config(BaseModel):
     # unisolated (a host without nftables, or on purpose).
     function_network: Literal["isolated", "host"] = "isolated"
     function_network_allow: list[str] = Field(default_factory=list)
+    # One of several servers of one installation (`nimbus up --cluster`, NIMBUS_CLUSTER=1):
+    # the account and reserved concurrency limits are counted across every server, in
+    # the shared PostgreSQL database (store/cluster_slots.py), instead of by this host
+    # alone. Needs a PostgreSQL database_url and a nats:// queue_url.
+    cluster: bool = False
 
     model_config = {"extra": "forbid", "validate_default": True}
 
@@ -248,6 +253,20 @@ class Config(BaseModel):
             raise ValueError(
                 "set both access_key_id and secret_access_key (NIMBUS_ACCESS_KEY_ID, "
                 "NIMBUS_SECRET_ACCESS_KEY) or neither, to use the generated pair"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_needs_shared_state(self) -> Config:
+        if self.cluster and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError(
+                "cluster mode shares state through PostgreSQL: set database_url "
+                "(NIMBUS_DATABASE_URL=postgresql://...) as well as NIMBUS_CLUSTER=1"
+            )
+        if self.cluster and self.queue_url is None:
+            raise ValueError(
+                "cluster mode shares the async queue through NATS JetStream: set queue_url "
+                "(NIMBUS_QUEUE_URL=nats://host:4222/STREAM) as well as NIMBUS_CLUSTER=1"
             )
         return self
 

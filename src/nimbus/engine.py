@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from nimbus.config import Config
 from nimbus.events.dispatcher import Dispatcher
-from nimbus.invocation.concurrency import ConcurrencyLimiter
+from nimbus.invocation.concurrency import ClusterAdmission, ConcurrencyLimiter
 from nimbus.invocation.invoker import Invoker
 from nimbus.invocation.pool import Pool
 from nimbus.invocation.targets import Targets
@@ -33,6 +33,7 @@ from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
 from nimbus.store.aliases import AliasStore
 from nimbus.store.archive import PackageLimits
+from nimbus.store.cluster_slots import ClusterSlots
 from nimbus.store.code import CodeStore
 from nimbus.store.code_share import CodeShare
 from nimbus.store.database import Database
@@ -132,6 +133,8 @@ class Engine:
         invoker = Invoker(
             config, Targets(functions, aliases), code, pool, logs, limiter, hooks=hooks,
             tracer=tracer,
+            cluster=ClusterAdmission(ClusterSlots(db.url), config.concurrency_limit)
+            if config.cluster else None,
         )
         event_configs, dead_letters = EventConfigStore(functions), DeadLetterStore(db)
         sqs = Queues(
@@ -196,6 +199,8 @@ class Engine:
         await self.pool.close()
         await self.pool.manager.close()
         self.invoker.limiter.close()
+        if self.invoker.cluster is not None:
+            await self.invoker.cluster.slots.close()
         await self.logs.close()
         for daemon in self._daemons:
             daemon.close()

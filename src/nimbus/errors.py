@@ -47,6 +47,13 @@ class ServiceError(NimbusError):
     """Something broke on our side; the message must still say what."""
 
 
+class ClusterUnavailable(ServiceError):
+    """In cluster mode, the shared PostgreSQL database that counts the cluster's
+    concurrency cannot be reached; transient, so 503 (botocore retries it)."""
+
+    status = 503
+
+
 class ResourceNotFound(UserError):
     type_name = "ResourceNotFoundException"
     status = 404

@@ -28,6 +28,10 @@ def up(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Allow api_auth=none on a non-loopback --host")
     ] = False,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="One of several servers sharing PostgreSQL "
+                                             "and NATS: limits counted cluster-wide")
+    ] = False,
 ) -> None:
     """Start nimbus: the Lambda API on http://HOST:PORT."""
     from nimbus.server import serve
@@ -42,6 +46,7 @@ def up(
             log_level=log_level,
             isolation=isolation,
             insecure=insecure or None,
+            cluster=cluster or None,
         )
     except ConfigError as exc:
         fail(str(exc), USAGE)

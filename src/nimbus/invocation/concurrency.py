@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nimbus.errors import TooManyRequests
+from nimbus.store.cluster_slots import ClusterSlots, Slot
 
 RESERVED_REASON = "ReservedFunctionConcurrentInvocationLimitExceeded"
 ACCOUNT_REASON = "ConcurrentInvocationLimitExceeded"
@@ -187,6 +188,29 @@ class ConcurrencyLimiter:
         offset = _HEADER.size + _NAME * free
         self._map[offset : offset + _NAME] = name.ljust(_NAME, b"\0")
         return free
+
+
+class ClusterAdmission:
+    """The same limits counted across every server of a cluster (store/cluster_slots.py):
+    taken after this host's limiter admitted, given back when the invocation ends."""
+
+    def __init__(self, slots: ClusterSlots, account_limit: int) -> None:
+        self.slots = slots
+        self.account_limit = account_limit
+
+    async def admit(self, function: str, reserved: int | None, reserved_total: int) -> Slot:
+        if reserved is None:
+            scope, limit = "account", self.account_limit - reserved_total
+            reason = ACCOUNT_REASON
+        else:
+            scope, limit, reason = f"function:{function}", reserved, RESERVED_REASON
+        slot = await self.slots.take(scope, limit)
+        if slot is None:
+            raise TooManyRequests("Rate Exceeded.", reason=reason)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        self.slots.give(slot)
 
 
 def _size(rows: int, entries: int) -> int:

@@ -16,7 +16,7 @@ from nimbus.clock import now_ms
 from nimbus.config import Config
 from nimbus.egress_rules import parse_rules
 from nimbus.errors import InvalidParameterValue, ResourceNotFound, TooManyRequests
-from nimbus.invocation.concurrency import ConcurrencyLimiter
+from nimbus.invocation.concurrency import ClusterAdmission, ConcurrencyLimiter
 from nimbus.invocation.pool import Pool, PoolKey
 from nimbus.invocation.snapstart import Snapshots, not_ready
 from nimbus.invocation.targets import Targets
@@ -67,8 +67,11 @@ class Invoker:
         limiter: ConcurrencyLimiter,
         hooks: Hooks | None = None,
         tracer: Tracer | None = None,
+        cluster: ClusterAdmission | None = None,
     ) -> None:
         self.config = config
+        # Cluster mode: the limits are also counted across every server.
+        self.cluster = cluster
         # Segments of every invocation (observe/tracing.py); none recorded without a sink.
         self.tracer = tracer if tracer is not None else Tracer()
         # Lifecycle hooks (observe/hooks.py): started, finished, throttled.
@@ -124,8 +127,16 @@ class Invoker:
         started = time.time()
         key = PoolKey(name, version.version, version.deployment)
         hooks = self.hooks
+        slot, cluster = None, self.cluster
         try:
             ticket = self.limiter.admit(name, record.reserved_concurrency, reserved_total)
+            if cluster is not None:
+                try:
+                    slot = await cluster.admit(
+                        name, record.reserved_concurrency, reserved_total)
+                except BaseException:
+                    self.limiter.release(ticket)
+                    raise
         except TooManyRequests as exc:
             if traced:
                 self._segment(trace, segment_id, invocation, version, started, 0.0, False,
@@ -164,6 +175,8 @@ class Invoker:
             raise
         finally:
             self.limiter.release(ticket)
+            if cluster is not None and slot is not None:
+                cluster.release(slot)
         outcome = ran.outcome
         error_type = _error_type(outcome.payload) if outcome.function_error else None
         if traced:
