@@ -88,6 +88,10 @@ def test_a_function_created_on_one_server_runs_on_the_other(
     assert found["Configuration"]["State"] == "Active"
     # B's download link serves the package A received, before anything ran on B.
     assert httpx.get(found["Code"]["Location"], timeout=30).content == RECORDING
+    # Behind one load balancer, a link one server made is served by another.
+    on_a = found["Code"]["Location"].replace(b.endpoint, a.endpoint)
+    assert on_a != found["Code"]["Location"]
+    assert httpx.get(on_a, timeout=30).content == RECORDING
     reply = lam_b.invoke(FunctionName="hello", Payload=b'{"id": -1}')
     assert reply["StatusCode"] == 200 and "FunctionError" not in reply
     assert json.loads(reply["Payload"].read()) == {"id": -1}

@@ -20,9 +20,14 @@ VALID_SECONDS = 600  # Lambda's presigned links last 10 minutes
 CODE_PATH = "/_nimbus/code/"
 
 class CodeSigner:
-    """Signs and verifies download links with a key kept in the data dir."""
+    """Signs and verifies download links with a key kept in the data dir, or (``key``,
+    the servers of one installation sharing a database) derived from the shared one, so
+    a link one server made is good on every other."""
 
-    def __init__(self, key_file: Path) -> None:
+    def __init__(self, key_file: Path, key: bytes | None = None) -> None:
+        if key is not None:
+            self._key = key
+            return
         if not key_file.exists():
             tmp = key_file.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -20,6 +20,7 @@ from nimbus.protocol.service import RequestContext
 from nimbus.s3.store import S3Store
 from nimbus.sigv4.credentials import Credentials, load_credentials
 from nimbus.store.api_keys import ApiKeyStore
+from nimbus.store.env_cipher import shared_database
 from nimbus.store.function_urls import FunctionUrlStore
 from nimbus.store.http_apis import HttpApiStore
 from nimbus.store.layers import LayerStore
@@ -56,7 +57,9 @@ class Services:
         return cls(
             config=config,
             engine=engine,
-            signer=CodeSigner(config.data_dir / "code-signing.key"),
+            signer=CodeSigner(config.data_dir / "code-signing.key",
+                              functions.cipher.derive("code links")
+                              if shared_database(config) and functions.cipher else None),
             provisioned=provisioned,
             provisioner=Provisioner(provisioned, engine.invoker),
             function_urls=FunctionUrlStore(functions),

@@ -24,6 +24,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -47,7 +48,13 @@ class EnvCipher:
         if len(key) != 32:
             raise ConfigError("the environment key must be 32 bytes (AES-256)")
         self._aead = AESGCM(key)
+        self._key = key
         self.key_id = hashlib.sha256(key).hexdigest()[:16]
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` (an HMAC of the name): every node sharing this
+        key derives the same one, and it reveals nothing of this key or of another."""
+        return hmac.new(self._key, f"nimbus {purpose}".encode(), hashlib.sha256).digest()
 
     @classmethod
     def load(cls, config: Config) -> EnvCipher:
