@@ -86,7 +86,7 @@ class HttpApis(HttpTrigger):
             authorizer = {"iam": caller.iam_authorizer()}
         burst, rate = stage.throttling(route.route_key)
         try:
-            self.gate.admit(
+            lease = self.gate.admit(
                 api_id=table.api.api_id,
                 stage=stage.stage_name,
                 api_key=request.header("x-api-key"),
@@ -95,6 +95,8 @@ class HttpApis(HttpTrigger):
                 stage_burst=burst,
                 route_key=route.route_key,
             )
+            if lease is not None:  # cluster mode: shared tokens to wait for
+                await lease
         except (GatewayForbidden, GatewayThrottled) as exc:
             return error_reply(exc)
         return await self._invoke(table, match, request, authorizer)

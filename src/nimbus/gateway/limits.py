@@ -6,6 +6,10 @@ plan), an index of keys and plans that is reloaded whenever the store changes, a
 per-key quota counters. Counted requests are written behind to the store about once a
 second (off the event loop), and read back at start, so a restart keeps a period's quota.
 
+With ``cluster`` on, the servers of one installation share the buckets and the quotas
+(``shared_allowance``: each server spends small leases from PostgreSQL rows in memory),
+and each server polls for key and plan changes made through another one.
+
 Quota periods are UTC: DAY starts at midnight; WEEK on the weekday ``offset`` (0 =
 Sunday, as API Gateway documents it); MONTH on day ``offset + 1`` of the month.
 """
@@ -18,14 +22,28 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from nimbus.config import Config
 from nimbus.errors import GatewayForbidden, GatewayThrottled, LimitExceeded
+from nimbus.gateway.shared_allowance import (
+    QUOTA_IDLE_S,
+    Allowance,
+    Leaser,
+    after,
+    lease_size,
+    reservation_size,
+)
 from nimbus.models import ApiKeyIndex, UsagePlan
-from nimbus.store.api_keys import ApiKeyStore, UsageBatch
+from nimbus.store.api_keys import VERSION, ApiKeyStore, UsageBatch
+from nimbus.store.shared_limits import (
+    BucketLease,
+    QuotaReservation,
+    SharedLimitStore,
+    plan_bucket_name,
+)
 from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.gateway.limits")
@@ -39,6 +57,9 @@ _DAY = 86400
 _EPOCH = date(1970, 1, 1).toordinal()
 # Retry-After when a bucket never refills (rate 0): there is no honest time to give.
 _NEVER_SECONDS = 3600
+# A request that found a shared allowance empty awaits at most this many leases (others
+# may spend what a lease brought first) before it is refused.
+_LEASE_TRIES = 4
 
 
 def epoch_day(day: date) -> int:
@@ -154,6 +175,16 @@ class UsageGate:
         self._plan_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._meters: dict[tuple[str, str], _Meter] = {}
         self._task: asyncio.Task[None] | None = None
+        # Cluster mode: allowances of shared buckets (by name) and quotas (key, plan).
+        self._shared: SharedLimitStore | None = None
+        self._leaser: Leaser | None = None
+        self._allowances: dict[str, Allowance] = {}
+        self._quotas: dict[tuple[str, str], Allowance] = {}
+        self._version = 0  # the shared version of keys and plans the index was read at
+        if config.cluster:
+            self._shared = SharedLimitStore(store.db)
+            self._leaser = Leaser(self._shared, clock)
+            store.share_changes()
         store.on_change(self._on_change)
 
     # -- the hot path ----------------------------------------------------------------
@@ -168,13 +199,20 @@ class UsageGate:
         stage_rate: float | None = None,
         stage_burst: int | None = None,
         route_key: str | None = None,
-    ) -> None:
+    ) -> Awaitable[None] | None:
         """Return if the request may go on; raise ``GatewayForbidden`` (bad key),
         ``LimitExceeded`` (quota used up) or ``GatewayThrottled`` (rate) otherwise.
 
         ``stage_rate``/``stage_burst`` are the route's throttling on its stage (its route
         settings, else the stage's defaults; None where neither sets one); each route of a
-        stage has its own bucket, as API Gateway throttles routes one by one."""
+        stage has its own bucket, as API Gateway throttles routes one by one.
+
+        In cluster mode, the answer may need a lease of shared tokens first: then an
+        awaitable is returned, which returns or raises as above once it has one."""
+        if self._leaser is not None:
+            return self._admit_shared(
+                api_id, stage, api_key, key_required, stage_rate, stage_burst, route_key
+            )
         index = self._index
         if index is not self._applied:
             self._apply(index)
@@ -223,6 +261,155 @@ class UsageGate:
             meter.pending[day] = meter.pending.get(day, 0) + 1
             if meter.period is not None and day >= meter.start:
                 meter.used += 1
+        return None
+
+    def _admit_shared(
+        self,
+        api_id: str | None,
+        stage: str | None,
+        api_key: str | None,
+        key_required: bool,
+        stage_rate: float | None,
+        stage_burst: int | None,
+        route_key: str | None,
+        tries: int = _LEASE_TRIES,
+    ) -> Awaitable[None] | None:
+        """``admit`` in cluster mode: the same checks, in the same order, on allowances
+        leased from the shared buckets and quotas instead of this server's own."""
+        index = self._index
+        if index is not self._applied:
+            self._apply(index)
+        plan: UsagePlan | None = None
+        meter: _Meter | None = None
+        quota: Allowance | None = None
+        key_id = ""
+        wall = 0.0
+        if key_required:
+            key = index.keys_by_value.get(api_key) if api_key else None
+            if key is None or not key.enabled or api_id is None or stage is None:
+                raise GatewayForbidden("Forbidden")
+            plan_id = index.plan_for.get((key.id, api_id, stage))
+            if plan_id is None:
+                raise GatewayForbidden("Forbidden")
+            key_id, plan = key.id, index.plans[plan_id]
+            wall = self._wall()
+            meter = self._meter(key_id, plan_id, index)
+            if plan.quota_limit is not None and plan.quota_period is not None:
+                meter.roll(plan, wall)
+                quota = self._quota_allowance(key_id, plan, meter)
+
+        now = self._clock()
+        config = self.config
+        buckets = [self._bucket_allowance("account", config.http_rate_limit,
+                                          config.http_burst_limit)]  # fmt: skip
+        if stage_rate is not None or stage_burst is not None:
+            rate = config.http_rate_limit if stage_rate is None else stage_rate
+            capacity = config.http_burst_limit if stage_burst is None else stage_burst
+            name = f"stage/{api_id}/{stage}/{route_key}"
+            buckets.append(self._bucket_allowance(name, rate, capacity))
+        if plan is not None and plan.rate_limit is not None:
+            burst = plan.burst_limit
+            if burst is None:
+                burst = max(1, math.ceil(plan.rate_limit))
+            name = plan_bucket_name(key_id, plan.id)
+            buckets.append(self._bucket_allowance(name, plan.rate_limit, burst))
+        every = buckets if quota is None else [quota, *buckets]
+
+        lacking = [a for a in every if a.needs_lease(now)]
+        leaser = self._leaser
+        assert leaser is not None
+        if lacking and tries > 0:
+            # One round trip for all it lacks; then decide again, as other requests may
+            # have spent the lease first (each retry either finds a token or a row that
+            # said it is empty, so this ends).
+            return after(
+                leaser.fill(lacking),
+                lambda: self._admit_shared(api_id, stage, api_key, key_required, stage_rate,
+                                           stage_burst, route_key, tries - 1),
+            )  # fmt: skip
+        if quota is not None and quota.tokens < 1:
+            assert meter is not None
+            raise LimitExceeded("Limit Exceeded", _seconds(meter.end - wall))
+        empty = [a for a in buckets if a.tokens < 1]
+        if empty:
+            wait = max(a.empty_until - now for a in empty)
+            raise GatewayThrottled("Too Many Requests", _seconds(wait))
+        for allowance in every:
+            allowance.tokens -= 1
+        if quota is not None:
+            quota.used_at = now
+        leaser.prefetch(every)
+
+        if meter is not None and plan is not None:
+            day = int(wall // _DAY)
+            meter.days[day] = meter.days.get(day, 0) + 1
+            meter.pending[day] = meter.pending.get(day, 0) + 1
+            if meter.period is not None and day >= meter.start:
+                meter.used += 1
+        return None
+
+    def _bucket_allowance(self, name: str, rate: float, capacity: float) -> Allowance:
+        allowance = self._allowances.get(name)
+        if allowance is not None:
+            request = allowance.request
+            assert isinstance(request, BucketLease)
+            if request.rate == rate and request.capacity == capacity:
+                return allowance
+        lease = BucketLease(name, rate, capacity, lease_size(rate, capacity))
+        if allowance is not None:
+            allowance.request = lease  # new settings: the held tokens stay
+            return allowance
+        allowance = self._allowances[name] = Allowance(lease)
+        local = TokenBucket(rate, capacity, self._clock())
+
+        def fallback(now: float) -> int:
+            # The store did not answer: this server's own bucket, as without cluster.
+            assert allowance is not None
+            request = allowance.request
+            assert isinstance(request, BucketLease)
+            local.configure(request.rate, request.capacity)
+            local.wait(now)
+            taken = max(0, min(request.want, int(local.tokens)))
+            local.tokens -= taken
+            return taken
+
+        allowance.fallback = fallback
+        return allowance
+
+    def _quota_allowance(self, key_id: str, plan: UsagePlan, meter: _Meter) -> Allowance:
+        assert plan.quota_limit is not None and plan.quota_period is not None
+        limit = plan.quota_limit
+        start = day_of(meter.start).isoformat()
+        allowance = self._quotas.get((key_id, plan.id))
+        if allowance is not None:
+            request = allowance.request
+            assert isinstance(request, QuotaReservation)
+            if (request.period, request.start_day) == (plan.quota_period, start):
+                if request.limit == limit:
+                    return allowance
+                if limit < request.limit:
+                    allowance.tokens = 0  # reserved under a higher limit: not to be spent
+            else:
+                allowance.tokens = 0  # the last period's: the new one counts afresh
+        end = day_of(int(meter.end // _DAY)).isoformat()
+        reservation = QuotaReservation(
+            key_id, plan.id, plan.quota_period, start, end, limit, reservation_size(limit)
+        )
+        if allowance is not None:
+            allowance.request = reservation
+            allowance.empty_until = 0.0
+            return allowance
+        allowance = self._quotas[(key_id, plan.id)] = Allowance(reservation)
+
+        def fallback(now: float) -> int:
+            # The store did not answer: the quota as this server counted it.
+            assert allowance is not None
+            request = allowance.request
+            assert isinstance(request, QuotaReservation)
+            return max(0, min(request.want, request.limit - meter.used - allowance.tokens))
+
+        allowance.fallback = fallback
+        return allowance
 
     def _stage_bucket(
         self,
@@ -274,6 +461,13 @@ class UsageGate:
         # A meter with counts still to store waits for the next flush to be forgotten.
         for pair in [p for p, m in self._meters.items() if p not in pairs and not m.pending]:
             del self._meters[pair]
+        if self._leaser is not None:
+            for pair in [p for p in self._quotas if p not in pairs]:
+                del self._quotas[pair]
+            names = {plan_bucket_name(*pair) for pair in pairs}
+            for name in [n for n in self._allowances if n.startswith("plan/")]:
+                if name not in names:
+                    del self._allowances[name]
         self._applied = index
 
     # -- the index -------------------------------------------------------------------
@@ -283,6 +477,9 @@ class UsageGate:
         since = day_of(int(self._wall() // _DAY) - _USAGE_DAYS).isoformat()
         with self._reload_lock:
             # Serialised so that the last reload to run reads the newest state.
+            if self._shared is not None:
+                # Read first: a change committed after it is seen by the next poll.
+                self._version = self._shared.version(VERSION)
             self._index = self.store.index(since)
             self._loaded = True
 
@@ -332,6 +529,21 @@ class UsageGate:
         while True:
             await asyncio.sleep(self._flush_interval)
             await self.flush()
+            if self._leaser is not None:
+                await self._cluster_tick()
+
+    async def _cluster_tick(self) -> None:
+        """Reload keys and plans another server changed; give back idle quota."""
+        assert self._shared is not None and self._leaser is not None
+        try:
+            if await blocking(self._shared.version, VERSION) != self._version:
+                await blocking(self.load)
+        except Exception:
+            log.exception("checking for changed API keys and usage plans failed")
+        now = self._clock()
+        for allowance in list(self._quotas.values()):
+            if allowance.tokens >= 1 and now - allowance.used_at > QUOTA_IDLE_S:
+                await self._leaser.release(allowance)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -340,6 +552,10 @@ class UsageGate:
                 await self._task
             self._task = None
         await self.flush()
+        if self._leaser is not None:
+            await self._leaser.close()
+            for allowance in list(self._quotas.values()):
+                await self._leaser.release(allowance)
         self._loaded = False
 
 

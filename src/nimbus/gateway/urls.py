@@ -81,7 +81,9 @@ class FunctionUrls(HttpTrigger):
         self, config: FunctionUrlConfig, request: HttpRequest, scope: Scope
     ) -> HttpReply:
         try:
-            self.gate.admit(api_id=None, stage=None, api_key=None, key_required=False)
+            lease = self.gate.admit(api_id=None, stage=None, api_key=None, key_required=False)
+            if lease is not None:  # cluster mode: shared tokens to wait for
+                await lease
         except GatewayThrottled as exc:
             return error_reply(exc)
         account, authorizer = "anonymous", None

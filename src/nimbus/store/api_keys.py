@@ -3,6 +3,10 @@
 Every change is one transaction (nothing half-stored) and, once committed, tells the
 listeners (the usage gate reloads its in-memory index through ``on_change``). Usage
 counts arrive in batches from the gate's write-behind, never per request.
+
+In a cluster (``share_changes``), each change also bumps a version row in the same
+transaction, which the other servers' gates poll, and deleting a key, a plan or a key's
+membership drops their shared quota counters and buckets (``store.shared_limits``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from nimbus.store.schema import (
     usage_plan_stages,
     usage_plans,
 )
+from nimbus.store.shared_limits import bump_version, forget
 
 _KEY_FIELDS = [f.name for f in dataclasses.fields(ApiKey)]
 _PLAN_COLUMNS = [f.name for f in dataclasses.fields(UsagePlan) if f.name != "api_stages"]
 
+VERSION = "api_keys"  # the shared_versions row of keys, plans and memberships
 # (key id, plan id, UTC day as an ISO date) -> requests to add
 UsageBatch = dict[tuple[str, str, str], int]
 
@@ -51,6 +57,11 @@ class ApiKeyStore:
         self.db = db
         self.generation = 0  # bumped after every committed change
         self._listeners: list[Callable[[], None]] = []
+        self._shared = False
+
+    def share_changes(self) -> None:
+        """Tell the other servers of a cluster about every change (PostgreSQL only)."""
+        self._shared = True
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` (in the writer's thread) after each committed change."""
@@ -60,6 +71,8 @@ class ApiKeyStore:
     def _writing(self) -> Iterator[Connection]:
         with self.db.write() as conn:
             yield conn
+            if self._shared:
+                bump_version(conn, VERSION)
         self.generation += 1
         for listener in self._listeners:
             listener()
@@ -111,6 +124,8 @@ class ApiKeyStore:
             conn.execute(delete(api_key_usage).where(api_key_usage.c.key_id == key_id))
             conn.execute(delete(usage_plan_keys).where(usage_plan_keys.c.key_id == key_id))
             conn.execute(delete(api_keys).where(api_keys.c.id == key_id))
+            if self._shared:
+                forget(conn, key_id=key_id)
 
     def _get_key(self, conn: Connection, key_id: str, lock: bool = False) -> ApiKey:
         query = select(api_keys).where(api_keys.c.id == key_id)
@@ -176,6 +191,8 @@ class ApiKeyStore:
             conn.execute(delete(usage_plan_keys).where(usage_plan_keys.c.plan_id == plan_id))
             conn.execute(delete(usage_plan_stages).where(usage_plan_stages.c.plan_id == plan_id))
             conn.execute(delete(usage_plans).where(usage_plans.c.id == plan_id))
+            if self._shared:
+                forget(conn, plan_id=plan_id)
 
     def _get_plan(self, conn: Connection, plan_id: str, lock: bool = False) -> UsagePlan:
         query = select(usage_plans).where(usage_plans.c.id == plan_id)
@@ -288,6 +305,8 @@ class ApiKeyStore:
                     api_key_usage.c.plan_id == plan_id, api_key_usage.c.key_id == key_id
                 )
             )
+            if self._shared:
+                forget(conn, key_id=key_id, plan_id=plan_id)
 
     # -- usage -----------------------------------------------------------------------
 
