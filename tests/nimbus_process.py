@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,21 @@ def free_port() -> int:
 
 
 class NimbusProcess:
-    """A nimbus server in a child process; ``restart()`` keeps its data dir."""
+    """A nimbus server in a child process; ``restart()`` keeps its data dir. ``host``: the
+    address it listens on and is reached at (``--host``; 127.0.0.1 when not given);
+    ``prefix``: a command it is started through (e.g. ``nsenter --net=...``, which execs
+    it, so the pid is still the server's)."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
+        *, host: str | None = None, prefix: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.env = {**os.environ, **(env or {})}
-        self.args = args or []
+        self.args = [*(args or []), *(["--host", host] if host else [])]
+        self.host = host or "127.0.0.1"
+        self.prefix = list(prefix)
+        self.command = "up"  # or "worker": a worker node of a cluster
         self.port = free_port()
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -38,15 +46,16 @@ class NimbusProcess:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60) -> NimbusProcess:
         self.proc = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "nimbus",
-                "up",
+                self.command,
                 "--port",
                 str(self.port),
                 "--data-dir",

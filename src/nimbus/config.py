@@ -205,10 +205,18 @@ class Config(BaseModel):
     function_network: Literal["isolated", "host"] = "isolated"
     function_network_allow: list[str] = Field(default_factory=list)
     # One of several servers of one installation (`nimbus up --cluster`, NIMBUS_CLUSTER=1):
-    # the account and reserved concurrency limits are counted across every server, in
-    # the shared PostgreSQL database (store/cluster_slots.py), instead of by this host
-    # alone. Needs a PostgreSQL database_url and a nats:// queue_url.
+    # the account and reserved concurrency limits (store/cluster_slots.py) and HTTP
+    # triggers' rate limits and usage plans' quotas (gateway/shared_allowance.py) are
+    # counted across every server, in the shared PostgreSQL database, instead of by this
+    # host alone. Needs a PostgreSQL database_url and a nats:// queue_url.
     cluster: bool = False
+    # In a cluster: "server" (`nimbus up --cluster`) answers the APIs and, while worker
+    # nodes announce themselves, sends invocations to them (cluster/placement.py);
+    # "worker" (`nimbus worker`) runs the invocations servers send it, and async events.
+    role: Literal["server", "worker"] = "server"
+    # The URL the other nodes reach this one at (a worker's, announced with its
+    # heartbeats); unset: http://host:port, which needs host to be a reachable address.
+    advertise_url: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$")
 
     model_config = {"extra": "forbid", "validate_default": True}
 
@@ -263,6 +271,15 @@ class Config(BaseModel):
                 "cluster mode shares state through PostgreSQL: set database_url "
                 "(NIMBUS_DATABASE_URL=postgresql://...) as well as NIMBUS_CLUSTER=1"
             )
+        if self.role == "worker" and not self.cluster:
+            raise ValueError("a worker node is part of a cluster: run `nimbus worker` "
+                             "(it implies --cluster) with the cluster's settings")
+        if self.cluster and self.api_auth == "sigv4" and self.access_key_id is None:
+            raise ValueError(
+                "the servers of a cluster sign what they send each other with the "
+                "installation's key pair: set access_key_id and secret_access_key "
+                "(NIMBUS_ACCESS_KEY_ID, NIMBUS_SECRET_ACCESS_KEY), the same on every node"
+            )
         if self.cluster and self.queue_url is None:
             raise ValueError(
                 "cluster mode shares the async queue through NATS JetStream: set queue_url "
@@ -290,6 +307,14 @@ class Config(BaseModel):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def node_url(self) -> str:
+        """Where the other nodes of a cluster reach this one."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}"

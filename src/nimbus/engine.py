@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from nimbus.cluster.forward import Forwarder
+from nimbus.cluster.nodes import NodeBoard
+from nimbus.cluster.placement import Placement
 from nimbus.config import Config
 from nimbus.events.dispatcher import Dispatcher
 from nimbus.invocation.concurrency import ClusterAdmission, ConcurrencyLimiter
@@ -76,6 +79,9 @@ class Engine:
     tracer: Tracer = field(default_factory=Tracer)
     traces: TraceStore | None = None
     _daemons: list[XRayDaemon] = field(default_factory=list)
+    # Cluster mode, on a server: the worker nodes it sends invocations to.
+    nodes: NodeBoard | None = None
+    forwarder: Forwarder | None = None
 
     @classmethod
     def open(cls, config: Config, queue: QueueBackend, process_index: int = 0) -> Engine:
@@ -137,6 +143,9 @@ class Engine:
             if config.cluster else None,
         )
         event_configs, dead_letters = EventConfigStore(functions), DeadLetterStore(db)
+        # Cluster mode, on a server: the worker nodes' announcements, followed.
+        nodes = (NodeBoard(config.queue_url)
+                 if config.cluster and config.role == "server" and config.queue_url else None)
         sqs = Queues(
             db,
             region=config.region,
@@ -174,6 +183,8 @@ class Engine:
             segments=segments,
             tracer=tracer,
             traces=TraceStore(traces_dir) if process_index == 0 else None,
+            nodes=nodes,
+            forwarder=None if nodes is None else Forwarder(Placement(nodes), config),
         )
 
     async def start(self, *, consume: bool = True) -> None:
@@ -186,6 +197,10 @@ class Engine:
             self.tracer.daemon, self._daemons = daemon_factory(asyncio.get_running_loop())
         self.pool.start()
         await self.queue.open()
+        if self.nodes is not None and self.forwarder is not None:
+            await self.nodes.open()
+            await self.nodes.watch()
+            self.invoker.remote = self.forwarder
         if consume:
             await self.dispatcher.start()
         else:
@@ -194,6 +209,11 @@ class Engine:
     async def close(self) -> None:
         """Stop dispatching, then the queue, the sandboxes, the logs and the database."""
         await self.dispatcher.close()
+        if self.forwarder is not None:
+            self.invoker.remote = None
+            await self.forwarder.close()
+        if self.nodes is not None:
+            await self.nodes.close()
         await self.queue.close()
         await self.invoker.snapshots.close()  # SnapStart templates still being made
         await self.pool.close()

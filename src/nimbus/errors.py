@@ -54,6 +54,25 @@ class ClusterUnavailable(ServiceError):
     status = 503
 
 
+class NodeLost(ServiceError):
+    """A worker node stopped answering while it ran a sync invocation: it may or may not
+    have run, so it is not retried for the caller (an async event is, by its queue)."""
+
+    status = 502
+
+
+class RelayedError(NimbusError):
+    """An error a worker node answered a forwarded invocation with, passed on as it was
+    (status, type, message and modeled members)."""
+
+    def __init__(self, status: int, type_name: str, message: str, kind: str | None,
+                 message_key: str, **extra: object) -> None:
+        super().__init__(message)
+        self.extra = dict(extra)
+        self.status, self.type_name, self.kind = status, type_name, kind
+        self.message_key = message_key
+
+
 class ResourceNotFound(UserError):
     type_name = "ResourceNotFoundException"
     status = 404

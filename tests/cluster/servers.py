@@ -25,8 +25,9 @@ NATS_URL = "nats://127.0.0.1:4222"
 
 async def _delete_stream(stream: str) -> None:
     nc = await nats.connect(NATS_URL)
-    with contextlib.suppress(nats.js.errors.NotFoundError):
-        await nc.jetstream().delete_stream(stream)
+    for name in (stream, f"KV_{stream}_nodes"):  # the queue, the workers' announcements
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(name)
     await nc.close()
 
 

@@ -27,6 +27,7 @@ from nimbus.api.names import FunctionRef, parse_function_ref
 from nimbus.api.services import Services, services, services_of
 from nimbus.api.wire import error_response, read_body, receive_body, request_id_header
 from nimbus.api.wire import unexpected_error_handler as unexpected
+from nimbus.cluster.forward import REQUEST_ID_HEADER
 from nimbus.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
@@ -37,6 +38,7 @@ from nimbus.models import MAX_ASYNC_PAYLOAD, MAX_SYNC_PAYLOAD
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 MAX_CLIENT_CONTEXT = 3583
+_REQUEST_ID = re.compile(r"[0-9a-fA-F-]{36}")
 PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations")
 
 _Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -129,10 +131,16 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
                 f"Request must be smaller than {MAX_ASYNC_PAYLOAD} bytes for the "
                 "InvokeFunction operation with InvocationType Event"
             )
-        request_id = await _enqueue(svc, ref, payload, trace_id)
-        return 202, [(b"x-amzn-requestid", request_id.encode())], b""
+        queued = await _enqueue(svc, ref, payload, trace_id)
+        return 202, [(b"x-amzn-requestid", queued.encode())], b""
     invoker = svc.engine.invoker
-    result = await invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id)
+    # A worker node runs what a server placed on it under the server's request id.
+    request_id = (_header(raw, REQUEST_ID_HEADER.encode())
+                  if svc.config.role == "worker" else None)
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        raise InvalidParameterValue(f"{REQUEST_ID_HEADER} must be a request id (a UUID).")
+    result = await invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id,
+                                  request_id)
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amz-executed-version", result.executed_version.encode()),

@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(server.up)
+app.command()(server.worker)
 app.command()(server.credentials)
 app.command()(invocation.invoke)
 app.command()(logs.logs)

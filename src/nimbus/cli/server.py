@@ -60,6 +60,46 @@ def up(
             raise typer.Exit(FAILED) from exc
 
 
+def worker(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [9000]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="State directory [./.nimbus]")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The cluster's PostgreSQL URL")
+    ] = None,
+    advertise_url: Annotated[
+        str | None, typer.Option(help="URL the servers reach this node at [http://HOST:PORT]")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow api_auth=none on a non-loopback --host")
+    ] = False,
+) -> None:
+    """Start a worker node of a cluster: it runs the invocations the servers place on it
+    and the async events it pulls (same settings as the cluster's servers)."""
+    from nimbus.server import serve
+
+    try:
+        cfg = load_config(config, host=host, port=port, data_dir=data_dir,
+                          database_url=database_url, log_level=log_level,
+                          insecure=insecure or None, advertise_url=advertise_url,
+                          cluster=True, role="worker")
+    except ConfigError as exc:
+        fail(str(exc), USAGE)
+    if (exposed := cfg.unprotected_bind()) is not None:
+        fail(exposed, USAGE)
+    if cfg.advertise_url is None and (cfg.port == 0 or cfg.host in ("0.0.0.0", "::", "")):
+        fail(f"the servers cannot reach this worker at {cfg.node_url}: give --advertise-url "
+             "(NIMBUS_ADVERTISE_URL) with an address and port they can reach", USAGE)
+    _check_port(cfg.host, cfg.port)
+    try:
+        serve(cfg)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise typer.Exit(FAILED) from exc
+
+
 def _check_port(host: str, port: int) -> None:
     """Refuse a port something else listens on, saying so, before starting anything."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

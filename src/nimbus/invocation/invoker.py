@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from nimbus import egress_rules, ids
 from nimbus.clock import now_ms
@@ -54,6 +55,15 @@ class InvokeResult:
         return tail(self.log_text)
 
 
+class Remote(Protocol):
+    """Where a server sends invocations in a cluster (cluster/forward.py)."""
+
+    async def invoke(self, version: FunctionVersion, name: str, qualifier: str | None,
+                     payload: bytes, client_context: str | None, trace_id: str | None,
+                     request_id: str | None) -> InvokeResult | None:
+        """The invocation run elsewhere; None: run it here."""
+
+
 class Invoker:
     """Runs invocations synchronously (RequestResponse) and checks DryRun ones."""
 
@@ -72,6 +82,8 @@ class Invoker:
         self.config = config
         # Cluster mode: the limits are also counted across every server.
         self.cluster = cluster
+        # Cluster mode, on a server: worker nodes run what it would (engine.py sets it).
+        self.remote: Remote | None = None
         # Segments of every invocation (observe/tracing.py); none recorded without a sink.
         self.tracer = tracer if tracer is not None else Tracer()
         # Lifecycle hooks (observe/hooks.py): started, finished, throttled.
@@ -107,6 +119,14 @@ class Invoker:
         version = resolution.pick()
         self._check_runnable(version)
         self._check_state(version, resolution.record)
+        # In a cluster, a worker node runs it, unless an environment of its own (one it
+        # keeps provisioned, say) is idle here: no hop, no cold start.
+        if self.remote is not None and not self.pool.has_idle(
+                PoolKey(name, version.version, version.deployment)):
+            forwarded = await self.remote.invoke(version, name, qualifier, payload,
+                                                 client_context, trace_id, request_id)
+            if forwarded is not None:
+                return forwarded
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
         request_id = request_id or ids.request_id()

@@ -103,6 +103,18 @@ class Pool:
             "busy": sum(self._busy.values()),
         }
 
+    def has_idle(self, key: PoolKey) -> bool:
+        """Whether an environment of ``key`` waits idle here (warm or provisioned)."""
+        return bool(self._idle.get(key))
+
+    def idle_by_version(self) -> dict[str, int]:
+        """Idle warm environments per "function:version" (what a worker announces)."""
+        counts: dict[str, int] = {}
+        for key, stack in self._idle.items():
+            name = f"{key.function_name}:{key.version}"
+            counts[name] = counts.get(name, 0) + len(stack)
+        return counts
+
     async def run(
         self,
         key: PoolKey,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimbus.api.services import Services
+from nimbus.cluster.announcer import Announcer
+from nimbus.cluster.nodes import NodeBoard
 from nimbus.config import Config
 from nimbus.engine import Engine
 from nimbus.events.sources.buckets import BucketNotifier
@@ -43,6 +45,8 @@ class Node:
     sns_fanout: Fanout | None = None
     # S3 bucket notifications: the outbox the S3 store fills, handed on from here.
     buckets: BucketNotifier | None = None
+    # A worker node of a cluster: its heartbeat to the servers.
+    announcer: Announcer | None = None
 
     @classmethod
     def open(cls, config: Config) -> Node:
@@ -110,8 +114,18 @@ class Node:
         await self.sns_fanout.start()
         if self.buckets is not None:
             await self.buckets.start()
+        if config.role == "worker" and config.queue_url:
+            board = NodeBoard(config.queue_url)
+            await board.open()
+            pool = engine.pool
+            self.announcer = Announcer(board, config.node_url, pool.idle_by_version,
+                                       lambda: pool.stats()["busy"])
+            await self.announcer.start()
 
     async def close(self) -> None:
+        if self.announcer is not None:  # the servers stop sending work here first
+            await self.announcer.close()
+            await self.announcer.board.close()
         if self.schedules is not None:  # no new fires while the rest shuts down
             await self.schedules.close()
         if self.sns_fanout is not None:

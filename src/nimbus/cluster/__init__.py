@@ -1,0 +1,1 @@
+"""Cluster mode: worker nodes announce themselves, servers place invocations on them."""

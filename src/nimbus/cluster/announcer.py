@@ -1,0 +1,67 @@
+"""A worker node's heartbeat: what it announces to the servers, every ``BEAT_S``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+from nimbus.cluster.nodes import BEAT_S, NodeBoard, NodeState
+
+log = logging.getLogger("nimbus.cluster.announcer")
+
+
+class Announcer:
+    """Announces this worker (reachable at ``url``) until ``close`` withdraws it."""
+
+    def __init__(self, board: NodeBoard, url: str, warm: Callable[[], dict[str, int]],
+                 in_flight: Callable[[], int]) -> None:
+        self.board = board
+        self.url = url
+        self.warm = warm
+        self.in_flight = in_flight
+        # Unique per process: a restarted worker is a new node (its warm environments
+        # are gone), whatever its address.
+        self.node_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._task: asyncio.Task[None] | None = None
+
+    def state(self) -> NodeState:
+        total, available = _memory_mb()
+        return NodeState(self.node_id, self.url, os.cpu_count() or 1, total, available,
+                         self.warm(), self.in_flight())
+
+    async def start(self) -> None:
+        # Not awaited: the HTTP socket is bound just after start-up, and an invocation
+        # sent before that is refused and goes elsewhere (no harm, but no point).
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.board.withdraw(self.node_id)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(0)  # let the server bind its socket before the first one
+            try:
+                await self.board.announce(self.state())
+            except Exception as exc:  # NATS away: the servers count this node out
+                log.warning("cannot announce this worker node: %s", exc)
+            await asyncio.sleep(BEAT_S)
+
+
+def _memory_mb() -> tuple[int, int]:
+    """The machine's memory and what is available for new environments, in MB."""
+    found: dict[str, int] = {}
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            name, _, rest = line.partition(":")
+            if name in ("MemTotal", "MemAvailable"):
+                found[name] = int(rest.split()[0]) // 1024
+    return found.get("MemTotal", 0), found.get("MemAvailable", 0)

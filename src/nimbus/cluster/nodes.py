@@ -1,0 +1,136 @@
+"""Worker nodes' announcements: a NATS JetStream key-value bucket beside the async queue's
+stream, one key per worker.
+
+A worker puts its state (where to reach it, memory, warm environments per function
+version) every ``BEAT_S`` and deletes its key when it stops; servers watch the bucket, so
+they learn of a new worker, a changed state or a clean stop as it happens, and count a
+worker out when it has said nothing for ``STALE_S`` (killed, hung, or cut off). Staleness
+is judged on the watcher's own clock, so clocks that disagree between machines do not
+matter. The bucket's entries also expire by themselves (``_KEEP_S``), so a dead worker
+leaves nothing behind for a server that starts later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import nats
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+log = logging.getLogger("nimbus.cluster.nodes")
+
+BEAT_S = 1.0
+STALE_S = 3.0
+_KEEP_S = 30.0
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What a worker announces: how to reach it and what room it has."""
+
+    node_id: str
+    url: str
+    cpus: int
+    memory_mb: int  # the machine's
+    free_mb: int  # available for new environments now
+    # Idle warm environments per "function:version": a sync invoke for one of those
+    # starts without a cold start there.
+    warm: dict[str, int] = field(default_factory=dict)
+    in_flight: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> NodeState:
+        return cls(**json.loads(raw))
+
+
+def bucket_for(queue_url: str) -> tuple[str, str]:
+    """The NATS server and the nodes' bucket of the installation queuing on ``queue_url``
+    (nats://host:port/STREAM): one bucket per stream, so installations stay apart."""
+    parts = urlsplit(queue_url)
+    stream = parts.path.strip("/") or "NIMBUS_ASYNC"
+    return f"nats://{parts.netloc}", f"{stream}_nodes"
+
+
+class NodeBoard:
+    """The bucket, opened once per process: ``announce`` (workers), ``watch`` (servers)."""
+
+    def __init__(self, queue_url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.server, self.bucket = bucket_for(queue_url)
+        self.clock = clock
+        self._nc: nats.NATS | None = None
+        self._kv: KeyValue | None = None
+        self._seen: dict[str, tuple[NodeState, float]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self._nc = await nats.connect(self.server, max_reconnect_attempts=-1,
+                                      reconnect_time_wait=0.5)
+        js = self._nc.jetstream()
+        try:
+            self._kv = await js.key_value(self.bucket)
+        except BucketNotFoundError:
+            self._kv = await js.create_key_value(bucket=self.bucket, history=1, ttl=_KEEP_S)
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def announce(self, state: NodeState) -> None:
+        assert self._kv is not None
+        await self._kv.put(state.node_id, state.encode())
+
+    async def withdraw(self, node_id: str) -> None:
+        """A clean stop: servers stop sending at once, not after ``STALE_S``."""
+        if self._kv is not None:
+            with contextlib.suppress(Exception):
+                await self._kv.delete(node_id)
+
+    # -- servers -------------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Follow the bucket from now on (in the background)."""
+        assert self._kv is not None
+        watcher = await self._kv.watchall()
+        self._watcher = asyncio.ensure_future(self._follow(watcher))
+
+    def alive(self) -> list[NodeState]:
+        """Workers heard from within ``STALE_S``."""
+        cutoff = self.clock() - STALE_S
+        return [state for state, heard in self._seen.values() if heard >= cutoff]
+
+    async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
+        replaying = True  # what the bucket held when the watch began, then live updates
+        async for entry in watcher:
+            if entry is None:
+                replaying = False
+                continue
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                self._seen.pop(entry.key, None)
+                continue
+            heard = self.clock()
+            if replaying and entry.created is not None:
+                # A worker that died shortly before this server started: not alive now.
+                heard -= max(0.0, (datetime.now(UTC) - entry.created).total_seconds())
+            try:
+                self._seen[entry.key] = (NodeState.decode(entry.value), heard)
+            except (ValueError, TypeError) as exc:
+                log.warning("ignoring node %s's unreadable announcement: %s", entry.key, exc)

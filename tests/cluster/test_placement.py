@@ -1,0 +1,65 @@
+"""Placement as Lambda decides it: a node with an idle warm environment of the version
+first, else the one with the most free memory; what a server sent since a node's last
+announcement counts; a node that refused a connection sits out for a while."""
+
+from __future__ import annotations
+
+from nimbus.cluster.nodes import NodeState
+from nimbus.cluster.placement import SUSPECT_S, Placement
+
+
+class Board:
+    def __init__(self, *nodes: NodeState) -> None:
+        self.nodes = list(nodes)
+
+    def alive(self) -> list[NodeState]:
+        return self.nodes
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def node(name: str, free_mb: int, **warm: int) -> NodeState:
+    return NodeState(name, f"http://{name}:9000", 2, 24_000, free_mb,
+                     {k.replace("__", ":"): v for k, v in warm.items()})
+
+
+def test_a_warm_environment_wins_over_free_memory() -> None:
+    placement = Placement(Board(node("big", 20_000), node("warm", 1_000, f__1=1)))
+    assert (chosen := placement.choose("f:1", 128)) and chosen.node_id == "warm"
+    assert (chosen := placement.choose("g:1", 128)) and chosen.node_id == "big"
+
+
+def test_what_was_sent_since_the_announcement_counts() -> None:
+    big, warm = node("big", 20_000), node("warm", 19_900, f__1=1)
+    placement = Placement(Board(big, warm))
+    first = placement.choose("f:1", 512)
+    assert first is warm
+    placement.sending(warm, "f:1", 512)
+    assert placement.choose("f:1", 512) is big  # its one idle environment is taken
+    placement.sending(big, "f:1", 512)
+    placement.sending(big, "f:1", 512)
+    assert placement.choose("g:1", 512) is warm  # big has 1 GB on its way
+    placement.answered(warm, "f:1", 512)
+    assert placement.choose("f:1", 512) is warm
+    assert not placement.sent_warm[("warm", "f:1")]
+
+
+def test_a_node_that_refused_sits_out_then_comes_back() -> None:
+    clock = Clock()
+    a, b = node("a", 20_000), node("b", 10_000)
+    placement = Placement(Board(a, b), clock)
+    placement.unreachable(a)
+    assert placement.choose("f:1", 128) is b
+    assert placement.choose("f:1", 128, frozenset({"b"})) is None
+    clock.now += SUSPECT_S + 0.1
+    assert placement.choose("f:1", 128) is a
+
+
+def test_no_worker_means_run_it_here() -> None:
+    assert Placement(Board()).choose("f:1", 128) is None

@@ -1,0 +1,182 @@
+"""Worker nodes: `nimbus worker` processes run what a `nimbus up --cluster` server would,
+placed by warm environments and free memory; the server itself runs nothing while one
+is alive; a killed worker is counted out and its sync invocation gets a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.cluster.servers import front_end, shared_installation
+from tests.conftest import ROLE, make_zip
+from tests.nimbus_process import NimbusProcess
+from tests.sandbox.test_capacity import HELD, Barrier
+from tests.sink import Sink
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.postgres, pytest.mark.broker("nats")]
+
+ECHO = make_zip({"app.py": "def handler(e, c):\n    return e\n"})
+
+
+class Cluster:
+    def __init__(self, server: NimbusProcess, workers: list[NimbusProcess]) -> None:
+        self.server, self.workers = server, workers
+
+    def nodes(self) -> list[dict]:
+        return httpx.get(f"{self.server.endpoint}/_nimbus/cluster", timeout=10).json()["Nodes"]
+
+    def until(self, predicate, what: str, timeout: float = 30) -> list[dict]:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not predicate(nodes := self.nodes()):
+            assert time.monotonic() < deadline, f"{what}: {nodes}"
+            time.sleep(0.1)
+        return nodes
+
+
+def ran(process: NimbusProcess, function: str) -> float:
+    """Invocations of ``function`` ``process`` ran itself (its /metrics)."""
+    text = httpx.get(f"{process.endpoint}/metrics", timeout=10).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "nimbus_invocations_total"
+               and s.labels.get("function_name") == function)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    extra = {"NIMBUS_CLUSTER": "1", "NIMBUS_ASYNC_WORKERS": "0"}
+    with shared_installation(tmp_path, extra=extra) as env:
+        server = front_end(tmp_path, "server", env)
+        workers = [front_end(tmp_path, f"w{i}", env) for i in (1, 2)]
+        for worker in workers:
+            worker.command = "worker"
+        started: list[NimbusProcess] = []
+        try:
+            for process in (server, *workers):
+                started.append(process.start())
+            found = Cluster(server, workers)
+            found.until(lambda nodes: len(nodes) == 2, "both workers announced")
+            yield found
+        finally:
+            for process in started:
+                process.stop()
+
+
+def test_workers_run_what_the_server_is_sent_warm_ones_first(cluster: Cluster) -> None:
+    lam = cluster.server.client()
+    lam.create_function(FunctionName="echo", Runtime="python3.12", Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": ECHO})
+    first = lam.invoke(FunctionName="echo", Payload=b'{"n": 0}', LogType="Tail")
+    assert json.loads(first["Payload"].read()) == {"n": 0}
+    assert "REPORT RequestId" in base64.b64decode(first["LogResult"]).decode()
+    nodes = cluster.until(lambda ns: any(n["warm"].get("echo:$LATEST") for n in ns),
+                          "the warm environment announced")
+    (warm,) = [n for n in nodes if n["warm"].get("echo:$LATEST")]
+    for n in range(1, 11):  # one after another: the warm environment is idle each time
+        reply = lam.invoke(FunctionName="echo", Payload=json.dumps({"n": n}))
+        assert json.loads(reply["Payload"].read()) == {"n": n}
+    counts = {w.endpoint: ran(w, "echo") for w in cluster.workers}
+    assert ran(cluster.server, "echo") == 0  # the server ran none itself
+    assert counts[warm["url"]] == 11, (counts, warm)
+    assert sorted(counts.values()) == [0, 11]
+
+
+def test_async_events_and_function_errors_come_back_through_the_server(
+    cluster: Cluster,
+) -> None:
+    lam = cluster.server.client()
+    code = make_zip({"app.py": "def handler(e, c):\n    if e.get('fail'):\n"
+                               "        raise ValueError('asked to')\n    return e\n"})
+    lam.create_function(FunctionName="f", Runtime="python3.12", Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": code})
+    failed = lam.invoke(FunctionName="f", Payload=b'{"fail": true}')
+    assert failed["FunctionError"] == "Unhandled"
+    assert json.loads(failed["Payload"].read())["errorMessage"] == "asked to"
+    sink = Sink()
+    try:
+        lam.put_function_event_invoke_config(
+            FunctionName="f", DestinationConfig={"OnSuccess": {"Destination": sink.url}})
+        for n in range(20):
+            lam.invoke(FunctionName="f", InvocationType="Event", Payload=json.dumps({"id": n}))
+        got = sink.wait_until(lambda rs: len(rs) >= 20)
+    finally:
+        sink.close()
+    assert sorted(r["responsePayload"]["id"] for r in got) == list(range(20))
+    assert ran(cluster.server, "f") == 0
+    assert sum(ran(w, "f") for w in cluster.workers) == 21
+
+
+def test_a_throttle_on_a_worker_is_lambdas_429_at_the_server(cluster: Cluster) -> None:
+    lam = cluster.server.client()
+    lam.create_function(FunctionName="held", Runtime="python3.12", Role=ROLE, Timeout=60,
+                        Handler="app.handler", Code={"ZipFile": make_zip({"app.py": HELD})})
+    lam.put_function_concurrency(FunctionName="held", ReservedConcurrentExecutions=2)
+
+    async def scenario() -> tuple[list[httpx.Response], int]:
+        barrier = Barrier()
+        body = json.dumps({"barrier": await barrier.start()}).encode()
+        url = f"{cluster.server.endpoint}/2015-03-31/functions/held/invocations"
+        async with httpx.AsyncClient(timeout=120) as client:
+            calls = [asyncio.ensure_future(client.post(url, content=body)) for _ in range(6)]
+            while len(barrier.held) + sum(c.done() for c in calls) < len(calls):
+                await asyncio.sleep(0.05)
+            running = len(barrier.held)
+            barrier.release()
+            return list(await asyncio.gather(*calls)), running
+
+    responses, running = asyncio.run(scenario())
+    assert running == 2  # across both workers: the reservation is the cluster's
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 429, 429, 429, 429], [r.text for r in responses]
+    throttled = [r for r in responses if r.status_code == 429]
+    assert {r.json()["Reason"] for r in throttled} == {
+        "ReservedFunctionConcurrentInvocationLimitExceeded"}
+    assert {r.headers["x-amzn-errortype"].split(":")[0] for r in throttled} == {
+        "TooManyRequestsException"}
+
+
+def test_a_killed_worker_is_counted_out_and_its_invocation_gets_a_clear_error(
+    cluster: Cluster,
+) -> None:
+    lam = cluster.server.client()
+    lam.create_function(FunctionName="held", Runtime="python3.12", Role=ROLE, Timeout=60,
+                        Handler="app.handler", Code={"ZipFile": make_zip({"app.py": HELD})})
+    lam.create_function(FunctionName="echo", Runtime="python3.12", Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": ECHO})
+    by_url = {w.endpoint: w for w in cluster.workers}
+
+    async def scenario() -> httpx.Response:
+        barrier = Barrier()
+        body = json.dumps({"barrier": await barrier.start()}).encode()
+        url = f"{cluster.server.endpoint}/2015-03-31/functions/held/invocations"
+        async with httpx.AsyncClient(timeout=120) as client:
+            call = asyncio.ensure_future(client.post(url, content=body))
+            while not barrier.held:
+                assert not call.done(), call.result().text
+                await asyncio.sleep(0.05)
+            busy = await asyncio.to_thread(
+                cluster.until, lambda ns: any(n["in_flight"] for n in ns), "busy announced")
+            (node,) = [n for n in busy if n["in_flight"]]
+            by_url[node["url"]].stop(signal.SIGKILL)
+            return await call
+
+    lost = asyncio.run(scenario())
+    assert lost.status_code == 502, lost.text
+    assert lost.headers["x-amzn-errortype"].startswith("ServiceException")
+    assert "stopped answering" in lost.json()["Message"]
+    # Counted out within a few seconds; invokes meanwhile run on the survivor.
+    for n in range(5):
+        reply = lam.invoke(FunctionName="echo", Payload=json.dumps({"n": n}))
+        assert json.loads(reply["Payload"].read()) == {"n": n}
+    (left,) = cluster.until(lambda ns: len(ns) == 1, "the killed worker counted out")
+    survivor = by_url[left["url"]]
+    assert survivor.proc is not None and survivor.proc.poll() is None
+    assert ran(survivor, "echo") == 5 and ran(cluster.server, "echo") == 0
