@@ -79,8 +79,14 @@ def per_request(spent: dict[str, float], requests: int, before: Snapshot,
     return out
 
 
-def snapshots(servers: list[NimbusProcess]) -> list[Snapshot]:
-    return [Snapshot.take(s.proc.pid) for s in servers if s.proc is not None]
+def snapshots(processes: list[NimbusProcess], servers: int) -> list[Snapshot]:
+    """Each process tree's CPU; the worker nodes' (after the first ``servers``) labelled
+    ``node`` (their own processes) and ``node_sandbox``."""
+    found = [Snapshot.take(p.proc.pid) for p in processes if p.proc is not None]
+    for snap in found[servers:]:
+        snap.seconds = {pid: ("node" if kind in ("server", "worker") else f"node_{kind}", t)
+                        for pid, (kind, t) in snap.seconds.items()}
+    return found
 
 
 async def split(servers: list[NimbusProcess], n: int, clients: int,
@@ -113,29 +119,37 @@ async def until_done(servers: list[NimbusProcess], target: int, timeout: float =
     return done
 
 
-async def run(layout: int, cluster: bool, args: argparse.Namespace) -> dict:
-    """One measured run with ``layout`` servers on a fresh installation."""
+async def run(servers_n: int, workers_n: int, cluster: bool,
+              args: argparse.Namespace) -> dict:
+    """One measured run with ``servers_n`` servers and ``workers_n`` worker nodes on a
+    fresh installation; the load goes to the servers."""
+    cluster = cluster or workers_n > 0
     extra = {"NIMBUS_LOG_LEVEL": "warning", "NIMBUS_CLUSTER": "1" if cluster else "0"}
     with tempfile.TemporaryDirectory() as tmp, shared_installation(
         Path(tmp), extra=extra
     ) as env:  # fmt: skip
-        servers = [front_end(Path(tmp), f"s{i}", env) for i in range(layout)]
+        servers = [front_end(Path(tmp), f"s{i}", env) for i in range(servers_n)]
+        workers = [front_end(Path(tmp), f"w{i}", env) for i in range(workers_n)]
+        for worker in workers:
+            worker.command = "worker"
+        every = servers + workers
         try:
-            for server in servers:
-                server.start()
+            for process in every:
+                process.start()
+            await until_announced(servers[0], workers_n)
             first = servers[0].client()
             first.create_function(FunctionName="noop", Runtime="python3.12", Role=ROLE,
                                   Handler="app.handler", Code={"ZipFile": noop_zip()})
             sync = {"X-Amz-Invocation-Type": "RequestResponse"}
             event = {"X-Amz-Invocation-Type": "Event"}
-            # Warm: environments up on every server, for both paths.
+            # Warm: environments up on every node, for both paths.
             await split(servers, args.clients * 4, args.clients, sync)
             _, warm, _ = await split(servers, args.clients * 20, args.clients, event)
-            base = await until_done(servers, warm)
+            base = await until_done(every, warm)
 
-            cpu0 = snapshots(servers)
+            cpu0 = snapshots(every, len(servers))
             lat, ok, elapsed = await split(servers, args.sync, args.clients, sync)
-            cpu1 = snapshots(servers)
+            cpu1 = snapshots(every, len(servers))
             sync_result = {
                 "per_s": round(ok / elapsed, 1),
                 "p50_ms": round(statistics.median(lat), 2),
@@ -145,11 +159,11 @@ async def run(layout: int, cluster: bool, args: argparse.Namespace) -> dict:
             }
 
             start = time.perf_counter()
-            cpu2 = snapshots(servers)
+            cpu2 = snapshots(every, len(servers))
             _, accepted, accept_s = await split(servers, args.events, args.clients, event)
-            done = await until_done(servers, base + accepted) - base
+            done = await until_done(every, base + accepted) - base
             drained = time.perf_counter() - start
-            cpu3 = snapshots(servers)
+            cpu3 = snapshots(every, len(servers))
             async_result = {
                 "accepted_per_s": round(accepted / accept_s, 1),
                 "executed_per_s": round(done / drained, 1),
@@ -160,9 +174,21 @@ async def run(layout: int, cluster: bool, args: argparse.Namespace) -> dict:
                 ),
             }
         finally:
-            for server in servers:
-                server.stop()
-    return {"servers": layout, "cluster": cluster, "sync": sync_result, "async": async_result}
+            for process in every:
+                process.stop()
+    return {"servers": servers_n, "workers": workers_n, "cluster": cluster,
+            "sync": sync_result, "async": async_result}
+
+
+async def until_announced(server: NimbusProcess, workers: int, timeout: float = 60) -> None:
+    """Until ``server`` sees every worker node (none: at once)."""
+    deadline = time.perf_counter() + timeout
+    async with httpx.AsyncClient() as http:
+        while workers and time.perf_counter() < deadline:
+            nodes = (await http.get(f"{server.endpoint}/_nimbus/cluster")).json()["Nodes"]
+            if len(nodes) >= workers:
+                return
+            await asyncio.sleep(0.1)
 
 
 def flat(values: dict, prefix: str = "") -> dict[str, object]:
@@ -182,35 +208,48 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=6000, help="async invokes per run")
     parser.add_argument("--clients", type=int, default=32)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--cluster", action="store_true", help="both layouts in cluster mode")
+    parser.add_argument("--layouts", default="1:0,2:0",
+                        help="SERVERS:WORKERS,...: e.g. 1:0,1:1,1:2,1:3 (workers imply "
+                             "cluster mode)")
+    mode.add_argument("--cluster", action="store_true", help="every layout in cluster mode")
     mode.add_argument("--cluster-ab", action="store_true",
                       help="one server, cluster mode off vs on")
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).parent / "results" / "cluster.json"
     )
     args = parser.parse_args()
-    variants = ([(1, False), (1, True)] if args.cluster_ab
-                else [(1, args.cluster), (2, args.cluster)])
-    names = [f"{n} server{'s' if n > 1 else ''}{' cluster' if c else ''}" for n, c in variants]
+    if args.cluster_ab:
+        variants = [(1, 0, False), (1, 0, True)]
+    else:
+        variants = [(int(n), int(w), args.cluster) for n, _, w in
+                    (spec.partition(":") for spec in args.layouts.split(","))]
+    names = [f"{n}s{'+' + str(w) + 'w' if w else ''}{' cluster' if c or w else ''}"
+             for n, w, c in variants]
     runs: list[dict] = []
     for pair in range(args.pairs):
-        for index in (0, 1) if pair % 2 == 0 else (1, 0):
-            layout, cluster = variants[index]
-            runs.append(await run(layout, cluster, args) | {"variant": names[index]})
+        order = list(range(len(variants)))
+        shift = pair % len(order)  # each variant first in turn: the host's drift spreads
+        for index in order[shift:] + order[:shift]:
+            servers_n, workers_n, cluster = variants[index]
+            runs.append(await run(servers_n, workers_n, cluster, args)
+                        | {"variant": names[index]})
             print(f"pair {pair + 1}: {names[index]} done", file=sys.stderr)
     rows = {name: [flat(r) for r in runs if r["variant"] == name] for name in names}
-    keys = [k for k in rows[names[0]][0] if k not in ("servers", "cluster", "variant")]
+    keys = [k for k in rows[names[0]][0]
+            if k not in ("servers", "workers", "cluster", "variant")]
+    keys += sorted({k for got in rows.values() for k in got[0]} - set(keys)
+                   - {"servers", "workers", "cluster", "variant"})
     medians = {
-        name: {k: statistics.median(float(r[k]) for r in got) for k in keys}  # type: ignore[arg-type]
+        name: {k: statistics.median(float(r.get(k, 0)) for r in got) for k in keys}  # type: ignore[arg-type]
         for name, got in rows.items()
     }
     width = max(len(k) for k in keys)
-    print(f"{'metric (median of ' + str(args.pairs) + ')':<{width}}  {names[0]:>16}  "
-          f"{names[1]:>16}  {'2nd/1st':>7}")  # fmt: skip
+    print(f"{'metric (median of ' + str(args.pairs) + ')':<{width}}  "
+          + "  ".join(f"{n:>16}" for n in names) + f"  {'vs 1st':>7}")
     for key in keys:
-        one, two = medians[names[0]][key], medians[names[1]][key]
-        ratio = f"{two / one:.2f}" if one else "-"
-        print(f"{key:<{width}}  {one:>16g}  {two:>16g}  {ratio:>7}")
+        values = [medians[n][key] for n in names]
+        ratio = f"{values[-1] / values[0]:.2f}" if values[0] else "-"
+        print(f"{key:<{width}}  " + "  ".join(f"{v:>16g}" for v in values) + f"  {ratio:>7}")
     out = args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
