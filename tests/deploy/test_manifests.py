@@ -8,14 +8,19 @@
   setting of ``nimbus.config.Config``, and what they set together loads as a valid
   configuration once the placeholders are filled in, and is refused while they are not.
 - The pieces refer to each other correctly: Secret keys, ConfigMap name, mount paths,
-  ports, labels, the flags given to ``nimbus up``, the probe's ``/health`` endpoint.
-- The systemd unit and its cluster drop-in parse and carry what nimbus needs (root,
-  Delegate=yes, KillMode=mixed, ...); ``systemd-analyze verify`` also checks them where
-  it is installed (skipped otherwise, failed in CI).
+  ports, labels, the flags given to ``nimbus up`` and ``nimbus worker``, the probe's
+  ``/health`` endpoint; the workers' advertise URL is their pod IP and port, and the
+  servers' Service, Deployment and disruption budget do not select workers.
+- The systemd units (server, its cluster drop-in, worker) parse and carry what nimbus
+  needs (root, Delegate=yes, KillMode=mixed, ...); ``systemd-analyze verify`` also
+  checks them where it is installed (skipped otherwise, failed in CI).
 - Last, not offline: ``nimbus up --cluster`` started with the pod's settings (against
   the local PostgreSQL and NATS) answers the probes' ``/health`` unsigned, refuses
   unsigned API calls, accepts the Secret's keys and stops cleanly on SIGTERM within the
-  pod's grace period.
+  pod's grace period; and ``nimbus worker`` started with the worker pod's settings (its
+  pod IP: 127.0.0.1) is listed by that server's ``/_nimbus/cluster``, runs what the
+  server is asked to invoke (signed with the Secret's keys) and is withdrawn when it
+  stops.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import socket
 import stat
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +62,17 @@ K8S_VERSION = "1.30.0"
 # Read by load_config itself, not a Config field.
 NOT_FIELDS = {"NIMBUS_CONFIG"}
 PLACEHOLDER = re.compile(r"^<fill in[^>]*>$")
+# The pods' kinds, and the manifest each is in.
+POD_KINDS = {"Deployment": "deployment.yaml", "DaemonSet": "workers.yaml"}
+# Every unit file, and the one a worker node runs.
+WORKER_UNIT = SYSTEMD / "nimbus-worker.service"
+UNITS = [SYSTEMD / "nimbus.service", *sorted(SYSTEMD.glob("nimbus.service.d/*.conf")),
+         WORKER_UNIT]
+# What a placeholder is filled in with by these tests, where "test-secret" would not do.
+FILLED = {"NIMBUS_ACCESS_KEY_ID": "AKIATESTTESTTEST0000",
+          "NIMBUS_ADVERTISE_URL": "http://192.0.2.21:9000"}
+# The address the kubelet would give the worker pod's POD_IP (a documentation address).
+POD_IP = "192.0.2.7"
 
 
 def _documents() -> list[tuple[str, dict[str, Any]]]:
@@ -76,8 +93,9 @@ def _one(kind: str) -> dict[str, Any]:
     return matches[0]
 
 
-def _container() -> dict[str, Any]:
-    containers = _one("Deployment")["spec"]["template"]["spec"]["containers"]
+def _container(kind: str = "Deployment") -> dict[str, Any]:
+    """The one container of the servers' (Deployment) or the workers' (DaemonSet) pods."""
+    containers = _one(kind)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     container: dict[str, Any] = containers[0]
     return container
@@ -112,8 +130,8 @@ def _validate(doc: dict[str, Any]) -> str:
 
 def test_the_expected_manifests_are_there() -> None:
     kinds = sorted(doc["kind"] for _, doc in DOCUMENTS)
-    assert kinds == ["ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget", "Secret",
-                     "Service"]
+    assert kinds == ["ConfigMap", "DaemonSet", "Deployment", "Namespace", "PodDisruptionBudget",
+                     "Secret", "Service"]
 
 
 @pytest.mark.parametrize(
@@ -168,14 +186,17 @@ def _every_nimbus_variable() -> dict[str, set[str]]:
 
     for name in _one("ConfigMap")["data"]:
         add(name, "configmap.yaml")
-    for entry in _container().get("env", []):
-        add(entry["name"], "deployment.yaml")
+    for kind, where in POD_KINDS.items():
+        for entry in _container(kind).get("env", []):
+            add(entry["name"], where)
     for path in SYSTEMD.glob("*.env"):
         for name in [*_env_file(path), *_commented_settings(path)]:
             add(name, path.name)
-    for path in [SYSTEMD / "nimbus.service", *SYSTEMD.glob("nimbus.service.d/*.conf")]:
+    for path in UNITS:
         for value in _unit(path).get("Service", {}).get("Environment", []):
             add(value.split("=", 1)[0], path.name)
+        for name in re.findall(r"\$\{(\w+)\}", " ".join(_exec_start(path))):
+            add(name, path.name)
     return seen
 
 
@@ -192,7 +213,7 @@ def _filled(values: dict[str, str]) -> dict[str, str]:
     filled = {}
     for key, value in values.items():
         if PLACEHOLDER.match(value):
-            value = {"NIMBUS_ACCESS_KEY_ID": "AKIATESTTESTTEST0000"}.get(key, "test-secret")
+            value = FILLED.get(key, "test-secret")
         filled[key] = value
     return filled
 
@@ -207,36 +228,68 @@ def _load(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **flags: Any) ->
     return load_config(**flags)
 
 
-def _kubernetes_env(secret: dict[str, str]) -> dict[str, str]:
-    """The container's environment: the ConfigMap, then its Secret references."""
+def _expand(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of an env value: $(NAME) of a variable defined before it,
+    $$ for a literal $; a reference to an unknown name stays as written."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
+                  value)
+
+
+def _kubernetes_env(secret: dict[str, str], kind: str = "Deployment",
+                    pod_ip: str = POD_IP) -> dict[str, str]:
+    """The container's environment as the kubelet makes it: the ConfigMap, then the env
+    list in order (Secret references, the pod's IP, values expanded)."""
     env = dict(_one("ConfigMap")["data"])
-    for entry in _container()["env"]:
-        ref = entry["valueFrom"]["secretKeyRef"]
+    for entry in _container(kind)["env"]:
+        if "value" in entry:
+            env[entry["name"]] = _expand(entry["value"], env)
+            continue
+        source = entry["valueFrom"]
+        if "fieldRef" in source:
+            assert source["fieldRef"]["fieldPath"] == "status.podIP", source
+            env[entry["name"]] = pod_ip
+            continue
+        ref = source["secretKeyRef"]
         assert ref["name"] == _one("Secret")["metadata"]["name"]
         env[entry["name"]] = secret[ref["key"]]
     return env
 
 
-def _flags(command: list[str]) -> dict[str, Any]:
-    """The Config flags a ``nimbus up`` command line sets (only boolean flags are used)."""
-    flags = {}
-    for arg in _nimbus_up(command)[2:]:
+def _flags(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Config flags a ``nimbus up``/``nimbus worker`` command line sets: ``--name``
+    alone is True, ``--name VALUE`` a value (systemd's ${NAME} taken from ``env``)."""
+    args, flags = _nimbus(command)[2:], {}
+    given = {} if env is None else env
+    while args:
+        arg = args.pop(0)
         assert arg.startswith("--") and "=" not in arg, f"unexpected argument {arg!r}"
-        flags[arg[2:].replace("-", "_")] = True
+        value: Any = True
+        if args and not args[0].startswith("--"):
+            value = re.sub(r"\$\{(\w+)\}", lambda m: given[m.group(1)], args.pop(0))
+        flags[arg[2:].replace("-", "_")] = value
     return flags
 
 
-def test_the_flags_given_to_nimbus_up_exist() -> None:
+def _worker_flags(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What ``nimbus worker`` gives load_config: its flags, and a cluster node's role."""
+    assert command[1] == "worker", command
+    return {**_flags(command, env), "cluster": True, "role": "worker"}
+
+
+@pytest.mark.parametrize("command", ["up", "worker"])
+def test_the_flags_given_to_nimbus_exist(command: str) -> None:
     from typer.testing import CliRunner
 
     from nimbus.cli import app
 
-    usage = CliRunner().invoke(app, ["up", "--help"], terminal_width=200).output
-    commands = [_container()["command"], _exec_start(SYSTEMD / "nimbus.service"),
-                _exec_start(SYSTEMD / "nimbus.service.d" / "cluster.conf")]
-    for command in commands:
-        for flag in _flags(command):
-            assert f"--{flag.replace('_', '-')}" in usage, f"nimbus up has no --{flag}"
+    usage = CliRunner().invoke(app, [command, "--help"], terminal_width=200).output
+    commands = [c for c in [_container()["command"], _container("DaemonSet")["command"],
+                            *(_exec_start(path) for path in UNITS)] if c[1] == command]
+    assert commands, f"nothing runs nimbus {command}"
+    for line in commands:
+        for flag in _flags(line, defaultdict(lambda: "x")):
+            assert f"--{flag.replace('_', '-')}" in usage, f"nimbus {command} has no --{flag}"
 
 
 def test_kubernetes_settings_load_once_the_secret_is_filled_in(
@@ -249,6 +302,29 @@ def test_kubernetes_settings_load_once_the_secret_is_filled_in(
     assert config.database_url and config.database_url.startswith("postgresql://")
     assert ":" not in config.database_url.split("://", 1)[1].split("@", 1)[0], (
         "the database password belongs in the Secret (PGPASSWORD), not in the URL"
+    )
+
+
+def test_kubernetes_worker_settings_load_and_advertise_the_pod_ip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = _filled(_one("Secret")["stringData"])
+    container = _container("DaemonSet")
+    env = _kubernetes_env(secret, "DaemonSet")
+    config = _load(env, monkeypatch, **_worker_flags(container["command"]))
+    assert config.role == "worker" and config.cluster and config.api_auth == "sigv4"
+    # The servers sign what they send the worker with the pair the worker checks.
+    server = _load(_kubernetes_env(secret), monkeypatch, **_flags(_container()["command"]))
+    assert (config.access_key_id, config.secret_access_key) == (
+        server.access_key_id, server.secret_access_key)
+    assert (config.database_url, config.queue_url, config.env_key_file) == (
+        server.database_url, server.queue_url, server.env_key_file)
+    # Reached at the pod's IP, on the port it listens on (0.0.0.0 is no address).
+    (port,) = container["ports"]
+    assert config.host == "0.0.0.0" and config.port == port["containerPort"]
+    assert config.node_url == f"http://{POD_IP}:{config.port}"
+    names = [entry["name"] for entry in container["env"]]
+    assert names.index("POD_IP") < names.index("NIMBUS_ADVERTISE_URL"), (
+        "the kubelet expands $(POD_IP) only from variables defined before it"
     )
 
 
@@ -269,10 +345,11 @@ def test_the_secret_as_shipped_is_refused(
         EnvCipher.load(filled.model_copy(update={"env_key_file": key_file}))
 
 
-def test_the_pod_is_wired_to_its_config_secret_and_volumes() -> None:
-    deployment, config_map, secret = _one("Deployment"), _one("ConfigMap"), _one("Secret")
-    pod = deployment["spec"]["template"]["spec"]
-    container = _container()
+@pytest.mark.parametrize("kind", POD_KINDS)
+def test_the_pod_is_wired_to_its_config_secret_and_volumes(kind: str) -> None:
+    workload, config_map, secret = _one(kind), _one("ConfigMap"), _one("Secret")
+    pod = workload["spec"]["template"]["spec"]
+    container = _container(kind)
     assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
     env = config_map["data"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -293,6 +370,12 @@ def test_the_pod_is_wired_to_its_config_secret_and_volumes() -> None:
     assert container["securityContext"]["privileged"] is True
     assert container["securityContext"].get("runAsUser", 0) == 0
     assert pod["automountServiceAccountToken"] is False
+    # Servers and workers run the same nimbus, with the same Secret-given variables.
+    assert container["image"] == _container()["image"]
+    secret_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                   if "secretKeyRef" in e.get("valueFrom", {})}
+    assert secret_refs == {e["name"]: e["valueFrom"]["secretKeyRef"]
+                           for e in _container()["env"]}
 
 
 def test_ports_labels_and_probes_match() -> None:
@@ -311,11 +394,26 @@ def test_ports_labels_and_probes_match() -> None:
     # The HTTP probes ask a path nimbus serves, and serves without a signature.
     config = Config(data_dir=Path("/nonexistent"), api_auth="none")
     routes = {getattr(r, "path", None) for r in create_app(config).app.routes}
+    workers = _one("DaemonSet")
+    (worker_port,) = _container("DaemonSet")["ports"]
+    assert worker_port == port
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        http = container[probe].get("httpGet")
-        if http is not None:
-            assert http["port"] == port["name"]
-            assert http["path"] in routes and http["path"] in OPEN_PATHS
+        for pod_container in (container, _container("DaemonSet")):
+            http = pod_container[probe].get("httpGet")
+            if http is not None:
+                assert http["port"] == port["name"]
+                assert http["path"] in routes and http["path"] in OPEN_PATHS
+    # Workers are reached at their own address, never through the servers' Service, nor
+    # counted by the servers' Deployment or disruption budget; and the other way round.
+    worker_labels = workers["spec"]["template"]["metadata"]["labels"]
+    for selector in (service["spec"]["selector"], budget["spec"]["selector"]["matchLabels"],
+                     deployment["spec"]["selector"]["matchLabels"]):
+        assert not selector.items() <= worker_labels.items(), selector
+    assert workers["spec"]["selector"]["matchLabels"].items() <= worker_labels.items()
+    assert not workers["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # One worker per machine: it announces the machine's memory as its own.
+    assert workers["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"] == 0
+    assert "hostNetwork" not in workers["spec"]["template"]["spec"]
 
 
 def test_systemd_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -333,6 +431,31 @@ def test_systemd_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     filled = _load({**single, **unit_env, **_filled(cluster)}, monkeypatch, **flags)
     assert filled.cluster and filled.env_key_file is not None
     assert filled.unprotected_bind() is None
+
+
+def test_systemd_worker_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = _unit(WORKER_UNIT)["Service"]
+    files = [Path(path) for path in service["EnvironmentFile"]]
+    assert [path.name for path in files] == ["nimbus.env", "cluster.env", "worker.env"], (
+        "later files win: the host's settings, the cluster's, then this node's"
+    )
+    unit_env = dict(v.split("=", 1) for v in service.get("Environment", []))
+    env: dict[str, str] = {}
+    for path in files:
+        env.update(_env_file(SYSTEMD / path.name))
+    env.update(unit_env)
+    command = _exec_start(WORKER_UNIT)
+    # As shipped (placeholders in cluster.env and worker.env): refused.
+    with pytest.raises(ConfigError):
+        _load(env, monkeypatch, **_worker_flags(command, env))
+    filled = _filled(env)
+    config = _load(filled, monkeypatch, **_worker_flags(command, filled))
+    assert config.role == "worker" and config.cluster and config.unprotected_bind() is None
+    assert config.node_url == FILLED["NIMBUS_ADVERTISE_URL"]
+    assert config.port == int(_env_file(SYSTEMD / "nimbus.env")["NIMBUS_PORT"])
+    server_dir = dict(v.split("=", 1) for v in _unit(SYSTEMD / "nimbus.service")["Service"]
+                      ["Environment"])["NIMBUS_DATA_DIR"]
+    assert str(config.data_dir) != server_dir, "a server on the same host keeps its own"
 
 
 # --- systemd --------------------------------------------------------------------------
@@ -368,16 +491,17 @@ def _exec_start(path: Path) -> list[str]:
     return command.split()
 
 
-def _nimbus_up(command: list[str]) -> list[str]:
-    assert Path(command[0]).name == "nimbus" and command[1] == "up", command
+def _nimbus(command: list[str]) -> list[str]:
+    assert Path(command[0]).name == "nimbus" and command[1] in ("up", "worker"), command
     return command
 
 
-def test_the_unit_carries_what_nimbus_needs() -> None:
+@pytest.mark.parametrize("name", ["nimbus.service", "nimbus-worker.service"])
+def test_the_unit_carries_what_nimbus_needs(name: str) -> None:
     from nimbus.cli.client import USAGE
     from nimbus.workers.supervisor import STOP_TIMEOUT_S
 
-    unit = _unit(SYSTEMD / "nimbus.service")
+    unit = _unit(SYSTEMD / name)
     assert set(unit) == {"Unit", "Service", "Install"}
     service = unit["Service"]
     one = {key: values[-1] for key, values in service.items() if values}
@@ -390,10 +514,16 @@ def test_the_unit_carries_what_nimbus_needs() -> None:
     assert one["TasksMax"] == "infinity"
     # Graceful HTTP shutdown (10 s in server/app.py), then the async workers.
     assert int(one["TimeoutStopSec"]) > 10 + STOP_TIMEOUT_S
-    assert service["EnvironmentFile"] == ["/etc/nimbus/nimbus.env"]
-    assert _nimbus_up(_exec_start(SYSTEMD / "nimbus.service")) == ["/opt/nimbus/bin/nimbus",
-                                                                  "up"]
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    assert one["StateDirectoryMode"] == "0700"
+    assert dict(v.split("=", 1) for v in service["Environment"])["NIMBUS_DATA_DIR"] == (
+        f"/var/lib/{one['StateDirectory']}")
+    if name == WORKER_UNIT.name:
+        assert _exec_start(WORKER_UNIT) == ["/opt/nimbus/bin/nimbus", "worker",
+                                            "--advertise-url", "${NIMBUS_ADVERTISE_URL}"]
+        return
+    assert service["EnvironmentFile"] == ["/etc/nimbus/nimbus.env"]
+    assert _nimbus(_exec_start(SYSTEMD / "nimbus.service")) == ["/opt/nimbus/bin/nimbus", "up"]
 
 
 def test_the_cluster_drop_in_replaces_the_command() -> None:
@@ -429,6 +559,7 @@ def unit_root(tmp_path: Path) -> Iterator[Path]:
     units = tmp_path / "etc" / "systemd" / "system"
     shutil.copytree(SYSTEMD / "nimbus.service.d", units / "nimbus.service.d")
     shutil.copy(SYSTEMD / "nimbus.service", units)
+    shutil.copy(WORKER_UNIT, units)
     shutil.copytree(host_units, tmp_path / "usr" / "lib" / "systemd" / "system", symlinks=True)
     executable = tmp_path / "opt" / "nimbus" / "bin" / "nimbus"
     executable.parent.mkdir(parents=True)
@@ -437,9 +568,10 @@ def unit_root(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def test_systemd_analyze_verifies_the_unit_and_drop_in(unit_root: Path) -> None:
+@pytest.mark.parametrize("name", ["nimbus.service", "nimbus-worker.service"])
+def test_systemd_analyze_verifies_the_units(unit_root: Path, name: str) -> None:
     out = subprocess.run(
-        ["systemd-analyze", "verify", f"--root={unit_root}", "--man=no", "nimbus.service"],
+        ["systemd-analyze", "verify", f"--root={unit_root}", "--man=no", name],
         capture_output=True, text=True, timeout=60, check=False,
     )
     # Unknown keys and bad values are warnings on stderr with exit status 0: any
@@ -505,3 +637,89 @@ def test_a_server_with_the_pod_settings_serves_health_and_stops_in_time(tmp_path
     # "terminated by SIGTERM", which systemd counts as a clean stop (no restart).
     assert code in (0, -signal.SIGTERM), "".join(server.output)
     assert "Application shutdown complete." in "".join(server.output)
+
+
+@pytest.mark.sandbox
+@pytest.mark.postgres
+@pytest.mark.broker("nats")
+def test_a_worker_with_the_worker_pod_settings_joins_the_server(tmp_path: Path) -> None:
+    """``nimbus worker`` with the DaemonSet's environment (its pod IP: 127.0.0.1, and the
+    free port it was given instead of 9000) next to a server with the Deployment's: the
+    server lists it at its advertise URL in ``/_nimbus/cluster``, sends it the function
+    it is asked to invoke (signed with the Secret's pair, which the worker checks), and
+    drops it once it has stopped on SIGTERM, within the pod's grace period."""
+    import time
+
+    import boto3
+    import httpx
+    from botocore.config import Config as BotoConfig
+
+    from nimbus.sigv4.credentials import Credentials
+    from nimbus.sigv4.signing import httpx_auth
+    from tests.cluster.servers import shared_installation
+    from tests.conftest import ROLE, make_zip
+    from tests.nimbus_process import NimbusProcess
+
+    secret = _filled(_one("Secret")["stringData"])
+    server_env = _kubernetes_env(secret)
+    region = server_env["NIMBUS_REGION"]
+    auth = httpx_auth(Credentials(secret["access-key-id"], secret["secret-access-key"]),
+                      region=region)
+
+    def nodes() -> list[dict[str, Any]]:
+        answer = httpx.get(f"{server.endpoint}/_nimbus/cluster", auth=auth, timeout=30)
+        assert answer.status_code == 200, answer.text
+        found: list[dict[str, Any]] = answer.json()["Nodes"]
+        return found
+
+    def until(predicate: Any, what: str) -> list[dict[str, Any]]:
+        # Announcements come every second: poll the server's view, with a deadline.
+        deadline = time.monotonic() + 30
+        while not predicate(found := nodes()):
+            assert time.monotonic() < deadline, f"{what}: {found}"
+            time.sleep(0.1)
+        return found
+
+    with shared_installation(tmp_path / "shared") as shared:
+        server = NimbusProcess(tmp_path / "server", env={**server_env, **shared},
+                               args=_container()["command"][2:])
+        worker_command = _container("DaemonSet")["command"]
+        worker = NimbusProcess(tmp_path / "worker", args=worker_command[2:])
+        worker.command = worker_command[1]
+        worker_env = _kubernetes_env(secret, "DaemonSet", pod_ip="127.0.0.1")
+        advertised = worker_env["NIMBUS_ADVERTISE_URL"]
+        assert advertised == f"http://127.0.0.1:{worker_env['NIMBUS_PORT']}"
+        # The port the test could have: the manifest's 9000 may be taken on this host.
+        advertised = f"http://127.0.0.1:{worker.port}"
+        worker.env.update({**worker_env, **shared, "NIMBUS_ADVERTISE_URL": advertised})
+        server.start()
+        try:
+            worker.start()
+            (node,) = until(lambda found: len(found) == 1, "the worker announced")
+            assert node["url"] == advertised
+            lam = boto3.client(
+                "lambda", endpoint_url=server.endpoint, region_name=region,
+                aws_access_key_id=secret["access-key-id"],
+                aws_secret_access_key=secret["secret-access-key"],
+                config=BotoConfig(retries={"max_attempts": 0}, read_timeout=120),
+            )
+            lam.create_function(
+                FunctionName="echo", Runtime="python3.12", Role=ROLE, Handler="app.handler",
+                Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return e\n"})})
+            lam.get_waiter("function_active_v2").wait(FunctionName="echo")
+            answer = lam.invoke(FunctionName="echo", Payload=b'{"n": 1}')
+            assert answer["StatusCode"] == 200 and "FunctionError" not in answer, answer
+            assert answer["Payload"].read() == b'{"n": 1}'
+            # It ran on the worker: its idle environment is announced there.
+            until(lambda found: found and found[0]["warm"].get("echo:$LATEST"),
+                  "the worker's warm environment announced")
+            assert worker.proc is not None
+            worker.proc.terminate()
+            grace = _one("DaemonSet")["spec"]["template"]["spec"][
+                "terminationGracePeriodSeconds"]
+            code = worker.proc.wait(timeout=grace)
+            assert code in (0, -signal.SIGTERM), "".join(worker.output)
+            until(lambda found: found == [], "the stopped worker withdrawn")
+        finally:
+            worker.stop()
+            server.stop()
