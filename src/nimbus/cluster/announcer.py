@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from nimbus.cluster.nodes import BEAT_S, NodeBoard, NodeState
+from nimbus.sandbox.cgroups import memory_headroom_mb
 
 log = logging.getLogger("nimbus.cluster.announcer")
 
@@ -28,6 +29,7 @@ class Announcer:
         # are gone), whatever its address.
         self.node_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def state(self) -> NodeState:
         total, available = _memory_mb()
@@ -40,6 +42,10 @@ class Announcer:
         self._task = asyncio.ensure_future(self._beat())
 
     async def close(self) -> None:
+        """Stop announcing and withdraw (once: shutdown calls it early, then again)."""
+        if self._closed:
+            return
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -57,11 +63,16 @@ class Announcer:
 
 
 def _memory_mb() -> tuple[int, int]:
-    """The machine's memory and what is available for new environments, in MB."""
+    """The machine's memory and what is available for new environments, in MB: the
+    machine's available memory, or less where this node's cgroup (a pod's limit, a
+    unit's MemoryMax) leaves less."""
     found: dict[str, int] = {}
     with open("/proc/meminfo") as fh:
         for line in fh:
             name, _, rest = line.partition(":")
             if name in ("MemTotal", "MemAvailable"):
                 found[name] = int(rest.split()[0]) // 1024
-    return found.get("MemTotal", 0), found.get("MemAvailable", 0)
+    available = found.get("MemAvailable", 0)
+    headroom = memory_headroom_mb()
+    return found.get("MemTotal", 0), available if headroom is None else min(available,
+                                                                             headroom)

@@ -514,6 +514,39 @@ def _hierarchy() -> tuple[str, str] | dict[str, tuple[str, str]]:
     return v1
 
 
+def memory_headroom_mb() -> int | None:
+    """What this process's cgroup and its ancestors still let it take, in MB (the least
+    limit minus usage among them; a container's or a unit's MemoryMax), or None when no
+    memory limit applies: a worker node announces this rather than the machine's."""
+    try:
+        found = _hierarchy()
+        own = _own_cgroups()
+    except OSError:
+        return None
+    if isinstance(found, tuple):
+        (mount, root), path = found, own.get("", "/")
+        limit_file, usage_file = "memory.max", "memory.current"
+    elif "memory" in found:
+        (mount, root), path = found["memory"], own.get("memory", "/")
+        limit_file, usage_file = "memory.limit_in_bytes", "memory.usage_in_bytes"
+    else:
+        return None
+    least: int | None = None
+    while True:
+        directory = _join(mount, root, path)
+        try:
+            limit = _read(f"{directory}/{limit_file}").strip()
+            usage = int(_read(f"{directory}/{usage_file}").strip())
+        except (OSError, ValueError):
+            limit, usage = "max", 0  # the hierarchy's root has no such files
+        if limit != "max" and int(limit) < 1 << 60:  # v1 says "unlimited" with a huge one
+            room = max(0, int(limit) - usage) // (1024 * 1024)
+            least = room if least is None else min(least, room)
+        if path in ("", "/"):
+            return least
+        path = path.rsplit("/", 1)[0] or "/"
+
+
 def _cpu_unlimited(version: int, controllers: list[str]) -> str | None:
     if "cpu" in controllers:
         return None

@@ -58,6 +58,7 @@ def create_app(config: Config) -> FrontDoor:
         node = await blocking(Node.open, config)
         app.state.services = node.services
         app.state.data_plane = node.data_plane
+        app.state.node = node
         await node.start()
         heap.settle()
         try:
@@ -80,7 +81,18 @@ def create_app(config: Config) -> FrontDoor:
 
 
 class _Server(uvicorn.Server):
-    """Prints the endpoint once the socket is actually bound (port 0 resolved)."""
+    """Prints the endpoint once the socket is actually bound (port 0 resolved), and
+    withdraws a worker node's announcement before it stops listening."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # The servers stop placing invocations here before the socket closes (refused
+        # connections would be retried elsewhere anyway, but need not happen at all).
+        front_door = self.config.app
+        node = getattr(getattr(front_door, "app", None), "state", None)
+        node = getattr(node, "node", None)
+        if node is not None and node.announcer is not None:
+            await node.announcer.close()
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
