@@ -168,9 +168,16 @@ class NetnsSupply:
             # of 1,024 ("neighbor table overflow") connections fail with EHOSTUNREACH.
             for name, floor in (("gc_thresh2", NEIGHBOURS // 2), ("gc_thresh3", NEIGHBOURS)):
                 path = f"ipv4/neigh/default/{name}"
-                with open(f"/proc/sys/net/{path}") as f:
-                    if int(f.read()) < floor:
-                        _sysctl(path, str(floor))
+                try:
+                    with open(f"/proc/sys/net/{path}") as f:
+                        low = int(f.read()) < floor
+                except FileNotFoundError:
+                    # Only the initial network namespace has them (the table's limits
+                    # are the kernel's): nimbus in a container's namespace leaves them
+                    # to whoever runs the machine.
+                    break
+                if low:
+                    _sysctl(path, str(floor))
             self._nft.run(egress.HOST_RULESET)
         except (OSError, NetworkSetupError) as exc:
             raise IsolationUnavailable(
