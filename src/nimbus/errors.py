@@ -54,6 +54,12 @@ class ClusterUnavailable(ServiceError):
     status = 503
 
 
+class DatabaseUnavailable(ServiceError):
+    """The metadata database does not answer (down, or out of reach): transient, 503."""
+
+    status = 503
+
+
 class NodeLost(ServiceError):
     """A worker node stopped answering while it ran a sync invocation: it may or may not
     have run, so it is not retried for the caller (an async event is, by its queue)."""

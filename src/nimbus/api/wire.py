@@ -13,12 +13,15 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
+import sqlalchemy.exc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from nimbus import codec
 from nimbus.errors import (
+    DatabaseUnavailable,
     InvalidRequestContent,
     NimbusError,
     RequestTooLarge,
@@ -78,6 +81,13 @@ async def nimbus_error_handler(_request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, sqlalchemy.exc.OperationalError | psycopg.OperationalError):
+        # The database is down or out of reach: a condition to report, not a bug.
+        log.warning("database unreachable serving %s %s: %s", request.method,
+                    request.url.path, exc)
+        return error_response(DatabaseUnavailable(
+            "nimbus cannot reach its database now; retry later (the operator should "
+            f"check the database and this server's network): {type(exc).__name__}"))
     log.exception("unhandled error serving %s %s", request.method, request.url.path)
     return error_response(ServiceError(f"nimbus failed to serve this request: {exc!r}"))
 

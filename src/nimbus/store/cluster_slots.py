@@ -37,6 +37,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from nimbus.errors import ClusterUnavailable
+from nimbus.store.database import PG_TIMEOUTS, libpq_url
 
 log = logging.getLogger("nimbus.store.cluster_slots")
 
@@ -51,10 +52,6 @@ _TAKE = (
 )
 _GIVE = ("SELECT count(*) FROM unnest(%(keys)s::int[], %(slots)s::int[]) AS u(k, s) "
          "WHERE pg_advisory_unlock(k, s)")
-# A partitioned server's session (and its slots) ends after ~5 + 5 x 2 s of silence.
-_KEEPALIVE: dict[str, int] = {"keepalives": 1, "keepalives_idle": 5,
-                              "keepalives_interval": 2, "keepalives_count": 5,
-                              "tcp_user_timeout": 15000}
 _TIMEOUT_S = 10.0
 
 
@@ -67,11 +64,6 @@ class Slot:
     generation: int
 
 
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy ``postgresql+psycopg://`` URL as libpq reads it."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
-
 
 class ClusterSlots:
     """This process's connection to the cluster's slots; used from one event loop.
@@ -81,7 +73,7 @@ class ClusterSlots:
     takes): under load an invocation costs a fraction of a round trip, not two."""
 
     def __init__(self, url: str) -> None:
-        self._conninfo = make_conninfo(libpq_url(url), **_KEEPALIVE)
+        self._conninfo = make_conninfo(libpq_url(url), **PG_TIMEOUTS)
         self._conn: psycopg.AsyncConnection | None = None
         self._namespace = ""  # the installation's schema: two share a database in tests
         self._generation = 0

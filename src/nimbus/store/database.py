@@ -19,6 +19,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from nimbus.private_files import secure_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PG_TIMEOUTS: dict[str, int] = {
+    "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+    "keepalives_count": 5, "tcp_user_timeout": 15000,
+}
 # Any 64-bit constant: serialises concurrent migrators on one PostgreSQL database.
 _PG_MIGRATION_LOCK = 0x6E696D627573
 
@@ -76,11 +80,22 @@ class Database:
         self.engine.dispose()
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as libpq reads it."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # A database that stops answering (a partition, a dead host) must fail a request
+        # within seconds, not after the kernel's ~15 minutes of TCP retries: libpq gives
+        # up on a connect after 10 s and on unacknowledged data (the pool's ping, a
+        # query) after 15 s, and keepalives notice a silent peer on an idle connection.
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                             connect_args=PG_TIMEOUTS)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
