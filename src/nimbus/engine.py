@@ -36,6 +36,7 @@ from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
 from nimbus.store.aliases import AliasStore
 from nimbus.store.archive import PackageLimits
+from nimbus.store.change_feed import ChangeFeed
 from nimbus.store.cluster_slots import ClusterSlots
 from nimbus.store.code import CodeStore
 from nimbus.store.code_share import CodeShare
@@ -79,6 +80,8 @@ class Engine:
     tracer: Tracer = field(default_factory=Tracer)
     traces: TraceStore | None = None
     _daemons: list[XRayDaemon] = field(default_factory=list)
+    # PostgreSQL: other processes' function changes, heard (store/change_feed.py).
+    feed: ChangeFeed | None = None
     # Cluster mode, on a server: the worker nodes it sends invocations to.
     nodes: NodeBoard | None = None
     forwarder: Forwarder | None = None
@@ -184,6 +187,9 @@ class Engine:
             tracer=tracer,
             traces=TraceStore(traces_dir) if process_index == 0 else None,
             nodes=nodes,
+            # The server hears them; its async workers hear of them from it.
+            feed=None if db.is_sqlite or process_index != 0 else ChangeFeed(
+                db.url, functions.token, functions.changed, functions.names),
             forwarder=None if nodes is None else Forwarder(Placement(nodes), config),
         )
 
@@ -196,6 +202,8 @@ class Engine:
             self.segments.start()
             self.tracer.daemon, self._daemons = daemon_factory(asyncio.get_running_loop())
         self.pool.start()
+        if self.feed is not None:
+            self.feed.start()
         await self.queue.open()
         if self.nodes is not None and self.forwarder is not None:
             await self.nodes.open()
@@ -221,6 +229,8 @@ class Engine:
         self.invoker.limiter.close()
         if self.invoker.cluster is not None:
             await self.invoker.cluster.slots.close()
+        if self.feed is not None:
+            await blocking(self.feed.close)
         await self.logs.close()
         for daemon in self._daemons:
             daemon.close()
