@@ -180,3 +180,22 @@ def test_a_killed_worker_is_counted_out_and_its_invocation_gets_a_clear_error(
     survivor = by_url[left["url"]]
     assert survivor.proc is not None and survivor.proc.poll() is None
     assert ran(survivor, "echo") == 5 and ran(cluster.server, "echo") == 0
+
+
+def test_code_updated_through_the_server_runs_on_the_workers(cluster: Cluster) -> None:
+    lam = cluster.server.client()
+
+    def code(v: str) -> bytes:
+        return make_zip({"app.py": f"def handler(e, c):\n    return {v!r}\n"})
+
+    lam.create_function(FunctionName="v", Runtime="python3.12", Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": code("1")})
+    assert json.loads(lam.invoke(FunctionName="v")["Payload"].read()) == "1"
+    lam.update_function_code(FunctionName="v", ZipFile=code("2"))
+    lam.get_waiter("function_updated_v2").wait(FunctionName="v")
+    # The worker that ran "1" hears of the server's commit through PostgreSQL
+    # (store/change_feed.py) and drops its cached function and warm environment.
+    deadline = time.monotonic() + 5
+    while (got := json.loads(lam.invoke(FunctionName="v")["Payload"].read())) != "2":
+        assert got == "1" and time.monotonic() < deadline, got
+        time.sleep(0.05)
