@@ -43,11 +43,15 @@ log = logging.getLogger("nimbus.store.cluster_slots")
 
 # Per scope, up to ``want`` slots tried in order from a random point, so two servers
 # rarely race for the same one; the executor stops at the ``want``-th lock taken (a Limit
-# over a function scan pulls row by row), so no lock is taken and then thrown away.
+# over a function scan pulls row by row), so no lock is taken and then thrown away. The
+# CASE fixes the order: PostgreSQL orders plain AND-ed conditions by cost, and would try
+# (and, re-entrantly, take again) a slot this session already holds before the "not
+# held" test threw it away, leaking it.
 _TAKE = (
     "(SELECT {i} AS i, slot FROM (SELECT ((s + %(start{i})s) %% %(n{i})s)::int AS slot "
     "FROM generate_series(0, %(n{i})s - 1) AS s) AS candidates "
-    "WHERE slot <> ALL(%(held{i})s) AND pg_try_advisory_lock(%(key{i})s, slot) "
+    "WHERE CASE WHEN slot = ANY(%(held{i})s) THEN false "
+    "ELSE pg_try_advisory_lock(%(key{i})s, slot) END "
     "LIMIT %(want{i})s)"
 )
 _GIVE = ("SELECT count(*) FROM unnest(%(keys)s::int[], %(slots)s::int[]) AS u(k, s) "
@@ -158,12 +162,20 @@ class ClusterSlots:
         gives = [g for g in gives if g.generation == self._generation]
         for given in gives:
             self._held.get(given.key, set()).discard(given.slot)
-        groups: dict[tuple[int, int], list[asyncio.Future[Slot | None]]] = {}
+        # One branch per scope: two branches of one statement for the same key would
+        # both be granted the same slot (the session's locks are re-entrant). Takes
+        # asking different limits of one scope (a reservation just changed) get the
+        # least of them, which never admits beyond either.
+        groups: dict[int, list[asyncio.Future[Slot | None]]] = {}
+        limits: dict[int, int] = {}
         for scope, limit, future in takes:  # keyed now: the key needs the session's schema
-            groups.setdefault((self.key(scope), limit), []).append(future)
+            key = self.key(scope)
+            groups.setdefault(key, []).append(future)
+            limits[key] = min(limit, limits.get(key, limit))
         parts: list[str] = []
         params: dict[str, object] = {}
-        for i, ((key, limit), futures) in enumerate(groups.items()):
+        for i, (key, futures) in enumerate(groups.items()):
+            limit = limits[key]
             parts.append(_TAKE.format(i=i))
             params |= {f"key{i}": key, f"n{i}": limit, f"start{i}": random.randrange(limit),
                        f"held{i}": list(self._held.get(key, ())), f"want{i}": len(futures)}
@@ -175,7 +187,7 @@ class ClusterSlots:
         got: dict[int, list[int]] = {}
         for i, slot in await cur.fetchall() if cur is not None else ():
             got.setdefault(i, []).append(slot)
-        for i, ((key, _), futures) in enumerate(groups.items()):
+        for i, (key, futures) in enumerate(groups.items()):
             slots = got.get(i, [])
             self._held.setdefault(key, set()).update(slots)
             for n, future in enumerate(futures):
