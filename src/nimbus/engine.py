@@ -36,7 +36,7 @@ from nimbus.sns.topics import Topics
 from nimbus.sqs.queues import Queues
 from nimbus.store.aliases import AliasStore
 from nimbus.store.archive import PackageLimits
-from nimbus.store.change_feed import ChangeFeed
+from nimbus.store.change_feed import FUNCTIONS, ChangeFeed
 from nimbus.store.cluster_slots import ClusterSlots
 from nimbus.store.code import CodeStore
 from nimbus.store.code_share import CodeShare
@@ -146,6 +146,16 @@ class Engine:
             if config.cluster else None,
         )
         event_configs, dead_letters = EventConfigStore(functions), DeadLetterStore(db)
+        # PostgreSQL: the server hears other servers' changes; its async workers hear
+        # of them from it.
+        feed = None if db.is_sqlite or process_index != 0 else ChangeFeed(db.url)
+        if feed is not None:
+            feed.subscribe(
+                FUNCTIONS, functions.changed,
+                # After a lost connection: those that exist, and those deleted meanwhile
+                # that this process still holds something of.
+                lambda: set(functions.names()) | invoker.targets.names()
+                | pool.function_names())
         # Cluster mode, on a server: the worker nodes' announcements, followed.
         nodes = (NodeBoard(config.queue_url)
                  if config.cluster and config.role == "server" and config.queue_url else None)
@@ -188,8 +198,7 @@ class Engine:
             traces=TraceStore(traces_dir) if process_index == 0 else None,
             nodes=nodes,
             # The server hears them; its async workers hear of them from it.
-            feed=None if db.is_sqlite or process_index != 0 else ChangeFeed(
-                db.url, functions.token, functions.changed, functions.names),
+            feed=feed,
             forwarder=None if nodes is None else Forwarder(Placement(nodes), config),
         )
 

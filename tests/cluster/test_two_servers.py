@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.api.test_durability import alive
-from tests.cluster.servers import front_end, shared_installation
+from tests.cluster.servers import front_end, serving, shared_installation
 from tests.conftest import ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
@@ -40,13 +40,8 @@ def installation(tmp_path: Path) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def two(tmp_path: Path, installation: dict[str, str]) -> Iterator[list[NimbusProcess]]:
     servers = [front_end(tmp_path, name, installation) for name in ("a", "b")]
-    try:
-        for server in servers:
-            server.start()
+    with serving(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def create(server: NimbusProcess, name: str, code: bytes, sink: Sink | None) -> None:
@@ -231,3 +226,23 @@ def test_kill_9_of_one_server_loses_no_accepted_event(
     executed = set(ids(records))
     assert executed - accepted <= unanswered  # committed by A, its answer lost
     assert depth(b) == 0
+
+
+def test_an_http_api_changed_through_one_server_is_served_so_by_the_other(
+    two: list[NimbusProcess],
+) -> None:
+    a, b = two
+    create(a, "hello", RECORDING, None)
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:hello"
+    gw_a = a.client("apigatewayv2")
+    api_id = gw_a.create_api(Name="h", ProtocolType="HTTP", Target=arn,
+                             RouteKey="GET /open")["ApiId"]
+    url_b = f"{b.endpoint}/execute-api/{api_id}/open"
+    assert httpx.get(url_b, timeout=30).status_code == 200  # B caches the route table
+    (route,) = gw_a.get_routes(ApiId=api_id)["Items"]
+    gw_a.delete_route(ApiId=api_id, RouteId=route["RouteId"])
+    # B hears of A's commit (store/change_feed.py): the route is gone there too.
+    deadline = time.monotonic() + 5
+    while (status := httpx.get(url_b, timeout=30).status_code) != 404:
+        assert status == 200 and time.monotonic() < deadline, status
+        time.sleep(0.05)

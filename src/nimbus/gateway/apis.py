@@ -64,6 +64,10 @@ class HttpApis(HttpTrigger):
         )
         store.on_change(lambda api_id: self._apis.drop(lambda k, _: k == api_id))
 
+    def cached_ids(self) -> list[str]:
+        """The APIs whose route tables are cached here."""
+        return self._apis.held_keys()
+
     async def serve(self, api_id: str, request: HttpRequest, scope: Scope) -> HttpReply:
         api = await self._apis.get(api_id)
         if api is None or api.table.api.disable_execute_api_endpoint:

@@ -62,6 +62,10 @@ class Cache(Generic[K, V]):
             self._values[key] = value
         return value
 
+    def held_keys(self) -> list[K]:
+        """The keys held now."""
+        return list(self._values)
+
     def drop(self, stale: Callable[[K, V], bool]) -> None:
         """Forget the entries ``stale`` picks. Called from the thread that committed a
         change, so it replaces the dict rather than mutate it under a reader."""

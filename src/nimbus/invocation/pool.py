@@ -103,6 +103,10 @@ class Pool:
             "busy": sum(self._busy.values()),
         }
 
+    def function_names(self) -> set[str]:
+        """The functions this pool keeps environments of."""
+        return {key.function_name for key in self._idle}
+
     def has_idle(self, key: PoolKey) -> bool:
         """Whether an environment of ``key`` waits idle here (warm or provisioned)."""
         return bool(self._idle.get(key))

@@ -53,6 +53,10 @@ class Targets:
         self._cache.drop(lambda key, _: key[0] == name)
         self._reserved_total = None
 
+    def names(self) -> set[str]:
+        """The functions this cache holds something of."""
+        return {name for name, _ in self._cache.held_keys()}
+
     async def resolve(self, name: str, qualifier: str | None) -> Resolution:
         return await self._cache.get((name, qualifier or LATEST))
 

@@ -26,6 +26,7 @@ from nimbus.queue.backends.nats_jetstream import NatsQueue
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.sandbox import catalog
 from nimbus.sns.fanout import Fanout
+from nimbus.store.change_feed import HTTP_APIS
 from nimbus.workers.queue_server import QueueServer
 from nimbus.workers.supervisor import Supervisor
 
@@ -69,6 +70,8 @@ class Node:
             config,
         )
         node = cls(engine, services, DataPlane(urls, apis))
+        if engine.feed is not None:  # routes changed through another server
+            engine.feed.subscribe(HTTP_APIS, services.http_apis.changed, apis.cached_ids)
         node.buckets = BucketNotifier(
             engine.db, engine.invoker, engine.dispatcher, engine.sqs, engine.dead_letters,
             region=config.region, account_id=config.account_id, topics=engine.sns,

@@ -7,9 +7,10 @@ and keeps warm environments per deployment; its own writes drop what they change
 one front end kept running its old package on the others, and on worker nodes, forever.
 So on PostgreSQL each write transaction about a function also sends a notification
 (delivered at commit, only if it commits), and every process listens on a connection of
-its own and tells its listeners, as if the change were its own. A notification carries
-the installation's schema (installations may share a database) and the sending store's
-token (a process hears its own writes already).
+its own and tells its listeners, as if the change were its own. HTTP APIs' route tables
+are cached the same way and travel on a channel of their own. A notification carries
+the installation's schema (installations may share a database) and the sending
+process's token (a process hears its own writes already).
 
 A listener that loses its connection may have missed changes, so once reconnected it
 tells its listeners that every function changed: caches refill, environments whose
@@ -20,31 +21,47 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from sqlalchemy import Connection, text
 
 from nimbus.store.database import PG_TIMEOUTS, libpq_url
 
 log = logging.getLogger("nimbus.store.change_feed")
 
-CHANNEL = "nimbus_functions"
+FUNCTIONS = "nimbus_functions"  # subject: a function's name
+HTTP_APIS = "nimbus_http_apis"  # subject: an HTTP API's id
 _RETRY_S = 1.0
+# This process's notifications, which it hears through its own listeners already.
+PROCESS_TOKEN = uuid.uuid4().hex[:12]
 
+
+def notify(conn: Connection, channel: str, subject: str) -> None:
+    """Tell the other processes of the installation, when ``conn``'s transaction
+    commits, that ``subject`` changed."""
+    conn.execute(text("SELECT pg_notify(:channel, current_schema() || ' ' || :token || ' ' "
+                      "|| :subject)"),
+                 {"channel": channel, "token": PROCESS_TOKEN, "subject": subject})
 
 
 class ChangeFeed:
-    """Hears other processes' function changes (``token``: this process's own, skipped)."""
+    """Hears other processes' changes on the channels subscribed to."""
 
-    def __init__(self, url: str, token: str, changed: Callable[[str], object],
-                 every_function: Callable[[], Iterable[str]]) -> None:
+    def __init__(self, url: str) -> None:
         self._conninfo = make_conninfo(libpq_url(url), **PG_TIMEOUTS)
-        self.changed = changed
-        self.every_function = every_function
-        self.token = token
+        # channel -> (tell of one subject, every subject to tell of after a lost connection)
+        self._subscribers: dict[str, tuple[Callable[[str], object],
+                                           Callable[[], Iterable[str]]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def subscribe(self, channel: str, changed: Callable[[str], object],
+                  every: Callable[[], Iterable[str]]) -> None:
+        """Before ``start``: call ``changed(subject)`` for each change heard on ``channel``."""
+        self._subscribers[channel] = (changed, every)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._listen, name="nimbus-change-feed",
@@ -64,26 +81,29 @@ class ChangeFeed:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     schema = conn.execute("SELECT current_schema()").fetchone()
                     namespace = schema[0] if schema else ""
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    for channel in self._subscribers:
+                        conn.execute(f"LISTEN {channel}")
                     if not first:  # what happened while deaf is unknown
-                        for name in self.every_function():
-                            self.changed(name)
+                        for changed, every in self._subscribers.values():
+                            for subject in every():
+                                changed(subject)
                     first = False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0):
-                            self._heard(note.payload, namespace)
-            except psycopg.Error as exc:
+                            self._heard(note.channel, note.payload, namespace)
+            except Exception as exc:  # whatever it was, the feed must not go deaf for good
                 if self._stop.is_set():
                     return
-                log.warning("listening for other servers' function changes: %s "
-                            "(retrying; caches are dropped once it answers again)", exc)
+                log.warning("listening for other servers' changes: %s (retrying; caches "
+                            "are dropped once it answers again)", exc)
                 self._stop.wait(_RETRY_S)
 
-    def _heard(self, payload: str, namespace: str) -> None:
-        schema, token, name = [*payload.split(" ", 2), "", ""][:3]
-        if schema != namespace or token == self.token or not name:
+    def _heard(self, channel: str, payload: str, namespace: str) -> None:
+        schema, token, subject = [*payload.split(" ", 2), "", ""][:3]
+        found = self._subscribers.get(channel)
+        if found is None or schema != namespace or token == PROCESS_TOKEN or not subject:
             return
         try:
-            self.changed(name)
+            found[0](subject)
         except Exception:  # a listener's failure must not deafen the feed
-            log.exception("a listener failed on function %s's change", name)
+            log.exception("a listener failed on %s's change (%s)", subject, channel)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nimbus.errors import (
@@ -19,7 +19,7 @@ from nimbus.errors import (
     ResourceNotFound,
 )
 from nimbus.models import LATEST, FunctionRecord, FunctionVersion, Page
-from nimbus.store.change_feed import CHANNEL
+from nimbus.store.change_feed import FUNCTIONS, notify
 from nimbus.store.database import Database
 from nimbus.store.env_cipher import EnvCipher, is_sealed
 from nimbus.store.schema import QUALIFIER_SETTINGS, aliases, function_versions, functions
@@ -152,8 +152,6 @@ class FunctionStore:
         self.cipher = cipher  # None: environment variables stored as plaintext (tests)
         self.generation = 0  # bumped after every committed change
         self._listeners: list[Callable[[str], object]] = []
-        # Marks this process's change notifications, which it hears itself already.
-        self.token = uuid.uuid4().hex[:12]
 
     def on_change(self, listener: Callable[[str], object]) -> None:
         """Call ``listener(function_name)`` after each committed change to a function
@@ -167,9 +165,7 @@ class FunctionStore:
         with self.db.write() as conn:
             yield conn
             if not self.db.is_sqlite:
-                conn.execute(text(
-                    "SELECT pg_notify(:channel, current_schema() || ' ' || :token || ' ' "
-                    "|| :name)"), {"channel": CHANNEL, "token": self.token, "name": name})
+                notify(conn, FUNCTIONS, name)
         self.changed(name)
 
     def names(self) -> list[str]:

@@ -29,6 +29,7 @@ from nimbus.models import (
     RouteSettings,
 )
 from nimbus.route_keys import parse_route_key
+from nimbus.store.change_feed import HTTP_APIS, notify
 from nimbus.store.database import Database
 from nimbus.store.functions import decode_marker, encode_marker
 from nimbus.store.schema import api_integrations, api_routes, api_stages, apis
@@ -118,6 +119,13 @@ class HttpApiStore:
     def _writing(self, api_id: str) -> Iterator[Connection]:
         with self.db.write() as conn:
             yield conn
+            if not self.db.is_sqlite:  # the other servers' caches (change_feed.py)
+                notify(conn, HTTP_APIS, api_id)
+        self.changed(api_id)
+
+    def changed(self, api_id: str) -> None:
+        """Tell the listeners that API ``api_id`` changed: on each commit here, and when
+        another server's commit is heard."""
         self.generation += 1
         for listener in self._listeners:
             listener(api_id)
