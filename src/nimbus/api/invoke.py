@@ -134,13 +134,14 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
         queued = await _enqueue(svc, ref, payload, trace_id)
         return 202, [(b"x-amzn-requestid", queued.encode())], b""
     invoker = svc.engine.invoker
-    # A worker node runs what a server placed on it under the server's request id.
-    request_id = (_header(raw, REQUEST_ID_HEADER.encode())
-                  if svc.config.role == "worker" else None)
-    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+    # A worker node runs what a server placed on it under the server's request id; a
+    # placed invocation runs where it lands, never placed again (no loop between nodes).
+    placed = _header(raw, REQUEST_ID_HEADER.encode())
+    if placed is not None and not _REQUEST_ID.fullmatch(placed):
         raise InvalidParameterValue(f"{REQUEST_ID_HEADER} must be a request id (a UUID).")
-    result = await invoker.invoke(ref.name, ref.qualifier, payload, client_context, trace_id,
-                                  request_id)
+    result = await invoker.invoke(
+        ref.name, ref.qualifier, payload, client_context, trace_id,
+        placed if svc.config.role == "worker" else None, placed=placed is not None)
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amz-executed-version", result.executed_version.encode()),

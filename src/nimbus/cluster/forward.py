@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -32,6 +33,8 @@ from nimbus.models import FunctionVersion
 from nimbus.sigv4.credentials import Credentials, load_credentials
 from nimbus.sigv4.signing import sign
 
+log = logging.getLogger("nimbus.cluster.forward")
+
 # The worker takes the request id the server gave the invocation (an async event keeps
 # its own across attempts; a function URL has already answered with it in a header).
 REQUEST_ID_HEADER = "x-nimbus-request-id"
@@ -41,6 +44,8 @@ _SLACK_S = 30.0  # beyond the function's timeout: its init, queueing, the answer
 # a request is never written into a connection the other end is closing, where a lost
 # answer could not be told from a refused request.
 _KEEPALIVE_S = 3.0
+# What a worker answers when it does not accept this server's signature.
+_REFUSED = (401, 403)
 
 
 class Forwarder:
@@ -100,8 +105,17 @@ class Forwarder:
                                                                 payload),
                         timeout=timeout) as response:
                     body = await response.read()
-                    return _result(response.status, response.headers, body, request_id)
-            except (aiohttp.ClientConnectorError, ConnectionRefusedError):
+                    if response.status not in _REFUSED:
+                        return _result(response.status, response.headers, body, request_id)
+                # The worker refused the server itself (its signature: a key pair that
+                # differs, a clock off by minutes), not the caller: another node may not.
+                log.error("worker node %s (%s) refused this server's request (%s): check "
+                          "that every node has the same key pair and a synchronised clock",
+                          node.node_id, node.url, response.status)
+                self.placement.unreachable(node)
+                tried.add(node.node_id)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError,
+                    ConnectionRefusedError):
                 self.placement.unreachable(node)  # it never saw the invocation
                 tried.add(node.node_id)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -147,8 +161,9 @@ def _relayed(status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
     kind = body.pop("Type", None)
     type_name = headers.get("x-amzn-errortype", "ServiceException").split(":")[0]
     if status == 429:
+        after = headers.get("retry-after", "1")
         return TooManyRequests(message, reason=str(body.get("Reason", "")),
-                               retry_after=int(headers.get("retry-after", "1") or 1))
+                               retry_after=int(after) if after.isdigit() else 1)
     return RelayedError(status, type_name, message, kind, message_key, **body)
 
 

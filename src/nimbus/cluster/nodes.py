@@ -114,7 +114,10 @@ class NodeBoard:
 
     def alive(self) -> list[NodeState]:
         """Workers heard from within ``STALE_S``."""
-        cutoff = self.clock() - STALE_S
+        now = self.clock()
+        cutoff = now - STALE_S
+        for gone in [k for k, (_, heard) in self._seen.items() if heard < now - _KEEP_S]:
+            del self._seen[gone]  # a restarted worker is a new node: forget the old one
         return [state for state, heard in self._seen.values() if heard >= cutoff]
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:

@@ -114,14 +114,17 @@ class Invoker:
         client_context: str | None = None,
         trace_id: str | None = None,
         request_id: str | None = None,
+        *,
+        placed: bool = False,
     ) -> InvokeResult:
+        """Run one invocation (``placed``: another node chose this one: run it here)."""
         resolution = await self.targets.resolve(name, qualifier)
         version = resolution.pick()
         self._check_runnable(version)
         self._check_state(version, resolution.record)
         # In a cluster, a worker node runs it, unless an environment of its own (one it
         # keeps provisioned, say) is idle here: no hop, no cold start.
-        if self.remote is not None and not self.pool.has_idle(
+        if self.remote is not None and not placed and not self.pool.has_idle(
                 PoolKey(name, version.version, version.deployment)):
             forwarded = await self.remote.invoke(version, name, qualifier, payload,
                                                  client_context, trace_id, request_id)
