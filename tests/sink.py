@@ -14,10 +14,13 @@ LOCAL_WEBHOOKS = {"NIMBUS_WEBHOOK_ALLOW": "127.0.0.1/32"}
 
 
 class Sink:
-    """Collects JSON POST bodies; ``wait_until`` blocks on a condition, not a sleep."""
+    """Collects JSON POST bodies; ``wait_until`` blocks on a condition, not a sleep.
+    ``senders``: the address each record came from, in the same order; ``address``: where
+    it listens (a test network's gateway, say)."""
 
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(self, fail_first: int = 0, address: str = "127.0.0.1") -> None:
         self.received: list[Any] = []
+        self.senders: list[str] = []
         self.fail_first = fail_first
         self._cond = threading.Condition()
         sink = self
@@ -32,6 +35,7 @@ class Sink:
                         self.end_headers()
                         return
                     sink.received.append(json.loads(body))
+                    sink.senders.append(self.client_address[0])
                     sink._cond.notify_all()
                 self.send_response(204)
                 self.end_headers()
@@ -44,9 +48,9 @@ class Sink:
             # of 5 would reset connections the dispatcher then has to retry.
             request_queue_size = 1024
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server((address, 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://{address}:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait_until(self, predicate: Callable[[list[Any]], bool], timeout: float = 60) -> list[Any]:

@@ -22,19 +22,17 @@ on any machine (nimbus makes them with its ``nb*`` veths there).
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import signal
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from tests.nimbus_process import NimbusProcess
+from tests.sink import Sink
 
 PREFIX = "nh"  # host ends of the veths; nimbus's own are nb*
 PARTITION_TABLE = "nimbus_test_partition"
@@ -159,49 +157,17 @@ class Host:
         self.nft(f"delete table ip {PARTITION_TABLE}\n")
 
 
-class HostSink:
-    """A webhook sink on the gateway that records which host posted each record (the
-    address the request came from): ``received`` holds the records, ``senders`` the
-    host names, in the same order."""
+class HostSink(Sink):
+    """A webhook sink on the gateway that knows the hosts: ``hosts`` names the host each
+    record came from, in the order of ``received``."""
 
     def __init__(self, gateway: str, names: dict[str, str]) -> None:
-        self.received: list[Any] = []
-        self.senders: list[str] = []
-        self._cond = threading.Condition()
-        sink = self
+        super().__init__(address=gateway)
+        self.names = names
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with sink._cond:
-                    sink.received.append(json.loads(body))
-                    sink.senders.append(names.get(self.client_address[0], "?"))
-                    sink._cond.notify_all()
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 1024  # records come many at once (tests/sink.py)
-
-        self.server = Server((gateway, 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://{gateway}:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_until(self, predicate: Callable[[list[Any]], bool], timeout: float = 60) -> list[Any]:
-        with self._cond:
-            if not self._cond.wait_for(lambda: predicate(self.received), timeout):
-                raise AssertionError(
-                    f"sink condition not met within {timeout}s; got {len(self.received)} posts"
-                )
-            return list(self.received)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def hosts(self) -> list[str]:
+        return [self.names.get(address, "?") for address in self.senders]
 
 
 @dataclass
@@ -259,7 +225,7 @@ def network(names: Sequence[str], forward: Sequence[int] = (5432, 4222)) -> Iter
         found = Network(f"{prefix}.1", {})
         gateway = found.gateway
         # Undone last: servers stop while they still reach the database and the broker.
-        undo.callback(lambda: [f.close() for f in found.forwarders])
+        undo.callback(_close_all, found.forwarders)
         tag = f"{net:03x}"
         for i, name in enumerate(names):
             netns = f"nimbus-test-{tag}-{name}"
@@ -298,3 +264,8 @@ def _stop_all(host: Host) -> None:
 def _quiet_ip(*args: str) -> None:
     with contextlib.suppress(OSError):
         _ip(*args)
+
+
+def _close_all(forwarders: list[Forwarder]) -> None:
+    for forwarder in forwarders:
+        forwarder.close()

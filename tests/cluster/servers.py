@@ -66,6 +66,18 @@ def shared_installation(
         admin.dispose()
 
 
+@contextlib.contextmanager
+def serving(processes: list[NimbusProcess]) -> Iterator[list[NimbusProcess]]:
+    """Start the processes in order; stop every one of them on leaving, however it ends."""
+    try:
+        for process in processes:
+            process.start()
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
 def front_end(root: Path, name: str, env: dict[str, str]) -> NimbusProcess:
     """One server of the installation, with its own data dir ``root/name`` (not started)."""
     return NimbusProcess(root / name, env=env)

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from nimbus.events.sources.scheduler import LEASE_KEY as SCHEDULER_LEASE
 from nimbus.events.sources.scheduler import LEASE_TTL_MS as SCHEDULER_TTL_MS
 from nimbus.events.sources.supervisor import LEASE_TTL_MS as MAPPING_TTL_MS
-from tests.cluster.servers import front_end, shared_installation
+from tests.cluster.servers import front_end, serving, shared_installation
 from tests.conftest import POSTGRES_URL, ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
@@ -71,13 +71,8 @@ def two(tmp_path: Path, installation: dict[str, str]) -> Iterator[list[NimbusPro
                                    f"{url}&application_name=nimbus-{tag}-{name}"})
         for name in ("a", "b")
     ]  # fmt: skip
-    try:
-        for server in servers:
-            server.start()
+    with serving(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def wait_sessions_ended(server: NimbusProcess) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.cluster.hosts import HostSink, Network, network
-from tests.cluster.servers import shared_installation
+from tests.cluster.servers import serving, shared_installation
 from tests.cluster.test_two_servers import RECORDING, ids
 from tests.conftest import ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
@@ -58,13 +58,8 @@ def two(tmp_path: Path, net: Network) -> Iterator[list[NimbusProcess]]:
     with shared_installation(tmp_path, extra={"NIMBUS_RETRY_BASE_SECONDS": "0.05"}) as env:
         servers = [net.hosts[name].nimbus(tmp_path / name, net.installation(env))
                    for name in ("a", "b")]  # fmt: skip
-        try:
-            for server in servers:
-                server.start()
+        with serving(servers):
             yield servers
-        finally:
-            for server in servers:
-                server.stop()
 
 
 def test_a_function_created_on_one_host_runs_on_the_other(
@@ -89,7 +84,7 @@ def test_a_function_created_on_one_host_runs_on_the_other(
         assert lam.invoke(FunctionName="hello", InvocationType="Event",
                           Payload=json.dumps({"id": n}))["StatusCode"] == 202  # fmt: skip
     sink.wait_until(lambda rs: {1, 2} <= set(ids(rs)))
-    assert set(sink.senders) <= {"a", "b"}  # posted from the hosts, over their network
+    assert set(sink.hosts) <= {"a", "b"}  # posted from the hosts, over their network
 
 
 def test_functions_on_a_host_get_network_namespaces_of_their_own(
@@ -115,7 +110,7 @@ def test_functions_on_a_host_get_network_namespaces_of_their_own(
     assert all(ipaddress.ip_address(r["address"]) in functions for r in replies.values())
     assert replies["closed"]["posted"] != 200
     assert replies["open"]["posted"] == 204
-    assert sink.received == [{"probe": 1}] and sink.senders == ["a"]
+    assert sink.received == [{"probe": 1}] and sink.hosts == ["a"]
 
 
 def test_code_updated_through_one_host_runs_on_the_other(two: list[NimbusProcess]) -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.cluster.hosts import HostSink, Network, network
-from tests.cluster.servers import shared_installation
+from tests.cluster.servers import serving, shared_installation
 from tests.cluster.test_two_servers import RECORDING, depth, ids, post_events, running
 from tests.conftest import ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
@@ -55,13 +55,8 @@ def two(tmp_path: Path, net: Network) -> Iterator[list[NimbusProcess]]:
     with shared_installation(tmp_path, ack_wait=ACK_WAIT_S, extra=extra) as env:
         servers = [net.hosts[name].nimbus(tmp_path / name, net.installation(env))
                    for name in ("a", "b")]  # fmt: skip
-        try:
-            for server in servers:
-                server.start()
+        with serving(servers):
             yield servers
-        finally:
-            for server in servers:
-                server.stop()
 
 
 def create(server: NimbusProcess, name: str, code: bytes, sink: HostSink) -> None:
@@ -141,10 +136,10 @@ def test_a_partitioned_front_end_loses_no_event_and_the_other_serves_on(
     # was sent, its answer lost): the client was told it failed; it may run anyway.
     print(f"the refused event ran {counts.pop(3000, 0)} times")
     ran_twice = {i for i, k in counts.items() if k > 1}
-    since = zip(sink.received[cut_at:], sink.senders[cut_at:], strict=True)
+    since = zip(sink.received[cut_at:], sink.hosts[cut_at:], strict=True)
     on_b_since_cut = {r["requestPayload"]["id"] for r, host in since if host == "b"}
     after = [r["requestPayload"]["id"] for r, host in
-             zip(sink.received[restored_at:], sink.senders[restored_at:], strict=True)
+             zip(sink.received[restored_at:], sink.hosts[restored_at:], strict=True)
              if host == "b"]  # fmt: skip
     print(f"B ran {held} at the cut; ran on B since: {sorted(on_b_since_cut)} "
           f"({len(after)} after the restore: {sorted(after)}); ran twice: {sorted(ran_twice)}")

@@ -19,7 +19,7 @@ import pytest
 
 from nimbus.gateway.shared_allowance import lease_size
 from tests.api.test_http_limits import api_with_route, create_echo
-from tests.cluster.servers import front_end, shared_installation
+from tests.cluster.servers import front_end, serving, shared_installation
 from tests.nimbus_process import NimbusProcess
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.postgres, pytest.mark.broker("nats")]
@@ -38,13 +38,8 @@ def held_at_most(rate: float, burst: int) -> int:
 def two(tmp_path: Path) -> Iterator[list[NimbusProcess]]:
     with shared_installation(tmp_path, extra={"NIMBUS_CLUSTER": "1"}) as env:
         servers = [front_end(tmp_path, name, env) for name in ("a", "b")]
-        try:
-            for server in servers:
-                server.start()
+        with serving(servers):
             yield servers
-        finally:
-            for server in servers:
-                server.stop()
 
 
 def outcome(response: httpx.Response) -> str:

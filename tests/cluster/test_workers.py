@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.servers import front_end, shared_installation
+from tests.cluster.servers import front_end, serving, shared_installation
 from tests.conftest import ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.sandbox.test_capacity import HELD, Barrier
@@ -58,16 +58,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         workers = [front_end(tmp_path, f"w{i}", env) for i in (1, 2)]
         for worker in workers:
             worker.command = "worker"
-        started: list[NimbusProcess] = []
-        try:
-            for process in (server, *workers):
-                started.append(process.start())
+        with serving([server, *workers]):
             found = Cluster(server, workers)
             found.until(lambda nodes: len(nodes) == 2, "both workers announced")
             yield found
-        finally:
-            for process in started:
-                process.stop()
 
 
 def test_workers_run_what_the_server_is_sent_warm_ones_first(cluster: Cluster) -> None:
