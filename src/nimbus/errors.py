@@ -17,6 +17,10 @@ class NimbusError(Exception):
 
     type_name = "ServiceException"
     status = 500
+    # A passing condition of nimbus's own (a node or the database out of reach): an async
+    # event that meets it goes back to its queue, as Lambda retries its service errors,
+    # rather than spending an attempt or going to the dead letters.
+    transient = False
     # Lambda's ``Type`` member: "User" for caller mistakes; None: the shape has none.
     kind: str | None = "Service"
     message_key = "Message"
@@ -52,12 +56,14 @@ class ClusterUnavailable(ServiceError):
     concurrency cannot be reached; transient, so 503 (botocore retries it)."""
 
     status = 503
+    transient = True
 
 
 class DatabaseUnavailable(ServiceError):
     """The metadata database does not answer (down, or out of reach): transient, 503."""
 
     status = 503
+    transient = True
 
 
 class NodeLost(ServiceError):
@@ -65,6 +71,7 @@ class NodeLost(ServiceError):
     have run, so it is not retried for the caller (an async event is, by its queue)."""
 
     status = 502
+    transient = True
 
 
 class RelayedError(NimbusError):
@@ -76,6 +83,8 @@ class RelayedError(NimbusError):
         super().__init__(message)
         self.extra = dict(extra)
         self.status, self.type_name, self.kind = status, type_name, kind
+        # The worker's own passing conditions (the shapes above) stay passing here.
+        self.transient = status in (502, 503) and type_name == "ServiceException"
         self.message_key = message_key
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nimbus.config import Config
+from nimbus.errors import NodeLost
 from nimbus.events import dispatcher as dispatcher_module
 from nimbus.events.dispatcher import Dispatcher
 from nimbus.invocation.invoker import InvokeResult
@@ -153,3 +154,50 @@ async def test_the_lease_reserve_is_bounded_in_events_too(parts) -> None:
     for _ in range(10):
         dispatcher._adapt(in_hand=1000, asked=5, got=5)
     assert dispatcher.ahead == 1000 + dispatcher_module.MAX_AHEAD_EVENTS
+
+
+class LostOnceInvoker:
+    """The first invocation of each event meets a worker node lost mid-run."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.done: asyncio.Queue[str] = asyncio.Queue()
+
+    async def invoke(
+        self,
+        name: str,
+        qualifier: str | None,
+        payload: bytes,
+        trace_id: str | None = None,
+        request_id: str | None = None,
+    ) -> InvokeResult:
+        assert request_id is not None
+        self.calls[request_id] += 1
+        if self.calls[request_id] == 1:
+            raise NodeLost("The worker node w stopped answering while it ran this invocation")
+        self.done.put_nowait(request_id)
+        return InvokeResult(b"null", None, "$LATEST", "", request_id)
+
+
+async def test_a_lost_worker_node_sends_the_event_back_to_its_queue(tmp_path: Path) -> None:
+    """As Lambda retries its own service errors: no attempt spent, no dead letter."""
+    config = Config(data_dir=tmp_path, async_parallelism=1, throttle_delay_seconds=0)
+    db = Database(config.effective_database_url)
+    db.migrate()
+    functions = FunctionStore(db, config.function_arn)
+    queue = SqliteQueue(tmp_path / "queue.db")
+    await queue.open()
+    invoker = LostOnceInvoker()
+    dead = DeadLetterStore(db)
+    dispatcher = Dispatcher(config, queue, invoker, functions, EventConfigStore(functions), dead)
+    try:
+        await queue.put(event("a"))
+        await dispatcher.start()
+        assert await asyncio.wait_for(invoker.done.get(), 10) == "a"
+        assert invoker.calls == {"a": 2}
+        assert dispatcher.counters["requeued"] == 1 and not dispatcher.counters["failed"]
+        assert dispatcher.counters["retried"] == 0  # no attempt spent
+    finally:
+        await dispatcher.close()
+        await queue.close()
+        db.dispose()

@@ -132,7 +132,8 @@ class Dispatcher:
         )
         self._http: httpx.AsyncClient | None = None
         self._webhooks = asyncio.Semaphore(WEBHOOK_CONNECTIONS)
-        # succeeded / retried / throttled / failed / dead_lettered / delivered, since start
+        # succeeded / retried / throttled / requeued / failed / dead_lettered / delivered,
+        # since start
         self.counters: Counter[str] = Counter()
         functions.on_change(self._forget)
 
@@ -275,13 +276,14 @@ class Dispatcher:
                 self._hops.pop(id(event), None)
                 return  # stale: another consumer holds the event now
             cfg = await self._config(event.function_name, event.qualifier or LATEST)
-            if self.clock() - event.enqueued_ms > cfg.max_age_seconds * 1000:
+            age_ms = self.clock() - event.enqueued_ms
+            if age_ms > cfg.max_age_seconds * 1000:
                 outcome = TooOld()
             else:
                 if self.hooks.wants(AsyncEventStarted):
                     self.hooks.emit(AsyncEventStarted(
                         event.function_name, event.qualifier, event.request_id,
-                        event.attempts, self.clock() - event.enqueued_ms,
+                        event.attempts, age_ms,
                     ))
                 try:
                     outcome = await self.invoker.invoke(
@@ -315,6 +317,13 @@ class Dispatcher:
             # Throttled: wait in the queue, without spending an attempt.
             delay = min(self.config.throttle_delay_seconds * (1 + random.random()), 60)
             self.counters["throttled"] += 1
+            await self.queue.retry(lease, delay, event.attempts)
+        elif isinstance(outcome, NimbusError) and outcome.transient:
+            # nimbus's own passing trouble (a worker node lost mid-run, the database out
+            # of reach): back to the queue, as Lambda retries its service errors, without
+            # spending an attempt; the event's maximum age still bounds it.
+            delay = min(self.config.throttle_delay_seconds * (1 + random.random()), 60)
+            self.counters["requeued"] += 1
             await self.queue.retry(lease, delay, event.attempts)
         elif isinstance(outcome, NimbusError):
             condition = (
