@@ -249,3 +249,17 @@ async def test_two_gates_share_a_stage_route_bucket(db: Database) -> None:
     assert await route(gates[1], "GET /b")
     for gate in gates:
         await gate.close()
+
+
+async def test_requests_at_once_are_not_told_the_quota_is_used_up_while_it_is_not(
+    db: Database,
+) -> None:
+    """Quota is leased one request's worth at a time (100/day): twelve requests at once
+    contend for the leases, and those that lose get a throttle to retry, not Limit
+    Exceeded with a day's Retry-After."""
+    _key_in_plan(ApiKeyStore(db), quota_limit=100, quota_period="DAY")
+    gate = cluster_gate(db)
+    results = await asyncio.gather(*(admit(gate) for _ in range(12)))
+    assert "quota" not in results, results
+    assert set(results) <= {"ok", "rate"} and "ok" in results
+    await gate.close()

@@ -329,7 +329,10 @@ class UsageGate:
             )  # fmt: skip
         if quota is not None and quota.tokens < 1:
             assert meter is not None
-            raise LimitExceeded("Limit Exceeded", _seconds(meter.end - wall))
+            if quota.empty_until > now:  # the shared row said it is used up
+                raise LimitExceeded("Limit Exceeded", _seconds(meter.end - wall))
+            # Other requests spent each lease first: contention, not the quota's end.
+            raise GatewayThrottled("Too Many Requests", 1)
         empty = [a for a in buckets if a.tokens < 1]
         if empty:
             wait = max(a.empty_until - now for a in empty)
