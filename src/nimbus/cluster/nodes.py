@@ -31,6 +31,7 @@ log = logging.getLogger("nimbus.cluster.nodes")
 BEAT_S = 1.0
 STALE_S = 3.0
 _KEEP_S = 30.0
+_REWATCH_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,26 @@ class NodeBoard:
 
     async def watch(self) -> None:
         """Follow the bucket from now on (in the background)."""
-        assert self._kv is not None
-        watcher = await self._kv.watchall()
-        self._watcher = asyncio.ensure_future(self._follow(watcher))
+        self._watcher = asyncio.ensure_future(self._keep_watching())
+
+    async def _keep_watching(self) -> None:
+        # A watch is started afresh every _REWATCH_S (it replays the bucket's last
+        # values, so nothing is lost): a watch that went quiet when NATS restarted,
+        # and that nats-py may not revive, is replaced within that time.
+        while True:
+            try:
+                assert self._kv is not None
+                watcher = await self._kv.watchall()
+                try:
+                    await asyncio.wait_for(self._follow(watcher), _REWATCH_S)
+                except TimeoutError:
+                    pass
+                finally:
+                    with contextlib.suppress(Exception):
+                        await watcher.stop()
+            except Exception as exc:  # NATS away: try again shortly
+                log.warning("cannot follow the worker nodes' announcements: %s", exc)
+                await asyncio.sleep(BEAT_S)
 
     def alive(self) -> list[NodeState]:
         """Workers heard from within ``STALE_S``."""
