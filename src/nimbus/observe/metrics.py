@@ -225,6 +225,21 @@ class _FinishedKeys(NamedTuple):
     invocations: Key
     billed: Key
     gb_seconds: Key
+    duration: Key
+
+
+class _ResourceKeys(NamedTuple):
+    """The keys an async event counts under, by (function, qualifier as invoked)."""
+
+    received: Key
+    age: Key
+
+
+def _row(histograms: dict[Key, list[float]], key: Key, buckets: tuple[float, ...]) -> list[float]:
+    row = histograms.get(key)
+    if row is None:
+        row = histograms[key] = [0.0] * (len(buckets) + 2)
+    return row
 
 
 class Metrics:
@@ -235,12 +250,16 @@ class Metrics:
         self.counters: dict[Key, float] = {}
         self.histograms: dict[Key, list[float]] = {}
         self.series: dict[str, dict[int, Minute]] = {}
-        self.in_flight: Counter[str] = Counter()
+        # A plain dict, not a Counter: a Counter's missing key and its del are Python
+        # calls, and a function's count comes and goes with every lone invocation.
+        self.in_flight: dict[str, int] = {}
         # The async workers' invocations in flight (the server's queue server knows them).
         self.remote_in_flight: Callable[[], Mapping[str, int]] | None = None
         # The keys a finished invocation counts under, by (function, qualifier, version,
-        # architecture): built once, not four label tuples per invocation.
+        # architecture): built once, not a key per figure per invocation; the same for
+        # async events by (function, qualifier).
         self._finished_keys: dict[tuple[str, str | None, str, str], _FinishedKeys] = {}
+        self._resource_keys: dict[tuple[str, str | None], _ResourceKeys] = {}
 
     def attach(self, hooks: Hooks) -> None:
         hooks.subscribe(InvocationStarted, self.on_started)
@@ -260,11 +279,8 @@ class Metrics:
         self.counters[key] = self.counters.get(key, 0) + amount
 
     def _observe(self, name: str, labels: Labels, value: float) -> None:
-        key = (name, labels)
-        row = self.histograms.get(key)
         buckets = FAMILIES[name].buckets
-        if row is None:
-            row = self.histograms[key] = [0.0] * (len(buckets) + 2)
+        row = _row(self.histograms, (name, labels), buckets)
         row[bisect_left(buckets, value)] += 1
         row[-1] += value
 
@@ -288,11 +304,20 @@ class Metrics:
         del self.series[stalest]
 
     def on_started(self, event: InvocationStarted) -> None:
-        self.in_flight[event.function] += 1
+        in_flight, function = self.in_flight, event.function
+        in_flight[function] = in_flight.get(function, 0) + 1
 
     def on_finished(self, event: InvocationFinished) -> None:
+        # Every invocation comes here, so the steps are written out in one function (the
+        # calls to _leave, _observe, _minute, fine_bucket and Usage.add cost as much as
+        # their work): the same counts as those helpers make.
         function = event.function
-        self._leave(function)
+        in_flight = self.in_flight
+        left = in_flight.get(function, 0) - 1
+        if left > 0:
+            in_flight[function] = left
+        else:
+            in_flight.pop(function, None)
         at = (function, event.qualifier, event.version, event.architecture)
         keys = self._finished_keys.get(at)
         if keys is None:
@@ -300,11 +325,20 @@ class Metrics:
         labels = keys.labels
         counters = self.counters
         counters[keys.invocations] = counters.get(keys.invocations, 0) + 1
-        if event.error is not None:
-            self._count("errors", (*labels, event.error))
-        self._observe("duration_seconds", labels, event.duration_ms / 1000)
-        counters[keys.billed] = counters.get(keys.billed, 0) + event.billed_ms / 1000
-        mb_ms = event.billed_ms * event.memory_size
+        error = event.error
+        if error is not None:
+            self._count("errors", (*labels, error))
+        duration_ms = event.duration_ms
+        seconds = duration_ms / 1000
+        histograms = self.histograms
+        row = histograms.get(keys.duration)
+        if row is None:
+            row = histograms[keys.duration] = [0.0] * (len(DURATION_BUCKETS_S) + 2)
+        row[bisect_left(DURATION_BUCKETS_S, seconds)] += 1
+        row[-1] += seconds
+        billed_ms = event.billed_ms
+        counters[keys.billed] = counters.get(keys.billed, 0) + billed_ms / 1000
+        mb_ms = billed_ms * event.memory_size
         counters[keys.gb_seconds] = counters.get(keys.gb_seconds, 0) + mb_ms / 1024 / 1000
         if event.cold_start:
             self._count("cold_starts", labels)
@@ -312,13 +346,19 @@ class Metrics:
                 kind = "restore" if event.restored else "init"
                 self._observe("init_duration_seconds", (function, event.version, kind),
                               event.init_ms / 1000)
-        minute = self._minute(function)
+        minutes = self.series.get(function)
+        minute = minutes.get(self.clock() // 60_000) if minutes is not None else None
+        if minute is None:
+            minute = self._minute(function)
         minute.invocations += 1
-        if event.error is not None:
+        if error is not None:
             minute.errors += 1
-        bucket = fine_bucket(event.duration_ms)
-        minute.durations[bucket] = minute.durations.get(bucket, 0) + 1
-        minute.usage.add(event.architecture, 1, mb_ms)
+        fine = 0 if duration_ms <= 1 else math.ceil(STEPS_PER_DOUBLING * math.log2(duration_ms))
+        durations = minute.durations
+        durations[fine] = durations.get(fine, 0) + 1
+        usage, architecture = minute.usage, event.architecture
+        usage.requests[architecture] = usage.requests.get(architecture, 0) + 1
+        usage.mb_ms[architecture] = usage.mb_ms.get(architecture, 0) + mb_ms
 
     def _keys_for(self, at: tuple[str, str | None, str, str]) -> _FinishedKeys:
         if len(self._finished_keys) >= MAX_KEY_SETS:
@@ -327,17 +367,30 @@ class Metrics:
         labels = (function, resource(function, qualifier), version)
         keys = self._finished_keys[at] = _FinishedKeys(
             labels, ("invocations", labels), ("billed_duration_seconds", labels),
-            ("gb_seconds", (function, architecture)),
+            ("gb_seconds", (function, architecture)), ("duration_seconds", labels),
         )
+        return keys
+
+    def _resource(self, function: str, qualifier: str | None) -> _ResourceKeys:
+        at = (function, qualifier)
+        keys = self._resource_keys.get(at)
+        if keys is None:
+            if len(self._resource_keys) >= MAX_KEY_SETS:
+                self._resource_keys.clear()
+            labels = (function, resource(function, qualifier))
+            keys = self._resource_keys[at] = _ResourceKeys(
+                ("async_events_received", labels), ("async_event_age_seconds", labels)
+            )
         return keys
 
     def _leave(self, function: str) -> None:
         """One of the function's invocations is no longer in flight."""
-        left = self.in_flight[function] - 1
+        in_flight = self.in_flight
+        left = in_flight.get(function, 0) - 1
         if left > 0:
-            self.in_flight[function] = left
+            in_flight[function] = left
         else:
-            del self.in_flight[function]
+            in_flight.pop(function, None)
 
     def on_throttled(self, event: InvocationThrottled) -> None:
         function = event.function
@@ -347,13 +400,17 @@ class Metrics:
         self._minute(function).throttles += 1
 
     def on_received(self, event: AsyncEventReceived) -> None:
-        self._count("async_events_received", (event.function,
-                                              resource(event.function, event.qualifier)))
+        key = self._resource(event.function, event.qualifier).received
+        self.counters[key] = self.counters.get(key, 0) + 1
 
     def on_async_started(self, event: AsyncEventStarted) -> None:
-        self._observe("async_event_age_seconds",
-                      (event.function, resource(event.function, event.qualifier)),
-                      event.age_ms / 1000)
+        keys = self._resource_keys.get((event.function, event.qualifier))
+        if keys is None:
+            keys = self._resource(event.function, event.qualifier)
+        seconds = event.age_ms / 1000
+        row = _row(self.histograms, keys.age, AGE_BUCKETS_S)
+        row[bisect_left(AGE_BUCKETS_S, seconds)] += 1
+        row[-1] += seconds
 
     def on_retried(self, event: AsyncEventRetried) -> None:
         self._count("async_events_retried", (event.function,
