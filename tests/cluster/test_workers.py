@@ -193,3 +193,40 @@ def test_code_updated_through_the_server_runs_on_the_workers(cluster: Cluster) -
     while (got := json.loads(lam.invoke(FunctionName="v")["Payload"].read())) != "2":
         assert got == "1" and time.monotonic() < deadline, got
         time.sleep(0.05)
+
+
+def test_kill_9_of_a_worker_under_async_load_loses_no_event(tmp_path: Path) -> None:
+    """Events the killed worker was running for the server go back to the server's queue
+    (a lost node is nimbus's passing trouble, not the event's failure); those it had
+    pulled itself come back after the ack wait. Every accepted event runs."""
+    extra = {"NIMBUS_CLUSTER": "1", "NIMBUS_ASYNC_WORKERS": "0",
+             "NIMBUS_THROTTLE_DELAY_SECONDS": "0.05"}
+    sink = Sink()
+    with shared_installation(tmp_path, ack_wait=2, extra=extra) as env:
+        server = front_end(tmp_path, "server", env)
+        workers = [front_end(tmp_path, f"w{i}", env) for i in (1, 2)]
+        for worker in workers:
+            worker.command = "worker"
+        with serving([server, *workers]):
+            Cluster(server, workers).until(lambda nodes: len(nodes) == 2, "both announced")
+            lam = server.client()
+            code = make_zip({"app.py": "import time\n\ndef handler(e, c):\n"
+                                       "    time.sleep(0.05)\n    return e\n"})
+            lam.create_function(FunctionName="f", Runtime="python3.12", Role=ROLE,
+                                Handler="app.handler", Code={"ZipFile": code})
+            lam.put_function_event_invoke_config(
+                FunctionName="f", DestinationConfig={"OnSuccess": {"Destination": sink.url}})
+            total = 200
+            for n in range(total):
+                lam.invoke(FunctionName="f", InvocationType="Event",
+                           Payload=json.dumps({"id": n}))
+                if n == 60:
+                    sink.wait_until(lambda rs: len(rs) >= 10)
+                    workers[0].stop(signal.SIGKILL)
+            got = sink.wait_until(
+                lambda rs: {r["responsePayload"]["id"] for r in rs} >= set(range(total)),
+                timeout=180)
+    sink.close()
+    assert {r["responsePayload"]["id"] for r in got} == set(range(total))
+    failures = [r for r in got if r.get("requestContext", {}).get("condition") != "Success"]
+    assert not failures, failures[:3]
