@@ -41,6 +41,11 @@ OFFLINE: dict[str, list[Case]] = {
         Case(("up", "--log-level", "loud", "--data-dir", "{tmp}/d"), REFUSED, "log_level"),
         Case(("up", "--port", "{busy}", "--data-dir", "{tmp}/d"), REFUSED, "is in use"),
     ],
+    "worker": [
+        Case(("worker", "--data-dir", "{tmp}/d"), REFUSED, "NIMBUS_DATABASE_URL=postgresql"),
+        Case(("worker", "--database-url", "postgresql://127.0.0.1/test", "--data-dir",
+              "{tmp}/d"), REFUSED, "NIMBUS_QUEUE_URL=nats"),
+    ],
     "credentials": [
         Case(("credentials", "--data-dir", "{tmp}/none"), REFUSED, "is no nimbus data dir"),
     ],
