@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint bench clean ui-assets browser nftables
+.PHONY: up test test-cluster lint bench clean ui-assets browser nftables
 
 # The dashboard's chart library (src/nimbus/ui), fetched from the npm registry, checked
 # against the tarball's sha256, unpacked into a git-ignored vendor/ folder.
@@ -72,6 +72,11 @@ test: $(VENV)/.installed-test ui-assets browser nftables
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+## test-cluster: the control-plane suite again, each server a `nimbus up --cluster` on
+## PostgreSQL + NATS with a worker node running its invocations (tests/conftest.py)
+test-cluster: $(VENV)/.installed-test nftables
+	NIMBUS_TEST_CLUSTER=1 $(BIN)/pytest tests/api $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -24,7 +24,7 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, live_server, make_zip, python_runtime
+from tests.conftest import ROLE, admin_keys, live_server, make_zip, python_runtime
 from tests.nimbus_process import NimbusProcess, free_port
 
 pytestmark = pytest.mark.sandbox
@@ -121,8 +121,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NimbusProcess]:
 
 def client(server: NimbusProcess, who: str, service: str = "lambda") -> Any:
     if who == "admin":
-        stored = json.loads((server.data_dir / "credentials.json").read_text())
-        key, secret = stored["AccessKeyId"], stored["SecretAccessKey"]
+        key, secret = admin_keys(server)
     else:
         key, secret, _ = PRINCIPALS[who]
     return boto3.client(
@@ -294,8 +293,7 @@ def test_api_gateway_and_nimbus_endpoints_are_checked(server: NimbusProcess) -> 
 
 def signed(who: str, server: NimbusProcess, method: str, url: str) -> httpx.Request:
     if who == "admin":
-        stored = json.loads((server.data_dir / "credentials.json").read_text())
-        key, secret = stored["AccessKeyId"], stored["SecretAccessKey"]
+        key, secret = admin_keys(server)
     else:
         key, secret, _ = PRINCIPALS[who]
     request = AWSRequest(method=method, url=url, data=b"", headers={})

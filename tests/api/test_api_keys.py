@@ -11,6 +11,7 @@ from nimbus.config import Config
 from nimbus.gateway.limits import UsageGate
 from nimbus.store.api_keys import ApiKeyStore
 from nimbus.store.database import Database
+from tests.conftest import store_url
 from tests.nimbus_process import NimbusProcess
 
 SERVER_PER_TEST = True  # apigw talks to the test's own nimbus: the tests reuse names
@@ -322,7 +323,7 @@ def test_get_usage_reports_recorded_usage(nimbus, apigw, stage) -> None:
 
     # Requests admitted by a usage gate on the server's own database, on chosen days:
     # 2 on Saturday 2026-01-03, 1 on Sunday 2026-01-04 (a new week), 2 on Tuesday.
-    db = Database(f"sqlite:///{nimbus.data_dir / 'nimbus.db'}")
+    db = Database(store_url(nimbus))
     try:
         wall = [0.0]
         gate = UsageGate(ApiKeyStore(db), Config(), wall_clock=lambda: wall[0])

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, live_server, make_zip
+from tests.conftest import ROLE, admin_keys, generates_credentials, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 
 SERVER_ENV = {"NIMBUS_API_AUTH": "sigv4"}
@@ -25,8 +25,14 @@ HELLO = make_zip({"app.py": "def handler(event, context):\n    return {'got': ev
 
 
 def keys(server: NimbusProcess) -> tuple[str, str]:
-    stored = json.loads((server.data_dir / "credentials.json").read_text())
-    return stored["AccessKeyId"], stored["SecretAccessKey"]
+    return admin_keys(server)
+
+
+def configured(server: NimbusProcess) -> dict[str, str]:
+    """The admin pair the server was configured with (none: it generated its own), as the
+    nimbus configuration of a CLI on its host would hold it."""
+    names = ("NIMBUS_ACCESS_KEY_ID", "NIMBUS_SECRET_ACCESS_KEY")
+    return {name: server.env[name] for name in names if name in server.env}
 
 
 def client(server: NimbusProcess, key: str, secret: str, region: str = "us-east-1") -> Any:
@@ -140,6 +146,7 @@ def test_unsigned_is_refused_but_health_is_open(server: NimbusProcess) -> None:
     assert url.headers.get("x-amzn-errortype") != "MissingAuthenticationTokenException"
 
 
+@generates_credentials
 def test_nimbus_credentials_prints_working_keys(server: NimbusProcess, tmp_path: Path) -> None:
     printed = run(
         [sys.executable, "-m", "nimbus", "credentials", "--data-dir", str(server.data_dir)],
@@ -165,6 +172,7 @@ def test_nimbus_credentials_prints_working_keys(server: NimbusProcess, tmp_path:
     assert "Functions" in json.loads(listed.stdout)
 
 
+@generates_credentials
 def test_nimbus_cli_signs(server: NimbusProcess, tmp_path: Path) -> None:
     client(server, *keys(server)).create_function(
         FunctionName="for-cli", Runtime="python3.12", Role=ROLE, Handler="app.handler",
@@ -204,9 +212,10 @@ def test_signed_invoke(server: NimbusProcess, tmp_path: Path) -> None:
 
     invoked = run(
         [sys.executable, "-m", "nimbus", "invoke", "inv", "-p", '{"b": 2}'],
-        clean_env(NIMBUS_ENDPOINT=server.endpoint, NIMBUS_DATA_DIR=str(server.data_dir)),
+        clean_env(NIMBUS_ENDPOINT=server.endpoint, NIMBUS_DATA_DIR=str(server.data_dir),
+                  **configured(server)),
         tmp_path,
-    )
+    )  # fmt: skip
     assert invoked.returncode == 0, invoked.stderr
     assert json.loads(invoked.stdout) == {"got": {"b": 2}}
 

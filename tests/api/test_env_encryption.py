@@ -8,14 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, live_server, make_zip, python_runtime
+from tests.conftest import ROLE, live_server, make_zip, only_embedded, python_runtime, store_url
+from tests.nimbus_process import NimbusProcess
 
 pytestmark = pytest.mark.sandbox
 
@@ -37,19 +38,26 @@ def create(lam: Any, name: str) -> None:
     lam.get_waiter("function_active_v2").wait(FunctionName=name)
 
 
-def stored_environment(data: Path, name: str) -> list[Any]:
-    with sqlite3.connect(data / "nimbus.db") as db:
-        rows = db.execute(
-            "SELECT environment FROM function_versions WHERE function_name = ? ORDER BY version",
-            (name,),
-        ).fetchall()
-    return [json.loads(r[0]) for r in rows]
+# The stored rows, on whichever database the server keeps them (SQLite or PostgreSQL).
+VERSIONS = sa.table("function_versions", sa.column("function_name"), sa.column("version"),
+                    sa.column("environment", sa.JSON))
+
+
+def stored_environment(server: NimbusProcess, name: str) -> list[Any]:
+    query = sa.select(VERSIONS.c.environment).where(VERSIONS.c.function_name == name)
+    engine = sa.create_engine(store_url(server))
+    try:
+        with engine.connect() as conn:
+            return list(conn.scalars(query.order_by(VERSIONS.c.version)))
+    finally:
+        engine.dispose()
 
 
 def database_bytes(data: Path) -> bytes:
     return b"".join(p.read_bytes() for p in data.glob("nimbus.db*"))
 
 
+@only_embedded
 def test_sealed_at_rest_plain_to_callers(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with live_server(data) as server:
@@ -63,7 +71,7 @@ def test_sealed_at_rest_plain_to_callers(tmp_path: Path) -> None:
         got = lam.invoke(FunctionName="vault", Qualifier="1")["Payload"].read()
         assert json.loads(got) == SECRET
         assert SECRET.encode() not in database_bytes(data)
-        for environment in stored_environment(data, "vault"):
+        for environment in stored_environment(server, "vault"):
             assert list(environment) == ["nimbus:sealed"]
         key = data / "env.key"
         assert key.stat().st_mode & 0o777 == 0o600
@@ -75,14 +83,16 @@ def test_older_rows_are_sealed_at_start(tmp_path: Path) -> None:
     with live_server(data) as server:
         create(server.client(), "legacy")
     # What a nimbus before encryption at rest left: the variables in plaintext.
-    with sqlite3.connect(data / "nimbus.db") as db:
-        db.execute(
-            "UPDATE function_versions SET environment = ? WHERE function_name = 'legacy'",
-            (json.dumps({"SECRET": SECRET}),),
-        )
-    assert stored_environment(data, "legacy") == [{"SECRET": SECRET}]
+    engine = sa.create_engine(store_url(server))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.update(VERSIONS).where(VERSIONS.c.function_name == "legacy")
+                         .values(environment={"SECRET": SECRET}))
+    finally:
+        engine.dispose()
+    assert stored_environment(server, "legacy") == [{"SECRET": SECRET}]
     with live_server(data) as server:
-        assert list(stored_environment(data, "legacy")[0]) == ["nimbus:sealed"]
+        assert list(stored_environment(server, "legacy")[0]) == ["nimbus:sealed"]
         config = server.client().get_function_configuration(FunctionName="legacy")
         assert config["Environment"]["Variables"] == {"SECRET": SECRET}
 

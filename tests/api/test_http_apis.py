@@ -22,7 +22,7 @@ from nimbus.models import ApiIntegration, ApiRoute, ApiStage, HttpApi
 from nimbus.store.database import Database
 from nimbus.store.http_apis import HttpApiStore
 from tests.api.conftest import error
-from tests.conftest import aws_cli
+from tests.conftest import aws_cli, store_url
 from tests.nimbus_process import NimbusProcess
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -43,7 +43,7 @@ def integration(gw, api: str, uri: str = ARN + "fn") -> str:
 
 
 def rows(server: NimbusProcess, table: str, api_id: str) -> int:
-    engine = sa.create_engine(f"sqlite:///{server.data_dir / 'nimbus.db'}")
+    engine = sa.create_engine(store_url(server))
     try:
         with engine.connect() as conn:
             query = sa.text(f"SELECT count(*) FROM {table} WHERE api_id = :a")

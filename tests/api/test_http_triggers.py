@@ -17,7 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROLE, make_zip, powertools_package, python_runtime
+from tests.conftest import (
+    ROLE,
+    logs_lag_on_nodes,
+    make_zip,
+    powertools_package,
+    python_runtime,
+)
 from tests.nimbus_process import NimbusProcess
 
 # The module's server (tests/api/conftest.py) is shared: each test uses functions, URLs and
@@ -475,6 +481,7 @@ def test_function_url_large_bodies(http: httpx.Client, mirror_url: str) -> None:
     assert refused.headers["x-amzn-errortype"]
 
 
+@logs_lag_on_nodes
 def test_function_url_truncated_body_is_not_invoked(
     http: httpx.Client, server: NimbusProcess, mirror: tuple[str, str], mirror_url: str
 ) -> None:

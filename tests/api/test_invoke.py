@@ -273,7 +273,7 @@ def test_provided_runtime_with_awslambdaric(lam, tmp_path) -> None:
 
 def test_process_isolation_is_explicit_and_loud(tmp_path) -> None:
     """--isolation process runs functions without a sandbox, and says so."""
-    from tests.conftest import HELLO
+    from tests.conftest import HELLO, output_of
 
     with live_server(tmp_path / "data", args=["--isolation", "process"]) as server:
         lam = server.client()
@@ -286,6 +286,6 @@ def test_process_isolation_is_explicit_and_loud(tmp_path) -> None:
         )
         for n in range(3):  # cold (stem cell or zygote), then warm
             assert call(lam, {"n": n}, name="plain")["body"] == {"hello": {"n": n}}
-    output = "".join(server.output)
+    output = output_of(server)
     assert "SANDBOX ISOLATION IS OFF" in output
     assert "exited while idle" not in output  # stem cells survive in process mode too
