@@ -4,7 +4,6 @@ it, checks its digest and unpacks it as an upload would be (store/code_share.py)
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,11 @@ from nimbus.store.code import CodeStore
 from nimbus.store.code_share import CHUNK, CodeShare, code_chunks
 from nimbus.store.database import Database
 from nimbus.store.schema import metadata
-from tests.conftest import make_zip, postgres_schema_url
+from tests.conftest import make_zip
 
 pytestmark = pytest.mark.postgres
 
 LIMITS = PackageLimits(max_unzipped=250 << 20, max_entries=10_000)
-
-
-@pytest.fixture
-def db(postgres_admin: sa.Engine) -> Iterator[Database]:
-    for url in postgres_schema_url(postgres_admin):
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
 
 
 def node(tmp_path: Path, name: str, db: Database) -> CodeStore:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.hosts import HostSink, Network, network
+from tests.cluster.hosts import HostSink, Network
 from tests.cluster.servers import serving, shared_installation
 from tests.cluster.test_two_servers import RECORDING, ids
 from tests.conftest import ROLE, make_zip
@@ -38,19 +38,6 @@ def handler(event, context):
         status = repr(exc)
     return {"address": address, "posted": status}
 """})
-
-
-@pytest.fixture
-def net() -> Iterator[Network]:
-    with network(["a", "b"]) as found:
-        yield found
-
-
-@pytest.fixture
-def sink(net: Network) -> Iterator[HostSink]:
-    found = net.sink()
-    yield found
-    found.close()
 
 
 @pytest.fixture

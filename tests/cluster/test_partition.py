@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster.hosts import HostSink, Network, network
+from tests.cluster.hosts import HostSink, Network
 from tests.cluster.servers import serving, shared_installation
 from tests.cluster.test_two_servers import RECORDING, depth, ids, post_events, running
 from tests.conftest import ROLE, make_zip
@@ -34,19 +34,6 @@ ACK_WAIT_S = 2  # how soon JetStream hands what B held to A
 PARALLELISM = 4
 SLEEPY = make_zip({"app.py": "import time\n\ndef handler(e, c):\n"
                              "    time.sleep(e.get('sleep', 0))\n    return e\n"})  # fmt: skip
-
-
-@pytest.fixture
-def net() -> Iterator[Network]:
-    with network(["a", "b"]) as found:
-        yield found
-
-
-@pytest.fixture
-def sink(net: Network) -> Iterator[HostSink]:
-    found = net.sink()
-    yield found
-    found.close()
 
 
 @pytest.fixture

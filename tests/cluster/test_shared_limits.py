@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -29,20 +28,10 @@ from nimbus.store.shared_limits import (
     quota_reservations,
     rate_buckets,
 )
-from tests.conftest import postgres_schema_url
 
 pytestmark = pytest.mark.postgres
 
 VALUE = "v" * 30
-
-
-@pytest.fixture
-def db(postgres_admin: sa.Engine) -> Iterator[Database]:
-    for url in postgres_schema_url(postgres_admin):
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
 
 
 def test_the_migration_matches_the_tables(db: Database) -> None:

@@ -312,12 +312,7 @@ class Metrics:
         # calls to _leave, _observe, _minute, fine_bucket and Usage.add cost as much as
         # their work): the same counts as those helpers make.
         function = event.function
-        in_flight = self.in_flight
-        left = in_flight.get(function, 0) - 1
-        if left > 0:
-            in_flight[function] = left
-        else:
-            in_flight.pop(function, None)
+        self._leave(function)
         at = (function, event.qualifier, event.version, event.architecture)
         keys = self._finished_keys.get(at)
         if keys is None:

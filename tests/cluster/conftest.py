@@ -1,0 +1,36 @@
+"""Fixtures the cluster tests share: a migrated PostgreSQL schema of the test's own, and
+two test hosts (network namespaces, tests/cluster/hosts.py) with a webhook sink on their
+gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from nimbus.store.database import Database
+from tests.cluster.hosts import HostSink, Network, network
+from tests.conftest import postgres_schema_url
+
+
+@pytest.fixture
+def db(postgres_admin: sa.Engine) -> Iterator[Database]:
+    for url in postgres_schema_url(postgres_admin):
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.dispose()
+
+
+@pytest.fixture
+def net() -> Iterator[Network]:
+    with network(["a", "b"]) as found:
+        yield found
+
+
+@pytest.fixture
+def sink(net: Network) -> Iterator[HostSink]:
+    found = net.sink()
+    yield found
+    found.close()
