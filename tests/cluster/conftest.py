@@ -30,7 +30,8 @@ def net() -> Iterator[Network]:
 
 
 @pytest.fixture
-def sink(net: Network) -> Iterator[HostSink]:
+def host_sink(net: Network) -> Iterator[HostSink]:
+    """A sink on the hosts' gateway (tests/conftest.py's ``sink`` is on loopback)."""
     found = net.sink()
     yield found
     found.close()

@@ -50,7 +50,7 @@ def two(tmp_path: Path, net: Network) -> Iterator[list[NimbusProcess]]:
 
 
 def test_a_function_created_on_one_host_runs_on_the_other(
-    two: list[NimbusProcess], sink: HostSink
+    two: list[NimbusProcess], host_sink: HostSink
 ) -> None:
     a, b = two
     assert a.host != b.host and not a.host.startswith("127.")
@@ -58,7 +58,7 @@ def test_a_function_created_on_one_host_runs_on_the_other(
     lam_a.create_function(FunctionName="hello", Runtime="python3.12", Role=ROLE, Timeout=60,
                           Handler="app.handler", Code={"ZipFile": RECORDING})  # fmt: skip
     lam_a.put_function_event_invoke_config(
-        FunctionName="hello", DestinationConfig={"OnSuccess": {"Destination": sink.url}})
+        FunctionName="hello", DestinationConfig={"OnSuccess": {"Destination": host_sink.url}})
     found = lam_b.get_function(FunctionName="hello")
     assert found["Configuration"]["State"] == "Active"
     # B's download link is B's, and serves the package A received.
@@ -70,22 +70,22 @@ def test_a_function_created_on_one_host_runs_on_the_other(
     for lam, n in ((lam_a, 1), (lam_b, 2)):
         assert lam.invoke(FunctionName="hello", InvocationType="Event",
                           Payload=json.dumps({"id": n}))["StatusCode"] == 202  # fmt: skip
-    sink.wait_until(lambda rs: {1, 2} <= set(ids(rs)))
-    assert set(sink.hosts) <= {"a", "b"}  # posted from the hosts, over their network
+    host_sink.wait_until(lambda rs: {1, 2} <= set(ids(rs)))
+    assert set(host_sink.hosts) <= {"a", "b"}  # posted from the hosts, over their network
 
 
 def test_functions_on_a_host_get_network_namespaces_of_their_own(
-    two: list[NimbusProcess], sink: HostSink, net: Network
+    two: list[NimbusProcess], host_sink: HostSink, net: Network
 ) -> None:
     a, _ = two
     lam = a.client()
     # The gateway is a private address: refused unless the function's allow-list names it.
-    port = sink.url.split(":")[2].split("/")[0]
+    port = host_sink.url.split(":")[2].split("/")[0]
     for name, tags in (("closed", {}), ("open", {"nimbus:network-allow":
                                                  f"{net.gateway}:{port}"})):  # fmt: skip
         lam.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE, Timeout=60,
                             Handler="app.handler", Code={"ZipFile": PROBE}, Tags=tags)  # fmt: skip
-    event = json.dumps({"gateway": net.gateway, "url": sink.url})
+    event = json.dumps({"gateway": net.gateway, "url": host_sink.url})
     replies = {}
     for name in ("closed", "open"):
         reply = lam.invoke(FunctionName=name, Payload=event)
@@ -97,7 +97,7 @@ def test_functions_on_a_host_get_network_namespaces_of_their_own(
     assert all(ipaddress.ip_address(r["address"]) in functions for r in replies.values())
     assert replies["closed"]["posted"] != 200
     assert replies["open"]["posted"] == 204
-    assert sink.received == [{"probe": 1}] and sink.hosts == ["a"]
+    assert host_sink.received == [{"probe": 1}] and host_sink.hosts == ["a"]
 
 
 def test_code_updated_through_one_host_runs_on_the_other(two: list[NimbusProcess]) -> None:

@@ -46,12 +46,12 @@ def two(tmp_path: Path, net: Network) -> Iterator[list[NimbusProcess]]:
             yield servers
 
 
-def create(server: NimbusProcess, name: str, code: bytes, sink: HostSink) -> None:
+def create(server: NimbusProcess, name: str, code: bytes, host_sink: HostSink) -> None:
     lam = server.client()
     lam.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE, Timeout=60,
                         Handler="app.handler", Code={"ZipFile": code})  # fmt: skip
     lam.put_function_event_invoke_config(
-        FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": sink.url}})
+        FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": host_sink.url}})
 
 
 def invoke(server: NimbusProcess, name: str, event: dict) -> dict:
@@ -69,10 +69,10 @@ def wait_for(condition: str, check: Callable[[], bool], timeout: float = 60) -> 
 
 
 def test_a_partitioned_front_end_loses_no_event_and_the_other_serves_on(
-    two: list[NimbusProcess], sink: HostSink, net: Network
+    two: list[NimbusProcess], host_sink: HostSink, net: Network
 ) -> None:
     a, b = two
-    create(a, "slow", SLEEPY, sink)
+    create(a, "slow", SLEEPY, host_sink)
     assert invoke(b, "slow", {"id": -1}) == {"id": -1}  # B knows it, and has it warm
     n = 24
     accepted = set()
@@ -82,7 +82,7 @@ def test_a_partitioned_front_end_loses_no_event_and_the_other_serves_on(
     assert accepted == set(range(n))
     wait_for("B never ran an event", lambda: running(b, "slow") > 0, timeout=120)
     held = running(b, "slow")
-    cut_at = len(sink.received)
+    cut_at = len(host_sink.received)
     net.hosts["b"].cut(INSTALLATION)
 
     # A serves on: sync invokes, and async events it accepts now.
@@ -103,10 +103,10 @@ def test_a_partitioned_front_end_loses_no_event_and_the_other_serves_on(
 
     # Every accepted event runs, what B held again on A once the ack wait has passed:
     # the stream is empty only when all are acked, and B can ack nothing.
-    sink.wait_until(lambda rs: set(ids(rs)) >= accepted, timeout=180)
+    host_sink.wait_until(lambda rs: set(ids(rs)) >= accepted, timeout=180)
     wait_for("A never finished B's events", lambda: depth(a) == 0, timeout=180)
 
-    restored_at = len(sink.received)
+    restored_at = len(host_sink.received)
     net.hosts["b"].restore()
     # B serves again: the control plane (the database), sync and async invokes (NATS).
     started = time.monotonic()
@@ -115,18 +115,18 @@ def test_a_partitioned_front_end_loses_no_event_and_the_other_serves_on(
     assert invoke(b, "slow", {"id": -3}) == {"id": -3}
     assert post_events(url_b, range(2000, 2002)) == {2000, 2001}
     accepted |= {2000, 2001}
-    sink.wait_until(lambda rs: set(ids(rs)) >= accepted, timeout=120)
+    host_sink.wait_until(lambda rs: set(ids(rs)) >= accepted, timeout=120)
 
     wait_for("the queue never emptied", lambda: depth(a) == 0)
-    counts = ids(sink.received)
+    counts = ids(host_sink.received)
     # The refused event's publish may still reach NATS once the network is back (it
     # was sent, its answer lost): the client was told it failed; it may run anyway.
     print(f"the refused event ran {counts.pop(3000, 0)} times")
     ran_twice = {i for i, k in counts.items() if k > 1}
-    since = zip(sink.received[cut_at:], sink.hosts[cut_at:], strict=True)
+    since = zip(host_sink.received[cut_at:], host_sink.hosts[cut_at:], strict=True)
     on_b_since_cut = {r["requestPayload"]["id"] for r, host in since if host == "b"}
     after = [r["requestPayload"]["id"] for r, host in
-             zip(sink.received[restored_at:], sink.hosts[restored_at:], strict=True)
+             zip(host_sink.received[restored_at:], host_sink.hosts[restored_at:], strict=True)
              if host == "b"]  # fmt: skip
     print(f"B ran {held} at the cut; ran on B since: {sorted(on_b_since_cut)} "
           f"({len(after)} after the restore: {sorted(after)}); ran twice: {sorted(ran_twice)}")
