@@ -6,6 +6,7 @@ parts, redeploys and removal."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -292,6 +293,8 @@ Resources:
       Environment:
         Variables:
           STAGE: !Sub "${AWS::StackName}-test"
+      EventInvokeConfig:
+        MaximumRetryAttempts: 1
       Events:
         Queue:
           Type: SQS
@@ -324,6 +327,11 @@ def test_queue_worker_and_schedule(nimbus: NimbusProcess, tmp_path: Path) -> Non
     (app / "template.yaml").write_text(WORKER_TEMPLATE)
     out = deploy(nimbus, str(app), "--stack", "jobs", "--param", "Every=rate(5 minutes)")
     assert out.returncode == 0, out.stderr
+    # What starts events by itself (the schedule fires at once, the mapping polls) comes
+    # last, so the function's retry settings are in place before its first event.
+    made = re.findall(r"^\s*created\s+(\w+) \(", out.stderr, re.MULTILINE)
+    assert made[-2:] == ["WorkerQueue", "WorkerTick"], out.stderr
+    assert "WorkerEventInvokeConfig" in made, out.stderr
     sqs, lam = nimbus.client("sqs"), nimbus.client()
     urls = sqs.list_queues()["QueueUrls"]
     jobs = next(u for u in urls if u.endswith("/jobs-Jobs"))

@@ -69,6 +69,10 @@ class Kind:
     required: ClassVar[frozenset[str]] = frozenset()
     # Properties whose change makes a new resource (the old one is deleted), as CloudFormation.
     replace_on: ClassVar[frozenset[str]] = frozenset()
+    # Starts invocations by itself once made (a schedule, a poller): applied after every
+    # resource it does not depend on, so a function's destinations, retries and aliases
+    # are in place before its first event (a rate schedule fires at once).
+    starts_events: ClassVar[bool] = False
 
     def check(self, props: dict[str, Any]) -> list[tuple[str | None, str]]:
         """(property, message) for values nimbus refuses; intrinsics are not resolved yet."""

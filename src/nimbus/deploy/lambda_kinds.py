@@ -327,6 +327,7 @@ _ESM_FIXED = frozenset({"EventSourceArn", "StartingPosition", "StartingPositionT
 @register
 class EventSourceMapping(Kind):
     type_name = "AWS::Lambda::EventSourceMapping"
+    starts_events = True
     properties = frozenset({
         "EventSourceArn", "FunctionName", "BatchSize", "Enabled", "FilterCriteria",
         "FunctionResponseTypes", "MaximumBatchingWindowInSeconds", "ScalingConfig",

@@ -28,6 +28,7 @@ def _arn(ctx: Context, group: str, name: str) -> str:
 @register
 class Schedule(Kind):
     type_name = "AWS::Scheduler::Schedule"
+    starts_events = True
     properties = frozenset({
         "Name", "GroupName", "ScheduleExpression", "FlexibleTimeWindow", "Target",
         *_OPTIONAL,
@@ -67,6 +68,7 @@ class Schedule(Kind):
 @register
 class Rule(Kind):
     type_name = "AWS::Events::Rule"
+    starts_events = True
     properties = frozenset({
         "Name", "Description", "ScheduleExpression", "State", "Targets", "EventPattern",
         "EventBusName", "RoleArn",

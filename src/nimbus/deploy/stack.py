@@ -2,19 +2,22 @@
 
 1. Parameters, the SAM transform and every resource, property and intrinsic are checked
    first; all problems are reported together (``TemplateInvalid``) and nothing is deployed.
-2. Resources are applied in dependency order (Ref / GetAtt / Sub / DependsOn), each one's
-   intrinsics resolved against what was applied before it. A resource whose resolved
+2. Resources are applied in dependency order (Ref / GetAtt / Sub / DependsOn), the
+   template's order otherwise, except that what starts events by itself (schedules,
+   rules, event source mappings) comes after everything it does not precede: a function's
+   destinations and retries are in place before its first event. Each one's intrinsics
+   are resolved against what was applied before it. A resource whose resolved
    properties (code by its SHA-256) are those last applied is left alone; otherwise it is
    updated in place, or replaced when a property that names it changed.
 3. Resources gone from the template (or whose Condition is false) are deleted, dependents
-   first. ``remove`` deletes everything the state lists."""
+   (and event starters) first. ``remove`` deletes everything the state lists."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,8 +278,9 @@ class Deployer:
         }
         deps = {lid: sorted((references(resources[lid].get("Properties") or {})
                              | set(_depends_on(resources[lid]))) & wanted - {lid})
-                for lid in wanted}  # fmt: skip
-        for lid in _order(deps):
+                for lid in resources if lid in wanted}  # fmt: skip
+        starters = {lid for lid in deps if _starts_events(resources[lid].get("Type"))}
+        for lid in _order(deps, last=starters):
             res = resources[lid]
             try:
                 props = resolver.resolve(res.get("Properties") or {})
@@ -362,8 +366,12 @@ class Deployer:
         return Change(lid, entry.type, outcome, entry.physical_id)
 
     def _removal_order(self, lids: set[str]) -> list[str]:
-        deps = {lid: [d for d in self.state.resources[lid].depends_on if d in lids] for lid in lids}
-        return list(reversed(_order(deps)))
+        """Dependents first, and what starts events before everything else, so nothing
+        fires into a half-removed stack."""
+        kept = [lid for lid in self.state.resources if lid in lids]
+        deps = {lid: [d for d in self.state.resources[lid].depends_on if d in lids] for lid in kept}
+        starters = {lid for lid in kept if _starts_events(self.state.resources[lid].type)}
+        return list(reversed(_order(deps, last=starters)))
 
     def remove(self) -> list[Change]:
         """Delete everything the stack made (dependents first), then its state file."""
@@ -410,8 +418,14 @@ def _depends_on(res: dict[str, Any]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def _order(deps: dict[str, list[str]]) -> list[str]:
-    """Dependencies first (stable: template order otherwise); a cycle is an error."""
+def _starts_events(type_name: object) -> bool:
+    kind = KINDS.get(str(type_name))
+    return kind is not None and kind.starts_events
+
+
+def _order(deps: dict[str, list[str]], last: Collection[str] = ()) -> list[str]:
+    """Dependencies first, then ``last`` (what starts events) after all the rest it does
+    not precede; template order otherwise (``deps``' order); a cycle is an error."""
     done: list[str] = []
     seen: set[str] = set()
     visiting: list[str] = []
@@ -430,7 +444,7 @@ def _order(deps: dict[str, list[str]]) -> list[str]:
         seen.add(lid)
         done.append(lid)
 
-    for lid in deps:
+    for lid in sorted(deps, key=lambda lid: lid in last):  # stable: template order kept
         visit(lid)
     return done
 
