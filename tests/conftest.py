@@ -20,10 +20,11 @@ import time
 import uuid
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -165,9 +166,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError("\n".join(unmarked))
 
 
+# How much each server had said when the running test began.
+_SAID_BEFORE: dict[int, int] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """A failed test's report shows what its servers said meanwhile (the last lines): in
+    CI that is all there is to go on."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for server in NimbusProcess.running:
+        said = server.output[_SAID_BEFORE.get(id(server), 0):]
+        if said:
+            report.sections.append(
+                (f"nimbus {server.command} on port {server.port} said", "".join(said[-80:])))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before any fixture: skip (in CI, fail) a test whose markers ask for what is missing."""
+    _SAID_BEFORE.clear()
+    _SAID_BEFORE.update((id(s), len(s.output)) for s in NimbusProcess.running)
     for marker, (problem, _) in NEEDS.items():
         if item.get_closest_marker(marker) is not None:
             reason = problem()

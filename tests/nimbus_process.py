@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -28,6 +28,10 @@ class NimbusProcess:
     address it listens on and is reached at (``--host``; 127.0.0.1 when not given);
     ``prefix``: a command it is started through (e.g. ``nsenter --net=...``, which execs
     it, so the pid is still the server's)."""
+
+    # Those running now, for the output a failed test shows (tests/conftest.py's
+    # pytest_runtest_makereport).
+    running: ClassVar[list[NimbusProcess]] = []
 
     def __init__(
         self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
@@ -49,6 +53,7 @@ class NimbusProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60) -> NimbusProcess:
+        NimbusProcess.running.append(self)
         self.proc = subprocess.Popen(
             [
                 *self.prefix,
@@ -100,6 +105,8 @@ class NimbusProcess:
         return found
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self in NimbusProcess.running:
+            NimbusProcess.running.remove(self)
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
