@@ -253,16 +253,6 @@ generates_credentials = pytest.mark.skipif(
     "in cluster mode the nodes are configured with one pair and generate none")
 
 
-# A nimbus bug in cluster mode: the logs APIs flush only their own server's log writer
-# before answering, but the invocation ran on the worker node, whose writer batches records
-# for BATCH_WINDOW_S (observe/logs.py) before they reach PostgreSQL. Not strict: a race,
-# which the logs sometimes win.
-logs_lag_on_nodes = pytest.mark.xfail(
-    CLUSTER, strict=False, reason="nimbus bug: in cluster mode the logs of an invocation that "
-    "ran on a worker node are not readable at once after it returned (the logs APIs flush "
-    "only the server's own LogStore; the node batches its writes)")
-
-
 def store_url(server: NimbusProcess) -> str:
     """The database URL of ``server``'s store: its PostgreSQL schema in cluster mode (or
     wherever NIMBUS_DATABASE_URL points), else the SQLite file in its data dir."""

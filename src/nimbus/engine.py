@@ -223,6 +223,13 @@ class Engine:
         else:
             await self.dispatcher.recover()
 
+    async def flush_logs(self) -> None:
+        """Make what has run readable now: this process's log writer batches its writes,
+        and so do the worker nodes a cluster server sent invocations to."""
+        await self.logs.flush()
+        if self.forwarder is not None:
+            await self.forwarder.flush_logs()
+
     async def close(self) -> None:
         """Stop dispatching, then the queue, the sandboxes, the logs and the database."""
         await self.dispatcher.close()

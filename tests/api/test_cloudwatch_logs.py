@@ -17,7 +17,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from tests.api.conftest import error
-from tests.conftest import ROLE, aws_cli, aws_json, logs_lag_on_nodes, make_zip
+from tests.conftest import ROLE, aws_cli, aws_json, make_zip
 from tests.nimbus_process import NimbusProcess
 
 pytestmark = pytest.mark.sandbox
@@ -110,7 +110,6 @@ def test_log_groups_are_listed_by_prefix_and_page(logs: Any, lam_m: Any,
     assert error(exc)[0] == "InvalidParameterException"
 
 
-@logs_lag_on_nodes
 def test_a_custom_log_group_holds_its_functions(logs: Any, lam_m: Any) -> None:
     group = f"/custom/shared-{uuid.uuid4().hex[:6]}"
     name = f"cwl-custom-{uuid.uuid4().hex[:6]}"
@@ -234,7 +233,6 @@ def test_filter_log_events_interleaves_streams_and_applies_patterns(
     assert (code, status) == ("InvalidParameterException", 400) and "filter pattern" in message
 
 
-@logs_lag_on_nodes
 def test_json_patterns_on_a_json_logging_function(logs: Any, lam_m: Any) -> None:
     name = f"cwl-json-{uuid.uuid4().hex[:6]}"
     create(lam_m, name, JSON_APP, LoggingConfig={"LogFormat": "JSON"})

@@ -19,7 +19,6 @@ import pytest
 
 from tests.conftest import (
     ROLE,
-    logs_lag_on_nodes,
     make_zip,
     powertools_package,
     python_runtime,
@@ -481,7 +480,6 @@ def test_function_url_large_bodies(http: httpx.Client, mirror_url: str) -> None:
     assert refused.headers["x-amzn-errortype"]
 
 
-@logs_lag_on_nodes
 def test_function_url_truncated_body_is_not_invoked(
     http: httpx.Client, server: NimbusProcess, mirror: tuple[str, str], mirror_url: str
 ) -> None:

@@ -38,7 +38,7 @@ def _services(ctx: RequestContext) -> Services:
 
 async def _view(ctx: RequestContext) -> LogGroups:
     svc = _services(ctx)
-    await svc.engine.logs.flush()  # the log writer batches: what has run is readable now
+    await svc.engine.flush_logs()  # log writers batch: what has run is readable now
     return LogGroups(svc.engine.functions, svc.engine.logs)
 
 

@@ -49,7 +49,7 @@ async def function_logs(request: Request) -> Response:
         raise InvalidParameterValue(f"Filter: {exc}") from None
     pattern = request.query_params.get("Filter", "").strip()
     narrowed = request_id is not None or bool(pattern)
-    await svc.engine.logs.flush()  # what has run is readable at once
+    await svc.engine.flush_logs()  # what has run is readable at once
 
     def read() -> tuple[list[InvocationLog], list[LogEvent], bool]:
         # Narrowed or bounded reads take the whole window, so the limit counts what is kept.
@@ -79,4 +79,14 @@ async def function_logs(request: Request) -> Response:
     return json_response(body)
 
 
-routes = [Route("/_nimbus/functions/{name}/logs", function_logs, methods=["GET"])]
+async def flush_logs(request: Request) -> Response:
+    """Write out the log records this process still batches: a cluster server asks its
+    worker nodes before it reads logs (cluster/forward.py)."""
+    await services(request).engine.logs.flush()
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/_nimbus/functions/{name}/logs", function_logs, methods=["GET"]),
+    Route("/_nimbus/logs/flush", flush_logs, methods=["POST"]),
+]

@@ -15,6 +15,7 @@ silent after it was sent may or may not have run it, so the caller gets ``NodeLo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -46,6 +47,10 @@ _SLACK_S = 30.0  # beyond the function's timeout: its init, queueing, the answer
 _KEEPALIVE_S = 3.0
 # What a worker answers when it does not accept this server's signature.
 _REFUSED = (401, 403)
+# Where a worker node writes out its batched log records (api/logs.py), and how long a
+# log read waits for one.
+FLUSH_LOGS_PATH = "/_nimbus/logs/flush"
+_FLUSH_S = 2.0
 
 
 class Forwarder:
@@ -124,6 +129,26 @@ class Forwarder:
             finally:
                 self.placement.answered(node, key, memory)
         return None
+
+    async def flush_logs(self) -> None:
+        """Ask every live worker to write the log records it still holds (its writer
+        batches them), so a log read through this server sees what ran there."""
+        await asyncio.gather(*(self._flush(node) for node in self.placement.board.alive()))
+
+    async def _flush(self, node: NodeState) -> None:
+        url = f"{node.url}{FLUSH_LOGS_PATH}"
+        try:
+            async with self._client().post(
+                    url, data=b"", headers=self._signed(url, FLUSH_LOGS_PATH, "", {}, b""),
+                    timeout=aiohttp.ClientTimeout(total=_FLUSH_S)) as response:
+                await response.read()
+                if response.status == 204:
+                    return
+                reason = f"HTTP {response.status}"
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            reason = type(exc).__name__
+        log.warning("worker node %s (%s) did not write out its logs (%s): lines of what "
+                    "ran there may show a moment later", node.node_id, node.url, reason)
 
     def _signed(self, url: str, path: str, query: str, headers: dict[str, str],
                 body: bytes) -> dict[str, str]:

@@ -72,7 +72,7 @@ async def invocations(request: Request) -> Response:
     await blocking(svc.engine.functions.get_record, name)  # 404 for an unknown function
     limit = query_int(request, "Limit", 50, 1, 200)
     since = query_int(request, "SinceMs", 0, 0, 2**62)
-    await svc.engine.logs.flush()  # what has run is readable at once
+    await svc.engine.flush_logs()  # what has run is readable at once
     records = await blocking(svc.engine.logs.read, name, since, limit)
     traces = await _trace_ids(svc, {r.request_id for r in records})
     items = [_invocation(r, traces.get(r.request_id)) for r in reversed(records)]
