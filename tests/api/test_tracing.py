@@ -393,6 +393,8 @@ def test_spans_reach_an_otlp_collector_with_their_links(
     assert a_fn.start_ns <= a_invocation.start_ns <= a_invocation.end_ns <= a_fn.end_ns
     assert any(s.name == "Dwell Time" and s.parent_span_id == b_async.span_id
                for s in everything)
+    if CLUSTER:
+        return  # the functions ran on the worker node, whose traces stay there (README)
     # The same ids as the trace nimbus serves itself (once each process has written its
     # segment log, which runs apart from the export).
     root, ids = f"1-{trace[:8]}-{trace[8:]}", {url_span.span_id, a_fn.span_id, b_fn.span_id}

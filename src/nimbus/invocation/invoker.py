@@ -126,8 +126,15 @@ class Invoker:
         # keeps provisioned, say) is idle here: no hop, no cold start.
         if self.remote is not None and not placed and not self.pool.has_idle(
                 PoolKey(name, version.version, version.deployment)):
+            # The trace is decided here and the node told (Sampled=0|1): the hops this
+            # process records around the invocation (its trigger, an async event's
+            # queue segment) then agree with the segments the node records.
+            trace = self.tracer.incoming(trace_id)
+            sampled = self.tracer.decide(trace, is_active(version.extra))
             forwarded = await self.remote.invoke(version, name, qualifier, payload,
-                                                 client_context, trace_id, request_id)
+                                                 client_context,
+                                                 str(trace._replace(sampled=sampled)),
+                                                 request_id)
             if forwarded is not None:
                 return forwarded
         record = resolution.record
