@@ -515,7 +515,10 @@ class NatsQueue(QueueBackend):
         try:
             return await js.publish(self.subject, body, headers={"Nats-Msg-Id": msg_id})
         except Exception as exc:
-            raise QueueError(f"NATS queue {self.stream}: put not stored: {exc}") from exc
+            # The publish may have reached the stream with only its answer lost: the
+            # event may still run, which the caller must not be told it will not.
+            raise QueueError(f"NATS queue {self.stream}: put not confirmed, it may or may "
+                             f"not have been stored: {exc}") from exc
 
     # -- bookkeeping ------------------------------------------------------------------
 
