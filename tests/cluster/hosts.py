@@ -6,9 +6,10 @@ namespaces use 100.64.0.0/10 and 169.254.79.129, and nothing else here uses it),
 at random and claimed by creating the first host's interface under a name that carries
 it, so two runs on one machine never share one. The gateway ``198.18.X.1`` sits on the
 host end of every veth (``nh<X>g<i>``, names nimbus's own ``nb*`` rules do not match);
-host ``i`` is ``198.18.X.(i+2)`` on its ``eth0``, with loopback up and a route to the
-gateway only. PostgreSQL and NATS listen on 127.0.0.1, which a host's own loopback is
-not: a TCP forwarder in the test process listens on the gateway at their ports and
+host ``i`` is ``198.18.X.(i+2)`` on its ``eth0``, with loopback up, a route to the
+gateway and, through it (this machine forwards between the veths), to the other hosts.
+PostgreSQL and NATS listen on 127.0.0.1, which a host's own loopback is not: a TCP
+forwarder in the test process listens on the gateway at their ports and
 passes each connection on to 127.0.0.1, so a host reaches them at the gateway, through
 its veth, and a rule in its namespace (``Host.cut``) cuts it off as a failed network
 would. Servers in a host listen on the host's address with api_auth "none", which
@@ -152,8 +153,17 @@ class Host:
             for hook in ("input", "output", "forward"))
         self.nft(f"table ip {PARTITION_TABLE} {{\n{chains}}}\n")
 
+    def isolate(self) -> None:
+        """Cut the host off everything (its clients too), silently, both ways: a machine
+        whose network is gone, or a hung one, as its peers see it."""
+        chains = "".join(
+            f"    chain {hook} {{\n        type filter hook {hook} priority -300; "
+            f"policy accept;\n        oifname \"eth0\" drop\n        iifname \"eth0\" drop\n"
+            f"    }}\n" for hook in ("input", "output", "forward"))
+        self.nft(f"table ip {PARTITION_TABLE} {{\n{chains}}}\n")
+
     def restore(self) -> None:
-        """Undo ``cut``."""
+        """Undo ``cut`` or ``isolate``."""
         self.nft(f"delete table ip {PARTITION_TABLE}\n")
 
 
@@ -218,6 +228,7 @@ def network(names: Sequence[str], forward: Sequence[int] = (5432, 4222)) -> Iter
     loopback reachable from them at the gateway; everything undone on exit: servers
     started on a host stopped, forwarders closed, namespaces and veths deleted."""
     with contextlib.ExitStack() as undo:
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")  # hosts reach each other
         net, first = _claim()
         undo.callback(_quiet_ip, "link", "del", first)
         # 198.18.0.0/15 as 512 /24s: 198.18.N.0 for N < 256, 198.19.(N-256).0 after.
@@ -242,6 +253,8 @@ def network(names: Sequence[str], forward: Sequence[int] = (5432, 4222)) -> Iter
             _ip("addr", "add", f"{address}/32", "dev", "eth0", netns=netns)
             _ip("link", "set", "eth0", "up", netns=netns)
             _ip("route", "add", f"{gateway}/32", "dev", "eth0", netns=netns)
+            # The other hosts through the gateway (this machine routes between veths).
+            _ip("route", "add", f"{prefix}.0/24", "via", gateway, "dev", "eth0", netns=netns)
             _ip("addr", "add", f"{gateway}/32", "dev", veth)
             _ip("link", "set", veth, "up")
             _ip("route", "add", f"{address}/32", "dev", veth)

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 
 from nimbus import ids
-from nimbus.cluster.nodes import NodeState
+from nimbus.cluster.nodes import BEAT_S, STALE_S, NodeState
 from nimbus.cluster.placement import Placement
 from nimbus.config import Config
 from nimbus.errors import NodeLost, RelayedError, TooManyRequests
@@ -65,10 +67,37 @@ class Forwarder:
         self.credentials: Credentials | None = (
             load_credentials(config) if config.api_auth == "sigv4" else None)
         self._session: aiohttp.ClientSession | None = None
+        # The tasks waiting on each node's answer, and those given up on (see _watch).
+        self._waiting: dict[str, set[asyncio.Task[Any]]] = {}
+        self._abandoned: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
         if self._session is not None:
             await self._session.close()
+
+    async def _watch(self) -> None:
+        """Give up on invocations a worker that went silent holds (no announcement for
+        STALE_S: killed, hung or cut off), instead of waiting out their timeout: their
+        callers get NodeLost (an async event goes back to its queue) within a few
+        seconds. Only while NATS answers this server: a server cut off itself hears no
+        worker, and its workers may be fine."""
+        board = self.placement.board
+        while True:
+            await asyncio.sleep(BEAT_S)
+            if not self._waiting or not board.silent(self._waiting):
+                continue
+            if not await board.reachable():
+                continue
+            for node_id in board.silent(self._waiting):  # again: it may have spoken since
+                for task in self._waiting[node_id]:
+                    if task not in self._abandoned:
+                        self._abandoned.add(task)
+                        task.cancel()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:  # made on the loop that uses it
@@ -101,9 +130,15 @@ class Forwarder:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_S,
                                         sock_read=version.timeout + _SLACK_S)
         tried: set[str] = set()
+        task = asyncio.current_task()
+        assert task is not None
+        if self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch())
         while (node := self.placement.choose(key, memory, frozenset(tried))) is not None:
             url = f"{node.url}{path}" + (f"?{query}" if query else "")
             self.placement.sending(node, key, memory)
+            waiting = self._waiting.setdefault(node.node_id, set())
+            waiting.add(task)
             try:
                 async with self._client().post(
                         url, data=payload, headers=self._signed(url, path, query, headers,
@@ -126,7 +161,18 @@ class Forwarder:
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.placement.unreachable(node)
                 raise _lost(node, exc) from exc
+            except asyncio.CancelledError:
+                if task not in self._abandoned:
+                    raise
+                self._abandoned.discard(task)
+                if task.uncancel() > 0:
+                    raise  # its caller cancelled it too
+                self.placement.unreachable(node)
+                raise _lost(node, None) from None
             finally:
+                waiting.discard(task)
+                if not waiting and self._waiting.get(node.node_id) is waiting:
+                    del self._waiting[node.node_id]
                 self.placement.answered(node, key, memory)
         return None
 
@@ -192,9 +238,10 @@ def _relayed(status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
     return RelayedError(status, type_name, message, kind, message_key, **body)
 
 
-def _lost(node: NodeState, exc: BaseException) -> NodeLost:
+def _lost(node: NodeState, exc: BaseException | None) -> NodeLost:
+    why = type(exc).__name__ if exc is not None else f"silent for {STALE_S:g} s"
     return NodeLost(
         f"The worker node {node.node_id} ({node.url}) stopped answering while it ran this "
-        f"invocation ({type(exc).__name__}); it may or may not have run. Retry if the "
-        "function is safe to run twice.")
+        f"invocation ({why}); it may or may not have run. Retry if the function is safe "
+        "to run twice.")
 

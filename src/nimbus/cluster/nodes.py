@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -73,6 +73,7 @@ class NodeBoard:
         self._nc: nats.NATS | None = None
         self._kv: KeyValue | None = None
         self._seen: dict[str, tuple[NodeState, float]] = {}
+        self._withdrawn: dict[str, float] = {}  # node -> when it said it stops
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -136,7 +137,26 @@ class NodeBoard:
         cutoff = now - STALE_S
         for gone in [k for k, (_, heard) in self._seen.items() if heard < now - _KEEP_S]:
             del self._seen[gone]  # a restarted worker is a new node: forget the old one
+        for gone in [k for k, said in self._withdrawn.items() if said < now - _KEEP_S]:
+            del self._withdrawn[gone]
         return [state for state, heard in self._seen.values() if heard >= cutoff]
+
+    def silent(self, node_ids: Iterable[str]) -> set[str]:
+        """Those of ``node_ids`` that went silent: not heard within ``STALE_S`` and not
+        stopping cleanly (a worker that withdrew still answers what it had)."""
+        alive = {state.node_id for state in self.alive()}
+        return {n for n in node_ids if n not in alive and n not in self._withdrawn}
+
+    async def reachable(self) -> bool:
+        """Whether NATS answers this process now (a round trip): when it does not, the
+        workers' silence may be this process's own."""
+        if self._nc is None or not self._nc.is_connected:
+            return False
+        try:
+            await self._nc.flush(timeout=1)
+        except Exception:
+            return False
+        return True
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         replaying = True  # what the bucket held when the watch began, then live updates
@@ -144,10 +164,12 @@ class NodeBoard:
             if entry is None:
                 replaying = False
                 continue
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self._seen.pop(entry.key, None)
-                continue
             heard = self.clock()
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                if self._seen.pop(entry.key, None) is not None:
+                    self._withdrawn[entry.key] = heard
+                continue
+            self._withdrawn.pop(entry.key, None)
             if replaying and entry.created is not None:
                 # A worker that died shortly before this server started: not alive now.
                 heard -= max(0.0, (datetime.now(UTC) - entry.created).total_seconds())

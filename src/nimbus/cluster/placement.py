@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
 from nimbus.cluster.nodes import NodeState
@@ -25,6 +25,10 @@ class Roster(Protocol):
     """The live workers (cluster/nodes.py's NodeBoard)."""
 
     def alive(self) -> list[NodeState]: ...
+
+    def silent(self, node_ids: Iterable[str]) -> set[str]: ...
+
+    async def reachable(self) -> bool: ...
 
 
 class Placement:
