@@ -1,5 +1,5 @@
 """Fixtures the cluster tests share: a migrated PostgreSQL schema of the test's own, and
-two test hosts (network namespaces, tests/cluster/hosts.py) with a webhook sink on their
+test hosts (network namespaces, tests/cluster/hosts.py) with a webhook sink on their
 gateway."""
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def db(postgres_admin: sa.Engine) -> Iterator[Database]:
 
 
 @pytest.fixture
-def net() -> Iterator[Network]:
-    with network(["a", "b"]) as found:
+def net(request: pytest.FixtureRequest) -> Iterator[Network]:
+    """Test hosts: those a ``hosts(*names)`` mark names, else ``a`` and ``b``."""
+    marked = request.node.get_closest_marker("hosts")
+    with network(list(marked.args) if marked else ["a", "b"]) as found:
         yield found
 
 

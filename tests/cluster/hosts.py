@@ -228,7 +228,9 @@ def network(names: Sequence[str], forward: Sequence[int] = (5432, 4222)) -> Iter
     loopback reachable from them at the gateway; everything undone on exit: servers
     started on a host stopped, forwarders closed, namespaces and veths deleted."""
     with contextlib.ExitStack() as undo:
-        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")  # hosts reach each other
+        forwarding = Path("/proc/sys/net/ipv4/ip_forward")
+        if forwarding.read_text().strip() != "1":  # hosts reach each other through here
+            forwarding.write_text("1\n")
         net, first = _claim()
         undo.callback(_quiet_ip, "link", "del", first)
         # 198.18.0.0/15 as 512 /24s: 198.18.N.0 for N < 256, 198.19.(N-256).0 after.

@@ -4,6 +4,8 @@ announcement counts; a node that refused a connection sits out for a while."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nimbus.cluster.nodes import NodeState
 from nimbus.cluster.placement import SUSPECT_S, Placement
 
@@ -14,6 +16,12 @@ class Board:
 
     def alive(self) -> list[NodeState]:
         return self.nodes
+
+    def silent(self, node_ids: Iterable[str]) -> set[str]:
+        return set(node_ids) - {n.node_id for n in self.nodes}
+
+    async def confirm_silent(self, node_ids: Iterable[str]) -> set[str]:
+        return self.silent(node_ids)
 
 
 class Clock:

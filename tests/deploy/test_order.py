@@ -1,6 +1,6 @@
 """The order `nimbus deploy` applies a stack's resources in: dependencies first, what
-starts events by itself (schedules, rules, event source mappings) after everything it
-does not precede, the template's order otherwise; removal the other way round."""
+starts events by itself (schedules, rules, event source mappings) and what depends on it
+after everything else, the template's order otherwise; removal the other way round."""
 
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ def test_what_starts_events_comes_after_all_the_rest_in_template_order() -> None
                             "FnEventInvokeConfig"]  # fmt: skip
 
 
-def test_a_resource_that_depends_on_an_event_starter_still_follows_it() -> None:
-    order = _order({"Rule": [], "Permission": ["Rule"], "Queue": []}, last={"Rule"})
-    assert order == ["Rule", "Permission", "Queue"]
+def test_what_depends_on_an_event_starter_waits_with_it() -> None:
+    # A rule whose permission names it (GetAtt Rule.Arn), before the EventInvokeConfig in
+    # the template: the permission must not pull the rule in ahead of that config.
+    deps = {"Fn": [], "Rule": ["Fn"], "Permission": ["Fn", "Rule"], "Config": ["Fn"]}
+    assert _order(deps, last={"Rule"}) == ["Fn", "Config", "Rule", "Permission"]
 
 
 def test_a_circle_is_refused_with_its_path() -> None:
-    with pytest.raises(DeployError, match="B -> A -> B"):
+    with pytest.raises(DeployError, match="A -> B -> A"):
         _order({"A": ["B"], "B": ["A"]}, last={"A"})

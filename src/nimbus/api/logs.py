@@ -83,7 +83,7 @@ async def flush_logs(request: Request) -> Response:
     """Write out the log records this process still batches: a cluster server asks its
     worker nodes before it reads logs (cluster/forward.py)."""
     await services(request).engine.logs.flush()
-    return Response(status_code=204)
+    return json_response({})
 
 
 routes = [

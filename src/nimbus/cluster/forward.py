@@ -52,7 +52,7 @@ _REFUSED = (401, 403)
 # Where a worker node writes out its batched log records (api/logs.py), and how long a
 # log read waits for one.
 FLUSH_LOGS_PATH = "/_nimbus/logs/flush"
-_FLUSH_S = 2.0
+_FLUSH_S = 1.0
 
 
 class Forwarder:
@@ -84,17 +84,15 @@ class Forwarder:
         """Give up on invocations a worker that went silent holds (no announcement for
         STALE_S: killed, hung or cut off), instead of waiting out their timeout: their
         callers get NodeLost (an async event goes back to its queue) within a few
-        seconds. Only while NATS answers this server: a server cut off itself hears no
-        worker, and its workers may be fine."""
+        seconds. Only once the bucket, read again, confirms it: a server cut off itself
+        hears no worker, and its workers may be fine."""
         board = self.placement.board
         while True:
             await asyncio.sleep(BEAT_S)
             if not self._waiting or not board.silent(self._waiting):
                 continue
-            if not await board.reachable():
-                continue
-            for node_id in board.silent(self._waiting):  # again: it may have spoken since
-                for task in self._waiting[node_id]:
+            for node_id in await board.confirm_silent(list(self._waiting)):
+                for task in self._waiting.get(node_id, ()):
                     if task not in self._abandoned:
                         self._abandoned.add(task)
                         task.cancel()
@@ -132,6 +130,7 @@ class Forwarder:
         tried: set[str] = set()
         task = asyncio.current_task()
         assert task is not None
+        cancelled_before = task.cancelling()  # requests to cancel it that are not ours
         if self._watchdog is None:
             self._watchdog = asyncio.ensure_future(self._watch())
         while (node := self.placement.choose(key, memory, frozenset(tried))) is not None:
@@ -165,7 +164,7 @@ class Forwarder:
                 if task not in self._abandoned:
                     raise
                 self._abandoned.discard(task)
-                if task.uncancel() > 0:
+                if task.uncancel() > cancelled_before:
                     raise  # its caller cancelled it too
                 self.placement.unreachable(node)
                 raise _lost(node, None) from None
@@ -188,7 +187,7 @@ class Forwarder:
                     url, data=b"", headers=self._signed(url, FLUSH_LOGS_PATH, "", {}, b""),
                     timeout=aiohttp.ClientTimeout(total=_FLUSH_S)) as response:
                 await response.read()
-                if response.status == 204:
+                if response.status == 200:
                     return
                 reason = f"HTTP {response.status}"
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import nats
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger("nimbus.cluster.nodes")
@@ -32,6 +33,7 @@ BEAT_S = 1.0
 STALE_S = 3.0
 _KEEP_S = 30.0
 _REWATCH_S = 30.0
+_CONFIRM_S = 1.0  # how long a server waits for the bucket to confirm a node's silence
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class NodeState:
         return cls(**json.loads(raw))
 
 
+class _Heard(NamedTuple):
+    state: NodeState
+    at: float  # on this process's clock
+    revision: int  # the bucket's revision of the announcement
+
+
 def bucket_for(queue_url: str) -> tuple[str, str]:
     """The NATS server and the nodes' bucket of the installation queuing on ``queue_url``
     (nats://host:port/STREAM): one bucket per stream, so installations stay apart."""
@@ -72,7 +80,7 @@ class NodeBoard:
         self.clock = clock
         self._nc: nats.NATS | None = None
         self._kv: KeyValue | None = None
-        self._seen: dict[str, tuple[NodeState, float]] = {}
+        self._seen: dict[str, _Heard] = {}
         self._withdrawn: dict[str, float] = {}  # node -> when it said it stops
         self._watcher: asyncio.Task[None] | None = None
 
@@ -135,11 +143,11 @@ class NodeBoard:
         """Workers heard from within ``STALE_S``."""
         now = self.clock()
         cutoff = now - STALE_S
-        for gone in [k for k, (_, heard) in self._seen.items() if heard < now - _KEEP_S]:
+        for gone in [k for k, heard in self._seen.items() if heard.at < now - _KEEP_S]:
             del self._seen[gone]  # a restarted worker is a new node: forget the old one
         for gone in [k for k, said in self._withdrawn.items() if said < now - _KEEP_S]:
             del self._withdrawn[gone]
-        return [state for state, heard in self._seen.values() if heard >= cutoff]
+        return [heard.state for heard in self._seen.values() if heard.at >= cutoff]
 
     def silent(self, node_ids: Iterable[str]) -> set[str]:
         """Those of ``node_ids`` that went silent: not heard within ``STALE_S`` and not
@@ -147,16 +155,36 @@ class NodeBoard:
         alive = {state.node_id for state in self.alive()}
         return {n for n in node_ids if n not in alive and n not in self._withdrawn}
 
-    async def reachable(self) -> bool:
-        """Whether NATS answers this process now (a round trip): when it does not, the
-        workers' silence may be this process's own."""
-        if self._nc is None or not self._nc.is_connected:
-            return False
+    async def confirm_silent(self, node_ids: Iterable[str]) -> set[str]:
+        """Those of ``silent(node_ids)`` whose announcement, read from the bucket now, is
+        still the one last heard: a watch that fell behind (NATS restarted under it)
+        cannot make a worker that speaks look silent. Empty when NATS does not answer:
+        then the silence may be this process's own."""
+        confirmed: set[str] = set()
+        for node_id in self.silent(node_ids):
+            try:
+                assert self._kv is not None
+                entry = await asyncio.wait_for(self._kv.get(node_id), _CONFIRM_S)
+            except KeyDeletedError:
+                self._withdrawn[node_id] = self.clock()  # a clean stop the watch missed
+                continue
+            except KeyNotFoundError:
+                confirmed.add(node_id)  # its announcements expired: long gone
+                continue
+            except Exception:
+                return set()
+            known = self._seen.get(node_id)
+            if known is not None and entry.revision == known.revision:
+                confirmed.add(node_id)
+            elif entry.value and entry.revision is not None:
+                self._hear(node_id, entry.value, self.clock(), entry.revision)
+        return confirmed
+
+    def _hear(self, node_id: str, value: bytes, at: float, revision: int) -> None:
         try:
-            await self._nc.flush(timeout=1)
-        except Exception:
-            return False
-        return True
+            self._seen[node_id] = _Heard(NodeState.decode(value), at, revision)
+        except (ValueError, TypeError) as exc:
+            log.warning("ignoring node %s's unreadable announcement: %s", node_id, exc)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         replaying = True  # what the bucket held when the watch began, then live updates
@@ -170,10 +198,12 @@ class NodeBoard:
                     self._withdrawn[entry.key] = heard
                 continue
             self._withdrawn.pop(entry.key, None)
-            if replaying and entry.created is not None:
+            known = self._seen.get(entry.key)
+            revision = entry.revision or 0
+            if known is not None and known.revision >= revision:
+                continue  # a new watch replaying what was heard: keep when it was
+            if replaying and known is None and entry.created is not None:
                 # A worker that died shortly before this server started: not alive now.
+                # (The bucket's clock: only ever for what this process never heard.)
                 heard -= max(0.0, (datetime.now(UTC) - entry.created).total_seconds())
-            try:
-                self._seen[entry.key] = (NodeState.decode(entry.value), heard)
-            except (ValueError, TypeError) as exc:
-                log.warning("ignoring node %s's unreadable announcement: %s", entry.key, exc)
+            self._hear(entry.key, entry.value, heard, revision)

@@ -4,7 +4,7 @@
    first; all problems are reported together (``TemplateInvalid``) and nothing is deployed.
 2. Resources are applied in dependency order (Ref / GetAtt / Sub / DependsOn), the
    template's order otherwise, except that what starts events by itself (schedules,
-   rules, event source mappings) comes after everything it does not precede: a function's
+   rules, event source mappings), and what depends on it, comes after the rest: a function's
    destinations and retries are in place before its first event. Each one's intrinsics
    are resolved against what was applied before it. A resource whose resolved
    properties (code by its SHA-256) are those last applied is left alone; otherwise it is
@@ -424,8 +424,19 @@ def _starts_events(type_name: object) -> bool:
 
 
 def _order(deps: dict[str, list[str]], last: Collection[str] = ()) -> list[str]:
-    """Dependencies first, then ``last`` (what starts events) after all the rest it does
-    not precede; template order otherwise (``deps``' order); a cycle is an error."""
+    """Dependencies first; ``last`` (what starts events), and whatever depends on it,
+    after everything else; template order otherwise (``deps``' order); a cycle is an
+    error."""
+    # What depends on a starter, however indirectly, waits with it: visited early, it
+    # would pull the starter in before the rest.
+    deferred = set(last)
+    grew = True
+    while grew:
+        grew = False
+        for lid, needs in deps.items():
+            if lid not in deferred and deferred.intersection(needs):
+                deferred.add(lid)
+                grew = True
     done: list[str] = []
     seen: set[str] = set()
     visiting: list[str] = []
@@ -444,7 +455,7 @@ def _order(deps: dict[str, list[str]], last: Collection[str] = ()) -> list[str]:
         seen.add(lid)
         done.append(lid)
 
-    for lid in sorted(deps, key=lambda lid: lid in last):  # stable: template order kept
+    for lid in sorted(deps, key=lambda lid: lid in deferred):  # stable: template order kept
         visit(lid)
     return done
 

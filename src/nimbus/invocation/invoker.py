@@ -122,15 +122,18 @@ class Invoker:
         version = resolution.pick()
         self._check_runnable(version)
         self._check_state(version, resolution.record)
+        # The function's segment is the Parent of everything it calls with its header;
+        # it is recorded (``traced``) only for a sampled trace.
+        trace = self.tracer.incoming(trace_id)
+        active = is_active(version.extra)
+        sampled = self.tracer.decide(trace, active)
         # In a cluster, a worker node runs it, unless an environment of its own (one it
         # keeps provisioned, say) is idle here: no hop, no cold start.
         if self.remote is not None and not placed and not self.pool.has_idle(
                 PoolKey(name, version.version, version.deployment)):
-            # The trace is decided here and the node told (Sampled=0|1): the hops this
-            # process records around the invocation (its trigger, an async event's
-            # queue segment) then agree with the segments the node records.
-            trace = self.tracer.incoming(trace_id)
-            sampled = self.tracer.decide(trace, is_active(version.extra))
+            # Decided here, and the node told (Sampled=0|1): the hops this process
+            # records around the invocation (its trigger, an async event's queue
+            # segment) agree with the segments the node records.
             forwarded = await self.remote.invoke(version, name, qualifier, payload,
                                                  client_context,
                                                  str(trace._replace(sampled=sampled)),
@@ -140,11 +143,7 @@ class Invoker:
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
         request_id = request_id or ids.request_id()
-        # The function's segment is the Parent of everything it calls with its header;
-        # it is recorded (``traced``) only for a sampled trace.
-        trace, segment_id = self.tracer.incoming(trace_id), ids.segment_id()
-        active = is_active(version.extra)
-        sampled = self.tracer.decide(trace, active)
+        segment_id = ids.segment_id()
         traced = sampled and self.tracer.enabled
         invocation = Invocation(
             request_id=request_id,
