@@ -135,6 +135,7 @@ class Engine:
             limiter = ConcurrencyLimiter.attach(path, config.concurrency_limit, process_index)
         hooks, metrics = Hooks(), Metrics()
         metrics.attach(hooks)
+        metrics.local_in_flight = pool.busy_by_function
         traces_dir = config.data_dir / TRACES_DIR
         segments = SegmentLog(traces_dir, "server" if process_index == 0 else
                               f"worker{process_index}", export=span_export(config))

@@ -9,6 +9,7 @@ import base64
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -232,3 +233,26 @@ def test_async_invocations_in_a_worker_process(server: NimbusProcess) -> None:
     # The server ran none of it: the worker's counts crossed the socket.
     queue = httpx.get(f"{server.endpoint}/_nimbus/queue").json()
     assert queue["Dispatcher"]["succeeded"] >= 6
+
+
+@pytest.mark.skipif(
+    CLUSTER, reason="reads the server's gauge; in cluster mode invocations run on the worker "
+    "node, and each node's /metrics counts what it ran itself (README)")
+def test_concurrent_executions_counts_what_runs_now_in_every_process(
+    server: NimbusProcess,
+) -> None:
+    """Lambda's ConcurrentExecutions: a sync invocation running in the server and an async
+    one running in the worker process are both in the gauge while they run (cold starts
+    included), and gone from it once they end."""
+    lam = server.client()
+    create(lam, "m-held")
+    held = threading.Thread(target=lambda: lam.invoke(
+        FunctionName="m-held", Payload=json.dumps({"sleep": 4})))
+    held.start()
+    lam.invoke(FunctionName="m-held", InvocationType="Event", Payload=json.dumps({"sleep": 4}))
+    both = wait_for(lambda: value(samples(server), "nimbus_concurrent_executions",
+                                  function_name="m-held") == 2)
+    held.join()
+    assert both, "the gauge never showed both invocations running"
+    assert wait_for(lambda: value(samples(server), "nimbus_concurrent_executions",
+                                  function_name="m-held") == 0)

@@ -102,11 +102,9 @@ def test_a_cold_start_without_capacity_is_a_throttle_not_an_invocation() -> None
     metrics, hooks = Metrics(Clock()), Hooks()
     metrics.attach(hooks)
     hooks.emit(InvocationStarted("fn", None, "$LATEST", "r"))
-    assert metrics.in_flight == {"fn": 1}
     hooks.emit(InvocationThrottled("fn", None, "ConcurrentInvocationLimitExceeded",
                                    started=True))
     got = parsed(metrics)
-    assert metrics.in_flight == {}
     assert got[("nimbus_throttles_total", frozenset({
         "function_name": "fn", "resource": "fn",
         "reason": "ConcurrentInvocationLimitExceeded"}.items()))] == 1
@@ -149,7 +147,7 @@ def test_a_workers_shipments_add_up_to_one_process() -> None:
         run(server_hooks if i % 2 else worker_hooks, event)
         if i == 1:  # a shipment mid-way, through pickle as over the socket
             server.absorb(pickle.loads(pickle.dumps(worker.take())))
-    worker_hooks.emit(InvocationStarted("fn", None, "$LATEST", "running"))
+    worker.local_in_flight = lambda: {"fn": 1}  # what its environment pool says runs
     delta = worker.take()
     assert delta.in_flight == {"fn": 1}
     server.absorb(pickle.loads(pickle.dumps(delta)))

@@ -103,6 +103,14 @@ class Pool:
             "busy": sum(self._busy.values()),
         }
 
+    def busy_by_function(self) -> dict[str, int]:
+        """Invocations running here now (or starting their environment), per function."""
+        counts: dict[str, int] = {}
+        for key, busy in self._busy.items():
+            if busy:
+                counts[key.function_name] = counts.get(key.function_name, 0) + busy
+        return counts
+
     def function_names(self) -> set[str]:
         """The functions this pool keeps environments of."""
         return {key.function_name for key in self._idle}
@@ -128,21 +136,27 @@ class Pool:
     ) -> Ran:
         self._retire_stale(key)
         env, cold = self._take(key), False
-        if env is None:
-            cold = True
-            if on_cold is not None:
-                await on_cold()
-            env = await self.manager.start(spec_for())
+        # Busy from here, a cold start included: what ConcurrentExecutions counts.
         self._busy[key] += 1
-        # The timeout covers the invocation, not the cold start (which has its own limit).
-        invocation.deadline_ms = int(time.time() * 1000) + env.spec.timeout_s * 1000
         try:
-            outcome = await env.invoke(invocation)
-        except BaseException:
-            self._discard(env)
-            raise
+            if env is None:
+                cold = True
+                if on_cold is not None:
+                    await on_cold()
+                env = await self.manager.start(spec_for())
+            # The timeout covers the invocation, not the cold start (it has its own limit).
+            invocation.deadline_ms = int(time.time() * 1000) + env.spec.timeout_s * 1000
+            try:
+                outcome = await env.invoke(invocation)
+            except BaseException:
+                self._discard(env)
+                raise
         finally:
-            self._busy[key] -= 1
+            left = self._busy[key] - 1
+            if left:
+                self._busy[key] = left
+            else:  # gone, so what reads the counts walks only what runs
+                del self._busy[key]
         if outcome.reusable and env.alive and self._current.get(key[:2]) == key.deployment:
             self._rest(key, env)
         else:

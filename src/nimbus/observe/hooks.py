@@ -65,8 +65,8 @@ class InvocationThrottled(NamedTuple):
     function: str
     qualifier: str | None
     reason: str  # Lambda's Reason: reserved or account concurrency exceeded
-    # Refused after InvocationStarted (no sandbox capacity left for its cold start): the
-    # in-flight count it raised comes back down, and no invocation is counted.
+    # Refused after InvocationStarted (no sandbox capacity left for its cold start): an
+    # observer counting starts takes it back; no invocation is counted.
     started: bool = False
 
 

@@ -46,7 +46,6 @@ from nimbus.observe.hooks import (
     DestinationDelivered,
     Hooks,
     InvocationFinished,
-    InvocationStarted,
     InvocationThrottled,
 )
 
@@ -250,9 +249,9 @@ class Metrics:
         self.counters: dict[Key, float] = {}
         self.histograms: dict[Key, list[float]] = {}
         self.series: dict[str, dict[int, Minute]] = {}
-        # A plain dict, not a Counter: a Counter's missing key and its del are Python
-        # calls, and a function's count comes and goes with every lone invocation.
-        self.in_flight: dict[str, int] = {}
+        # Invocations in flight here, per function: the environment pool's count (set by
+        # the engine), read when asked rather than counted on every start and end.
+        self.local_in_flight: Callable[[], Mapping[str, int]] = dict
         # The async workers' invocations in flight (the server's queue server knows them).
         self.remote_in_flight: Callable[[], Mapping[str, int]] | None = None
         # The keys a finished invocation counts under, by (function, qualifier, version,
@@ -262,7 +261,6 @@ class Metrics:
         self._resource_keys: dict[tuple[str, str | None], _ResourceKeys] = {}
 
     def attach(self, hooks: Hooks) -> None:
-        hooks.subscribe(InvocationStarted, self.on_started)
         hooks.subscribe(InvocationFinished, self.on_finished)
         hooks.subscribe(InvocationThrottled, self.on_throttled)
         hooks.subscribe(AsyncEventReceived, self.on_received)
@@ -303,16 +301,11 @@ class Metrics:
         stalest = min(self.series, key=lambda name: max(self.series[name], default=0))
         del self.series[stalest]
 
-    def on_started(self, event: InvocationStarted) -> None:
-        in_flight, function = self.in_flight, event.function
-        in_flight[function] = in_flight.get(function, 0) + 1
-
     def on_finished(self, event: InvocationFinished) -> None:
         # Every invocation comes here, so the steps are written out in one function (the
-        # calls to _leave, _observe, _minute, fine_bucket and Usage.add cost as much as
-        # their work): the same counts as those helpers make.
+        # calls to _observe, _minute, fine_bucket and Usage.add cost as much as their
+        # work): the same counts as those helpers make.
         function = event.function
-        self._leave(function)
         at = (function, event.qualifier, event.version, event.architecture)
         keys = self._finished_keys.get(at)
         if keys is None:
@@ -378,19 +371,8 @@ class Metrics:
             )
         return keys
 
-    def _leave(self, function: str) -> None:
-        """One of the function's invocations is no longer in flight."""
-        in_flight = self.in_flight
-        left = in_flight.get(function, 0) - 1
-        if left > 0:
-            in_flight[function] = left
-        else:
-            in_flight.pop(function, None)
-
     def on_throttled(self, event: InvocationThrottled) -> None:
         function = event.function
-        if event.started:
-            self._leave(function)
         self._count("throttles", (function, resource(function, event.qualifier), event.reason))
         self._minute(function).throttles += 1
 
@@ -432,7 +414,8 @@ class Metrics:
         """Everything counted since the last ``take`` (then forgotten here), with the
         invocations in flight now: what a worker ships to its server."""
         minutes = {(fn, m): b for fn, ms in self.series.items() for m, b in ms.items()}
-        delta = MetricsDelta(self.counters, self.histograms, minutes, dict(self.in_flight))
+        delta = MetricsDelta(self.counters, self.histograms, minutes,
+                             dict(self.local_in_flight()))
         self.counters, self.histograms, self.series = {}, {}, {}
         return delta
 
@@ -460,7 +443,7 @@ class Metrics:
                 mine_minute.merge(bucket)
 
     def concurrent_executions(self) -> Counter[str]:
-        total = Counter(self.in_flight)
+        total = Counter(self.local_in_flight())
         if self.remote_in_flight is not None:
             total.update(self.remote_in_flight())
         return total

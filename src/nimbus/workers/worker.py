@@ -83,7 +83,8 @@ async def _report(queue: RemoteQueue, dispatcher: Dispatcher, metrics: Metrics) 
         if counters != last:
             queue.report(counters)
             last = counters
-        if metrics.counters or metrics.histograms or metrics.in_flight != last_in_flight:
+        if (metrics.counters or metrics.histograms
+                or metrics.local_in_flight() != last_in_flight):
             delta = metrics.take()
             queue.report_metrics(delta)
             last_in_flight = delta.in_flight
