@@ -7,6 +7,7 @@ the noise of this shared host falls on both. Per run:
 
   sync_per_s, sync p50/p99   warm synchronous Invoke (RequestResponse), the clients
                              split evenly over the servers
+  url_per_s, url p50/p99     the same function through its function URL (GET)
   async accepted_per_s       async Invoke answered 202 (durably in JetStream)
   async executed_per_s       first async request until every event has run, on
                              whichever server pulled it
@@ -42,6 +43,7 @@ import json
 import statistics
 import tempfile
 import time
+from urllib.parse import urlsplit
 
 import httpx
 from bench.cpu import Snapshot
@@ -90,12 +92,14 @@ def snapshots(processes: list[NimbusProcess], servers: int) -> list[Snapshot]:
 
 
 async def split(servers: list[NimbusProcess], n: int, clients: int,
-                headers: dict[str, str]) -> tuple[list[float], int, float]:  # fmt: skip
-    """``n`` requests from ``clients`` connections, spread evenly over the servers."""
+                headers: dict[str, str], path: str = PATH,
+                ) -> tuple[list[float], int, float]:  # fmt: skip
+    """``n`` requests from ``clients`` connections, spread evenly over the servers (a POST
+    to Invoke with ``headers``; none: a GET of ``path``, a function URL)."""
     k = len(servers)
     start = time.perf_counter()
     parts = await asyncio.gather(*(
-        hammer("127.0.0.1", s.port, PATH, n // k, max(1, clients // k), headers)
+        hammer("127.0.0.1", s.port, path, n // k, max(1, clients // k), headers)
         for s in servers
     ))  # fmt: skip
     elapsed = time.perf_counter() - start
@@ -140,23 +144,18 @@ async def run(servers_n: int, workers_n: int, cluster: bool,
             first = servers[0].client()
             first.create_function(FunctionName="noop", Runtime="python3.12", Role=ROLE,
                                   Handler="app.handler", Code={"ZipFile": noop_zip()})
+            url = first.create_function_url_config(FunctionName="noop", AuthType="NONE")
+            url_path = urlsplit(url["FunctionUrl"]).path  # the same on every server
             sync = {"X-Amz-Invocation-Type": "RequestResponse"}
             event = {"X-Amz-Invocation-Type": "Event"}
-            # Warm: environments up on every node, for both paths.
+            # Warm: environments up on every node, for every path.
             await split(servers, args.clients * 4, args.clients, sync)
+            await split(servers, args.clients * 4, args.clients, {}, url_path)
             _, warm, _ = await split(servers, args.clients * 20, args.clients, event)
             base = await until_done(every, warm)
 
-            cpu0 = snapshots(every, len(servers))
-            lat, ok, elapsed = await split(servers, args.sync, args.clients, sync)
-            cpu1 = snapshots(every, len(servers))
-            sync_result = {
-                "per_s": round(ok / elapsed, 1),
-                "p50_ms": round(statistics.median(lat), 2),
-                "p99_ms": round(pct(lat, 0.99), 2),
-                "ok": ok,
-                "cpu_us_per_request": per_request(cpu_seconds(cpu0, cpu1), ok, cpu0[0], cpu1[0]),
-            }
+            sync_result = await measured(servers, every, args, sync, PATH)
+            url_result = await measured(servers, every, args, {}, url_path)
 
             start = time.perf_counter()
             cpu2 = snapshots(every, len(servers))
@@ -177,7 +176,22 @@ async def run(servers_n: int, workers_n: int, cluster: bool,
             for process in every:
                 process.stop()
     return {"servers": servers_n, "workers": workers_n, "cluster": cluster,
-            "sync": sync_result, "async": async_result}
+            "sync": sync_result, "url": url_result, "async": async_result}
+
+
+async def measured(servers: list[NimbusProcess], every: list[NimbusProcess],
+                   args: argparse.Namespace, headers: dict[str, str], path: str) -> dict:
+    """``args.sync`` warm requests (see ``split``): rate, latency and CPU per request."""
+    cpu0 = snapshots(every, len(servers))
+    lat, ok, elapsed = await split(servers, args.sync, args.clients, headers, path)
+    cpu1 = snapshots(every, len(servers))
+    return {
+        "per_s": round(ok / elapsed, 1),
+        "p50_ms": round(statistics.median(lat), 2),
+        "p99_ms": round(pct(lat, 0.99), 2),
+        "ok": ok,
+        "cpu_us_per_request": per_request(cpu_seconds(cpu0, cpu1), ok, cpu0[0], cpu1[0]),
+    }
 
 
 async def until_announced(server: NimbusProcess, workers: int, timeout: float = 60) -> None:

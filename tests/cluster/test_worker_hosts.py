@@ -17,7 +17,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,7 @@ import pytest
 
 from tests.cluster.hosts import HostSink, Network
 from tests.cluster.servers import serving, shared_installation
+from tests.cluster.test_partition import wait_for
 from tests.cluster.test_two_servers import ids, post_events
 from tests.conftest import ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
@@ -68,13 +69,6 @@ def cluster(tmp_path: Path, net: Network) -> Iterator[dict[str, NimbusProcess]]:
 
 def nodes(server: NimbusProcess) -> list[dict]:
     return list(httpx.get(f"{server.endpoint}/_nimbus/cluster", timeout=10).json()["Nodes"])
-
-
-def wait_for(condition: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, condition
-        time.sleep(0.05)
 
 
 def test_a_killed_and_a_cut_off_worker_lose_nothing_and_hang_no_caller(
