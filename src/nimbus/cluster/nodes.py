@@ -24,7 +24,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import nats
-from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger("nimbus.cluster.nodes")
@@ -162,18 +162,19 @@ class NodeBoard:
         then the silence may be this process's own."""
         confirmed: set[str] = set()
         for node_id in self.silent(node_ids):
+            known = self._seen.get(node_id)
             try:
                 assert self._kv is not None
                 entry = await asyncio.wait_for(self._kv.get(node_id), _CONFIRM_S)
-            except KeyDeletedError:
-                self._withdrawn[node_id] = self.clock()  # a clean stop the watch missed
-                continue
-            except KeyNotFoundError:
-                confirmed.add(node_id)  # its announcements expired: long gone
+            except KeyNotFoundError:  # deleted, or expired
+                if known is not None and known.at > self.clock() - _KEEP_S:
+                    # Too recent to have expired: a clean stop the watch missed.
+                    self._withdrawn[node_id] = self.clock()
+                else:
+                    confirmed.add(node_id)  # long gone
                 continue
             except Exception:
                 return set()
-            known = self._seen.get(node_id)
             if known is not None and entry.revision == known.revision:
                 confirmed.add(node_id)
             elif entry.value and entry.revision is not None:
