@@ -51,16 +51,19 @@ def ran(process: NimbusProcess, function: str) -> float:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """One server and two worker nodes (``workers(n)`` marks ask for ``n``)."""
+    marked = request.node.get_closest_marker("workers")
+    n = marked.args[0] if marked else 2
     extra = {"NIMBUS_CLUSTER": "1", "NIMBUS_ASYNC_WORKERS": "0"}
     with shared_installation(tmp_path, extra=extra) as env:
         server = front_end(tmp_path, "server", env)
-        workers = [front_end(tmp_path, f"w{i}", env) for i in (1, 2)]
+        workers = [front_end(tmp_path, f"w{i}", env) for i in range(1, n + 1)]
         for worker in workers:
             worker.command = "worker"
         with serving([server, *workers]):
             found = Cluster(server, workers)
-            found.until(lambda nodes: len(nodes) == 2, "both workers announced")
+            found.until(lambda nodes: len(nodes) == n, "every worker announced")
             yield found
 
 
@@ -108,6 +111,7 @@ def test_async_events_and_function_errors_come_back_through_the_server(
     assert sum(ran(w, "f") for w in cluster.workers) == 21
 
 
+@pytest.mark.workers(3)
 def test_a_throttle_on_a_worker_is_lambdas_429_at_the_server(cluster: Cluster) -> None:
     lam = cluster.server.client()
     lam.create_function(FunctionName="held", Runtime="python3.12", Role=ROLE, Timeout=60,
@@ -127,7 +131,7 @@ def test_a_throttle_on_a_worker_is_lambdas_429_at_the_server(cluster: Cluster) -
             return list(await asyncio.gather(*calls)), running
 
     responses, running = asyncio.run(scenario())
-    assert running == 2  # across both workers: the reservation is the cluster's
+    assert running == 2  # across three workers: the reservation is the cluster's
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200, 200, 429, 429, 429, 429], [r.text for r in responses]
     throttled = [r for r in responses if r.status_code == 429]
