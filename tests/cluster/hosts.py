@@ -225,8 +225,10 @@ def _claim() -> tuple[int, str]:
 @contextlib.contextmanager
 def network(names: Sequence[str], forward: Sequence[int] = (5432, 4222)) -> Iterator[Network]:
     """Hosts ``names`` on a network of their own, ``forward`` ports of this machine's
-    loopback reachable from them at the gateway; everything undone on exit: servers
-    started on a host stopped, forwarders closed, namespaces and veths deleted."""
+    loopback reachable from them at the gateway; everything undone on exit (servers
+    started on a host stopped, forwarders closed, namespaces and veths deleted) but IPv4
+    forwarding, which nimbus's own function networks turn on anyway. A FORWARD policy
+    of drop elsewhere on the machine (Docker's) keeps the hosts from each other."""
     with contextlib.ExitStack() as undo:
         forwarding = Path("/proc/sys/net/ipv4/ip_forward")
         if forwarding.read_text().strip() != "1":  # hosts reach each other through here

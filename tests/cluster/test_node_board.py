@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 
-from nimbus.cluster.nodes import STALE_S, NodeBoard, NodeState
+from nimbus.cluster.nodes import BEAT_S, STALE_S, NodeBoard, NodeState
 
 pytestmark = pytest.mark.broker("nats")
 NATS_URL = "nats://127.0.0.1:4222"
@@ -65,7 +65,7 @@ def test_silence_is_confirmed_only_by_the_announcement_last_heard() -> None:
             await worker.announce(state("w1"))
             await worker.announce(state("w2"))
             await until(lambda: len(server.alive()) == 2)
-            clock.now += STALE_S + 1  # nothing heard since, on the server's clock
+            clock.now += STALE_S + BEAT_S + 1  # nothing heard since, on the server's clock
             assert server.silent(["w1", "w2"]) == {"w1", "w2"}
             # w2 spoke meanwhile, unheard by the watch (stopped here, as a watch that
             # fell behind when NATS restarted): the bucket's newer revision says so.
@@ -84,13 +84,28 @@ def test_silence_is_confirmed_only_by_the_announcement_last_heard() -> None:
     asyncio.run(scenario())
 
 
+def test_nothing_is_confirmed_just_after_this_server_reconnected() -> None:
+    async def scenario() -> None:
+        async with boards() as (worker, server, clock):
+            await server.watch()
+            await worker.announce(state("w1"))
+            await until(lambda: len(server.alive()) == 1)
+            clock.now += STALE_S + BEAT_S + 1
+            await server._reconnected()  # back from an outage of its own, just now
+            assert await server.confirm_silent(["w1"]) == set()
+            clock.now += STALE_S + BEAT_S  # the workers had their time to speak
+            assert await server.confirm_silent(["w1"]) == {"w1"}
+
+    asyncio.run(scenario())
+
+
 def test_nothing_is_confirmed_when_nats_does_not_answer() -> None:
     async def scenario() -> None:
         async with boards() as (worker, server, clock):
             await server.watch()
             await worker.announce(state("w1"))
             await until(lambda: len(server.alive()) == 1)
-            clock.now += STALE_S + 1
+            clock.now += STALE_S + BEAT_S + 1
             assert server._nc is not None
             await server._nc.close()  # this server cut off: its workers may be fine
             assert await server.confirm_silent(["w1"]) == set()

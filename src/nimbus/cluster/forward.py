@@ -91,7 +91,12 @@ class Forwarder:
             await asyncio.sleep(BEAT_S)
             if not self._waiting or not board.silent(self._waiting):
                 continue
-            for node_id in await board.confirm_silent(list(self._waiting)):
+            try:
+                silent = await board.confirm_silent(list(self._waiting))
+            except Exception:  # never the end of the watch
+                log.exception("cannot confirm which worker nodes went silent")
+                continue
+            for node_id in silent:
                 for task in self._waiting.get(node_id, ()):
                     if task not in self._abandoned:
                         self._abandoned.add(task)
@@ -131,7 +136,7 @@ class Forwarder:
         task = asyncio.current_task()
         assert task is not None
         cancelled_before = task.cancelling()  # requests to cancel it that are not ours
-        if self._watchdog is None:
+        if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.ensure_future(self._watch())
         while (node := self.placement.choose(key, memory, frozenset(tried))) is not None:
             url = f"{node.url}{path}" + (f"?{query}" if query else "")
@@ -169,6 +174,9 @@ class Forwarder:
                 self.placement.unreachable(node)
                 raise _lost(node, None) from None
             finally:
+                if task in self._abandoned:  # given up on, but it ended some other way
+                    self._abandoned.discard(task)
+                    task.uncancel()
                 waiting.discard(task)
                 if not waiting and self._waiting.get(node.node_id) is waiting:
                     del self._waiting[node.node_id]
@@ -187,7 +195,7 @@ class Forwarder:
                     url, data=b"", headers=self._signed(url, FLUSH_LOGS_PATH, "", {}, b""),
                     timeout=aiohttp.ClientTimeout(total=_FLUSH_S)) as response:
                 await response.read()
-                if response.status == 200:
+                if response.status in (200, 204):
                     return
                 reason = f"HTTP {response.status}"
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

@@ -6,8 +6,10 @@ version) every ``BEAT_S`` and deletes its key when it stops; servers watch the b
 they learn of a new worker, a changed state or a clean stop as it happens, and count a
 worker out when it has said nothing for ``STALE_S`` (killed, hung, or cut off). Staleness
 is judged on the watcher's own clock, so clocks that disagree between machines do not
-matter. The bucket's entries also expire by themselves (``_KEEP_S``), so a dead worker
-leaves nothing behind for a server that starts later.
+matter, except for what a server finds in the bucket when it starts (dated by the
+bucket's clock, so that a worker that died just before does not look alive). The
+bucket's entries also expire by themselves (``_KEEP_S``), so a dead worker leaves
+nothing behind for a server that starts later.
 """
 
 from __future__ import annotations
@@ -82,11 +84,14 @@ class NodeBoard:
         self._kv: KeyValue | None = None
         self._seen: dict[str, _Heard] = {}
         self._withdrawn: dict[str, float] = {}  # node -> when it said it stops
+        self._connected_at = 0.0  # when this process's NATS connection was last (re)made
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         self._nc = await nats.connect(self.server, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.5)
+                                      reconnect_time_wait=0.5,
+                                      reconnected_cb=self._reconnected)
+        self._connected_at = self.clock()
         js = self._nc.jetstream()
         try:
             self._kv = await js.key_value(self.bucket)
@@ -161,6 +166,10 @@ class NodeBoard:
         cannot make a worker that speaks look silent. Empty when NATS does not answer:
         then the silence may be this process's own."""
         confirmed: set[str] = set()
+        if self.clock() - self._connected_at < STALE_S + BEAT_S:
+            # Back from an outage of its own: the workers' next announcements may not
+            # have landed yet.
+            return confirmed
         for node_id in self.silent(node_ids):
             known = self._seen.get(node_id)
             try:
@@ -187,6 +196,9 @@ class NodeBoard:
         except (ValueError, TypeError) as exc:
             log.warning("ignoring node %s's unreadable announcement: %s", node_id, exc)
 
+    async def _reconnected(self) -> None:
+        self._connected_at = self.clock()
+
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         replaying = True  # what the bucket held when the watch began, then live updates
         async for entry in watcher:
@@ -201,8 +213,9 @@ class NodeBoard:
             self._withdrawn.pop(entry.key, None)
             known = self._seen.get(entry.key)
             revision = entry.revision or 0
-            if known is not None and known.revision >= revision:
+            if known is not None and known.revision == revision:
                 continue  # a new watch replaying what was heard: keep when it was
+            # (A lower revision is news too: the bucket was made again.)
             if replaying and known is None and entry.created is not None:
                 # A worker that died shortly before this server started: not alive now.
                 # (The bucket's clock: only ever for what this process never heard.)

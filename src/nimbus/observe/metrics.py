@@ -1,5 +1,7 @@
-"""Lambda's metrics, counted from lifecycle hooks: for Prometheus (``GET /metrics``) and
-as a compact per-function time series of 1-minute buckets (``GET /_nimbus/metrics``).
+"""Lambda's metrics, counted from lifecycle hooks (ConcurrentExecutions excepted: the
+environment pool's count of what runs, read when asked): for Prometheus (``GET
+/metrics``) and as a compact per-function time series of 1-minute buckets (``GET
+/_nimbus/metrics``).
 
 Each process (the server, every async worker) counts into its own ``Metrics``, a few
 plain dicts updated by the hook subscribers: no locks, no allocation beyond the label
