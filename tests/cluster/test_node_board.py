@@ -14,17 +14,10 @@ import nats
 import pytest
 
 from nimbus.cluster.nodes import BEAT_S, STALE_S, NodeBoard, NodeState
+from tests.cluster.test_placement import Clock
 
 pytestmark = pytest.mark.broker("nats")
 NATS_URL = "nats://127.0.0.1:4222"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def state(node_id: str, free_mb: int = 1000) -> NodeState:
@@ -84,13 +77,18 @@ def test_silence_is_confirmed_only_by_the_announcement_last_heard() -> None:
     asyncio.run(scenario())
 
 
+async def heard_once(worker: NodeBoard, server: NodeBoard, clock: Clock) -> None:
+    """w1 announced itself once, the server heard it, and has heard nothing since."""
+    await server.watch()
+    await worker.announce(state("w1"))
+    await until(lambda: len(server.alive()) == 1)
+    clock.now += STALE_S + BEAT_S + 1
+
+
 def test_nothing_is_confirmed_just_after_this_server_reconnected() -> None:
     async def scenario() -> None:
         async with boards() as (worker, server, clock):
-            await server.watch()
-            await worker.announce(state("w1"))
-            await until(lambda: len(server.alive()) == 1)
-            clock.now += STALE_S + BEAT_S + 1
+            await heard_once(worker, server, clock)
             await server._reconnected()  # back from an outage of its own, just now
             assert await server.confirm_silent(["w1"]) == set()
             clock.now += STALE_S + BEAT_S  # the workers had their time to speak
@@ -102,10 +100,7 @@ def test_nothing_is_confirmed_just_after_this_server_reconnected() -> None:
 def test_nothing_is_confirmed_when_nats_does_not_answer() -> None:
     async def scenario() -> None:
         async with boards() as (worker, server, clock):
-            await server.watch()
-            await worker.announce(state("w1"))
-            await until(lambda: len(server.alive()) == 1)
-            clock.now += STALE_S + BEAT_S + 1
+            await heard_once(worker, server, clock)
             assert server._nc is not None
             await server._nc.close()  # this server cut off: its workers may be fine
             assert await server.confirm_silent(["w1"]) == set()

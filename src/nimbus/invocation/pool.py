@@ -106,9 +106,8 @@ class Pool:
     def busy_by_function(self) -> dict[str, int]:
         """Invocations running here now (or starting their environment), per function."""
         counts: dict[str, int] = {}
-        for key, busy in self._busy.items():
-            if busy:
-                counts[key.function_name] = counts.get(key.function_name, 0) + busy
+        for key, busy in self._busy.items():  # a key leaves when its count reaches 0
+            counts[key.function_name] = counts.get(key.function_name, 0) + busy
         return counts
 
     def function_names(self) -> set[str]:

@@ -320,10 +320,8 @@ class Metrics:
             self._count("errors", (*labels, error))
         duration_ms = event.duration_ms
         seconds = duration_ms / 1000
-        histograms = self.histograms
-        row = histograms.get(keys.duration)
-        if row is None:
-            row = histograms[keys.duration] = [0.0] * (len(DURATION_BUCKETS_S) + 2)
+        row = self.histograms.get(keys.duration) or _row(
+            self.histograms, keys.duration, DURATION_BUCKETS_S)
         row[bisect_left(DURATION_BUCKETS_S, seconds)] += 1
         row[-1] += seconds
         billed_ms = event.billed_ms
