@@ -1,6 +1,7 @@
 """``S3Store``: the S3-compatible buckets of one nimbus, built once per process
 (``Services.s3``): bucket, object and multipart records over the metadata database,
-blob files under ``<data dir>/s3``, and the listeners of object changes.
+blob files under ``<data dir>/s3`` (on a database several servers share, a copy of each
+in the database as well: ``shared_blobs.py``), and the listeners of object changes.
 
 Other parts of nimbus read objects through ``open_object`` (S3 code locations) and
 follow changes through ``events.subscribe`` (bucket notifications).
@@ -20,6 +21,7 @@ from nimbus.s3.errors import invalid_version
 from nimbus.s3.events import ObjectEvents
 from nimbus.s3.multipart import UploadStore
 from nimbus.s3.objects import ObjectStore, OpenObject
+from nimbus.s3.shared_blobs import SharedBlobStore
 from nimbus.s3.tables import s3_parts
 from nimbus.store.database import Database
 
@@ -33,7 +35,7 @@ class S3Store:
     def __init__(self, db: Database, root: Path, region: str, clock: Clock = now_ms) -> None:
         self.db = db
         self.region = region
-        self.blobs = BlobStore(root)
+        self.blobs = BlobStore(root) if db.is_sqlite else SharedBlobStore(root, db)
         self.events = ObjectEvents()
         self.buckets = BucketStore(db, self.blobs, clock)
         self.objects = ObjectStore(db, self.blobs, self.events, clock)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -81,6 +82,17 @@ s3_parts = Table(
     Column("last_modified_ms", BigInteger, nullable=False),
     Column("checksum", JSON, nullable=True),
     ForeignKeyConstraint(["upload_id"], ["s3_uploads.upload_id"], ondelete="CASCADE"),
+)
+
+# Object and part bytes in a shared database (cluster mode, ``shared_blobs.py``): each
+# blob in chunks, written before the row naming it commits, read by any node lacking it.
+s3_blob_chunks = Table(
+    "s3_blob_chunks",
+    metadata,
+    Column("blob", String(32), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
 )
 
 # Bucket notifications not yet handed on (events/sources/buckets.py): one row per event
