@@ -8,13 +8,16 @@ import asyncio
 import base64
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import nats
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import POSTGRES_URL
 from tests.nimbus_process import NimbusProcess
@@ -81,3 +84,28 @@ def serving(processes: list[NimbusProcess]) -> Iterator[list[NimbusProcess]]:
 def front_end(root: Path, name: str, env: dict[str, str]) -> NimbusProcess:
     """One server of the installation, with its own data dir ``root/name`` (not started)."""
     return NimbusProcess(root / name, env=env)
+
+
+class Cluster:
+    """A running server and its worker nodes (the ``cluster`` fixture)."""
+
+    def __init__(self, server: NimbusProcess, workers: list[NimbusProcess]) -> None:
+        self.server, self.workers = server, workers
+
+    def nodes(self) -> list[dict]:
+        return httpx.get(f"{self.server.endpoint}/_nimbus/cluster", timeout=10).json()["Nodes"]
+
+    def until(self, predicate, what: str, timeout: float = 30) -> list[dict]:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not predicate(nodes := self.nodes()):
+            assert time.monotonic() < deadline, f"{what}: {nodes}"
+            time.sleep(0.1)
+        return nodes
+
+
+def ran(process: NimbusProcess, function: str) -> float:
+    """Invocations of ``function`` ``process`` ran itself (its /metrics)."""
+    text = httpx.get(f"{process.endpoint}/metrics", timeout=10).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "nimbus_invocations_total"
+               and s.labels.get("function_name") == function)

@@ -9,62 +9,19 @@ import base64
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster.servers import front_end, serving, shared_installation
+from tests.cluster.servers import Cluster, front_end, ran, serving, shared_installation
 from tests.conftest import ROLE, make_zip
-from tests.nimbus_process import NimbusProcess
 from tests.sandbox.test_capacity import HELD, Barrier
 from tests.sink import Sink
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.postgres, pytest.mark.broker("nats")]
 
 ECHO = make_zip({"app.py": "def handler(e, c):\n    return e\n"})
-
-
-class Cluster:
-    def __init__(self, server: NimbusProcess, workers: list[NimbusProcess]) -> None:
-        self.server, self.workers = server, workers
-
-    def nodes(self) -> list[dict]:
-        return httpx.get(f"{self.server.endpoint}/_nimbus/cluster", timeout=10).json()["Nodes"]
-
-    def until(self, predicate, what: str, timeout: float = 30) -> list[dict]:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while not predicate(nodes := self.nodes()):
-            assert time.monotonic() < deadline, f"{what}: {nodes}"
-            time.sleep(0.1)
-        return nodes
-
-
-def ran(process: NimbusProcess, function: str) -> float:
-    """Invocations of ``function`` ``process`` ran itself (its /metrics)."""
-    text = httpx.get(f"{process.endpoint}/metrics", timeout=10).text
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "nimbus_invocations_total"
-               and s.labels.get("function_name") == function)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """One server and two worker nodes (``workers(n)`` marks ask for ``n``)."""
-    marked = request.node.get_closest_marker("workers")
-    n = marked.args[0] if marked else 2
-    extra = {"NIMBUS_CLUSTER": "1", "NIMBUS_ASYNC_WORKERS": "0"}
-    with shared_installation(tmp_path, extra=extra) as env:
-        server = front_end(tmp_path, "server", env)
-        workers = [front_end(tmp_path, f"w{i}", env) for i in range(1, n + 1)]
-        for worker in workers:
-            worker.command = "worker"
-        with serving([server, *workers]):
-            found = Cluster(server, workers)
-            found.until(lambda nodes: len(nodes) == n, "every worker announced")
-            yield found
 
 
 def test_workers_run_what_the_server_is_sent_warm_ones_first(cluster: Cluster) -> None:

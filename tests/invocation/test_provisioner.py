@@ -59,8 +59,8 @@ class Parts:
             await asyncio.gather(*list(self.provisioner._tasks))
             await asyncio.sleep(0)
 
-    def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
-        return self.provisioner.status(config)
+    async def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
+        return await self.provisioner.status(config)
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ async def test_configs_stored_before_start_are_provisioned_at_start(parts: Parts
     await parts.provisioner.start()
     await parts.settle()
     assert [(s.version, s.memory_mb) for s in parts.manager.specs] == [("1", 256)] * 2
-    assert parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
     assert parts.pool.provisioned(parts.v1) == (2, None)
 
 
@@ -91,7 +91,7 @@ async def test_a_put_provisions_and_its_invocations_run_warm(parts: Parts) -> No
     await parts.provisioner.start()
     config = parts.put("1", 1)
     await parts.settle()
-    assert parts.status(config) == ProvisionedStatus(1, 1, "READY", None)
+    assert await parts.status(config) == ProvisionedStatus(1, 1, "READY", None)
     result = await parts.inv.invoker.invoke("fn", "1", b"{}")
     assert result.executed_version == "1" and "Init Duration" not in result.log_text
     assert parts.manager.cold_starts == 1
@@ -102,18 +102,18 @@ async def test_status_is_in_progress_until_every_environment_is_ready(parts: Par
     parts.manager.hold_starts()
     config = parts.put("1", 2)
     await parts.manager.next_start()
-    assert parts.status(config) == ProvisionedStatus(2, 0, "IN_PROGRESS", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 0, "IN_PROGRESS", None)
     parts.manager.release_starts()
     await parts.manager.next_start()  # the second begins once the first is kept
-    assert parts.status(config) == ProvisionedStatus(2, 1, "IN_PROGRESS", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 1, "IN_PROGRESS", None)
     parts.manager.release_starts()
     await parts.settle()
-    assert parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
 
 
 async def test_a_config_never_reconciled_is_in_progress(parts: Parts) -> None:
     config = ProvisionedConfig("fn", "2", 3, NOW)
-    assert parts.status(config) == ProvisionedStatus(3, 0, "IN_PROGRESS", None)
+    assert await parts.status(config) == ProvisionedStatus(3, 0, "IN_PROGRESS", None)
 
 
 async def test_init_errors_make_the_status_failed_with_the_reason(parts: Parts) -> None:
@@ -122,12 +122,12 @@ async def test_init_errors_make_the_status_failed_with_the_reason(parts: Parts) 
     config = parts.put("1", 2)
     await parts.settle()
     reason = "InitError: Runtime.ImportModuleError: boom"
-    assert parts.status(config) == ProvisionedStatus(2, 0, "FAILED", reason)
+    assert await parts.status(config) == ProvisionedStatus(2, 0, "FAILED", reason)
     # Put again once the function can start: the reason goes with the failure.
     parts.manager.init_error = None
     config = parts.put("1", 2)
     await parts.settle()
-    assert parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
 
 
 async def test_a_partial_failure_reports_what_was_allocated(parts: Parts) -> None:
@@ -137,7 +137,7 @@ async def test_a_partial_failure_reports_what_was_allocated(parts: Parts) -> Non
     parts.manager.init_error = init_error(message="out of uids")
     config = parts.put("1", 3)
     await parts.settle()
-    assert parts.status(config) == ProvisionedStatus(
+    assert await parts.status(config) == ProvisionedStatus(
         3, 1, "FAILED", "InitError: Runtime.ImportModuleError: out of uids"
     )
 
@@ -192,7 +192,7 @@ async def test_an_alias_move_provisions_the_new_version_and_releases_the_old(
     assert [s.version for s in parts.manager.specs] == ["1", "1", "2", "2"]
     assert parts.pool.provisioned(parts.v2) == (2, None)
     assert parts.pool.provisioned(parts.v1) == (0, None)
-    assert parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
     moved = await parts.inv.invoker.invoke("fn", "live", b"{}")
     assert moved.executed_version == "2" and "Init Duration" not in moved.log_text
 
@@ -208,7 +208,7 @@ async def test_other_changes_to_the_function_leave_provisioned_environments_alon
     await parts.settle()
     assert parts.manager.cold_starts == 2
     assert not any(env.stopped.is_set() for env in parts.manager.created)
-    assert parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
+    assert await parts.status(config) == ProvisionedStatus(2, 2, "READY", None)
 
 
 async def test_close_cancels_reconciliations_under_way(parts: Parts) -> None:

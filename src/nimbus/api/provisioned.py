@@ -89,7 +89,7 @@ async def put_config(request: Request) -> Response:
     config = ProvisionedConfig(function, qualifier, count, lambda_timestamp())
     await blocking(svc.provisioned.put, config)
     svc.provisioner.reconcile_soon(function, qualifier)
-    body = _body(svc.provisioner.status(config), config.last_modified)
+    body = _body(await svc.provisioner.status(config), config.last_modified)
     body["Status"] = "IN_PROGRESS" if body["Status"] != "READY" else "READY"
     return json_response(body, 202)
 
@@ -98,7 +98,7 @@ async def get_config(request: Request) -> Response:
     svc = services(request)
     function, qualifier = await _target(svc, request)
     config = await blocking(svc.provisioned.get, function, qualifier)
-    return json_response(_body(svc.provisioner.status(config), config.last_modified))
+    return json_response(_body(await svc.provisioner.status(config), config.last_modified))
 
 
 async def delete_config(request: Request) -> Response:
@@ -115,7 +115,7 @@ async def list_configs(request: Request) -> Response:
     page = await settings_page(request, function, svc.provisioned)
     items: list[dict[str, Any]] = []
     for config in page.items:
-        item = _body(svc.provisioner.status(config), config.last_modified)
+        item = _body(await svc.provisioner.status(config), config.last_modified)
         item["FunctionArn"] = svc.config.function_arn(function, config.qualifier)
         items.append(item)
     return page_response("ProvisionedConcurrencyConfigs", items, page.next_marker)

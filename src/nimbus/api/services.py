@@ -15,6 +15,7 @@ from nimbus.api.code_location import CodeSigner
 from nimbus.config import Config
 from nimbus.engine import Engine
 from nimbus.gateway.limits import UsageGate
+from nimbus.invocation.cluster_provisioner import ClusterProvisioner
 from nimbus.invocation.provisioner import Provisioner
 from nimbus.protocol.service import RequestContext
 from nimbus.s3.store import S3Store
@@ -26,6 +27,7 @@ from nimbus.store.http_apis import HttpApiStore
 from nimbus.store.layers import LayerStore
 from nimbus.store.policies import PolicyStore
 from nimbus.store.provisioned import ProvisionedStore
+from nimbus.store.provisioned_slots import ProvisionedSlots
 from nimbus.store.schedules import ScheduleStore
 
 
@@ -61,7 +63,9 @@ class Services:
                               functions.cipher.derive("code links")
                               if shared_database(config) and functions.cipher else None),
             provisioned=provisioned,
-            provisioner=Provisioner(provisioned, engine.invoker),
+            provisioner=(ClusterProvisioner(provisioned, engine.invoker,
+                                            ProvisionedSlots(db.url, config.role))
+                         if config.cluster else Provisioner(provisioned, engine.invoker)),
             function_urls=FunctionUrlStore(functions),
             http_apis=HttpApiStore(db, config.account_id),
             api_keys=api_keys,

@@ -64,6 +64,11 @@ class Provisioner:
         except NimbusError:  # deleted, or the function is gone
             self.release(function, qualifier)
             return
+        await self._keep(config, config.requested)
+
+    async def _keep(self, config: ProvisionedConfig, count: int) -> None:
+        """Keep ``count`` (>= 1) environments of what ``config`` names now (an alias
+        moved: the old version's go back to the ordinary pool)."""
         try:
             resolution = await self.invoker.targets.resolve(config.function_name, config.qualifier)
         except ResourceNotFound:
@@ -78,17 +83,29 @@ class Provisioner:
         self._keys[(config.function_name, config.qualifier)] = key
         record = resolution.record
         await self.invoker.ensure_code(version)
-        await self.pool.provision(key, lambda: self.invoker.spec(version, record), config.requested)
+        await self.pool.provision(key, lambda: self.invoker.spec(version, record), count)
 
     def release(self, function: str, qualifier: str) -> None:
         key = self._keys.pop((function, qualifier), None)
         if key is not None:
             self.pool.unprovision(key)
 
-    def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
-        key = self._keys.get((config.function_name, config.qualifier))
-        allocated, error = self.pool.provisioned(key) if key else (0, None)
-        status = "READY" if allocated >= config.requested else "IN_PROGRESS"
-        if error and allocated < config.requested:
-            status = "FAILED"
-        return ProvisionedStatus(config.requested, allocated, status, error)
+    def allocated(self, function: str, qualifier: str) -> tuple[int, str | None]:
+        """(environments this node keeps initialised for the config, the last error
+        starting one)."""
+        key = self._keys.get((function, qualifier))
+        return self.pool.provisioned(key) if key else (0, None)
+
+    async def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
+        allocated, error = self.allocated(config.function_name, config.qualifier)
+        return status_of(config, allocated, error)
+
+
+def status_of(config: ProvisionedConfig, allocated: int, error: str | None) -> ProvisionedStatus:
+    """A config's status with ``allocated`` environments initialised and ``error`` the
+    last failure to start one, if any."""
+    allocated = min(allocated, config.requested)
+    status = "READY" if allocated >= config.requested else "IN_PROGRESS"
+    if error and allocated < config.requested:
+        status = "FAILED"
+    return ProvisionedStatus(config.requested, allocated, status, error)

@@ -59,6 +59,13 @@ _GIVE = ("SELECT count(*) FROM unnest(%(keys)s::int[], %(slots)s::int[]) AS u(k,
 _TIMEOUT_S = 10.0
 
 
+def lock_key(namespace: str, scope: str) -> int:
+    """The advisory lock's first half (a signed int4) for ``scope`` in the installation
+    whose schema is ``namespace``."""
+    value = zlib.crc32(f"{namespace}\0{scope}".encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """One held slot: released only on the session (``generation``) that took it."""
@@ -89,8 +96,7 @@ class ClusterSlots:
 
     def key(self, scope: str) -> int:
         """The advisory lock's first half for ``scope`` in this installation."""
-        value = zlib.crc32(f"{self._namespace}\0{scope}".encode())
-        return value - (1 << 32) if value >= 1 << 31 else value
+        return lock_key(self._namespace, scope)
 
     async def take(self, scope: str, limit: int) -> Slot | None:
         """A free slot of ``scope``'s ``limit``, held until ``give``; None: all taken."""

@@ -1,0 +1,137 @@
+"""Provisioned concurrency across a cluster: a config of ``n`` keeps ``n`` initialised
+environments in the whole cluster, spread over the nodes that run invocations.
+
+Every node (server or worker) runs a ``ClusterProvisioner``. Every ``RECONCILE_S``, and
+at once when a config or function changes, it reads the configs from the shared
+database and takes its share of each: the nodes that run invocations are the worker
+nodes while any is connected (the servers then send everything to them), else the
+servers; each of those keeps at most ``ceil(n / nodes)`` and the others none. The
+share is a number of slots held in PostgreSQL (``nimbus.store.provisioned_slots``), so
+the cluster never keeps more than ``n``, whatever the nodes believe about each other;
+slots a dead or cut-off node held are free again once its session ends, and the others
+take them at their next round. A node that fails to start an environment for a slot
+(memory, a broken init) keeps only what it has for ``RETRY_S`` and gives the rest back
+for another node to try. Status (allocated, READY) is the cluster's: the number of
+initialised environments counted in the database, whichever server is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from nimbus.errors import ClusterUnavailable
+from nimbus.invocation.invoker import Invoker
+from nimbus.invocation.provisioner import ProvisionedStatus, Provisioner, status_of
+from nimbus.models import ProvisionedConfig
+from nimbus.store.provisioned import ProvisionedStore
+from nimbus.store.provisioned_slots import ProvisionedSlots
+from nimbus.threads import blocking
+
+log = logging.getLogger("nimbus.invocation.cluster_provisioner")
+
+RECONCILE_S = 2.0
+RETRY_S = 30.0
+
+Name = tuple[str, str]  # (function, qualifier)
+
+
+def _scopes(name: Name) -> tuple[str, str]:
+    """The slot scopes of a config: held, and initialised."""
+    return f"config:{name[0]}:{name[1]}", f"ready:{name[0]}:{name[1]}"
+
+
+class ClusterProvisioner(Provisioner):
+    """See the module docstring."""
+
+    def __init__(self, store: ProvisionedStore, invoker: Invoker, slots: ProvisionedSlots,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(store, invoker)
+        self.slots = slots
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._counts: dict[Name, int] = {}  # slots held, as last handed to the pool
+        self._failing: dict[Name, float] = {}  # no more slots taken until then
+        self._moved: set[str] = set()  # functions changed since the last round
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store.functions.on_change(lambda name: loop.call_soon_threadsafe(self._touch, name))
+        self._runner = asyncio.ensure_future(self._run())
+
+    def _touch(self, function: str) -> None:
+        # An alias moved or a version went: what a config names may be another version.
+        self._moved.add(function)
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        await super().close()
+        await self.slots.close()  # the session ends: the others take the slots over
+
+    def reconcile_soon(self, function: str, qualifier: str) -> None:
+        self._wake.set()
+
+    def release(self, function: str, qualifier: str) -> None:
+        self._wake.set()  # the slots go back at the next round, the config being gone
+
+    async def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
+        _, ready = _scopes((config.function_name, config.qualifier))
+        allocated = await self.slots.count(ready)
+        _, error = self.allocated(config.function_name, config.qualifier)
+        return status_of(config, allocated, error)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._rebalance()
+            except ClusterUnavailable as exc:
+                log.warning("provisioned concurrency not reconciled: %s", exc)
+            except Exception:
+                log.exception("provisioned concurrency not reconciled")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECONCILE_S):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def _rebalance(self) -> None:
+        changed, self._moved = self._moved, set()
+        configs = {(c.function_name, c.qualifier): c for c in await blocking(self.store.all)}
+        members = await self.slots.members()
+        hosting = "worker" if members.get("worker") else "server"
+        nodes = max(1, members.get(hosting, 0))
+        for name in set(self._counts) - set(configs):  # deleted
+            await self._settle(name, None, 0)
+        for name, config in configs.items():
+            share = math.ceil(config.requested / nodes) if self.slots.role == hosting else 0
+            await self._settle(name, config, share, name[0] in changed)
+
+    async def _settle(self, name: Name, config: ProvisionedConfig | None, share: int,
+                      changed: bool = False) -> None:
+        held_scope, ready_scope = _scopes(name)
+        limit = config.requested if config is not None else 0
+        allocated, error = self.allocated(*name)
+        now = self.clock()
+        if error and allocated < self._counts.get(name, 0):
+            self._failing[name] = now + RETRY_S
+        if self._failing.get(name, 0.0) > now:
+            share = min(share, allocated)  # let another node try the rest
+        held = len(await self.slots.hold(held_scope, limit, share))
+        if held == 0:
+            if self._counts.pop(name, None) is not None:
+                Provisioner.release(self, *name)
+        elif config is not None and (changed or held != self._counts.get(name)):
+            self._counts[name] = held
+            task = asyncio.ensure_future(self._keep(config, held))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        allocated, _ = self.allocated(*name)
+        await self.slots.hold(ready_scope, limit, min(allocated, held))

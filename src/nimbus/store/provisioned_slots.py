@@ -1,0 +1,158 @@
+"""Provisioned concurrency counted across the nodes of a cluster, in PostgreSQL.
+
+A config asking for ``n`` environments is ``n`` slots; a node keeps one initialised
+environment per slot it holds, as a session-level advisory lock ``(config key, slot)``
+on this node's own connection (as ``cluster_slots.py`` does for executions), so the
+cluster never keeps more than ``n`` and a node that dies or loses its connection gives
+its slots back by itself (PostgreSQL ends its session), for the others to take. Once
+an environment of a held slot is initialised, the node also holds the same slot of the
+config's "ready" key: the number of those locks in the cluster is what
+GetProvisionedConcurrencyConfig reports as allocated, whichever server is asked.
+
+Each node also holds one lock of its role's "members" key for as long as it is
+connected, so every node can count the live servers and workers (``members``) and take
+its share of each config (``nimbus.invocation.provisioner``).
+
+Everything here runs on one connection, one statement at a time (an asyncio lock):
+it is a background reconciliation, a few statements every couple of seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from nimbus.errors import ClusterUnavailable
+from nimbus.store.cluster_slots import lock_key
+from nimbus.store.database import PG_TIMEOUTS, libpq_url
+
+log = logging.getLogger("nimbus.store.provisioned_slots")
+
+ROLES = ("server", "worker")
+_TIMEOUT_S = 10.0
+# Advisory locks of this database whose first half is the given key (objsubid 2: the
+# two-int4 form); classid is an oid, the key's unsigned reading.
+_COUNT = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND objsubid = 2 AND classid = %(cls)s::bigint::oid "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _unsigned(key: int) -> int:
+    return key & 0xFFFFFFFF
+
+
+class ProvisionedSlots:
+    """This node's connection to the cluster's provisioned slots (see the module
+    docstring); used from one event loop."""
+
+    def __init__(self, url: str, role: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        self.role = role
+        self._conninfo = make_conninfo(libpq_url(url), **PG_TIMEOUTS)
+        self._conn: psycopg.AsyncConnection | None = None
+        self._namespace = ""
+        self._held: dict[str, set[int]] = {}  # scope -> slots this session holds
+        self._lock = asyncio.Lock()
+
+    async def members(self) -> dict[str, int]:
+        """Live nodes per role (those connected to the database now), this one included."""
+        async with self._session() as conn:
+            counts = {}
+            for role in ROLES:
+                cur = await conn.execute(_COUNT, {"cls": _unsigned(self._key(f"members:{role}"))})
+                counts[role] = int((await cur.fetchone() or (0,))[0])
+            return counts
+
+    async def hold(self, scope: str, limit: int, count: int) -> set[int]:
+        """Hold ``count`` of ``scope``'s slots ``0..limit-1`` (fewer if the cluster holds
+        the rest): extra ones are given back (those beyond ``limit`` first), missing ones
+        taken from a random point. Returns the slots this node holds now."""
+        count = max(0, min(count, limit))
+        async with self._session() as conn:
+            held = self._held.setdefault(scope, set())
+            beyond = {s for s in held if s >= limit}  # the limit was lowered
+            within = sorted(held - beyond)
+            for slot in beyond | set(within[count:]):
+                await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self._key(scope), slot))
+                held.discard(slot)
+            if len(held) < count:
+                start = random.randrange(limit)
+                for i in range(limit):
+                    slot = (start + i) % limit
+                    if slot in held:  # re-entrant: taking it again would count it twice
+                        continue
+                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                                             (self._key(scope), slot))
+                    if (await cur.fetchone() or (False,))[0]:
+                        held.add(slot)
+                        if len(held) >= count:
+                            break
+            if not held:
+                self._held.pop(scope, None)
+            return set(held)
+
+    async def count(self, scope: str) -> int:
+        """How many of ``scope``'s slots the whole cluster holds now."""
+        async with self._session() as conn:
+            cur = await conn.execute(_COUNT, {"cls": _unsigned(self._key(scope))})
+            return int((await cur.fetchone() or (0,))[0])
+
+    def holding(self, scope: str) -> set[int]:
+        """The slots of ``scope`` this node holds (as of its last call)."""
+        return set(self._held.get(scope, ()))
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._drop()
+
+    # -- the session ---------------------------------------------------------------------
+
+    def _key(self, scope: str) -> int:
+        return lock_key(self._namespace, f"provisioned\0{scope}")
+
+    @contextlib.asynccontextmanager
+    async def _session(self):  # type: ignore[no-untyped-def]
+        async with self._lock:
+            try:
+                async with asyncio.timeout(_TIMEOUT_S):
+                    conn = await self._connection()
+                    yield conn
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                # The session's state is unknown: drop it (PostgreSQL frees its locks).
+                await self._drop()
+                raise ClusterUnavailable(
+                    "Provisioned concurrency is counted in the cluster's PostgreSQL "
+                    f"database, which this node cannot reach now ({type(exc).__name__}: "
+                    f"{exc})") from exc
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = self._conn = await psycopg.AsyncConnection.connect(self._conninfo,
+                                                                  autocommit=True)
+        self._held.clear()  # a new session holds nothing
+        cur = await conn.execute("SELECT current_database() || '.' || current_schema()")
+        self._namespace = (await cur.fetchone() or ("",))[0]
+        # Counted among the live nodes of its role while this session lasts (a random
+        # second half another node may have drawn too: then another one).
+        member = self._key(f"members:{self.role}")
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                                     (member, random.randrange(1 << 31)))
+            if (await cur.fetchone() or (False,))[0]:
+                return conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._held.clear()
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
