@@ -9,7 +9,9 @@ servers; each of those keeps at most ``ceil(n / nodes)`` and the others none. Th
 share is a number of slots held in PostgreSQL (``nimbus.store.provisioned_slots``), so
 the cluster never keeps more than ``n``, whatever the nodes believe about each other;
 slots a dead or cut-off node held are free again once its session ends, and the others
-take them at their next round. A node that fails to start an environment for a slot
+take them at their next round; a node that cannot reach the database lets its
+provisioned environments go (to the ordinary pool, which reaps them once idle), since
+it no longer holds their slots. A node that fails to start an environment for a slot
 (memory, a broken init) keeps only what it has for ``RETRY_S`` and gives the rest back
 for another node to try. Status (allocated, READY) is the cluster's: the number of
 initialised environments counted in the database, whichever server is asked.
@@ -94,13 +96,22 @@ class ClusterProvisioner(Provisioner):
             try:
                 await self._rebalance()
             except ClusterUnavailable as exc:
-                log.warning("provisioned concurrency not reconciled: %s", exc)
+                # The session is gone, and with it every slot this node held: the other
+                # nodes take them over, so this one stops keeping environments for them.
+                log.warning("provisioned concurrency not reconciled, this node's share "
+                            "released: %s", exc)
+                self._give_up()
             except Exception:
                 log.exception("provisioned concurrency not reconciled")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RECONCILE_S):
                     await self._wake.wait()
             self._wake.clear()
+
+    def _give_up(self) -> None:
+        for name in list(self._counts):
+            del self._counts[name]
+            Provisioner.release(self, *name)
 
     async def _rebalance(self) -> None:
         changed, self._moved = self._moved, set()
@@ -133,5 +144,7 @@ class ClusterProvisioner(Provisioner):
             task = asyncio.ensure_future(self._keep(config, held))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            # Once they are initialised, the next round counts them ready at once.
+            task.add_done_callback(lambda _: self._wake.set())
         allocated, _ = self.allocated(*name)
         await self.slots.hold(ready_scope, limit, min(allocated, held))
