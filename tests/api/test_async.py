@@ -256,6 +256,41 @@ def test_provisioned_concurrency_has_no_cold_start(server: NimbusProcess) -> Non
         lam.get_provisioned_concurrency_config(FunctionName="worker", Qualifier="live")
 
 
+def test_provisioned_concurrency_beyond_the_reservation_or_the_account_is_refused(
+    server: NimbusProcess,
+) -> None:
+    lam = server.client()
+    create(lam, "pcv")
+    lam.publish_version(FunctionName="pcv")
+    lam.get_waiter("function_updated_v2").wait(FunctionName="pcv")
+    lam.update_function_configuration(FunctionName="pcv", Timeout=5)
+    lam.get_waiter("function_updated_v2").wait(FunctionName="pcv")
+    assert lam.publish_version(FunctionName="pcv")["Version"] == "2"
+    lam.put_function_concurrency(FunctionName="pcv", ReservedConcurrentExecutions=3)
+    lam.put_provisioned_concurrency_config(
+        FunctionName="pcv", Qualifier="1", ProvisionedConcurrentExecutions=2)
+    # Both configs together would need more than the 3 reserved.
+    with pytest.raises(lam.exceptions.InvalidParameterValueException,
+                       match="should not be greater than the reservedConcurrentExecution"):
+        lam.put_provisioned_concurrency_config(
+            FunctionName="pcv", Qualifier="2", ProvisionedConcurrentExecutions=2)
+    lam.put_provisioned_concurrency_config(  # replacing its own config counts it once
+        FunctionName="pcv", Qualifier="1", ProvisionedConcurrentExecutions=3)
+    lam.delete_provisioned_concurrency_config(FunctionName="pcv", Qualifier="1")
+    lam.delete_function_concurrency(FunctionName="pcv")
+    with pytest.raises(lam.exceptions.InvalidParameterValueException,
+                       match=r"greater than account's unreserved concurrency \[1000\]"):
+        lam.put_provisioned_concurrency_config(
+            FunctionName="pcv", Qualifier="2", ProvisionedConcurrentExecutions=1001)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException,
+                       match=r"below its minimum value of \[100\]"):
+        lam.put_provisioned_concurrency_config(
+            FunctionName="pcv", Qualifier="2", ProvisionedConcurrentExecutions=901)
+    with pytest.raises(lam.exceptions.ProvisionedConcurrencyConfigNotFoundException):
+        lam.get_provisioned_concurrency_config(FunctionName="pcv", Qualifier="2")
+    lam.delete_function(FunctionName="pcv")
+
+
 KILLABLE = """
 import json, time, urllib.request
 def handler(event, context):

@@ -87,7 +87,7 @@ class Node:
 
     def put(self, requested: int) -> ProvisionedConfig:
         config = ProvisionedConfig("fn", "1", requested, NOW)
-        self.stores.provisioned.put(config)
+        self.stores.provisioned.put(config, 1000, 100)
         return config
 
     async def round(self) -> None:

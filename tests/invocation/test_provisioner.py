@@ -48,7 +48,7 @@ class Parts:
     def put(self, qualifier: str, requested: int) -> ProvisionedConfig:
         """Store a config and reconcile it, as PutProvisionedConcurrencyConfig does."""
         config = ProvisionedConfig("fn", qualifier, requested, NOW)
-        self.stores.provisioned.put(config)
+        self.stores.provisioned.put(config, 1000, 100)
         self.provisioner.reconcile_soon("fn", qualifier)
         return config
 
@@ -79,7 +79,7 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
 
 async def test_configs_stored_before_start_are_provisioned_at_start(parts: Parts) -> None:
     config = ProvisionedConfig("fn", "1", 2, NOW)
-    parts.stores.provisioned.put(config)
+    parts.stores.provisioned.put(config, 1000, 100)
     await parts.provisioner.start()
     await parts.settle()
     assert [(s.version, s.memory_mb) for s in parts.manager.specs] == [("1", 256)] * 2

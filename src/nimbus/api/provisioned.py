@@ -87,7 +87,8 @@ async def put_config(request: Request) -> Response:
     params.check()
     assert count is not None
     config = ProvisionedConfig(function, qualifier, count, lambda_timestamp())
-    await blocking(svc.provisioned.put, config)
+    await blocking(svc.provisioned.put, config, svc.config.concurrency_limit,
+                   svc.config.unreserved_minimum)
     svc.provisioner.reconcile_soon(function, qualifier)
     body = _body(await svc.provisioner.status(config), config.last_modified)
     body["Status"] = "IN_PROGRESS" if body["Status"] != "READY" else "READY"

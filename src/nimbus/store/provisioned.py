@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from nimbus.errors import ProvisionedConcurrencyConfigNotFound
+from nimbus.errors import InvalidParameterValue, ProvisionedConcurrencyConfigNotFound
 from nimbus.models import ProvisionedConfig
 from nimbus.store.functions import FunctionStore
 from nimbus.store.qualified import QualifiedSettings
@@ -15,10 +15,34 @@ class ProvisionedStore(QualifiedSettings[ProvisionedConfig]):
     def __init__(self, functions: FunctionStore) -> None:
         super().__init__(functions, provisioned_concurrency, ProvisionedConfig)
 
-    def put(self, config: ProvisionedConfig) -> ProvisionedConfig:
-        with self.functions.writing(config.function_name) as conn:
-            self.functions.record(conn, config.function_name, lock=True)
-            exists = self._find(conn, config.function_name, config.qualifier) is not None
+    def put(self, config: ProvisionedConfig, account_limit: int,
+            unreserved_minimum: int) -> ProvisionedConfig:
+        """Store ``config``, refused (as Lambda refuses it) beyond the function's reserved
+        concurrency with its other configs, or beyond what the account leaves unreserved."""
+        name, count = config.function_name, config.requested
+        with self.functions.writing(name) as conn:
+            record = self.functions.record(conn, name, lock=True)
+            others = conn.execute(
+                select(func.coalesce(func.sum(self.table.c.requested), 0)).where(
+                    self.table.c.function_name == name, self.table.c.qualifier != config.qualifier
+                )
+            ).scalar_one()
+            reserved = record.reserved_concurrency
+            if reserved is not None and reserved < others + count:
+                raise InvalidParameterValue(
+                    "Requested Provisioned Concurrency should not be greater than the "
+                    "reservedConcurrentExecution for function")
+            if count > account_limit:
+                raise InvalidParameterValue(
+                    "Specified ConcurrentExecutions for function is greater than account's "
+                    f"unreserved concurrency [{account_limit}].", typed=False)
+            unreserved = account_limit - self.functions.reserved_total(conn)
+            if unreserved - count < unreserved_minimum:
+                raise InvalidParameterValue(
+                    "Specified ConcurrentExecutions for function decreases account's "
+                    "UnreservedConcurrentExecution below its minimum value of "
+                    f"[{unreserved_minimum}].", typed=False)
+            exists = self._find(conn, name, config.qualifier) is not None
             self._save(conn, config, exists)
         return config
 
