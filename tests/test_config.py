@@ -45,6 +45,8 @@ def test_bad_values_say_what_is_wrong(tmp_path: Path, monkeypatch: pytest.Monkey
         load_config(bad)
     with pytest.raises(ConfigError, match="isolation"):
         load_config(isolation="none")
+    with pytest.raises(ConfigError, match="concurrency_limit"):  # beyond a scope's slots
+        load_config(concurrency_limit=1_000_001)
     monkeypatch.setenv("NIMBUS_LOG_RETENTION_DAYS", "-1")
     with pytest.raises(ConfigError, match="log_retention_days"):
         load_config()

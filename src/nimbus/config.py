@@ -122,7 +122,7 @@ class Config(BaseModel):
     account_id: str = Field("000000000000", pattern=r"^\d{12}$")
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     # Account-wide concurrency, as Lambda's default quota; at least 100 stays unreserved.
-    concurrency_limit: int = Field(1000, ge=1)
+    concurrency_limit: int = Field(1000, ge=1, le=1_000_000)  # < cluster_slots.MAX_SLOTS
     unreserved_minimum: int = Field(100, ge=0)
     # Lambda's quotas for deployment packages, in bytes.
     max_zip_size: int = 50 * 1024 * 1024

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from nimbus.errors import ClusterUnavailable
-from nimbus.store.cluster_slots import ClusterSlots, Slot
+from nimbus.store.cluster_slots import MAX_SLOTS, ClusterSlots, Slot, lock_key
 from tests.cluster.servers import front_end, serving, shared_installation
 from tests.conftest import POSTGRES_URL, ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
@@ -140,14 +140,17 @@ def test_an_unreachable_database_refuses_with_a_503_not_an_uncounted_run() -> No
 
 
 def _locks_held(key: int) -> int:
-    """Advisory locks (two-key form) held in the whole database under ``key``."""
+    """Advisory locks held in the whole database among the slots of ``key`` (bigint
+    locks ``key + slot``: pg_locks shows their high and low halves)."""
     engine = sa.create_engine(POSTGRES_URL)
+    low = key & 0xFFFFFFFF
     try:
         with engine.connect() as conn:
             return conn.execute(sa.text(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-                "objsubid = 2 AND granted AND classid::text::bigint = :k"),
-                {"k": key & 0xFFFFFFFF}).scalar_one()
+                "objsubid = 1 AND granted AND classid::text::bigint = :high "
+                "AND objid::text::bigint >= :low AND objid::text::bigint < :end"),
+                {"high": key >> 32, "low": low, "end": low + MAX_SLOTS}).scalar_one()
     finally:
         engine.dispose()
 
@@ -266,3 +269,16 @@ def test_a_killed_servers_slots_come_back_to_the_cluster(two: list[NimbusProcess
             return await with_slot
 
     assert asyncio.run(scenario()).status_code == 200
+
+
+def test_each_scope_has_its_own_range_of_lock_ids() -> None:
+    keys = {lock_key(ns, scope) for ns in ("test.a", "test.b")
+            for scope in ("account", "function:f", "function:g")}
+    assert len(keys) == 6
+    for key in keys:  # positive bigints, the low bits left to the slot number
+        assert 0 < key < 1 << 63 and key % MAX_SLOTS == 0
+
+
+async def test_a_limit_beyond_a_scopes_slots_is_refused() -> None:
+    with pytest.raises(ValueError, match="slots"):
+        await ClusterSlots(POSTGRES_URL).take("account", MAX_SLOTS + 1)

@@ -3,8 +3,11 @@
 In cluster mode the account and reserved concurrency limits hold for all front ends
 and their async workers together: a reservation of 2 means two executions in the
 cluster, not two per server. A limit of ``n`` is ``n`` slots; an invocation holds one
-for as long as it runs, as a session-level advisory lock ``(scope key, slot)`` taken on
-this process's own connection, and lets it go when it ends.
+for as long as it runs, as a session-level advisory lock taken on this process's own
+connection, and lets it go when it ends. Slot ``i`` of a scope is the bigint lock
+``lock_key(scope) + i``: a 43-bit hash of the installation and the scope above 20 bits of
+slot number, so two of ``n`` scopes share locks with odds of about n²/2^44 (one in
+several million for 10,000 functions).
 
 Why advisory locks rather than a counter row: a lock belongs to its session, so when a
 server dies, is killed or loses its network, PostgreSQL frees its slots by itself once
@@ -28,9 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
-import zlib
 from dataclasses import dataclass
 
 import psycopg
@@ -51,19 +54,23 @@ _TAKE = (
     "(SELECT {i} AS i, slot FROM (SELECT ((s + %(start{i})s) %% %(n{i})s)::int AS slot "
     "FROM generate_series(0, %(n{i})s - 1) AS s) AS candidates "
     "WHERE CASE WHEN slot = ANY(%(held{i})s) THEN false "
-    "ELSE pg_try_advisory_lock(%(key{i})s, slot) END "
+    "ELSE pg_try_advisory_lock(%(key{i})s::bigint + slot) END "
     "LIMIT %(want{i})s)"
 )
-_GIVE = ("SELECT count(*) FROM unnest(%(keys)s::int[], %(slots)s::int[]) AS u(k, s) "
-         "WHERE pg_advisory_unlock(k, s)")
+_GIVE = ("SELECT count(*) FROM unnest(%(keys)s::bigint[], %(slots)s::int[]) AS u(k, s) "
+         "WHERE pg_advisory_unlock(k + s)")
 _TIMEOUT_S = 10.0
 
 
+SLOT_BITS = 20
+MAX_SLOTS = 1 << SLOT_BITS  # slots per scope (config.concurrency_limit stays below it)
+
+
 def lock_key(namespace: str, scope: str) -> int:
-    """The advisory lock's first half (a signed int4) for ``scope`` in the installation
-    whose schema is ``namespace``."""
-    value = zlib.crc32(f"{namespace}\0{scope}".encode())
-    return value - (1 << 32) if value >= 1 << 31 else value
+    """The advisory lock of slot 0 of ``scope`` in the installation whose schema is
+    ``namespace`` (slot ``i`` is this plus ``i``): a positive bigint."""
+    digest = hashlib.blake2b(f"{namespace}\0{scope}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> (64 - 63 + SLOT_BITS)) << SLOT_BITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,8 @@ class ClusterSlots:
         """A free slot of ``scope``'s ``limit``, held until ``give``; None: all taken."""
         if limit <= 0:
             return None
+        if limit > MAX_SLOTS:
+            raise ValueError(f"a limit of {limit} is more than the {MAX_SLOTS} slots of a scope")
         future: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
         self._takes.append((scope, limit, future))
         self._kick()

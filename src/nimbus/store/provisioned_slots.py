@@ -1,17 +1,18 @@
 """Provisioned concurrency counted across the nodes of a cluster, in PostgreSQL.
 
 A config asking for ``n`` environments is ``n`` slots; a node keeps one initialised
-environment per slot it holds, as a session-level advisory lock ``(config key, slot)``
-on this node's own connection (as ``cluster_slots.py`` does for executions), so the
-cluster never keeps more than ``n`` and a node that dies or loses its connection gives
-its slots back by itself (PostgreSQL ends its session), for the others to take. Once
-an environment of a held slot is initialised, the node also holds the same slot of the
-config's "ready" key: the number of those locks in the cluster is what
-GetProvisionedConcurrencyConfig reports as allocated, whichever server is asked.
+environment per slot it holds, each a session-level advisory lock (the config's
+``lock_key`` plus the slot number) on this node's own connection (as
+``cluster_slots.py`` does for executions), so the cluster never keeps more than ``n``
+and a node that dies or loses its connection gives its slots back by itself
+(PostgreSQL ends its session), for the others to take. Once an environment of a held
+slot is initialised, the node also holds a slot of the config's "ready" scope: the
+number of those locks in the cluster is what GetProvisionedConcurrencyConfig reports
+as allocated, whichever server is asked.
 
 Each node also holds one lock of its role's "members" key for as long as it is
 connected, so every node can count the live servers and workers (``members``) and take
-its share of each config (``nimbus.invocation.provisioner``).
+its share of each config (``nimbus.invocation.cluster_provisioner``).
 
 Everything here runs on one connection, one statement at a time (an asyncio lock):
 it is a background reconciliation, a few statements every couple of seconds.
@@ -28,24 +29,27 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from nimbus.errors import ClusterUnavailable
-from nimbus.store.cluster_slots import lock_key
+from nimbus.store.cluster_slots import MAX_SLOTS, lock_key
 from nimbus.store.database import PG_TIMEOUTS, libpq_url
 
 log = logging.getLogger("nimbus.store.provisioned_slots")
 
 ROLES = ("server", "worker")
 _TIMEOUT_S = 10.0
-# Advisory locks of this database whose first half is the given key (objsubid 2: the
-# two-int4 form); classid is an oid, the key's unsigned reading.
+# Granted advisory locks of this database among a scope's slots: pg_locks shows a bigint
+# lock (objsubid 1) as its high and low 32 bits, classid and objid; a scope's slots share
+# the high half (lock_key leaves the low 20 bits to the slot number).
 _COUNT = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-    "AND objsubid = 2 AND classid = %(cls)s::bigint::oid "
+    "AND objsubid = 1 AND classid = %(high)s::bigint::oid "
+    "AND objid >= %(low)s::bigint::oid AND objid < %(end)s::bigint::oid "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
 
-def _unsigned(key: int) -> int:
-    return key & 0xFFFFFFFF
+def _range(key: int) -> dict[str, int]:
+    low = key & 0xFFFFFFFF
+    return {"high": key >> 32, "low": low, "end": low + MAX_SLOTS}
 
 
 class ProvisionedSlots:
@@ -67,7 +71,7 @@ class ProvisionedSlots:
         async with self._session() as conn:
             counts = {}
             for role in ROLES:
-                cur = await conn.execute(_COUNT, {"cls": _unsigned(self._key(f"members:{role}"))})
+                cur = await conn.execute(_COUNT, _range(self._key(f"members:{role}")))
                 counts[role] = int((await cur.fetchone() or (0,))[0])
             return counts
 
@@ -75,13 +79,15 @@ class ProvisionedSlots:
         """Hold ``count`` of ``scope``'s slots ``0..limit-1`` (fewer if the cluster holds
         the rest): extra ones are given back (those beyond ``limit`` first), missing ones
         taken from a random point. Returns the slots this node holds now."""
+        if limit > MAX_SLOTS:
+            raise ValueError(f"a limit of {limit} is more than the {MAX_SLOTS} slots of a scope")
         count = max(0, min(count, limit))
         async with self._session() as conn:
             held = self._held.setdefault(scope, set())
             beyond = {s for s in held if s >= limit}  # the limit was lowered
             within = sorted(held - beyond)
             for slot in beyond | set(within[count:]):
-                await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self._key(scope), slot))
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(scope) + slot,))
                 held.discard(slot)
             if len(held) < count:
                 start = random.randrange(limit)
@@ -89,8 +95,8 @@ class ProvisionedSlots:
                     slot = (start + i) % limit
                     if slot in held:  # re-entrant: taking it again would count it twice
                         continue
-                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                                             (self._key(scope), slot))
+                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                             (self._key(scope) + slot,))
                     if (await cur.fetchone() or (False,))[0]:
                         held.add(slot)
                         if len(held) >= count:
@@ -102,7 +108,7 @@ class ProvisionedSlots:
     async def count(self, scope: str) -> int:
         """How many of ``scope``'s slots the whole cluster holds now."""
         async with self._session() as conn:
-            cur = await conn.execute(_COUNT, {"cls": _unsigned(self._key(scope))})
+            cur = await conn.execute(_COUNT, _range(self._key(scope)))
             return int((await cur.fetchone() or (0,))[0])
 
     def holding(self, scope: str) -> set[int]:
@@ -145,8 +151,8 @@ class ProvisionedSlots:
         # second half another node may have drawn too: then another one).
         member = self._key(f"members:{self.role}")
         while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                                     (member, random.randrange(1 << 31)))
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)",
+                                     (member + random.randrange(MAX_SLOTS),))
             if (await cur.fetchone() or (False,))[0]:
                 return conn
 
