@@ -21,18 +21,11 @@ import httpx
 import pytest
 
 from nimbus.observe.tracing import TraceHeader
-from tests.conftest import CLUSTER, ROLE, live_server, make_zip
+from tests.conftest import ROLE, live_server, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.observe.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.sandbox
-
-# Tests that read the segments of invocations through the server (its trace API, or the
-# spans its own processes export): in cluster mode the invocations run on the worker node,
-# and traces stay on the node that recorded them (README, "Worker nodes and placement").
-ON_THE_SERVER = pytest.mark.skipif(
-    CLUSTER, reason="reads invocations' segments through the server; in cluster mode they "
-    "run on the worker node, and traces stay on the node that recorded them (README)")
 
 # A calls B asynchronously as boto3 would from Lambda (botocore adds X-Amzn-Trace-Id from
 # _X_AMZN_TRACE_ID when AWS_LAMBDA_FUNCTION_NAME is set): boto3 is not in the sandbox, so
@@ -129,7 +122,6 @@ def origins_in(server: NimbusProcess, root: str) -> set[tuple[str, str]]:
     return {(d["name"], d.get("origin", "")) for d in documents(resp.json()["Traces"][0])}
 
 
-@ON_THE_SERVER
 def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None:
     lam = server.client()
     suffix = str(time.time_ns())[-8:]
@@ -193,7 +185,6 @@ def test_url_to_async_to_destination_is_one_trace(server: NimbusProcess) -> None
     assert nodes[fn + b]["Count"] == 1
 
 
-@ON_THE_SERVER
 def test_unsampled_invocations_record_nothing(server: NimbusProcess) -> None:
     """PassThrough with no decision from the caller, or a caller's Sampled=0: the
     function still sees its trace header, and nimbus records no segment of it."""
@@ -224,7 +215,6 @@ def test_unsampled_invocations_record_nothing(server: NimbusProcess) -> None:
         "1-65a00000-0123456789abcdef0123eeee"]
 
 
-@ON_THE_SERVER
 def test_caller_headers_are_continued(server: NimbusProcess) -> None:
     lam = server.client()
     name = f"echo-{time.time_ns() % 10**8}"
@@ -296,7 +286,6 @@ def powertools_zip() -> bytes:
     return buf.getvalue()
 
 
-@ON_THE_SERVER
 def test_powertools_tracer_subsegments_join_the_trace(server: NimbusProcess) -> None:
     lam = server.client()
     name = f"pt-{time.time_ns() % 10**8}"
@@ -326,7 +315,6 @@ def test_powertools_tracer_subsegments_join_the_trace(server: NimbusProcess) -> 
     assert handler["annotations"]["Service"] == "checkout"
 
 
-@ON_THE_SERVER
 def test_sqs_messages_carry_their_trace_to_the_mapping(server: NimbusProcess) -> None:
     lam, sqs = server.client(), server.client("sqs")
     name = f"consumer-{time.time_ns() % 10**8}"
@@ -393,8 +381,6 @@ def test_spans_reach_an_otlp_collector_with_their_links(
     assert a_fn.start_ns <= a_invocation.start_ns <= a_invocation.end_ns <= a_fn.end_ns
     assert any(s.name == "Dwell Time" and s.parent_span_id == b_async.span_id
                for s in everything)
-    if CLUSTER:
-        return  # the functions ran on the worker node, whose traces stay there (README)
     # The same ids as the trace nimbus serves itself (once each process has written its
     # segment log, which runs apart from the export).
     root, ids = f"1-{trace[:8]}-{trace[8:]}", {url_span.span_id, a_fn.span_id, b_fn.span_id}
@@ -440,7 +426,6 @@ def handler(event, context):
 """
 
 
-@ON_THE_SERVER
 def test_payload_v1_routes_are_traced_and_take_traceparent(server: NimbusProcess) -> None:
     lam, gw = server.client(), server.client("apigatewayv2")
     name = f"v1t-{time.time_ns() % 10**8}"
@@ -486,7 +471,6 @@ def handler(event, context):
 """
 
 
-@ON_THE_SERVER
 def test_a_message_a_function_sends_continues_its_trace(server: NimbusProcess) -> None:
     lam, sqs = server.client(), server.client("sqs")
     suffix = str(time.time_ns() % 10**8)

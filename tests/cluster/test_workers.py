@@ -191,3 +191,38 @@ def test_kill_9_of_a_worker_under_async_load_loses_no_event(tmp_path: Path) -> N
     assert {r["responsePayload"]["id"] for r in got} == set(range(total))
     failures = [r for r in got if r.get("requestContext", {}).get("condition") != "Success"]
     assert not failures, failures[:3]
+
+
+def test_the_servers_figures_and_traces_include_what_the_workers_ran(
+    cluster: Cluster,
+) -> None:
+    lam = cluster.server.client()
+    code = make_zip({"app.py": "def handler(e, c):\n    if e.get('fail'):\n"
+                               "        raise ValueError('asked to')\n    return e\n"})
+    lam.create_function(FunctionName="seen", Runtime="python3.12", Role=ROLE,
+                        Handler="app.handler", Code={"ZipFile": code},
+                        TracingConfig={"Mode": "Active"})
+    for n in range(6):
+        lam.invoke(FunctionName="seen", Payload=json.dumps({"fail": n == 5}))
+    assert ran(cluster.server, "seen") == 0  # all six ran on the workers
+    base = cluster.server.endpoint
+
+    def figures() -> tuple[int, int, int, int]:
+        points = httpx.get(f"{base}/_nimbus/metrics", params={"FunctionName": "seen"},
+                           timeout=10).json()["Functions"][0]["Points"]
+        cost = httpx.get(f"{base}/_nimbus/cost", params={"FunctionName": "seen"},
+                         timeout=10).json()["Functions"]
+        traces = httpx.get(f"{base}/_nimbus/traces", params={"FunctionName": "seen"},
+                           timeout=10).json()["TraceSummaries"]
+        return (sum(p["Invocations"] for p in points), sum(p["Errors"] for p in points),
+                cost[0]["Requests"] if cost else 0, len(traces))
+
+    assert figures() == (6, 1, 6, 6)
+    (trace,) = httpx.get(f"{base}/_nimbus/traces", params={"Limit": 1},
+                         timeout=10).json()["TraceSummaries"]
+    got = httpx.get(f"{base}/_nimbus/traces/{trace['Id']}", timeout=10).json()
+    assert got["Traces"][0]["Id"] == trace["Id"]
+    # Workers that no longer answer are left out of an answer, which still comes.
+    for worker in cluster.workers:
+        worker.stop(signal.SIGKILL)
+    assert figures() == (0, 0, 0, 0)

@@ -1,7 +1,10 @@
 """Metrics and cost over HTTP: ``GET /metrics`` (Prometheus' text format: the server's
 and every async worker's counts together), ``GET /_nimbus/metrics`` (a function's
 1-minute series, JSON, for the dashboard) and ``GET /_nimbus/cost`` (what the
-invocations since a time would cost on Lambda, per function).
+invocations since a time would cost on Lambda, per function). On a cluster server the
+last two include what its worker nodes ran (``cluster_views``; each node serves its own
+minutes at ``GET /_nimbus/metrics/minutes``); ``/metrics`` stays each node's own, as
+Prometheus expects of the targets it scrapes.
 
 ``/metrics`` is not exempt from ``api_auth``: it names every function and its activity,
 and sandboxed functions share the loopback. With ``api_auth = "sigv4"`` a scraper must
@@ -18,11 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nimbus.api import cluster_views
 from nimbus.api.names import parse_function_ref
 from nimbus.api.services import Services, services
 from nimbus.api.wire import json_response, query_int
 from nimbus.errors import InvalidParameterValue
 from nimbus.events.sources.supervisor import supervisor_for
+from nimbus.observe import node_series
 from nimbus.observe.cost import CostModel
 from nimbus.observe.metrics import SERIES_MINUTES, MappingFigures
 from nimbus.store.event_source_mappings import MappingStore
@@ -56,16 +61,17 @@ async def series(request: Request) -> Response:
     minutes = query_int(request, "Minutes", 60, 1, SERIES_MINUTES)
     cost = CostModel(svc.config.pricing)
     raw = request.query_params.get("FunctionName")
-    if raw is None:
-        names = sorted(metrics.series)
+    name = None if raw is None else parse_function_ref(raw, svc.config).name
+    held = await cluster_views.series(svc, metrics.clock() // 60_000 - minutes + 1)
+    if name is None:
+        names = sorted(held)
     else:
-        name = parse_function_ref(raw, svc.config).name
-        if name not in metrics.series:
+        if name not in held:
             await blocking(svc.engine.functions.get_record, name)  # ResourceNotFound
         names = [name]
     functions = [
         {"FunctionName": name,
-         "Points": [p.as_json() for p in metrics.points(name, minutes, cost)]}
+         "Points": [p.as_json() for p in metrics.points(name, minutes, cost, held)]}
         for name in names
     ]
     return json_response({"Minutes": minutes, "PeriodSeconds": 60, "Functions": functions})
@@ -84,7 +90,7 @@ async def cost(request: Request) -> Response:
         raise InvalidParameterValue(f"Since ({since_raw}) is in the future.")
     # Usage is kept by the minute, for a day: an older Since covers what is held.
     since_minute = max(since_minute, oldest)
-    usages = metrics.usage(since_minute)
+    usages = metrics.usage(since_minute, await cluster_views.series(svc, since_minute))
     model = CostModel(svc.config.pricing)
     per_function, total = model.per_function(usages)
     raw = request.query_params.get("FunctionName")
@@ -101,6 +107,15 @@ async def cost(request: Request) -> Response:
         "Pricing": svc.config.pricing.model_dump(),
     }
     return json_response(body)
+
+
+async def minutes(request: Request) -> Response:
+    """This node's own minutes from ``Since`` (epoch minutes) on, as a cluster server
+    adds them to its own (``observe.node_series``)."""
+    metrics = services(request).engine.metrics
+    now_minute = metrics.clock() // 60_000
+    since = query_int(request, "Since", now_minute - SERIES_MINUTES + 1, 0, now_minute + 1)
+    return json_response({"Minutes": node_series.export(metrics.series, since)})
 
 
 def _minute_of(raw: str) -> int:
@@ -129,4 +144,5 @@ routes = [
     Route("/metrics", prometheus, methods=["GET"]),
     Route("/_nimbus/metrics", series, methods=["GET"]),
     Route("/_nimbus/cost", cost, methods=["GET"]),
+    Route(cluster_views.MINUTES_PATH, minutes, methods=["GET"]),
 ]

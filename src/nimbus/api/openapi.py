@@ -231,6 +231,8 @@ _NIMBUS_QUERY: dict[str, dict[str, dict[str, str]]] = {
     "/_nimbus/cost": {"FunctionName": _STR, "Since": _STR},
     "/_nimbus/traces": {"FunctionName": _STR, "Limit": _INT},
     "/_nimbus/service-map": {"Minutes": _INT},
+    "/_nimbus/metrics/minutes": {"Since": _INT},
+    "/_nimbus/segments": {"Root": _STR, "Since": _STR, "Limit": _INT, "FunctionName": _STR},
     "/_nimbus/dead-letters": {
         "FunctionName": _STR,
         "Queue": _STR,

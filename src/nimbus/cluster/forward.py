@@ -186,29 +186,42 @@ class Forwarder:
     async def flush_logs(self) -> None:
         """Ask every live worker to write the log records it still holds (its writer
         batches them), so a log read through this server sees what ran there."""
-        await asyncio.gather(*(self._flush(node) for node in self.placement.board.alive()))
+        await self.ask_all("POST", FLUSH_LOGS_PATH,
+                           unanswered="lines of what ran there may show a moment later")
 
-    async def _flush(self, node: NodeState) -> None:
-        url = f"{node.url}{FLUSH_LOGS_PATH}"
+    async def ask_all(self, method: str, path: str, query: str = "", *,
+                      unanswered: str = "") -> list[tuple[NodeState, bytes | None]]:
+        """One request to every live worker at once (signed as invocations are), each
+        given ``_FLUSH_S``: each node's answer body, None where it gave no 200/204 in
+        time (logged, with ``unanswered``: what that means for the caller)."""
+        return list(await asyncio.gather(*(
+            self._ask(node, method, path, query, unanswered)
+            for node in self.placement.board.alive())))
+
+    async def _ask(self, node: NodeState, method: str, path: str, query: str,
+                   unanswered: str) -> tuple[NodeState, bytes | None]:
+        url = f"{node.url}{path}" + (f"?{query}" if query else "")
         try:
-            async with self._client().post(
-                    url, data=b"", headers=self._signed(url, FLUSH_LOGS_PATH, "", {}, b""),
+            async with self._client().request(
+                    method, url, data=b"" if method == "POST" else None,
+                    headers=self._signed(url, path, query, {}, b"", method),
                     timeout=aiohttp.ClientTimeout(total=_FLUSH_S)) as response:
-                await response.read()
+                body = await response.read()
                 if response.status in (200, 204):
-                    return
+                    return node, body
                 reason = f"HTTP {response.status}"
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = type(exc).__name__
-        log.warning("worker node %s (%s) did not write out its logs (%s): lines of what "
-                    "ran there may show a moment later", node.node_id, node.url, reason)
+        log.warning("worker node %s (%s) did not answer %s %s (%s)%s", node.node_id, node.url,
+                    method, path, reason, f": {unanswered}" if unanswered else "")
+        return node, None
 
     def _signed(self, url: str, path: str, query: str, headers: dict[str, str],
-                body: bytes) -> dict[str, str]:
+                body: bytes, method: str = "POST") -> dict[str, str]:
         if self.credentials is None:
             return headers
         host = urlsplit(url).netloc
-        added = sign("POST", path, query, [("host", host), *headers.items()], body,
+        added = sign(method, path, query, [("host", host), *headers.items()], body,
                      self.credentials, region=self.region, service="lambda")
         return {**headers, **dict(added)}
 

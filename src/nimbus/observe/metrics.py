@@ -140,6 +140,9 @@ class Minute:
         self.usage.merge(other.usage)
 
 
+Series = dict[str, dict[int, Minute]]  # function -> epoch minute -> its figures
+
+
 @dataclass
 class MetricsDelta:
     """What a worker counted since its last shipment, and what it runs right now."""
@@ -250,7 +253,7 @@ class Metrics:
         self.clock = clock
         self.counters: dict[Key, float] = {}
         self.histograms: dict[Key, list[float]] = {}
-        self.series: dict[str, dict[int, Minute]] = {}
+        self.series: Series = {}
         # Invocations in flight here, per function: the environment pool's count (set by
         # the engine), read when asked rather than counted on every start and end.
         self.local_in_flight: Callable[[], Mapping[str, int]] = dict
@@ -456,11 +459,14 @@ class Metrics:
         registry.register(_Collector(self, mappings or []))
         return generate_latest(registry)
 
-    def points(self, function: str, minutes: int, cost: CostModel) -> list[Point]:
-        """The last ``minutes`` minutes of ``function``, oldest first, empty ones as 0."""
+    def points(self, function: str, minutes: int, cost: CostModel,
+               series: Series | None = None) -> list[Point]:
+        """The last ``minutes`` minutes of ``function``, oldest first, empty ones as 0
+        (of ``series``: another view of the minutes than this process's, if given)."""
+        series = self.series if series is None else series
         now_minute = self.clock() // 60_000
-        mine = self.series.get(function, {})
-        usage_total = self.usage(now_minute - minutes + 1)
+        mine = series.get(function, {})
+        usage_total = self.usage(now_minute - minutes + 1, series)
         whole = Usage()
         for usage in usage_total.values():
             whole.merge(usage)
@@ -479,10 +485,10 @@ class Metrics:
             ))
         return out
 
-    def usage(self, since_minute: int) -> dict[str, Usage]:
+    def usage(self, since_minute: int, series: Series | None = None) -> dict[str, Usage]:
         """Each function's usage from ``since_minute`` (epoch minutes) on."""
         out: dict[str, Usage] = {}
-        for function, minutes in self.series.items():
+        for function, minutes in (self.series if series is None else series).items():
             usage = Usage()
             for minute, bucket in minutes.items():
                 if minute >= since_minute:

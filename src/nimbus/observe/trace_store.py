@@ -227,11 +227,12 @@ class TraceStore:
         """The documents of traces with a segment that ended at or after ``since``."""
         out: list[dict[str, Any]] = []
         for segments in self._traces.values():
-            if any(_end(s) >= since for s in segments):
+            if any(end_of(s) >= since for s in segments):
                 out.extend(segments)
         return out
 
 
-def _end(doc: dict[str, Any]) -> float:
+def end_of(doc: dict[str, Any]) -> float:
+    """When a segment document ended (its start while in progress), epoch seconds."""
     end = doc.get("end_time", doc.get("start_time", 0))
     return float(end) if isinstance(end, int | float) else 0.0

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from nimbus.api import cluster_views
 from nimbus.api.names import unqualified
 from nimbus.api.services import Services, services
 from nimbus.api.wire import error_response, query_int
@@ -34,6 +35,7 @@ from nimbus.threads import blocking
 
 PREFIX = "/ui/api"
 _NAME = r"[^/]+"
+_TRACES_SEARCHED = 500  # of each worker node, for the trace of a recent invocation
 READABLE = tuple(
     re.compile(p)
     for p in (
@@ -103,7 +105,8 @@ async def _trace_ids(svc: Services, request_ids: set[str]) -> dict[str, str]:
     if engine.segments is not None:
         await engine.segments.flush_async()
     await blocking(engine.traces.refresh)
-    store = engine.traces
+    # On a cluster server, with the newest traces of its worker nodes, which ran them.
+    store = await cluster_views.traces(svc, engine.traces, {"Limit": str(_TRACES_SEARCHED)})
 
     def find() -> dict[str, str]:
         found: dict[str, str] = {}

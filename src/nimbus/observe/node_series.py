@@ -1,0 +1,56 @@
+"""The 1-minute series of several nodes as one: what a cluster server shows.
+
+Each node keeps the minutes of the invocations it ran itself (``Metrics.series``). A
+server of a cluster whose invocations run on worker nodes asks each live worker for its
+minutes (``export``, served at ``GET /_nimbus/metrics/minutes``) and adds them to its
+own (``merge``), so the dashboard and ``GET /_nimbus/metrics`` and ``/_nimbus/cost``
+show the whole cluster. Durations travel as their fine buckets, so merged percentiles
+are those of all the invocations, not an average of each node's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from nimbus.observe.cost import Usage
+from nimbus.observe.metrics import Minute, Series
+
+
+def export(series: Series, since_minute: int) -> list[dict[str, Any]]:
+    """The minutes from ``since_minute`` (epoch minutes) on, as JSON-ready rows."""
+    return [
+        {"FunctionName": function, "Minute": minute, "Invocations": bucket.invocations,
+         "Errors": bucket.errors, "Throttles": bucket.throttles,
+         "Durations": {str(k): v for k, v in bucket.durations.items()},
+         "Requests": dict(bucket.usage.requests), "MbMs": dict(bucket.usage.mb_ms)}
+        for function, minutes in series.items()
+        for minute, bucket in minutes.items() if minute >= since_minute
+    ]
+
+
+def merge(series: Series, rows: Iterable[dict[str, Any]]) -> Series:
+    """A new series: ``series`` plus the exported ``rows`` of other nodes (neither is
+    changed). Raises ``KeyError``/``ValueError``/``TypeError`` on a malformed row."""
+    merged: Series = {}
+    for function, minutes in series.items():
+        for minute, bucket in minutes.items():
+            _add(merged, function, minute, bucket)
+    for row in rows:
+        bucket = Minute(
+            invocations=int(row["Invocations"]), errors=int(row["Errors"]),
+            throttles=int(row["Throttles"]),
+            durations={int(k): int(v) for k, v in row["Durations"].items()},
+            usage=Usage({str(k): int(v) for k, v in row["Requests"].items()},
+                        {str(k): int(v) for k, v in row["MbMs"].items()}),
+        )
+        _add(merged, str(row["FunctionName"]), int(row["Minute"]), bucket)
+    return merged
+
+
+def _add(series: Series, function: str, minute: int, bucket: Minute) -> None:
+    minutes = series.setdefault(function, {})
+    mine = minutes.get(minute)
+    if mine is None:
+        minutes[minute] = mine = Minute()
+    mine.merge(bucket)
