@@ -106,3 +106,20 @@ def test_nothing_is_confirmed_when_nats_does_not_answer() -> None:
             assert await server.confirm_silent(["w1"]) == set()
 
     asyncio.run(scenario())
+
+
+def test_a_worker_makes_a_deleted_bucket_again() -> None:
+    async def scenario() -> None:
+        async with boards() as (worker, server, _clock):
+            await worker.announce(state("w1"))
+            nc = await nats.connect(NATS_URL)
+            try:
+                await nc.jetstream().delete_key_value(worker.bucket)
+            finally:
+                await nc.close()
+            await worker.announce(state("w1", free_mb=7))  # not an error: made again
+            assert server._kv is not None
+            entry = await server._kv.get("w1")
+            assert NodeState.decode(entry.value or b"").free_mb == 7
+
+    asyncio.run(scenario())

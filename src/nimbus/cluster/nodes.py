@@ -26,7 +26,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import nats
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger("nimbus.cluster.nodes")
@@ -92,6 +92,10 @@ class NodeBoard:
                                       reconnect_time_wait=0.5,
                                       reconnected_cb=self._reconnected)
         self._connected_at = self.clock()
+        await self._bucket()
+
+    async def _bucket(self) -> None:
+        assert self._nc is not None
         js = self._nc.jetstream()
         try:
             self._kv = await js.key_value(self.bucket)
@@ -111,7 +115,14 @@ class NodeBoard:
 
     async def announce(self, state: NodeState) -> None:
         assert self._kv is not None
-        await self._kv.put(state.node_id, state.encode())
+        try:
+            await self._kv.put(state.node_id, state.encode())
+        except NoStreamResponseError:
+            # No bucket to answer (deleted by an operator, or NATS lost its state): make
+            # it again rather than stay unannounced until this worker restarts.
+            log.warning("the node bucket %s is gone: making it again", self.bucket)
+            await self._bucket()
+            await self._kv.put(state.node_id, state.encode())
 
     async def withdraw(self, node_id: str) -> None:
         """A clean stop: servers stop sending at once, not after ``STALE_S``."""
