@@ -45,17 +45,37 @@ def test_a_warm_environment_wins_over_free_memory() -> None:
 
 def test_what_was_sent_since_the_announcement_counts() -> None:
     big, warm = node("big", 20_000), node("warm", 19_900, f__1=1)
-    placement = Placement(Board(big, warm))
+    board = Board(big, warm)
+    placement = Placement(board)
     first = placement.choose("f:1", 512)
     assert first is warm
-    placement.sending(warm, "f:1", 512)
+    placement.sending(warm, "f:1", 512)  # to its idle environment: no new memory
     assert placement.choose("f:1", 512) is big  # its one idle environment is taken
     placement.sending(big, "f:1", 512)
     placement.sending(big, "f:1", 512)
-    assert placement.choose("g:1", 512) is warm  # big has 1 GB on its way
+    assert placement.choose("g:1", 512) is warm  # big has 1 GB of new environments
     placement.answered(warm, "f:1", 512)
     assert placement.choose("f:1", 512) is warm
     assert not placement.sent_warm[("warm", "f:1")]
+    # Answered, big's two new environments still take their memory (they stay, warm)
+    # until big announces itself again, and its announcement counts them.
+    placement.answered(big, "f:1", 512)
+    placement.answered(big, "f:1", 512)
+    assert placement.choose("g:1", 512) is warm
+    board.nodes[0] = big = node("big", 20_000 - 1024 + 1_000, f__1=2)  # freed elsewhere
+    assert placement.choose("g:1", 512) is big
+
+
+def test_a_burst_of_short_invocations_spreads_over_the_nodes() -> None:
+    placement = Placement(Board(node("a", 4_000), node("b", 4_000)))
+    chosen = []
+    for n in range(6):  # each answered at once, before any new announcement
+        target = placement.choose(f"f{n}:1", 1_000)
+        assert target is not None
+        placement.sending(target, f"f{n}:1", 1_000)
+        placement.answered(target, f"f{n}:1", 1_000)
+        chosen.append(target.node_id)
+    assert sorted(chosen) == ["a", "a", "a", "b", "b", "b"]
 
 
 def test_a_node_that_refused_sits_out_then_comes_back() -> None:
