@@ -63,3 +63,15 @@ def test_cluster_mode_needs_a_shared_database_and_queue(monkeypatch: pytest.Monk
     cfg = load_config(database_url="postgresql://127.0.0.1/test",
                       queue_url="nats://127.0.0.1:4222/S")
     assert cfg.cluster
+
+
+def test_a_shared_port_is_for_the_servers_of_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NIMBUS_DATABASE_URL", "NIMBUS_QUEUE_URL", "NIMBUS_CLUSTER", "NIMBUS_ROLE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="add --cluster"):
+        load_config(reuse_port=True)
+    shared = {"database_url": "postgresql://127.0.0.1/test",
+              "queue_url": "nats://127.0.0.1:4222/S", "cluster": True}
+    assert load_config(reuse_port=True, **shared).reuse_port
+    with pytest.raises(ConfigError, match="reuse_port is for servers"):
+        load_config(reuse_port=True, role="worker", **shared)

@@ -217,6 +217,10 @@ class Config(BaseModel):
     # The URL the other nodes reach this one at (a worker's, announced with its
     # heartbeats); unset: http://host:port, which needs host to be a reachable address.
     advertise_url: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$")
+    # Several servers of one cluster on one host, on one port (`nimbus up --reuse-port`,
+    # NIMBUS_REUSE_PORT=1): each binds it with SO_REUSEPORT and the kernel spreads new
+    # connections over them, so the front door uses more than one core.
+    reuse_port: bool = False
 
     model_config = {"extra": "forbid", "validate_default": True}
 
@@ -285,6 +289,15 @@ class Config(BaseModel):
                 "cluster mode shares the async queue through NATS JetStream: set queue_url "
                 "(NIMBUS_QUEUE_URL=nats://host:4222/STREAM) as well as NIMBUS_CLUSTER=1"
             )
+        if self.reuse_port and not self.cluster:
+            raise ValueError(
+                "reuse_port shares a port between servers of one cluster (each answers any "
+                "request): without --cluster they would be separate installations behind "
+                "one address; add --cluster (NIMBUS_CLUSTER=1) with its shared settings"
+            )
+        if self.reuse_port and self.role == "worker":
+            raise ValueError("reuse_port is for servers: the servers reach each worker node "
+                             "at an address of its own (give each its own --port)")
         return self
 
     def unprotected_bind(self) -> str | None:

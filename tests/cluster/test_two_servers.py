@@ -6,7 +6,10 @@ in-flight events alone; a kill -9 of one loses no accepted event."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,7 +20,7 @@ import httpx
 import pytest
 
 from tests.api.test_durability import alive
-from tests.cluster.servers import front_end, serving, shared_installation
+from tests.cluster.servers import front_end, ran, serving, shared_installation
 from tests.conftest import ROLE, make_zip
 from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
@@ -247,3 +250,30 @@ def test_an_http_api_changed_through_one_server_is_served_so_by_the_other(
     while (status := httpx.get(url_b, timeout=30).status_code) != 404:
         assert status == 200 and time.monotonic() < deadline, status
         time.sleep(0.05)
+
+
+def test_two_servers_on_one_host_share_one_port(tmp_path: Path,
+                                                installation: dict[str, str]) -> None:
+    a, b = (front_end(tmp_path, name, installation) for name in ("a", "b"))
+    b.port = a.port
+    for server in (a, b):
+        server.args += ["--cluster", "--reuse-port"]
+    with serving([a, b]):
+        lam = a.client()
+        create(a, "hello", RECORDING, None)
+        # New connections, one per invoke: the kernel spreads them over both servers.
+        for n in range(30):
+            with httpx.Client(timeout=30) as http:
+                r = http.post(f"{a.endpoint}/2015-03-31/functions/hello/invocations",
+                              content=json.dumps({"id": n}))
+            assert r.status_code == 200 and r.json() == {"id": n}
+        assert ran(a, "hello") > 0 and ran(b, "hello") > 0
+        assert ran(a, "hello") + ran(b, "hello") == 30
+        assert lam.get_function(FunctionName="hello")["Configuration"]["State"] == "Active"
+        # A server not started to share it is refused the port, saying why.
+        alone = subprocess.run(
+            [sys.executable, "-m", "nimbus", "up", "--cluster", "--port", str(a.port),
+             "--data-dir", str(tmp_path / "alone")], env={**os.environ, **installation},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert alone.returncode == 2, alone.stdout + alone.stderr
+        assert "is in use" in alone.stderr and "--reuse-port" in alone.stderr

@@ -32,6 +32,10 @@ def up(
         bool, typer.Option("--cluster", help="One of several servers sharing PostgreSQL "
                                              "and NATS: limits counted cluster-wide")
     ] = False,
+    reuse_port: Annotated[
+        bool, typer.Option("--reuse-port", help="Share the port with the cluster's other "
+                                                "servers on this host (SO_REUSEPORT)")
+    ] = False,
 ) -> None:
     """Start nimbus: the Lambda API on http://HOST:PORT."""
     from nimbus.server import serve
@@ -47,12 +51,13 @@ def up(
             isolation=isolation,
             insecure=insecure or None,
             cluster=cluster or None,
+            reuse_port=reuse_port or None,
         )
     except ConfigError as exc:
         fail(str(exc), USAGE)
     if (exposed := cfg.unprotected_bind()) is not None:
         fail(exposed, USAGE)
-    _check_port(cfg.host, cfg.port)
+    _check_port(cfg.host, cfg.port, cfg.reuse_port)
     try:
         serve(cfg)
     except SystemExit as exc:  # uvicorn's own exit codes (3: it could not start) are not ours
@@ -100,17 +105,26 @@ def worker(
             raise typer.Exit(FAILED) from exc
 
 
-def _check_port(host: str, port: int) -> None:
-    """Refuse a port something else listens on, saying so, before starting anything."""
+def _check_port(host: str, port: int, reuse_port: bool = False) -> None:
+    """Refuse a port something else listens on, saying so, before starting anything
+    (with ``reuse_port``, one that only servers binding it with SO_REUSEPORT hold is
+    free to share)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
+            if exc.errno == errno.EADDRINUSE and reuse_port:
+                fail(f"{host}:{port} is in use by a process that does not share it (not a "
+                     "nimbus server started with --reuse-port): stop it, or pick another "
+                     "port with --port (or NIMBUS_PORT)", USAGE)
             if exc.errno == errno.EADDRINUSE:
                 fail(f"{host}:{port} is in use (another nimbus?): stop it, or pick another "
-                     "port with --port (or NIMBUS_PORT)", USAGE)
+                     "port with --port (or NIMBUS_PORT); servers of one cluster may share "
+                     "it with --reuse-port", USAGE)
             if exc.errno == errno.EADDRNOTAVAIL:
                 fail(f"{host} is not an address of this host: give --host 127.0.0.1, "
                      "0.0.0.0 or one of this host's addresses", USAGE)

@@ -130,4 +130,16 @@ def serve(config: Config) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    _Server(uv_config).run()
+    server = _Server(uv_config)
+    if not config.reuse_port:
+        server.run()
+        return
+    # Bound here with SO_REUSEPORT (uvicorn has no such option): the kernel spreads new
+    # connections over every server of the cluster listening on this port.
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    sock.set_inheritable(True)
+    server.run(sockets=[sock])
