@@ -288,6 +288,19 @@ def test_provisioned_concurrency_beyond_the_reservation_or_the_account_is_refuse
             FunctionName="pcv", Qualifier="2", ProvisionedConcurrentExecutions=901)
     with pytest.raises(lam.exceptions.ProvisionedConcurrencyConfigNotFoundException):
         lam.get_provisioned_concurrency_config(FunctionName="pcv", Qualifier="2")
+    # Without a reservation, other unreserved configs count against the account too.
+    lam.put_provisioned_concurrency_config(
+        FunctionName="pcv", Qualifier="1", ProvisionedConcurrentExecutions=500)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException,
+                       match=r"below its minimum value of \[100\]"):
+        lam.put_provisioned_concurrency_config(
+            FunctionName="pcv", Qualifier="2", ProvisionedConcurrentExecutions=401)
+    # A reservation that leaves the account its minimum still holds configs within it.
+    lam.delete_provisioned_concurrency_config(FunctionName="pcv", Qualifier="1")
+    lam.put_function_concurrency(FunctionName="pcv", ReservedConcurrentExecutions=900)
+    lam.put_provisioned_concurrency_config(
+        FunctionName="pcv", Qualifier="2", ProvisionedConcurrentExecutions=900)
+    lam.delete_provisioned_concurrency_config(FunctionName="pcv", Qualifier="2")
     lam.delete_function(FunctionName="pcv")
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from nimbus.store.cluster_slots import lock_key
 from nimbus.store.database import Database
 from nimbus.store.provisioned_slots import ProvisionedSlots
 from tests.conftest import postgres_schema_url
@@ -31,10 +32,14 @@ async def test_nodes_are_counted_per_role_and_installation(
     try:
         for node in nodes:
             await node.count("warm-up")  # connects: counted from now on
-        assert await elsewhere.members() == {"server": 0, "worker": 1}
-        assert await nodes[0].members() == {"server": 1, "worker": 2}
+        assert (await elsewhere.members()).counts == {"server": 0, "worker": 1}
+        assert (await nodes[0].members()).counts == {"server": 1, "worker": 2}
+        # The two workers rank 0 and 1 (by their lock ids), the server 0 among servers.
+        assert sorted([(await nodes[1].members()).rank, (await nodes[2].members()).rank]) == [0, 1]
+        assert (await nodes[0].members()).rank == 0
         await nodes[2].close()
-        assert await nodes[0].members() == {"server": 1, "worker": 1}
+        assert (await nodes[0].members()).counts == {"server": 1, "worker": 1}
+        assert (await nodes[1].members()).rank == 0
     finally:
         for node in [*nodes, elsewhere]:
             await node.close()
@@ -66,3 +71,19 @@ async def test_slots_are_held_once_in_the_cluster(db: Database) -> None:
 def test_a_role_must_be_known(db: Database) -> None:
     with pytest.raises(ValueError, match="role"):
         ProvisionedSlots(db.url, "front")
+
+
+async def test_a_scope_at_the_top_of_a_32_bit_half_is_counted(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The low 32 bits 0xFFF00000: the range's end is 2^32, past an oid.
+    top = (12345 << 32) | 0xFFF00000
+    node = ProvisionedSlots(db.url, "worker")
+    monkeypatch.setattr(node, "_key", lambda scope: top if scope == "config:f:1" else
+                        lock_key("other", scope))
+    try:
+        assert len(await node.hold("config:f:1", 5, 3)) == 3
+        assert await node.count("config:f:1") == 3
+        assert (await node.members()).counts["worker"] == 1
+    finally:
+        await node.close()

@@ -21,6 +21,7 @@ from nimbus.invocation.cluster_provisioner import ClusterProvisioner
 from nimbus.invocation.pool import PoolKey
 from nimbus.invocation.provisioner import ProvisionedStatus
 from nimbus.models import ProvisionedConfig
+from nimbus.store.provisioned_slots import Members
 from tests.fakes import (
     NOW,
     FakeSandboxManager,
@@ -40,6 +41,7 @@ class FakeSlots:
         self.role = role
         self.counts = {"server": 0, "worker": 0}  # live nodes per role, this one included
         self.counts[role] = 1
+        self.rank = 0  # among the nodes of its role
         self.held: dict[str, set[int]] = {}
         self.others: dict[str, set[int]] = {}  # scope -> slots other nodes hold
         self.down = False
@@ -49,9 +51,9 @@ class FakeSlots:
             self.held.clear()  # the session ends with its locks
             raise ClusterUnavailable("the database is unreachable")
 
-    async def members(self) -> dict[str, int]:
+    async def members(self) -> Members:
         self._check()
-        return dict(self.counts)
+        return Members(dict(self.counts), self.rank)
 
     async def hold(self, scope: str, limit: int, count: int) -> set[int]:
         self._check()
@@ -129,7 +131,12 @@ async def test_a_worker_keeps_its_share_and_status_is_the_clusters(make_node) ->
     counts["worker"] = 2
     config = node.put(3)
     await node.round()
-    assert node.kept() == 2  # ceil(3 / 2)
+    assert node.kept() == 2  # 3 // 2, and one more as the first of the two
+    node.slots.rank = 1
+    await node.round()
+    assert node.kept() == 1  # the second of two: the shares add up to 3
+    node.slots.rank = 0
+    await node.round()
     assert await node.provisioner.status(config) == ProvisionedStatus(3, 2, "IN_PROGRESS", None)
     node.slots.others["ready:fn:1"] = {2}  # the other worker's one, initialised
     assert await node.provisioner.status(config) == ProvisionedStatus(3, 3, "READY", None)
@@ -148,7 +155,7 @@ async def test_a_server_keeps_none_while_a_worker_is_connected(make_node) -> Non
     assert node.kept() == 0 and node.manager.cold_starts == 0
     counts["worker"] = 0
     await node.round()
-    assert node.kept() == 2  # ceil(3 / 2 servers)
+    assert node.kept() == 2  # the first of two servers: 3 // 2 + 1
     counts["worker"] = 1
     await node.round()
     assert node.kept() == 0 and node.slots.holding("config:fn:1") == set()
@@ -162,8 +169,27 @@ async def test_a_node_that_cannot_start_them_gives_its_slots_back(make_node) -> 
     assert node.kept() == 0
     await node.round()  # the failure seen: the slots go back, for another node to try
     assert node.slots.holding("config:fn:1") == set()
+    status = await node.provisioner.status(config)  # noted for every server to read
+    assert (status.allocated, status.status) == (0, "FAILED")
+    assert status.reason == "InitError: Runtime.ImportModuleError: boom"
+
+
+async def test_a_failure_before_the_pool_is_noted_too(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node("worker")
+    config = node.put(1)
+
+    async def unreachable(version):  # type: ignore[no-untyped-def]
+        raise OSError("code share unreachable")
+
+    node.inv.invoker.ensure_code = unreachable
+    await node.round()
+    await node.round()
+    assert node.kept() == 0 and node.slots.holding("config:fn:1") == set()
     status = await node.provisioner.status(config)
-    assert (status.allocated, status.status) == (0, "IN_PROGRESS")
+    assert (status.status, status.reason) == ("FAILED", "OSError: code share unreachable")
+    # A new put starts afresh.
+    config = node.put(1)
+    assert (await node.provisioner.status(config)).status == "IN_PROGRESS"
 
 
 async def test_a_node_cut_off_from_the_database_lets_its_environments_go(make_node) -> None:  # type: ignore[no-untyped-def]

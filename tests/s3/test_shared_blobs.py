@@ -143,3 +143,36 @@ def test_a_blob_gone_everywhere_is_not_found(two: tuple[S3Store, S3Store]) -> No
         b.blobs.link("0" * 32)
     assert not list(b.blobs.tmp.iterdir())  # no temporary file left behind
 
+
+
+def test_objects_stored_before_the_shared_copies_are_copied_in_at_start(
+    db: Database, tmp_path: Path, two: tuple[S3Store, S3Store]
+) -> None:
+    a, b = two
+    info = put(a, "bkt", "old", b"from before the upgrade")
+    with db.write() as conn:  # as an installation before migration 0018 left it
+        conn.execute(sa.delete(s3_blob_chunks))
+    copied = a.objects.copy("bkt", "old", "bkt", "copy")  # from a's own file
+    assert read(b, "copy") == b"from before the upgrade"
+    restarted = S3Store.open(db, tmp_path / "a", "us-east-1")  # a's next start
+    assert chunk_rows(db, info.blob) == 1
+    assert read(b, "old") == b"from before the upgrade"
+    assert restarted.objects.get("bkt", "copy").blob == copied.blob
+
+
+def test_a_database_error_removing_a_copy_does_not_fail_the_change(
+    two: tuple[S3Store, S3Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # remove() runs once the change that dropped the blob committed (an overwrite, a
+    # delete): a database error then is logged, and the rows left to collection.
+    a, _ = two
+    first = put(a, "bkt", "k", b"first")
+
+    def unreachable():  # type: ignore[no-untyped-def]
+        raise sa.exc.OperationalError("DELETE", {}, OSError("connection reset"))
+
+    monkeypatch.setattr(a.db, "write", unreachable)
+    a.blobs.remove(first.blob)
+    monkeypatch.undo()
+    assert first.blob not in blob_files(a)
+    assert chunk_rows(a.db, first.blob) == 1

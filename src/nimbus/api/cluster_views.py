@@ -19,6 +19,7 @@ from nimbus.observe import node_series
 from nimbus.observe.metrics import Series
 from nimbus.observe.service_map import summary
 from nimbus.observe.trace_store import TraceStore, end_of
+from nimbus.threads import blocking
 
 log = logging.getLogger("nimbus.api.cluster_views")
 
@@ -57,15 +58,21 @@ async def traces(svc: Services, store: TraceStore, query: dict[str, str]) -> Tra
     answers = await forwarder.ask_all(
         "GET", SEGMENTS_PATH, urlencode(query),
         unanswered="the segments it recorded are missing from this answer")
+    bodies = [(node.node_id, body) for node, body in answers if body is not None]
+    return await blocking(_merged, store, query, bodies, len(answers))
+
+
+def _merged(store: TraceStore, query: dict[str, str], bodies: list[tuple[str, bytes]],
+            nodes: int) -> TraceStore:
+    """This node's documents for ``query`` and the workers' answers in one store
+    (blocking: thousands of documents may be parsed)."""
     since = float(query["Since"]) if "Since" in query else None
     own = node_segments(store, query.get("Root"), since, int(query.get("Limit", "1")),
                         query.get("FunctionName"))
-    merged = TraceStore(store.directory, max_traces=store.max_traces * (1 + len(answers)))
+    merged = TraceStore(store.directory, max_traces=store.max_traces * (1 + nodes))
     for doc in own:
         merged.add(doc)
-    for node, body in answers:
-        if body is None:
-            continue
+    for node_id, body in bodies:
         try:
             docs = json.loads(body)["Segments"]
             for doc in docs:
@@ -73,7 +80,7 @@ async def traces(svc: Services, store: TraceStore, query: dict[str, str]) -> Tra
                     merged.add(doc)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("worker node %s sent segments nimbus cannot read (%s): left out",
-                        node.node_id, exc)
+                        node_id, exc)
     return merged
 
 

@@ -114,7 +114,8 @@ async def minutes(request: Request) -> Response:
     adds them to its own (``observe.node_series``)."""
     metrics = services(request).engine.metrics
     now_minute = metrics.clock() // 60_000
-    since = query_int(request, "Since", now_minute - SERIES_MINUTES + 1, 0, now_minute + 1)
+    # A day of slack above now: the asking server's clock may run ahead of this one's.
+    since = query_int(request, "Since", now_minute - SERIES_MINUTES + 1, 0, now_minute + 1440)
     return json_response({"Minutes": node_series.export(metrics.series, since)})
 
 

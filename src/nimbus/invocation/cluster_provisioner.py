@@ -5,16 +5,19 @@ Every node (server or worker) runs a ``ClusterProvisioner``. Every ``RECONCILE_S
 at once when a config or function changes, it reads the configs from the shared
 database and takes its share of each: the nodes that run invocations are the worker
 nodes while any is connected (the servers then send everything to them), else the
-servers; each of those keeps at most ``ceil(n / nodes)`` and the others none. The
+servers; each of those keeps ``n // nodes``, one more for the first ``n % nodes`` of
+them by rank (their shares add up to ``n``), and the others none. The
 share is a number of slots held in PostgreSQL (``nimbus.store.provisioned_slots``), so
 the cluster never keeps more than ``n``, whatever the nodes believe about each other;
 slots a dead or cut-off node held are free again once its session ends, and the others
 take them at their next round; a node that cannot reach the database lets its
 provisioned environments go (to the ordinary pool, which reaps them once idle), since
 it no longer holds their slots. A node that fails to start an environment for a slot
-(memory, a broken init) keeps only what it has for ``RETRY_S`` and gives the rest back
-for another node to try. Status (allocated, READY) is the cluster's: the number of
-initialised environments counted in the database, whichever server is asked.
+(memory, a broken init, its code not found) keeps only what it has for ``RETRY_S``,
+gives the rest back for another node to try, and notes the failure on the config's row.
+Status is the cluster's, whichever server is asked: allocated is the number of
+initialised environments counted in the database, FAILED (with the reason) while fewer
+are allocated than asked and a node noted a failure within ``2 * RETRY_S``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 
+from nimbus.clock import now_ms
 from nimbus.errors import ClusterUnavailable
 from nimbus.invocation.invoker import Invoker
 from nimbus.invocation.provisioner import ProvisionedStatus, Provisioner, status_of
@@ -88,8 +91,10 @@ class ClusterProvisioner(Provisioner):
     async def status(self, config: ProvisionedConfig) -> ProvisionedStatus:
         _, ready = _scopes((config.function_name, config.qualifier))
         allocated = await self.slots.count(ready)
-        _, error = self.allocated(config.function_name, config.qualifier)
-        return status_of(config, allocated, error)
+        noted = await blocking(self.store.failure, config.function_name, config.qualifier)
+        # A failure any node met lately (it retries every RETRY_S while it fails).
+        recent = noted is not None and noted[1] >= now_ms() - 2 * RETRY_S * 1000
+        return status_of(config, allocated, noted[0] if recent and noted else None)
 
     async def _run(self) -> None:
         while True:
@@ -108,6 +113,24 @@ class ClusterProvisioner(Provisioner):
                     await self._wake.wait()
             self._wake.clear()
 
+    async def _keep_or_fail(self, name: Name, config: ProvisionedConfig, count: int) -> None:
+        try:
+            await self._keep(config, count)
+        except Exception as exc:  # resolving the version, fetching its code...
+            log.warning("provisioning %s:%s failed: %s", name[0], name[1], exc)
+            await self._failed(name, f"{type(exc).__name__}: {exc}")
+
+    async def _failed(self, name: Name, reason: str) -> None:
+        """This node could not start the share it holds: it takes no more for RETRY_S
+        (the next rounds give back what it did not start, for another node to try), and
+        the failure is noted where every server's status reads it."""
+        self._failing[name] = self.clock() + RETRY_S
+        self._wake.set()
+        try:
+            await blocking(self.store.record_failure, name[0], name[1], reason, now_ms())
+        except Exception as exc:  # the database away: the next failure notes it
+            log.warning("cannot note the provisioning failure of %s:%s: %s", *name, exc)
+
     def _give_up(self) -> None:
         for name in list(self._counts):
             del self._counts[name]
@@ -117,12 +140,14 @@ class ClusterProvisioner(Provisioner):
         changed, self._moved = self._moved, set()
         configs = {(c.function_name, c.qualifier): c for c in await blocking(self.store.all)}
         members = await self.slots.members()
-        hosting = "worker" if members.get("worker") else "server"
-        nodes = max(1, members.get(hosting, 0))
+        hosting = "worker" if members.counts.get("worker") else "server"
+        nodes = max(1, members.counts.get(hosting, 0))
         for name in set(self._counts) - set(configs):  # deleted
             await self._settle(name, None, 0)
         for name, config in configs.items():
-            share = math.ceil(config.requested / nodes) if self.slots.role == hosting else 0
+            # Shares that add up to the count: the first count % nodes nodes keep one more.
+            n = config.requested
+            share = n // nodes + (members.rank < n % nodes) if self.slots.role == hosting else 0
             await self._settle(name, config, share, name[0] in changed)
 
     async def _settle(self, name: Name, config: ProvisionedConfig | None, share: int,
@@ -132,7 +157,7 @@ class ClusterProvisioner(Provisioner):
         allocated, error = self.allocated(*name)
         now = self.clock()
         if error and allocated < self._counts.get(name, 0):
-            self._failing[name] = now + RETRY_S
+            await self._failed(name, error)
         if self._failing.get(name, 0.0) > now:
             share = min(share, allocated)  # let another node try the rest
         held = len(await self.slots.hold(held_scope, limit, share))
@@ -141,7 +166,7 @@ class ClusterProvisioner(Provisioner):
                 Provisioner.release(self, *name)
         elif config is not None and (changed or held != self._counts.get(name)):
             self._counts[name] = held
-            task = asyncio.ensure_future(self._keep(config, held))
+            task = asyncio.ensure_future(self._keep_or_fail(name, config, held))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             # Once they are initialised, the next round counts them ready at once.

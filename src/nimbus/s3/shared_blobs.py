@@ -14,23 +14,33 @@ stale, only unused: an overwrite or a delete names or removes a blob, never rewr
 Removing a blob deletes its rows and this server's file; another server's cached copy of
 it stays until that server's next start (``collect``). Rows a crash left without an
 object or part naming them are deleted after an hour (the grace covers a write in
-progress on another server).
+progress on another server). Objects stored before an installation kept these copies
+are copied in at the start of the server that has their files.
+
+Not done: a server lacking a blob fetches all of it before serving any (a range read of
+a large object it never read pays for the whole object once), and cached copies of
+removed blobs stay until that server's next start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import delete, insert, literal, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from nimbus.clock import now_ms
 from nimbus.s3.blobs import BlobStore, new_id
 from nimbus.s3.tables import s3_blob_chunks as CHUNKS
 from nimbus.store.database import Database
+
+log = logging.getLogger("nimbus.s3.shared_blobs")
 
 CHUNK = 4 << 20  # bytes per row: bounded memory per statement, few rows per blob
 GRACE_S = 3600  # rows no object names are kept this long (a write may be under way)
@@ -43,10 +53,17 @@ class SharedBlobStore(BlobStore):
     def __init__(self, root: Path, db: Database) -> None:
         super().__init__(root)
         self.db = db
+        self._guard = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}  # blob -> its fetch under way
 
     def place(self, temp: Path, blob: str) -> None:
         """Store the written file ``temp`` in the database, then put it in place here."""
-        with self.db.write() as conn, open(temp, "rb") as fh:
+        self._share(temp, blob)
+        super().place(temp, blob)
+
+    def _share(self, path: Path, blob: str) -> None:
+        """Copy the file at ``path`` into the database as ``blob`` (one transaction)."""
+        with self.db.write() as conn, open(path, "rb") as fh:
             created = now_ms()
             seq = 0
             while True:
@@ -57,15 +74,24 @@ class SharedBlobStore(BlobStore):
                 seq += 1
                 if len(data) < CHUNK:
                     break
-        super().place(temp, blob)
 
     def open(self, blob: str) -> BinaryIO:
         """The blob's bytes, fetched from the database first if this server lacks them
-        (``FileNotFoundError`` when it is gone everywhere)."""
+        (one fetch at a time per blob; ``FileNotFoundError`` when it is gone everywhere)."""
         try:
             return super().open(blob)
         except FileNotFoundError:
-            self._fetch(blob)
+            pass
+        with self._guard:
+            fetching = self._fetching.setdefault(blob, threading.Lock())
+        with fetching:  # a concurrent read of the same blob waits for this fetch
+            try:
+                if not self.path(blob).exists():
+                    self._fetch(blob)
+            finally:
+                with self._guard:
+                    if self._fetching.get(blob) is fetching:
+                        del self._fetching[blob]
         return super().open(blob)
 
     def link(self, blob: str) -> str:
@@ -81,7 +107,9 @@ class SharedBlobStore(BlobStore):
                 ).returning(CHUNKS.c.seq)  # (psycopg's rowcount here is -1)
             ).all()
         if not copied:
-            raise FileNotFoundError(f"blob {blob} is gone")
+            if not self.path(blob).exists():
+                raise FileNotFoundError(f"blob {blob} is gone")
+            self._share(self.path(blob), new)  # stored before the database kept copies
         target = self.path(new)
         with contextlib.suppress(OSError):
             target.parent.mkdir(exist_ok=True)
@@ -98,15 +126,28 @@ class SharedBlobStore(BlobStore):
         return super().concat(blobs)
 
     def remove(self, blob: str) -> None:
-        with self.db.write() as conn:
-            conn.execute(delete(CHUNKS).where(CHUNKS.c.blob == blob))
+        """Delete the blob here and its rows. Called once the change that dropped it has
+        committed: a database error then must not fail that change, so it is logged and
+        the rows are left to ``collect`` (no object names them)."""
+        try:
+            with self.db.write() as conn:
+                conn.execute(delete(CHUNKS).where(CHUNKS.c.blob == blob))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not delete the shared copy of S3 blob %s (left for the "
+                        "next start's collection): %s", blob, exc)
         super().remove(blob)
 
     def collect(self, referenced: set[str]) -> int:
         """Remove this server's files no row names (a crash's leftovers, and cached
-        copies of blobs removed elsewhere), and the database's unnamed rows older than
-        the grace period. Returns how many files and blobs were removed."""
+        copies of blobs removed elsewhere), copy into the database the blobs only this
+        server has (stored before it kept copies: an upgrade), and delete the database's
+        unnamed rows older than the grace period. Returns how many were removed."""
         removed = super().collect(referenced)
+        with self.db.read() as conn:
+            shared = set(conn.execute(select(CHUNKS.c.blob).distinct()).scalars())
+        for blob in sorted(referenced - shared):
+            if self.path(blob).exists():  # stored before the database kept copies
+                self._share(self.path(blob), blob)
         before = now_ms() - GRACE_S * 1000
         with self.db.write() as conn:
             old = set(

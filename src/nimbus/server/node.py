@@ -129,6 +129,8 @@ class Node:
         if self.announcer is not None:  # the servers stop sending work here first
             await self.announcer.close()
             await self.announcer.board.close()
+        # Provisioned slots go back now, for the other nodes to take while this one drains.
+        await self.services.provisioner.close()
         if self.schedules is not None:  # no new fires while the rest shuts down
             await self.schedules.close()
         if self.sns_fanout is not None:
@@ -143,7 +145,6 @@ class Node:
             await self.supervisor.close()
         if self.queue_server is not None:
             await self.queue_server.close()
-        await self.services.provisioner.close()
         await self.services.usage_gate.close()
         await self.engine.close()
 

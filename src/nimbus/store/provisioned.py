@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from nimbus.errors import InvalidParameterValue, ProvisionedConcurrencyConfigNotFound
 from nimbus.models import ProvisionedConfig
 from nimbus.store.functions import FunctionStore
 from nimbus.store.qualified import QualifiedSettings
-from nimbus.store.schema import provisioned_concurrency
+from nimbus.store.schema import functions, provisioned_concurrency
 
 
 class ProvisionedStore(QualifiedSettings[ProvisionedConfig]):
@@ -17,34 +17,64 @@ class ProvisionedStore(QualifiedSettings[ProvisionedConfig]):
 
     def put(self, config: ProvisionedConfig, account_limit: int,
             unreserved_minimum: int) -> ProvisionedConfig:
-        """Store ``config``, refused (as Lambda refuses it) beyond the function's reserved
-        concurrency with its other configs, or beyond what the account leaves unreserved."""
+        """Store ``config`` (any failure recorded for the one it replaces goes), refused
+        as Lambda refuses it: beyond the function's reserved concurrency with its other
+        configs; without a reservation, beyond what the account leaves unreserved (its
+        reservations and the other unreserved functions' configs taken off)."""
         name, count = config.function_name, config.requested
+        table = self.table
         with self.functions.writing(name) as conn:
             record = self.functions.record(conn, name, lock=True)
-            others = conn.execute(
-                select(func.coalesce(func.sum(self.table.c.requested), 0)).where(
-                    self.table.c.function_name == name, self.table.c.qualifier != config.qualifier
-                )
-            ).scalar_one()
             reserved = record.reserved_concurrency
-            if reserved is not None and reserved < others + count:
-                raise InvalidParameterValue(
-                    "Requested Provisioned Concurrency should not be greater than the "
-                    "reservedConcurrentExecution for function")
-            if count > account_limit:
-                raise InvalidParameterValue(
-                    "Specified ConcurrentExecutions for function is greater than account's "
-                    f"unreserved concurrency [{account_limit}].", typed=False)
-            unreserved = account_limit - self.functions.reserved_total(conn)
-            if unreserved - count < unreserved_minimum:
-                raise InvalidParameterValue(
-                    "Specified ConcurrentExecutions for function decreases account's "
-                    "UnreservedConcurrentExecution below its minimum value of "
-                    f"[{unreserved_minimum}].", typed=False)
+            if reserved is not None:
+                others = conn.execute(
+                    select(func.coalesce(func.sum(table.c.requested), 0)).where(
+                        table.c.function_name == name, table.c.qualifier != config.qualifier)
+                ).scalar_one()
+                if reserved < others + count:
+                    raise InvalidParameterValue(
+                        "Requested Provisioned Concurrency should not be greater than the "
+                        "reservedConcurrentExecution for function")
+            else:
+                if count > account_limit:
+                    raise InvalidParameterValue(
+                        "Specified ConcurrentExecutions for function is greater than "
+                        f"account's unreserved concurrency [{account_limit}].", typed=False)
+                unreserved_configs = conn.execute(
+                    select(func.coalesce(func.sum(table.c.requested), 0))
+                    .select_from(table.join(functions, functions.c.name == table.c.function_name))
+                    .where(functions.c.reserved_concurrency.is_(None),
+                           ~((table.c.function_name == name)
+                             & (table.c.qualifier == config.qualifier)))
+                ).scalar_one()
+                unreserved = (account_limit - self.functions.reserved_total(conn)
+                              - unreserved_configs)
+                if unreserved - count < unreserved_minimum:
+                    raise InvalidParameterValue(
+                        "Specified ConcurrentExecutions for function decreases account's "
+                        "UnreservedConcurrentExecution below its minimum value of "
+                        f"[{unreserved_minimum}].", typed=False)
             exists = self._find(conn, name, config.qualifier) is not None
             self._save(conn, config, exists)
+            conn.execute(update(table).where(self._where(name, config.qualifier))
+                         .values(failure=None, failed_ms=None))
         return config
+
+    def record_failure(self, function: str, qualifier: str, reason: str, at_ms: int) -> None:
+        """Note that a node failed to start one of the config's environments (a config
+        deleted meanwhile: nothing to note)."""
+        with self.db.write() as conn:
+            conn.execute(update(self.table).where(self._where(function, qualifier))
+                         .values(failure=reason[:2000], failed_ms=at_ms))
+
+    def failure(self, function: str, qualifier: str) -> tuple[str, int] | None:
+        """The last failure noted for the config, and when (epoch ms)."""
+        with self.db.read() as conn:
+            row = conn.execute(select(self.table.c.failure, self.table.c.failed_ms)
+                               .where(self._where(function, qualifier))).first()
+        if row is None or row.failure is None or row.failed_ms is None:
+            return None
+        return str(row.failure), int(row.failed_ms)
 
     def get(self, function: str, qualifier: str) -> ProvisionedConfig:
         with self.db.read() as conn:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from dataclasses import dataclass
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -36,20 +37,39 @@ log = logging.getLogger("nimbus.store.provisioned_slots")
 
 ROLES = ("server", "worker")
 _TIMEOUT_S = 10.0
-# Granted advisory locks of this database among a scope's slots: pg_locks shows a bigint
-# lock (objsubid 1) as its high and low 32 bits, classid and objid; a scope's slots share
-# the high half (lock_key leaves the low 20 bits to the slot number).
+# Granted advisory locks of this database among a scope's slots (below ``before``):
+# pg_locks shows a bigint lock (objsubid 1) as its high and low 32 bits, classid and
+# objid; a scope's slots share the high half (lock_key leaves the low 20 bits to the slot
+# number). Compared as bigints: the range's end may be 2^32, beyond an oid.
 _COUNT = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-    "AND objsubid = 1 AND classid = %(high)s::bigint::oid "
-    "AND objid >= %(low)s::bigint::oid AND objid < %(end)s::bigint::oid "
+    "AND objsubid = 1 AND classid::bigint = %(high)s "
+    "AND objid::bigint >= %(low)s AND objid::bigint < %(end)s "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+# Up to ``want`` free slots of 0..n-1, tried from a random point, in one statement (as
+# cluster_slots._TAKE, whose comment says why the CASE).
+_TAKE = (
+    "SELECT slot FROM (SELECT ((s + %(start)s) %% %(n)s)::int AS slot "
+    "FROM generate_series(0, %(n)s - 1) AS s) AS candidates "
+    "WHERE CASE WHEN slot = ANY(%(held)s) THEN false "
+    "ELSE pg_try_advisory_lock(%(key)s::bigint + slot) END LIMIT %(want)s"
+)
+_GIVE = "SELECT count(*) FROM unnest(%s::bigint[]) AS u(k) WHERE pg_advisory_unlock(k)"
 
 
-def _range(key: int) -> dict[str, int]:
+def _range(key: int, before: int = MAX_SLOTS) -> dict[str, int]:
     low = key & 0xFFFFFFFF
-    return {"high": key >> 32, "low": low, "end": low + MAX_SLOTS}
+    return {"high": key >> 32, "low": low, "end": low + before}
+
+
+@dataclass(frozen=True)
+class Members:
+    """Live nodes per role, and where this one ranks among those of its role (0: first,
+    by their lock ids), so that shares can add up exactly."""
+
+    counts: dict[str, int]
+    rank: int
 
 
 class ProvisionedSlots:
@@ -64,16 +84,19 @@ class ProvisionedSlots:
         self._conn: psycopg.AsyncConnection | None = None
         self._namespace = ""
         self._held: dict[str, set[int]] = {}  # scope -> slots this session holds
+        self._member = 0  # this session's slot of its role's members scope
         self._lock = asyncio.Lock()
 
-    async def members(self) -> dict[str, int]:
+    async def members(self) -> Members:
         """Live nodes per role (those connected to the database now), this one included."""
         async with self._session() as conn:
             counts = {}
             for role in ROLES:
                 cur = await conn.execute(_COUNT, _range(self._key(f"members:{role}")))
                 counts[role] = int((await cur.fetchone() or (0,))[0])
-            return counts
+            cur = await conn.execute(
+                _COUNT, _range(self._key(f"members:{self.role}"), self._member))
+            return Members(counts, int((await cur.fetchone() or (0,))[0]))
 
     async def hold(self, scope: str, limit: int, count: int) -> set[int]:
         """Hold ``count`` of ``scope``'s slots ``0..limit-1`` (fewer if the cluster holds
@@ -83,24 +106,18 @@ class ProvisionedSlots:
             raise ValueError(f"a limit of {limit} is more than the {MAX_SLOTS} slots of a scope")
         count = max(0, min(count, limit))
         async with self._session() as conn:
+            key = self._key(scope)  # once connected: the key needs the session's schema
             held = self._held.setdefault(scope, set())
             beyond = {s for s in held if s >= limit}  # the limit was lowered
-            within = sorted(held - beyond)
-            for slot in beyond | set(within[count:]):
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(scope) + slot,))
-                held.discard(slot)
+            extra = beyond | set(sorted(held - beyond)[count:])
+            if extra:
+                await conn.execute(_GIVE, ([key + slot for slot in extra],))
+                held -= extra
             if len(held) < count:
-                start = random.randrange(limit)
-                for i in range(limit):
-                    slot = (start + i) % limit
-                    if slot in held:  # re-entrant: taking it again would count it twice
-                        continue
-                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                             (self._key(scope) + slot,))
-                    if (await cur.fetchone() or (False,))[0]:
-                        held.add(slot)
-                        if len(held) >= count:
-                            break
+                cur = await conn.execute(_TAKE, {
+                    "start": random.randrange(limit), "n": limit, "held": sorted(held),
+                    "key": key, "want": count - len(held)})
+                held.update(int(row[0]) for row in await cur.fetchall())
             if not held:
                 self._held.pop(scope, None)
             return set(held)
@@ -151,8 +168,8 @@ class ProvisionedSlots:
         # second half another node may have drawn too: then another one).
         member = self._key(f"members:{self.role}")
         while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                     (member + random.randrange(MAX_SLOTS),))
+            self._member = random.randrange(MAX_SLOTS)
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (member + self._member,))
             if (await cur.fetchone() or (False,))[0]:
                 return conn
 

@@ -114,6 +114,9 @@ provisioned_concurrency = Table(
     Column("qualifier", String(128), primary_key=True),
     Column("requested", Integer, nullable=False),
     Column("last_modified", String(40), nullable=False),
+    # The last failure to start one of its environments (cluster mode: on any node).
+    Column("failure", Text, nullable=True),
+    Column("failed_ms", BigInteger, nullable=True),
     ForeignKeyConstraint(["function_name"], ["functions.name"], ondelete="CASCADE"),
 )
 
