@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -32,6 +32,9 @@ import sqlalchemy as sa
 
 from tests.nimbus_process import NimbusProcess
 from tests.sink import Sink
+
+if TYPE_CHECKING:
+    from nimbus.store.database import Database
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 # Functions in these tests call back to servers on the test host's loopback (sinks, test
@@ -221,6 +224,17 @@ def postgres_schema_url(admin: sa.Engine) -> Iterator[str]:
     yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def migrated_postgres(admin: sa.Engine) -> Iterator[Database]:
+    """A migrated store in a private schema of the local PostgreSQL (dropped afterwards)."""
+    from nimbus.store.database import Database
+
+    for url in postgres_schema_url(admin):
+        database = Database(url)
+        database.migrate()
+        yield database
+        database.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -13,16 +13,12 @@ import sqlalchemy as sa
 from nimbus.store.database import Database
 from tests.cluster.hosts import HostSink, Network, network
 from tests.cluster.servers import Cluster, front_end, serving, shared_installation
-from tests.conftest import postgres_schema_url
+from tests.conftest import migrated_postgres
 
 
 @pytest.fixture
 def db(postgres_admin: sa.Engine) -> Iterator[Database]:
-    for url in postgres_schema_url(postgres_admin):
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
+    yield from migrated_postgres(postgres_admin)
 
 
 @pytest.fixture

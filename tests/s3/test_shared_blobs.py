@@ -19,7 +19,7 @@ from nimbus.s3.shared_blobs import SharedBlobStore
 from nimbus.s3.store import S3Store
 from nimbus.s3.tables import s3_blob_chunks
 from nimbus.store.database import Database
-from tests.conftest import postgres_schema_url
+from tests.conftest import migrated_postgres
 from tests.s3.test_store import blob_files, put
 
 pytestmark = pytest.mark.postgres
@@ -27,11 +27,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def db(postgres_admin: sa.Engine) -> Iterator[Database]:
-    for url in postgres_schema_url(postgres_admin):
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.dispose()
+    yield from migrated_postgres(postgres_admin)
 
 
 @pytest.fixture

@@ -73,6 +73,22 @@ def lock_key(namespace: str, scope: str) -> int:
     return (int.from_bytes(digest, "big") >> (64 - 63 + SLOT_BITS)) << SLOT_BITS
 
 
+class AdvisorySession:
+    """What ``ClusterSlots`` and ``provisioned_slots.ProvisionedSlots`` share: one
+    PostgreSQL session whose advisory locks are this process's slots, dropped whole
+    (PostgreSQL then frees every lock it held) when its state is in doubt."""
+
+    _conn: psycopg.AsyncConnection | None
+    _held: dict
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._held.clear()
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     """One held slot: released only on the session (``generation``) that took it."""
@@ -83,7 +99,7 @@ class Slot:
 
 
 
-class ClusterSlots:
+class ClusterSlots(AdvisorySession):
     """This process's connection to the cluster's slots; used from one event loop.
 
     Takes and gives that arrive while a round trip is under way wait for the next one,
@@ -226,13 +242,6 @@ class ClusterSlots:
         self._generation += 1
         self._held.clear()  # a new session holds nothing
         return conn
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        self._held.clear()
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
-                await conn.close()
 
     @staticmethod
     def _unavailable(exc: BaseException) -> ClusterUnavailable:

@@ -30,7 +30,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from nimbus.errors import ClusterUnavailable
-from nimbus.store.cluster_slots import MAX_SLOTS, lock_key
+from nimbus.store.cluster_slots import MAX_SLOTS, AdvisorySession, lock_key
 from nimbus.store.database import PG_TIMEOUTS, libpq_url
 
 log = logging.getLogger("nimbus.store.provisioned_slots")
@@ -72,7 +72,7 @@ class Members:
     rank: int
 
 
-class ProvisionedSlots:
+class ProvisionedSlots(AdvisorySession):
     """This node's connection to the cluster's provisioned slots (see the module
     docstring); used from one event loop."""
 
@@ -172,10 +172,3 @@ class ProvisionedSlots:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (member + self._member,))
             if (await cur.fetchone() or (False,))[0]:
                 return conn
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        self._held.clear()
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
-                await conn.close()
