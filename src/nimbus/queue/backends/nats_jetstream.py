@@ -22,10 +22,7 @@ How the contract maps onto JetStream:
   heartbeating and JetStream redelivers its messages after ``ack_wait``. The lease's
   own visibility timeout, its token, and a lapsed lease being leased again are kept
   here, by the process that pulled it (a server; its async workers reach it through
-  the queue socket, as they do with SQLite). A heartbeat counts once a flush after it
-  is answered (a cut-off connection buffers it silently); a held message not yet leased
-  that JetStream has not surely heard of for two thirds of the ack wait is let go, not
-  started (``_forget_unheard``): JetStream may have handed it to another server.
+  the queue socket, as they do with SQLite).
 * ``retry`` must record ``attempts`` durably, so it publishes the event again (same id,
   new attempts and not-before time) and then acks the old message. A crash between the
   two leaves both, i.e. one extra run: at-least-once. A message pulled before its
@@ -103,9 +100,6 @@ class _Held:
     due_ms: int
     order_ms: int  # leases go out by this, then stream sequence: when it became due
     token: str | None = None
-    # When JetStream last surely heard of it from here (pulled, or an "in progress" a
-    # flush confirmed): its redelivery elsewhere is due an ack wait after that.
-    heard_ms: int = 0
 
 
 class NatsQueue(QueueBackend):
@@ -300,7 +294,6 @@ class NatsQueue(QueueBackend):
             return []
         self._open()
         async with self._pull_lock:
-            self._forget_unheard(now_ms())
             if self._count_ready(now_ms()) < max_items:
                 await self._pull_more(max_items - self._count_ready(now_ms()))
             now = now_ms()
@@ -463,14 +456,12 @@ class NatsQueue(QueueBackend):
             # Redelivered while we held it (heartbeats did not get through): keep our
             # lease, settle through the new delivery.
             held.msg = msg
-            held.heard_ms = now_ms()
         else:
             # In line from when it was stored (a retry: when it was retried), or later
             # if it has a not-before time, as the SQLite queue orders by due time.
             stored_ms = int(meta.timestamp.timestamp() * 1000)
             due = event.not_before_ms
-            self._held[seq] = _Held(msg, event_id, event, due, max(due, stored_ms),
-                                    heard_ms=now_ms())
+            self._held[seq] = _Held(msg, event_id, event, due, max(due, stored_ms))
         if pull is not None:
             left = pull[1] - 1
             self._pull = (pull[0], left, pull[2])
@@ -531,21 +522,6 @@ class NatsQueue(QueueBackend):
 
     # -- bookkeeping ------------------------------------------------------------------
 
-    def _forget_unheard(self, now: int) -> None:
-        """Let go of the held messages not leased now that JetStream has not surely heard
-        of for two thirds of its ack wait (this process cut off from NATS, or NATS not
-        answering): it may have handed them to another server already, and starting one
-        here would run it twice. They come back by redelivery, here or elsewhere."""
-        before = now - int(2 * self._beat_s * 1000)
-        unheard = [s for s, h in self._held.items()
-                   if h.heard_ms < before and (h.token is None or h.due_ms <= now)]
-        for seq in unheard:
-            del self._held[seq]
-        if unheard:
-            log.warning("NATS queue %s: %d pulled event(s) not confirmed to JetStream for "
-                        "%.1f s left to redelivery instead of run here", self.stream,
-                        len(unheard), 2 * self._beat_s)
-
     def _ready(self, now: int) -> list[tuple[int, _Held]]:
         """Held messages a lease may hand out now, oldest due first."""
         return sorted(
@@ -589,18 +565,9 @@ class NatsQueue(QueueBackend):
         none of them while this process lives (and all of them once it stops)."""
         while True:
             await asyncio.sleep(self._beat_s)
-            beaten = list(self._held.values())
-            sent = now_ms()
-            for held in beaten:
+            for held in list(self._held.values()):
                 with contextlib.suppress(NatsError, OSError):
                     await held.msg.in_progress()
-            # In order on one connection: once a ping after them is answered, JetStream
-            # has them (a cut-off connection buffers them silently).
-            with contextlib.suppress(NatsError, OSError, TimeoutError):
-                assert self._nc is not None
-                await asyncio.wait_for(self._nc.flush(), self._beat_s)
-                for held in beaten:
-                    held.heard_ms = max(held.heard_ms, sent)
             # Another server started since may have set a shorter ack wait: keep up.
             # Bounded by half a beat: a slow JetStream API (a leader election) must not delay
             # the next "in progress" past the ack wait and get every held event redelivered.
