@@ -46,7 +46,8 @@ def test_a_warm_environment_wins_over_free_memory() -> None:
 def test_what_was_sent_since_the_announcement_counts() -> None:
     big, warm = node("big", 20_000), node("warm", 19_900, f__1=1)
     board = Board(big, warm)
-    placement = Placement(board)
+    clock = Clock()
+    placement = Placement(board, clock)
     first = placement.choose("f:1", 512)
     assert first is warm
     placement.sending(warm, "f:1", 512)  # to its idle environment: no new memory
@@ -62,12 +63,17 @@ def test_what_was_sent_since_the_announcement_counts() -> None:
     placement.answered(big, "f:1", 512)
     placement.answered(big, "f:1", 512)
     assert placement.choose("g:1", 512) is warm
+    # An announcement heard just after the sends may predate them: they still count.
     board.nodes[0] = big = node("big", 20_000 - 1024 + 1_000, f__1=2)  # freed elsewhere
+    assert placement.choose("g:1", 512) is warm
+    # One heard well after them counts them itself.
+    clock.now += 2.5
+    board.nodes[0] = big = node("big", 20_000 - 1024 + 1_000, f__1=2)
     assert placement.choose("g:1", 512) is big
 
 
 def test_a_burst_of_short_invocations_spreads_over_the_nodes() -> None:
-    placement = Placement(Board(node("a", 4_000), node("b", 4_000)))
+    placement = Placement(Board(node("a", 4_000), node("b", 4_000)), Clock())
     chosen = []
     for n in range(6):  # each answered at once, before any new announcement
         target = placement.choose(f"f{n}:1", 1_000)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from nimbus.clock import now_ms
 from nimbus.errors import ClusterUnavailable
 from nimbus.invocation.cluster_provisioner import ClusterProvisioner
 from nimbus.invocation.pool import PoolKey
@@ -218,3 +219,27 @@ async def test_deleting_a_config_gives_its_slots_back(make_node) -> None:  # typ
     assert node.kept() == 0 and node.slots.holding("config:fn:1") == set()
     assert node.slots.holding("ready:fn:1") == set()
 
+
+
+async def test_the_others_take_over_what_a_failing_node_gave_back(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node("worker")
+    node.slots.counts["worker"] = 2
+    node.slots.rank = 1  # its share of 3: one
+    config = node.put(3)
+    await node.round()
+    assert node.kept() == 1
+    # The other worker cannot start its two: it notes so and gives them back.
+    node.stores.provisioned.record_failure(config, "InitError: no memory", now_ms())
+    await node.round()
+    assert node.kept() == 3  # this one takes them (none is held elsewhere)
+    status = await node.provisioner.status(config)
+    assert (status.allocated, status.status) == (3, "READY")
+
+
+async def test_a_failure_noted_for_a_replaced_config_is_not_its_own(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node("worker")
+    old = node.put(2)
+    replaced = ProvisionedConfig("fn", "1", 2, "2026-12-05T00:00:00.000+0000")
+    node.stores.provisioned.put(replaced, 1000, 100)
+    node.stores.provisioned.record_failure(old, "from the old config", now_ms())
+    assert node.stores.provisioned.failure("fn", "1") is None

@@ -57,9 +57,11 @@ def up(
         fail(str(exc), USAGE)
     if (exposed := cfg.unprotected_bind()) is not None:
         fail(exposed, USAGE)
-    _check_port(cfg.host, cfg.port, cfg.reuse_port)
+    sockets = [_bind(cfg.host, cfg.port, shared=True)] if cfg.reuse_port else None
+    if sockets is None:
+        _check_port(cfg.host, cfg.port)
     try:
-        serve(cfg)
+        serve(cfg, sockets)
     except SystemExit as exc:  # uvicorn's own exit codes (3: it could not start) are not ours
         if exc.code not in (None, 0):
             raise typer.Exit(FAILED) from exc
@@ -105,33 +107,41 @@ def worker(
             raise typer.Exit(FAILED) from exc
 
 
-def _check_port(host: str, port: int, reuse_port: bool = False) -> None:
-    """Refuse a port something else listens on, saying so, before starting anything
-    (with ``reuse_port``, one that only servers binding it with SO_REUSEPORT hold is
-    free to share)."""
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port something else listens on, saying so, before starting anything."""
+    _bind(host, port).close()
+
+
+def _bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A socket bound to ``host:port`` (``shared``: with SO_REUSEPORT, which only other
+    sockets bound with it by this user may share), or a clear refusal (exit 2)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE and reuse_port:
-                fail(f"{host}:{port} is in use by a process that does not share it (not a "
-                     "nimbus server started with --reuse-port): stop it, or pick another "
-                     "port with --port (or NIMBUS_PORT)", USAGE)
-            if exc.errno == errno.EADDRINUSE:
-                fail(f"{host}:{port} is in use (another nimbus?): stop it, or pick another "
-                     "port with --port (or NIMBUS_PORT); servers of one cluster may share "
-                     "it with --reuse-port", USAGE)
-            if exc.errno == errno.EADDRNOTAVAIL:
-                fail(f"{host} is not an address of this host: give --host 127.0.0.1, "
-                     "0.0.0.0 or one of this host's addresses", USAGE)
-            if exc.errno == errno.EACCES:
-                fail(f"port {port} needs privileges this user lacks: pick one above 1023 "
-                     "with --port", USAGE)
-            raise
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:  # as uvicorn binds "::": IPv6 only
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE and shared:
+            fail(f"{host}:{port} is in use by a process that does not share it (not a "
+                 "nimbus server started with --reuse-port by this user): stop it, or pick "
+                 "another port with --port (or NIMBUS_PORT)", USAGE)
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"{host}:{port} is in use (another nimbus?): stop it, or pick another "
+                 "port with --port (or NIMBUS_PORT); servers of one cluster may share "
+                 "it with --reuse-port", USAGE)
+        if exc.errno == errno.EADDRNOTAVAIL:
+            fail(f"{host} is not an address of this host: give --host 127.0.0.1, "
+                 "0.0.0.0 or one of this host's addresses", USAGE)
+        if exc.errno == errno.EACCES:
+            fail(f"port {port} needs privileges this user lacks: pick one above 1023 "
+                 "with --port", USAGE)
+        raise
+    return sock
 
 
 def credentials(

@@ -7,8 +7,8 @@ have sent each node since: two invocations in the same instant do not both go to
 one idle environment (sends to a version's warm environments, until answered), and a
 node filling up stops being the "most free" one before its next announcement says so
 (the memory of each invocation sent without an idle environment to take it, counted
-until the node announces itself again: the environment it started stays after the
-answer, and that announcement is the first to include it). A node that refused a
+until an announcement heard well after it was sent: the environment it started stays
+after the answer, and only a later announcement includes it). A node that refused a
 connection is left out for a while.
 """
 
@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-from nimbus.cluster.nodes import NodeState
+from nimbus.cluster.nodes import BEAT_S, NodeState
 
 K = TypeVar("K")
 SUSPECT_S = 5.0  # a node that refused a connection is tried again after this
+ANNOUNCE_SLACK_S = 1.0  # an announcement's way to this server, and an environment's growth
 
 
 class Roster(Protocol):
@@ -42,9 +43,9 @@ class Placement:
         self.board = board
         self.clock = clock
         self.sent: Counter[str] = Counter()  # node -> invocations sent, not yet answered
-        # node -> MB of environments it was sent to start since the announcement in
-        # _basis (a newer one counts them itself).
-        self.sent_memory: Counter[str] = Counter()
+        # node -> (when, MB) of environments it was sent to start that its announcement
+        # may not count yet; _basis: the announcement they were last weighed against.
+        self.started: dict[str, list[tuple[float, int]]] = {}
         self._basis: dict[str, NodeState] = {}
         self.sent_warm: Counter[tuple[str, str]] = Counter()  # (node, key) -> sent
         self.suspect: dict[str, float] = {}
@@ -61,24 +62,30 @@ class Placement:
         best_warm, node = max(warm, key=lambda pair: pair[0])
         if best_warm > 0:
             return node
-        if len(self._basis) > 2 * len(nodes):  # forget nodes long gone
-            alive = {n.node_id for n in nodes}
+        if len(self._basis) > 2 * len(self.board.alive()):  # forget nodes long gone
+            alive = {n.node_id for n in self.board.alive()}
             for gone in [k for k in self._basis if k not in alive]:
                 del self._basis[gone]
-                self.sent_memory.pop(gone, None)
+                self.started.pop(gone, None)
         return max(nodes, key=lambda n: n.free_mb - self._starting_mb(n) - memory_mb)
 
     def _starting_mb(self, node: NodeState) -> int:
-        """MB sent to ``node`` to start environments that its announcement does not count."""
-        if self._basis.get(node.node_id) is not node:  # announced since: counted there
+        """MB sent to ``node`` to start environments its announcement may not count: a
+        newer announcement counts those sent well before it was heard (it was made up to
+        a beat before, and the node measures memory in use, not configured)."""
+        started = self.started.get(node.node_id)
+        if self._basis.get(node.node_id) is not node:  # announced since
             self._basis[node.node_id] = node
-            self.sent_memory.pop(node.node_id, None)
-        return self.sent_memory[node.node_id]
+            if started:
+                heard_since = self.clock() - BEAT_S - ANNOUNCE_SLACK_S
+                started[:] = [(at, mb) for at, mb in started if at > heard_since]
+        return sum(mb for _, mb in started) if started else 0
 
     def sending(self, node: NodeState, key: str, memory_mb: int) -> None:
         if node.warm.get(key, 0) - self.sent_warm[(node.node_id, key)] <= 0:
-            self._starting_mb(node)  # counted against this announcement
-            self.sent_memory[node.node_id] += memory_mb  # no idle one: a new environment
+            self._starting_mb(node)  # weighed against this announcement
+            # No idle environment there: a new one.
+            self.started.setdefault(node.node_id, []).append((self.clock(), memory_mb))
         self.sent[node.node_id] += 1
         self.sent_warm[(node.node_id, key)] += 1
 

@@ -14,7 +14,9 @@ take them at their next round; a node that cannot reach the database lets its
 provisioned environments go (to the ordinary pool, which reaps them once idle), since
 it no longer holds their slots. A node that fails to start an environment for a slot
 (memory, a broken init, its code not found) keeps only what it has for ``RETRY_S``,
-gives the rest back for another node to try, and notes the failure on the config's row.
+gives the rest back, and notes the failure on the config's row; while a failure is
+noted, the other nodes may take more than their share, so they fill the gap if they
+can.
 Status is the cluster's, whichever server is asked: allocated is the number of
 initialised environments counted in the database, FAILED (with the reason) while fewer
 are allocated than asked and a node noted a failure within ``2 * RETRY_S``.
@@ -118,16 +120,17 @@ class ClusterProvisioner(Provisioner):
             await self._keep(config, count)
         except Exception as exc:  # resolving the version, fetching its code...
             log.warning("provisioning %s:%s failed: %s", name[0], name[1], exc)
-            await self._failed(name, f"{type(exc).__name__}: {exc}")
+            await self._failed(config, f"{type(exc).__name__}: {exc}")
 
-    async def _failed(self, name: Name, reason: str) -> None:
+    async def _failed(self, config: ProvisionedConfig, reason: str) -> None:
         """This node could not start the share it holds: it takes no more for RETRY_S
         (the next rounds give back what it did not start, for another node to try), and
         the failure is noted where every server's status reads it."""
+        name = (config.function_name, config.qualifier)
         self._failing[name] = self.clock() + RETRY_S
         self._wake.set()
         try:
-            await blocking(self.store.record_failure, name[0], name[1], reason, now_ms())
+            await blocking(self.store.record_failure, config, reason, now_ms())
         except Exception as exc:  # the database away: the next failure notes it
             log.warning("cannot note the provisioning failure of %s:%s: %s", *name, exc)
 
@@ -144,10 +147,15 @@ class ClusterProvisioner(Provisioner):
         nodes = max(1, members.counts.get(hosting, 0))
         for name in set(self._counts) - set(configs):  # deleted
             await self._settle(name, None, 0)
+        failing = await blocking(self.store.failures_since, now_ms() - int(2 * RETRY_S * 1000))
         for name, config in configs.items():
             # Shares that add up to the count: the first count % nodes nodes keep one more.
+            # While some node fails to start its share, the others may take what it gave
+            # back (hold never lets the cluster exceed the count).
             n = config.requested
             share = n // nodes + (members.rank < n % nodes) if self.slots.role == hosting else 0
+            if share and name in failing:
+                share = n
             await self._settle(name, config, share, name[0] in changed)
 
     async def _settle(self, name: Name, config: ProvisionedConfig | None, share: int,
@@ -156,8 +164,8 @@ class ClusterProvisioner(Provisioner):
         limit = config.requested if config is not None else 0
         allocated, error = self.allocated(*name)
         now = self.clock()
-        if error and allocated < self._counts.get(name, 0):
-            await self._failed(name, error)
+        if error and config is not None and allocated < self._counts.get(name, 0):
+            await self._failed(config, error)
         if self._failing.get(name, 0.0) > now:
             share = min(share, allocated)  # let another node try the rest
         held = len(await self.slots.hold(held_scope, limit, share))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import delete, insert, literal, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from nimbus.clock import now_ms
 from nimbus.s3.blobs import BlobStore, new_id
@@ -147,7 +147,13 @@ class SharedBlobStore(BlobStore):
             shared = set(conn.execute(select(CHUNKS.c.blob).distinct()).scalars())
         for blob in sorted(referenced - shared):
             if self.path(blob).exists():  # stored before the database kept copies
-                self._share(self.path(blob), blob)
+                try:
+                    self._share(self.path(blob), blob)
+                except IntegrityError:
+                    pass  # another server with the same file copied it in meanwhile
+                except (SQLAlchemyError, OSError) as exc:
+                    log.warning("could not copy S3 blob %s into the database (its object "
+                                "is readable through this server only): %s", blob, exc)
         before = now_ms() - GRACE_S * 1000
         with self.db.write() as conn:
             old = set(

@@ -105,7 +105,9 @@ class _Server(uvicorn.Server):
                 return
 
 
-def serve(config: Config) -> None:
+def serve(config: Config, sockets: list[socket.socket] | None = None) -> None:
+    """Run the server until it is stopped; on ``sockets`` if given (bound already: the
+    CLI binds a shared port itself, SO_REUSEPORT), else on ``config.host:port``."""
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -130,16 +132,4 @@ def serve(config: Config) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    server = _Server(uv_config)
-    if not config.reuse_port:
-        server.run()
-        return
-    # Bound here with SO_REUSEPORT (uvicorn has no such option): the kernel spreads new
-    # connections over every server of the cluster listening on this port.
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((config.host, config.port))
-    sock.set_inheritable(True)
-    server.run(sockets=[sock])
+    _Server(uv_config).run(sockets=sockets)

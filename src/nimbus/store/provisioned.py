@@ -60,12 +60,21 @@ class ProvisionedStore(QualifiedSettings[ProvisionedConfig]):
                          .values(failure=None, failed_ms=None))
         return config
 
-    def record_failure(self, function: str, qualifier: str, reason: str, at_ms: int) -> None:
-        """Note that a node failed to start one of the config's environments (a config
-        deleted meanwhile: nothing to note)."""
+    def record_failure(self, config: ProvisionedConfig, reason: str, at_ms: int) -> None:
+        """Note that a node failed to start one of ``config``'s environments (a config
+        deleted or put again meanwhile: nothing to note)."""
         with self.db.write() as conn:
-            conn.execute(update(self.table).where(self._where(function, qualifier))
+            conn.execute(update(self.table)
+                         .where(self._where(config.function_name, config.qualifier),
+                                self.table.c.last_modified == config.last_modified)
                          .values(failure=reason[:2000], failed_ms=at_ms))
+
+    def failures_since(self, since_ms: int) -> set[tuple[str, str]]:
+        """The configs (function, qualifier) a node failed to provision since then."""
+        with self.db.read() as conn:
+            rows = conn.execute(select(self.table.c.function_name, self.table.c.qualifier)
+                                .where(self.table.c.failed_ms >= since_ms)).all()
+        return {(r.function_name, r.qualifier) for r in rows}
 
     def failure(self, function: str, qualifier: str) -> tuple[str, int] | None:
         """The last failure noted for the config, and when (epoch ms)."""
