@@ -27,7 +27,7 @@ from nimbus.api.names import FunctionRef, parse_function_ref
 from nimbus.api.services import Services, services, services_of
 from nimbus.api.wire import error_response, read_body, receive_body, request_id_header
 from nimbus.api.wire import unexpected_error_handler as unexpected
-from nimbus.cluster.forward import REQUEST_ID_HEADER
+from nimbus.cluster.forward import REQUEST_ID_HEADER, VERSION_HEADER
 from nimbus.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
@@ -139,9 +139,12 @@ async def _invoke(scope: Scope, receive: Receive, name: str) -> _Reply:
     placed = _header(raw, REQUEST_ID_HEADER.encode())
     if placed is not None and not _REQUEST_ID.fullmatch(placed):
         raise InvalidParameterValue(f"{REQUEST_ID_HEADER} must be a request id (a UUID).")
+    picked = _header(raw, VERSION_HEADER.encode()) if placed is not None else None
+    number, _, revision = (picked or "").partition(":")
     result = await invoker.invoke(
         ref.name, ref.qualifier, payload, client_context, trace_id,
-        placed if svc.config.role == "worker" else None, placed=placed is not None)
+        placed if svc.config.role == "worker" else None, placed=placed is not None,
+        picked=(number, revision) if number and revision else None)
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amz-executed-version", result.executed_version.encode()),

@@ -41,6 +41,10 @@ log = logging.getLogger("nimbus.cluster.forward")
 # The worker takes the request id the server gave the invocation (an async event keeps
 # its own across attempts; a function URL has already answered with it in a header).
 REQUEST_ID_HEADER = "x-nimbus-request-id"
+# The version the server resolved and picked ("<version>:<RevisionId>"): the worker runs
+# that version, and reads the function again first if its own copy is older (a change
+# made through a server reaches the other nodes' caches a moment later).
+VERSION_HEADER = "x-nimbus-version"
 _CONNECT_S = 3.0
 _SLACK_S = 30.0  # beyond the function's timeout: its init, queueing, the answer
 # Idle connections are dropped before the worker's server drops them (uvicorn: 5 s), so
@@ -123,7 +127,8 @@ class Forwarder:
         key, memory = f"{version.function_name}:{version.version}", version.memory_size
         request_id = request_id or ids.request_id()
         headers = {"x-amz-invocation-type": "RequestResponse", "x-amz-log-type": "Tail",
-                   REQUEST_ID_HEADER: request_id}
+                   REQUEST_ID_HEADER: request_id,
+                   VERSION_HEADER: f"{version.version}:{version.revision_id}"}
         if client_context is not None:
             headers["x-amz-client-context"] = base64.b64encode(client_context.encode()).decode()
         if trace_id is not None:

@@ -116,10 +116,22 @@ class Invoker:
         request_id: str | None = None,
         *,
         placed: bool = False,
+        picked: tuple[str, str] | None = None,
     ) -> InvokeResult:
-        """Run one invocation (``placed``: another node chose this one: run it here)."""
+        """Run one invocation (``placed``: another node chose this one: run it here;
+        ``picked``: the version and RevisionId that node resolved)."""
         resolution = await self.targets.resolve(name, qualifier)
-        version = resolution.pick()
+        if picked is None:
+            version = resolution.pick()
+        else:
+            number, revision = picked
+            found = resolution.versions.get(number)
+            if found is None or found.revision_id != revision:
+                # This node's copy is older than the placing server's: read it again.
+                self.targets.forget(name)
+                resolution = await self.targets.resolve(name, qualifier)
+                found = resolution.versions.get(number)
+            version = found if found is not None else resolution.pick()
         self._check_runnable(version)
         self._check_state(version, resolution.record)
         # The function's segment is the Parent of everything it calls with its header;

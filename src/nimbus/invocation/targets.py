@@ -53,6 +53,11 @@ class Targets:
         self._cache.drop(lambda key, _: key[0] == name)
         self._reserved_total = None
 
+    def forget(self, name: str) -> None:
+        """Read ``name`` from the store again at its next resolve (another node changed
+        it, and this one has not heard yet)."""
+        self._forget(name)
+
     def names(self) -> set[str]:
         """The functions this cache holds something of."""
         return {name for name, _ in self._cache.held_keys()}
