@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from nimbus.api.services import Services
 from nimbus.observe import node_series
-from nimbus.observe.metrics import Series
+from nimbus.observe.metrics import Minute, Series
 from nimbus.observe.service_map import summary
 from nimbus.observe.trace_store import TraceStore, end_of
 from nimbus.threads import blocking
@@ -33,19 +33,19 @@ async def series(svc: Services, since_minute: int) -> Series:
     forwarder = svc.engine.forwarder
     if forwarder is None:
         return own
-    merged = own
     answers = await forwarder.ask_all(
         "GET", MINUTES_PATH, urlencode({"Since": since_minute}),
         unanswered="what it ran is missing from these figures")
+    others: list[tuple[str, int, Minute]] = []
     for node, body in answers:
         if body is None:
             continue
         try:
-            merged = node_series.merge(merged, json.loads(body)["Minutes"])
+            others += node_series.parse(json.loads(body)["Minutes"])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("worker node %s sent minutes nimbus cannot read (%s): left out",
                         node.node_id, exc)
-    return merged
+    return node_series.merge(own, since_minute, others)  # one copy, of the window only
 
 
 async def traces(svc: Services, store: TraceStore, query: dict[str, str]) -> TraceStore:

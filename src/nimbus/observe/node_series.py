@@ -29,22 +29,33 @@ def export(series: Series, since_minute: int) -> list[dict[str, Any]]:
     ]
 
 
-def merge(series: Series, rows: Iterable[dict[str, Any]]) -> Series:
-    """A new series: ``series`` plus the exported ``rows`` of other nodes (neither is
-    changed). Raises ``KeyError``/``ValueError``/``TypeError`` on a malformed row."""
-    merged: Series = {}
-    for function, minutes in series.items():
-        for minute, bucket in minutes.items():
-            _add(merged, function, minute, bucket)
-    for row in rows:
-        bucket = Minute(
+def parse(rows: Iterable[dict[str, Any]]) -> list[tuple[str, int, Minute]]:
+    """One node's exported rows read back: (function, minute, its figures). Raises
+    ``KeyError``/``ValueError``/``TypeError``/``AttributeError`` on a malformed row."""
+    return [
+        (str(row["FunctionName"]), int(row["Minute"]), Minute(
             invocations=int(row["Invocations"]), errors=int(row["Errors"]),
             throttles=int(row["Throttles"]),
             durations={int(k): int(v) for k, v in row["Durations"].items()},
             usage=Usage({str(k): int(v) for k, v in row["Requests"].items()},
                         {str(k): int(v) for k, v in row["MbMs"].items()}),
-        )
-        _add(merged, str(row["FunctionName"]), int(row["Minute"]), bucket)
+        ))
+        for row in rows
+    ]
+
+
+def merge(series: Series, since_minute: int,
+          others: Iterable[tuple[str, int, Minute]]) -> Series:
+    """A new series: ``series``'s minutes from ``since_minute`` on (every function it
+    holds keeps its entry) plus the ``parse``d minutes of other nodes; neither changes."""
+    merged: Series = {}
+    for function, minutes in series.items():
+        merged[function] = {}
+        for minute, bucket in minutes.items():
+            if minute >= since_minute:
+                _add(merged, function, minute, bucket)
+    for function, minute, bucket in others:
+        _add(merged, function, minute, bucket)
     return merged
 
 

@@ -81,10 +81,15 @@ class SharedBlobStore(BlobStore):
         try:
             return super().open(blob)
         except FileNotFoundError:
-            pass
+            self._here(blob)
+        return super().open(blob)
+
+    def _here(self, blob: str) -> None:
+        """Fetch the blob unless this server has it (one fetch at a time per blob: a
+        concurrent read of the same blob waits for it)."""
         with self._guard:
             fetching = self._fetching.setdefault(blob, threading.Lock())
-        with fetching:  # a concurrent read of the same blob waits for this fetch
+        with fetching:
             try:
                 if not self.path(blob).exists():
                     self._fetch(blob)
@@ -92,7 +97,6 @@ class SharedBlobStore(BlobStore):
                 with self._guard:
                     if self._fetching.get(blob) is fetching:
                         del self._fetching[blob]
-        return super().open(blob)
 
     def link(self, blob: str) -> str:
         """A new blob with the same bytes: copied inside the database, hard-linked here
@@ -121,8 +125,7 @@ class SharedBlobStore(BlobStore):
         fetched first)."""
         blobs = list(blobs)
         for blob in blobs:
-            if not self.path(blob).exists():
-                self._fetch(blob)
+            self._here(blob)
         return super().concat(blobs)
 
     def remove(self, blob: str) -> None:
