@@ -267,8 +267,11 @@ def test_two_servers_on_one_host_share_one_port(tmp_path: Path,
                 r = http.post(f"{a.endpoint}/2015-03-31/functions/hello/invocations",
                               content=json.dumps({"id": n}))
             assert r.status_code == 200 and r.json() == {"id": n}
-        assert ran(a, "hello") > 0 and ran(b, "hello") > 0
-        assert ran(a, "hello") + ran(b, "hello") == 30
+        # Each /metrics read on a fresh connection reaches one of the two, whichever the
+        # kernel picks (both endpoints are the one port): the counts seen are the two
+        # servers' own, which add up to 30, both > 0 (one value seen: 15 each).
+        seen = {ran(a, "hello") for _ in range(20)}
+        assert seen == {15.0} or (len(seen) == 2 and sum(seen) == 30 and min(seen) > 0), seen
         assert lam.get_function(FunctionName="hello")["Configuration"]["State"] == "Active"
         # A server not started to share it is refused the port, saying why.
         alone = subprocess.run(
