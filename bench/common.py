@@ -57,7 +57,9 @@ async def cold_starts(manager: SandboxManager, spec: EnvironmentSpec, n: int,
     """``n`` cold starts of ``spec``, one after the other, each followed by its first
     invoke and stopped: start() and start() + first invoke times (ms), init (or
     restore) durations, what served each (stem cell, zygote, ...), the p50 of each
-    stage from the request on, and ``sample(env)`` after the first invoke if given."""
+    stage from the request on, and ``sample(env)`` after the first invoke if given.
+    Each waits for the stem cell taken before it to be replaced, as a cold start
+    between sporadic requests finds its pool (bursts: ``bench/workloads.py``'s curve)."""
     starts: list[float] = []
     firsts: list[float] = []
     inits: list[float] = []
@@ -65,6 +67,7 @@ async def cold_starts(manager: SandboxManager, spec: EnvironmentSpec, n: int,
     origins: dict[str, int] = {}
     stages: dict[str, list[float]] = {}
     for _ in range(n):
+        await manager.refilled(spec)
         t0 = time.perf_counter()
         env = await manager.start(spec)
         t1 = time.perf_counter()

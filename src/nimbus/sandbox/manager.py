@@ -52,6 +52,7 @@ from nimbus.sandbox.errors import (
 )
 from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
 from nimbus.sandbox.netns import Namespace, NetnsSupply
+from nimbus.sandbox.quiet import Quiet
 from nimbus.sandbox.spec import EnvironmentSpec
 from nimbus.sandbox.stemcells import StemCell, StemCells
 from nimbus.sandbox.templates import Templates, take_block
@@ -133,7 +134,10 @@ class SandboxManager:
         self._interpreters: dict[str, Interpreter] = {}
         self._layout: dict = {}
         self._closed = False
-        self._cells = StemCells(stem_cells, self._spawn_cell, self._release_cgroup)
+        # Pools are refilled once cold starts are quiet (nimbus.sandbox.quiet).
+        self._quiet = Quiet()
+        self._cells = StemCells(stem_cells, self._spawn_cell, self._release_cgroup,
+                                self._quiet)
         self.templates = Templates(self)  # SnapStart (nimbus.sandbox.templates)
         if isolation == "process":
             log.warning(
@@ -219,7 +223,7 @@ class SandboxManager:
             net.open()  # IsolationUnavailable says what the host lacks
             self._net = net
         if self.tmp_storage == "disk":
-            tmp = TmpSupply(self._run_dir / "tmp", self._background)
+            tmp = TmpSupply(self._run_dir / "tmp", self._background, self._quiet)
             tmp.open()
             self._tmp = tmp
         prefixes = sorted({i.prefix for i in self._interpreters.values()})
@@ -375,16 +379,21 @@ class SandboxManager:
         runtime's zygote) and the init phase. Raises InitError, IsolationUnavailable
         or UnsupportedRuntime."""
         await self._prepare()
-        tmp = self._tmp
-        if tmp is not None and tmp.holding:
-            tmp.hold()  # a cold start begins: no disk work now
+        quiet = self._quiet
+        if quiet.holding:
+            quiet.hold()  # a cold start begins: no refills now
         try:
             if spec.snapstart and self.isolation == "namespace":
                 return await self.templates.start(spec)
             return await self._start(spec)
         finally:
-            if tmp is not None and tmp.holding:
-                tmp.hold()  # and its first invocation follows
+            if quiet.holding:
+                quiet.hold()  # and its first invocation follows
+
+    async def refilled(self, spec: EnvironmentSpec) -> None:
+        """Wait until ``spec``'s stem cells have been refilled (the refill held back or
+        under way has ended): what a cold start finds between sporadic requests."""
+        await self._cells.filled((spec.runtime, spec.network))
 
     async def _start(self, spec: EnvironmentSpec) -> Environment:
         zygote = await self._zygote(spec.runtime)
@@ -567,9 +576,8 @@ class SandboxManager:
         self._closed = True
         if self._sampler is not None:
             self._sampler.cancel()
-        if self._tmp is not None:
-            self._tmp.flush()
         await self._cells.close()
+        self._quiet.flush()  # what waited: disks to unmount (closed pools refill nothing)
         await self.templates.close()
         if self._net is not None:
             await asyncio.to_thread(self._net.close)

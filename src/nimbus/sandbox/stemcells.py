@@ -9,7 +9,10 @@ only the function's mounts, dropping privileges and importing the handler (as in
 OpenWhisk's stem cells and Fission's pools; see DESIGN.md).
 
 Cells are kept per (runtime, network) pair, for the pairs that have been asked for,
-and refilled in the background after each use.
+and refilled in the background after each use: once cold starts are quiet
+(``nimbus.sandbox.quiet``) while the pool still holds a cell, at once when it is empty.
+Making a cell is idle-priority work in the zygote and the cell, but not in the server,
+whose event loop the cold start that took the cell and its first invocation share.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nimbus.sandbox.cgroups import Cgroup
+from nimbus.sandbox.quiet import Quiet
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +69,15 @@ class StemCells:
     """Pools of stem cells, one per (runtime, network) in demand."""
 
     def __init__(self, size: int, spawn: Spawner,
-                 release_cgroup: Callable[[Cgroup | None], None]) -> None:
+                 release_cgroup: Callable[[Cgroup | None], None],
+                 quiet: Quiet | None = None) -> None:
         self.size = size
         self._spawn = spawn
         self._release_cgroup = release_cgroup
+        self._quiet = quiet  # None: refill at once
         self._cells: dict[Key, deque[StemCell]] = {}
         self._filling: dict[Key, asyncio.Task[None]] = {}
+        self._wanted: set[Key] = set()  # refills waiting for quiet cold starts
         self._closed = False
 
     def take(self, key: Key) -> StemCell | None:
@@ -79,15 +86,34 @@ class StemCells:
         cell = cells.popleft() if cells else None
         if cell is not None:
             asyncio.get_running_loop().remove_reader(cell.pidfd)
-        self.refill(key)
+        if cells and self._quiet is not None:
+            self._wanted.add(key)
+            self._quiet.defer(self._refill_wanted)
+        else:
+            self.refill(key)
         return cell
 
     def refill(self, key: Key) -> None:
+        """Start filling ``key``'s pool now (unless it is being filled)."""
         if self.size <= 0 or self._closed:
             return
+        self._wanted.discard(key)
         task = self._filling.get(key)
         if task is None or task.done():
             self._filling[key] = asyncio.ensure_future(self._fill(key))
+
+    def _refill_wanted(self) -> None:
+        wanted, self._wanted = self._wanted, set()
+        for key in wanted:
+            self.refill(key)
+
+    async def filled(self, key: Key) -> None:
+        """Wait for ``key``'s refill, held back or under way, to end."""
+        if key in self._wanted and self._quiet is not None:
+            await self._quiet.ran()
+        task = self._filling.get(key)
+        if task is not None:
+            await asyncio.shield(task)
 
     async def _fill(self, key: Key) -> None:
         cells = self._cells.setdefault(key, deque())

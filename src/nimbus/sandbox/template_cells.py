@@ -91,9 +91,7 @@ class TemplateCells:
 
     async def filled(self) -> None:
         """Wait for the refill under way (if any) to end."""
-        task = self._pool._filling.get(_KEY)
-        if task is not None:
-            await asyncio.shield(task)
+        await self._pool.filled(_KEY)
 
     def take(self) -> StemCell | None:
         """A ready cell, or None; refills either way."""

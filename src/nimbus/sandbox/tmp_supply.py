@@ -4,10 +4,10 @@ A cold start takes a ready disk of its EphemeralStorage size from the pool
 (``nimbus.sandbox.tmpdisk``), or makes one on the spot when none is ready (a burst, or a
 size not asked for before: ~2.5 ms). Refilling the pools and unmounting the disks of
 ended environments is the helper process's work (``nimbus.sandbox.disk_helper``), at low
-priority, or the server's threads' where the helper is gone. That work waits until no
-cold start has begun or ended for ``QUIET_S``, but never longer than ``DELAY_S``: its
-mounts and loop devices take kernel locks and CPU that a cold start and its first
-invocation want (done at once, it made paced cold starts ~25% slower).
+priority, or the server's threads' where the helper is gone. That work waits for cold
+starts to be quiet (``nimbus.sandbox.quiet``): its mounts and loop devices take kernel
+locks and CPU that a cold start and its first invocation want (done at once, it made
+paced cold starts ~25% slower).
 """
 
 from __future__ import annotations
@@ -20,29 +20,28 @@ from typing import Any
 
 from nimbus.sandbox.disk_helper import DiskHelper
 from nimbus.sandbox.errors import IsolationUnavailable, SandboxError
+from nimbus.sandbox.quiet import Quiet
 from nimbus.sandbox.tmpdisk import TmpDisk, TmpDisks
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TMP_MB = 512  # Lambda's default EphemeralStorage: its disks are made at start
-QUIET_S = 0.01
-DELAY_S = 0.05
 
 
 class TmpSupply:
     """Ready disks per size for cold starts, and the unmounting of used ones."""
 
     def __init__(self, directory: Path,
-                 background: Callable[[Coroutine[Any, Any, Any]], None]) -> None:
+                 background: Callable[[Coroutine[Any, Any, Any]], None],
+                 quiet: Quiet) -> None:
         self.disks = TmpDisks(directory)
         self._background = background
+        self._quiet = quiet
         self._helper: DiskHelper | None = None
         self._refills: set[int] = set()  # sizes being refilled in the server's threads
         self._asked: dict[int, int] = {}  # size -> disks asked of the helper, not come
-        self._sizes_wanted: set[int] = set()  # refills held back (QUIET_S)
+        self._sizes_wanted: set[int] = set()  # refills held back (self._quiet)
         self._returned: list[TmpDisk] = []  # disks to unmount, likewise
-        self._timer: asyncio.TimerHandle | None = None
-        self._since = 0.0  # loop time of the oldest work held back
         self._closed = False
 
     def open(self) -> None:
@@ -97,30 +96,10 @@ class TmpSupply:
             self._unmount(disk)
         else:
             self._returned.append(disk)
-            self.hold()
+            self._quiet.defer(self.run_held)
 
-    def hold(self) -> None:
-        """A cold start begins or ends: hold disk work back until they have been quiet
-        for QUIET_S (at most DELAY_S since the oldest work waiting)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._timer is None:
-            self._since = now
-        else:
-            self._timer.cancel()
-        when = min(now + QUIET_S, self._since + DELAY_S)
-        self._timer = loop.call_at(when, self.flush)
-
-    @property
-    def holding(self) -> bool:
-        """Disk work is waiting for cold starts to be quiet."""
-        return self._timer is not None
-
-    def flush(self) -> None:
+    def run_held(self) -> None:
         """Do the work held back now."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         returned, self._returned = self._returned, []
         for disk in returned:
             self._unmount(disk)
@@ -130,7 +109,7 @@ class TmpSupply:
 
     async def close(self) -> None:
         """Unmount everything: what waits, what the helper holds, the pools."""
-        self.flush()
+        self.run_held()
         self._closed = True
         if self._helper is not None:
             self._helper.close()
@@ -160,7 +139,7 @@ class TmpSupply:
         if helper is not None and helper.alive:
             if not now and not disks.low(size_mb):  # else: wanted now, not held back
                 self._sizes_wanted.add(size_mb)
-                self.hold()
+                self._quiet.defer(self.run_held)
                 return
             asked = self._asked.get(size_mb, 0)
             for _ in range(disks.pool_size - disks.count(size_mb) - asked):

@@ -1,0 +1,114 @@
+"""Refills wait for cold starts to be quiet: ``nimbus.sandbox.quiet`` and the stem-cell
+pool that hands it its refills (a cell's replacement, made at once, slowed the cold
+start that took the cell and its first invocation by a quarter)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from nimbus.sandbox.quiet import Quiet
+from nimbus.sandbox.stemcells import StemCell, StemCells
+
+KEY = ("python3.12", False)
+
+
+async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    now = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: now[0])
+    quiet = Quiet(quiet_s=0.01, delay_s=0.05)
+    ran: list[str] = []
+    start = now[0]
+    quiet.defer(lambda: ran.append("refill"))
+    assert quiet.holding and not ran
+    for _ in range(10):  # a cold start begins or ends every 8 ms
+        now[0] += 0.008
+        quiet.hold()
+    assert not ran  # nothing ran by itself while the clock stood between holds
+    now[0] = start + 0.05  # the oldest work has waited delay_s: it runs though busy
+    await asyncio.wait_for(quiet.ran(), 5)
+    assert ran == ["refill"] and not quiet.holding
+
+
+async def test_the_same_work_asked_twice_runs_once_and_a_failure_spares_the_rest() -> None:
+    quiet = Quiet(quiet_s=60, delay_s=60)
+    ran: list[str] = []
+
+    class Pool:
+        def refill(self) -> None:
+            ran.append("pool")
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    pool = Pool()
+    quiet.defer(broken)
+    quiet.defer(pool.refill)
+    quiet.defer(pool.refill)
+    quiet.flush()
+    assert ran == ["pool"] and not quiet.holding
+    await asyncio.wait_for(quiet.ran(), 1)  # nothing waits: at once
+
+
+class _Spawner:
+    """Stem cells as real idle processes (a cell's discard kills and reaps its pid)."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.sockets: list[socket.socket] = []
+
+    async def __call__(self, key: tuple[str, bool]) -> StemCell:
+        self.made += 1
+        pid = os.posix_spawn("/bin/sleep", ["sleep", "60"], {})
+        ours, theirs = socket.socketpair()
+        self.sockets.append(theirs)
+        log_r, log_w = os.pipe()
+        os.close(log_w)
+        return StemCell(key, pid, os.pidfd_open(pid), ours, log_r, None)
+
+
+async def test_a_taken_cell_is_replaced_once_cold_starts_are_quiet() -> None:
+    spawn = _Spawner()
+    quiet = Quiet(quiet_s=60, delay_s=60)  # only flush() lets it run here
+    cells = StemCells(2, spawn, lambda _cgroup: None, quiet)
+    taken: list[StemCell] = []
+
+    def take() -> None:
+        cell = cells.take(KEY)
+        assert cell is not None
+        taken.append(cell)
+
+    try:
+        cells.refill(KEY)
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        assert spawn.made == 2
+
+        take()
+        await asyncio.sleep(0)  # a refill started now would have begun
+        assert spawn.made == 2 and quiet.holding  # held back: one cell is left
+
+        quiet.flush()  # cold starts went quiet
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        assert spawn.made == 3
+
+        # The last cell taken: the next cold start would fork from the zygote, so
+        # the pool is refilled at once (the quiet period never ends here).
+        take()
+        take()
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        assert spawn.made == 5
+        take()
+    finally:
+        await cells.close()
+        quiet.flush()  # a closed pool refills nothing
+        for cell in taken:
+            cell.discard()
+        for sock in spawn.sockets:
+            sock.close()
+    assert spawn.made == 5
