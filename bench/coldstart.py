@@ -31,7 +31,16 @@ import statistics
 import tempfile
 import time
 
-from bench.common import HELLO, cold_starts, fork_floor, invocation, pct, table, write_code
+from bench.common import (
+    HELLO,
+    cold_starts,
+    fork_floor,
+    invocation,
+    namespace_floor,
+    pct,
+    table,
+    write_code,
+)
 
 from nimbus.sandbox import EnvironmentSpec, SandboxManager
 
@@ -85,6 +94,7 @@ async def main() -> None:
         sys.exit("bench/coldstart.py needs root (namespace isolation)")
 
     floor = fork_floor(args.floor)
+    ns_floor = namespace_floor(args.floor)
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         base = Path(tmp)
         code = write_code(base / "code", HELLO)
@@ -105,6 +115,8 @@ async def main() -> None:
                  "runtime": args.runtime, "tmp_storage": args.tmp_storage,
                  "network": args.network},
         "floor_p50_ms": round(floor_p50, 3),
+        "namespace_clone_p50_ms": round(statistics.median(ns_floor["clone"]), 3),
+        "namespace_floor_p50_ms": round(statistics.median(ns_floor["sandbox"]), 3),
         "cold_p50_ms": round(statistics.median(stem["first"]), 3),
         "cold_p99_ms": round(pct(stem["first"], 0.99), 3),
         "cold_start_only_p50_ms": round(statistics.median(stem["start"]), 3),
@@ -125,6 +137,12 @@ async def main() -> None:
     table("nimbus cold starts vs the fork floor (ms)", ("measurement", "p50", "p99", "n"), [
         ("fork floor (fork+exit+wait of this process)", f"{floor_p50:.2f}",
          f"{pct(floor, 0.99):.2f}", str(args.floor)),
+        ("namespace floor: clone into namespaces + exit",
+         f"{result['namespace_clone_p50_ms']:.2f}", f"{pct(ns_floor['clone'], 0.99):.2f}",
+         str(args.floor)),
+        ("namespace floor: ... + mounts, pivot_root, setuid",
+         f"{result['namespace_floor_p50_ms']:.2f}", f"{pct(ns_floor['sandbox'], 0.99):.2f}",
+         str(args.floor)),
         ("cold: start() + first invoke (stem cells)", f"{result['cold_p50_ms']:.2f}",
          f"{result['cold_p99_ms']:.2f}", n),
         ("cold: start() alone (stem cells)", f"{result['cold_start_only_p50_ms']:.2f}",

@@ -1,5 +1,5 @@
-"""What the cold-start benchmarks share: the fork floor, percentiles, invocations, a
-loop of measured cold starts with their stage timings, and the printed table.
+"""What the cold-start benchmarks share: the fork and namespace floors, percentiles,
+invocations, a loop of measured cold starts with their stage timings, and the table.
 
 Imported by ``bench/coldstart.py`` and ``bench/snapstart.py`` once they have fixed
 ``sys.path`` (this directory's http.py must not shadow the standard library's).
@@ -8,13 +8,16 @@ Imported by ``bench/coldstart.py`` and ``bench/snapstart.py`` once they have fix
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from nimbus.guest import libc
 from nimbus.sandbox import Environment, EnvironmentSpec, Invocation, SandboxManager
 
 HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
@@ -36,6 +39,77 @@ def fork_floor(iterations: int) -> list[float]:
         os.waitpid(pid, 0)
         times.append((time.perf_counter() - start) * 1000)
     return times
+
+
+NAMESPACES = (libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS
+              | libc.CLONE_NEWNET)
+
+
+def namespace_floor(iterations: int) -> dict[str, list[float]]:
+    """What the kernel alone charges for a namespace sandbox, in ms, from a copy of this
+    process (needs root): ``clone`` into new mount, PID, IPC, UTS and network namespaces
+    then exit and wait (what a stem cell does ahead of time), and ``sandbox``: the same
+    plus the mounts a cold start makes (a tmpfs /tmp, a read-only bind of the code),
+    ``pivot_root`` into the base, the host's tree detached and ``setresuid``. No Python
+    work, no handler, no messages: the least any namespace sandbox pays. Measured in a
+    forked child with a private mount namespace, so this process's mounts stay as
+    they are."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            times = _namespace_floor(iterations)
+            os.write(write, json.dumps(times).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    if not out:
+        raise RuntimeError("the namespace floor could not be measured (root needed)")
+    return json.loads(out)
+
+
+def _namespace_floor(iterations: int) -> dict[str, list[float]]:
+    libc.unshare(libc.CLONE_NEWNS)
+    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+    base, code = tempfile.mkdtemp(), tempfile.mkdtemp()
+    libc.mount("tmpfs", base, "tmpfs", libc.MS_NOSUID, "mode=0755,size=4m")
+    for rel in ("var/task", "tmp", "usr"):
+        os.makedirs(f"{base}/{rel}")
+    libc.mount("/usr", f"{base}/usr", None, libc.MS_BIND)
+
+    def confine() -> None:
+        libc.mount("tmpfs", base + "/tmp", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+                   "mode=1777,size=512m")
+        libc.mount(code, base + "/var/task", None, libc.MS_BIND)
+        libc.mount(None, base + "/var/task", None,
+                   libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
+        os.chdir(base)
+        libc.pivot_root(".", ".")
+        libc.umount2(".", libc.MNT_DETACH)
+        os.chdir("/")
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+
+    def run(body: Callable[[], None] | None) -> list[float]:
+        times = []
+        for _ in range(iterations):
+            start = time.perf_counter()
+            pid = libc.clone_process(NAMESPACES)
+            if pid == 0:
+                try:
+                    if body is not None:
+                        body()
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+
+    return {"clone": run(None), "sandbox": run(confine)}
 
 
 def write_code(directory: Path, source: str) -> Path:

@@ -73,6 +73,12 @@ def cold_rows(results: Path) -> Iterator[Row]:
                   "<= 20 ms", p99 <= 20)
         yield Row("cold start, zygote fork (stem cells off) p50", cold["cold_zygote_p50_ms"],
                   "ms", "fork floor p50", floor)
+        if "namespace_floor_p50_ms" in cold:
+            yield Row("namespace sandbox floor p50 (kernel only: clone into namespaces, "
+                      "mounts, pivot_root, setuid)", cold["namespace_floor_p50_ms"], "ms",
+                      "fork floor p50", floor)
+            yield Row("namespace floor, clone + exit only (stem cells pay it ahead)",
+                      cold["namespace_clone_p50_ms"], "ms", "fork floor p50", floor)
         wl = _load(results, "workloads")
         in_process = wl["workloads"]["hello"]["in_process"]["p50_ms"] if wl else None
         yield Row("warm invoke p50 (hello)", cold["warm_p50_ms"], "ms",
@@ -89,6 +95,10 @@ def cold_rows(results: Path) -> Iterator[Row]:
                           peer >= 10 * p50 if target else None)
             else:
                 yield Row(f"{label}: {peers[key].get('missing', 'not measured')}", 0, "ms")
+        if "namespace_floor_p50_ms" in cold and "p50_ms" in peers["bwrap_exec"]:
+            # How far any namespace sandbox could be from bubblewrap + exec here.
+            yield Row("bubblewrap + exec python p50 (hello)", peers["bwrap_exec"]["p50_ms"],
+                      "ms", "namespace sandbox floor p50", cold["namespace_floor_p50_ms"])
     if peers:
         yield Row("fork floor p50, bare python3", peers["fork_floor"]["p50_ms"], "ms")
 
