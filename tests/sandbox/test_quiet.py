@@ -27,13 +27,43 @@ async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_del
     start = now[0]
     quiet.defer(lambda: ran.append("refill"))
     assert quiet.holding and not ran
-    for _ in range(10):  # a cold start begins or ends every 8 ms
+    for _ in range(5):  # a cold start begins or ends every 8 ms: each one postpones it
         now[0] += 0.008
         quiet.hold()
-    assert not ran  # nothing ran by itself while the clock stood between holds
+        await _turns()
+        assert not ran
+    now[0] = start + 0.049
+    await _turns()
+    assert not ran
     now[0] = start + 0.05  # the oldest work has waited delay_s: it runs though busy
-    await asyncio.wait_for(quiet.ran(), 5)
+    await _turns()
     assert ran == ["refill"] and not quiet.holding
+
+
+async def test_a_quiet_spell_lets_work_run_and_after_close_work_runs_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    now = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: now[0])
+    quiet = Quiet(quiet_s=0.01, delay_s=0.05)
+    ran: list[int] = []
+    quiet.defer(lambda: ran.append(1))
+    now[0] += 0.009
+    await _turns()
+    assert not ran
+    now[0] += 0.001  # 10 ms without a cold start
+    await _turns()
+    assert ran == [1]
+    quiet.close()
+    quiet.defer(lambda: ran.append(2))
+    assert ran == [1, 2] and not quiet.holding
+
+
+async def _turns() -> None:
+    """Let the event loop run what is due (its clock is the test's)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def test_the_same_work_asked_twice_runs_once_and_a_failure_spares_the_rest() -> None:

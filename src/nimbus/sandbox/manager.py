@@ -391,8 +391,14 @@ class SandboxManager:
                 quiet.hold()  # and its first invocation follows
 
     async def refilled(self, spec: EnvironmentSpec) -> None:
-        """Wait until ``spec``'s stem cells have been refilled (the refill held back or
-        under way has ended): what a cold start finds between sporadic requests."""
+        """Wait until the cells a cold start of ``spec`` takes have been refilled (the
+        refill held back or under way has ended): what a cold start finds between
+        sporadic requests. SnapStart: its template's cells, if the template exists."""
+        if spec.snapstart and self.isolation == "namespace":
+            template = self.templates.get(spec.function_arn, spec.version)
+            if template is not None:
+                await template.cells.filled()
+            return
         await self._cells.filled((spec.runtime, spec.network))
 
     async def _start(self, spec: EnvironmentSpec) -> Environment:
@@ -577,7 +583,7 @@ class SandboxManager:
         if self._sampler is not None:
             self._sampler.cancel()
         await self._cells.close()
-        self._quiet.flush()  # what waited: disks to unmount (closed pools refill nothing)
+        self._quiet.close()  # what waits runs now (closed pools refill nothing)
         await self.templates.close()
         if self._net is not None:
             await asyncio.to_thread(self._net.close)

@@ -32,11 +32,15 @@ class Quiet:
         self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0  # loop time of the oldest work waiting
         self._ran: asyncio.Future[None] | None = None
+        self._closed = False
 
     def defer(self, work: Callable[[], None]) -> None:
-        """Run ``work`` once cold starts are quiet."""
+        """Run ``work`` once cold starts are quiet (at once after ``close``)."""
         self._work[work] = None
-        self.hold()
+        if self._closed:
+            self.flush()
+        else:
+            self.hold()
 
     def hold(self) -> None:
         """A cold start begins or ends (or work came): wait until they have been quiet
@@ -69,6 +73,12 @@ class Quiet:
         ran, self._ran = self._ran, None
         if ran is not None and not ran.done():
             ran.set_result(None)
+
+    def close(self) -> None:
+        """Run what waits, and from now on what comes at once: no timer outlives the
+        sandbox manager (its environments, stopping, still hand back disks)."""
+        self._closed = True
+        self.flush()
 
     async def ran(self) -> None:
         """Wait until what waits now has run (at once if nothing waits)."""
