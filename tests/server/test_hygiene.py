@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -312,3 +313,13 @@ def test_a_bootstrap_using_urllib_is_served(lam: Any) -> None:
         assert "FunctionError" not in response, payload
         assert payload["echo"] == {"n": n}
         assert payload["request_id"]  # Lambda's headers came with the event
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_server_carries_on(
+    server: NimbusProcess,
+) -> None:
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGUSR1)
+    server.wait_output("most recent call first")
+    server.wait_output('File "')  # a frame of some thread's stack
+    assert httpx.get(f"{server.endpoint}/health", timeout=10).status_code == 200

@@ -15,6 +15,10 @@ from nimbus.sandbox.cgroups import memory_headroom_mb
 
 log = logging.getLogger("nimbus.cluster.announcer")
 
+# How long a stopping node tries to withdraw its announcement: NATS away or reconnecting
+# must not hold the stop (the servers then count the node out when it goes stale).
+WITHDRAW_S = 2.0
+
 
 class Announcer:
     """Announces this worker (reachable at ``url``) until ``close`` withdraws it."""
@@ -50,7 +54,12 @@ class Announcer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.board.withdraw(self.node_id)
+        try:
+            await asyncio.wait_for(self.board.withdraw(self.node_id), WITHDRAW_S)
+        except TimeoutError:
+            log.warning("could not withdraw this worker node within %.0f s (NATS away?): "
+                        "the servers count it out once its announcement goes stale",
+                        WITHDRAW_S)
 
     async def _beat(self) -> None:
         while True:

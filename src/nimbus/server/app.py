@@ -8,7 +8,9 @@ process prints its endpoint only once the socket is bound and the store answers.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
+import signal
 import socket
 from collections.abc import AsyncIterator
 
@@ -111,6 +113,8 @@ def serve(config: Config, sockets: list[socket.socket] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # kill -USR1 <pid>: every thread's stack on stderr (a stop that hangs, a busy loop).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # uvicorn's httptools protocol, with limits on slow and oversized requests.
     protocol = HttpProtocol.configured(
         header_timeout=config.http_header_timeout,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import faulthandler
 import logging
 import os
 import signal
@@ -100,6 +101,7 @@ def main() -> None:
         format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per webhook post otherwise
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on stderr, as the server
     try:
         import uvloop
 
