@@ -13,6 +13,7 @@ import os
 import statistics
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -54,28 +55,38 @@ def namespace_floor(iterations: int) -> dict[str, list[float]]:
     work, no handler, no messages: the least any namespace sandbox pays. Measured in a
     forked child with a private mount namespace, so this process's mounts stay as
     they are."""
+    base, code = tempfile.mkdtemp(), tempfile.mkdtemp()  # mount points, empty
     read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            times = _namespace_floor(iterations)
-            os.write(write, json.dumps(times).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        out = f.read()
-    os.waitpid(pid, 0)
-    if not out:
-        raise RuntimeError("the namespace floor could not be measured (root needed)")
-    return json.loads(out)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            status = 1
+            try:
+                times = _namespace_floor(iterations, base, code)
+                with os.fdopen(write, "wb") as out:
+                    out.write(json.dumps(times).encode())
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        os.close(write)
+        with os.fdopen(read, "rb") as f:
+            out = f.read()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError("the namespace floor could not be measured (its error is "
+                               "printed above)")
+        return json.loads(out)
+    finally:
+        os.rmdir(base)
+        os.rmdir(code)
 
 
-def _namespace_floor(iterations: int) -> dict[str, list[float]]:
+def _namespace_floor(iterations: int, base: str, code: str) -> dict[str, list[float]]:
     libc.unshare(libc.CLONE_NEWNS)
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
-    base, code = tempfile.mkdtemp(), tempfile.mkdtemp()
     libc.mount("tmpfs", base, "tmpfs", libc.MS_NOSUID, "mode=0755,size=4m")
     for rel in ("var/task", "tmp", "usr"):
         os.makedirs(f"{base}/{rel}")
@@ -100,13 +111,19 @@ def _namespace_floor(iterations: int) -> dict[str, list[float]]:
             start = time.perf_counter()
             pid = libc.clone_process(NAMESPACES)
             if pid == 0:
+                status = 1
                 try:
                     if body is not None:
                         body()
+                    status = 0
+                except BaseException:
+                    traceback.print_exc()
                 finally:
-                    os._exit(0)
-            os.waitpid(pid, 0)
+                    os._exit(status)
+            _, status = os.waitpid(pid, 0)
             times.append((time.perf_counter() - start) * 1000)
+            if os.waitstatus_to_exitcode(status) != 0:  # a floor over less work is no floor
+                raise RuntimeError("a namespace floor sandbox failed (printed above)")
         return times
 
     return {"clone": run(None), "sandbox": run(confine)}

@@ -94,12 +94,13 @@ class NimbusProcess:
             raise RuntimeError("nimbus did not start:\n" + "".join(self.output))
         return self
 
-    def wait_output(self, text: str, timeout: float = 30) -> str:
-        """The first line of the server's output containing ``text``, waiting for it (the
-        server may log a moment after it answered)."""
+    def wait_output(self, text: str, timeout: float = 30, after: int = 0) -> str:
+        """The first line of the server's output containing ``text`` (from line ``after``
+        on), waiting for it (the server may log a moment after it answered)."""
         with self._said:
             found = self._said.wait_for(
-                lambda: next((line for line in self.output if text in line), None), timeout)
+                lambda: next((line for line in self.output[after:] if text in line), None),
+                timeout)
         if found is None:
             raise AssertionError(f"the server never said {text!r}:\n" + "".join(self.output))
         return found
