@@ -16,12 +16,18 @@ from nimbus.sandbox.stemcells import StemCell, StemCells
 KEY = ("python3.12", False)
 
 
-async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_delay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+async def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The event loop's clock, as the test sets it (``now[0]``)."""
     loop = asyncio.get_running_loop()
-    now = [loop.time()]
-    monkeypatch.setattr(loop, "time", lambda: now[0])
+    clock = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: clock[0])
+    return clock
+
+
+async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_delay(
+    now: list[float],
+) -> None:
     quiet = Quiet(quiet_s=0.01, delay_s=0.05)
     ran: list[str] = []
     start = now[0]
@@ -41,11 +47,8 @@ async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_del
 
 
 async def test_a_quiet_spell_lets_work_run_and_after_close_work_runs_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    now: list[float],
 ) -> None:
-    loop = asyncio.get_running_loop()
-    now = [loop.time()]
-    monkeypatch.setattr(loop, "time", lambda: now[0])
     quiet = Quiet(quiet_s=0.01, delay_s=0.05)
     ran: list[int] = []
     quiet.defer(lambda: ran.append(1))
