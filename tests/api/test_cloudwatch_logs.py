@@ -103,8 +103,32 @@ def test_log_groups_are_listed_by_prefix_and_page(logs: Any, lam_m: Any,
         if not token:
             break
     assert seen == [f"/aws/lambda/{n}" for n in names]
-    found = logs.describe_log_groups(logGroupNamePattern=names[1].upper())["logGroups"]
+    # A group is as old as its function: an update does not make it new.
+    created = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{names[0]}")
+    lam_m.update_function_configuration(FunctionName=names[0], Description="changed")
+    lam_m.get_waiter("function_updated_v2").wait(FunctionName=names[0])
+    later = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{names[0]}")
+    assert later["logGroups"] == created["logGroups"]
+    # A pattern is a case-sensitive substring, answered with three fields only.
+    found = logs.describe_log_groups(logGroupNamePattern=names[1][4:])["logGroups"]
     assert [g["logGroupName"] for g in found] == [f"/aws/lambda/{names[1]}"]
+    assert set(found[0]) == {"arn", "creationTime", "logGroupName"}
+    assert logs.describe_log_groups(logGroupNamePattern=names[1].upper())["logGroups"] == []
+    # A token of another call, or a value outside an enum, is a 400 with a reason.
+    streams = logs.describe_log_streams(logGroupName=text_fn["group"], limit=1)
+    with pytest.raises(ClientError) as exc:
+        logs.describe_log_groups(nextToken=streams["nextToken"])
+    assert error(exc) == ("InvalidParameterException", 400,
+                          "The specified nextToken is invalid.")
+    with pytest.raises(ClientError) as exc:
+        logs.describe_log_streams(logGroupName=text_fn["group"], orderBy="LastEventTime",
+                                  nextToken=streams["nextToken"])
+    assert error(exc)[0] == "InvalidParameterException"
+    with pytest.raises(ClientError) as exc:
+        logs.describe_log_groups(logGroupClass="COLD")
+    code, status, message = error(exc)
+    assert (code, status) == ("InvalidParameterException", 400) and "enum" in message
+    assert logs.describe_log_groups(logGroupClass="INFREQUENT_ACCESS")["logGroups"] == []
     with pytest.raises(ClientError) as exc:
         logs.describe_log_groups(logGroupNamePrefix=prefix, logGroupNamePattern="x")
     assert error(exc)[0] == "InvalidParameterException"
@@ -146,6 +170,9 @@ def test_streams_are_the_environments_named_as_lambda_names_them(
                                   logStreamNamePrefix="2")
     assert error(exc)[0] == "InvalidParameterException"
     with pytest.raises(ClientError) as exc:
+        logs.describe_log_streams(logGroupName=text_fn["group"], orderBy="lastEventTime")
+    assert error(exc)[0] == "InvalidParameterException"
+    with pytest.raises(ClientError) as exc:
         logs.describe_log_streams(logGroupName="/aws/lambda/no-such-function")
     assert error(exc) == ("ResourceNotFoundException", 400,
                           "The specified log group does not exist.")
@@ -176,6 +203,19 @@ def test_get_log_events_reads_a_stream_forward_and_back(logs: Any,
             break
         token = page["nextForwardToken"]
     assert read == everything
+    # Turned round at the end: back from the same place, the last event included.
+    back_from_end = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=2,
+                                        nextToken=page["nextBackwardToken"])
+    assert back_from_end["events"] == everything[-2:]
+    # ... and at the start: forward again from the first event.
+    start = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=2,
+                                startFromHead=True)
+    before = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=2,
+                                 nextToken=start["nextBackwardToken"])
+    assert before["events"] == []
+    again = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=2,
+                                nextToken=before["nextForwardToken"])
+    assert again["events"] == everything[:2]
 
     # Without a token: the newest; then backwards to the start.
     newest = logs.get_log_events(logGroupName=group, logStreamName=stream, limit=2)
@@ -209,6 +249,12 @@ def test_filter_log_events_interleaves_streams_and_applies_patterns(
 
     tags = logs.filter_log_events(logGroupName=group, filterPattern='?"tag one" ?"tag three"')
     assert [e["message"] for e in tags["events"]] == ["tag one", "tag three"]
+    # A "?" term starts a group the terms after it join (CDK's anyTermGroup).
+    groups = logs.filter_log_events(logGroupName=group,
+                                    filterPattern='?"[ERROR 400]" REQUEST ?tag three')
+    assert [e["message"] for e in groups["events"]] == [
+        "[ERROR 400] BAD REQUEST", "[ERROR 400] BAD REQUEST", "[ERROR 400] BAD REQUEST",
+        "tag three"]
     only_v1 = logs.filter_log_events(logGroupName=group, logStreamNames=[text_fn["v1"]],
                                      filterPattern="tag")
     assert [e["message"] for e in only_v1["events"]] == ["tag three"]
@@ -224,6 +270,16 @@ def test_filter_log_events_interleaves_streams_and_applies_patterns(
         if not token:
             break
     assert paged == whole and len(whole) > 10
+    # startFromHead false: newest first, and the token keeps that direction.
+    newest, token = [], None
+    while True:
+        kwargs = {"nextToken": token} if token else {"startFromHead": False}
+        page = logs.filter_log_events(logGroupName=group, limit=3, **kwargs)
+        newest += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert newest == whole[::-1]
 
     later = logs.filter_log_events(logGroupName=group, startTime=whole[-1]["timestamp"] + 1)
     assert later["events"] == []

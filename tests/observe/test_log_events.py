@@ -40,6 +40,13 @@ def test_optional_terms_any_matches() -> None:
     assert matching("?ERROR ?ARGUMENTS") == EVENTS[:6]
 
 
+def test_a_question_mark_starts_a_group_of_terms() -> None:
+    # CDK's FilterPattern.anyTermGroup(["ERROR", "MISSING"], ["WARN", "ARGUMENTS"]).
+    assert matching('?"ERROR" "MISSING" ?"WARN" "ARGUMENTS"') == [EVENTS[2], EVENTS[5]]
+    # Terms before the first "?" hold for every group; "-" joins its group.
+    assert matching("ERROR ?REQUEST -UNAUTHORIZED ?SERVER") == [EVENTS[0], EVENTS[4]]
+
+
 def test_exact_phrase() -> None:
     assert matching('"INTERNAL SERVER ERROR"') == [EVENTS[4]]
     assert matching('"ERROR 401"') == [EVENTS[1]]
@@ -128,6 +135,9 @@ def test_json_patterns_of_the_documentation(pattern: str, expected: bool) -> Non
         ("{ $.user.id >= 1 && $.user.id < 2 }", True),
         ("{ $.user.id > 1 }", False),
         ('{ $.users[1].email = "*Doe@example.com" }', True),
+        ('{ $.user.id = "*" }', True),  # the field exists, a number as well
+        ('{ $.user = "*" }', True),
+        ('{ $.user.nickname = "*" }', False),
     ],
 )
 def test_compound_json_patterns(pattern: str, expected: bool) -> None:

@@ -28,6 +28,8 @@ from nimbus.protocol.service import AwsService, RequestContext
 from nimbus.threads import blocking
 
 Params = dict[str, Any]
+STREAM_ORDERS = ("LogStreamName", "LastEventTime")
+GROUP_CLASSES = ("STANDARD", "INFREQUENT_ACCESS", "DELIVERY", "ESSENTIALS")
 MAX_RESPONSE_BYTES = 1024 * 1024  # GetLogEvents and FilterLogEvents answer at most 1 MB
 EVENT_OVERHEAD = 26  # bytes CloudWatch counts per event on top of its message
 
@@ -86,15 +88,46 @@ def _limit(p: Params, default: int, most: int) -> int:
     return int(limit)
 
 
-def _token(value: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+def _token(kind: str, *values: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps([kind, *values]).encode()).decode()
 
 
-def _untoken(token: str) -> Any:
+def _untoken(token: str, kind: str, *types: type) -> list[Any]:
+    """The values of a ``nextToken`` made by ``_token(kind, ...)``: one of another call,
+    or of another order, is refused as invalid (as any token CloudWatch did not make)."""
     try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
+        value = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, binascii.Error):
-        raise LogsInvalidParameter("The specified nextToken is invalid.") from None
+        value = None
+    if (
+        not isinstance(value, list)
+        or len(value) != len(types) + 1
+        or value[0] != kind
+        or not all(isinstance(v, t) and not isinstance(v, bool)
+                   for v, t in zip(value[1:], types, strict=True))
+    ):
+        raise LogsInvalidParameter("The specified nextToken is invalid.")
+    return value[1:]
+
+
+def _one_of(p: Params, member: str, allowed: tuple[str, ...]) -> str | None:
+    """An enum member's value, refused as CloudWatch refuses one outside its set."""
+    value = p.get(member)
+    if value is not None and value not in allowed:
+        raise LogsInvalidParameter(
+            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+            f"constraint: Member must satisfy enum value set: [{', '.join(allowed)}]"
+        )
+    return value
+
+
+def _at_most(p: Params, member: str, most: int, what: str) -> None:
+    value = p.get(member)
+    if value is not None and len(value) > most:
+        raise LogsInvalidParameter(
+            f"1 validation error detected: Value at '{member}' failed to satisfy "
+            f"constraint: Member must have {what} less than or equal to {most}"
+        )
 
 
 def _window(p: Params) -> tuple[int, int | None]:
@@ -118,28 +151,32 @@ async def describe_log_groups(ctx: RequestContext, p: Params) -> Params:
             "exclusive parameters."
         )
     limit = _limit(p, 50, 50)
+    group_class = _one_of(p, "logGroupClass", GROUP_CLASSES)
     accounts = p.get("accountIdentifiers")
     view = await _view(ctx)
     groups = await blocking(view.groups)
     if prefix is not None:
         groups = [g for g in groups if g.name.startswith(prefix)]
-    if pattern:
-        groups = [g for g in groups if pattern.lower() in g.name.lower()]
+    if pattern:  # a case-sensitive substring, as CloudWatch matches it
+        groups = [g for g in groups if pattern in g.name]
     if identifiers is not None:
         wanted = {_group_name(ctx, {"logGroupIdentifier": i}) for i in identifiers}
         groups = [g for g in groups if g.name in wanted]
     if accounts is not None and ctx.account_id not in accounts:
         groups = []  # nimbus has one account and no linked ones
-    if p.get("logGroupClass") not in (None, "STANDARD"):
+    if group_class not in (None, "STANDARD"):
         groups = []  # every group of nimbus is of the STANDARD class
     if p.get("nextToken") is not None:
-        after = _untoken(p["nextToken"])
+        (after,) = _untoken(p["nextToken"], "groups", str)
         groups = [g for g in groups if g.name > after]
     page = groups[:limit]
     retention = _services(ctx).config.log_retention_days
-    out: Params = {"logGroups": [_group_shape(ctx, g, retention) for g in page]}
+    shapes = [_group_shape(ctx, g, retention) for g in page]
+    if pattern:  # CloudWatch answers a pattern search with these three only
+        shapes = [{k: s[k] for k in ("arn", "creationTime", "logGroupName")} for s in shapes]
+    out: Params = {"logGroups": shapes}
     if len(groups) > limit:
-        out["nextToken"] = _token(page[-1].name)
+        out["nextToken"] = _token("groups", page[-1].name)
     return out
 
 
@@ -159,7 +196,7 @@ def _group_shape(ctx: RequestContext, group: LogGroup, retention: float) -> Para
 
 
 async def describe_log_streams(ctx: RequestContext, p: Params) -> Params:
-    order = p.get("orderBy") or "LogStreamName"
+    order = _one_of(p, "orderBy", STREAM_ORDERS) or "LogStreamName"
     prefix = p.get("logStreamNamePrefix")
     if order == "LastEventTime" and prefix is not None:
         raise LogsInvalidParameter("Cannot order by LastEventTime with a logStreamNamePrefix.")
@@ -176,9 +213,8 @@ async def describe_log_streams(ctx: RequestContext, p: Params) -> Params:
 
     streams.sort(key=key, reverse=descending)
     if p.get("nextToken") is not None:
-        after = _untoken(p["nextToken"])
-        if not isinstance(after, list):
-            raise LogsInvalidParameter("The specified nextToken is invalid.")
+        after = _untoken(p["nextToken"], f"streams:{order}",
+                         *((int, str) if order == "LastEventTime" else (str,)))
         streams = [s for s in streams if (key(s) < after if descending else key(s) > after)]
     page = streams[:limit]
     arn = _arn(ctx, group.name)
@@ -197,7 +233,7 @@ async def describe_log_streams(ctx: RequestContext, p: Params) -> Params:
         ]
     }
     if len(streams) > limit:
-        out["nextToken"] = _token(key(page[-1]))
+        out["nextToken"] = _token(f"streams:{order}", *key(page[-1]))
     return out
 
 
@@ -223,12 +259,19 @@ def _stream_token(direction: str, key: tuple[int, str, int]) -> str:
     return f"{direction}/{key[0]:020d}.{key[2]:06d}.{key[1]}"
 
 
+# A GetLogEvents token is a place between two events: "f/K" reads forward from after
+# event K, "b/K" backward from before it; "F/K" and "B/K" include K (the tokens of the
+# other direction that an empty read at either end gives for the same place).
+_AFTER = {"f": lambda e, k: e > k, "F": lambda e, k: e >= k,
+          "b": lambda e, k: e < k, "B": lambda e, k: e <= k}
+
+
 def _stream_key(token: str) -> tuple[str, tuple[int, str, int]]:
-    """(direction, key) of a nextForwardToken ("f/...") or nextBackwardToken ("b/...")."""
+    """(direction, key) of a nextForwardToken or nextBackwardToken."""
     direction, _, rest = token.partition("/")
     stamp, _, rest = rest.partition(".")
     line, _, request_id = rest.partition(".")
-    if direction not in ("f", "b") or not stamp.isdigit() or not line.isdigit():
+    if direction not in _AFTER or not stamp.isdigit() or not line.isdigit():
         raise LogsInvalidParameter("The specified nextToken is invalid.")
     return direction, (int(stamp), request_id, int(line))
 
@@ -256,17 +299,19 @@ async def get_log_events(ctx: RequestContext, p: Params) -> Params:
     else:
         direction = "f" if p.get("startFromHead") else "b"
         key = (-1, "", -1) if direction == "f" else (2**63, "", 0)
-    if direction == "f":
-        chosen = _fits([e for e in all_events if e.key > key], limit)
+    after = _AFTER[direction]
+    if direction in "fF":
+        chosen = _fits([e for e in all_events if after(e.key, key)], limit)
     else:
-        before = [e for e in all_events if e.key < key]
+        before = [e for e in all_events if after(e.key, key)]
         chosen = list(reversed(_fits(list(reversed(before)), limit)))
     if chosen:
         forward = _stream_token("f", chosen[-1].key)
         backward = _stream_token("b", chosen[0].key)
-    elif token is not None:
-        forward = token if direction == "f" else _stream_token("f", key)
-        backward = token if direction == "b" else _stream_token("b", key)
+    elif token is not None:  # at an end: the same place, read either way
+        turned = {"f": "B", "F": "b", "b": "F", "B": "f"}[direction]
+        forward = token if direction in "fF" else _stream_token(turned, key)
+        backward = token if direction in "bB" else _stream_token(turned, key)
     else:  # nothing in the window: read on from its start, or back from its end
         forward = _stream_token("f", (max(start - 1, 0), "", 0))
         backward = _stream_token("b", (2**62, "", 0))
@@ -283,21 +328,26 @@ def _stream_exists(view: LogGroups, group: LogGroup, stream: str) -> bool:
 
 async def filter_log_events(ctx: RequestContext, p: Params) -> Params:
     """The group's events (of the streams asked) in the window that match the filter
-    pattern, interleaved by time; ``nextToken`` while more remain."""
+    pattern, interleaved by time, oldest first (``startFromHead`` false: newest first);
+    ``nextToken`` while more remain, carrying the direction of the first request."""
     names, prefix = p.get("logStreamNames"), p.get("logStreamNamePrefix")
     if names is not None and prefix is not None:
         raise LogsInvalidParameter(
             "logStreamNames and logStreamNamePrefix are mutually exclusive parameters."
         )
+    _at_most(p, "logStreamNames", 100, "length")
+    _at_most(p, "filterPattern", 1024, "length")
     limit = _limit(p, 10000, 10000)
     start, end = _window(p)
     try:
         matches = compile_pattern(p.get("filterPattern"))
     except FilterPatternError as exc:
         raise LogsInvalidParameter(str(exc)) from None
-    after = _untoken(p["nextToken"]) if p.get("nextToken") is not None else None
-    if after is not None and not (isinstance(after, list) and len(after) == 4):
-        raise LogsInvalidParameter("The specified nextToken is invalid.")
+    newest_first = p.get("startFromHead") is False
+    mark: tuple[Any, ...] | None = None
+    if p.get("nextToken") is not None:
+        flag, *rest = _untoken(p["nextToken"], "events", int, int, str, str, int)
+        newest_first, mark = bool(flag), tuple(rest)
     view = await _view(ctx)
     group = await _group(ctx, view, p)
     wanted = set(names) if names is not None else None
@@ -310,9 +360,12 @@ async def filter_log_events(ctx: RequestContext, p: Params) -> Params:
 
     def select() -> list[LogEvent]:
         found = view.events(group, start, end, keep)
-        if after is not None:
-            mark = tuple(after)
-            found = [e for e in found if (e.timestamp, e.stream, e.request_id, e.line) > mark]
+        if newest_first:
+            found.reverse()
+        if mark is not None:
+            found = [e for e in found if ((e.timestamp, e.stream, e.request_id, e.line) < mark
+                                          if newest_first else
+                                          (e.timestamp, e.stream, e.request_id, e.line) > mark)]
         return [e for e in found if matches(e.message)]
 
     found = await blocking(select)
@@ -325,7 +378,8 @@ async def filter_log_events(ctx: RequestContext, p: Params) -> Params:
     }
     if len(page) < len(found) and page:
         last = page[-1]
-        out["nextToken"] = _token([last.timestamp, last.stream, last.request_id, last.line])
+        out["nextToken"] = _token("events", int(newest_first), last.timestamp, last.stream,
+                                  last.request_id, last.line)
     return out
 
 

@@ -5,16 +5,18 @@ The syntax is CloudWatch's (its "Filter pattern syntax" page), case sensitive th
 
 - ``""`` matches every event; so does ``" "`` (the documented "match everything").
 - Terms: ``ERROR`` matches events containing the word ERROR; ``ERROR ARGUMENTS`` both
-  words; ``"INTERNAL SERVER ERROR"`` that exact phrase; ``?ERROR ?WARN`` either word;
-  ``ERROR -ARGUMENTS`` ERROR but not ARGUMENTS. A term matches a whole word: the
-  characters around it (when its own edge is a letter or digit) are not letters or
-  digits, so ``ERROR`` does not match ``ERRORS`` (a ``%regex%`` does).
+  words; ``"INTERNAL SERVER ERROR"`` that exact phrase; ``?ERROR ?WARN`` either word
+  (a ``?`` term starts an alternative the terms after it join: ``?ERROR main ?WARN``
+  is ERROR and main, or WARN); ``ERROR -ARGUMENTS`` ERROR but not ARGUMENTS. A term
+  matches a whole word: the characters around it (when its own edge is a letter or
+  digit) are not letters or digits, so ``ERROR`` does not match ``ERRORS`` (a ``%regex%`` does).
 - ``%regex%``: events the regular expression finds something in (CloudWatch's subset:
   no parentheses).
 - JSON: ``{ $.level = "ERROR" }``, ``{ $.latency > 5 }``, ``{ $.ip != 123.123.* }``
-  (``*`` a wildcard in string values), ``{ $.a[0].b = 1 }``, ``IS NULL``, ``IS TRUE``,
-  ``IS FALSE``, ``NOT EXISTS``, ``%regex%`` values, and ``&&`` / ``||`` (``&&`` binding
-  tighter) with parentheses. Events that are not a JSON object never match.
+  (``*`` a wildcard in string values; ``= "*"`` alone: the field exists, whatever its
+  value), ``{ $.a[0].b = 1 }``, ``IS NULL``, ``IS TRUE``, ``IS FALSE``, ``NOT EXISTS``,
+  ``%regex%`` values, and ``&&`` / ``||`` (``&&`` binding tighter) with parentheses.
+  Events that are not a JSON object never match.
 
 Space-delimited patterns (``[ip, user, ...]``) are refused with a clear error: nimbus does
 not implement them.
@@ -83,10 +85,24 @@ def _word(term: str) -> re.Pattern[str]:
 _TERM = re.compile(r'\s*([?-]?)(?:"((?:[^"\\]|\\.)*)"|(\S+))')
 
 
+@dataclass
+class _Group:
+    """Terms that must all appear (``required``) and none of ``excluded``."""
+
+    required: list[re.Pattern[str]]
+    excluded: list[re.Pattern[str]]
+
+    def match(self, message: str) -> bool:
+        return (all(p.search(message) for p in self.required)
+                and not any(p.search(message) for p in self.excluded))
+
+
 def _terms(text: str, pattern: str) -> Matcher:
-    required: list[re.Pattern[str]] = []
-    optional: list[re.Pattern[str]] = []
-    excluded: list[re.Pattern[str]] = []
+    """Terms; each ``?`` term starts an alternative that the terms after it join (CDK's
+    ``anyTermGroup``: ``?"ERROR" "MainThread" ?"WARN" "Deadlock"`` is (ERROR and
+    MainThread) or (WARN and Deadlock)); terms before the first ``?`` hold for all."""
+    common = _Group([], [])
+    alternatives: list[_Group] = []
     everything = False
     pos = 0
     while pos < len(text):
@@ -106,16 +122,18 @@ def _terms(text: str, pattern: str) -> Matcher:
             everything = sign == ""  # '" "': CloudWatch's "match everything"
             continue
         matcher = _word(term)
-        {"": required, "?": optional, "-": excluded}[sign].append(matcher)
+        if sign == "?":
+            alternatives.append(_Group([matcher], []))
+            continue
+        group = alternatives[-1] if alternatives else common
+        (group.excluded if sign == "-" else group.required).append(matcher)
 
     def match(message: str) -> bool:
-        if any(p.search(message) for p in excluded):
+        if not common.match(message):
             return False
-        if not all(p.search(message) for p in required):
+        if alternatives and not any(g.match(message) for g in alternatives):
             return False
-        if optional and not any(p.search(message) for p in optional):
-            return False
-        return bool(required or optional or excluded or everything)
+        return bool(common.required or common.excluded or alternatives or everything)
 
     return match
 
@@ -318,6 +336,8 @@ def _equality(value: _Tok, parser: _JsonParser) -> Test:
             return lambda v: v is (text == "true")
         if text == "null":
             return lambda v: v is None
+    if text == "*":  # "the field exists", whatever its value (CDK's FilterPattern.exists)
+        return lambda v: True
     if "*" in text:
         wildcard = re.compile(".*".join(re.escape(part) for part in text.split("*")))
         return lambda v: isinstance(v, str) and wildcard.fullmatch(v) is not None

@@ -56,9 +56,12 @@ class LogGroups:
         """Every group, by name."""
         found: dict[str, LogGroup] = {}
         page = self.functions.list_functions(None, ALL, all_versions=True)
+        # A group is as old as the oldest function logging to it (not its versions' last
+        # change: an update must not make the group look new).
+        created_at = self.functions.created_times()
         for version in page.items:
             name = config_of(version.extra, version.function_name).log_group
-            created = _ms(version.last_modified)
+            created = _ms(created_at.get(version.function_name, version.last_modified))
             group = found.get(name)
             if group is None:
                 group = found[name] = LogGroup(name, created)

@@ -173,6 +173,12 @@ class FunctionStore:
         with self.db.read() as conn:
             return list(conn.execute(select(functions.c.name)).scalars())
 
+    def created_times(self) -> dict[str, str]:
+        """Every function's creation time (FunctionRecord.created_at), by name."""
+        with self.db.read() as conn:
+            return {name: created for name, created in
+                    conn.execute(select(functions.c.name, functions.c.created_at))}
+
     def changed(self, name: str) -> None:
         """Tell the listeners that function ``name`` changed: called on each commit here,
         and by an async worker when the process that committed forwards the news."""
