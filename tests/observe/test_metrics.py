@@ -98,6 +98,19 @@ def test_invocations_errors_durations_and_cold_starts() -> None:
     assert v("nimbus_concurrent_executions", function_name="fn") == 0
 
 
+def test_a_platform_failure_is_an_error_but_no_invocation_and_no_bill() -> None:
+    metrics, hooks = Metrics(Clock()), Hooks()
+    metrics.attach(hooks)
+    run(hooks, finished(0.0, error="platform"))
+    got = parsed(metrics)
+    latest = {"function_name": "fn", "resource": "fn", "executed_version": "$LATEST"}
+    assert got[("nimbus_errors_total", frozenset({**latest, "kind": "platform"}.items()))] == 1
+    assert not any(value for (name, _), value in got.items() if name in (
+        "nimbus_invocations_total", "nimbus_duration_seconds_count", "nimbus_gb_seconds_total"))
+    [point] = metrics.points("fn", 1, CostModel(Pricing()))
+    assert (point.invocations, point.errors, point.gb_seconds) == (0, 1, 0)
+
+
 def test_a_cold_start_without_capacity_is_a_throttle_not_an_invocation() -> None:
     metrics, hooks = Metrics(Clock()), Hooks()
     metrics.attach(hooks)

@@ -311,6 +311,9 @@ class Metrics:
         # calls to _observe, _minute, fine_bucket and Usage.add cost as much as their
         # work): the same counts as those helpers make.
         function = event.function
+        if event.error == "platform":
+            self._platform_error(event)
+            return
         at = (function, event.qualifier, event.version, event.architecture)
         keys = self._finished_keys.get(at)
         if keys is None:
@@ -350,6 +353,15 @@ class Metrics:
         usage, architecture = minute.usage, event.architecture
         usage.requests[architecture] = usage.requests.get(architecture, 0) + 1
         usage.mb_ms[architecture] = usage.mb_ms.get(architecture, 0) + mb_ms
+
+    def _platform_error(self, event: InvocationFinished) -> None:
+        """nimbus could not run it (no environment, the caller gone): an error of kind
+        "platform", but no invocation, duration or bill, as Lambda does not count or
+        bill a request its service failed."""
+        function = event.function
+        self._count("errors", (function, resource(function, event.qualifier), event.version,
+                               "platform"))
+        self._minute(function).errors += 1
 
     def _keys_for(self, at: tuple[str, str | None, str, str]) -> _FinishedKeys:
         if len(self._finished_keys) >= MAX_KEY_SETS:
