@@ -7,9 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from nimbus.sandbox import EnvironmentSpec, SandboxError, SandboxManager
 from nimbus.sandbox.quiet import Quiet
 from nimbus.sandbox.stemcells import StemCell, StemCells
 
@@ -33,17 +38,46 @@ async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_del
     start = now[0]
     quiet.defer(lambda: ran.append("refill"))
     assert quiet.holding and not ran
-    for _ in range(5):  # a cold start begins or ends every 8 ms: each one postpones it
+    for _ in range(6):  # a cold start begins or ends every 8 ms: each one postpones it
         now[0] += 0.008
         quiet.hold()
         await _turns()
         assert not ran
-    now[0] = start + 0.049
+    now[0] = start + 0.049  # 1 ms after the last: not quiet, and not yet delay_s
     await _turns()
     assert not ran
     now[0] = start + 0.05  # the oldest work has waited delay_s: it runs though busy
     await _turns()
     assert ran == ["refill"] and not quiet.holding
+
+
+async def test_work_waits_for_a_long_cold_start_to_end_or_for_the_delay(
+    now: list[float],
+) -> None:
+    quiet = Quiet(quiet_s=0.01, delay_s=0.05)
+    ran: list[int] = []
+    start = now[0]
+    quiet.begin()  # an init that imports a large library
+    quiet.defer(lambda: ran.append(1))
+    now[0] = start + 0.03  # quiet_s has passed, but the cold start is under way
+    await _turns()
+    assert not ran
+    quiet.end()  # its first invocation follows: quiet_s more
+    now[0] = start + 0.039
+    await _turns()
+    assert not ran
+    now[0] = start + 0.04
+    await _turns()
+    assert ran == [1]
+    quiet.begin()  # one that outlasts the delay: the work runs at delay_s
+    quiet.defer(lambda: ran.append(2))
+    now[0] = start + 0.089
+    await _turns()
+    assert ran == [1]
+    now[0] = start + 0.09
+    await _turns()
+    assert ran == [1, 2]
+    quiet.end()
 
 
 async def test_a_quiet_spell_lets_work_run_and_after_close_work_runs_at_once(
@@ -126,8 +160,12 @@ async def test_a_taken_cell_is_replaced_once_cold_starts_are_quiet() -> None:
         await asyncio.sleep(0)  # a refill started now would have begun
         assert spawn.made == 2 and quiet.holding  # held back: one cell is left
 
+        # filled() waits for the refill held back, not only for one under way.
+        waiting = asyncio.ensure_future(cells.filled(KEY))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
         quiet.flush()  # cold starts went quiet
-        await asyncio.wait_for(cells.filled(KEY), 10)
+        await asyncio.wait_for(waiting, 10)
         assert spawn.made == 3
 
         # The last cell taken: the next cold start would fork from the zygote, so
@@ -137,6 +175,13 @@ async def test_a_taken_cell_is_replaced_once_cold_starts_are_quiet() -> None:
         await asyncio.wait_for(cells.filled(KEY), 10)
         assert spawn.made == 5
         take()
+        # The one cell left dies while idle: the pool is empty, so refilled at once.
+        [last] = cells._cells[KEY]
+        os.kill(last.pid, 9)
+        await asyncio.wait_for(_until(lambda: len(cells._cells[KEY]) == 2), 10)
+        assert spawn.made == 7 and quiet.holding  # not the refill held back
+        take()
+        take()  # empty: a refill starts at once, and close() cancels it
     finally:
         await cells.close()
         quiet.flush()  # a closed pool refills nothing
@@ -144,4 +189,31 @@ async def test_a_taken_cell_is_replaced_once_cold_starts_are_quiet() -> None:
             cell.discard()
         for sock in spawn.sockets:
             sock.close()
-    assert spawn.made == 5
+    assert spawn.made == 7
+    await asyncio.wait_for(cells.filled(KEY), 1)  # after close: returns, not CancelledError
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+async def test_a_cold_start_holds_background_work_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SandboxManager.start: the gate knows a cold start is under way, failed or not."""
+    manager = SandboxManager(tmp_path / "work", isolation="process", stem_cells=0)
+    seen: list[int] = []
+
+    async def prepared() -> None:
+        return None
+
+    async def started(spec: object) -> None:
+        seen.append(manager._quiet._starting)
+        raise SandboxError("no room")
+
+    monkeypatch.setattr(manager, "_prepare", prepared)
+    monkeypatch.setattr(manager, "_start", started)
+    with pytest.raises(SandboxError):
+        await manager.start(cast(EnvironmentSpec, SimpleNamespace(snapstart=False)))
+    assert seen == [1] and manager._quiet._starting == 0

@@ -379,16 +379,13 @@ class SandboxManager:
         runtime's zygote) and the init phase. Raises InitError, IsolationUnavailable
         or UnsupportedRuntime."""
         await self._prepare()
-        quiet = self._quiet
-        if quiet.holding:
-            quiet.hold()  # a cold start begins: no refills now
+        self._quiet.begin()  # no refills while it runs, nor during its first invocation
         try:
             if spec.snapstart and self.isolation == "namespace":
                 return await self.templates.start(spec)
             return await self._start(spec)
         finally:
-            if quiet.holding:
-                quiet.hold()  # and its first invocation follows
+            self._quiet.end()
 
     async def refilled(self, spec: EnvironmentSpec) -> None:
         """Wait until the cells a cold start of ``spec`` takes have been refilled (the
@@ -583,8 +580,8 @@ class SandboxManager:
         if self._sampler is not None:
             self._sampler.cancel()
         await self._cells.close()
-        self._quiet.close()  # what waits runs now (closed pools refill nothing)
         await self.templates.close()
+        self._quiet.close()  # what waits runs now (closed pools refill nothing)
         if self._net is not None:
             await asyncio.to_thread(self._net.close)
         await asyncio.gather(*(e.stop() for e in list(self._environments)),

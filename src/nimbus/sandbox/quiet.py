@@ -4,9 +4,11 @@ Refilling a sandbox manager's pools (stem cells, disk-backed /tmp file systems) 
 unmounting used disks takes CPU, the event loop and kernel locks that a cold start in
 progress and its first invocation want. Done at once, a stem cell's replacement made the
 cold start that took the cell ~25% slower (and its p90 ~50%), as unmounting disks did
-before. So such work is handed to a ``Quiet``: it runs once no cold start has begun or
-ended for ``QUIET_S``, but never later than ``DELAY_S`` after the oldest work waiting,
-so a steady stream of cold starts still gets its pools refilled.
+before. So such work is handed to a ``Quiet``: it runs once no cold start is under way
+and none has begun or ended for ``QUIET_S`` (the first invocation follows the end), but
+never later than ``DELAY_S`` after the oldest work waiting, so a steady stream of cold
+starts, or a long one (an init importing a large library), still gets its pools
+refilled.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ class Quiet:
         self._since = 0.0  # loop time of the oldest work waiting
         self._ran: asyncio.Future[None] | None = None
         self._closed = False
+        self._starting = 0  # cold starts under way
+
+    def begin(self) -> None:
+        """A cold start begins: what waits, waits for its end (or the delay)."""
+        self._starting += 1
+        if self._timer is not None:
+            self.hold()
+
+    def end(self) -> None:
+        """A cold start ended: its first invocation follows, so quiet_s more."""
+        self._starting -= 1
+        if self._timer is not None:
+            self.hold()
 
     def defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` once cold starts are quiet (at once after ``close``)."""
@@ -43,16 +58,18 @@ class Quiet:
             self.hold()
 
     def hold(self) -> None:
-        """A cold start begins or ends (or work came): wait until they have been quiet
-        for ``quiet_s``, at most ``delay_s`` since the oldest work waiting."""
+        """Something happened (work came, a cold start began or ended): wait until no
+        cold start is under way and none has begun or ended for ``quiet_s``, at most
+        ``delay_s`` since the oldest work waiting."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._timer is None:
             self._since = now
         else:
             self._timer.cancel()
-        self._timer = loop.call_at(min(now + self.quiet_s, self._since + self.delay_s),
-                                   self.flush)
+        latest = self._since + self.delay_s
+        self._timer = loop.call_at(latest if self._starting else min(now + self.quiet_s,
+                                                                     latest), self.flush)
 
     @property
     def holding(self) -> bool:

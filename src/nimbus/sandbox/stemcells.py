@@ -86,12 +86,17 @@ class StemCells:
         cell = cells.popleft() if cells else None
         if cell is not None:
             asyncio.get_running_loop().remove_reader(cell.pidfd)
+        self._want(key, cells)
+        return cell
+
+    def _want(self, key: Key, cells: deque[StemCell]) -> None:
+        """A refill of ``key``: once cold starts are quiet, or now if its pool is empty
+        (the next cold start would fork from the zygote)."""
         if cells and self._quiet is not None:
             self._wanted.add(key)
             self._quiet.defer(self._refill_wanted)
         else:
             self.refill(key)
-        return cell
 
     def refill(self, key: Key) -> None:
         """Start filling ``key``'s pool now (unless it is being filled)."""
@@ -112,7 +117,7 @@ class StemCells:
         if key in self._wanted and self._quiet is not None:
             await self._quiet.ran()
         task = self._filling.get(key)
-        if task is not None:
+        if task is not None and not task.done():  # done: ended, or cancelled by close()
             await asyncio.shield(task)
 
     async def _fill(self, key: Key) -> None:
@@ -142,6 +147,7 @@ class StemCells:
         cells = self._cells.get(cell.key)
         if cells is not None and cell in cells:
             cells.remove(cell)
+            self._want(cell.key, cells)
         cell.discard()
         self._release_cgroup(cell.cgroup)
 

@@ -73,8 +73,9 @@ class TemplateCells:
     def __init__(self, template: Template, manager: SandboxManager, size: int = CELLS) -> None:
         self._template = template
         self._manager = manager
+        # Refilled once cold starts are quiet, as the manager's stem cells are.
         self._pool = StemCells(size, lambda _key: self.make(background=True),
-                               manager._release_cgroup)
+                               manager._release_cgroup, manager._quiet)
         self._urgent = 0  # cold starts waiting for a fork: no idle priority meanwhile
 
     @property
