@@ -370,3 +370,16 @@ def test_polling_as_aws_logs_tail_follow_sees_a_new_invocation(
                 start = max(start, event["timestamp"])
     assert "tag followed" in new and new[0].startswith("START RequestId")
     assert len(new) == len(set(new)) or new.count("[ERROR 400] BAD REQUEST") == 1
+
+
+def test_a_missing_member_is_the_invalid_parameter_logs_clients_catch(
+        server: NimbusProcess, text_fn: dict[str, Any]) -> None:
+    raw = boto3.client(
+        "logs", endpoint_url=server.endpoint, region_name="us-east-1",
+        aws_access_key_id="x", aws_secret_access_key="x",
+        config=BotoConfig(parameter_validation=False, retries={"max_attempts": 0}))
+    with pytest.raises(raw.exceptions.InvalidParameterException) as exc:
+        raw.get_log_events(logGroupName=text_fn["group"])
+    assert error(exc) == ("InvalidParameterException", 400,
+                          "1 validation error detected: Value null at 'logStreamName' failed "
+                          "to satisfy constraint: Member must not be null")

@@ -52,7 +52,7 @@ def parse(spec: ServiceSpec, protocol: str, request: HttpRequest) -> ParsedReque
             raise unknown_operation(protocol, f"{request.method} {request.path}")
         route, labels = found
         parsed = ParsedRequest(route.operation, rest.parse(spec, route, labels, request, problems))
-    problems.check()
+    problems.check(parsed.operation)
     return parsed
 
 

@@ -6,14 +6,18 @@ in the error its protocol's clients expect:
 - JSON of a query-compatible service (SQS): ``MissingRequiredParameterException`` and
   ``InvalidParameterValueException`` with the query codes in ``x-amzn-query-error``;
 - JSON and REST-JSON: ``ValidationException`` in AWS's words ("1 validation error
-  detected: Value null at 'name' failed to satisfy constraint: Member must not be null")
-  and ``SerializationException`` for a value of the wrong type;
+  detected: Value null at 'name' failed to satisfy constraint: Member must not be null"),
+  ``InvalidParameterException`` in the same words where the operation declares that and
+  no ValidationException (CloudWatch Logs), and ``SerializationException`` for a value
+  of the wrong type;
 - REST-XML (S3): ``InvalidRequest`` and ``InvalidArgument``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from botocore.model import OperationModel
 
 from nimbus.protocol.errors import AwsError
 
@@ -30,7 +34,7 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self.missing or self.invalid)
 
-    def check(self) -> None:
+    def check(self, operation: OperationModel | None = None) -> None:
         """Raise the protocol's error for what was found (nothing found: return)."""
         if not self:
             return
@@ -70,4 +74,15 @@ class Problems:
             for path in self.missing
         )
         noun = "error" if count == 1 else "errors"
-        raise AwsError("ValidationException", f"{count} validation {noun} detected: {listed}")
+        raise AwsError(_validation_code(operation),
+                       f"{count} validation {noun} detected: {listed}")
+
+
+def _validation_code(operation: OperationModel | None) -> str:
+    """ValidationException, unless the operation declares only InvalidParameterException
+    (CloudWatch Logs: its clients catch that one for a missing member too)."""
+    if operation is not None:
+        declared = {shape.name for shape in operation.error_shapes}
+        if "InvalidParameterException" in declared and "ValidationException" not in declared:
+            return "InvalidParameterException"
+    return "ValidationException"
