@@ -11,6 +11,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nimbus import ids
 from nimbus.observe.logs import render
 from nimbus.observe.service_map import service_map, summary, trace_document
@@ -142,6 +144,17 @@ def test_only_sampled_traces_are_recorded() -> None:
     assert Tracer().decide(loud, active=True) is True  # no sink: decided, nothing kept
 
 
+def test_a_document_that_cannot_be_stored_spares_its_batch(tmp_path: Path) -> None:
+    log = SegmentLog(tmp_path, "server")
+    store = TraceStore(tmp_path, max_traces=10)
+    for i, name in enumerate(["f", "\ud800", "g"]):
+        log.append({"trace_id": f"1-00000000-{i:024x}", "id": f"{i:016x}", "name": name,
+                    "start_time": i, "end_time": i + 1})
+    log.flush()
+    store.refresh()
+    assert sorted(docs[0]["name"] for _, docs in store.traces()) == ["f", "g"]
+
+
 def test_segment_log_rotates_and_the_store_reads_incrementally(tmp_path: Path) -> None:
     log = SegmentLog(tmp_path, "server", max_bytes=2000)
     store = TraceStore(tmp_path, max_traces=1000)
@@ -189,6 +202,33 @@ def test_daemon_protocol_datagrams() -> None:
     assert parse_datagram(header + json.dumps(unfinished).encode()) is None
     assert parse_datagram(header + json.dumps({**unfinished, "in_progress": True}).encode())
     assert parse_datagram(header + b"{not json") is None
+
+
+_DOC = ('"trace_id": "1-5f84c7a5-aaaaaaaaaaaaaaaaaaaaaaaa", "id": "1111111111111111", '
+        '"name": "x", "start_time": 1')
+_SUB = '{"id": "1111111111111112", "name": "s", "start_time": 1, "end_time": 2}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Each made a trace view answer 500, or the store stop writing, once kept.
+        "{" + _DOC + ', "end_time": 2, "subsegments": 1}',
+        "{" + _DOC + ', "end_time": 2, "subsegments": [' + _SUB + ', {"id": 5}]}',
+        "{" + _DOC + ', "end_time": 2, "origin": [1]}',
+        "{" + _DOC + ', "end_time": 2, "aws": {"request_id": []}}',
+        "{" + _DOC + ', "end_time": NaN}',
+        "{" + _DOC.replace('"start_time": 1', '"start_time": -1.7e308') + ', "end_time": 1.7e308}',
+        "{" + _DOC + ', "end_time": 1' + "0" * 400 + "}",
+        "{" + _DOC + ', "end_time": 2, "metadata": {"deep": ' + "[" * 300 + "]" * 300 + "}}",
+        "{" + _DOC + ', "end_time": 2, "annotations": {"k": "\\ud800"}}',
+        "[" * 5000,
+    ],
+)
+def test_daemon_drops_documents_the_views_could_not_read(body: str) -> None:
+    header = b'{"format": "json", "version": 1}\n'
+    assert parse_datagram(header + ("{" + _DOC + ', "end_time": 2}').encode()) is not None
+    assert parse_datagram(header + body.encode()) is None
 
 
 def test_daemon_receives_over_udp() -> None:

@@ -124,7 +124,7 @@ class SegmentLog:
     def _write(self, docs: list[dict[str, Any]]) -> None:
         # orjson: every invocation writes a segment or two, and the standard library's
         # encoder was the async worker's largest new cost per event.
-        data = b"".join(codec.dumps(d) + b"\n" for d in docs)
+        data = b"".join(_line(d) for d in docs)
         with self._lock:
             path = self._current()
             with open(path, "ab") as f:
@@ -230,6 +230,16 @@ class TraceStore:
             if any(end_of(s) >= since for s in segments):
                 out.extend(segments)
         return out
+
+
+def _line(doc: dict[str, Any]) -> bytes:
+    """A document's line; one that cannot be encoded is left out (and logged), never
+    the batch it came with."""
+    try:
+        return codec.dumps(doc) + b"\n"
+    except (TypeError, ValueError):  # orjson's JSONEncodeError is a TypeError
+        log.warning("a trace segment could not be stored: %.200r", doc)
+        return b""
 
 
 def end_of(doc: dict[str, Any]) -> float:

@@ -8,8 +8,9 @@ environment of a function whose TracingConfig is Active; that environment and la
 ones get ``AWS_XRAY_DAEMON_ADDRESS=127.0.0.1:<port>``. Sandboxes share the host's
 network (unless tagged ``nimbus:network=none``), so their loopback is the host's.
 
-Documents are checked for what the store and the service map rely on (ids, names,
-times) and kept as sent; malformed datagrams are counted and dropped, never raised.
+Documents are checked for what the store and the views rely on (ids, names, finite
+times, the types of the fields they read, nesting depth, text that can be stored) and
+kept as sent; malformed datagrams are counted and dropped, never raised.
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ _ROOT = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
 _ID = re.compile(r"[0-9a-f]{16}")
 
 
+# A document as the views read it: times are epoch seconds (before the year 5000), nesting
+# stays shallow enough to walk and copy, and every string can be written as UTF-8.
+MAX_EPOCH_S = 1e11
+MAX_DEPTH = 32
+_TEXT = ("origin", "namespace", "type", "resource_type")
+_FLAGS = ("error", "fault", "throttle", "in_progress")
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number X-Ray accepts")
+
+
 def parse_datagram(data: bytes) -> dict[str, Any] | None:
     """The document of one daemon-protocol datagram, or None if it is not one."""
     header, sep, body = data.partition(b"\n")
@@ -39,35 +52,84 @@ def parse_datagram(data: bytes) -> dict[str, Any] | None:
         return None
     try:
         head = json.loads(header)
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        doc = json.loads(body, parse_constant=_reject_constant)  # no NaN, no Infinity
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not (isinstance(head, dict) and head.get("format") == "json" and head.get("version") == 1):
         return None
-    return doc if valid_document(doc) else None
+    return doc if valid_document(doc) and _writable(doc) else None
 
 
 def valid_document(doc: Any) -> bool:
-    """A segment or subsegment document with what X-Ray requires of one."""
+    """A segment or subsegment document with what X-Ray requires of one, and of the
+    types nimbus's views read (its subsegments too)."""
     if not isinstance(doc, dict):
         return False
     if not (isinstance(doc.get("trace_id"), str) and _ROOT.fullmatch(doc["trace_id"])):
         return False
-    if not (isinstance(doc.get("id"), str) and _ID.fullmatch(doc["id"])):
-        return False
-    name = doc.get("name")
-    if not (isinstance(name, str) and 0 < len(name) <= 200):
-        return False
-    if not isinstance(doc.get("start_time"), int | float):
-        return False
-    if "end_time" in doc and not isinstance(doc["end_time"], int | float):
-        return False
-    if "end_time" not in doc and doc.get("in_progress") is not True:
-        return False
     parent = doc.get("parent_id")
     if parent is not None and not (isinstance(parent, str) and _ID.fullmatch(parent)):
         return False
-    return not (doc.get("type") == "subsegment" and parent is None)
+    if doc.get("type") == "subsegment" and parent is None:
+        return False
+    return _valid_node(doc, 1) and _shallow(doc)
+
+
+def _valid_node(node: Any, depth: int) -> bool:
+    """One (sub)segment: id, name, times, the fields the views read, its subsegments."""
+    if depth > MAX_DEPTH or not isinstance(node, dict):
+        return False
+    if not (isinstance(node.get("id"), str) and _ID.fullmatch(node["id"])):
+        return False
+    name = node.get("name")
+    if not (isinstance(name, str) and 0 < len(name) <= 200):
+        return False
+    if not _time(node.get("start_time")):
+        return False
+    if "end_time" in node:
+        if not _time(node["end_time"]):
+            return False
+    elif node.get("in_progress") is not True:
+        return False
+    if any(field in node and not isinstance(node[field], str) for field in _TEXT):
+        return False
+    if any(field in node and not isinstance(node[field], bool) for field in _FLAGS):
+        return False
+    aws = node.get("aws")
+    if aws is not None and not (isinstance(aws, dict)
+                                and isinstance(aws.get("request_id", ""), str)):
+        return False
+    if not isinstance(node.get("http", {}), dict):
+        return False
+    subsegments = node.get("subsegments", [])
+    return isinstance(subsegments, list) and all(_valid_node(s, depth + 1)
+                                                 for s in subsegments)
+
+
+def _time(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and 0 <= value < MAX_EPOCH_S)
+
+
+def _shallow(doc: Any) -> bool:
+    """No part of the document (metadata included) nests deeper than MAX_DEPTH."""
+    level: list[Any] = [doc]
+    for _ in range(MAX_DEPTH):
+        level = [child for value in level if isinstance(value, dict | list)
+                 for child in (value.values() if isinstance(value, dict) else value)]
+        if not level:
+            return True
+    return False
+
+
+def _writable(doc: dict[str, Any]) -> bool:
+    """Whether the document can be stored: a lone surrogate (valid JSON escape, no
+    UTF-8) cannot."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, ValueError):
+        return False
+    return True
 
 
 class XRayDaemon:
