@@ -166,11 +166,22 @@ def test_json_levels_and_numbers() -> None:
         ("{ $.a IS MAYBE }", "unknown condition"),
         ("[ip, user]", "Space-delimited"),
         ('"unclosed', "unbalanced quote"),
+        # Once a 500: too deep, a repeat count and an index too large.
+        ("{" + "(" * 400 + "$.a = 1" + ")" * 400 + "}", "recursion"),
+        ("%a{4294967296}%", "Invalid"),
+        ("{ $.a[" + "9" * 4400 + "] = 1 }", "Invalid filter pattern"),
     ],
 )
 def test_bad_patterns_are_refused_with_the_reason(pattern: str, why: str) -> None:
     with pytest.raises(FilterPatternError, match=why):
         compile_pattern(pattern)
+
+
+def test_a_number_too_large_for_a_float_still_compares() -> None:
+    huge = '{"a": 1' + "0" * 400 + "}"
+    assert compile_pattern("{ $.a > 5 }")(huge)
+    assert not compile_pattern("{ $.a < 5 }")(huge)
+    assert not compile_pattern("{ $.a = 5 }")(huge)
 
 
 def record(text: str, stream: str = "2024/01/31/[$LATEST]" + "a" * 32) -> InvocationLog:

@@ -25,6 +25,7 @@ not implement them.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,16 @@ class FilterPatternError(ValueError):
 
 def compile_pattern(pattern: str | None) -> Matcher:
     """A predicate over event messages for ``pattern`` (None or blank: every event)."""
+    try:
+        return _compile(pattern)
+    except FilterPatternError:
+        raise
+    except (RecursionError, OverflowError, ValueError) as exc:
+        # Nested too deeply, a repeat count or an index too large to use.
+        raise FilterPatternError(f"Invalid filter pattern {pattern!r:.200}: {exc}.") from None
+
+
+def _compile(pattern: str | None) -> Matcher:
     text = (pattern or "").strip()
     if not text:
         return _always
@@ -304,13 +315,14 @@ def _comparison(path: list[str | int], op: str, value: _Tok, parser: _JsonParser
         bound = _number(value.text) if value.kind == "word" else None
         if bound is None:
             raise parser.fail(f"{op} compares numbers; {value.text!r} is not one")
-        compare = {">": float.__gt__, "<": float.__lt__,
-                   ">=": float.__ge__, "<=": float.__le__}[op]
+        # Python compares an int of any size with a float exactly (no float(), which
+        # overflows on a 400-digit number in a log line).
+        compare = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}[op]
 
         def numeric(d: Any) -> bool:
             found = _select(d, path)
             return (isinstance(found, (int, float)) and not isinstance(found, bool)
-                    and compare(float(found), bound))
+                    and compare(found, bound))
 
         return numeric
     equal = _equality(value, parser)
@@ -331,7 +343,7 @@ def _equality(value: _Tok, parser: _JsonParser) -> Test:
         number = _number(text)
         if number is not None:
             return lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)
-                              and float(v) == number)
+                              and v == number)
         if text in ("true", "false"):
             return lambda v: v is (text == "true")
         if text == "null":
