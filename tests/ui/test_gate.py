@@ -65,7 +65,8 @@ def test_a_session_is_bound_to_the_keys_and_expires() -> None:
     expires, mac = value.split(".")
     forged = f"{int(expires) + 3600}.{mac}"  # a later expiry under the old MAC
     assert not gate.session_valid(forged, KEYS, now=1_000_000 + 60)
-    for junk in ("", "nodot", "abc.def", ".", f"{expires}."):
+    for junk in ("", "nodot", "abc.def", ".", f"{expires}.",
+                 "9" * 5000 + ".ab", f"{expires}.\u00e9"):  # once a 500 each
         assert not gate.session_valid(junk, KEYS, now=1_000_000)
 
 

@@ -132,7 +132,10 @@ def session_valid(value: str | None, credentials: Credentials, now: float | None
     if not value or "." not in value:
         return False
     raw_expires, mac = value.split(".", 1)
-    if not (raw_expires.isascii() and raw_expires.isdigit()):
+    # A forged cookie is no session, never an error: digits int() takes (at most 12: a
+    # time in seconds), a MAC compare_digest takes (ASCII).
+    if not (raw_expires.isascii() and raw_expires.isdigit() and len(raw_expires) <= 12
+            and mac.isascii()):
         return False
     expires = int(raw_expires)
     if expires < (now if now is not None else time.time()):
