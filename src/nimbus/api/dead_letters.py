@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nimbus.api.services import services
-from nimbus.api.wire import decimal_int, json_response, query_int
+from nimbus.api.wire import decimal_int, json_response, query_int, query_text
 from nimbus.errors import InvalidParameterValue
 from nimbus.threads import blocking
 
@@ -24,8 +24,8 @@ async def list_dead_letters(request: Request) -> Response:
     after = query_int(request, "After", 0, 0, MAX_ID)
     letters = await blocking(
         svc.engine.dead_letters.list,
-        q.get("FunctionName"),
-        q.get("Queue"),
+        query_text(request, "FunctionName"),
+        query_text(request, "Queue"),
         q.get("IncludeRedriven") == "true",
         after,
         limit,

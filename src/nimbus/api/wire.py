@@ -22,6 +22,7 @@ from starlette.types import Receive
 from nimbus import codec
 from nimbus.errors import (
     DatabaseUnavailable,
+    InvalidParameterValue,
     InvalidRequestContent,
     NimbusError,
     RequestTooLarge,
@@ -332,3 +333,14 @@ def query_int(request: Request, name: str, default: int, minimum: int, maximum: 
     params.check()
     assert value is not None
     return value
+
+
+def query_text(request: Request, name: str, most: int = 256) -> str | None:
+    """A text query parameter as a store may hold it: at most ``most`` characters and no
+    NUL (PostgreSQL refuses one in text, which would be a 500)."""
+    raw = request.query_params.get(name)
+    if raw is not None and (len(raw) > most or "\x00" in raw):
+        raise InvalidParameterValue(
+            f"{name} must be at most {most} characters, without NUL: {raw[:40]!r}."
+        )
+    return raw
