@@ -122,6 +122,11 @@ def test_since_takes_spans_and_times(server: NimbusProcess, fn: dict[str, Any]) 
     assert since_ms("5", now_s=1000.0) == 700_000  # minutes, as before
     assert since_ms("2024-05-01T12:00:00Z") == 1_714_564_800_000
     assert since_ms("2024-05-01T12:00:00") == 1_714_564_800_000  # UTC unless it says
+    # Before 1970 is "from the start" (a traceback or a server error once).
+    assert since_ms("100000d", now_s=1000.0) == 0
+    assert since_ms("1" + "0" * 310, now_s=1000.0) == 0
+    assert since_ms("9" * 5000, now_s=1000.0) == 0
+    assert since_ms("1969-12-31") == 0
     future = nimbus_cli(server, "logs", fn["name"], "--since", "2999-01-01T00:00:00Z")
     assert future.returncode == 0 and future.stdout == ""
     bad = nimbus_cli(server, "logs", fn["name"], "--since", "yesterday")

@@ -39,15 +39,19 @@ def since_ms(value: str, now_s: float | None = None) -> int:
     now = time.time() if now_s is None else now_s
     span = _SPAN.fullmatch(value.strip())
     if span:
-        return int((now - int(span.group(1)) * _UNIT_S[span.group(2)]) * 1000)
+        # Reaching before 1970 means "from the start": logs have no earlier time (and
+        # more than 12 digits, 30,000 years of seconds, always does).
+        if len(span.group(1)) > 12:
+            return 0
+        return max(0, int((now - int(span.group(1)) * _UNIT_S[span.group(2)]) * 1000))
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        fail(f"--since {value!r}: give a span (10m, 2h, 30s, 1d) or an ISO 8601 time "
+        fail(f"--since {value[:40]!r}: give a span (10m, 2h, 30s, 1d) or an ISO 8601 time "
              "(2024-05-01T12:00:00Z)")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return max(0, int(moment.timestamp() * 1000))
 
 
 def render(event: dict[str, Any], as_json: bool) -> str:
