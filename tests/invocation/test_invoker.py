@@ -97,7 +97,7 @@ async def test_a_successful_invocation(parts: Invocations) -> None:
         "START RequestId: r-1 Version: $LATEST\n"
         "hello\n"
         "END RequestId: r-1\n"
-        "REPORT RequestId: r-1\tDuration: 12.30 ms\tBilled Duration: 13 ms\t"
+        "REPORT RequestId: r-1\tDuration: 12.30 ms\tBilled Duration: 25 ms\t"
         "Memory Size: 256 MB\tMax Memory Used: 45 MB\tInit Duration: 12.50 ms\t\n"
     )
     assert result.log_tail == result.log_text.encode()
@@ -112,7 +112,7 @@ async def test_a_successful_invocation(parts: Invocations) -> None:
     assert record.request_id == "r-1" and record.function_name == "fn"
     assert record.version == LATEST and record.text == result.log_text
     assert record.log_stream == env.spec.log_stream
-    assert (record.duration_ms, record.billed_ms) == (12.3, 13)
+    assert (record.duration_ms, record.billed_ms) == (12.3, 25)  # init billed too
     assert (record.memory_size, record.max_memory_used) == (256, 45)
     assert record.init_ms == 12.5 and record.error_type is None
     assert before <= record.timestamp_ms <= after

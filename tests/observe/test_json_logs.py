@@ -112,6 +112,8 @@ def test_system_level_debug_adds_init_and_runtime_done_events() -> None:
         "metrics": {"durationMs": 2.0, "producedBytes": 7},
     }
     assert by_type["platform.report"]["record"]["metrics"]["initDurationMs"] == 40.5
+    # Init is billed with the invocation (since 1 August 2025): 2.0 + 40.5 ms.
+    assert by_type["platform.report"]["record"]["metrics"]["billedDurationMs"] == 43
 
 
 def test_default_levels_show_start_and_report_only() -> None:

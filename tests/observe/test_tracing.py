@@ -94,7 +94,7 @@ def test_report_line_names_the_xray_segment_of_an_active_sampled_invocation() ->
     # One REPORT event in Lambda's log: its fields, then the XRAY part after a line break.
     assert text.endswith(
         "END RequestId: req-1\nREPORT RequestId: req-1\tDuration: 1.50 ms\t"
-        "Billed Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\t"
+        "Billed Duration: 5 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\t"
         f"Init Duration: 3.25 ms\t\nXRAY TraceId: {ROOT}\tSegmentId: 53995c3f42cd8ad8\t"
         "Sampled: true\t\n")
     assert "XRAY" not in render("req-1", "$LATEST", b"", 1.5, 128, 20, None)

@@ -269,7 +269,7 @@ class Invoker:
                 timestamp_ms=now_ms(),
                 text=text,
                 duration_ms=outcome.duration_ms,
-                billed_ms=billed(outcome.duration_ms),
+                billed_ms=billed(outcome.duration_ms, None if ran.restored else ran.init_ms),
                 memory_size=version.memory_size,
                 max_memory_used=outcome.max_memory_used_mb,
                 init_ms=ran.init_ms,
@@ -329,6 +329,7 @@ class Invoker:
                 0,
                 err.init_duration_ms,
                 err.logs,
+                billed_ms=billed(err.init_duration_ms),  # the init, once
             )
         self.logs.append(
             InvocationLog(
@@ -450,7 +451,10 @@ def _finished(
     return InvocationFinished(
         version.function_name, qualifier, version.version, request_id,
         version.architectures[0] if version.architectures else "x86_64",
-        version.memory_size, duration_ms, billed(duration_ms), max_memory_mb, cold, init_ms,
+        version.memory_size, duration_ms,
+        # A failed init's duration is its Init Duration: billed once.
+        billed(duration_ms, None if restored or error == "init" else init_ms),
+        max_memory_mb, cold, init_ms,
         restored, error, error_type,
     )
 

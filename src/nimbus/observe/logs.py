@@ -63,8 +63,11 @@ class InvocationLog:
     error_type: str | None
 
 
-def billed(duration_ms: float) -> int:
-    return max(1, math.ceil(duration_ms))
+def billed(duration_ms: float, init_ms: float | None = None) -> int:
+    """Lambda's Billed Duration, whole milliseconds (at least 1): the invocation's, and on
+    a cold start its Init Duration as well (billed for every runtime and package since
+    1 August 2025; a SnapStart restore is billed apart, as Billed Restore Duration)."""
+    return max(1, math.ceil(duration_ms + (init_ms or 0.0)))
 
 
 def render(
@@ -78,17 +81,21 @@ def render(
     init_output: bytes = b"",
     restored: bool = False,
     xray: str = "",
+    billed_ms: int | None = None,
 ) -> str:
     """One invocation's log; what the function printed while initialising comes first,
     before START, as in Lambda's log stream. ``restored``: the environment started from
     a SnapStart template, and ``init_ms`` is its restore phase (Lambda's Restore Duration
     and Billed Restore Duration, in place of Init Duration). ``xray``: the REPORT's
-    ``XRAY TraceId`` part (tracing.report_xray)."""
+    ``XRAY TraceId`` part (tracing.report_xray). ``billed_ms``: the Billed Duration when
+    it is not ``billed(duration_ms, init_ms)`` (a failed init is billed once)."""
     body = _lines(function_output)
     init = _lines(init_output)
+    if billed_ms is None:
+        billed_ms = billed(duration_ms, None if restored else init_ms)
     report = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {billed(duration_ms)} ms\tMemory Size: {memory_size} MB\t"
+        f"Billed Duration: {billed_ms} ms\tMemory Size: {memory_size} MB\t"
         f"Max Memory Used: {max_memory_used} MB\t"
     )
     if init_ms is not None and restored:
@@ -179,7 +186,7 @@ def render_json(
         })
     metrics: dict[str, Any] = {
         "durationMs": round(duration_ms, 3),
-        "billedDurationMs": billed(duration_ms),
+        "billedDurationMs": billed(duration_ms, None if restored or init_failed else init_ms),
         "memorySizeMB": memory_size,
         "maxMemoryUsedMB": max_memory_used,
     }
