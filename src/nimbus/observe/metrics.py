@@ -355,13 +355,13 @@ class Metrics:
         usage.mb_ms[architecture] = usage.mb_ms.get(architecture, 0) + mb_ms
 
     def _platform_error(self, event: InvocationFinished) -> None:
-        """nimbus could not run it (no environment, the caller gone): an error of kind
-        "platform", but no invocation, duration or bill, as Lambda does not count or
-        bill a request its service failed."""
+        """nimbus could not run it (no environment, the caller gone): counted apart, as
+        nimbus_errors_total{kind="platform"}, and nothing else: Lambda counts, in
+        Invocations and Errors, and bills only what ran (so Errors / Invocations stays an
+        error rate)."""
         function = event.function
         self._count("errors", (function, resource(function, event.qualifier), event.version,
                                "platform"))
-        self._minute(function).errors += 1
 
     def _keys_for(self, at: tuple[str, str | None, str, str]) -> _FinishedKeys:
         if len(self._finished_keys) >= MAX_KEY_SETS:
@@ -496,6 +496,18 @@ class Metrics:
                 cost=cost.price_share(bucket.usage, whole).total,
             ))
         return out
+
+    def period_durations(self, function: str, minutes: int,
+                         series: Series | None = None) -> tuple[float | None, float | None]:
+        """p50 and p99 of every invocation of ``function`` in the last ``minutes`` minutes
+        (one distribution, as CloudWatch's period statistics: not a minute's maximum)."""
+        series = self.series if series is None else series
+        since = self.clock() // 60_000 - minutes + 1
+        merged: Counter[int] = Counter()
+        for minute, bucket in series.get(function, {}).items():
+            if minute >= since:
+                merged.update(bucket.durations)
+        return percentile(merged, 0.5), percentile(merged, 0.99)
 
     def usage(self, since_minute: int, series: Series | None = None) -> dict[str, Usage]:
         """Each function's usage from ``since_minute`` (epoch minutes) on."""

@@ -116,11 +116,6 @@ export function sum(values) {
   return values.reduce((acc, v) => acc + (v || 0), 0);
 }
 
-export function max(values) {
-  const present = values.filter((v) => v !== null && v !== undefined);
-  return present.length ? Math.max(...present) : null;
-}
-
 /** A message block for an empty table or a failed load; `backquoted` parts as code. */
 export function notice(text, kind = "empty") {
   const parts = String(text).split("`").map((part, i) => (i % 2 ? h("code", {}, part) : part));

@@ -2,7 +2,7 @@
 // one selected (the newest, until another is clicked) its log lines and trace waterfall.
 
 import { COLORS, timeChart } from "./charts.js";
-import { api, ApiError, fmtCost, fmtCount, fmtDateTime, fmtMs, h, max, notice, sum } from "./dom.js";
+import { api, ApiError, fmtCost, fmtCount, fmtDateTime, fmtMs, h, notice, sum } from "./dom.js";
 import { waterfall } from "./waterfall.js";
 
 const CHARTS = [
@@ -23,7 +23,9 @@ const CHARTS = [
       { key: "DurationP50", label: "p50", color: COLORS.p50, fmt: fmtMs, points: true },
       { key: "DurationP99", label: "p99", color: COLORS.p99, fmt: fmtMs, points: true },
     ],
-    totals: (pts) => [["p99 max", max(pts.map((p) => p.DurationP99)), fmtMs]],
+    // The range's percentiles (one distribution, from the server), not a minute's.
+    totals: (pts, fn) => [["p50", fn.DurationP50 ?? null, fmtMs],
+                          ["p99", fn.DurationP99 ?? null, fmtMs]],
   },
   {
     id: "cost", title: "Cost", hint: "What these invocations would cost on Lambda, at the "
@@ -77,10 +79,11 @@ export function mount(root, ctx, name, params) {
       `timeout ${conf.Timeout} s`, `tracing ${conf.TracingConfig ? conf.TracingConfig.Mode : "PassThrough"}`,
       conf.Architectures ? conf.Architectures.join(", ") : null, `state ${conf.State || "Active"}`,
       `last modified ${conf.LastModified}`].filter(Boolean).join(" · ");
-    const points = metrics.Functions.length ? metrics.Functions[0].Points : [];
+    const summary = metrics.Functions.length ? metrics.Functions[0] : {};
+    const points = summary.Points || [];
     for (const c of charts) {
       c.chart.update(points);
-      c.totals.replaceChildren(...c.spec.totals(points).map(([label, value, fmt]) =>
+      c.totals.replaceChildren(...c.spec.totals(points, summary).map(([label, value, fmt]) =>
         h("span", { class: "total", "data-total": label, "data-value": value ?? "" },
           `${label} ${value === null ? "–" : fmt(value)}`)));
     }

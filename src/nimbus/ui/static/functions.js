@@ -2,12 +2,13 @@
 // figure a total and a sparkline of its 1-minute points.
 
 import { COLORS, sparkline } from "./charts.js";
-import { api, fmtCost, fmtCount, fmtMs, h, listFunctions, max, notice, sum } from "./dom.js";
+import { api, fmtCost, fmtCount, fmtMs, h, listFunctions, notice, sum } from "./dom.js";
 
 const COLUMNS = [
   { key: "Invocations", label: "Invocations", color: COLORS.invocations, total: sum, fmt: fmtCount },
   { key: "Errors", label: "Errors", color: COLORS.errors, total: sum, fmt: fmtCount },
-  { key: "DurationP99", label: "p99 duration", color: COLORS.p99, total: max, fmt: fmtMs },
+  // The range's p99, from the server (one distribution), not the highest minute's.
+  { key: "DurationP99", label: "p99 duration", color: COLORS.p99, total: null, fmt: fmtMs },
   { key: "Throttles", label: "Throttles", color: COLORS.throttles, total: sum, fmt: fmtCount },
 ];
 
@@ -29,17 +30,20 @@ export function mount(root, ctx) {
 
   async function refresh() {
     const minutes = ctx.minutes();
-    const since = Math.floor(Date.now() / 1000) - minutes * 60;
+    // The start of the first of the minutes the points cover: cost over the same minutes.
+    const since = (Math.floor(Date.now() / 60000) - minutes + 1) * 60;
     const [functions, metrics, cost] = await Promise.all([
       listFunctions(),
       api("/_nimbus/metrics", { Minutes: minutes }),
       api("/_nimbus/cost", { Since: since }),
     ]);
     const points = new Map(metrics.Functions.map((f) => [f.FunctionName, f.Points]));
+    const p99s = new Map(metrics.Functions.map((f) => [f.FunctionName, f.DurationP99]));
     const costs = new Map(cost.Functions.map((f) => [f.FunctionName, f]));
     functions.sort((a, b) => a.FunctionName.localeCompare(b.FunctionName));
     body.replaceChildren(...functions.map((fn) => row(fn, points.get(fn.FunctionName) || [],
-                                                      costs.get(fn.FunctionName), ctx)));
+                                                      costs.get(fn.FunctionName),
+                                                      p99s.get(fn.FunctionName), ctx)));
     const total = sum(metrics.Functions.flatMap((f) => f.Points.map((p) => p.Invocations)));
     summary.textContent = `${functions.length} function${functions.length === 1 ? "" : "s"}, `
       + `${fmtCount(total)} invocations and ${fmtCost(cost.Total.TotalCost, cost.Total.Currency)} `
@@ -52,11 +56,11 @@ export function mount(root, ctx) {
   return { refresh, destroy() {} };
 }
 
-function row(fn, points, cost, ctx) {
+function row(fn, points, cost, p99, ctx) {
   const name = fn.FunctionName;
   const cells = COLUMNS.map((c) => {
     const values = points.map((p) => p[c.key]);
-    const total = c.total(values);
+    const total = c.total ? c.total(values) : p99;
     const strong = c.key === "Errors" && total > 0 ? "bad" : "";
     return h("td", { class: "num metric", "data-metric": c.key },
       h("span", { class: "figure " + strong }, c.fmt(total)),
