@@ -18,6 +18,7 @@ from nimbus.errors import NodeLost
 from nimbus.events import dispatcher as dispatcher_module
 from nimbus.events.dispatcher import Dispatcher
 from nimbus.invocation.invoker import InvokeResult
+from nimbus.observe.hooks import AsyncEventStarted, Hooks
 from nimbus.queue.backend import QueuedEvent
 from nimbus.queue.backends.sqlite import SqliteQueue
 from nimbus.store.database import Database
@@ -189,7 +190,10 @@ async def test_a_lost_worker_node_sends_the_event_back_to_its_queue(tmp_path: Pa
     await queue.open()
     invoker = LostOnceInvoker()
     dead = DeadLetterStore(db)
-    dispatcher = Dispatcher(config, queue, invoker, functions, EventConfigStore(functions), dead)
+    hooks, started = Hooks(), []
+    hooks.subscribe(AsyncEventStarted, started.append)
+    dispatcher = Dispatcher(config, queue, invoker, functions, EventConfigStore(functions), dead,
+                            hooks=hooks)
     try:
         await queue.put(event("a"))
         await dispatcher.start()
@@ -197,6 +201,8 @@ async def test_a_lost_worker_node_sends_the_event_back_to_its_queue(tmp_path: Pa
         assert invoker.calls == {"a": 2}
         assert dispatcher.counters["requeued"] == 1 and not dispatcher.counters["failed"]
         assert dispatcher.counters["retried"] == 0  # no attempt spent
+        # AsyncEventAge: one sample, of the attempt that invoked the function.
+        assert [e.request_id for e in started] == ["a"]
     finally:
         await dispatcher.close()
         await queue.close()

@@ -280,11 +280,6 @@ class Dispatcher:
             if age_ms > cfg.max_age_seconds * 1000:
                 outcome = TooOld()
             else:
-                if self.hooks.wants(AsyncEventStarted):
-                    self.hooks.emit(AsyncEventStarted(
-                        event.function_name, event.qualifier, event.request_id,
-                        event.attempts, age_ms,
-                    ))
                 try:
                     outcome = await self.invoker.invoke(
                         event.function_name,
@@ -296,6 +291,15 @@ class Dispatcher:
                 except NimbusError as exc:
                     outcome = exc
                 hop.ran(outcome, self.clock())
+                # Lambda's AsyncEventAge is measured when the function is invoked: an
+                # attempt throttled or put back (nimbus's own trouble) was not.
+                if self.hooks.wants(AsyncEventStarted) and not (
+                        isinstance(outcome, NimbusError) and (
+                            isinstance(outcome, TooManyRequests) or outcome.transient)):
+                    self.hooks.emit(AsyncEventStarted(
+                        event.function_name, event.qualifier, event.request_id,
+                        event.attempts, age_ms,
+                    ))
         finally:
             self._free_slot()
         try:

@@ -79,8 +79,10 @@ class AsyncEventReceived(NamedTuple):
 
 
 class AsyncEventStarted(NamedTuple):
-    """An async event left the queue to run; ``age_ms`` is how long it waited since it
-    was first queued (Lambda's AsyncEventAge)."""
+    """An async event left the queue and its function was invoked (emitted once the
+    attempt has run; not for one throttled or put back, which invoked nothing);
+    ``age_ms`` is how long it had waited since it was first queued (Lambda's
+    AsyncEventAge)."""
 
     function: str
     qualifier: str | None
