@@ -217,3 +217,34 @@ async def test_a_cold_start_holds_background_work_until_it_ends(
     with pytest.raises(SandboxError):
         await manager.start(cast(EnvironmentSpec, SimpleNamespace(snapstart=False)))
     assert seen == [1] and manager._quiet._starting == 0
+
+
+async def test_cells_that_keep_dying_idle_stop_being_replaced() -> None:
+    """A cell that cannot confine itself dies at once, every time: a few replacements,
+    then none until a cold start takes from the pool (and forks directly, reporting)."""
+    spawn = _Spawner()
+    quiet = Quiet(quiet_s=60, delay_s=60)  # a refill held back never runs here
+    cells = StemCells(2, spawn, lambda _cgroup: None, quiet)
+    try:
+        cells.refill(KEY)
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        await _kill_idle(cells)  # two deaths: the pool left empty is refilled at once
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        assert spawn.made == 4
+        await _kill_idle(cells)  # four in a row: no more
+        await asyncio.sleep(0.1)
+        assert spawn.made == 4 and not cells._cells[KEY]
+        assert cells.take(KEY) is None  # a cold start: the pool is refilled for it
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        assert spawn.made == 6
+    finally:
+        await cells.close()
+        for sock in spawn.sockets:
+            sock.close()
+
+
+async def _kill_idle(cells: StemCells) -> None:
+    victims = list(cells._cells[KEY])
+    for cell in victims:
+        os.kill(cell.pid, 9)
+    await asyncio.wait_for(_until(lambda: all(c not in cells._cells[KEY] for c in victims)), 10)

@@ -63,6 +63,7 @@ class StemCell:
 
 
 Spawner = Callable[[Key], Awaitable[StemCell]]
+MAX_IDLE_DEATHS = 3  # replaced when they die idle; more in a row wait for a take()
 
 
 class StemCells:
@@ -78,6 +79,10 @@ class StemCells:
         self._cells: dict[Key, deque[StemCell]] = {}
         self._filling: dict[Key, asyncio.Task[None]] = {}
         self._wanted: set[Key] = set()  # refills waiting for quiet cold starts
+        # Cells that died idle since one was last taken, by key: a cell that cannot
+        # confine itself dies each time, so its replacements stop after a few (the next
+        # cold start forks directly and reports why).
+        self._deaths: dict[Key, int] = {}
         self._closed = False
 
     def take(self, key: Key) -> StemCell | None:
@@ -86,6 +91,7 @@ class StemCells:
         cell = cells.popleft() if cells else None
         if cell is not None:
             asyncio.get_running_loop().remove_reader(cell.pidfd)
+            self._deaths.pop(key, None)
         self._want(key, cells)
         return cell
 
@@ -147,7 +153,9 @@ class StemCells:
         cells = self._cells.get(cell.key)
         if cells is not None and cell in cells:
             cells.remove(cell)
-            self._want(cell.key, cells)
+            deaths = self._deaths[cell.key] = self._deaths.get(cell.key, 0) + 1
+            if deaths <= MAX_IDLE_DEATHS:
+                self._want(cell.key, cells)
         cell.discard()
         self._release_cgroup(cell.cgroup)
 
