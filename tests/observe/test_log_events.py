@@ -182,6 +182,10 @@ def test_a_number_too_large_for_a_float_still_compares() -> None:
     assert compile_pattern("{ $.a > 5 }")(huge)
     assert not compile_pattern("{ $.a < 5 }")(huge)
     assert not compile_pattern("{ $.a = 5 }")(huge)
+    # A 64-bit id equals itself (not rounded to a float on one side only).
+    assert compile_pattern("{ $.id = 9007199254740993 }")('{"id": 9007199254740993}')
+    assert not compile_pattern("{ $.id = 9007199254740992 }")('{"id": 9007199254740993}')
+    assert compile_pattern("{ $.a = 5 }")('{"a": 5.0}')
 
 
 def record(text: str, stream: str = "2024/01/31/[$LATEST]" + "a" * 32) -> InvocationLog:

@@ -301,11 +301,18 @@ def _select(document: Any, path: list[str | int]) -> Any:
     return value
 
 
-def _number(text: str) -> float | None:
+def _number(text: str) -> float | int | None:
+    """A pattern's number: an integer exactly (a 64-bit id compares equal to itself),
+    anything else as a float."""
+    if _INTEGER.fullmatch(text):
+        return int(text)
     try:
         return float(text)
     except ValueError:
         return None
+
+
+_INTEGER = re.compile(r"[-+]?[0-9]+")
 
 
 def _comparison(path: list[str | int], op: str, value: _Tok, parser: _JsonParser) -> Test:
