@@ -540,13 +540,17 @@ class ScriptedInvoker:
         client_context: str | None = None,
         trace_id: str | None = None,
         request_id: str | None = None,
+        on_run: Callable[[], None] | None = None,
     ) -> InvokeResult:
         call = Call(name, qualifier, payload, trace_id, request_id)
         self.made.append(call)
         self.calls.put_nowait(call)
         steps = self.scripts.get(name) or [succeed()]
         step = steps.pop(0) if len(steps) > 1 else steps[0]
-        return step(call)
+        result = step(call)  # a throttle or nimbus's own error raises: nothing ran
+        if on_run is not None:
+            on_run()
+        return result
 
     async def next_call(self) -> Call:
         return await asyncio.wait_for(self.calls.get(), WAIT_S)

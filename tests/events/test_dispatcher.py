@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +42,7 @@ class HeldInvoker:
         payload: bytes,
         trace_id: str | None = None,
         request_id: str | None = None,
+        on_run: Callable[[], None] | None = None,
     ) -> InvokeResult:
         self.calls[request_id] += 1
         self.started.put_nowait(request_id)
@@ -171,11 +172,14 @@ class LostOnceInvoker:
         payload: bytes,
         trace_id: str | None = None,
         request_id: str | None = None,
+        on_run: Callable[[], None] | None = None,
     ) -> InvokeResult:
         assert request_id is not None
         self.calls[request_id] += 1
         if self.calls[request_id] == 1:
             raise NodeLost("The worker node w stopped answering while it ran this invocation")
+        if on_run is not None:
+            on_run()
         self.done.put_nowait(request_id)
         return InvokeResult(b"null", None, "$LATEST", "", request_id)
 

@@ -298,12 +298,15 @@ async def test_a_reservation_of_zero_throttles_every_invocation(parts: Invocatio
 async def test_a_reservation_bounds_invocations_in_flight(parts: Invocations) -> None:
     parts.stores.functions.set_reserved_concurrency("fn", 1, 1000, 100)
     parts.manager.hold_invocations()
-    first = asyncio.ensure_future(parts.invoker.invoke("fn", None, b"{}"))
+    admitted: list[str] = []  # on_run: what an async event's AsyncEventAge is taken at
+    first = asyncio.ensure_future(parts.invoker.invoke(
+        "fn", None, b"{}", on_run=lambda: admitted.append("first")))
     await parts.manager.next_invocation()
-    assert parts.limiter.in_flight("fn") == 1
+    assert parts.limiter.in_flight("fn") == 1 and admitted == ["first"]
     with pytest.raises(TooManyRequests) as info:
-        await parts.invoker.invoke("fn", None, b"{}")
+        await parts.invoker.invoke("fn", None, b"{}", on_run=lambda: admitted.append("2nd"))
     assert info.value.extra == {"Reason": RESERVED_REASON}
+    assert admitted == ["first"]  # the throttled one was never admitted
     parts.manager.release_invocations(2)
     await first
     assert parts.limiter.in_flight("fn") == 0

@@ -280,6 +280,15 @@ class Dispatcher:
             if age_ms > cfg.max_age_seconds * 1000:
                 outcome = TooOld()
             else:
+                # Lambda's AsyncEventAge is measured when the function is invoked: once
+                # the attempt is admitted (a throttled one invoked nothing).
+                def invoked(age_ms: int = age_ms) -> None:
+                    if self.hooks.wants(AsyncEventStarted):
+                        self.hooks.emit(AsyncEventStarted(
+                            event.function_name, event.qualifier, event.request_id,
+                            event.attempts, age_ms,
+                        ))
+
                 try:
                     outcome = await self.invoker.invoke(
                         event.function_name,
@@ -287,19 +296,11 @@ class Dispatcher:
                         event.payload,
                         trace_id=hop.header(),
                         request_id=event.request_id,
+                        on_run=invoked,
                     )
                 except NimbusError as exc:
                     outcome = exc
                 hop.ran(outcome, self.clock())
-                # Lambda's AsyncEventAge is measured when the function is invoked: an
-                # attempt throttled or put back (nimbus's own trouble) was not.
-                if self.hooks.wants(AsyncEventStarted) and not (
-                        isinstance(outcome, NimbusError) and (
-                            isinstance(outcome, TooManyRequests) or outcome.transient)):
-                    self.hooks.emit(AsyncEventStarted(
-                        event.function_name, event.qualifier, event.request_id,
-                        event.attempts, age_ms,
-                    ))
         finally:
             self._free_slot()
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -117,9 +118,11 @@ class Invoker:
         *,
         placed: bool = False,
         picked: tuple[str, str] | None = None,
+        on_run: Callable[[], None] | None = None,
     ) -> InvokeResult:
         """Run one invocation (``placed``: another node chose this one: run it here;
-        ``picked``: the version and RevisionId that node resolved)."""
+        ``picked``: the version and RevisionId that node resolved; ``on_run``: called
+        once it is admitted to run, not throttled; on another node, once that ran it)."""
         resolution = await self.targets.resolve(name, qualifier)
         if picked is None:
             version = resolution.pick()
@@ -151,6 +154,8 @@ class Invoker:
                                                  str(trace._replace(sampled=sampled)),
                                                  request_id)
             if forwarded is not None:
+                if on_run is not None:
+                    on_run()
                 return forwarded
         record = resolution.record
         reserved_total = await self.targets.reserved_total()
@@ -187,6 +192,8 @@ class Invoker:
             raise
         if hooks.wants(InvocationStarted):
             hooks.emit(InvocationStarted(name, qualifier, version.version, request_id))
+        if on_run is not None:
+            on_run()
         try:
             ran = await self.pool.run(
                 key, lambda: self.spec(version, record), invocation,

@@ -79,10 +79,9 @@ class AsyncEventReceived(NamedTuple):
 
 
 class AsyncEventStarted(NamedTuple):
-    """An async event left the queue and its function was invoked (emitted once the
-    attempt has run; not for one throttled or put back, which invoked nothing);
-    ``age_ms`` is how long it had waited since it was first queued (Lambda's
-    AsyncEventAge)."""
+    """An async event left the queue and its attempt was admitted to run (not one
+    throttled, which invoked nothing); ``age_ms`` is how long it had waited since it was
+    first queued (Lambda's AsyncEventAge)."""
 
     function: str
     qualifier: str | None
