@@ -218,8 +218,8 @@ class Invoker:
             # nimbus could not run it (or the caller went away): still an end (an error
             # of kind "platform"), so every InvocationStarted has its InvocationFinished.
             if hooks.wants(InvocationFinished):
-                hooks.emit(_finished(version, qualifier, request_id, 0.0, 0, False, None,
-                                     False, "platform", None))
+                hooks.emit(_finished(version, qualifier, request_id, 0.0, billed(0.0), 0,
+                                     False, None, False, "platform", None))
             raise
         finally:
             self.limiter.release(ticket)
@@ -227,13 +227,15 @@ class Invoker:
                 cluster.release(slot)
         outcome = ran.outcome
         error_type = _error_type(outcome.payload) if outcome.function_error else None
+        # A cold start's init is billed with it; a SnapStart restore is billed apart.
+        billed_ms = billed(outcome.duration_ms, None if ran.restored else ran.init_ms)
         if traced:
             self._segment(trace, segment_id, invocation, version, started,
                           outcome.duration_ms, ran.cold, ran.init_ms,
                           (error_type or "Unhandled") if outcome.function_error else None)
         if hooks.wants(InvocationFinished):
             hooks.emit(_finished(
-                version, qualifier, request_id, outcome.duration_ms,
+                version, qualifier, request_id, outcome.duration_ms, billed_ms,
                 outcome.max_memory_used_mb, ran.cold, ran.init_ms, ran.restored,
                 _error_kind(error_type) if outcome.function_error else None, error_type,
             ))
@@ -253,6 +255,7 @@ class Invoker:
                 error_type=(error_type or "Unhandled") if outcome.function_error else None,
                 produced_bytes=len(outcome.payload),
                 restored=ran.restored,
+                billed_ms=billed_ms,
             )
         else:
             text = render(
@@ -266,6 +269,7 @@ class Invoker:
                 ran.init_logs,
                 ran.restored,
                 xray=xray_line(trace.root, segment_id) if active and sampled else "",
+                billed_ms=billed_ms,
             )
         self.logs.append(
             InvocationLog(
@@ -276,7 +280,7 @@ class Invoker:
                 timestamp_ms=now_ms(),
                 text=text,
                 duration_ms=outcome.duration_ms,
-                billed_ms=billed(outcome.duration_ms, None if ran.restored else ran.init_ms),
+                billed_ms=billed_ms,
                 memory_size=version.memory_size,
                 max_memory_used=outcome.max_memory_used_mb,
                 init_ms=ran.init_ms,
@@ -305,9 +309,10 @@ class Invoker:
         self, err: InitError, version: FunctionVersion, request_id: str,
         qualifier: str | None = None,
     ) -> InvokeResult:
+        billed_ms = billed(err.init_duration_ms)  # its duration is the init: billed once
         if self.hooks.wants(InvocationFinished):
             self.hooks.emit(_finished(
-                version, qualifier, request_id, err.init_duration_ms, 0, True,
+                version, qualifier, request_id, err.init_duration_ms, billed_ms, 0, True,
                 err.init_duration_ms, False, "init", err.error_type,
             ))
         if is_json(version.extra):
@@ -325,6 +330,7 @@ class Invoker:
                 function_name=version.function_name,
                 error_type=err.error_type,
                 init_failed=True,
+                billed_ms=billed_ms,
             )
         else:
             text = render(
@@ -336,7 +342,7 @@ class Invoker:
                 0,
                 err.init_duration_ms,
                 err.logs,
-                billed_ms=billed(err.init_duration_ms),  # the init, once
+                billed_ms=billed_ms,
             )
         self.logs.append(
             InvocationLog(
@@ -347,7 +353,7 @@ class Invoker:
                 timestamp_ms=now_ms(),
                 text=text,
                 duration_ms=err.init_duration_ms,
-                billed_ms=billed(err.init_duration_ms),
+                billed_ms=billed_ms,
                 memory_size=version.memory_size,
                 max_memory_used=0,
                 init_ms=err.init_duration_ms,
@@ -447,6 +453,7 @@ def _finished(
     qualifier: str | None,
     request_id: str,
     duration_ms: float,
+    billed_ms: int,
     max_memory_mb: int,
     cold: bool,
     init_ms: float | None,
@@ -458,10 +465,7 @@ def _finished(
     return InvocationFinished(
         version.function_name, qualifier, version.version, request_id,
         version.architectures[0] if version.architectures else "x86_64",
-        version.memory_size, duration_ms,
-        # A failed init's duration is its Init Duration: billed once.
-        billed(duration_ms, None if restored or error == "init" else init_ms),
-        max_memory_mb, cold, init_ms,
+        version.memory_size, duration_ms, billed_ms, max_memory_mb, cold, init_ms,
         restored, error, error_type,
     )
 

@@ -133,6 +133,7 @@ def render_json(
     init_failed: bool = False,
     end_ms: int | None = None,
     restored: bool = False,
+    billed_ms: int | None = None,
 ) -> str:
     """One invocation's log in Lambda's JSON format: platform events kept by the
     function's SystemLogLevel, its own lines (unchanged) by its ApplicationLogLevel.
@@ -186,7 +187,8 @@ def render_json(
         })
     metrics: dict[str, Any] = {
         "durationMs": round(duration_ms, 3),
-        "billedDurationMs": billed(duration_ms, None if restored or init_failed else init_ms),
+        "billedDurationMs": billed_ms if billed_ms is not None else billed(
+            duration_ms, None if restored or init_failed else init_ms),
         "memorySizeMB": memory_size,
         "maxMemoryUsedMB": max_memory_used,
     }
