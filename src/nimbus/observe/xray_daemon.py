@@ -72,12 +72,12 @@ def valid_document(doc: Any) -> bool:
         return False
     if doc.get("type") == "subsegment" and parent is None:
         return False
-    return _valid_node(doc, 1) and _shallow(doc)
+    return _shallow(doc) and _valid_node(doc)  # shallow first: bounds the recursion
 
 
-def _valid_node(node: Any, depth: int) -> bool:
+def _valid_node(node: Any) -> bool:
     """One (sub)segment: id, name, times, the fields the views read, its subsegments."""
-    if depth > MAX_DEPTH or not isinstance(node, dict):
+    if not isinstance(node, dict):
         return False
     if not (isinstance(node.get("id"), str) and _ID.fullmatch(node["id"])):
         return False
@@ -102,8 +102,7 @@ def _valid_node(node: Any, depth: int) -> bool:
     if not isinstance(node.get("http", {}), dict):
         return False
     subsegments = node.get("subsegments", [])
-    return isinstance(subsegments, list) and all(_valid_node(s, depth + 1)
-                                                 for s in subsegments)
+    return isinstance(subsegments, list) and all(_valid_node(s) for s in subsegments)
 
 
 def _time(value: Any) -> bool:
