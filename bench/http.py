@@ -38,6 +38,10 @@ from bench.cpu import Snapshot
 from tests.nimbus_process import NimbusProcess, free_port
 
 RESULTS = Path(__file__).parent / "results" / "http.json"
+# One full vCPU, as the floor's workers have: nimbus caps an environment's CPU by its
+# MemorySize as Lambda does (1,769 MB per vCPU, a CFS quota per 100 ms period), and at
+# Lambda's default 128 MB a busy environment spends most of each period throttled.
+MEMORY_MB = 1769
 HELLO_APP = """
 import uvicorn
 from starlette.applications import Starlette
@@ -137,7 +141,7 @@ def wait_ready(url: str) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def function_url(server: NimbusProcess) -> str:
+def function_url(server: NimbusProcess, memory_mb: int = MEMORY_MB) -> str:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("app.py", FUNCTION)
@@ -148,6 +152,7 @@ def function_url(server: NimbusProcess) -> str:
         Handler="app.handler",
         Role="arn:aws:iam::000000000000:role/bench",
         Code={"ZipFile": buf.getvalue()},
+        MemorySize=memory_mb,
     )
     url = lam.create_function_url_config(FunctionName="hello", AuthType="NONE")["FunctionUrl"]
     for _ in range(20):  # warm: one environment per connection is started on demand
@@ -166,6 +171,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--memory", type=int, default=MEMORY_MB, help="the function's MemorySize")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/http.py needs wrk: apt-get install wrk")
@@ -180,7 +186,7 @@ def main() -> None:
             hop_url = f"http://127.0.0.1:{hop_port}/hello"
             wait_ready(raw_url)
             wait_ready(hop_url)
-            url = function_url(server)
+            url = function_url(server, args.memory)
             # Let the pool scale to the connection count (unparsed: on a loaded host every
             # request of this warm-up may outlive wrk's timeout, leaving no latencies).
             subprocess.run(
