@@ -34,14 +34,18 @@ def fail_setup(exc: BaseException) -> NoReturn:
         os._exit(SETUP_FAILED)
 
 
-def await_function() -> tuple[dict, int | None]:
+MAX_MOUNTS = 3  # /tmp, the code, the layers (nimbus.guest.mounts.MOUNT_TARGETS)
+
+
+def await_function() -> tuple[dict, dict[str, int]]:
     """Block until the server hands this cell its function: one byte on the control
-    socket carrying the /tmp mount's descriptor (if any), then a frame whose ``req``
-    is the function's part of the request. Exits quietly when the server discards the
-    cell (EOF). Returns (``req``, the /tmp mount's descriptor or None)."""
+    socket carrying the descriptors of detached mounts (if any), then a frame whose
+    ``req`` is the function's part of the request, ``req["mounts"]`` naming those
+    descriptors in order. Exits quietly when the server
+    discards the cell (EOF). Returns (``req``, the descriptors by name)."""
     ctl = socket.socket(fileno=CTL_FD)
     try:
-        lead, fds, _flags, _addr = socket.recv_fds(ctl, 1, 1)
+        lead, fds, _flags, _addr = socket.recv_fds(ctl, 1, MAX_MOUNTS)
         if not lead:
             raise EOFError
         header, _body = protocol.read_frame(ctl)
@@ -49,7 +53,11 @@ def await_function() -> tuple[dict, int | None]:
         os._exit(0)
     finally:
         ctl.detach()
-    return header["req"], (fds[0] if fds else None)
+    req = header["req"]
+    names = req.pop("mounts", [])
+    if len(names) != len(fds):
+        raise OSError(f"the server named {names} but sent {len(fds)} descriptors")
+    return req, dict(zip(names, fds))  # noqa: B905 (no strict= before Python 3.10)
 
 
 def serve_forks(sock: socket.socket, spawn: Callable[[dict, list[int]], int],

@@ -74,7 +74,10 @@ def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> Non
             # A stem cell: wait, confined but not yet specialised, for a function.
             jail.warm_up()
             runtime.warm_up(req["warm_dir"])
-            function, req["tmp_fd"] = cells.await_function()
+            if req["isolation"] == "namespace":
+                # pivot_root walks every task on the host: paid here, not by a cold start.
+                mounts.enter_root(req["root"])
+            function, req["mount_fds"] = cells.await_function()
             if os.sched_getscheduler(0) != os.SCHED_OTHER:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
             req.update(function)

@@ -4,8 +4,9 @@
 join the cgroup first (so everything after is limited), name the host, mount /proc,
 bring up loopback in an empty network namespace, empty the bounding and ambient
 capability sets. ``confine`` is the function's part: its root filesystem and
-pivot_root, resource limits, switching to the sandbox uid, the seccomp filter, and a
-final check of what the kernel reports.
+pivot_root (a stem cell has entered its root ahead of time and only attaches the
+function's mounts), resource limits, switching to the sandbox uid, the seccomp filter,
+and a final check of what the kernel reports.
 
 Runs in the zygote's child (Python 3.9+): standard library only.
 """
@@ -113,8 +114,11 @@ def confine(req: dict) -> None:
     """The function's part: its root filesystem, limits, and dropping privileges."""
     stages = req["stages"]
     if req["isolation"] == "namespace":
-        mounts.enter(req["root"], req["code_dir"], req["layers"], req["tmp_mb"],
-                     req.get("tmp_fd"))
+        if "mount_fds" in req:  # a stem cell, in its root already
+            mounts.attach_function(req["mount_fds"], req["tmp_mb"])
+        else:
+            mounts.enter(req["root"], req["code_dir"], req["layers"], req["tmp_mb"],
+                         req.get("tmp_fd"))
         stages.append(("mounts", time.perf_counter()))
         set_limits(req["nofile"])
         privileges.drop(req["uid"], req["gid"])

@@ -9,7 +9,11 @@ Two stages, so that a cold start mounts as little as possible:
 * ``enter`` runs in each new environment (a fresh copy of that namespace): its private
   ``/tmp``, the code read-only at ``/var/task``, layers at ``/opt``, a ``/proc`` for its
   PID namespace, then ``pivot_root`` into the base and detaching the host's tree, so
-  nothing else of the host stays reachable.
+  nothing else of the host stays reachable (``enter_root``).
+* A stem cell splits it: ``enter_root`` while it idles, then ``attach_function`` with
+  the code and layers as detached mounts the server made (``nimbus.sandbox.
+  function_mounts``): ``pivot_root`` costs in proportion to the tasks on the host, and
+  no cold start should pay that.
 
 ``/tmp`` is, by default, a file system of its own on disk (as on Lambda), made and
 mounted by the server ahead of time (``nimbus.sandbox.tmpdisk``) and handed over as a
@@ -169,11 +173,7 @@ def enter(root: str, code_dir: str, layer_dirs: list[str], tmp_mb: int,
     """In a new mount namespace copied from the zygote's (with /proc mounted): the
     function's mounts, then make the base the root and drop the host's tree. ``tmp_fd``:
     the disk-backed /tmp made by the server; None: a tmpfs of ``tmp_mb``."""
-    if tmp_fd is not None:
-        attach(tmp_fd, root + "/tmp")
-    else:
-        libc.mount("tmpfs", root + "/tmp", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
-                   f"mode=1777,size={tmp_mb}m")
+    _mount_tmp(root + "/tmp", tmp_mb, tmp_fd)
     _bind_ro(code_dir, root + "/var/task")
     if len(layer_dirs) == 1:
         _bind_ro(layer_dirs[0], root + "/opt")
@@ -181,9 +181,39 @@ def enter(root: str, code_dir: str, layer_dirs: list[str], tmp_mb: int,
         # overlayfs: the leftmost lower layer wins, and later Lambda layers win.
         lower = ":".join(reversed(layer_dirs))
         libc.mount("overlay", root + "/opt", "overlay", RO, "lowerdir=" + lower)
+    enter_root(root)
+
+
+def enter_root(root: str) -> None:
+    """Make the base at ``root`` this namespace's root and detach the host's tree, so
+    nothing else of the host stays reachable. A stem cell does it while it idles (then
+    ``attach_function``): ``pivot_root`` walks every task on the host (chroot_fs_refs),
+    milliseconds once thousands of environments run."""
     os.chdir(root)
     # pivot_root(".", ".") stacks the old root under the new one; unmounting "." then
     # detaches the host's whole tree (runc's trick: no put_old directory needed).
     libc.pivot_root(".", ".")
     libc.umount2(".", libc.MNT_DETACH)
     os.chdir("/")
+
+
+# Where each detached mount the server hands a stem cell goes (nimbus.sandbox.function_mounts).
+MOUNT_TARGETS = {"tmp": "/tmp", "code": "/var/task", "opt": "/opt"}
+
+
+def attach_function(mount_fds: dict[str, int], tmp_mb: int) -> None:
+    """After ``enter_root``: attach the function's files, made by the server as detached
+    mounts (``code``, ``opt`` if it has layers, ``tmp`` unless /tmp is a tmpfs of
+    ``tmp_mb``), and close their descriptors."""
+    _mount_tmp("/tmp", tmp_mb, mount_fds.get("tmp"))
+    for name, fd in mount_fds.items():
+        if name != "tmp":
+            attach(fd, MOUNT_TARGETS[name])
+
+
+def _mount_tmp(target: str, tmp_mb: int, tmp_fd: int | None) -> None:
+    if tmp_fd is not None:
+        attach(tmp_fd, target)
+    else:
+        libc.mount("tmpfs", target, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+                   f"mode=1777,size={tmp_mb}m")

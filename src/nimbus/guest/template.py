@@ -141,7 +141,8 @@ def _cell(received: float, fds: list[int], template_runtime: object, handler: ob
         jail.warm_up()  # copy, while idle, the pages the claim will touch
         # The server has moved this process into the environment's own cgroup before it
         # claims it: one byte with the /tmp mount, then its uid, nonce and variables.
-        req, tmp_fd = cells.await_function()
+        req, mount_fds = cells.await_function()
+        tmp_fd = mount_fds.get("tmp")
         req["stages"] = [*stages, ("claimed", time.perf_counter())]
         if tmp_fd is not None:
             mounts.attach(tmp_fd, "/tmp")

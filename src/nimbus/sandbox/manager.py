@@ -41,7 +41,15 @@ from typing import Any
 
 from nimbus.egress_rules import LOOPBACK_NET, Rule
 from nimbus.guest import mounts, protocol
-from nimbus.sandbox import catalog, egress, envvars, memory, uid_range, watchdog
+from nimbus.sandbox import (
+    catalog,
+    egress,
+    envvars,
+    function_mounts,
+    memory,
+    uid_range,
+    watchdog,
+)
 from nimbus.sandbox.cgroups import PIDS_MAX, Cgroup, CgroupPool, Cgroups, CgroupsUnavailable
 from nimbus.sandbox.environment import Environment
 from nimbus.sandbox.errors import (
@@ -482,6 +490,7 @@ class SandboxManager:
         if cell is None:
             return None
         disk = None
+        mounts: dict[str, int] = {}
         try:
             disk = None if self._tmp is None else await self._tmp.take(spec.ephemeral_mb)
             if cell.cgroup is not None:
@@ -490,7 +499,15 @@ class SandboxManager:
             if self._net is not None and spec.network:
                 await self._net.allow(cell.pid, self._wanted(spec) - cell.net_rules)
             requested = time.perf_counter()
-            self._hand_over(cell, {"t": "specialize", "req": request}, disk)
+            if disk is not None:
+                mounts["tmp"] = disk.fd
+            if self.isolation == "namespace":  # the cell is in its root: no host paths
+                mounts["code"] = function_mounts.bind_read_only(request["code_dir"])
+                opt = function_mounts.layers(request["layers"])
+                if opt is not None:
+                    mounts["opt"] = opt
+            request["mounts"] = list(mounts)
+            self._hand_over(cell, {"t": "specialize", "req": request}, list(mounts.values()))
         except BaseException as exc:
             if isinstance(exc, OSError):
                 log.warning("discarding a stem cell: %s", exc)
@@ -500,6 +517,10 @@ class SandboxManager:
             if isinstance(exc, OSError):
                 return None
             raise
+        finally:
+            for name, fd in mounts.items():
+                if name != "tmp":  # the cell has its own copy (the disk is released apart)
+                    os.close(fd)
         environment = self._environment(spec, env_id, cell.pid, cell.ctl, cell.log_fd, nonce,
                                          cell.cgroup, own_uid, disk, pidfd=cell.pidfd)
         environment.origin = "stem cell"
@@ -507,18 +528,19 @@ class SandboxManager:
         return environment
 
     @staticmethod
-    def _hand_over(cell: StemCell, message: dict, disk: TmpDisk | None) -> None:
+    def _hand_over(cell: StemCell, message: dict, fds: list[int]) -> None:
         """Give a waiting cell (a stem cell or a SnapStart template's) its function, as
-        ``nimbus.guest.cells.await_function`` reads it: one byte carrying the /tmp mount
-        (SCM_RIGHTS), then the frame: a few kB into an empty socket buffer, no block."""
+        ``nimbus.guest.cells.await_function`` reads it: one byte carrying the detached
+        mounts ``fds`` (SCM_RIGHTS; ``message["req"]["mounts"]`` names them), then the
+        frame: a few kB into an empty socket buffer, no block."""
         if os.sched_getscheduler(cell.pid) != os.SCHED_OTHER:
             # Cells idle at SCHED_IDLE; this one is needed now, at normal priority.
             os.sched_setscheduler(cell.pid, os.SCHED_OTHER, os.sched_param(0))
         frame = protocol.encode(message)
-        if disk is None:
+        if not fds:
             cell.ctl.sendall(b"\x00" + frame)
         else:
-            sent = socket.send_fds(cell.ctl, [b"\x01" + frame], [disk.fd])
+            sent = socket.send_fds(cell.ctl, [b"\x01" + frame], fds)
             if sent < len(frame) + 1:
                 cell.ctl.sendall(frame[sent - 1:])
 

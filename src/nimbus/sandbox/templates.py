@@ -301,8 +301,10 @@ class Templates:
             nonce = secrets.token_hex(8)
             env = m._function_request(spec, uid, nonce)["env"]
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = INIT_TYPE
-            m._hand_over(cell, {"t": "claim", "req": {"uid": uid, "gid": uid, "nonce": nonce,
-                                                      "env": env}}, disk)
+            claim = {"uid": uid, "gid": uid, "nonce": nonce, "env": env,
+                     "mounts": ["tmp"] if disk is not None else []}
+            m._hand_over(cell, {"t": "claim", "req": claim},
+                         [disk.fd] if disk is not None else [])
         except BaseException:
             if cell is not None:
                 cell.discard()
