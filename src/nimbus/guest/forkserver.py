@@ -74,9 +74,13 @@ def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> Non
             # A stem cell: wait, confined but not yet specialised, for a function.
             jail.warm_up()
             runtime.warm_up(req["warm_dir"])
-            if req["isolation"] == "namespace":
-                # pivot_root walks every task on the host: paid here, not by a cold start.
+            if req.get("early_root") and req["isolation"] == "namespace":
+                # pivot_root walks every task on the host: paid here, not by a cold
+                # start; at normal priority, for it holds the kernel's mount lock.
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 mounts.enter_root(req["root"])
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+                req["entered_root"] = True
             function, req["mount_fds"] = cells.await_function()
             if os.sched_getscheduler(0) != os.SCHED_OTHER:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

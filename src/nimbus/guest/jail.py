@@ -114,11 +114,12 @@ def confine(req: dict) -> None:
     """The function's part: its root filesystem, limits, and dropping privileges."""
     stages = req["stages"]
     if req["isolation"] == "namespace":
-        if "mount_fds" in req:  # a stem cell, in its root already
-            mounts.attach_function(req["mount_fds"], req["tmp_mb"])
+        handed = req.get("mount_fds", {})  # a stem cell's, from the server
+        if req.get("entered_root"):  # a stem cell in its root already
+            mounts.attach_function(handed, req["tmp_mb"])
         else:
             mounts.enter(req["root"], req["code_dir"], req["layers"], req["tmp_mb"],
-                         req.get("tmp_fd"))
+                         handed.get("tmp", req.get("tmp_fd")))
         stages.append(("mounts", time.perf_counter()))
         set_limits(req["nofile"])
         privileges.drop(req["uid"], req["gid"])

@@ -158,7 +158,7 @@ def attach(mount_fd: int, target: str) -> None:
         if _libc.syscall(_SYS_MOVE_MOUNT, mount_fd, b"", _AT_FDCWD, os.fsencode(target),
                          _MOVE_MOUNT_F_EMPTY_PATH) < 0:
             err = ctypes.get_errno()
-            raise OSError(err, f"move_mount /tmp to {target}: {os.strerror(err)}")
+            raise OSError(err, f"move_mount to {target}: {os.strerror(err)}")
     finally:
         os.close(mount_fd)
 

@@ -146,6 +146,9 @@ class SandboxManager:
         self._quiet = Quiet()
         self._cells = StemCells(stem_cells, self._spawn_cell, self._release_cgroup,
                                 self._quiet)
+        # Stem cells enter their root while idle, and get the function as detached
+        # mounts (nimbus.sandbox.function_mounts), where the kernel allows it.
+        self._early_root = False
         self.templates = Templates(self)  # SnapStart (nimbus.sandbox.templates)
         if isolation == "process":
             log.warning(
@@ -242,6 +245,11 @@ class SandboxManager:
             # Their own loopback has no stub resolver: they get the servers it forwards to.
             shutil.copyfile(self._egress.resolv_conf, self._run_dir / "etc" / "resolv.conf")
         (self._run_dir / "rootfs").mkdir(mode=0o755, exist_ok=True)
+        self._early_root = function_mounts.supported(str(self._run_dir))
+        if not self._early_root:
+            log.warning("this kernel cannot make detached read-only mounts (open_tree, "
+                        "mount_setattr: Linux 5.12+): stem cells mount functions by path, "
+                        "and their cold starts pay pivot_root")
 
     async def _zygote(self, runtime_name: str) -> Zygote:
         runtime = catalog.available().get(runtime_name)
@@ -303,6 +311,7 @@ class SandboxManager:
             "network": network,
             "nofile": NOFILE,
             "warm_dir": str(self._run_dir / "warm"),
+            "early_root": self._early_root,  # stem cells: enter the root while idle
         }
 
     def _function_request(self, spec: EnvironmentSpec, uid: int, nonce: str) -> dict:
@@ -490,7 +499,7 @@ class SandboxManager:
         if cell is None:
             return None
         disk = None
-        mounts: dict[str, int] = {}
+        handed: dict[str, int] = {}  # detached mounts, by name (nimbus.guest.mounts)
         try:
             disk = None if self._tmp is None else await self._tmp.take(spec.ephemeral_mb)
             if cell.cgroup is not None:
@@ -500,14 +509,14 @@ class SandboxManager:
                 await self._net.allow(cell.pid, self._wanted(spec) - cell.net_rules)
             requested = time.perf_counter()
             if disk is not None:
-                mounts["tmp"] = disk.fd
-            if self.isolation == "namespace":  # the cell is in its root: no host paths
-                mounts["code"] = function_mounts.bind_read_only(request["code_dir"])
+                handed["tmp"] = disk.fd
+            if self._early_root:  # the cell is in its root: no host path reaches it
+                handed["code"] = function_mounts.bind_read_only(request["code_dir"])
                 opt = function_mounts.layers(request["layers"])
                 if opt is not None:
-                    mounts["opt"] = opt
-            request["mounts"] = list(mounts)
-            self._hand_over(cell, {"t": "specialize", "req": request}, list(mounts.values()))
+                    handed["opt"] = opt
+            request["mounts"] = list(handed)
+            self._hand_over(cell, {"t": "specialize", "req": request}, list(handed.values()))
         except BaseException as exc:
             if isinstance(exc, OSError):
                 log.warning("discarding a stem cell: %s", exc)
@@ -518,7 +527,7 @@ class SandboxManager:
                 return None
             raise
         finally:
-            for name, fd in mounts.items():
+            for name, fd in handed.items():
                 if name != "tmp":  # the cell has its own copy (the disk is released apart)
                     os.close(fd)
         environment = self._environment(spec, env_id, cell.pid, cell.ctl, cell.log_fd, nonce,
