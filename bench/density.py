@@ -168,6 +168,22 @@ async def fill(manager: SandboxManager, spec: EnvironmentSpec, reserve: int,
     }
 
 
+def hello(base: Path, runtime: str) -> EnvironmentSpec:
+    """The hello function, its code under ``base`` (made traversable for the sandboxes)."""
+    base.chmod(0o755)
+    return EnvironmentSpec(
+        function_name="hello", version="$LATEST",
+        function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
+        runtime=runtime, handler="app.handler", code_dir=write_code(base / "c", HELLO),
+    )
+
+
+def write(output: Path, result: dict) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {output}")
+
+
 def mib(n: float) -> str:
     return f"{n / 1048576:.2f}"
 
@@ -191,12 +207,7 @@ async def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         base = Path(tmp)
-        base.chmod(0o755)
-        spec = EnvironmentSpec(
-            function_name="hello", version="$LATEST",
-            function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
-            runtime=args.runtime, handler="app.handler", code_dir=write_code(base / "c", HELLO),
-        )
+        spec = hello(base, args.runtime)
         manager = SandboxManager(base / "work", uid_count=max(counts) + 64)
         try:
             await manager.warm_up([args.runtime])
@@ -212,21 +223,13 @@ async def main() -> None:
           [(str(r["environments"]), mib(r["uss_median_bytes"]), mib(r["pss_median_bytes"]),
             mib(r["rss_median_bytes"]), mib(r["mem_available_drop_per_env_bytes"]),
             str(r["estimated_max_on_24gib"])) for r in rows])
-    output = args.output or RESULTS
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {output}")
+    write(args.output or RESULTS, result)
 
 
 async def main_fill(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         base = Path(tmp)
-        base.chmod(0o755)
-        spec = EnvironmentSpec(
-            function_name="hello", version="$LATEST",
-            function_arn="arn:aws:lambda:us-east-1:000000000000:function:hello",
-            runtime=args.runtime, handler="app.handler", code_dir=write_code(base / "c", HELLO),
-        )
+        spec = hello(base, args.runtime)
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # as nimbus' server does
         manager = SandboxManager(base / "work", uid_count=args.max + 64)
@@ -244,10 +247,7 @@ async def main_fill(args: argparse.Namespace) -> None:
             f"{result['mem_available_after_bytes'] / GIB:.1f}",
             mib(result["mem_available_drop_per_env_bytes"]), mib(result["uss_median_bytes"]),
             mib(result["pss_median_bytes"]), str(result["seconds_to_start"]))])
-    output = args.output or RESULTS.with_name("density_fill.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {output}")
+    write(args.output or RESULTS.with_name("density_fill.json"), result)
 
 
 if __name__ == "__main__":
