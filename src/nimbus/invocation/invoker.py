@@ -227,8 +227,7 @@ class Invoker:
                 cluster.release(slot)
         outcome = ran.outcome
         error_type = _error_type(outcome.payload) if outcome.function_error else None
-        # A cold start's init is billed with it; a SnapStart restore is billed apart.
-        billed_ms = billed(outcome.duration_ms, None if ran.restored else ran.init_ms)
+        billed_ms = billed(outcome.duration_ms, ran.init_ms, restored=ran.restored)
         if traced:
             self._segment(trace, segment_id, invocation, version, started,
                           outcome.duration_ms, ran.cold, ran.init_ms,
@@ -309,7 +308,7 @@ class Invoker:
         self, err: InitError, version: FunctionVersion, request_id: str,
         qualifier: str | None = None,
     ) -> InvokeResult:
-        billed_ms = billed(err.init_duration_ms)  # its duration is the init: billed once
+        billed_ms = billed(err.init_duration_ms, err.init_duration_ms, init_failed=True)
         if self.hooks.wants(InvocationFinished):
             self.hooks.emit(_finished(
                 version, qualifier, request_id, err.init_duration_ms, billed_ms, 0, True,

@@ -63,10 +63,15 @@ class InvocationLog:
     error_type: str | None
 
 
-def billed(duration_ms: float, init_ms: float | None = None) -> int:
+def billed(duration_ms: float, init_ms: float | None = None, *, restored: bool = False,
+           init_failed: bool = False) -> int:
     """Lambda's Billed Duration, whole milliseconds (at least 1): the invocation's, and on
     a cold start its Init Duration as well (billed for every runtime and package since
-    1 August 2025; a SnapStart restore is billed apart, as Billed Restore Duration)."""
+    1 August 2025). A SnapStart restore (``restored``: ``init_ms`` is the restore) is
+    billed apart, as Billed Restore Duration; a failed init's duration is its init,
+    billed once (``init_failed``)."""
+    if restored or init_failed:
+        init_ms = None
     return max(1, math.ceil(duration_ms + (init_ms or 0.0)))
 
 
@@ -87,12 +92,12 @@ def render(
     before START, as in Lambda's log stream. ``restored``: the environment started from
     a SnapStart template, and ``init_ms`` is its restore phase (Lambda's Restore Duration
     and Billed Restore Duration, in place of Init Duration). ``xray``: the REPORT's
-    ``XRAY TraceId`` part (tracing.report_xray). ``billed_ms``: the Billed Duration when
-    it is not ``billed(duration_ms, init_ms)`` (a failed init is billed once)."""
+    ``XRAY TraceId`` part (tracing.report_xray). ``billed_ms``: the Billed Duration, when
+    the caller has it already (else ``billed``'s)."""
     body = _lines(function_output)
     init = _lines(init_output)
     if billed_ms is None:
-        billed_ms = billed(duration_ms, None if restored else init_ms)
+        billed_ms = billed(duration_ms, init_ms, restored=restored)
     report = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
         f"Billed Duration: {billed_ms} ms\tMemory Size: {memory_size} MB\t"
@@ -188,7 +193,7 @@ def render_json(
     metrics: dict[str, Any] = {
         "durationMs": round(duration_ms, 3),
         "billedDurationMs": billed_ms if billed_ms is not None else billed(
-            duration_ms, None if restored or init_failed else init_ms),
+            duration_ms, init_ms, restored=restored, init_failed=init_failed),
         "memorySizeMB": memory_size,
         "maxMemoryUsedMB": max_memory_used,
     }
