@@ -81,6 +81,7 @@ def _child(req: dict, fds: list[int], runtime: ModuleType, last_cap: int) -> Non
                 mounts.enter_root(req["root"])
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
                 req["entered_root"] = True
+            jail.prefault(req.get("hot_pages", []))
             function, req["mount_fds"] = cells.await_function()
             if os.sched_getscheduler(0) != os.SCHED_OTHER:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

@@ -26,6 +26,9 @@ _mount = _libc.mount
 _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                    ctypes.c_char_p]
 _mount.restype = ctypes.c_int
+_madvise = _libc.madvise
+_madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_madvise.restype = ctypes.c_int
 
 # Namespaces (linux/sched.h).
 CLONE_NEWNS = 0x00020000
@@ -159,6 +162,17 @@ def read_capabilities() -> list[int]:
     data = (_CapData * 2)()
     _check(_libc.syscall(_nr("capget"), ctypes.byref(header), ctypes.byref(data)), "capget")
     return [d.effective for d in data]
+
+
+MADV_POPULATE_WRITE = 23  # Linux 5.14+
+
+
+def populate_write(address: int, length: int) -> int:
+    """Fault ``length`` bytes at ``address`` in as if written (copying shared pages),
+    without changing them; 0, or the errno."""
+    if _madvise(address, length, MADV_POPULATE_WRITE) == 0:
+        return 0
+    return ctypes.get_errno()
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF) -> None:

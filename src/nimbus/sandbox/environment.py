@@ -86,6 +86,9 @@ class Environment:
         # spawn requested, forked, cgroup, mounts, privileges, runtime, init, ready.
         self.stages: list[tuple[str, float]] = []
         self.origin = ""  # "stem cell" or "zygote": how the cold start was served
+        # Awaited once, after the first invocation that returned, before its outcome
+        # (the manager learns from the process then: nimbus.sandbox.hot_pages).
+        self.after_first_invocation: Callable[[Environment], Awaitable[None]] | None = None
         self.alive = True
         self.invocations = 0
         self.cgroup = cgroup
@@ -156,6 +159,11 @@ class Environment:
         return self.cgroup is not None and self.cgroup.oom_kills() > 0
 
     # -- freezing between invocations -------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        """``stop()`` has begun: the process is gone or going."""
+        return self._stopped
 
     @property
     def frozen(self) -> bool:
@@ -346,6 +354,9 @@ class Environment:
             logs = await self._logs.until(marker)
         else:
             logs = self._logs.take()
+        if self.after_first_invocation is not None:
+            hook, self.after_first_invocation = self.after_first_invocation, None
+            await hook(self)
         return Outcome(body, reply.get("error"), logs, duration, self._memory_mb(), True)
 
     async def _failed(self, error: dict, duration_ms: float) -> Outcome:

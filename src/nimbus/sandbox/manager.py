@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -46,6 +47,7 @@ from nimbus.sandbox import (
     egress,
     envvars,
     function_mounts,
+    hot_pages,
     memory,
     uid_range,
     watchdog,
@@ -149,6 +151,8 @@ class SandboxManager:
         # Stem cells enter their root while idle, and get the function as detached
         # mounts (nimbus.sandbox.function_mounts), where the kernel allows it.
         self._early_root = False
+        # The zygote pages a cold start writes, for cells to copy while they idle.
+        self._hot_pages = hot_pages.HotPages()
         self.templates = Templates(self)  # SnapStart (nimbus.sandbox.templates)
         if isolation == "process":
             log.warning(
@@ -371,6 +375,9 @@ class SandboxManager:
         namespace = None
         try:
             request = {**self._generic_request(network, cgroup), "stem": True}
+            hot = self._hot_pages.of(runtime, zygote.pid)
+            if hot is not None:
+                request["hot_pages"] = hot
             fds = [ctl_theirs.fileno(), log_w]
             namespace = await self._namespace(network, request, fds)
             pid = await zygote.spawn(request, fds)
@@ -384,7 +391,8 @@ class SandboxManager:
             os.close(log_w)
             if namespace is not None:
                 namespace.close()
-        cell = StemCell(key, pid, os.pidfd_open(pid), ctl_ours, log_r, cgroup)
+        cell = StemCell(key, pid, os.pidfd_open(pid), ctl_ours, log_r, cgroup,
+                        zygote_pid=zygote.pid)
         cell.net_rules = namespace.rules if namespace is not None else frozenset()
         return cell
 
@@ -500,6 +508,7 @@ class SandboxManager:
             return None
         disk = None
         handed: dict[str, int] = {}  # detached mounts, by name (nimbus.guest.mounts)
+        before = None  # the cell's page map, while a zygote's cold starts are learned
         try:
             disk = None if self._tmp is None else await self._tmp.take(spec.ephemeral_mb)
             if cell.cgroup is not None:
@@ -516,6 +525,8 @@ class SandboxManager:
                 if opt is not None:
                     handed["opt"] = opt
             request["mounts"] = list(handed)
+            if catalog.available()[spec.runtime].python:  # what does a cold start write?
+                before = await self._hot_pages.before(spec.runtime, cell.zygote_pid, cell.pid)
             self._hand_over(cell, {"t": "specialize", "req": request}, list(handed.values()))
         except BaseException as exc:
             if isinstance(exc, OSError):
@@ -534,7 +545,19 @@ class SandboxManager:
                                          cell.cgroup, own_uid, disk, pidfd=cell.pidfd)
         environment.origin = "stem cell"
         environment.stages.append(("requested", requested))
+        if before is not None:
+            environment.after_first_invocation = functools.partial(
+                self._learn_hot_pages, spec.runtime, cell.zygote_pid, before)
         return environment
+
+    async def _learn_hot_pages(self, runtime: str, zygote_pid: int,
+                               before: hot_pages.Snapshot, environment: Environment) -> None:
+        def current() -> bool:  # the process read is the cell, of the zygote in use
+            zygote = self._zygotes.get(runtime)
+            return (environment.alive and not environment.stopped and zygote is not None
+                    and zygote.alive and zygote.pid == zygote_pid)
+
+        await self._hot_pages.learn(runtime, zygote_pid, environment.pid, before, current)
 
     @staticmethod
     def _hand_over(cell: StemCell, message: dict, fds: list[int]) -> None:

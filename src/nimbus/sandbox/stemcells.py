@@ -49,6 +49,7 @@ class StemCell:
     log_fd: int
     cgroup: Cgroup | None
     net_rules: frozenset = frozenset()  # what its network namespace allows (sandbox/netns.py)
+    zygote_pid: int = 0  # whose memory it shares (sandbox/hot_pages.py)
 
     def discard(self) -> None:
         """Kill and reap (blocking only for an instant: the process is ours)."""
