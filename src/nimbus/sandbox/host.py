@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from nimbus.sandbox import catalog
 from nimbus.sandbox.cgroups import Cgroups, CgroupsUnavailable
 from nimbus.sandbox.interpreters import InterpreterNotFound, resolve
+from nimbus.sandbox.spec import NOFILE
 
 
 @dataclass
@@ -106,6 +108,49 @@ def _probe() -> None:
     print(json.dumps(results))
 
 
+def _raise_descriptor_limit(wanted: int) -> bool:
+    """Raise this process's hard and soft RLIMIT_NOFILE to at least ``wanted``: as high
+    as the kernel allows (the server keeps descriptors of its own per environment), else
+    to ``wanted``. False when not allowed (no CAP_SYS_RESOURCE in the host's user
+    namespace: a container's root often lacks it)."""
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            ceiling = min(int(f.read()), 1 << 20)
+    except (OSError, ValueError):
+        ceiling = wanted
+    for hard in dict.fromkeys((max(ceiling, wanted), wanted)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return True
+        except (ValueError, OSError):
+            continue
+    return False
+
+
+def _could_raise(wanted: int) -> bool:
+    """Whether ``_raise_descriptor_limit`` would succeed, tried in a child: this
+    process's limits stay as they are."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if _raise_descriptor_limit(wanted) else 1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def descriptor_limit(wanted: int, *, apply: bool) -> str | None:
+    """None when environments can get ``wanted`` open files (Lambda's 1,024): this
+    process's hard RLIMIT_NOFILE, which they inherit, is that high, or can be raised
+    (``apply``: raised now; else tried in a child); else what to fix."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= wanted:
+        return None
+    if _raise_descriptor_limit(wanted) if apply else _could_raise(wanted):
+        return None
+    return (f"this process may open at most {hard} files (hard RLIMIT_NOFILE) and cannot "
+            f"raise that; every environment gets Lambda's {wanted}: start nimbus with a "
+            f"higher limit (ulimit -Hn {wanted}; systemd LimitNOFILE=; docker run --ulimit "
+            f"nofile={wanted})")
+
+
 def _run_probe() -> dict[str, str]:
     code = "from nimbus.sandbox.host import _probe; _probe()"
     try:
@@ -186,6 +231,10 @@ def report() -> HostReport:
             if cpu_unlimited is None else cpu_unlimited, required=False))
     except CgroupsUnavailable as exc:
         checks.append(Check("cgroups", False, str(exc)))
+
+    short = descriptor_limit(NOFILE, apply=False)
+    checks.append(Check("file descriptors", short is None, short or
+                        f"environments get {NOFILE} open files, as on Lambda"))
 
     with open("/proc/filesystems") as f:
         overlay = "overlay" in f.read()

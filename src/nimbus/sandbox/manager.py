@@ -47,6 +47,7 @@ from nimbus.sandbox import (
     egress,
     envvars,
     function_mounts,
+    host,
     hot_pages,
     memory,
     uid_range,
@@ -63,7 +64,7 @@ from nimbus.sandbox.errors import (
 from nimbus.sandbox.interpreters import Interpreter, InterpreterNotFound, resolve
 from nimbus.sandbox.netns import Namespace, NetnsSupply
 from nimbus.sandbox.quiet import Quiet
-from nimbus.sandbox.spec import EnvironmentSpec
+from nimbus.sandbox.spec import NOFILE, EnvironmentSpec
 from nimbus.sandbox.stemcells import StemCell, StemCells
 from nimbus.sandbox.templates import Templates, take_block
 from nimbus.sandbox.tmp_supply import TmpSupply
@@ -78,7 +79,6 @@ TMP_STORAGES = ("disk", "memory")
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
 # Uids per manager unless told: what the default account concurrency limit (1,000) needs.
 UID_COUNT = uid_range.per_process(1000)
-NOFILE = 1024  # Lambda's file descriptor limit
 # Imported by stem cells while idle, to pre-fault the import machinery (see jail.warm_up).
 WARM_MODULE = """import os, sys, json
 counter = 0
@@ -211,6 +211,10 @@ class SandboxManager:
         warm = self._run_dir / "warm"
         warm.mkdir(mode=0o755, exist_ok=True)
         (warm / "_nimbus_warm_module.py").write_text(WARM_MODULE)
+        # Environments inherit this process's hard limit and lower theirs to NOFILE.
+        short = host.descriptor_limit(NOFILE, apply=True)
+        if short is not None:
+            raise IsolationUnavailable(short)
         if self.isolation == "process":
             return
         if os.geteuid() != 0:

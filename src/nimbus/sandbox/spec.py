@@ -8,6 +8,8 @@ from pathlib import Path
 
 from nimbus.egress_rules import Rule
 
+NOFILE = 1024  # Lambda's file descriptor limit: what every environment may open
+
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
