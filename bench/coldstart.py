@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 
@@ -43,8 +44,20 @@ from bench.common import (
 )
 
 from nimbus.sandbox import EnvironmentSpec, SandboxManager
+from nimbus.sandbox.catalog import available
+from nimbus.sandbox.interpreters import resolve
 
 RESULTS = Path(__file__).parent / "results" / "coldstart.json"
+PREFORK = Path(__file__).parent / "prefork.py"
+
+
+def prefork_floor(runtime: str, samples: int) -> list[float]:
+    """``bench/prefork.py`` in the runtime's interpreter: a pre-forked Python process's
+    cold start without any isolation, in ms."""
+    interpreter = resolve(available()[runtime].executable).executable
+    done = subprocess.run([interpreter, str(PREFORK), str(samples)], capture_output=True,
+                          text=True, check=True, timeout=300)
+    return json.loads(done.stdout)
 
 
 async def cold(work: Path, spec: EnvironmentSpec, n: int, stem_cells: int,
@@ -95,6 +108,7 @@ async def main() -> None:
 
     floor = fork_floor(args.floor)
     ns_floor = namespace_floor(args.floor)
+    prefork = prefork_floor(args.runtime, args.n)
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         base = Path(tmp)
         code = write_code(base / "code", HELLO)
@@ -117,6 +131,8 @@ async def main() -> None:
         "floor_p50_ms": round(floor_p50, 3),
         "namespace_clone_p50_ms": round(statistics.median(ns_floor["clone"]), 3),
         "namespace_floor_p50_ms": round(statistics.median(ns_floor["sandbox"]), 3),
+        "prefork_floor_p50_ms": round(statistics.median(prefork), 3),
+        "prefork_floor_p99_ms": round(pct(prefork, 0.99), 3),
         "cold_p50_ms": round(statistics.median(stem["first"]), 3),
         "cold_p99_ms": round(pct(stem["first"], 0.99), 3),
         "cold_start_only_p50_ms": round(statistics.median(stem["start"]), 3),
@@ -143,6 +159,9 @@ async def main() -> None:
         ("namespace floor: ... + mounts, pivot_root, setuid",
          f"{result['namespace_floor_p50_ms']:.2f}", f"{pct(ns_floor['sandbox'], 0.99):.2f}",
          str(args.floor)),
+        ("pre-forked Python floor: wake, import, reply (no isolation)",
+         f"{result['prefork_floor_p50_ms']:.2f}", f"{result['prefork_floor_p99_ms']:.2f}",
+         n),
         ("cold: start() + first invoke (stem cells)", f"{result['cold_p50_ms']:.2f}",
          f"{result['cold_p99_ms']:.2f}", n),
         ("cold: start() alone (stem cells)", f"{result['cold_start_only_p50_ms']:.2f}",
