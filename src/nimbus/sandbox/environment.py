@@ -356,7 +356,10 @@ class Environment:
             logs = self._logs.take()
         if self.after_first_invocation is not None:
             hook, self.after_first_invocation = self.after_first_invocation, None
-            await hook(self)
+            try:
+                await hook(self)
+            except Exception:  # the invocation has succeeded: its outcome stands
+                log.exception("after the first invocation of environment %s", self.id)
         return Outcome(body, reply.get("error"), logs, duration, self._memory_mb(), True)
 
     async def _failed(self, error: dict, duration_ms: float) -> Outcome:

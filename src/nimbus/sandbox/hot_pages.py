@@ -2,23 +2,25 @@
 
 A stem cell is forked from its runtime's zygote and shares its memory copy-on-write:
 the first write to each shared page after the fork is a page fault that copies 4 KiB.
-The runtime's init and first invocation write a few hundred such pages (reference
-counts, dicts, the allocator's pools), ~3 us each on a virtual machine, *after* the
+The runtime's init and first invocation write ~130 such pages (reference counts,
+dicts, the allocator's pools), ~3 us each on a virtual machine, *after* the
 cell has been handed its function: on the cold path. Which pages those are depends on
 the zygote's layout, which every cell of the zygote shares, and little on the function.
 
 So the first cold start from a stem cell of a zygote is watched: its page map
 (``/proc/<pid>/pagemap``, in the zygote's private writable mappings) is read just before
-the hand-over and again after the first invocation, and the pages that became present
-or changed frame in between are what a cold start writes. The cells the zygote forks
-from then on fault exactly those in while they idle (``madvise(MADV_POPULATE_WRITE)``,
-``nimbus.guest.jail.prefault``). An environment then holds the pages it would have
-copied anyway, and its cold start skips the faults. Pages a cell writes while it warms
-up are its own already and not learned; pages the zygote copies away meanwhile (it
-keeps forking) keep their frame in the cell and are not counted either.
+the hand-over and again after the first invocation, and the pages present both times
+whose frame changed in between (copied) are what a cold start writes. The cells the
+zygote forks from then on fault exactly those in while they idle
+(``madvise(MADV_POPULATE_WRITE)``, ``nimbus.guest.jail.prefault``). An environment then
+holds the pages it would have copied anyway, and its cold start skips those faults.
+Pages a cell writes while it warms up are its own already and not learned; pages the
+zygote copies away meanwhile (it keeps forking) keep their frame in the cell and are
+not counted either.
 
 Frame numbers need CAP_SYS_ADMIN; without them a page counts when it became mapped by
-the cell alone. Reading another process's page map needs root or the same user.
+the cell alone (which also counts pages the zygote copied away meanwhile). Reading
+another process's page map needs root or the same user.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _EXCLUSIVE = 1 << 56  # "page exclusively mapped" (Linux 4.2+)
 _FILE = 1 << 61  # a page of a file (or shared): mapped, not copied
 _FRAME = (1 << 55) - 1
 # A bound on what one learned cold start can make every later cell copy: the runtime's
-# own writes are ~150 pages; a function that wrote much of its zygote's image in its
+# own writes are ~130 pages; a function that wrote much of its zygote's image in its
 # first invocation would otherwise make each idle cell (and each environment) bigger.
 MAX_PAGES = 512
 WATCH_S = 2.0  # how long a watched cold start has to teach before another is watched
@@ -103,10 +105,11 @@ def _read(pid: int, spans: list[Span]) -> list[bytes]:
 
 
 def _written(old: int, new: int) -> bool:
-    if not new & _PRESENT or new & _FILE:  # a private file page only read is no copy
+    """A page shared with the zygote then, copied since: what a fault cost. Pages not
+    there before (fresh allocations, a huge page's 512) are not learned: a cell would
+    hold them for nothing if the next function does not allocate the same."""
+    if not old & _PRESENT or not new & _PRESENT or new & _FILE:
         return False
-    if not old & _PRESENT:
-        return True
     if old & _FRAME or new & _FRAME:  # frame numbers visible: a copy has a new one
         return old & _FRAME != new & _FRAME
     return bool(new & _EXCLUSIVE and not old & _EXCLUSIVE)
