@@ -20,7 +20,9 @@ Measured in one run, in this process (``SandboxManager`` directly, as coldstart.
 * cold starts (``start()`` + first invoke, stem cells on) of each workload, beside the
   fork floor (fork + exit + wait of this process);
 * the concurrency curve: k cold starts of hello at once (k = 1, 2, 4, 8, 16), p50/p99
-  of each start's latency, repeated until at least ``--curve-samples`` starts per k.
+  of each start's latency, repeated until at least ``--curve-samples`` starts per k,
+  each burst once the stem-cell pool has been refilled (with the server's settings: 2
+  cells, grown after a burst to what it took, up to 8).
 
 Writes ``bench/results/workloads.json``. Needs root (namespace isolation).
 Usage: ``python bench/workloads.py [--warm 300] [--cold 30] [--curve-samples 48]``.
@@ -46,6 +48,7 @@ import uuid
 
 from bench.common import fork_floor, pct, table, write_code
 
+from nimbus.config import Config
 from nimbus.sandbox import EnvironmentSpec, Invocation, SandboxManager
 from nimbus.sandbox.catalog import available
 from nimbus.sandbox.interpreters import resolve
@@ -161,8 +164,11 @@ async def concurrent_cold(manager: SandboxManager, spec: EnvironmentSpec, k: int
     """Latencies of cold starts made k at a time, at least ``samples`` of them."""
     times: list[float] = []
     while len(times) < samples:
+        # The pool as a burst after a quiet spell finds it: refilled, and its new cells
+        # through their idle-priority preparation (nothing announces its end).
+        await manager.refilled(spec)
+        await asyncio.sleep(0.5)
         times += await asyncio.gather(*(_first(manager, spec) for _ in range(k)))
-        await asyncio.sleep(0.2)  # let the stem-cell pool refill, as between bursts
     return times
 
 
@@ -191,7 +197,10 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         base = Path(tmp)
         base.chmod(0o755)
-        manager = SandboxManager(base / "work", uid_count=256)
+        # The server's stem-cell settings (a pool grows after a burst of cold starts).
+        defaults = Config()
+        manager = SandboxManager(base / "work", uid_count=256, stem_cells=defaults.stem_cells,
+                                 stem_cells_burst=defaults.stem_cells_burst)
         try:
             await manager.warm_up([args.runtime])
             for name, source in WORKLOADS.items():

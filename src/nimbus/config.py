@@ -136,6 +136,9 @@ class Config(BaseModel):
     # Sandboxes forked and half-confined ahead of time per runtime, so a cold start only
     # binds the code and imports the handler (0: fork from the zygote on demand).
     stem_cells: int = Field(2, ge=0)
+    # After a burst of cold starts of one runtime, its pool holds as many cells as the
+    # burst took, up to this (at least stem_cells), for 5 minutes.
+    stem_cells_burst: int = Field(8, ge=0)
     # SnapStart for every Python 3.12+ function, $LATEST included (Lambda: published
     # versions that ask for it only). Each configuration's first cold start makes its
     # template (init runs there, once); later ones fork from it. Off by default: what a

@@ -107,6 +107,7 @@ class Engine:
                 config.data_dir / "sandboxes",
                 isolation=config.isolation,
                 stem_cells=config.stem_cells,
+                stem_cells_burst=config.stem_cells_burst,
                 tmp_storage=config.tmp_storage,
                 uid_count=uid_range.per_process(config.concurrency_limit),
                 network=config.function_network,

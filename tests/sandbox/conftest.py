@@ -139,3 +139,12 @@ class Sandbox:
 def sb(sandbox_loop: Loop, sandbox_manager: SandboxManager,
        tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     return Sandbox(sandbox_loop, sandbox_manager, tmp_path_factory.mktemp("functions"))
+
+
+@pytest.fixture
+async def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The event loop's clock, as the test sets it (``now[0]``)."""
+    loop = asyncio.get_running_loop()
+    clock = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: clock[0])
+    return clock

@@ -21,13 +21,6 @@ from nimbus.sandbox.stemcells import StemCell, StemCells
 KEY = ("python3.12", False)
 
 
-@pytest.fixture
-async def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The event loop's clock, as the test sets it (``now[0]``)."""
-    loop = asyncio.get_running_loop()
-    clock = [loop.time()]
-    monkeypatch.setattr(loop, "time", lambda: clock[0])
-    return clock
 
 
 async def test_work_runs_once_cold_starts_are_quiet_but_never_later_than_the_delay(

@@ -96,7 +96,8 @@ class SandboxManager:
     """Starts and tracks execution environments for one server process."""
 
     def __init__(self, work_dir: Path, isolation: str = "namespace", *, pool_size: int = 8,
-                 stem_cells: int = 2, tmp_storage: str = "disk",
+                 stem_cells: int = 2, stem_cells_burst: int | None = None,
+                 tmp_storage: str = "disk",
                  uid_base: int | None = None, uid_count: int = UID_COUNT,
                  init_timeout_s: float = INIT_TIMEOUT_S, pids_max: int = PIDS_MAX,
                  network: str = "isolated", network_allow: Sequence[str] = ()) -> None:
@@ -146,8 +147,9 @@ class SandboxManager:
         self._closed = False
         # Pools are refilled once cold starts are quiet (nimbus.sandbox.quiet).
         self._quiet = Quiet()
+        # None: pools do not grow after a burst of cold starts.
         self._cells = StemCells(stem_cells, self._spawn_cell, self._release_cgroup,
-                                self._quiet)
+                                self._quiet, burst=stem_cells_burst)
         # Stem cells enter their root while idle, and get the function as detached
         # mounts (nimbus.sandbox.function_mounts), where the kernel allows it.
         self._early_root = False

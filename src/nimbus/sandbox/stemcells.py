@@ -14,6 +14,11 @@ function's mounts, which the server makes and hands over as descriptors
 Cells are kept per (runtime, network) pair, for the pairs that have been asked for,
 and refilled in the background after each use: once cold starts are quiet
 (``nimbus.sandbox.quiet``) while the pool still holds a cell, at once when it is empty.
+A pool holds ``size`` cells; after a burst (more cold starts of a pair within
+``BURST_WINDOW_S`` than that) it holds as many as the burst took, up to ``burst``, so the
+next burst finds cells instead of queueing on the zygote (a fork from the zygote is
+~3x a cell's cold start, and the zygote forks one at a time), and shrinks back to
+``size`` once ``shrink_after_s`` pass without such a burst.
 Making a cell is idle-priority work in the zygote and the cell, but not in the server,
 whose event loop the cold start that took the cell and its first invocation share.
 """
@@ -68,6 +73,8 @@ class StemCell:
 
 Spawner = Callable[[Key], Awaitable[StemCell]]
 MAX_IDLE_DEATHS = 3  # replaced when they die idle; more in a row wait for a take()
+BURST_WINDOW_S = 1.0  # cold starts of a pair this close together are one burst
+SHRINK_S = 300.0  # a grown pool shrinks back after this long without a burst
 
 
 class StemCells:
@@ -75,8 +82,15 @@ class StemCells:
 
     def __init__(self, size: int, spawn: Spawner,
                  release_cgroup: Callable[[Cgroup | None], None],
-                 quiet: Quiet | None = None) -> None:
+                 quiet: Quiet | None = None, *, burst: int | None = None,
+                 shrink_after_s: float = SHRINK_S) -> None:
         self.size = size
+        # No growth with stem cells off (size 0: every cold start forks, as asked).
+        self.burst = max(size, burst if burst is not None else size) if size > 0 else 0
+        self._shrink_after_s = shrink_after_s
+        self._target: dict[Key, int] = {}  # a grown pool's size, by key
+        self._takes: dict[Key, deque[float]] = {}  # the last BURST_WINDOW_S's cold starts
+        self._shrinking: dict[Key, asyncio.TimerHandle] = {}
         self._spawn = spawn
         self._release_cgroup = release_cgroup
         self._quiet = quiet  # None: refill at once
@@ -89,8 +103,13 @@ class StemCells:
         self._deaths: dict[Key, int] = {}
         self._closed = False
 
+    def target(self, key: Key) -> int:
+        """How many idle cells ``key``'s pool is filled to now."""
+        return self._target.get(key, self.size)
+
     def take(self, key: Key) -> StemCell | None:
         """A live cell for ``key``, or None; asks for a refill either way."""
+        self._count(key)
         cells = self._cells.setdefault(key, deque())
         cell = cells.popleft() if cells else None
         if cell is not None:
@@ -98,6 +117,37 @@ class StemCells:
             self._deaths.pop(key, None)
         self._want(key, cells)
         return cell
+
+    def _count(self, key: Key) -> None:
+        """Note a cold start of ``key``; a burst bigger than the pool grows it."""
+        if self.burst <= self.size:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        takes = self._takes.setdefault(key, deque())
+        takes.append(now)
+        while takes[0] < now - BURST_WINDOW_S:
+            takes.popleft()
+        if len(takes) <= self.size:
+            return
+        self._target[key] = max(self.target(key), min(len(takes), self.burst))
+        handle = self._shrinking.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+        self._shrinking[key] = loop.call_later(self._shrink_after_s, self._shrink, key)
+
+    def _shrink(self, key: Key) -> None:
+        """No burst for a while: back to ``size`` cells, the surplus idle ones stopped."""
+        self._shrinking.pop(key, None)
+        self._target.pop(key, None)
+        self._takes.pop(key, None)
+        cells = self._cells.get(key)
+        loop = asyncio.get_running_loop()
+        while cells and len(cells) > self.size:
+            cell = cells.pop()
+            loop.remove_reader(cell.pidfd)
+            cell.discard()
+            self._release_cgroup(cell.cgroup)
 
     def _want(self, key: Key, cells: deque[StemCell]) -> None:
         """A refill of ``key``: once cold starts are quiet, or now if its pool is empty
@@ -133,7 +183,7 @@ class StemCells:
     async def _fill(self, key: Key) -> None:
         cells = self._cells.setdefault(key, deque())
         failures = 0
-        while len(cells) < self.size and not self._closed:
+        while len(cells) < self.target(key) and not self._closed:
             try:
                 cell = await self._spawn(key)
             except Exception as exc:
@@ -165,6 +215,9 @@ class StemCells:
 
     async def close(self) -> None:
         self._closed = True
+        for handle in self._shrinking.values():
+            handle.cancel()
+        self._shrinking.clear()
         for task in self._filling.values():
             task.cancel()
         await asyncio.gather(*self._filling.values(), return_exceptions=True)
