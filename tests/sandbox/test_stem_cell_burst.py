@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from nimbus.sandbox import SandboxManager
+from nimbus.sandbox.quiet import Quiet
 from nimbus.sandbox.stemcells import BURST_WINDOW_S, StemCell, StemCells
 from tests.sandbox.conftest import invocation, package, spec
 from tests.sandbox.test_quiet import KEY, _Spawner
@@ -64,6 +65,37 @@ async def test_a_burst_grows_the_pool_to_what_it_took_and_it_shrinks_back(
         for cell in surplus:  # killed and reaped
             with pytest.raises(ChildProcessError):
                 os.waitpid(cell.pid, 0)
+    finally:
+        await cells.close()
+        for cell in taken:
+            cell.discard()
+        for sock in spawn.sockets:
+            sock.close()
+
+
+async def test_what_a_burst_grew_the_pool_by_waits_for_cold_starts_to_be_quiet(
+        now: list[float]) -> None:
+    spawn = _Spawner()
+    quiet = Quiet(quiet_s=60, delay_s=60)  # only flush() lets held-back work run here
+    cells = StemCells(2, spawn, lambda _cgroup: None, quiet, burst=5)
+    taken: list[StemCell] = []
+    try:
+        cells.refill(KEY)
+        await asyncio.wait_for(cells.filled(KEY), 10)
+        quiet.begin()  # cold starts under way
+        taken += [c for c in await _burst(cells, 4) if c]
+        # Emptied: refilled at once, to the pool's own size; the growth waits.
+        for _ in range(200):
+            if len(cells._cells[KEY]) == 2 and quiet.holding:
+                break
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(cells._cells[KEY]) == 2 and quiet.holding and cells.target(KEY) == 4
+        waiting = asyncio.ensure_future(cells.filled(KEY))
+        quiet.end()
+        quiet.flush()  # quiet now: the rest of the growth is made
+        await asyncio.wait_for(waiting, 10)
+        assert len(cells._cells[KEY]) == 4
     finally:
         await cells.close()
         for cell in taken:

@@ -376,6 +376,8 @@ class SandboxManager:
         runtime, network = key
         zygote = await self._zygote(runtime)
         cgroup = await asyncio.to_thread(self._pool.take) if self._pool is not None else None
+        if self._pool is not None and self._pool.low:  # a grown pool of cells drains it
+            self._background(asyncio.to_thread(self._pool.refill))
         ctl_ours, ctl_theirs = socket.socketpair()
         log_r, log_w = os.pipe2(os.O_CLOEXEC)
         namespace = None

@@ -72,6 +72,11 @@ class Quiet:
                                                                      latest), self.flush)
 
     @property
+    def busy(self) -> bool:
+        """A cold start is under way."""
+        return self._starting > 0
+
+    @property
     def holding(self) -> bool:
         """Work is waiting for cold starts to be quiet."""
         return self._timer is not None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -120,7 +121,7 @@ class StemCells:
 
     def _count(self, key: Key) -> None:
         """Note a cold start of ``key``; a burst bigger than the pool grows it."""
-        if self.burst <= self.size:
+        if self.burst <= self.size or self._closed:
             return
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -134,11 +135,19 @@ class StemCells:
         handle = self._shrinking.pop(key, None)
         if handle is not None:
             handle.cancel()
-        self._shrinking[key] = loop.call_later(self._shrink_after_s, self._shrink, key)
+        self._shrinking[key] = loop.call_later(self._shrink_after_s, self._shrink_later, key)
+
+    def _shrink_later(self, key: Key) -> None:
+        self._shrinking.pop(key, None)
+        if self._quiet is None:
+            self._shrink(key)
+        else:  # stopping cells waits for cold starts to be quiet, as making them does
+            self._quiet.defer(functools.partial(self._shrink, key))
 
     def _shrink(self, key: Key) -> None:
         """No burst for a while: back to ``size`` cells, the surplus idle ones stopped."""
-        self._shrinking.pop(key, None)
+        if key in self._shrinking or self._closed:  # a burst came meanwhile, or closed
+            return
         self._target.pop(key, None)
         self._takes.pop(key, None)
         cells = self._cells.get(key)
@@ -173,12 +182,16 @@ class StemCells:
             self.refill(key)
 
     async def filled(self, key: Key) -> None:
-        """Wait for ``key``'s refill, held back or under way, to end."""
-        if key in self._wanted and self._quiet is not None:
-            await self._quiet.ran()
-        task = self._filling.get(key)
-        if task is not None and not task.done():  # done: ended, or cancelled by close()
-            await asyncio.shield(task)
+        """Wait for ``key``'s refill, held back or under way (in parts: see ``_fill``),
+        to end."""
+        while not self._closed:
+            if key in self._wanted and self._quiet is not None:
+                await self._quiet.ran()
+            task = self._filling.get(key)
+            if task is not None and not task.done():  # done: ended, or cancelled
+                await asyncio.shield(task)
+            elif key not in self._wanted:
+                return
 
     async def _fill(self, key: Key) -> None:
         cells = self._cells.setdefault(key, deque())
@@ -192,12 +205,17 @@ class StemCells:
                 if failures >= 3:
                     return
                 continue
-            if self._closed:
+            if self._closed or len(cells) >= self.target(key):  # closed, or shrunk meanwhile
                 cell.discard()
                 self._release_cgroup(cell.cgroup)
                 return
             cells.append(cell)
             asyncio.get_running_loop().add_reader(cell.pidfd, self._died, cell)
+            if len(cells) >= self.size and self._quiet is not None and self._quiet.busy:
+                # What a burst grew the pool by waits for cold starts to be quiet: making
+                # cells takes the zygote, which a cold start without a cell needs now.
+                self._want(key, cells)
+                return
 
     def _died(self, cell: StemCell) -> None:
         # An idle cell should never exit; if it did (killed from outside, or it could
