@@ -211,7 +211,8 @@ class StemCells:
                 return
             cells.append(cell)
             asyncio.get_running_loop().add_reader(cell.pidfd, self._died, cell)
-            if len(cells) >= self.size and self._quiet is not None and self._quiet.busy:
+            if (self.size <= len(cells) < self.target(key) and self._quiet is not None
+                    and self._quiet.busy):
                 # What a burst grew the pool by waits for cold starts to be quiet: making
                 # cells takes the zygote, which a cold start without a cell needs now.
                 self._want(key, cells)
