@@ -67,14 +67,25 @@ def _region(pages: int) -> tuple[mmap.mmap, int]:
     return region, ctypes.addressof(ctypes.c_char.from_buffer(region))
 
 
+def _entries(pid: int | str, addresses: list[int]) -> list[int]:
+    """The page-map entries of ``addresses`` in process ``pid`` ("self": this one)."""
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        return [struct.unpack("<Q", os.pread(fd, 8, address // PAGE * 8))[0]
+                for address in addresses]
+    finally:
+        os.close(fd)
+
+
+def _own(entry: int) -> bool:
+    """Present and mapped by this process alone: copied, or never shared."""
+    return bool(entry >> 63 & 1 and entry >> 56 & 1)
+
+
 def _frames_visible() -> bool:
     """Page frame numbers read as 0 without CAP_SYS_ADMIN; copies are told by them."""
     region, base = _region(1)
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        (entry,) = struct.unpack("<Q", os.pread(fd, 8, base // PAGE * 8))
-    finally:
-        os.close(fd)
+    (entry,) = _entries("self", [base])
     del base
     region.close()
     return bool(entry & ((1 << 55) - 1))
@@ -146,23 +157,14 @@ def test_one_cold_start_is_watched_at_a_time_and_only_a_current_one_teaches() ->
         child.end()
 
 
-def _mine(address: int) -> bool:
-    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
-    try:
-        (entry,) = struct.unpack("<Q", os.pread(fd, 8, address // PAGE * 8))
-    finally:
-        os.close(fd)
-    return bool(entry >> 63 & 1 and entry >> 56 & 1)
-
-
 def test_prefault_copies_the_pages_it_is_given_and_skips_what_is_not_mapped() -> None:
     region, base = _region(8)
 
     def prefault() -> bytes:
-        before = [_mine(base + i * PAGE) for i in range(8)]
+        before = [_own(e) for e in _entries("self", [base + i * PAGE for i in range(8)])]
         # Page 1 of the address space is never mapped: skipped, the rest still done.
         jail.prefault([[PAGE, 1], [base + 2 * PAGE, 2], [base + 6 * PAGE, 1]])
-        after = [_mine(base + i * PAGE) for i in range(8)]
+        after = [_own(e) for e in _entries("self", [base + i * PAGE for i in range(8)])]
         return json.dumps([before, after, region[2 * PAGE], region[6 * PAGE]]).encode()
 
     child = Child([prefault])
@@ -191,15 +193,7 @@ def test_cells_made_after_the_first_cold_start_hold_its_pages_already(tmp_path: 
 
     def coverage(pid: int, learned: set[int]) -> float:
         """The share of ``learned`` that ``pid`` holds as its own (copied) pages."""
-        fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
-        try:
-            own = 0
-            for address in learned:
-                (entry,) = struct.unpack("<Q", os.pread(fd, 8, address // PAGE * 8))
-                own += bool(entry >> 63 & 1 and entry >> 56 & 1)
-        finally:
-            os.close(fd)
-        return own / len(learned)
+        return sum(map(_own, _entries(pid, sorted(learned)))) / len(learned)
 
     async def scenario() -> None:
         manager = SandboxManager(tmp_path / "work")

@@ -17,8 +17,17 @@ from tests.sandbox.conftest import invocation, package, spec
 from tests.sandbox.test_quiet import KEY, _Spawner
 
 
-async def _burst(cells: StemCells, k: int) -> list[StemCell | None]:
+def _burst(cells: StemCells, k: int) -> list[StemCell | None]:
     return [cells.take(KEY) for _ in range(k)]
+
+
+async def _close(cells: StemCells, taken: list[StemCell], spawn: _Spawner) -> None:
+    """The pool, the cells the test took from it, and the fake cells' socket ends."""
+    await cells.close()
+    for cell in taken:
+        cell.discard()
+    for sock in spawn.sockets:
+        sock.close()
 
 
 async def test_a_burst_grows_the_pool_to_what_it_took_and_it_shrinks_back(
@@ -30,15 +39,15 @@ async def test_a_burst_grows_the_pool_to_what_it_took_and_it_shrinks_back(
         cells.refill(KEY)
         await asyncio.wait_for(cells.filled(KEY), 10)
         # Two cold starts a second apart are no burst: the pool stays at 2.
-        taken += [c for c in await _burst(cells, 1) if c]
+        taken += [c for c in _burst(cells, 1) if c]
         now[0] += BURST_WINDOW_S + 0.01
-        taken += [c for c in await _burst(cells, 1) if c]
+        taken += [c for c in _burst(cells, 1) if c]
         await asyncio.wait_for(cells.filled(KEY), 10)
         assert cells.target(KEY) == 2 and len(cells._cells[KEY]) == 2
 
         # Four at once: two cells, two would fork from the zygote; the pool grows to 4.
         now[0] += BURST_WINDOW_S + 0.01
-        got = await _burst(cells, 4)
+        got = _burst(cells, 4)
         taken += [c for c in got if c]
         assert sum(c is None for c in got) == 2
         await asyncio.wait_for(cells.filled(KEY), 10)
@@ -46,7 +55,7 @@ async def test_a_burst_grows_the_pool_to_what_it_took_and_it_shrinks_back(
 
         # Seven at once: the pool grows to burst (5), no further.
         now[0] += BURST_WINDOW_S + 0.01
-        got = await _burst(cells, 7)
+        got = _burst(cells, 7)
         taken += [c for c in got if c]
         assert sum(c is not None for c in got) == 4  # the burst before was ready for
         await asyncio.wait_for(cells.filled(KEY), 10)
@@ -66,11 +75,7 @@ async def test_a_burst_grows_the_pool_to_what_it_took_and_it_shrinks_back(
             with pytest.raises(ChildProcessError):
                 os.waitpid(cell.pid, 0)
     finally:
-        await cells.close()
-        for cell in taken:
-            cell.discard()
-        for sock in spawn.sockets:
-            sock.close()
+        await _close(cells, taken, spawn)
 
 
 async def test_what_a_burst_grew_the_pool_by_waits_for_cold_starts_to_be_quiet(
@@ -83,7 +88,7 @@ async def test_what_a_burst_grew_the_pool_by_waits_for_cold_starts_to_be_quiet(
         cells.refill(KEY)
         await asyncio.wait_for(cells.filled(KEY), 10)
         quiet.begin()  # cold starts under way
-        taken += [c for c in await _burst(cells, 4) if c]
+        taken += [c for c in _burst(cells, 4) if c]
         # Emptied: refilled at once, to the pool's own size; the growth waits.
         for _ in range(200):
             if len(cells._cells[KEY]) == 2 and quiet.holding:
@@ -97,11 +102,7 @@ async def test_what_a_burst_grew_the_pool_by_waits_for_cold_starts_to_be_quiet(
         await asyncio.wait_for(waiting, 10)
         assert len(cells._cells[KEY]) == 4
     finally:
-        await cells.close()
-        for cell in taken:
-            cell.discard()
-        for sock in spawn.sockets:
-            sock.close()
+        await _close(cells, taken, spawn)
 
 
 async def test_no_growth_with_stem_cells_off_or_no_burst_setting() -> None:
