@@ -39,13 +39,12 @@ from bench.common import (
     invocation,
     namespace_floor,
     pct,
+    runtime_interpreter,
     table,
     write_code,
 )
 
 from nimbus.sandbox import EnvironmentSpec, SandboxManager
-from nimbus.sandbox.catalog import available
-from nimbus.sandbox.interpreters import resolve
 
 RESULTS = Path(__file__).parent / "results" / "coldstart.json"
 PREFORK = Path(__file__).parent / "prefork.py"
@@ -54,7 +53,7 @@ PREFORK = Path(__file__).parent / "prefork.py"
 def prefork_floor(runtime: str, samples: int) -> list[float]:
     """``bench/prefork.py`` in the runtime's interpreter: a pre-forked Python process's
     cold start without any isolation, in ms."""
-    interpreter = resolve(available()[runtime].executable).executable
+    interpreter = runtime_interpreter(runtime)
     done = subprocess.run([interpreter, str(PREFORK), str(samples)], capture_output=True,
                           text=True, check=True, timeout=300)
     return json.loads(done.stdout)

@@ -21,6 +21,8 @@ from typing import NoReturn
 
 from nimbus.guest import libc, mounts
 from nimbus.sandbox import Environment, EnvironmentSpec, Invocation, SandboxManager
+from nimbus.sandbox.catalog import available
+from nimbus.sandbox.interpreters import resolve
 
 HELLO = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
 
@@ -122,6 +124,11 @@ def _exit_after(body: Callable[[], None]) -> NoReturn:
         traceback.print_exc()
     finally:
         os._exit(status)
+
+
+def runtime_interpreter(runtime: str) -> str:
+    """The interpreter nimbus runs ``runtime``'s functions with, on this host."""
+    return resolve(available()[runtime].executable).executable
 
 
 def write_code(directory: Path, source: str) -> Path:

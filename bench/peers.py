@@ -40,12 +40,9 @@ import tempfile
 import time
 
 import httpx
-from bench.common import HELLO, fork_floor, pct, table, write_code
+from bench.common import HELLO, fork_floor, pct, runtime_interpreter, table, write_code
 from bench.http import wait_ready
 from tests.nimbus_process import free_port
-
-from nimbus.sandbox.catalog import available
-from nimbus.sandbox.interpreters import resolve
 
 RESULTS = Path(__file__).parent / "results" / "peers.json"
 EVENT = b'{"name": "bench"}'
@@ -152,7 +149,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    interpreter = resolve(available()[args.runtime].executable).executable
+    interpreter = runtime_interpreter(args.runtime)
     prefix = subprocess.run([interpreter, "-c", "import sys; print(sys.base_prefix)"],
                             capture_output=True, text=True, check=True).stdout.strip()
     result: dict = {"runtime": args.runtime, "interpreter": interpreter,

@@ -42,11 +42,18 @@ import subprocess
 import tempfile
 import time
 
-from bench.common import HELLO, cold_starts, fork_floor, invocation, pct, table, write_code
+from bench.common import (
+    HELLO,
+    cold_starts,
+    fork_floor,
+    invocation,
+    pct,
+    runtime_interpreter,
+    table,
+    write_code,
+)
 
 from nimbus.sandbox import Environment, EnvironmentSpec, SandboxManager
-from nimbus.sandbox.catalog import available
-from nimbus.sandbox.interpreters import resolve
 
 RESULTS = Path(__file__).parent / "results" / "snapstart.json"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -169,7 +176,7 @@ async def main() -> None:
         base = Path(tmp)
         base.chmod(0o755)
         layer = base / "layer"
-        interpreter = resolve(available()[args.runtime].executable).executable
+        interpreter = runtime_interpreter(args.runtime)
         layer_bytes = build_layer(layer, args.layer_mb, interpreter)
         heavy_code, light_code = base / "heavy", base / "light"
         write_code(heavy_code, HEAVY)

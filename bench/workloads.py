@@ -46,12 +46,10 @@ import tempfile
 import time
 import uuid
 
-from bench.common import fork_floor, pct, table, write_code
+from bench.common import fork_floor, pct, runtime_interpreter, table, write_code
 
 from nimbus.config import Config
 from nimbus.sandbox import EnvironmentSpec, Invocation, SandboxManager
-from nimbus.sandbox.catalog import available
-from nimbus.sandbox.interpreters import resolve
 
 RESULTS = Path(__file__).parent / "results" / "workloads.json"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:"
@@ -189,7 +187,7 @@ async def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/workloads.py needs root (namespace isolation)")
-    interpreter = resolve(available()[args.runtime].executable).executable
+    interpreter = runtime_interpreter(args.runtime)
     floor = fork_floor(200)
     result: dict = {"runtime": args.runtime, "sha256_rounds": SHA_ROUNDS,
                     "memory_bytes": MEMORY_BYTES, "json_event_bytes": len(event("json")),
